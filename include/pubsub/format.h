@@ -1,0 +1,36 @@
+#pragma once
+// Text the module sends: channel info in four formats and EventSource
+// framing.  Pure functions of their inputs.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "pubsub/msgid.h"
+#include "pubsub/store.h"
+
+namespace pubsub {
+
+enum class InfoFormat { kText, kJson, kXml, kYaml };
+
+// Chooses the format from an Accept header as nchan does: the first media
+// range whose subtype is json/x-json, yaml/x-yaml, xml or plain; text
+// otherwise.
+InfoFormat infoFormatFromAccept(std::string_view accept);
+std::string_view infoContentType(InfoFormat f);
+// `now` turns lastSeen into "seconds ago" (-1 when never).
+std::string formatChannelInfo(const ChannelInfo& info, InfoFormat f, int64_t now);
+
+// One EventSource event: "event: E\n" (when E is not empty), "id: ID\n",
+// one "data: " line per payload line, then a blank line.  CR, LF and CRLF
+// all end a payload line (EventSource cannot carry a bare CR).
+void appendSseEvent(std::string& out, std::string_view event, std::string_view id,
+                    std::string_view data);
+// ": text\n\n" (text may be empty), one comment line per text line.
+void appendSseComment(std::string& out, std::string_view text);
+
+// Case-insensitive search of `token` in a comma-separated header value
+// (";" parameters ignored; "q=0" counts as absent).
+bool headerHasToken(std::string_view value, std::string_view token);
+
+}  // namespace pubsub

@@ -1,0 +1,98 @@
+#pragma once
+// One worker's subscribers, by channel, and the local fan-out of messages.
+//
+// The hub lives in a worker's own memory.  Stores (shared memory, Redis)
+// find out which messages a channel has that this worker has not delivered
+// yet and hand them to the hub, which gives each subscriber every message
+// newer than the last one it got - exactly once, in order.
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "pubsub/message.h"
+#include "pubsub/msgid.h"
+
+namespace pubsub {
+
+class LocalChannel;
+
+// A transport's subscription to one channel.  deliver(), gap() and
+// channelDeleted() may detach this subscriber (and only this one).
+class Subscriber {
+public:
+    virtual ~Subscriber() = default;
+    virtual void deliver(const MessagePtr& msg) = 0;
+    // Messages after the subscriber's position were dropped before it could
+    // get them (buffer too short, or expired).
+    virtual void gap() = 0;
+    // The channel was deleted; the subscriber is already detached.
+    virtual void channelDeleted() = 0;
+
+    const MsgId& cursor() const { return cursor_; }
+    bool attached() const { return channel_ != nullptr; }
+    // The channel this subscriber is attached to (nullptr when detached).
+    const LocalChannel* channel() const { return channel_; }
+
+private:
+    friend class Hub;
+    MsgId cursor_;
+    LocalChannel* channel_ = nullptr;
+    size_t index_ = 0;
+};
+
+class LocalChannel {
+public:
+    explicit LocalChannel(std::string key) : key_(std::move(key)) {}
+    const std::string& key() const { return key_; }
+    size_t size() const { return live_; }
+    // The newest message id this worker has pulled from the store.
+    MsgId pulled;
+
+private:
+    friend class Hub;
+    std::string key_;
+    std::vector<Subscriber*> subs_;
+    size_t live_ = 0;
+    int iterating_ = 0;
+    bool holes_ = false;
+};
+
+class Hub {
+public:
+    Hub() = default;
+    Hub(const Hub&) = delete;
+    Hub& operator=(const Hub&) = delete;
+
+    LocalChannel* find(std::string_view key);
+    // Attaches `sub`, which has seen everything up to `cursor`.  When the
+    // channel is new to this worker its `pulled` position starts at
+    // `storeLast`.  Returns false when memory is exhausted.
+    bool attach(Subscriber* sub, std::string_view key, const MsgId& cursor, const MsgId& storeLast);
+    // Detaches; returns false if `sub` was not attached.
+    bool detach(Subscriber* sub);
+
+    // Delivers `msgs` (ascending ids) to the channel's subscribers, each
+    // message only to those that have not seen it.  A subscriber that has not
+    // seen the message before one it is given (its predecessor was dropped
+    // before this worker pulled it) is told of the gap first.
+    void deliver(std::string_view key, const std::vector<MessagePtr>& msgs);
+
+    // Detaches every subscriber of the channel and tells each of them.
+    void channelDeleted(std::string_view key);
+
+    size_t channels() const { return channels_.size(); }
+    size_t subscribers() const { return subscribers_; }
+
+private:
+    void compact(LocalChannel* lc);
+    void release(LocalChannel* lc);
+
+    std::unordered_map<std::string_view, std::unique_ptr<LocalChannel>> channels_;
+    size_t subscribers_ = 0;
+};
+
+}  // namespace pubsub

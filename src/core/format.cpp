@@ -1,0 +1,219 @@
+#include "pubsub/format.h"
+
+#include <cctype>
+#include <cstdio>
+
+namespace pubsub {
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) {
+        return false;
+    }
+    for (size_t i = 0; i < a.size(); i++) {
+        if (std::tolower(static_cast<unsigned char>(a[i])) !=
+            std::tolower(static_cast<unsigned char>(b[i]))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+        s.remove_prefix(1);
+    }
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+        s.remove_suffix(1);
+    }
+    return s;
+}
+
+template <typename Fn>
+void forEachListItem(std::string_view value, Fn fn) {
+    size_t pos = 0;
+    while (pos <= value.size()) {
+        size_t comma = value.find(',', pos);
+        std::string_view item = value.substr(pos, comma == std::string_view::npos
+                                                      ? std::string_view::npos
+                                                      : comma - pos);
+        if (!fn(trim(item))) {
+            return;
+        }
+        if (comma == std::string_view::npos) {
+            return;
+        }
+        pos = comma + 1;
+    }
+}
+
+}  // namespace
+
+bool headerHasToken(std::string_view value, std::string_view token) {
+    bool found = false;
+    forEachListItem(value, [&](std::string_view item) {
+        size_t semi = item.find(';');
+        std::string_view name = trim(item.substr(0, semi));
+        if (!iequals(name, token)) {
+            return true;
+        }
+        if (semi != std::string_view::npos) {
+            std::string_view params = item.substr(semi + 1);
+            size_t q = params.find("q=");
+            if (q != std::string_view::npos) {
+                std::string_view qv = trim(params.substr(q + 2));
+                bool zero = !qv.empty() && qv[0] == '0';
+                for (size_t i = 1; zero && i < qv.size() && qv[i] != ';'; i++) {
+                    if (qv[i] != '0' && qv[i] != '.') {
+                        zero = false;
+                    }
+                }
+                if (zero) {
+                    return true;
+                }
+            }
+        }
+        found = true;
+        return false;
+    });
+    return found;
+}
+
+InfoFormat infoFormatFromAccept(std::string_view accept) {
+    InfoFormat result = InfoFormat::kText;
+    forEachListItem(accept, [&](std::string_view item) {
+        std::string_view type = trim(item.substr(0, item.find(';')));
+        size_t slash = type.find('/');
+        if (slash == std::string_view::npos) {
+            return true;
+        }
+        std::string_view major = type.substr(0, slash);
+        std::string_view sub = type.substr(slash + 1);
+        if (!iequals(major, "text") && !iequals(major, "application")) {
+            return true;
+        }
+        if (iequals(sub, "json") || iequals(sub, "x-json")) {
+            result = InfoFormat::kJson;
+        } else if (iequals(sub, "yaml") || iequals(sub, "x-yaml")) {
+            result = InfoFormat::kYaml;
+        } else if (iequals(sub, "xml")) {
+            result = InfoFormat::kXml;
+        } else if (iequals(sub, "plain")) {
+            result = InfoFormat::kText;
+        } else {
+            return true;
+        }
+        return false;
+    });
+    return result;
+}
+
+std::string_view infoContentType(InfoFormat f) {
+    switch (f) {
+        case InfoFormat::kJson:
+            return "application/json";
+        case InfoFormat::kXml:
+            return "text/xml";
+        case InfoFormat::kYaml:
+            return "text/yaml";
+        case InfoFormat::kText:
+            break;
+    }
+    return "text/plain";
+}
+
+std::string formatChannelInfo(const ChannelInfo& info, InfoFormat f, int64_t now) {
+    long long requested = info.lastSeen < 0 ? -1 : static_cast<long long>(now - info.lastSeen);
+    std::string id = formatMsgId(info.lastId);
+    char buf[512];
+    int n = 0;
+    unsigned long long messages = info.messages;
+    unsigned long long subscribers = info.subscribers;
+    unsigned long long presence = info.presence;
+    switch (f) {
+        case InfoFormat::kJson:
+            n = std::snprintf(buf, sizeof(buf),
+                              "{\"messages\": %llu, \"requested\": %lld, \"subscribers\": %llu, "
+                              "\"last_message_id\": \"%s\", \"presence\": %llu}\n",
+                              messages, requested, subscribers, id.c_str(), presence);
+            break;
+        case InfoFormat::kXml:
+            n = std::snprintf(buf, sizeof(buf),
+                              "<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<channel>\n"
+                              "  <messages>%llu</messages>\n  <requested>%lld</requested>\n"
+                              "  <subscribers>%llu</subscribers>\n"
+                              "  <last_message_id>%s</last_message_id>\n"
+                              "  <presence>%llu</presence>\n</channel>\n",
+                              messages, requested, subscribers, id.c_str(), presence);
+            break;
+        case InfoFormat::kYaml:
+            n = std::snprintf(buf, sizeof(buf),
+                              "---\nmessages: %llu\nrequested: %lld\nsubscribers: %llu\n"
+                              "last_message_id: %s\npresence: %llu\n",
+                              messages, requested, subscribers, id.c_str(), presence);
+            break;
+        case InfoFormat::kText:
+            n = std::snprintf(buf, sizeof(buf),
+                              "queued messages: %llu\r\nlast requested: %lld sec. ago\r\n"
+                              "active subscribers: %llu\r\nlast message id: %s\r\n"
+                              "presence members: %llu\r\n",
+                              messages, requested, subscribers, id.c_str(), presence);
+            break;
+    }
+    return std::string(buf, n > 0 ? static_cast<size_t>(n) : 0);
+}
+
+namespace {
+
+template <typename Fn>
+void forEachLine(std::string_view data, Fn fn) {
+    size_t start = 0;
+    for (size_t i = 0; i < data.size(); i++) {
+        char c = data[i];
+        if (c == '\n' || c == '\r') {
+            fn(data.substr(start, i - start));
+            if (c == '\r' && i + 1 < data.size() && data[i + 1] == '\n') {
+                i++;
+            }
+            start = i + 1;
+        }
+    }
+    fn(data.substr(start));
+}
+
+}  // namespace
+
+void appendSseEvent(std::string& out, std::string_view event, std::string_view id,
+                    std::string_view data) {
+    if (!event.empty()) {
+        out.append("event: ");
+        forEachLine(event, [&](std::string_view l) { out.append(l); });
+        out.push_back('\n');
+    }
+    if (!id.empty()) {
+        out.append("id: ");
+        out.append(id);
+        out.push_back('\n');
+    }
+    forEachLine(data, [&](std::string_view line) {
+        out.append("data: ");
+        out.append(line);
+        out.push_back('\n');
+    });
+    out.push_back('\n');
+}
+
+void appendSseComment(std::string& out, std::string_view text) {
+    forEachLine(text, [&](std::string_view line) {
+        out.push_back(':');
+        if (!line.empty()) {
+            out.push_back(' ');
+            out.append(line);
+        }
+        out.push_back('\n');
+    });
+    out.push_back('\n');
+}
+
+}  // namespace pubsub
