@@ -12,7 +12,7 @@ pubsub_core_lib:
 	cmake -S $ngx_addon_dir -B $ngx_pubsub_objs/pubsub_core \\
 		-DCMAKE_BUILD_TYPE=RelWithDebInfo \\
 		-DPUBSUB_TESTS=OFF -DPUBSUB_BENCH=OFF >/dev/null
-	cmake --build $ngx_pubsub_objs/pubsub_core --target pubsub_core
+	+cmake --build $ngx_pubsub_objs/pubsub_core --target pubsub_core
 
 $ngx_pubsub_objs/ngx_pubsub_module.so: $ngx_pubsub_core_lib
 

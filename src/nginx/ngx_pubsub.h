@@ -1,0 +1,174 @@
+/*
+ * ngx_pubsub: nginx glue shared by every file in src/nginx.
+ *
+ * The glue is C++ (so it can hold the core's objects) written in nginx's
+ * style.  nginx's headers are C and are included inside extern "C".
+ * Nothing here may let an exception reach nginx: every handler nginx calls
+ * catches and turns it into NGX_ERROR / 500.
+ */
+
+#ifndef _NGX_PUBSUB_H_INCLUDED_
+#define _NGX_PUBSUB_H_INCLUDED_
+
+extern "C" {
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+}
+
+#include <string_view>
+
+#include "pubsub/memory_store.h"
+#include "pubsub/msgid.h"
+#include "pubsub/store.h"
+
+
+#define NGX_PUBSUB_VERSION           "0.1.0"
+
+#define NGX_PUBSUB_PUB_HTTP          0x0001
+#define NGX_PUBSUB_PUB_WEBSOCKET     0x0002
+#define NGX_PUBSUB_SUB_WEBSOCKET     0x0010
+#define NGX_PUBSUB_SUB_EVENTSOURCE   0x0020
+#define NGX_PUBSUB_SUB_LONGPOLL      0x0040
+#define NGX_PUBSUB_SUB_INTERVALPOLL  0x0080
+#define NGX_PUBSUB_SUB_CHUNKED       0x0100
+#define NGX_PUBSUB_SUB_MULTIPART     0x0200
+#define NGX_PUBSUB_SUB_RAWSTREAM     0x0400
+
+#define NGX_PUBSUB_PUB_ALL   (NGX_PUBSUB_PUB_HTTP|NGX_PUBSUB_PUB_WEBSOCKET)
+#define NGX_PUBSUB_SUB_ALL   0x07f0
+#define NGX_PUBSUB_SUB_DEFAULT                                                \
+    (NGX_PUBSUB_SUB_WEBSOCKET|NGX_PUBSUB_SUB_EVENTSOURCE                     \
+     |NGX_PUBSUB_SUB_LONGPOLL|NGX_PUBSUB_SUB_CHUNKED                         \
+     |NGX_PUBSUB_SUB_MULTIPART)
+
+#define NGX_PUBSUB_MAX_CHANNELS      255
+
+/* pubsub_longpoll_multipart_response */
+#define NGX_PUBSUB_LP_MULTIPART_OFF  0
+#define NGX_PUBSUB_LP_MULTIPART_ON   1
+#define NGX_PUBSUB_LP_MULTIPART_RAW  2
+
+
+typedef struct {
+    ngx_uint_t                    roles;
+    ngx_uint_t                    pub_roles;   /* publisher-side roles */
+    ngx_uint_t                    sub_roles;   /* subscriber transports */
+
+    ngx_array_t                  *channel_id;       /* ngx_http_complex_value_t */
+    ngx_array_t                  *pub_channel_id;
+    ngx_array_t                  *sub_channel_id;
+    ngx_str_t                     split_delimiter;
+    ngx_http_complex_value_t     *channel_group;
+    ngx_uint_t                    max_channel_id_length;
+
+    ngx_http_complex_value_t     *buffer_length;
+    ngx_http_complex_value_t     *message_timeout;
+    ngx_flag_t                    existing_only;
+
+    ngx_int_t                     first_message_kind;
+    ngx_int_t                     first_message_n;
+    ngx_array_t                  *last_message_id;  /* ngx_http_complex_value_t */
+
+    ngx_msec_t                    subscriber_timeout;
+    ngx_msec_t                    ping_interval;
+    ngx_http_complex_value_t     *eventsource_event;
+    ngx_str_t                     es_ping_event;
+    ngx_str_t                     es_ping_data;
+    ngx_str_t                     es_ping_comment;
+    ngx_uint_t                    longpoll_multipart;
+    ngx_str_t                     raw_separator;
+
+    ngx_http_complex_value_t     *allowed_origins;
+    ngx_flag_t                    allow_credentials;
+
+    size_t                        ws_max_message_size;
+    ngx_flag_t                    deflate_for_websocket;
+    size_t                        max_pending;      /* slow-reader bound */
+} ngx_pubsub_loc_conf_t;
+
+
+typedef struct {
+    size_t                        shm_size;
+    ngx_shm_zone_t               *shm_zone;
+} ngx_pubsub_main_conf_t;
+
+
+/* a request's evaluated channel ids */
+typedef struct {
+    ngx_uint_t                    n;
+    ngx_int_t                     rc;     /* what to return when not NGX_OK */
+    ngx_str_t                     id[NGX_PUBSUB_MAX_CHANNELS];   /* as given */
+    ngx_str_t                     key[NGX_PUBSUB_MAX_CHANNELS];  /* group/id */
+} ngx_pubsub_channels_t;
+
+
+extern "C" ngx_module_t  ngx_pubsub_module;
+
+
+/* ngx_pubsub_shm.cpp */
+ngx_int_t ngx_pubsub_shm_conf(ngx_conf_t *cf, ngx_pubsub_main_conf_t *pmcf);
+ngx_int_t ngx_pubsub_shm_init_process(ngx_cycle_t *cycle);
+void ngx_pubsub_shm_exit_process(ngx_cycle_t *cycle);
+pubsub::Store *ngx_pubsub_store(void);
+
+/*
+ * ngx_pubsub_module.cpp: helpers used by every transport.
+ * ngx_pubsub_channels() returns NGX_OK, or NGX_DECLINED after answering
+ * the request (or failing): the handler then returns ch->rc.
+ */
+ngx_int_t ngx_pubsub_channels(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_uint_t publisher, ngx_pubsub_channels_t *ch);
+ngx_int_t ngx_pubsub_respond_text(ngx_http_request_t *r, ngx_uint_t status,
+    std::string_view content_type, std::string_view body);
+ngx_int_t ngx_pubsub_set_header(ngx_http_request_t *r, std::string_view name,
+    std::string_view value);
+ngx_table_elt_t *ngx_pubsub_find_header(ngx_http_request_t *r,
+    std::string_view name);
+ngx_int_t ngx_pubsub_cors(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_uint_t subscriber);
+ngx_int_t ngx_pubsub_status_of(pubsub::StoreResult rc);
+ngx_str_t ngx_pubsub_pstr(ngx_pool_t *pool, std::string_view s);
+
+/* ngx_pubsub_publisher.cpp */
+ngx_int_t ngx_pubsub_publisher_handler(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf);
+ngx_int_t ngx_pubsub_channel_info(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch);
+
+/* ngx_pubsub_subscriber.cpp */
+ngx_int_t ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_uint_t transport);
+
+/* ngx_pubsub_websocket.cpp */
+ngx_int_t ngx_pubsub_websocket_handler(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_uint_t subscribe, ngx_uint_t publish);
+
+
+/* Runs f(), turning any exception into a logged NGX_ERROR. */
+template <typename F>
+static inline ngx_int_t
+ngx_pubsub_guard(ngx_log_t *log, F f)
+{
+    try {
+        return f();
+
+    } catch (const std::exception &e) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "pubsub: %s", e.what());
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "pubsub: unexpected exception");
+    }
+
+    return NGX_ERROR;
+}
+
+
+static inline std::string_view
+ngx_pubsub_sv(const ngx_str_t &s)
+{
+    return std::string_view(reinterpret_cast<const char *>(s.data), s.len);
+}
+
+
+#endif /* _NGX_PUBSUB_H_INCLUDED_ */

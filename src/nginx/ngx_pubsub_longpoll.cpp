@@ -1,0 +1,236 @@
+/*
+ * ngx_pubsub: long-poll and interval-poll subscribers.
+ *
+ * A long-poll request is answered with the first message after its resume
+ * position (or with all of them, pubsub_longpoll_multipart_response), and
+ * waits for one when there is none.  An interval-poll request never waits:
+ * with nothing to send it gets 304.  Each response carries the message id
+ * in Last-Modified (time) and Etag (tag), which the client sends back as
+ * If-Modified-Since and If-None-Match.
+ */
+
+#include "ngx_pubsub_subscriber.h"
+
+#include <new>
+#include <string>
+#include <vector>
+
+
+namespace {
+
+class ngx_pubsub_lp_sub_t final : public ngx_pubsub_http_sub_t {
+public:
+    using ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t;
+
+    void deliver(const pubsub::MessagePtr &msg) override;
+    void gap() override { gap_ = 1; }
+    void channelDeleted() override;
+    void on_timeout() override;
+
+    ngx_int_t respond(const std::vector<pubsub::MessagePtr> &msgs,
+                      ngx_uint_t gap);
+    ngx_int_t respond_status(ngx_uint_t status, std::string_view body);
+
+    pubsub::MsgId  resume;
+    ngx_uint_t     gap_ = 0;
+};
+
+
+ngx_int_t
+ngx_pubsub_lp_sub_t::respond_status(ngx_uint_t status, std::string_view body)
+{
+    if (!resume.isNull() && ngx_pubsub_set_msgid_headers(r, resume) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_pubsub_set_header(r, "Cache-Control", "no-cache") != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_pubsub_respond_text(r, status, body.empty() ? "" : "text/plain",
+                                   body);
+}
+
+
+static ngx_int_t
+ngx_pubsub_multipart_boundary(ngx_http_request_t *r, std::string *boundary)
+{
+    static const char  alphabet[] =
+        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+    boundary->clear();
+
+    for (int i = 0; i < 32; i++) {
+        boundary->push_back(alphabet[ngx_random() % (sizeof(alphabet) - 1)]);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_pubsub_lp_sub_t::respond(const std::vector<pubsub::MessagePtr> &msgs,
+    ngx_uint_t gap)
+{
+    const pubsub::MessagePtr  &last = msgs.back();
+    std::string                body, ct, boundary;
+
+    if (ngx_pubsub_set_msgid_headers(r, last->id()) != NGX_OK
+        || ngx_pubsub_set_header(r, "Vary", "If-None-Match, If-Modified-Since")
+           != NGX_OK
+        || ngx_pubsub_set_header(r, "Cache-Control", "no-cache") != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (gap && ngx_pubsub_set_header(r, "X-Pubsub-Gap", "1") != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (plcf->longpoll_multipart == NGX_PUBSUB_LP_MULTIPART_OFF
+        || msgs.size() == 1)
+    {
+        return ngx_pubsub_respond_text(r, NGX_HTTP_OK, last->contentType(),
+                                       last->data());
+    }
+
+    if (plcf->longpoll_multipart == NGX_PUBSUB_LP_MULTIPART_RAW) {
+        for (const pubsub::MessagePtr &m : msgs) {
+            body.append(m->data());
+            body.append(ngx_pubsub_sv(plcf->raw_separator));
+        }
+
+        return ngx_pubsub_respond_text(r, NGX_HTTP_OK, "", body);
+    }
+
+    ngx_pubsub_multipart_boundary(r, &boundary);
+
+    for (const pubsub::MessagePtr &m : msgs) {
+        body.append("--").append(boundary).append("\r\n");
+        if (!m->contentType().empty()) {
+            body.append("Content-Type: ").append(m->contentType());
+            body.append("\r\n");
+        }
+        body.append("\r\n").append(m->data()).append("\r\n");
+    }
+
+    body.append("--").append(boundary).append("--\r\n");
+    ct = "multipart/mixed; boundary=" + boundary;
+
+    return ngx_pubsub_respond_text(r, NGX_HTTP_OK, ct, body);
+}
+
+
+void
+ngx_pubsub_lp_sub_t::deliver(const pubsub::MessagePtr &msg)
+{
+    if (finishing) {
+        return;
+    }
+
+    stop();
+
+    std::vector<pubsub::MessagePtr> msgs;
+    msgs.push_back(msg);
+
+    finish(respond(msgs, gap_));
+}
+
+
+void
+ngx_pubsub_lp_sub_t::channelDeleted()
+{
+    if (finishing) {
+        return;
+    }
+
+    finish(respond_status(410, "Channel deleted.\n"));
+}
+
+
+void
+ngx_pubsub_lp_sub_t::on_timeout()
+{
+    if (finishing) {
+        return;
+    }
+
+    stop();
+    finish(respond_status(NGX_HTTP_REQUEST_TIME_OUT, ""));
+}
+
+}  // namespace
+
+
+ngx_int_t
+ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_str_t key, const pubsub::StartSpec &spec, ngx_uint_t interval)
+{
+    ngx_int_t                rc;
+    void                    *mem;
+    ngx_pubsub_lp_sub_t     *sub;
+    pubsub::SubscribeReply   reply;
+    pubsub::SubscribeRequest req;
+
+    mem = ngx_palloc(r->pool, sizeof(ngx_pubsub_lp_sub_t));
+    if (mem == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sub = new (mem) ngx_pubsub_lp_sub_t(r, plcf);
+
+    if (sub->init(key, interval ? NGX_PUBSUB_SUB_INTERVALPOLL
+                                : NGX_PUBSUB_SUB_LONGPOLL) != NGX_OK)
+    {
+        sub->~ngx_pubsub_lp_sub_t();
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (spec.kind == pubsub::StartSpec::kAfter) {
+        sub->resume = spec.after;
+    }
+
+    req.key = ngx_pubsub_sv(key);
+    req.start = spec;
+    req.existingOnly = plcf->existing_only;
+    req.oneShot = true;
+    req.maxBacklog = (plcf->longpoll_multipart == NGX_PUBSUB_LP_MULTIPART_OFF)
+                     ? 1 : 0;
+
+    if (interval) {
+        /* never attach: answer now with what there is, or 304 */
+        req.maxBacklog = req.maxBacklog ? 1 : 0;
+    }
+
+    ngx_pubsub_store()->subscribe(sub, req,
+        [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
+
+    if (reply.status != pubsub::StoreResult::kOk) {
+        rc = (reply.status == pubsub::StoreResult::kNotFound)
+             ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
+        return ngx_pubsub_respond_text(r, rc, "text/plain",
+                                       reply.reason + "\n");
+    }
+
+    if (!reply.backlog.empty()) {
+        sub->stop();
+        return sub->respond(reply.backlog, reply.gap);
+    }
+
+    if (interval) {
+        sub->stop();
+        return sub->respond_status(NGX_HTTP_NOT_MODIFIED, "");
+    }
+
+    sub->gap_ = reply.gap;
+
+    ngx_http_set_ctx(r, sub, ngx_pubsub_module);
+
+    r->main->count++;
+    r->read_event_handler = ngx_http_test_reading;
+    r->connection->idle = 1;
+
+    sub->start_timers(0);
+
+    return NGX_DONE;
+}

@@ -1,0 +1,550 @@
+/*
+ * ngx_pubsub: the subscriber side shared by the HTTP transports.
+ */
+
+#include "ngx_pubsub_subscriber.h"
+
+#include <new>
+#include <string>
+
+
+ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t(ngx_http_request_t *req,
+    ngx_pubsub_loc_conf_t *conf)
+    : r(req), plcf(conf), transport(0), finishing(0), finish_rc(NGX_OK),
+      free_(NULL), busy_(NULL), ping_(0)
+{
+    key.len = 0;
+    key.data = NULL;
+    ngx_memzero(&finish_ev_, sizeof(ngx_event_t));
+    ngx_memzero(&timeout_ev_, sizeof(ngx_event_t));
+    ngx_memzero(&ping_ev_, sizeof(ngx_event_t));
+}
+
+
+ngx_pubsub_http_sub_t::~ngx_pubsub_http_sub_t()
+{
+    stop();
+
+    if (finish_ev_.posted) {
+        ngx_delete_posted_event(&finish_ev_);
+    }
+    if (timeout_ev_.timer_set) {
+        ngx_del_timer(&timeout_ev_);
+    }
+    if (ping_ev_.timer_set) {
+        ngx_del_timer(&ping_ev_);
+    }
+}
+
+
+ngx_int_t
+ngx_pubsub_http_sub_t::init(ngx_str_t k, ngx_uint_t t)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = cleanup;
+    cln->data = this;
+
+    key = k;
+    transport = t;
+
+    finish_ev_.handler = finish_handler;
+    finish_ev_.data = this;
+    finish_ev_.log = r->connection->log;
+
+    timeout_ev_.handler = timeout_handler;
+    timeout_ev_.data = this;
+    timeout_ev_.log = r->connection->log;
+
+    ping_ev_.handler = ping_handler;
+    ping_ev_.data = this;
+    ping_ev_.log = r->connection->log;
+    ping_ev_.cancelable = 1;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_pubsub_http_sub_t::cleanup(void *data)
+{
+    static_cast<ngx_pubsub_http_sub_t *>(data)->~ngx_pubsub_http_sub_t();
+}
+
+
+void
+ngx_pubsub_http_sub_t::stop()
+{
+    pubsub::Store  *store;
+
+    if (attached()) {
+        store = ngx_pubsub_store();
+        if (store) {
+            store->unsubscribe(this);
+        }
+    }
+}
+
+
+void
+ngx_pubsub_http_sub_t::finish(ngx_int_t rc)
+{
+    stop();
+
+    if (finishing) {
+        return;
+    }
+
+    finishing = 1;
+    finish_rc = rc;
+
+    if (timeout_ev_.timer_set) {
+        ngx_del_timer(&timeout_ev_);
+    }
+    if (ping_ev_.timer_set) {
+        ngx_del_timer(&ping_ev_);
+    }
+
+    ngx_post_event(&finish_ev_, &ngx_posted_events);
+}
+
+
+void
+ngx_pubsub_http_sub_t::finish_handler(ngx_event_t *ev)
+{
+    ngx_pubsub_http_sub_t  *sub = static_cast<ngx_pubsub_http_sub_t *>(ev->data);
+    ngx_http_request_t     *r = sub->r;
+    ngx_connection_t       *c = r->connection;
+
+    ngx_http_finalize_request(r, sub->finish_rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+void
+ngx_pubsub_http_sub_t::start_timers(ngx_uint_t ping)
+{
+    ping_ = ping;
+
+    if (plcf->subscriber_timeout) {
+        ngx_add_timer(&timeout_ev_, plcf->subscriber_timeout);
+    }
+
+    if (ping && plcf->ping_interval) {
+        ngx_add_timer(&ping_ev_, plcf->ping_interval);
+    }
+}
+
+
+void
+ngx_pubsub_http_sub_t::reset_timeout()
+{
+    if (timeout_ev_.timer_set) {
+        ngx_add_timer(&timeout_ev_, plcf->subscriber_timeout);
+    }
+}
+
+
+void
+ngx_pubsub_http_sub_t::timeout_handler(ngx_event_t *ev)
+{
+    ngx_pubsub_http_sub_t  *sub = static_cast<ngx_pubsub_http_sub_t *>(ev->data);
+
+    (void) ngx_pubsub_guard(ev->log, [sub] {
+        sub->on_timeout();
+        return NGX_OK;
+    });
+}
+
+
+void
+ngx_pubsub_http_sub_t::ping_handler(ngx_event_t *ev)
+{
+    ngx_pubsub_http_sub_t  *sub = static_cast<ngx_pubsub_http_sub_t *>(ev->data);
+
+    (void) ngx_pubsub_guard(ev->log, [sub] {
+        sub->on_ping();
+        return NGX_OK;
+    });
+
+    if (!sub->finishing && sub->plcf->ping_interval) {
+        ngx_add_timer(ev, sub->plcf->ping_interval);
+    }
+}
+
+
+void
+ngx_pubsub_http_sub_t::write_handler(ngx_http_request_t *r)
+{
+    ngx_pubsub_http_sub_t  *sub;
+
+    sub = static_cast<ngx_pubsub_http_sub_t *>(
+              ngx_http_get_module_ctx(r, ngx_pubsub_module));
+    if (sub == NULL || sub->finishing) {
+        return;
+    }
+
+    if (sub->flush(NULL) == NGX_ERROR) {
+        sub->finish(NGX_ERROR);
+    }
+}
+
+
+ngx_int_t
+ngx_pubsub_http_sub_t::flush(ngx_chain_t *in)
+{
+    ngx_int_t          rc;
+    ngx_connection_t  *c = r->connection;
+
+    rc = ngx_http_output_filter(r, in);
+
+    ngx_chain_update_chains(r->pool, &free_, &busy_, &in,
+                            (ngx_buf_tag_t) &ngx_pubsub_module);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (busy_ != NULL || c->buffered) {
+        size_t pending = 0;
+
+        for (ngx_chain_t *cl = busy_; cl; cl = cl->next) {
+            pending += ngx_buf_size(cl->buf);
+        }
+
+        if (pending > plcf->max_pending) {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "pubsub: subscriber dropped: %uz bytes unsent "
+                          "(pubsub_subscriber_max_pending)", pending);
+            return NGX_ERROR;
+        }
+
+        r->write_event_handler = write_handler;
+
+        if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_pubsub_http_sub_t::write(std::string_view a, std::string_view b,
+    std::string_view c)
+{
+    ngx_chain_t  *cl;
+    ngx_buf_t    *buf;
+    size_t        size;
+
+    if (finishing) {
+        return NGX_OK;
+    }
+
+    size = a.size() + b.size() + c.size();
+
+    cl = ngx_chain_get_free_buf(r->pool, &free_);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    buf = cl->buf;
+
+    if (buf->start == NULL || (size_t) (buf->end - buf->start) < size) {
+        if (buf->start != NULL) {
+            ngx_pfree(r->pool, buf->start);
+        }
+
+        size_t cap = size < 512 ? 512 : size;
+
+        buf->start = static_cast<u_char *>(ngx_palloc(r->pool, cap));
+        if (buf->start == NULL) {
+            return NGX_ERROR;
+        }
+        buf->end = buf->start + cap;
+    }
+
+    buf->pos = buf->start;
+    buf->last = buf->start;
+    buf->temporary = 1;
+    buf->memory = 0;
+    buf->flush = 1;
+    buf->last_buf = 0;
+    buf->tag = (ngx_buf_tag_t) &ngx_pubsub_module;
+
+    buf->last = ngx_cpymem(buf->last, a.data(), a.size());
+    buf->last = ngx_cpymem(buf->last, b.data(), b.size());
+    buf->last = ngx_cpymem(buf->last, c.data(), c.size());
+
+    cl->next = NULL;
+
+    if (flush(cl) == NGX_ERROR) {
+        finish(NGX_ERROR);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_pubsub_http_sub_t::write_last(std::string_view tail)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    if (finishing) {
+        return NGX_OK;
+    }
+
+    if (!tail.empty() && write(tail) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    b = static_cast<ngx_buf_t *>(ngx_calloc_buf(r->pool));
+    if (b == NULL) {
+        finish(NGX_ERROR);
+        return NGX_ERROR;
+    }
+
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    stop();
+    finish(ngx_http_output_filter(r, &out));
+
+    return NGX_OK;
+}
+
+
+/* resume ids */
+
+static ngx_int_t
+ngx_pubsub_strip_etag(ngx_str_t *v)
+{
+    if (v->len >= 2 && v->data[0] == 'W' && v->data[1] == '/') {
+        v->data += 2;
+        v->len -= 2;
+    }
+
+    if (v->len >= 2 && v->data[0] == '"' && v->data[v->len - 1] == '"') {
+        v->data++;
+        v->len -= 2;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pubsub_bad_msgid(ngx_http_request_t *r, const std::string &reason,
+    ngx_int_t *out)
+{
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "pubsub: invalid message id: %s", reason.c_str());
+
+    ngx_http_discard_request_body(r);
+
+    *out = ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST, "text/plain",
+                                   "Message ID invalid.\n");
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_pubsub_resume_spec(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    pubsub::StartSpec *spec, ngx_int_t *out)
+{
+    ngx_table_elt_t           *ims, *inm;
+    ngx_http_complex_value_t  *cv;
+    ngx_str_t                  v, tags;
+    ngx_uint_t                 i;
+    time_t                     t;
+    std::string                reason;
+    pubsub::ParsedMsgId        id;
+
+    spec->kind = static_cast<pubsub::StartSpec::Kind>(plcf->first_message_kind);
+    spec->n = plcf->first_message_n;
+
+    ims = r->headers_in.if_modified_since;
+    inm = r->headers_in.if_none_match;
+
+    if (ims != NULL) {
+        t = ngx_parse_http_time(ims->value.data, ims->value.len);
+
+        if (t == NGX_ERROR) {
+            return ngx_pubsub_bad_msgid(r, "bad If-Modified-Since", out);
+        }
+
+        if (t > 0) {
+            id.tags.clear();
+            id.tags.push_back(0);
+
+            if (inm != NULL) {
+                tags = inm->value;
+                ngx_pubsub_strip_etag(&tags);
+
+                if (!pubsub::parseMsgTags(ngx_pubsub_sv(tags), &id, &reason)) {
+                    return ngx_pubsub_bad_msgid(r, reason, out);
+                }
+            }
+
+            spec->kind = pubsub::StartSpec::kAfter;
+            spec->after = pubsub::MsgId{t, id.tags[0]};
+            return NGX_OK;
+        }
+
+        /* at or before the epoch: no id */
+        return NGX_OK;
+    }
+
+    if (inm != NULL) {
+        tags = inm->value;
+        ngx_pubsub_strip_etag(&tags);
+
+        if (ngx_strlchr(tags.data, tags.data + tags.len, ':') != NULL) {
+            if (!pubsub::parseMsgId(ngx_pubsub_sv(tags), &id, &reason)) {
+                return ngx_pubsub_bad_msgid(r, reason, out);
+            }
+
+            spec->kind = pubsub::StartSpec::kAfter;
+            spec->after = id.single();
+            return NGX_OK;
+        }
+    }
+
+    if (plcf->last_message_id == NULL) {
+        return NGX_OK;
+    }
+
+    cv = static_cast<ngx_http_complex_value_t *>(plcf->last_message_id->elts);
+
+    for (i = 0; i < plcf->last_message_id->nelts; i++) {
+        if (ngx_http_complex_value(r, &cv[i], &v) != NGX_OK) {
+            *out = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_DECLINED;
+        }
+
+        if (v.len == 0) {
+            continue;
+        }
+
+        if (v.len > 1024) {
+            return ngx_pubsub_bad_msgid(r, "too long", out);
+        }
+
+        u_char *buf = static_cast<u_char *>(ngx_pnalloc(r->pool, v.len));
+        if (buf == NULL) {
+            *out = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_DECLINED;
+        }
+
+        u_char *src = v.data, *dst = buf;
+        ngx_unescape_uri(&dst, &src, v.len, 0);
+
+        ngx_str_t decoded;
+        decoded.data = buf;
+        decoded.len = dst - buf;
+
+        if (!pubsub::parseMsgId(ngx_pubsub_sv(decoded), &id, &reason)) {
+            return ngx_pubsub_bad_msgid(r, reason, out);
+        }
+
+        spec->kind = pubsub::StartSpec::kAfter;
+        spec->after = id.single();
+        return NGX_OK;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_pubsub_set_msgid_headers(ngx_http_request_t *r, const pubsub::MsgId &id)
+{
+    char  tag[16];
+    int   n;
+
+    r->headers_out.last_modified_time = id.time;
+
+    n = snprintf(tag, sizeof(tag), "%d", static_cast<int>(id.tag));
+
+    if (ngx_pubsub_set_header(r, "Etag", std::string_view(tag, n)) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_uint_t transport)
+{
+    ngx_int_t               rc;
+    ngx_pubsub_channels_t  *ch;
+    pubsub::StartSpec       spec;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_pubsub_cors(r, plcf, 1);
+    if (rc == NGX_DECLINED) {
+        return ngx_pubsub_respond_text(r, NGX_HTTP_FORBIDDEN, "text/plain",
+                                       "Origin not allowed.\n");
+    }
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ch = static_cast<ngx_pubsub_channels_t *>(
+             ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
+    if (ch == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_pubsub_channels(r, plcf, 0, ch) != NGX_OK) {
+        return ch->rc;
+    }
+
+    if (ch->n > 1) {
+        return ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST, "text/plain",
+                   "Multiplexed subscriptions are not supported yet.\n");
+    }
+
+    if (ngx_pubsub_resume_spec(r, plcf, &spec, &rc) != NGX_OK) {
+        return rc;
+    }
+
+    /* responses to subscribers must never become 304s */
+    r->disable_not_modified = 1;
+
+    switch (transport) {
+
+    case NGX_PUBSUB_SUB_EVENTSOURCE:
+        return ngx_pubsub_eventsource_start(r, plcf, ch->key[0], spec);
+
+    case NGX_PUBSUB_SUB_LONGPOLL:
+        return ngx_pubsub_longpoll_start(r, plcf, ch->key[0], spec, 0);
+
+    case NGX_PUBSUB_SUB_INTERVALPOLL:
+        return ngx_pubsub_longpoll_start(r, plcf, ch->key[0], spec, 1);
+
+    default:
+        break;
+    }
+
+    return ngx_pubsub_respond_text(r, NGX_HTTP_NOT_IMPLEMENTED, "text/plain",
+                                   "This transport is not implemented yet.\n");
+}

@@ -1,0 +1,87 @@
+/*
+ * ngx_pubsub: what every HTTP subscriber transport shares - the request's
+ * resume position, the subscription's life (timers, cleanup, deferred
+ * finalization) and a streaming writer with a bound on unsent data.
+ */
+
+#ifndef _NGX_PUBSUB_SUBSCRIBER_H_INCLUDED_
+#define _NGX_PUBSUB_SUBSCRIBER_H_INCLUDED_
+
+#include "ngx_pubsub.h"
+
+#include <string_view>
+
+
+/*
+ * A subscription held by one HTTP request.  It lives in the request's pool
+ * and is destroyed by the pool's cleanup, which also unsubscribes.  The
+ * callbacks from the store (deliver, gap, channelDeleted) never finalize the
+ * request directly: they schedule it (finish()), since the store may still
+ * be iterating over its subscribers.
+ */
+class ngx_pubsub_http_sub_t : public pubsub::Subscriber {
+public:
+    ngx_pubsub_http_sub_t(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf);
+    ~ngx_pubsub_http_sub_t() override;
+
+    /* registers the cleanup; NGX_ERROR when out of memory */
+    ngx_int_t init(ngx_str_t key, ngx_uint_t transport);
+
+    /* unsubscribes and finalizes the request with rc from a posted event */
+    void finish(ngx_int_t rc);
+    /* unsubscribes now */
+    void stop();
+
+    /* streaming output: queues data, flushes; NGX_ERROR finishes */
+    ngx_int_t write(std::string_view a, std::string_view b = {},
+                    std::string_view c = {});
+    ngx_int_t write_last(std::string_view tail = {});
+
+    void start_timers(ngx_uint_t ping);
+    void reset_timeout();
+
+    virtual void on_timeout() = 0;
+    virtual void on_ping() {}
+
+    ngx_http_request_t      *r;
+    ngx_pubsub_loc_conf_t   *plcf;
+    ngx_str_t                key;
+    ngx_uint_t               transport;
+    ngx_uint_t               finishing;
+    ngx_int_t                finish_rc;
+
+private:
+    static void cleanup(void *data);
+    static void finish_handler(ngx_event_t *ev);
+    static void timeout_handler(ngx_event_t *ev);
+    static void ping_handler(ngx_event_t *ev);
+    static void write_handler(ngx_http_request_t *r);
+    ngx_int_t flush(ngx_chain_t *in);
+
+    ngx_event_t              finish_ev_;
+    ngx_event_t              timeout_ev_;
+    ngx_event_t              ping_ev_;
+    ngx_chain_t             *free_;
+    ngx_chain_t             *busy_;
+    ngx_uint_t               ping_;
+};
+
+
+/*
+ * Reads the request's resume position: NGX_OK, or NGX_DECLINED after
+ * answering (or failing) with *rc for the handler to return.
+ */
+ngx_int_t ngx_pubsub_resume_spec(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, pubsub::StartSpec *spec, ngx_int_t *rc);
+
+/* Header values of a message id for HTTP responses */
+ngx_int_t ngx_pubsub_set_msgid_headers(ngx_http_request_t *r,
+    const pubsub::MsgId &id);
+
+ngx_int_t ngx_pubsub_eventsource_start(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_str_t key, const pubsub::StartSpec &spec);
+ngx_int_t ngx_pubsub_longpoll_start(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_str_t key, const pubsub::StartSpec &spec,
+    ngx_uint_t interval);
+
+#endif /* _NGX_PUBSUB_SUBSCRIBER_H_INCLUDED_ */
