@@ -76,16 +76,16 @@ struct Member {
 };
 
 struct ParseOptions {
-    std::size_t maxDepth = 64;             // arrays/objects nested deeper: error
-    std::size_t maxSize = 1024 * 1024;     // longer input text: error
-    bool allowDuplicateKeys = false;       // when true, find() returns the first
+    std::size_t maxDepth = 64;          // arrays/objects nested deeper: error
+    std::size_t maxSize = 1024 * 1024;  // longer input text: error
+    bool allowDuplicateKeys = false;    // when true, find() returns the first
 };
 
 struct ParseResult;
 
 struct ParseError {
-    std::size_t offset = 0;   // byte offset in the input where the problem is
-    std::string message;      // short, e.g. "invalid escape in string"
+    std::size_t offset = 0;  // byte offset in the input where the problem is
+    std::string message;     // short, e.g. "invalid escape in string"
 };
 
 // A parsed document: owns a copy of the text and the root value.

@@ -55,7 +55,8 @@ public:
     // Parses "hs256:SECRET", "rs256:/path/pub.pem" or "es256:/path/pub.pem" (the
     // algorithm prefix is case-insensitive). The secret is taken as raw bytes and
     // must not be empty (RFC 7518 wants >= 32 bytes for HS256). The PEM file must
-    // hold a "-----BEGIN PUBLIC KEY-----" block (SubjectPublicKeyInfo): an RSA key
+    // hold a public key ("-----BEGIN PUBLIC KEY-----", or "BEGIN RSA PUBLIC KEY"
+    // for RSA; private keys and certificates are refused with a hint): an RSA key
     // of >= 2048 bits for rs256, an EC P-256 key for es256. The path is used as
     // given (relative paths are relative to the working directory; resolve them
     // against nginx's prefix before calling). Returns nullptr and sets `error` to
@@ -75,13 +76,13 @@ private:
 
 struct TokenResult {
     bool ok = false;
-    std::string reason;             // set when !ok, e.g. "token expired"
+    std::string reason;  // set when !ok, e.g. "token expired"
     bool hasSub = false;
-    std::string sub;                // the "sub" claim, decoded
-    std::string infoJson;           // raw JSON text of "info"; empty when absent
-    bool hasChannels = false;       // false: no "channels" claim, no restriction
+    std::string sub;           // the "sub" claim, decoded
+    std::string infoJson;      // raw JSON text of "info"; empty when absent
+    bool hasChannels = false;  // false: no "channels" claim, no restriction
     std::vector<std::string> channels;
-    std::int64_t exp = 0;           // "exp", rounded down to whole seconds
+    std::int64_t exp = 0;  // "exp", rounded down to whole seconds
 
     // True when the token may be used for channel `id` (see the header comment
     // for the matching rules). Always false for a token that is not ok.

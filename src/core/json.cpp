@@ -79,7 +79,9 @@ int hexDigit(char c) {
     return -1;
 }
 
-bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isDigit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 }  // namespace
 
@@ -254,8 +256,7 @@ private:
             order[i] = i;
         }
         std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-            return members[a].key < members[b].key ||
-                   (members[a].key == members[b].key && a < b);
+            return members[a].key < members[b].key || (members[a].key == members[b].key && a < b);
         });
         std::size_t firstDup = n;
         for (std::size_t k = 1; k < n; ++k) {

@@ -20,8 +20,8 @@ namespace pubsub {
 
 struct TokenKey::Impl {
     TokenAlgorithm alg = TokenAlgorithm::HS256;
-    std::string secret;         // HS256
-    EVP_PKEY* pkey = nullptr;   // RS256 / ES256, owned
+    std::string secret;        // HS256
+    EVP_PKEY* pkey = nullptr;  // RS256 / ES256, owned
 
     Impl() = default;
     Impl(const Impl&) = delete;
@@ -40,7 +40,9 @@ struct ErrorQueueGuard {
     ~ErrorQueueGuard() { ERR_clear_error(); }
 };
 
-char asciiLower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+char asciiLower(char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
 
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) {
@@ -54,7 +56,9 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
     return true;
 }
 
-bool isSpace(char c) { return c == ' ' || c == '\t'; }
+bool isSpace(char c) {
+    return c == ' ' || c == '\t';
+}
 
 std::string_view trim(std::string_view s) {
     while (!s.empty() && isSpace(s.front())) {
@@ -114,7 +118,9 @@ bool readSmallFile(const std::string& path, std::string& data, std::string& erro
     return ok;
 }
 
-int refusePassword(char*, int, int, void*) { return 0; }
+int refusePassword(char*, int, int, void*) {
+    return 0;
+}
 
 const char* keyKind(EVP_PKEY* pkey) {
     switch (EVP_PKEY_get_base_id(pkey)) {
@@ -154,14 +160,13 @@ EVP_PKEY* loadPublicKey(TokenAlgorithm alg, const std::string& path, std::string
     BIO_free(bio);
     if (pkey == nullptr) {
         if (pem.find("PRIVATE KEY-----") != std::string::npos) {
-            error = quoted + " holds a private key; give the public key "
-                             "(openssl pkey -in KEY -pubout)";
+            error = quoted +
+                    " holds a private key; give the public key "
+                    "(openssl pkey -in KEY -pubout)";
         } else if (pem.find("-----BEGIN CERTIFICATE-----") != std::string::npos) {
-            error = quoted + " holds a certificate; give its public key "
-                             "(openssl x509 -in CERT -pubkey -noout)";
-        } else if (pem.find("-----BEGIN RSA PUBLIC KEY-----") != std::string::npos) {
-            error = quoted + " holds a PKCS#1 RSA key; convert it with "
-                             "openssl rsa -RSAPublicKey_in -in KEY -pubout";
+            error = quoted +
+                    " holds a certificate; give its public key "
+                    "(openssl x509 -in CERT -pubkey -noout)";
         } else if (pem.find("-----BEGIN PUBLIC KEY-----") == std::string::npos) {
             error = quoted + " has no \"-----BEGIN PUBLIC KEY-----\" block";
         } else {
@@ -206,20 +211,19 @@ EVP_PKEY* loadPublicKey(TokenAlgorithm alg, const std::string& path, std::string
     return pkey;
 }
 
-bool verifyHmac(const TokenKey::Impl& key, std::string_view signingInput,
-                const std::string& sig) {
+bool verifyHmac(const TokenKey::Impl& key, std::string_view signingInput, const std::string& sig) {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int macLen = 0;
     if (HMAC(EVP_sha256(), key.secret.data(), static_cast<int>(key.secret.size()),
-             reinterpret_cast<const unsigned char*>(signingInput.data()), signingInput.size(),
-             mac, &macLen) == nullptr) {
+             reinterpret_cast<const unsigned char*>(signingInput.data()), signingInput.size(), mac,
+             &macLen) == nullptr) {
         return false;
     }
     return macLen == 32 && sig.size() == 32 && CRYPTO_memcmp(mac, sig.data(), 32) == 0;
 }
 
-bool verifyDigestSignature(EVP_PKEY* pkey, std::string_view signingInput,
-                           const unsigned char* sig, std::size_t sigLen) {
+bool verifyDigestSignature(EVP_PKEY* pkey, std::string_view signingInput, const unsigned char* sig,
+                           std::size_t sigLen) {
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
     if (ctx == nullptr) {
         return false;
@@ -510,8 +514,9 @@ std::unique_ptr<TokenKey> TokenKey::load(std::string_view spec, std::string& err
         error.clear();
         const std::size_t colon = spec.find(':');
         if (colon == std::string_view::npos) {
-            error = "expected \"hs256:SECRET\", \"rs256:/path/pub.pem\" or "
-                    "\"es256:/path/pub.pem\"";
+            error =
+                "expected \"hs256:SECRET\", \"rs256:/path/pub.pem\" or "
+                "\"es256:/path/pub.pem\"";
             return nullptr;
         }
         const std::string_view name = spec.substr(0, colon);
