@@ -72,7 +72,7 @@ public:
     InflateStatus finish(std::string& out, size_t maxOut);
     // feed() + finish() for a whole message payload.
     InflateStatus inflateMessage(std::string_view in, std::string& out, size_t maxOut);
-    // Forgets the window (no-op before first use).
+    // Forgets the window (no-op before first use). Call between messages only.
     void reset();
 
 private:
@@ -82,6 +82,7 @@ private:
     int windowBits_;
     bool noContextTakeover_;
     bool broken_ = false;
+    bool fedThisMessage_ = false;
 };
 
 class Deflater {

@@ -131,6 +131,13 @@ struct DeflateNegotiation {
 // ignored. Never fails the handshake.
 DeflateNegotiation negotiateDeflate(std::string_view extensions, const DeflateConfig& cfg);
 
+// Whether a copy made by deflateNoContext() with DeflateOptions::windowBits
+// = predeflateWindowBits may be sent unchanged (RSV1 set) on a connection
+// that negotiated p (rules in deflate.h). When the connection has context
+// takeover (!p.serverNoContextTakeover), call Deflater::resetContext() on its
+// Deflater after sending such a frame.
+bool canSharePredeflated(const DeflateParams& p, int predeflateWindowBits);
+
 // Per-connection coders for the agreed parameters (server side). Return
 // nullptr only on allocation failure; zlib memory is allocated lazily.
 std::unique_ptr<Inflater> makeServerInflater(const DeflateParams& p);

@@ -51,6 +51,7 @@ Inflater::~Inflater() {
 }
 
 void Inflater::reset() {
+    fedThisMessage_ = false;
     if (st_ && !broken_) {
         inflateReset(&st_->z);
     }
@@ -78,6 +79,7 @@ InflateStatus Inflater::run(const uint8_t* data, size_t len, std::string& out, s
         for (;;) {
             z.next_out = st_->out;
             z.avail_out = kChunk;
+            uInt inBefore = z.avail_in;
             int rc = ::inflate(&z, Z_SYNC_FLUSH);
             size_t produced = kChunk - z.avail_out;
             if (produced > 0) {
@@ -114,9 +116,11 @@ InflateStatus Inflater::run(const uint8_t* data, size_t len, std::string& out, s
                 if (z.avail_in == 0 && z.avail_out != 0) {
                     return InflateStatus::Ok;
                 }
-                continue;
-            }
-            if (rc == Z_BUF_ERROR && z.avail_in == 0) {
+                if (produced > 0 || z.avail_in != inBefore) {
+                    continue;
+                }
+                // No progress with input left: fall through to Corrupt.
+            } else if (rc == Z_BUF_ERROR && z.avail_in == 0) {
                 return InflateStatus::Ok;  // nothing more to do with this input
             }
             broken_ = true;
@@ -132,10 +136,17 @@ InflateStatus Inflater::feed(const uint8_t* data, size_t len, std::string& out, 
     if (len == 0) {
         return broken_ ? InflateStatus::Corrupt : InflateStatus::Ok;
     }
+    fedThisMessage_ = true;
     return run(data, len, out, maxOut);
 }
 
 InflateStatus Inflater::finish(std::string& out, size_t maxOut) {
+    if (!fedThisMessage_) {
+        // An empty compressed payload: an empty message. Feeding 00 00 ff ff
+        // alone would leave zlib inside an unfinished stored-block header.
+        return broken_ ? InflateStatus::Corrupt : InflateStatus::Ok;
+    }
+    fedThisMessage_ = false;
     InflateStatus s = run(kSyncTail, sizeof(kSyncTail), out, maxOut);
     if (s == InflateStatus::Ok && noContextTakeover_) {
         inflateReset(&st_->z);

@@ -437,6 +437,11 @@ DeflateNegotiation negotiateDeflate(std::string_view extensions, const DeflateCo
     return result;
 }
 
+bool canSharePredeflated(const DeflateParams& p, int predeflateWindowBits) {
+    // The Deflater never uses fewer than 9 bits.
+    return std::max(9, predeflateWindowBits) <= p.serverMaxWindowBits;
+}
+
 std::unique_ptr<Inflater> makeServerInflater(const DeflateParams& p) {
     return std::unique_ptr<Inflater>(
         new (std::nothrow) Inflater(p.clientMaxWindowBits, p.clientNoContextTakeover));

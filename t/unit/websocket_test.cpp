@@ -103,7 +103,9 @@ Ev errorOf(const std::vector<Ev>& evs) {
 }
 
 uint16_t errorCode(const std::string& wire, size_t maxSize = 65536, bool deflate = false) {
-    uint16_t whole = errorOf(parseServer(wire, SIZE_MAX, maxSize, deflate)).code;
+    Ev err = errorOf(parseServer(wire, SIZE_MAX, maxSize, deflate));
+    EXPECT_FALSE(err.reason.empty());
+    uint16_t whole = err.code;
     uint16_t bytewise = errorOf(parseServer(wire, 1, maxSize, deflate)).code;
     EXPECT_EQ(whole, bytewise);
     return whole;
@@ -663,4 +665,35 @@ TEST(WsParser, IdleParserHoldsNoMessageBuffer) {
     n = p.feed(reinterpret_cast<const uint8_t*>(wire.data()), wire.size(), ev);
     EXPECT_LE(p.bufferedBytes(), 64u);
     EXPECT_EQ(ev.payload.size(), 50000u);
+}
+
+TEST(WsDeflateFrames, EmptyCompressedPayloadKeepsStreamUsable) {
+    // RSV1 frames with no payload bytes at all (also fragmented) are empty
+    // messages and leave the context-takeover stream intact.
+    Deflater client(DeflateOptions{}, false);
+    std::string c1, c2;
+    ASSERT_TRUE(client.deflateMessage("Hello", c1));
+    ASSERT_TRUE(client.deflateMessage("Hello", c2));
+    std::string wire = masked(Opcode::Text, c1, true, true) + masked(Opcode::Text, "", true, true) +
+                       masked(Opcode::Binary, "", false, true) + masked(Opcode::Continuation, "") +
+                       masked(Opcode::Text, c2, true, true);
+    DeflateParams params;
+    FrameParser p(ParserConfig::forServer(65536, &params));
+    auto evs = parse(p, wire, 1);
+    ASSERT_EQ(evs.size(), 4u);
+    EXPECT_EQ(evs[0].payload, "Hello");
+    EXPECT_EQ(evs[1].payload, "");
+    EXPECT_EQ(evs[2].payload, "");
+    EXPECT_EQ(evs[2].opcode, Opcode::Binary);
+    EXPECT_EQ(evs[3].payload, "Hello");
+}
+
+TEST(WsDeflateFrames, SharePredeflatedRule) {
+    DeflateParams p;
+    p.serverMaxWindowBits = 10;
+    EXPECT_TRUE(canSharePredeflated(p, 10));
+    EXPECT_TRUE(canSharePredeflated(p, 9));
+    EXPECT_FALSE(canSharePredeflated(p, 11));
+    p.serverMaxWindowBits = 15;
+    EXPECT_TRUE(canSharePredeflated(p, 15));
 }
