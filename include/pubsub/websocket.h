@@ -44,8 +44,8 @@ constexpr uint16_t kInternalError = 1011;
 // A close code a peer may send: 1000-1003, 1007-1014, 3000-4999.
 bool isValidCloseCode(uint16_t code);
 
-constexpr size_t kMaxServerHeaderSize = 10;   // unmasked frame header
-constexpr size_t kMaxClientHeaderSize = 14;   // masked frame header
+constexpr size_t kMaxServerHeaderSize = 10;  // unmasked frame header
+constexpr size_t kMaxClientHeaderSize = 14;  // masked frame header
 constexpr size_t kMaxControlPayload = 125;
 constexpr size_t kMaxCloseReason = 123;
 constexpr size_t kMaxControlFrameSize = 2 + kMaxControlPayload;  // unmasked
@@ -68,13 +68,13 @@ struct UpgradeRequest {
 enum class HandshakeError {
     None,
     NotGet,
-    BadHttpVersion,      // not HTTP/1.1 or a later 1.x
-    NoUpgradeWebsocket,  // Upgrade missing or without the "websocket" token
-    NoConnectionUpgrade, // Connection missing or without the "upgrade" token
+    BadHttpVersion,       // not HTTP/1.1 or a later 1.x
+    NoUpgradeWebsocket,   // Upgrade missing or without the "websocket" token
+    NoConnectionUpgrade,  // Connection missing or without the "upgrade" token
     MissingVersion,
     UnsupportedVersion,  // RFC 6455 4.4: also send "Sec-WebSocket-Version: 13"
     MissingKey,
-    InvalidKey,          // not base64 of exactly 16 bytes
+    InvalidKey,  // not base64 of exactly 16 bytes
 };
 
 // Checks in the order of the enum; returns the first failure.
@@ -146,10 +146,10 @@ std::unique_ptr<Deflater> makeServerDeflater(const DeflateParams& p, const Defla
 // ------------------------------------------------------------ parser
 
 struct ParserConfig {
-    size_t maxMessageSize = 64 * 1024;  // on the wire and after inflating; 0 = no limit
-    bool expectMasked = true;           // server: client frames must be masked
-    bool deflate = false;               // permessage-deflate negotiated: RSV1 allowed
-    int inflateWindowBits = 15;         // DeflateParams::clientMaxWindowBits on a server
+    size_t maxMessageSize = 64 * 1024;      // on the wire and after inflating; 0 = no limit
+    bool expectMasked = true;               // server: client frames must be masked
+    bool deflate = false;                   // permessage-deflate negotiated: RSV1 allowed
+    int inflateWindowBits = 15;             // DeflateParams::clientMaxWindowBits on a server
     bool inflateNoContextTakeover = false;  // DeflateParams::clientNoContextTakeover
 
     // Server-side configuration; `negotiated` is null without deflate.
@@ -161,18 +161,18 @@ enum class EventType {
     Message,  // complete text/binary message
     Ping,
     Pong,
-    Close,    // close frame received (answer it, then stop reading)
-    Error,    // protocol violation: send a close with code/reason and drop
+    Close,  // close frame received (answer it, then stop reading)
+    Error,  // protocol violation: send a close with code/reason and drop
 };
 
 struct Event {
     EventType type = EventType::None;
     Opcode opcode = Opcode::Continuation;  // Message: Text or Binary
-    bool compressed = false;   // Message arrived with RSV1; payload is already inflated
-    std::string payload;       // Message data, Ping/Pong data, Close reason (UTF-8)
-    uint16_t code = 0;         // Close: code received (kNoStatus when absent)
-                               // Error: code to close with (1002, 1007, 1009, 1011)
-    std::string_view reason;   // Error: short static text for the close reason
+    bool compressed = false;               // Message arrived with RSV1; payload is already inflated
+    std::string payload;                   // Message data, Ping/Pong data, Close reason (UTF-8)
+    uint16_t code = 0;                     // Close: code received (kNoStatus when absent)
+                                           // Error: code to close with (1002, 1007, 1009, 1011)
+    std::string_view reason;               // Error: short static text for the close reason
 };
 
 // Incremental frame parser. Bytes may be split anywhere. Typical use:
@@ -263,8 +263,8 @@ size_t writeFrameHeader(uint8_t* out, Opcode op, uint64_t payloadLen, bool fin =
                         bool rsv1 = false);
 // Client-side (masked) header, for tests and benchmark clients; the payload
 // must then be XORed with mask (see maskPayload).
-size_t writeMaskedFrameHeader(uint8_t* out, Opcode op, uint64_t payloadLen,
-                              const uint8_t mask[4], bool fin = true, bool rsv1 = false);
+size_t writeMaskedFrameHeader(uint8_t* out, Opcode op, uint64_t payloadLen, const uint8_t mask[4],
+                              bool fin = true, bool rsv1 = false);
 void maskPayload(uint8_t* data, size_t len, const uint8_t mask[4], size_t offset = 0);
 
 // Whole control frame (ping, pong) into out (room for kMaxControlFrameSize);
@@ -278,8 +278,8 @@ size_t writeCloseFrame(uint8_t* out, uint16_t code, std::string_view reason);
 // Appending conveniences; false on allocation failure (out unchanged).
 bool appendFrame(std::string& out, Opcode op, std::string_view payload, bool rsv1 = false,
                  bool fin = true);
-bool appendMaskedFrame(std::string& out, Opcode op, std::string_view payload,
-                       const uint8_t mask[4], bool rsv1 = false, bool fin = true);
+bool appendMaskedFrame(std::string& out, Opcode op, std::string_view payload, const uint8_t mask[4],
+                       bool rsv1 = false, bool fin = true);
 bool appendCloseFrame(std::string& out, uint16_t code, std::string_view reason);
 
 // ------------------------------------------------------------ ws+meta.nchan

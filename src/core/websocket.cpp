@@ -1,13 +1,13 @@
 // WebSocket handshake helpers, permessage-deflate negotiation, frame encoder
 // and the ws+meta.nchan prefix. The frame parser is in websocket_parser.cpp.
+#include "pubsub/websocket.h"
+
 #include <openssl/evp.h>
 
 #include <algorithm>
 #include <cstring>
 #include <new>
 #include <vector>
-
-#include "pubsub/websocket.h"
 
 namespace pubsub::ws {
 
@@ -46,8 +46,8 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 bool isBase64Char(char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
 // Canonical base64 of exactly 16 bytes: 22 symbols, the last one carrying
@@ -404,8 +404,8 @@ DeflateNegotiation negotiateDeflate(std::string_view extensions, const DeflateCo
             DeflateParams p;
             p.serverNoContextTakeover = op.serverNoContextTakeover || cfg.serverNoContextTakeover;
             p.clientNoContextTakeover = op.clientNoContextTakeover || cfg.clientNoContextTakeover;
-            p.serverMaxWindowBits = op.hasServerBits ? std::min(op.serverBits, serverCap)
-                                                     : serverCap;
+            p.serverMaxWindowBits =
+                op.hasServerBits ? std::min(op.serverBits, serverCap) : serverCap;
             if (p.serverMaxWindowBits < 9) {
                 continue;  // server_max_window_bits=8: zlib cannot produce it
             }
@@ -502,8 +502,8 @@ size_t writeFrameHeader(uint8_t* out, Opcode op, uint64_t payloadLen, bool fin, 
     return writeHeader(out, op, payloadLen, fin, rsv1, nullptr);
 }
 
-size_t writeMaskedFrameHeader(uint8_t* out, Opcode op, uint64_t payloadLen,
-                              const uint8_t mask[4], bool fin, bool rsv1) {
+size_t writeMaskedFrameHeader(uint8_t* out, Opcode op, uint64_t payloadLen, const uint8_t mask[4],
+                              bool fin, bool rsv1) {
     return writeHeader(out, op, payloadLen, fin, rsv1, mask);
 }
 
@@ -552,8 +552,8 @@ bool appendFrame(std::string& out, Opcode op, std::string_view payload, bool rsv
     return true;
 }
 
-bool appendMaskedFrame(std::string& out, Opcode op, std::string_view payload,
-                       const uint8_t mask[4], bool rsv1, bool fin) {
+bool appendMaskedFrame(std::string& out, Opcode op, std::string_view payload, const uint8_t mask[4],
+                       bool rsv1, bool fin) {
     uint8_t hdr[kMaxClientHeaderSize];
     size_t n = writeHeader(hdr, op, payload.size(), fin, rsv1, mask);
     size_t start = out.size();

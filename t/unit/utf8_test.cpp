@@ -36,15 +36,15 @@ TEST(Utf8, ValidSequences) {
     EXPECT_TRUE(validSplitEverywhere(""));
     EXPECT_TRUE(validSplitEverywhere("Hello, world: plain ASCII longer than eight bytes"));
     EXPECT_TRUE(validSplitEverywhere("\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5"));  // kosme
-    EXPECT_TRUE(validSplitEverywhere(bytes({0xC2, 0x80})));                    // U+0080
-    EXPECT_TRUE(validSplitEverywhere(bytes({0xDF, 0xBF})));                    // U+07FF
-    EXPECT_TRUE(validSplitEverywhere(bytes({0xE0, 0xA0, 0x80})));              // U+0800
-    EXPECT_TRUE(validSplitEverywhere(bytes({0xED, 0x9F, 0xBF})));              // U+D7FF
-    EXPECT_TRUE(validSplitEverywhere(bytes({0xEE, 0x80, 0x80})));              // U+E000
-    EXPECT_TRUE(validSplitEverywhere(bytes({0xEF, 0xBF, 0xBF})));              // U+FFFF
-    EXPECT_TRUE(validSplitEverywhere(bytes({0xF0, 0x90, 0x80, 0x80})));        // U+10000
-    EXPECT_TRUE(validSplitEverywhere(bytes({0xF4, 0x8F, 0xBF, 0xBF})));        // U+10FFFF
-    EXPECT_TRUE(validSplitEverywhere("a\xf0\x9f\x98\x80z"));                   // emoji
+    EXPECT_TRUE(validSplitEverywhere(bytes({0xC2, 0x80})));                             // U+0080
+    EXPECT_TRUE(validSplitEverywhere(bytes({0xDF, 0xBF})));                             // U+07FF
+    EXPECT_TRUE(validSplitEverywhere(bytes({0xE0, 0xA0, 0x80})));                       // U+0800
+    EXPECT_TRUE(validSplitEverywhere(bytes({0xED, 0x9F, 0xBF})));                       // U+D7FF
+    EXPECT_TRUE(validSplitEverywhere(bytes({0xEE, 0x80, 0x80})));                       // U+E000
+    EXPECT_TRUE(validSplitEverywhere(bytes({0xEF, 0xBF, 0xBF})));                       // U+FFFF
+    EXPECT_TRUE(validSplitEverywhere(bytes({0xF0, 0x90, 0x80, 0x80})));                 // U+10000
+    EXPECT_TRUE(validSplitEverywhere(bytes({0xF4, 0x8F, 0xBF, 0xBF})));                 // U+10FFFF
+    EXPECT_TRUE(validSplitEverywhere("a\xf0\x9f\x98\x80z"));                            // emoji
     EXPECT_TRUE(validSplitEverywhere(std::string(1, '\0')));
 }
 
@@ -61,9 +61,9 @@ TEST(Utf8, Overlongs) {
 }
 
 TEST(Utf8, Surrogates) {
-    EXPECT_FALSE(validSplitEverywhere(bytes({0xED, 0xA0, 0x80})));  // U+D800
-    EXPECT_FALSE(validSplitEverywhere(bytes({0xED, 0xAD, 0xBF})));  // U+DB7F
-    EXPECT_FALSE(validSplitEverywhere(bytes({0xED, 0xBF, 0xBF})));  // U+DFFF
+    EXPECT_FALSE(validSplitEverywhere(bytes({0xED, 0xA0, 0x80})));                    // U+D800
+    EXPECT_FALSE(validSplitEverywhere(bytes({0xED, 0xAD, 0xBF})));                    // U+DB7F
+    EXPECT_FALSE(validSplitEverywhere(bytes({0xED, 0xBF, 0xBF})));                    // U+DFFF
     EXPECT_FALSE(validSplitEverywhere(bytes({0xED, 0xA0, 0x80, 0xED, 0xB0, 0x80})));  // pair
 }
 
@@ -82,7 +82,7 @@ TEST(Utf8, StrayAndTruncated) {
     EXPECT_FALSE(validSplitEverywhere(bytes({0xC2})));
     EXPECT_FALSE(validSplitEverywhere(bytes({0xE0, 0xA0})));
     EXPECT_FALSE(validSplitEverywhere(bytes({0xF0, 0x90, 0x80})));
-    EXPECT_FALSE(validSplitEverywhere(bytes({0xC2, 0x41})));       // cut by ASCII
+    EXPECT_FALSE(validSplitEverywhere(bytes({0xC2, 0x41})));        // cut by ASCII
     EXPECT_FALSE(validSplitEverywhere(bytes({0xE1, 0x80, 0xC2})));  // cut by a lead byte
     // 0xF4 0x90 must fail at the second byte, before the sequence ends.
     Utf8Validator v;

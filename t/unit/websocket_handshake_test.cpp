@@ -151,8 +151,8 @@ TEST(WsDeflateNegotiation, ServerPolicy) {
     cfg.deflate.windowBits = 10;
     cfg.clientMaxWindowBits = 11;
     cfg.serverNoContextTakeover = true;
-    DeflateNegotiation n =
-        negotiateDeflate("permessage-deflate; client_max_window_bits; server_max_window_bits=12", cfg);
+    DeflateNegotiation n = negotiateDeflate(
+        "permessage-deflate; client_max_window_bits; server_max_window_bits=12", cfg);
     ASSERT_TRUE(n.accepted);
     EXPECT_EQ(n.params.serverMaxWindowBits, 10);
     EXPECT_EQ(n.params.clientMaxWindowBits, 11);
@@ -170,20 +170,20 @@ TEST(WsDeflateNegotiation, ServerPolicy) {
 TEST(WsDeflateNegotiation, InvalidOffersAreDeclined) {
     DeflateConfig cfg;
     const char* bad[] = {
-        "permessage-deflate; server_max_window_bits",         // value required
+        "permessage-deflate; server_max_window_bits",  // value required
         "permessage-deflate; server_max_window_bits=7",
         "permessage-deflate; server_max_window_bits=16",
-        "permessage-deflate; server_max_window_bits=010",     // leading zero
+        "permessage-deflate; server_max_window_bits=010",  // leading zero
         "permessage-deflate; client_max_window_bits=foo",
         "permessage-deflate; client_max_window_bits=1",
-        "permessage-deflate; server_no_context_takeover=1",   // no value allowed
+        "permessage-deflate; server_no_context_takeover=1",  // no value allowed
         "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
         "permessage-deflate; server_max_window_bits=9; server_max_window_bits=10",
         "permessage-deflate; unknown_param",
-        "permessage-deflate; server_max_window_bits=8",       // zlib cannot do 8
-        "permessage-deflate; server_max_window_bits=\"10",    // syntax error
-        "permessage-deflate;; x",                             // syntax error
-        "permessage-deflate server_no_context_takeover",      // syntax error
+        "permessage-deflate; server_max_window_bits=8",     // zlib cannot do 8
+        "permessage-deflate; server_max_window_bits=\"10",  // syntax error
+        "permessage-deflate;; x",                           // syntax error
+        "permessage-deflate server_no_context_takeover",    // syntax error
     };
     for (const char* h : bad) {
         EXPECT_FALSE(negotiateDeflate(h, cfg).accepted) << h;
@@ -200,8 +200,7 @@ TEST(WsDeflateNegotiation, InvalidOffersAreDeclined) {
 
 TEST(WsDeflateNegotiation, MakesCoders) {
     DeflateConfig cfg;
-    DeflateNegotiation n =
-        negotiateDeflate("permessage-deflate; server_max_window_bits=9", cfg);
+    DeflateNegotiation n = negotiateDeflate("permessage-deflate; server_max_window_bits=9", cfg);
     ASSERT_TRUE(n.accepted);
     auto d = makeServerDeflater(n.params, cfg.deflate);
     auto i = makeServerInflater(n.params);

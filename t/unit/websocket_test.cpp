@@ -1,10 +1,10 @@
+#include "pubsub/websocket.h"
+
 #include <gtest/gtest.h>
 
 #include <random>
 #include <string>
 #include <vector>
-
-#include "pubsub/websocket.h"
 
 using namespace pubsub::ws;
 
@@ -52,8 +52,8 @@ std::vector<Ev> parse(FrameParser& p, const std::string& wire, size_t step = SIZ
                 EXPECT_EQ(chunkLeft, 0u);
                 break;
             }
-            evs.push_back({ev.type, ev.opcode, ev.compressed, ev.payload, ev.code,
-                           std::string(ev.reason)});
+            evs.push_back(
+                {ev.type, ev.opcode, ev.compressed, ev.payload, ev.code, std::string(ev.reason)});
             if (ev.type == EventType::Error) {
                 return evs;
             }
@@ -62,8 +62,8 @@ std::vector<Ev> parse(FrameParser& p, const std::string& wire, size_t step = SIZ
     return evs;
 }
 
-std::vector<Ev> parseServer(const std::string& wire, size_t step = SIZE_MAX,
-                            size_t maxSize = 65536, bool deflate = false) {
+std::vector<Ev> parseServer(const std::string& wire, size_t step = SIZE_MAX, size_t maxSize = 65536,
+                            bool deflate = false) {
     ParserConfig cfg;
     cfg.maxMessageSize = maxSize;
     cfg.deflate = deflate;
@@ -136,8 +136,7 @@ TEST(WsParser, RfcSingleFrameUnmaskedText) {
 }
 
 TEST(WsParser, RfcSingleFrameMaskedText) {
-    std::string wire =
-        bytes({0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58});
+    std::string wire = bytes({0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58});
     EXPECT_EQ(masked(Opcode::Text, "Hello"), wire);
     for (size_t step : {1u, 2u, 3u, 100u}) {
         auto evs = parseServer(wire, step);
@@ -172,8 +171,7 @@ TEST(WsParser, RfcPingPong) {
     EXPECT_EQ(evs[0].type, EventType::Ping);
     EXPECT_EQ(evs[0].payload, "Hello");
 
-    std::string pong =
-        bytes({0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58});
+    std::string pong = bytes({0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58});
     EXPECT_EQ(masked(Opcode::Pong, "Hello"), pong);
     evs = parseServer(pong, 1);
     ASSERT_EQ(evs.size(), 1u);
@@ -490,14 +488,14 @@ TEST(WsDeflateFrames, Rfc7692Examples) {
     } cases[] = {
         {bytes({0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}), {"Hello"}},
         {bytes({0x41, 0x03, 0xf2, 0x48, 0xcd, 0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00}), {"Hello"}},
-        {bytes({0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0xc1, 0x05, 0xf2, 0x00,
-                0x11, 0x00, 0x00}),
+        {bytes({0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0xc1, 0x05, 0xf2, 0x00, 0x11,
+                0x00, 0x00}),
          {"Hello", "Hello"}},
         {bytes({0xc1, 0x0b, 0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00}),
          {"Hello"}},
         {bytes({0xc1, 0x08, 0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00}), {"Hello"}},
-        {bytes({0xc1, 0x0d, 0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9,
-                0x07, 0x00}),
+        {bytes({0xc1, 0x0d, 0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07,
+                0x00}),
          {"Hello"}},
         {bytes({0xc1, 0x01, 0x00}), {""}},
     };
