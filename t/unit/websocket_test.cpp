@@ -695,3 +695,29 @@ TEST(WsDeflateFrames, SharePredeflatedRule) {
     p.serverMaxWindowBits = 15;
     EXPECT_TRUE(canSharePredeflated(p, 15));
 }
+
+TEST(WsParser, RandomGarbageNeverCrashes) {
+    // Random bytes (often starting with a plausible header) under ASan/UBSan:
+    // the parser must end in an event, an error or waiting, never crash.
+    std::mt19937 rng(7);
+    for (int round = 0; round < 3000; ++round) {
+        std::string wire;
+        size_t len = rng() % 300;
+        for (size_t i = 0; i < len; ++i) {
+            wire.push_back(static_cast<char>(rng() & 0xFF));
+        }
+        if (round % 2 == 0 && wire.size() > 2) {
+            wire[0] = static_cast<char>((wire[0] & 0xCF) | 0x80);
+            wire[1] = static_cast<char>(wire[1] | 0x80);
+        }
+        DeflateParams params;
+        FrameParser p(ParserConfig::forServer(1024, round % 3 == 0 ? &params : nullptr));
+        auto evs = parse(p, wire, 1 + rng() % 16);
+        for (const Ev& e : evs) {
+            if (e.type == EventType::Error) {
+                EXPECT_TRUE(e.code == 1002 || e.code == 1007 || e.code == 1009) << e.code;
+            }
+        }
+        EXPECT_LE(p.bufferedBytes(), 1024u + 64);
+    }
+}
