@@ -81,6 +81,21 @@ TEST(MsgId, Format) {
     EXPECT_LT(n, pubsub::kMaxMsgIdText);
 }
 
+TEST(MsgId, WidestIdFitsTheBuffer) {
+    // Regression: kMaxMsgIdText was 32, so the widest id was cut short and
+    // writeMsgId returned 32 (snprintf's untruncated length), which made
+    // appendMsgId append the terminating NUL.
+    char buf[pubsub::kMaxMsgIdText];
+    MsgId negative{std::numeric_limits<int64_t>::min(), std::numeric_limits<int32_t>::min()};
+    size_t n = pubsub::writeMsgId(buf, negative);
+    EXPECT_LT(n, pubsub::kMaxMsgIdText);
+    EXPECT_EQ(std::string(buf, n), "-9223372036854775808:-2147483648");
+    std::string s;
+    EXPECT_EQ(pubsub::appendMsgId(s, negative), 32u);
+    EXPECT_EQ(s, "-9223372036854775808:-2147483648");
+    EXPECT_EQ(std::strlen(s.c_str()), s.size());
+}
+
 TEST(MsgId, ParseFormatRoundTrip) {
     MsgId ids[] = {{0, 0}, {1, 0}, {1795678158, 0}, {1795678158, 41},
                    {std::numeric_limits<int64_t>::max() / 2, std::numeric_limits<int32_t>::max()}};
