@@ -253,6 +253,36 @@ TEST(Hub, AttachDuringDeliverGetsOnlyLaterMessages) {
     EXPECT_EQ(hub.channels(), 0u);
 }
 
+TEST(Hub, DeliverReenteredFromACallbackKeepsOrder) {
+    // Regression: a nested deliver() on the same channel (a subscriber's
+    // callback published to it) reached the subscribers after the caller
+    // before the outer message: they skipped it and got a false gap.
+    Hub hub;
+    RecordingSubscriber first("first");
+    RecordingSubscriber second("second");
+    RecordingSubscriber third("third");
+    std::vector<MessagePtr> all = chain(0, 3);
+    first.onDeliver = [&](RecordingSubscriber*, const MessagePtr& m) {
+        if (m->id() == id(1000, 0)) {
+            hub.deliver("ch", {all[1]});
+            hub.deliver("ch", {all[1], all[2]});  // overlapping, as pulls may be
+        }
+    };
+    ASSERT_TRUE(hub.attach(&first, "ch", MsgId{}, MsgId{}));
+    ASSERT_TRUE(hub.attach(&second, "ch", MsgId{}, MsgId{}));
+    ASSERT_TRUE(hub.attach(&third, "ch", MsgId{}, MsgId{}));
+    hub.deliver("ch", {all[0]});
+    for (RecordingSubscriber* s : {&first, &second, &third}) {
+        EXPECT_EQ(s->ids, range(0, 3)) << s->name();
+        EXPECT_EQ(s->gaps, 0) << s->name();
+    }
+    EXPECT_EQ(hub.find("ch")->pulled, id(1000, 2));
+    hub.detach(&first);
+    hub.detach(&second);
+    hub.detach(&third);
+    EXPECT_EQ(hub.channels(), 0u);
+}
+
 TEST(Hub, DetachingAnotherSubscriberInDeliverIsSafe) {
     // Not part of the contract, but must not crash: a detached subscriber
     // later in the list gets nothing more.

@@ -641,4 +641,36 @@ TEST_F(MemoryStoreTest, SubscriberMayPublishFromDeliver) {
     b_->store->unsubscribe(&watcher);
 }
 
+TEST_F(MemoryStoreTest, SubscriberMayPublishOnItsOwnChannelFromDeliver) {
+    // Regression: a subscriber answering "ping" with "pong" on the same
+    // channel made the hub deliver "pong" (nested) before the subscribers
+    // after it in the list had "ping": they lost "ping" and saw a false gap.
+    RecordingSubscriber responder("responder");
+    RecordingSubscriber local("local");
+    RecordingSubscriber remote("remote");
+    responder.onDeliver = [&](RecordingSubscriber*, const pubsub::MessagePtr& m) {
+        if (m->data() == "ping") {
+            a_->publish("ch", "pong");
+        }
+    };
+    a_->subscribe(&responder, req("ch"));
+    a_->subscribe(&local, req("ch"));
+    b_->subscribe(&remote, req("ch"));
+    a_->publish("ch", "ping");
+    std::vector<std::string> expected = {"ping", "pong"};
+    EXPECT_EQ(responder.data, expected);
+    EXPECT_EQ(local.data, expected);
+    EXPECT_EQ(remote.data, expected);
+    EXPECT_EQ(local.gaps + remote.gaps + responder.gaps, 0);
+    b_->publish("ch", "ping");
+    expected = {"ping", "pong", "ping", "pong"};
+    EXPECT_EQ(responder.data, expected);
+    EXPECT_EQ(local.data, expected);
+    EXPECT_EQ(remote.data, expected);
+    EXPECT_EQ(local.gaps + remote.gaps + responder.gaps, 0);
+    a_->store->unsubscribe(&responder);
+    a_->store->unsubscribe(&local);
+    b_->store->unsubscribe(&remote);
+}
+
 }  // namespace
