@@ -251,4 +251,17 @@ TEST(FormatHeader, QZeroCountsAsAbsent) {
     EXPECT_TRUE(headerHasToken("text/html;q=0, text/event-stream", "text/event-stream"));
 }
 
+TEST(FormatHeader, OnlyAParameterNamedQIsTheWeight) {
+    // Regression: any parameter ending in "q=" ("xq=0") was taken for the
+    // weight, and "Q=0" (parameter names are case-insensitive) was not.
+    EXPECT_TRUE(headerHasToken("text/event-stream;xq=0", "text/event-stream"));
+    EXPECT_TRUE(headerHasToken("text/event-stream;seq=0", "text/event-stream"));
+    EXPECT_TRUE(headerHasToken("text/event-stream;foo=\"q=0\"", "text/event-stream"));
+    EXPECT_FALSE(headerHasToken("text/event-stream;Q=0", "text/event-stream"));
+    EXPECT_FALSE(headerHasToken("text/event-stream;xq=1;q=0", "text/event-stream"));
+    EXPECT_TRUE(headerHasToken("text/event-stream;q", "text/event-stream"));
+    EXPECT_TRUE(headerHasToken("text/event-stream;q=", "text/event-stream"));
+    EXPECT_TRUE(headerHasToken("text/event-stream;;", "text/event-stream"));
+}
+
 }  // namespace
