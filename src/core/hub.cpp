@@ -12,18 +12,26 @@ LocalChannel* Hub::find(std::string_view key) {
 bool Hub::attach(Subscriber* sub, std::string_view key, const MsgId& cursor,
                  const MsgId& storeLast) {
     LocalChannel* lc = find(key);
+    bool created = false;
     try {
         if (lc == nullptr) {
             auto owned = std::make_unique<LocalChannel>(std::string(key));
             owned->pulled = storeLast;
-            lc = owned.get();
-            std::string_view k = lc->key();
+            LocalChannel* made = owned.get();
+            std::string_view k = made->key();
             channels_.emplace(k, std::move(owned));
+            // Only now does the map own it: if emplace threw, `owned` (or
+            // the node that took it) has already freed the channel.
+            lc = made;
+            created = true;
         }
         lc->subs_.push_back(sub);
     } catch (const std::bad_alloc&) {
-        if (lc != nullptr && lc->live_ == 0 && lc->iterating_ == 0) {
-            channels_.erase(lc->key());
+        if (created) {
+            auto it = channels_.find(lc->key());
+            if (it != channels_.end()) {
+                channels_.erase(it);
+            }
         }
         return false;
     }
