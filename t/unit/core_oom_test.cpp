@@ -66,16 +66,21 @@ public:
 };
 
 TEST(CoreOom, InjectorWorks) {
+    // Direct operator new calls: the optimizer may not drop them as it may
+    // drop a new-expression whose result is unused.
     bool threw = false;
+    void* volatile first = nullptr;
     {
         FailNthAllocation f(1);
-        auto a = std::make_unique<int>(1);  // allocation 0 succeeds
+        first = ::operator new(32);  // allocation 0 succeeds
         try {
-            auto b = std::make_unique<int>(2);
+            void* volatile second = ::operator new(32);
+            ::operator delete(second);
         } catch (const std::bad_alloc&) {
             threw = true;
         }
     }
+    ::operator delete(first);
     EXPECT_TRUE(threw);
 }
 
