@@ -65,7 +65,7 @@ function buildVars(prefix, ports, redis, extra) {
 
 // Tests only listen on loopback: `listen 8080;` would bind every address.
 function checkListen(text) {
-    for (const m of text.matchAll(/^\s*listen\s+([^;\s]+)/gm)) {
+    for (const m of text.matchAll(/(?:^|[\s{;])listen\s+([^;\s]+)/g)) {
         if (!/^(127\.\d+\.\d+\.\d+|localhost|\[::1\]|unix):/.test(m[1])) {
             throw new Error(`nginx config: "listen ${m[1]}" must name 127.0.0.1 ` +
                 '(write listen 127.0.0.1:%%PORT%%)');
