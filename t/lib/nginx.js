@@ -8,7 +8,7 @@ const os = require('node:os');
 const path = require('node:path');
 const assert = require('node:assert');
 const { spawn, execFile } = require('node:child_process');
-const { LOOPBACK, sleep, waitUntil, freePort, canConnect } = require('./util');
+const { LOOPBACK, sleep, raceTimeout, waitUntil, freePort, canConnect } = require('./util');
 
 const REPO = path.resolve(__dirname, '..', '..');
 const NGINX_BIN = process.env.NGINX_BIN || '/usr/sbin/nginx';
@@ -109,7 +109,6 @@ function renderConf(prefix, vars, opts) {
         `    fastcgi_temp_path ${prefix}/tmp/fastcgi;`,
         `    uwsgi_temp_path ${prefix}/tmp/uwsgi;`,
         `    scgi_temp_path ${prefix}/tmp/scgi;`,
-        '    default_type application/octet-stream;',
         '',
         substitute(opts.conf || '', vars),
         '}',
@@ -199,8 +198,11 @@ class Nginx {
         return `ws://${LOOPBACK}:${this.ports[n - 1]}${p}`;
     }
 
+    // error.log text (from byte offset `mark`); still readable after stop()
+    // removed the prefix.
     errorLog(mark = 0) {
-        return readIfExists(this.errorLogPath).slice(mark);
+        const text = this.savedLog !== undefined ? this.savedLog : readIfExists(this.errorLogPath);
+        return text.slice(mark);
     }
 
     accessLog() {
@@ -272,7 +274,9 @@ class Nginx {
         const deadline = Date.now() + timeout;
         for (;;) {
             if (this.exited) {
-                throw new Error(this.describeFailure('nginx exited during start-up'));
+                const msg = this.describeFailure('nginx exited during start-up');
+                await this.stop().catch(() => {});
+                throw new Error(msg);
             }
             let ready = this.workerPids().length >= workers;
             for (const p of this.ports) {
@@ -282,8 +286,9 @@ class Nginx {
                 break;
             }
             if (Date.now() > deadline) {
+                const msg = this.describeFailure(`nginx not ready within ${timeout} ms`);
                 await this.stop().catch(() => {});
-                throw new Error(this.describeFailure(`nginx not ready within ${timeout} ms`));
+                throw new Error(msg);
             }
             await sleep(20);
         }
@@ -321,7 +326,10 @@ class Nginx {
                 throw new Error(`reload refused: ${emerg}`);
             }
             const fresh = this.workerPids().filter((p) => !old.has(p));
-            if (fresh.length >= want) {
+            // Old workers accept until they handle the master's SIGQUIT; their
+            // title changes just before they close the listening sockets.
+            const oldActive = this.workerPids().filter((p) => old.has(p));
+            if (fresh.length >= want && oldActive.length === 0) {
                 for (const w of fresh) {
                     this.knownWorkers.add(w);
                 }
@@ -345,15 +353,16 @@ class Nginx {
             } catch {
                 // already gone
             }
-            const res = await Promise.race([this.exitPromise, sleep(timeout).then(() => null)]);
+            const res = await raceTimeout(this.exitPromise, timeout);
             if (!res) {
                 killed = true;
                 this.killNow(workers);
-                await Promise.race([this.exitPromise, sleep(2000)]);
+                await raceTimeout(this.exitPromise, 2000);
             }
         }
         this.stopped = true;
         if (!keep && !KEEP_PREFIX && !this.keepPrefix) {
+            this.savedLog = readIfExists(this.errorLogPath);
             await fsp.rm(this.prefix, { recursive: true, force: true }).catch(() => {});
         }
         return { ...(this.exited || {}), killed };
@@ -409,15 +418,21 @@ async function startNginx(opts = {}) {
         opts = { conf: opts };
     }
     const prefix = await makePrefix();
-    const ports = await allocatePorts(`${opts.conf || ''}\n${opts.main || ''}`, opts.ports);
-    const vars = buildVars(prefix, ports, opts.redis, opts.vars);
-    for (const [rel, content] of Object.entries(opts.files || {})) {
-        const file = path.join(prefix, rel);
-        await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
-        await fsp.writeFile(file, substitute(String(content), vars));
+    let ngx;
+    try {
+        const ports = await allocatePorts(`${opts.conf || ''}\n${opts.main || ''}`, opts.ports);
+        const vars = buildVars(prefix, ports, opts.redis, opts.vars);
+        for (const [rel, content] of Object.entries(opts.files || {})) {
+            const file = path.join(prefix, rel);
+            await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+            await fsp.writeFile(file, substitute(String(content), vars));
+        }
+        ngx = new Nginx(opts, prefix, ports, vars);
+        fs.writeFileSync(ngx.confPath, renderConf(prefix, vars, opts));
+    } catch (e) {
+        await fsp.rm(prefix, { recursive: true, force: true }).catch(() => {});
+        throw e;
     }
-    const ngx = new Nginx(opts, prefix, ports, vars);
-    fs.writeFileSync(ngx.confPath, renderConf(prefix, vars, opts));
     return ngx.start();
 }
 
@@ -474,7 +489,7 @@ async function withNginx(opts, fn) {
 // node:test wrapper: nginxTest(name, confOrOpts, async (nginx, t) => {...}).
 function nginxTest(name, opts, fn) {
     const { test } = require('node:test');
-    const testOpts = (typeof opts === 'object' && opts.test) || {};
+    const testOpts = { timeout: 60000, ...((typeof opts === 'object' && opts.test) || {}) };
     return test(name, testOpts, (t) => withNginx(opts, (ngx) => fn(ngx, t)));
 }
 

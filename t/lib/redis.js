@@ -7,7 +7,7 @@ const os = require('node:os');
 const path = require('node:path');
 const net = require('node:net');
 const { spawn } = require('node:child_process');
-const { LOOPBACK, sleep, freePort, withTimeout } = require('./util');
+const { LOOPBACK, sleep, raceTimeout, freePort, withTimeout } = require('./util');
 
 const REDIS_BIN = process.env.REDIS_BIN || '/usr/bin/redis-server';
 
@@ -159,7 +159,7 @@ class Redis {
             } catch {
                 // gone
             }
-            const r = await Promise.race([this.exitPromise, sleep(timeout).then(() => null)]);
+            const r = await raceTimeout(this.exitPromise, timeout);
             if (!r) {
                 await this.kill();
             }
@@ -175,7 +175,7 @@ class Redis {
             } catch {
                 // gone
             }
-            await Promise.race([this.exitPromise, sleep(3000)]);
+            await raceTimeout(this.exitPromise, 3000);
         }
     }
 }

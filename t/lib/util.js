@@ -18,6 +18,16 @@ function withTimeout(promise, ms, what) {
     return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+// Resolves with `promise`'s value, or with null after ms; clears its timer
+// so a finished race never keeps the process alive.
+function raceTimeout(promise, ms) {
+    let timer;
+    const t = new Promise((resolve) => {
+        timer = setTimeout(() => resolve(null), ms);
+    });
+    return Promise.race([promise, t]).finally(() => clearTimeout(timer));
+}
+
 // Polls `check` (sync or async, truthy = done) every `interval` ms until `timeout`.
 async function waitUntil(check, { timeout = 5000, interval = 25, what = 'condition' } = {}) {
     const deadline = Date.now() + timeout;
@@ -161,4 +171,4 @@ class MessageQueue {
     }
 }
 
-module.exports = { LOOPBACK, sleep, withTimeout, waitUntil, freePort, canConnect, MessageQueue };
+module.exports = { LOOPBACK, sleep, withTimeout, raceTimeout, waitUntil, freePort, canConnect, MessageQueue };
