@@ -550,10 +550,22 @@ ngx_pubsub_ws_t::drained()
         return;
     }
 
-    /* our close went first: wait a little for the client's reply */
+    /*
+     * Our close went first: send FIN (nothing else will be written) and
+     * wait a little for the client's reply or EOF, reading and discarding,
+     * so that a close() with unread input does not reset the connection
+     * before the client got the close frame.
+     */
     if (!lingering_) {
         lingering_ = true;
         ngx_add_timer(&linger_ev_, NGX_PUBSUB_WS_LINGER);
+
+#if (NGX_SSL)
+        if (r->connection->ssl == NULL)
+#endif
+        {
+            (void) shutdown(r->connection->fd, SHUT_WR);
+        }
     }
 }
 
