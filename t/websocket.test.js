@@ -378,6 +378,21 @@ describe('websocket', () => {
         await Promise.all([c.close(), other.close()]);
     });
 
+    it('a burst of 500 websocket publishes arrives complete and in order', async () => {
+        const ch = chan('burst');
+        const sub = await wsConnect(wsPath(ngx, `/sub/${ch}`));
+        const p = await wsConnect(wsPath(ngx, `/ps/${ch}`));
+        const frames = [];
+        for (let i = 0; i < 500; i++) {
+            frames.push(p.send(`b${i}`));
+        }
+        await Promise.all(frames);
+        const got = await sub.waitFor(500, 10000);
+        assert.deepStrictEqual(got.map((m) => m.text),
+            Array.from({ length: 500 }, (_, i) => `b${i}`));
+        await Promise.all([sub.close(), p.close()]);
+    });
+
     it('channel delete closes with 1000 "410 Gone"', async () => {
         const ch = chan('del');
         const c = await wsConnect(wsPath(ngx, `/sub/${ch}`));

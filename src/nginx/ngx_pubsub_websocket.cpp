@@ -25,6 +25,7 @@ namespace ws = pubsub::ws;
 
 
 #define NGX_PUBSUB_WS_READ_BUF      16384
+#define NGX_PUBSUB_WS_READ_ROUNDS   32       /* reads per event, then yield */
 #define NGX_PUBSUB_WS_LINGER        3000     /* ms to wait for a close reply */
 
 /* permessage-deflate: a small window keeps a connection's zlib state cheap */
@@ -694,8 +695,16 @@ ngx_pubsub_ws_t::read()
 {
     ngx_connection_t  *c = r->connection;
     ssize_t            n;
+    ngx_uint_t         rounds = 0;
 
     while (!finishing_) {
+
+        /* a client that sends without pause must not starve the others */
+        if (++rounds > NGX_PUBSUB_WS_READ_ROUNDS) {
+            ngx_post_event(c->read, &ngx_posted_events);
+            return;
+        }
+
         n = c->recv(c, rbuf_, NGX_PUBSUB_WS_READ_BUF);
 
         if (n == NGX_AGAIN) {
