@@ -56,6 +56,10 @@ private:
     friend class Hub;
     std::string key_;
     std::vector<Subscriber*> subs_;
+    // Messages handed to deliver() while a delivery on this channel was
+    // already running (a subscriber's callback published to it); sent
+    // once the running one is done, so that every subscriber keeps order.
+    std::vector<MessagePtr> pending_;
     size_t live_ = 0;
     int iterating_ = 0;
     bool holes_ = false;
@@ -78,7 +82,9 @@ public:
     // Delivers `msgs` (ascending ids) to the channel's subscribers, each
     // message only to those that have not seen it.  A subscriber that has not
     // seen the message before one it is given (its predecessor was dropped
-    // before this worker pulled it) is told of the gap first.
+    // before this worker pulled it) is told of the gap first.  Called again
+    // for the same channel from inside a subscriber's callback, it queues
+    // `msgs` behind the messages being delivered.
     void deliver(std::string_view key, const std::vector<MessagePtr>& msgs);
 
     // Detaches every subscriber of the channel and tells each of them.
@@ -88,6 +94,7 @@ public:
     size_t subscribers() const { return subscribers_; }
 
 private:
+    void fanOut(LocalChannel* lc, const std::vector<MessagePtr>& msgs);
     void compact(LocalChannel* lc);
     void release(LocalChannel* lc);
 

@@ -38,7 +38,8 @@ std::string formatMsgId(const MsgId& id);
 // Appends "time:tag" to `out`; returns the number of bytes appended.
 size_t appendMsgId(std::string& out, const MsgId& id);
 // Writes "time:tag" into buf (at least kMaxMsgIdText bytes); returns the length.
-constexpr size_t kMaxMsgIdText = 32;
+// The widest id, "-9223372036854775808:-2147483648", is 32 characters.
+constexpr size_t kMaxMsgIdText = 40;
 size_t writeMsgId(char* buf, const MsgId& id);
 
 // A parsed resume id.  A single-channel id has one tag; nchan's multiplexed

@@ -48,6 +48,28 @@ void forEachListItem(std::string_view value, Fn fn) {
     }
 }
 
+// True when a ";"-separated parameter list carries a q parameter of zero.
+bool qIsZero(std::string_view params) {
+    bool zero = false;
+    while (!params.empty()) {
+        size_t semi = params.find(';');
+        std::string_view param = trim(params.substr(0, semi));
+        params = semi == std::string_view::npos ? std::string_view() : params.substr(semi + 1);
+        size_t eq = param.find('=');
+        if (eq == std::string_view::npos || !iequals(trim(param.substr(0, eq)), "q")) {
+            continue;
+        }
+        std::string_view qv = trim(param.substr(eq + 1));
+        zero = !qv.empty() && qv[0] == '0';
+        for (size_t i = 1; zero && i < qv.size(); i++) {
+            if (qv[i] != '0' && qv[i] != '.') {
+                zero = false;
+            }
+        }
+    }
+    return zero;
+}
+
 }  // namespace
 
 bool headerHasToken(std::string_view value, std::string_view token) {
@@ -58,21 +80,8 @@ bool headerHasToken(std::string_view value, std::string_view token) {
         if (!iequals(name, token)) {
             return true;
         }
-        if (semi != std::string_view::npos) {
-            std::string_view params = item.substr(semi + 1);
-            size_t q = params.find("q=");
-            if (q != std::string_view::npos) {
-                std::string_view qv = trim(params.substr(q + 2));
-                bool zero = !qv.empty() && qv[0] == '0';
-                for (size_t i = 1; zero && i < qv.size() && qv[i] != ';'; i++) {
-                    if (qv[i] != '0' && qv[i] != '.') {
-                        zero = false;
-                    }
-                }
-                if (zero) {
-                    return true;
-                }
-            }
+        if (semi != std::string_view::npos && qIsZero(item.substr(semi + 1))) {
+            return true;
         }
         found = true;
         return false;

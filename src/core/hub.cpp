@@ -12,18 +12,26 @@ LocalChannel* Hub::find(std::string_view key) {
 bool Hub::attach(Subscriber* sub, std::string_view key, const MsgId& cursor,
                  const MsgId& storeLast) {
     LocalChannel* lc = find(key);
+    bool created = false;
     try {
         if (lc == nullptr) {
             auto owned = std::make_unique<LocalChannel>(std::string(key));
             owned->pulled = storeLast;
-            lc = owned.get();
-            std::string_view k = lc->key();
+            LocalChannel* made = owned.get();
+            std::string_view k = made->key();
             channels_.emplace(k, std::move(owned));
+            // Only now does the map own it: if emplace threw, `owned` (or
+            // the node that took it) has already freed the channel.
+            lc = made;
+            created = true;
         }
         lc->subs_.push_back(sub);
     } catch (const std::bad_alloc&) {
-        if (lc != nullptr && lc->live_ == 0 && lc->iterating_ == 0) {
-            channels_.erase(lc->key());
+        if (created) {
+            auto it = channels_.find(lc->key());
+            if (it != channels_.end()) {
+                channels_.erase(it);
+            }
         }
         return false;
     }
@@ -76,15 +84,7 @@ void Hub::compact(LocalChannel* lc) {
     lc->holes_ = false;
 }
 
-void Hub::deliver(std::string_view key, const std::vector<MessagePtr>& msgs) {
-    LocalChannel* lc = find(key);
-    if (lc == nullptr || msgs.empty()) {
-        return;
-    }
-    if (msgs.back()->id() > lc->pulled) {
-        lc->pulled = msgs.back()->id();
-    }
-    lc->iterating_++;
+void Hub::fanOut(LocalChannel* lc, const std::vector<MessagePtr>& msgs) {
     size_t n = lc->subs_.size();
     for (size_t i = 0; i < n; i++) {
         Subscriber* s = lc->subs_[i];
@@ -108,13 +108,41 @@ void Hub::deliver(std::string_view key, const std::vector<MessagePtr>& msgs) {
             s->deliver(m);
         }
     }
-    lc->iterating_--;
-    if (lc->iterating_ == 0) {
-        if (lc->holes_) {
-            compact(lc);
-        }
-        release(lc);
+}
+
+void Hub::deliver(std::string_view key, const std::vector<MessagePtr>& msgs) {
+    LocalChannel* lc = find(key);
+    if (lc == nullptr || msgs.empty()) {
+        return;
     }
+    if (lc->iterating_ > 0) {
+        // Re-entered from a subscriber's callback: subscribers later in the
+        // list have not had the current messages yet, so these wait.
+        try {
+            lc->pending_.insert(lc->pending_.end(), msgs.begin(), msgs.end());
+        } catch (const std::bad_alloc&) {
+            return;  // `pulled` not advanced: the next pull fetches them again
+        }
+        if (msgs.back()->id() > lc->pulled) {
+            lc->pulled = msgs.back()->id();
+        }
+        return;
+    }
+    if (msgs.back()->id() > lc->pulled) {
+        lc->pulled = msgs.back()->id();
+    }
+    lc->iterating_++;
+    fanOut(lc, msgs);
+    while (!lc->pending_.empty()) {
+        std::vector<MessagePtr> more;
+        more.swap(lc->pending_);
+        fanOut(lc, more);
+    }
+    lc->iterating_--;
+    if (lc->holes_) {
+        compact(lc);
+    }
+    release(lc);
 }
 
 void Hub::channelDeleted(std::string_view key) {
@@ -135,6 +163,7 @@ void Hub::channelDeleted(std::string_view key) {
         s->channelDeleted();
     }
     lc->holes_ = true;
+    lc->pending_.clear();  // messages of the deleted channel
     lc->iterating_--;
     if (lc->iterating_ == 0) {
         compact(lc);

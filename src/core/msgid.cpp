@@ -18,7 +18,12 @@ MsgId nextMsgId(const MsgId& last, int64_t now) {
 size_t writeMsgId(char* buf, const MsgId& id) {
     int n = std::snprintf(buf, kMaxMsgIdText, "%lld:%d", static_cast<long long>(id.time),
                           static_cast<int>(id.tag));
-    return n < 0 ? 0 : static_cast<size_t>(n);
+    if (n < 0) {
+        buf[0] = '\0';
+        return 0;
+    }
+    // Never report more than was written (snprintf returns the untruncated length).
+    return static_cast<size_t>(n) < kMaxMsgIdText ? static_cast<size_t>(n) : kMaxMsgIdText - 1;
 }
 
 size_t appendMsgId(std::string& out, const MsgId& id) {

@@ -263,7 +263,13 @@ ngx_pubsub_http_sub_t::write(std::string_view a, std::string_view b,
 
         size_t cap = size < 512 ? 512 : size;
 
-        buf->start = static_cast<u_char *>(ngx_palloc(r->pool, cap));
+        /*
+         * ngx_pmemalign() always makes a "large" allocation, which
+         * ngx_pfree() releases: a long stream of messages of growing sizes
+         * does not pile up dead buffers in the request's pool.
+         */
+        buf->start = static_cast<u_char *>(
+                         ngx_pmemalign(r->pool, cap, NGX_ALIGNMENT));
         if (buf->start == NULL) {
             return NGX_ERROR;
         }

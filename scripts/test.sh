@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds everything and runs every test: the C++ unit tests (plain and under
+# AddressSanitizer + UBSan) and the integration tests in t/ against real
+# nginx and Redis processes that the tests start on 127.0.0.1.
+#   scripts/test.sh                 everything
+#   scripts/test.sh t/foo.test.js   unit tests + only these integration files
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+JOBS="${JOBS:-$(nproc)}"
+
+bash scripts/deps.sh --test
+
+echo "== build: module"
+bash scripts/build.sh
+
+echo "== build: unit tests"
+cmake -S . -B build/unit -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPUBSUB_BENCH=OFF >/dev/null
+cmake --build build/unit -j"$JOBS"
+echo "== build: unit tests with ASan + UBSan"
+cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DPUBSUB_SANITIZE=ON -DPUBSUB_BENCH=OFF >/dev/null
+cmake --build build/asan -j"$JOBS"
+
+echo "== unit tests"
+build/unit/unit_tests --gtest_brief=1
+echo "== unit tests (ASan + UBSan)"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    build/asan/unit_tests --gtest_brief=1
+
+echo "== integration tests"
+export PUBSUB_MODULE="$ROOT/build/nginx/ngx_pubsub_module.so"
+if [ "$#" -gt 0 ]; then
+    files=("$@")
+else
+    files=(t/*.test.js)
+fi
+node --test --test-concurrency=2 "${files[@]}"
