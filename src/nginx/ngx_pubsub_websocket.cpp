@@ -847,7 +847,13 @@ ngx_pubsub_ws_t::publish(const ws::Event &ev)
 
                 if (--st->left == 0 && *st->self != nullptr) {
                     ngx_pubsub_ws_t *w = *st->self;
-                    w->published(std::move(st->last), st->failed);
+
+                    try {
+                        w->published(std::move(st->last), st->failed);
+
+                    } catch (...) {
+                        w->finish();
+                    }
                 }
             });
     }
@@ -1439,7 +1445,15 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     r->main->count++;
 
-    (void) w->start(subscribe ? &reply : nullptr, spec.after);
+    /* from here on, failures end the connection, never the handler */
+    try {
+        (void) w->start(subscribe ? &reply : nullptr, spec.after);
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pubsub: websocket start failed (out of memory)");
+        w->finish();
+    }
 
     return NGX_DONE;
 }
