@@ -480,6 +480,10 @@ describe('websocket', () => {
         assert.strictEqual(gap.meta.contentType, 'application/vnd.pubsub+json');
         assert.strictEqual(JSON.parse(gap.meta.text).event, 'pubsub.gap');
         assert.strictEqual(gap.meta.id, ids[0]);
+        // what NchanSubscriber.js makes of it: a message with that content type
+        const nm = gap.text.match(/^id: (.*)\n(content-type: (.*)\n)?\n/m);
+        assert.strictEqual(nm[1], ids[0]);
+        assert.strictEqual(nm[3], 'application/vnd.pubsub+json');
         assert.deepStrictEqual([x.meta.text, y.meta.text], ['g3', 'g4']);
         assert.deepStrictEqual([x.meta.id, y.meta.id], [ids[3], ids[4]]);
         await r.close();
@@ -490,6 +494,40 @@ describe('websocket', () => {
         assert.deepStrictEqual(got.map((m) => m.text), ['g3', 'g4']);
         await plain.close();
     });
+
+    it('NchanSubscriber.js (websocket) receives messages with id and content type',
+        async () => {
+            // the browser client, in node: ws as WebSocket, a stub window
+            const saved = { window: globalThis.window, WebSocket: globalThis.WebSocket,
+                add: globalThis.addEventListener, remove: globalThis.removeEventListener };
+            globalThis.window = globalThis;
+            globalThis.WebSocket = require('ws');
+            globalThis.addEventListener = () => {};
+            globalThis.removeEventListener = () => {};
+            try {
+                delete require.cache[require.resolve('nchan')];
+                const NchanSubscriber = require('nchan');
+                const ch = chan('nchanjs');
+                const sub = new NchanSubscriber(ngx.url(`/sub/${ch}`),
+                    { subscriber: 'websocket' });
+                const got = [];
+                const connected = new Promise((res) => sub.on('connect', res));
+                sub.on('message', (m, meta) => got.push([m, meta]));
+                sub.start();
+                await withTimeout(connected, 5000, 'NchanSubscriber connect');
+                await publish({ nginx: ngx, path: `/pub/${ch}` }, 'for nchan.js');
+                await waitUntil(() => got.length === 1, { what: 'NchanSubscriber message' });
+                assert.strictEqual(got[0][0], 'for nchan.js');
+                assert.strictEqual(got[0][1]['content-type'], 'text/plain');
+                assert.match(got[0][1].id, /^\d+:\d+$/);
+                sub.stop();
+            } finally {
+                globalThis.window = saved.window;
+                globalThis.WebSocket = saved.WebSocket;
+                globalThis.addEventListener = saved.add;
+                globalThis.removeEventListener = saved.remove;
+            }
+        });
 
     it('frames sent together with the handshake are processed', async () => {
         const ch = chan('pipelined');
