@@ -18,6 +18,7 @@ extern "C" {
 
 #include <string_view>
 
+#include "pubsub/format.h"
 #include "pubsub/memory_store.h"
 #include "pubsub/msgid.h"
 #include "pubsub/store.h"
@@ -135,6 +136,9 @@ ngx_int_t ngx_pubsub_publisher_handler(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf);
 ngx_int_t ngx_pubsub_channel_info(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch);
+ngx_int_t ngx_pubsub_publish_params(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, pubsub::PublishInput *in);
+pubsub::InfoFormat ngx_pubsub_info_format(ngx_http_request_t *r);
 
 /* ngx_pubsub_subscriber.cpp */
 ngx_int_t ngx_pubsub_subscriber_handler(ngx_http_request_t *r,

@@ -13,16 +13,26 @@
 static void ngx_pubsub_body_handler(ngx_http_request_t *r);
 
 
+/* The channel info format the request's Accept header asks for. */
+pubsub::InfoFormat
+ngx_pubsub_info_format(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *accept;
+
+    accept = ngx_pubsub_find_header(r, "Accept");
+
+    return pubsub::infoFormatFromAccept(accept ? ngx_pubsub_sv(accept->value)
+                                               : std::string_view());
+}
+
+
 static ngx_int_t
 ngx_pubsub_info_response(ngx_http_request_t *r, ngx_uint_t status,
     const pubsub::ChannelInfo &info)
 {
-    ngx_table_elt_t     *accept;
     pubsub::InfoFormat   fmt;
 
-    accept = ngx_pubsub_find_header(r, "Accept");
-    fmt = pubsub::infoFormatFromAccept(accept ? ngx_pubsub_sv(accept->value)
-                                              : std::string_view());
+    fmt = ngx_pubsub_info_format(r);
 
     std::string body = pubsub::formatChannelInfo(info, fmt, ngx_time());
 
@@ -232,14 +242,62 @@ ngx_pubsub_number(ngx_http_request_t *r, ngx_http_complex_value_t *cv,
 }
 
 
+/*
+ * The per-request publishing parameters shared by HTTP and WebSocket
+ * publishers: pubsub_message_buffer_length, pubsub_message_timeout and the
+ * event name (pubsub_eventsource_event or X-EventSource-Event).  The views
+ * point into r->pool.  NGX_ERROR (logged) when a value is invalid.
+ */
+ngx_int_t
+ngx_pubsub_publish_params(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    pubsub::PublishInput *in)
+{
+    ngx_int_t         buflen, ttl;
+    ngx_str_t         event;
+    ngx_table_elt_t  *h;
+
+    buflen = ngx_pubsub_number(r, plcf->buffer_length, 0);
+    ttl = ngx_pubsub_number(r, plcf->message_timeout, 1);
+
+    if (buflen < 0 || ttl < 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pubsub: pubsub_message_buffer_length or "
+                      "pubsub_message_timeout is not a valid number");
+        return NGX_ERROR;
+    }
+
+    event.len = 0;
+    event.data = NULL;
+
+    if (plcf->eventsource_event != NULL) {
+        if (ngx_http_complex_value(r, plcf->eventsource_event, &event)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else {
+        h = ngx_pubsub_find_header(r, "X-EventSource-Event");
+        if (h) {
+            event = h->value;
+        }
+    }
+
+    in->eventName = ngx_pubsub_sv(event);
+    in->maxMessages = buflen;
+    in->ttl = ttl;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_pubsub_publish(ngx_http_request_t *r)
 {
     ngx_pubsub_loc_conf_t  *plcf;
     ngx_pubsub_channels_t  *ch;
-    ngx_str_t               body, event;
-    ngx_int_t               rc, buflen, ttl;
-    ngx_table_elt_t        *h;
+    ngx_str_t               body;
+    ngx_int_t               rc;
     pubsub::PublishInput    in;
     pubsub::PublishReply    last;
     ngx_uint_t              delivered, failed;
@@ -261,39 +319,13 @@ ngx_pubsub_publish(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    buflen = ngx_pubsub_number(r, plcf->buffer_length, 0);
-    ttl = ngx_pubsub_number(r, plcf->message_timeout, 1);
-
-    if (buflen < 0 || ttl < 0) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "pubsub: pubsub_message_buffer_length or "
-                      "pubsub_message_timeout is not a valid number");
+    if (ngx_pubsub_publish_params(r, plcf, &in) != NGX_OK) {
         return ngx_pubsub_respond_text(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
                    "text/plain",
                    "Invalid message buffer length or timeout.\n");
     }
 
-    event.len = 0;
-    event.data = NULL;
-
-    if (plcf->eventsource_event != NULL) {
-        if (ngx_http_complex_value(r, plcf->eventsource_event, &event)
-            != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-    } else {
-        h = ngx_pubsub_find_header(r, "X-EventSource-Event");
-        if (h) {
-            event = h->value;
-        }
-    }
-
     in.data = ngx_pubsub_sv(body);
-    in.eventName = ngx_pubsub_sv(event);
-    in.maxMessages = buflen;
-    in.ttl = ttl;
 
     if (r->headers_in.content_type) {
         in.contentType = ngx_pubsub_sv(r->headers_in.content_type->value);

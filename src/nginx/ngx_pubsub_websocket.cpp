@@ -1,16 +1,1469 @@
 /*
  * ngx_pubsub: WebSocket subscribers and publishers (RFC 6455).
+ *
+ * The handshake is checked and the channels, resume id and subscription are
+ * settled before the 101, so that bad input gets an HTTP status.  After the
+ * 101 the connection is ours: raw c->recv() feeds the core's FrameParser,
+ * frames go out through c->send_chain() from a queue whose payload buffers
+ * point into the shared, refcounted messages (one copy per worker).  Framing
+ * logic lives in the core (pubsub/websocket.h); this file only moves bytes.
  */
 
-#include "ngx_pubsub.h"
+#include "ngx_pubsub_subscriber.h"
+
+#include <sys/socket.h>
+
+#include <memory>
+#include <new>
+#include <optional>
+#include <string>
+
+#include "pubsub/websocket.h"
+
+
+namespace ws = pubsub::ws;
+
+
+#define NGX_PUBSUB_WS_READ_BUF      16384
+#define NGX_PUBSUB_WS_READ_ROUNDS   32       /* reads per event, then yield */
+#define NGX_PUBSUB_WS_LINGER        3000     /* ms to wait for a close reply */
+
+/* permessage-deflate: a small window keeps a connection's zlib state cheap */
+#define NGX_PUBSUB_WS_WINDOW_BITS   10
+#define NGX_PUBSUB_WS_MEM_LEVEL     5
+
+/* the gap signal and other in-band events on ws+meta.nchan connections */
+#define NGX_PUBSUB_WS_EVENT_TYPE    "application/vnd.pubsub+json"
+
+
+namespace {
+
+/*
+ * One queued frame: header, owned bytes (meta prefix, deflated data,
+ * control payload), and a payload borrowed from a shared message or a
+ * shared deflated copy, which the item keeps alive until written.
+ */
+struct ngx_pubsub_ws_out_t {
+    ngx_pubsub_ws_out_t                *next = nullptr;
+    pubsub::MessagePtr                  msg;
+    std::shared_ptr<const std::string>  shared;
+    std::string                         extra;
+    u_char                              head[ws::kMaxServerHeaderSize];
+    ngx_buf_t                           buf[3];
+    ngx_chain_t                         cl[3];
+    ngx_uint_t                          nbufs = 0;
+    size_t                              size = 0;
+};
+
+
+/*
+ * Per-worker cache of what is the same for every subscriber of a message:
+ * whether it is valid UTF-8 (text frame or binary) and its pre-deflated
+ * copy (pubsub_deflate_message_for_websocket).  The hub hands one message
+ * to all subscribers of a channel in a row, so a few entries suffice; each
+ * holds a reference, so a cached Message* is never reused for another one.
+ */
+struct ngx_pubsub_ws_cache_entry_t {
+    pubsub::MessagePtr                  msg;
+    bool                                utf8 = false;
+    bool                                deflate_tried = false;
+    std::shared_ptr<const std::string>  deflated;
+};
+
+constexpr size_t  ngx_pubsub_ws_cache_size = 8;
+
+ngx_pubsub_ws_cache_entry_t  ngx_pubsub_ws_cache[ngx_pubsub_ws_cache_size];
+size_t                       ngx_pubsub_ws_cache_next;
+
+
+ngx_pubsub_ws_cache_entry_t *
+ngx_pubsub_ws_cached(const pubsub::MessagePtr &msg)
+{
+    for (ngx_pubsub_ws_cache_entry_t &e : ngx_pubsub_ws_cache) {
+        if (e.msg.get() == msg.get()) {
+            return &e;
+        }
+    }
+
+    ngx_pubsub_ws_cache_entry_t &e =
+        ngx_pubsub_ws_cache[ngx_pubsub_ws_cache_next++
+                            % ngx_pubsub_ws_cache_size];
+
+    e.msg = msg;
+    e.utf8 = pubsub::isValidUtf8(msg->data());
+    e.deflate_tried = false;
+    e.deflated.reset();
+
+    return &e;
+}
+
+
+ws::DeflateOptions
+ngx_pubsub_ws_deflate_options()
+{
+    ws::DeflateOptions  o;
+
+    o.windowBits = NGX_PUBSUB_WS_WINDOW_BITS;
+    o.memLevel = NGX_PUBSUB_WS_MEM_LEVEL;
+
+    return o;
+}
+
+
+class ngx_pubsub_ws_t final : public pubsub::Subscriber {
+public:
+    ngx_pubsub_ws_t(ngx_http_request_t *req, ngx_pubsub_loc_conf_t *conf);
+    ~ngx_pubsub_ws_t() override;
+
+    ngx_int_t init();
+    ngx_int_t start(const pubsub::SubscribeReply *reply,
+                    const pubsub::MsgId &resume);
+
+    void deliver(const pubsub::MessagePtr &msg) override;
+    void gap() override;
+    void channelDeleted() override;
+
+    void stop();
+    void finish();
+
+    ngx_http_request_t                 *r;
+    ngx_pubsub_loc_conf_t              *plcf;
+
+    ngx_str_t                           sub_key;
+    ngx_pubsub_channels_t              *pub;     /* NULL: not publishing */
+    pubsub::PublishInput                pub_in;  /* buffer length, ttl, event */
+    std::string_view                    text_type;  /* handshake Content-Type */
+    pubsub::InfoFormat                  info_fmt = pubsub::InfoFormat::kText;
+
+    unsigned                            subscriber:1;
+    unsigned                            reply_info:1;
+    unsigned                            meta:1;
+    unsigned                            deflate:1;
+
+    ws::DeflateParams                   dparams;
+    std::unique_ptr<ws::FrameParser>    parser;
+
+private:
+    static void read_handler(ngx_http_request_t *r);
+    static void write_handler(ngx_http_request_t *r);
+    static void finish_handler(ngx_event_t *ev);
+    static void timeout_handler(ngx_event_t *ev);
+    static void ping_handler(ngx_event_t *ev);
+    static void linger_handler(ngx_event_t *ev);
+    static void pool_cleanup(void *data);
+    static void request_cleanup(void *data);
+
+    void read();
+    void feed(const u_char *p, size_t len);
+    void on_message(ws::Event &ev);
+    void publish(const ws::Event &ev);
+    void published(pubsub::PublishReply &&last, ngx_uint_t failed);
+
+    void send_gap(const pubsub::MsgId &at);
+    ngx_int_t enqueue(ws::Opcode op, bool rsv1, std::string &&extra,
+        std::string_view payload, const pubsub::MessagePtr &msg,
+        std::shared_ptr<const std::string> shared);
+    ngx_int_t send_data(ws::Opcode op, std::string &&extra,
+        std::string_view payload, const pubsub::MessagePtr &msg);
+    ngx_int_t send_control(ws::Opcode op, std::string_view payload);
+    void send_close(uint16_t code, std::string_view reason);
+    ngx_int_t flush();
+    void drained();
+
+    ngx_event_t                         finish_ev_;
+    ngx_event_t                         timeout_ev_;
+    ngx_event_t                         ping_ev_;
+    ngx_event_t                         linger_ev_;
+
+    ngx_pubsub_ws_out_t                *head_ = nullptr;
+    ngx_pubsub_ws_out_t                *tail_ = nullptr;
+    size_t                              pending_ = 0;
+
+    u_char                             *rbuf_ = nullptr;
+    std::unique_ptr<ws::Deflater>       deflater_;
+
+    /* cleared by the destructor: late store callbacks check it */
+    std::shared_ptr<ngx_pubsub_ws_t *>  self_;
+
+    bool                                started_ = false;
+    bool                                finishing_ = false;
+    bool                                close_sent_ = false;
+    bool                                close_received_ = false;
+    bool                                lingering_ = false;
+    bool                                heard_ = true;   /* input since ping */
+    bool                                flushing_ = false;
+};
+
+
+ngx_pubsub_ws_t::ngx_pubsub_ws_t(ngx_http_request_t *req,
+    ngx_pubsub_loc_conf_t *conf)
+    : r(req), plcf(conf), pub(NULL), subscriber(0), reply_info(0), meta(0),
+      deflate(0)
+{
+    sub_key.len = 0;
+    sub_key.data = NULL;
+    ngx_memzero(&finish_ev_, sizeof(ngx_event_t));
+    ngx_memzero(&timeout_ev_, sizeof(ngx_event_t));
+    ngx_memzero(&ping_ev_, sizeof(ngx_event_t));
+    ngx_memzero(&linger_ev_, sizeof(ngx_event_t));
+}
+
+
+ngx_pubsub_ws_t::~ngx_pubsub_ws_t()
+{
+    stop();
+
+    if (self_) {
+        *self_ = nullptr;
+    }
+
+    if (finish_ev_.posted) {
+        ngx_delete_posted_event(&finish_ev_);
+    }
+
+    for (ngx_event_t *ev : { &timeout_ev_, &ping_ev_, &linger_ev_ }) {
+        if (ev->timer_set) {
+            ngx_del_timer(ev);
+        }
+    }
+
+    while (head_) {
+        ngx_pubsub_ws_out_t *o = head_;
+        head_ = o->next;
+        delete o;
+    }
+}
+
+
+ngx_int_t
+ngx_pubsub_ws_t::init()
+{
+    ngx_pool_cleanup_t    *cln;
+    ngx_http_cleanup_t    *hcln;
+    ngx_log_t             *log = r->connection->log;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = pool_cleanup;
+    cln->data = this;
+
+    hcln = ngx_http_cleanup_add(r, 0);
+    if (hcln == NULL) {
+        return NGX_ERROR;
+    }
+
+    hcln->handler = request_cleanup;
+    hcln->data = this;
+
+    struct {
+        ngx_event_t          *ev;
+        ngx_event_handler_pt  handler;
+    } evs[] = {
+        { &finish_ev_, finish_handler },
+        { &timeout_ev_, timeout_handler },
+        { &ping_ev_, ping_handler },
+        { &linger_ev_, linger_handler },
+    };
+
+    for (auto &e : evs) {
+        e.ev->handler = e.handler;
+        e.ev->data = this;
+        e.ev->log = log;
+        e.ev->cancelable = 1;
+    }
+
+    self_ = std::make_shared<ngx_pubsub_ws_t *>(this);
+
+    rbuf_ = static_cast<u_char *>(ngx_palloc(r->pool,
+                                             NGX_PUBSUB_WS_READ_BUF));
+    if (rbuf_ == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_pubsub_ws_t::pool_cleanup(void *data)
+{
+    static_cast<ngx_pubsub_ws_t *>(data)->~ngx_pubsub_ws_t();
+}
+
+
+/*
+ * Runs when nginx terminates the request, including graceful shutdown
+ * (reload, quit), which closes idle connections: say so to the client
+ * with a best-effort close 1001 before the connection goes.
+ */
+void
+ngx_pubsub_ws_t::request_cleanup(void *data)
+{
+    ngx_pubsub_ws_t  *w = static_cast<ngx_pubsub_ws_t *>(data);
+
+    (void) ngx_pubsub_guard(w->r->connection->log, [w] {
+        w->stop();
+
+        if (w->started_ && w->r->connection->close && !w->close_sent_
+            && !w->finishing_)
+        {
+            w->send_close(ws::close_code::kGoingAway, "server shutting down");
+        }
+
+        w->finishing_ = true;
+        return NGX_OK;
+    });
+}
+
+
+void
+ngx_pubsub_ws_t::stop()
+{
+    pubsub::Store  *store;
+
+    if (attached()) {
+        store = ngx_pubsub_store();
+        if (store) {
+            store->unsubscribe(this);
+        }
+    }
+}
+
+
+/* ends the connection from a posted event (never synchronously) */
+void
+ngx_pubsub_ws_t::finish()
+{
+    stop();
+
+    if (finishing_) {
+        return;
+    }
+
+    finishing_ = true;
+
+    for (ngx_event_t *ev : { &timeout_ev_, &ping_ev_, &linger_ev_ }) {
+        if (ev->timer_set) {
+            ngx_del_timer(ev);
+        }
+    }
+
+    ngx_post_event(&finish_ev_, &ngx_posted_events);
+}
+
+
+void
+ngx_pubsub_ws_t::finish_handler(ngx_event_t *ev)
+{
+    ngx_pubsub_ws_t     *w = static_cast<ngx_pubsub_ws_t *>(ev->data);
+    ngx_http_request_t  *r = w->r;
+    ngx_connection_t    *c = r->connection;
+
+    /* the 101 was sent: no response can follow, the connection just goes */
+    ngx_http_finalize_request(r, NGX_ERROR);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* ---------------------------------------------------------------- output */
+
+
+ngx_int_t
+ngx_pubsub_ws_t::enqueue(ws::Opcode op, bool rsv1, std::string &&extra,
+    std::string_view payload, const pubsub::MessagePtr &msg,
+    std::shared_ptr<const std::string> shared)
+{
+    ngx_pubsub_ws_out_t  *o;
+    size_t                n;
+
+    o = new (std::nothrow) ngx_pubsub_ws_out_t;
+    if (o == nullptr) {
+        return NGX_ERROR;
+    }
+
+    o->extra = std::move(extra);
+    o->msg = msg;
+    o->shared = std::move(shared);
+
+    n = ws::writeFrameHeader(o->head, op, o->extra.size() + payload.size(),
+                             true, rsv1);
+
+    const u_char *parts[3] = {
+        o->head,
+        reinterpret_cast<const u_char *>(o->extra.data()),
+        reinterpret_cast<const u_char *>(payload.data())
+    };
+    size_t sizes[3] = { n, o->extra.size(), payload.size() };
+
+    for (ngx_uint_t i = 0; i < 3; i++) {
+        if (sizes[i] == 0) {
+            continue;
+        }
+
+        ngx_buf_t *b = &o->buf[o->nbufs];
+        ngx_memzero(b, sizeof(ngx_buf_t));
+        b->pos = const_cast<u_char *>(parts[i]);
+        b->last = b->pos + sizes[i];
+        b->start = b->pos;
+        b->end = b->last;
+        b->memory = 1;
+
+        o->cl[o->nbufs].buf = b;
+        o->cl[o->nbufs].next = NULL;
+        if (o->nbufs) {
+            o->cl[o->nbufs - 1].next = &o->cl[o->nbufs];
+        }
+
+        o->nbufs++;
+        o->size += sizes[i];
+    }
+
+    if (tail_) {
+        tail_->cl[tail_->nbufs - 1].next = &o->cl[0];
+        tail_->next = o;
+
+    } else {
+        head_ = o;
+    }
+
+    tail_ = o;
+    pending_ += o->size;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Writes what the socket takes.  NGX_OK: everything is out; NGX_AGAIN:
+ * waiting for the socket; NGX_ERROR: the connection is broken or the client
+ * reads too slowly (finish() was called).
+ */
+ngx_int_t
+ngx_pubsub_ws_t::flush()
+{
+    ngx_connection_t  *c = r->connection;
+    ngx_chain_t       *in, *rest;
+
+    if (finishing_ || flushing_) {
+        return finishing_ ? NGX_ERROR : NGX_AGAIN;
+    }
+
+    /* the 101 itself may still sit in nginx's write filter */
+    if (r->out) {
+        if (ngx_http_output_filter(r, NULL) == NGX_ERROR) {
+            finish();
+            return NGX_ERROR;
+        }
+
+        if (r->out) {
+            goto again;
+        }
+    }
+
+    if (head_ == nullptr) {
+        drained();
+        return NGX_OK;
+    }
+
+    in = NULL;
+    for (ngx_uint_t i = 0; i < head_->nbufs; i++) {
+        if (head_->buf[i].pos < head_->buf[i].last) {
+            in = &head_->cl[i];
+            break;
+        }
+    }
+
+    if (in == NULL) {
+        in = &head_->cl[head_->nbufs - 1];
+    }
+
+    flushing_ = true;
+    rest = c->send_chain(c, in, 0);
+    flushing_ = false;
+
+    if (rest == NGX_CHAIN_ERROR) {
+        c->error = 1;
+        finish();
+        return NGX_ERROR;
+    }
+
+    while (head_) {
+        ngx_pubsub_ws_out_t *o = head_;
+        bool done = true;
+
+        for (ngx_uint_t i = 0; i < o->nbufs; i++) {
+            if (o->buf[i].pos < o->buf[i].last) {
+                done = false;
+                break;
+            }
+        }
+
+        if (!done) {
+            break;
+        }
+
+        head_ = o->next;
+        if (head_ == nullptr) {
+            tail_ = nullptr;
+        }
+
+        pending_ -= o->size;
+        delete o;
+    }
+
+    if (head_ == nullptr) {
+        drained();
+        return NGX_OK;
+    }
+
+again:
+
+    if (pending_ > plcf->max_pending && !close_sent_) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "pubsub: websocket client dropped: %uz bytes unsent "
+                      "(pubsub_subscriber_max_pending)", pending_);
+        finish();
+        return NGX_ERROR;
+    }
+
+    if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+        finish();
+        return NGX_ERROR;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+/* everything queued is written */
+void
+ngx_pubsub_ws_t::drained()
+{
+    if (!close_sent_ || finishing_) {
+        return;
+    }
+
+    if (close_received_ || r->connection->close) {
+        finish();
+        return;
+    }
+
+    /*
+     * Our close went first: send FIN (nothing else will be written) and
+     * wait a little for the client's reply or EOF, reading and discarding,
+     * so that a close() with unread input does not reset the connection
+     * before the client got the close frame.
+     */
+    if (!lingering_) {
+        lingering_ = true;
+        ngx_add_timer(&linger_ev_, NGX_PUBSUB_WS_LINGER);
+
+#if (NGX_SSL)
+        if (r->connection->ssl == NULL)
+#endif
+        {
+            (void) shutdown(r->connection->fd, SHUT_WR);
+        }
+    }
+}
+
+
+void
+ngx_pubsub_ws_t::write_handler(ngx_http_request_t *r)
+{
+    ngx_pubsub_ws_t  *w;
+
+    w = static_cast<ngx_pubsub_ws_t *>(
+            ngx_http_get_module_ctx(r, ngx_pubsub_module));
+    if (w == NULL || w->finishing_) {
+        return;
+    }
+
+    if (ngx_pubsub_guard(r->connection->log, [w] {
+            (void) w->flush();
+            return NGX_OK;
+        }) != NGX_OK)
+    {
+        w->finish();
+    }
+}
+
+
+ngx_int_t
+ngx_pubsub_ws_t::send_data(ws::Opcode op, std::string &&extra,
+    std::string_view payload, const pubsub::MessagePtr &msg)
+{
+    if (enqueue(op, false, std::move(extra), payload, msg, nullptr)
+        != NGX_OK)
+    {
+        finish();
+        return NGX_ERROR;
+    }
+
+    return flush() == NGX_ERROR ? NGX_ERROR : NGX_OK;
+}
+
+
+ngx_int_t
+ngx_pubsub_ws_t::send_control(ws::Opcode op, std::string_view payload)
+{
+    if (payload.size() > ws::kMaxControlPayload) {
+        payload = payload.substr(0, ws::kMaxControlPayload);
+    }
+
+    if (enqueue(op, false, std::string(payload), {}, pubsub::MessagePtr(),
+                nullptr) != NGX_OK)
+    {
+        finish();
+        return NGX_ERROR;
+    }
+
+    return flush() == NGX_ERROR ? NGX_ERROR : NGX_OK;
+}
+
+
+/*
+ * Starts the closing handshake: nothing but the close goes out after it,
+ * the subscription ends, and the connection is closed once the close is
+ * written and the client answered (or did not, within a few seconds).
+ */
+void
+ngx_pubsub_ws_t::send_close(uint16_t code, std::string_view reason)
+{
+    u_char  frame[ws::kMaxControlFrameSize];
+    size_t  n;
+
+    if (close_sent_ || finishing_) {
+        return;
+    }
+
+    stop();
+
+    for (ngx_event_t *ev : { &timeout_ev_, &ping_ev_ }) {
+        if (ev->timer_set) {
+            ngx_del_timer(ev);
+        }
+    }
+
+    close_sent_ = true;
+
+    /* the payload of the encoded frame (a close frame has a 2-byte header) */
+    n = ws::writeCloseFrame(frame, code, reason);
+
+    std::string payload(reinterpret_cast<const char *>(frame) + 2, n - 2);
+
+    if (enqueue(ws::Opcode::Close, false, std::move(payload), {},
+                pubsub::MessagePtr(), nullptr) != NGX_OK)
+    {
+        finish();
+        return;
+    }
+
+    (void) flush();
+}
+
+
+/* ---------------------------------------------------------------- input */
+
+
+void
+ngx_pubsub_ws_t::read_handler(ngx_http_request_t *r)
+{
+    ngx_pubsub_ws_t  *w;
+
+    w = static_cast<ngx_pubsub_ws_t *>(
+            ngx_http_get_module_ctx(r, ngx_pubsub_module));
+    if (w == NULL || w->finishing_) {
+        return;
+    }
+
+    if (ngx_pubsub_guard(r->connection->log, [w] {
+            w->read();
+            return NGX_OK;
+        }) != NGX_OK)
+    {
+        w->finish();
+    }
+}
+
+
+void
+ngx_pubsub_ws_t::read()
+{
+    ngx_connection_t  *c = r->connection;
+    ssize_t            n;
+    ngx_uint_t         rounds = 0;
+
+    while (!finishing_) {
+
+        /* a client that sends without pause must not starve the others */
+        if (++rounds > NGX_PUBSUB_WS_READ_ROUNDS) {
+            ngx_post_event(c->read, &ngx_posted_events);
+            return;
+        }
+
+        n = c->recv(c, rbuf_, NGX_PUBSUB_WS_READ_BUF);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+                finish();
+            }
+            return;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+            /* the client went away (or closed after our close) */
+            c->error = (n == NGX_ERROR);
+            finish();
+            return;
+        }
+
+        heard_ = true;
+        feed(rbuf_, n);
+    }
+}
+
+
+void
+ngx_pubsub_ws_t::feed(const u_char *p, size_t len)
+{
+    ws::Event  ev;
+    size_t     n;
+
+    while (len > 0 && !finishing_) {
+
+        if (lingering_ && parser->failed()) {
+            return;   /* discard until the client closes */
+        }
+
+        n = parser->feed(p, len, ev);
+        p += n;
+        len -= n;
+
+        switch (ev.type) {
+
+        case ws::EventType::None:
+            return;
+
+        case ws::EventType::Message:
+            if (!close_sent_) {
+                on_message(ev);
+            }
+            break;
+
+        case ws::EventType::Ping:
+            if (!close_sent_) {
+                (void) send_control(ws::Opcode::Pong, ev.payload);
+            }
+            break;
+
+        case ws::EventType::Pong:
+            break;
+
+        case ws::EventType::Close:
+            close_received_ = true;
+
+            if (close_sent_) {
+                /* the reply to our close */
+                if (head_ == nullptr) {
+                    finish();
+                }
+                return;
+            }
+
+            /* echo the client's code and reason */
+            send_close(ev.code == ws::close_code::kNoStatus ? 0 : ev.code,
+                       ev.payload);
+            return;
+
+        case ws::EventType::Error:
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "pubsub: websocket protocol error %ud: %*s",
+                          (unsigned) ev.code, ev.reason.size(),
+                          ev.reason.data());
+
+            if (close_sent_) {
+                finish();
+                return;
+            }
+
+            send_close(ev.code, ev.reason);
+            return;
+        }
+    }
+}
+
+
+void
+ngx_pubsub_ws_t::on_message(ws::Event &ev)
+{
+    if (pub == NULL) {
+        send_close(ws::close_code::kPolicyViolation, "Publishing not allowed.");
+        return;
+    }
+
+    publish(ev);
+}
+
+
+void
+ngx_pubsub_ws_t::publish(const ws::Event &ev)
+{
+    struct state_t {
+        std::shared_ptr<ngx_pubsub_ws_t *>  self;
+        ngx_uint_t                          left = 0;
+        ngx_uint_t                          failed = 0;
+        pubsub::PublishReply                last;
+    };
+
+    pubsub::PublishInput  in = pub_in;
+
+    in.data = ev.payload;
+    in.contentType = (ev.opcode == ws::Opcode::Binary)
+                     ? std::string_view("application/octet-stream")
+                     : text_type;
+
+    auto st = std::make_shared<state_t>();
+    st->self = self_;
+    st->left = pub->n;
+
+    /*
+     * The store copies the input before publish() returns; its replies may
+     * come later (Redis), when this connection may be gone: self says.
+     */
+    for (ngx_uint_t i = 0; i < pub->n; i++) {
+        ngx_pubsub_store()->publish(ngx_pubsub_sv(pub->key[i]), in,
+            [st](pubsub::PublishReply &&reply) {
+                if (reply.status != pubsub::StoreResult::kOk) {
+                    st->failed++;
+                    st->last = std::move(reply);
+
+                } else if (!st->failed) {
+                    st->last = std::move(reply);
+                }
+
+                if (--st->left == 0 && *st->self != nullptr) {
+                    ngx_pubsub_ws_t *w = *st->self;
+
+                    try {
+                        w->published(std::move(st->last), st->failed);
+
+                    } catch (...) {
+                        w->finish();
+                    }
+                }
+            });
+    }
+}
+
+
+void
+ngx_pubsub_ws_t::published(pubsub::PublishReply &&last, ngx_uint_t failed)
+{
+    if (finishing_ || close_sent_) {
+        return;
+    }
+
+    if (failed) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "pubsub: websocket publish failed: %s",
+                      last.reason.c_str());
+
+        /* refusals are policy, everything else is the server's fault */
+        uint16_t code = (last.status == pubsub::StoreResult::kNotFound)
+                        ? ws::close_code::kPolicyViolation
+                        : ws::close_code::kInternalError;
+        std::string reason = last.reason.empty() ? "Publish failed."
+                                                 : last.reason;
+
+        send_close(code, reason);
+        return;
+    }
+
+    if (!reply_info) {
+        return;
+    }
+
+    std::string info = pubsub::formatChannelInfo(last.info, info_fmt,
+                                                 ngx_time());
+
+    (void) send_data(ws::Opcode::Text, std::move(info), {},
+                     pubsub::MessagePtr());
+}
+
+
+/* ---------------------------------------------------------------- timers */
+
+
+void
+ngx_pubsub_ws_t::timeout_handler(ngx_event_t *ev)
+{
+    ngx_pubsub_ws_t  *w = static_cast<ngx_pubsub_ws_t *>(ev->data);
+
+    if (ngx_pubsub_guard(ev->log, [w] {
+            w->send_close(ws::close_code::kNormal, "408 Request Timeout");
+            return NGX_OK;
+        }) != NGX_OK)
+    {
+        w->finish();
+    }
+}
+
+
+void
+ngx_pubsub_ws_t::ping_handler(ngx_event_t *ev)
+{
+    ngx_pubsub_ws_t  *w = static_cast<ngx_pubsub_ws_t *>(ev->data);
+
+    if (w->finishing_ || w->close_sent_) {
+        return;
+    }
+
+    if (!w->heard_) {
+        ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                      "pubsub: websocket peer did not answer a ping "
+                      "within pubsub_ping_interval, closing");
+        w->finish();
+        return;
+    }
+
+    w->heard_ = false;
+
+    if (ngx_pubsub_guard(ev->log, [w] {
+            return w->send_control(ws::Opcode::Ping, "");
+        }) != NGX_OK)
+    {
+        w->finish();
+        return;
+    }
+
+    if (!w->finishing_ && !w->close_sent_) {
+        ngx_add_timer(ev, w->plcf->ping_interval);
+    }
+}
+
+
+void
+ngx_pubsub_ws_t::linger_handler(ngx_event_t *ev)
+{
+    static_cast<ngx_pubsub_ws_t *>(ev->data)->finish();
+}
+
+
+/* ---------------------------------------------------------------- delivery */
+
+
+void
+ngx_pubsub_ws_t::deliver(const pubsub::MessagePtr &msg)
+{
+    if (finishing_ || close_sent_) {
+        return;
+    }
+
+    try {
+        ngx_pubsub_ws_cache_entry_t *ce = ngx_pubsub_ws_cached(msg);
+        std::string_view ct = msg->contentType();
+        std::string prefix;
+
+        bool binary = (ct == "application/octet-stream") || !ce->utf8;
+
+        if (meta) {
+            char id[pubsub::kMaxMsgIdText];
+            size_t idlen = pubsub::writeMsgId(id, msg->id());
+
+            if (!pubsub::isValidUtf8(ct)) {
+                binary = true;
+            }
+
+            prefix.resize(ws::metaPrefixSize(std::string_view(id, idlen), ct));
+            ws::writeMetaPrefix(&prefix[0], std::string_view(id, idlen), ct);
+        }
+
+        ws::Opcode op = binary ? ws::Opcode::Binary : ws::Opcode::Text;
+
+        if (deflate) {
+            ws::DeflateOptions opts = ngx_pubsub_ws_deflate_options();
+
+            /* one pre-deflated copy per message and worker, shared */
+            if (plcf->deflate_for_websocket
+                && ws::canSharePredeflated(dparams, opts.windowBits))
+            {
+                if (!ce->deflate_tried) {
+                    ce->deflate_tried = true;
+                    auto s = std::make_shared<std::string>();
+                    if (ws::deflateNoContext(msg->data(), *s, opts)) {
+                        ce->deflated = std::move(s);
+                    }
+                }
+
+                std::string head;
+                if (ce->deflated
+                    && (prefix.empty()
+                        || ws::deflateNoContext(prefix, head, opts, true)))
+                {
+                    if (enqueue(op, true, std::move(head), *ce->deflated,
+                                pubsub::MessagePtr(), ce->deflated) != NGX_OK)
+                    {
+                        finish();
+                        return;
+                    }
+
+                    if (deflater_ && !dparams.serverNoContextTakeover) {
+                        deflater_->resetContext();
+                    }
+
+                    (void) flush();
+                    goto sent;
+                }
+            }
+
+            if (!deflater_) {
+                deflater_ = ws::makeServerDeflater(dparams, opts);
+            }
+
+            std::string out;
+            std::string_view parts[2] = { prefix, msg->data() };
+
+            if (deflater_ && deflater_->deflateMessage(parts, 2, out)) {
+                if (enqueue(op, true, std::move(out), {}, pubsub::MessagePtr(),
+                            nullptr) != NGX_OK)
+                {
+                    finish();
+                    return;
+                }
+
+                (void) flush();
+                goto sent;
+            }
+
+            /* zlib failed: send this and later messages uncompressed */
+            deflate = 0;
+        }
+
+        if (send_data(op, std::move(prefix), msg->data(), msg) != NGX_OK) {
+            return;
+        }
+
+    sent:
+
+        if (timeout_ev_.timer_set) {
+            ngx_add_timer(&timeout_ev_, plcf->subscriber_timeout);
+        }
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pubsub: websocket delivery failed (out of memory)");
+        finish();
+    }
+}
+
+
+/*
+ * Messages were missed.  Only ws+meta.nchan connections can be told in
+ * band: a frame with content type application/vnd.pubsub+json and a JSON
+ * body; its id is the position before the gap, so a client that resumes
+ * from it is told again.  A plain connection cannot tell a signal from
+ * data and gets nothing (see docs/protocol.md).
+ */
+void
+ngx_pubsub_ws_t::send_gap(const pubsub::MsgId &at)
+{
+    if (!meta || finishing_ || close_sent_) {
+        return;
+    }
+
+    try {
+        char id[pubsub::kMaxMsgIdText];
+        size_t idlen = at.isNull() ? 0 : pubsub::writeMsgId(id, at);
+        std::string_view ct = NGX_PUBSUB_WS_EVENT_TYPE;
+        std::string frame;
+
+        frame.resize(ws::metaPrefixSize(std::string_view(id, idlen), ct));
+        ws::writeMetaPrefix(&frame[0], std::string_view(id, idlen), ct);
+        frame += "{\"event\":\"pubsub.gap\",\"reason\":\"messages were "
+                 "dropped before they could be delivered\"}";
+
+        (void) send_data(ws::Opcode::Text, std::move(frame), {},
+                         pubsub::MessagePtr());
+
+    } catch (...) {
+        finish();
+    }
+}
+
+
+void
+ngx_pubsub_ws_t::gap()
+{
+    send_gap(cursor());
+}
+
+
+void
+ngx_pubsub_ws_t::channelDeleted()
+{
+    try {
+        send_close(ws::close_code::kNormal, "410 Gone");
+
+    } catch (...) {
+        finish();
+    }
+}
+
+
+/* ---------------------------------------------------------------- start */
+
+
+/* After the 101 went into nginx's output: take the connection over. */
+ngx_int_t
+ngx_pubsub_ws_t::start(const pubsub::SubscribeReply *reply,
+    const pubsub::MsgId &resume)
+{
+    ngx_connection_t  *c = r->connection;
+    ngx_buf_t         *hb;
+
+    started_ = true;
+
+    r->read_event_handler = read_handler;
+    r->write_event_handler = write_handler;
+    r->keepalive = 0;
+    r->lingering_close = 0;
+    c->idle = 1;    /* closed (with a 1001) on graceful shutdown */
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (reply) {
+        if (reply->gap) {
+            send_gap(resume);
+        }
+
+        for (const pubsub::MessagePtr &m : reply->backlog) {
+            deliver(m);
+        }
+    }
+
+    if (finishing_ || close_sent_) {
+        return NGX_OK;
+    }
+
+    if (subscriber && plcf->subscriber_timeout) {
+        ngx_add_timer(&timeout_ev_, plcf->subscriber_timeout);
+    }
+
+    if (plcf->ping_interval) {
+        ngx_add_timer(&ping_ev_, plcf->ping_interval);
+    }
+
+    (void) flush();
+
+    /* frames the client sent right behind its handshake */
+    hb = r->header_in;
+    if (hb && hb->pos < hb->last && !finishing_) {
+        const u_char *p = hb->pos;
+        size_t len = hb->last - hb->pos;
+        hb->pos = hb->last;
+        feed(p, len);
+    }
+
+    if (!finishing_) {
+        read();
+    }
+
+    return NGX_OK;
+}
+
+
+/* ---------------------------------------------------------------- handshake */
+
+
+/* every value of a request header, joined with ", " (empty when absent) */
+std::string_view
+ngx_pubsub_ws_header(ngx_http_request_t *r, std::string_view name)
+{
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+    ngx_uint_t        i;
+    std::string_view  first;
+    std::string       joined;
+    ngx_uint_t        count = 0;
+
+    part = &r->headers_in.headers.part;
+    h = static_cast<ngx_table_elt_t *>(part->elts);
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = static_cast<ngx_table_elt_t *>(part->elts);
+            i = 0;
+        }
+
+        if (h[i].key.len != name.size()
+            || ngx_strncasecmp(h[i].key.data,
+                   reinterpret_cast<u_char *>(const_cast<char *>(name.data())),
+                   name.size()) != 0)
+        {
+            continue;
+        }
+
+        if (count++ == 0) {
+            first = ngx_pubsub_sv(h[i].value);
+            continue;
+        }
+
+        if (count == 2) {
+            joined.assign(first);
+        }
+
+        joined += ", ";
+        joined += ngx_pubsub_sv(h[i].value);
+    }
+
+    if (count < 2) {
+        return first;
+    }
+
+    ngx_str_t s = ngx_pubsub_pstr(r->pool, joined);
+
+    return ngx_pubsub_sv(s);
+}
+
+
+ngx_int_t
+ngx_pubsub_ws_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    std::string_view text)
+{
+    ngx_http_discard_request_body(r);
+
+    return ngx_pubsub_respond_text(r, status, "text/plain", text);
+}
+
+
+ngx_int_t
+ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_uint_t subscribe, ngx_uint_t publish)
+{
+    ngx_int_t                 rc;
+    void                     *mem;
+    ngx_pubsub_ws_t          *w;
+    ngx_pubsub_channels_t    *sch;
+    ws::UpgradeRequest        up;
+    ws::HandshakeError        err;
+    pubsub::StartSpec         spec;
+    pubsub::SubscribeReply    reply;
+    pubsub::SubscribeRequest  req;
+    char                      accept[ws::kAcceptKeySize];
+
+    up.method = ngx_pubsub_sv(r->method_name);
+    up.httpVersion = r->http_version;
+    up.upgrade = ngx_pubsub_ws_header(r, "Upgrade");
+    up.connection = ngx_pubsub_ws_header(r, "Connection");
+    up.version = ngx_pubsub_ws_header(r, "Sec-WebSocket-Version");
+    up.key = ngx_pubsub_ws_header(r, "Sec-WebSocket-Key");
+
+    err = ws::validateUpgrade(up);
+
+    if (err != ws::HandshakeError::None) {
+        std::string text(ws::handshakeErrorText(err));
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "pubsub: bad websocket handshake: %s", text.c_str());
+
+        if ((err == ws::HandshakeError::MissingVersion
+             || err == ws::HandshakeError::UnsupportedVersion)
+            && ngx_pubsub_set_header(r, "Sec-WebSocket-Version", "13")
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_pubsub_ws_refuse(r, NGX_HTTP_BAD_REQUEST, text + ".\n");
+    }
+
+    rc = ngx_pubsub_cors(r, plcf, subscribe ? 1 : 0);
+    if (rc == NGX_DECLINED) {
+        return ngx_pubsub_ws_refuse(r, NGX_HTTP_FORBIDDEN,
+                                    "Origin not allowed.\n");
+    }
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    mem = ngx_palloc(r->pool, sizeof(ngx_pubsub_ws_t));
+    if (mem == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    w = new (mem) ngx_pubsub_ws_t(r, plcf);
+
+    if (w->init() != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    w->subscriber = subscribe ? 1 : 0;
+
+    /* channels, resume id and publishing parameters: all before the 101 */
+
+    if (subscribe) {
+        sch = static_cast<ngx_pubsub_channels_t *>(
+                  ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
+        if (sch == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (ngx_pubsub_channels(r, plcf, 0, sch) != NGX_OK) {
+            return sch->rc;
+        }
+
+        if (sch->n > 1) {
+            return ngx_pubsub_ws_refuse(r, NGX_HTTP_BAD_REQUEST,
+                       "Multiplexed subscriptions are not supported yet.\n");
+        }
+
+        if (ngx_pubsub_resume_spec(r, plcf, &spec, &rc) != NGX_OK) {
+            return rc;
+        }
+
+        w->sub_key = sch->key[0];
+    }
+
+    if (publish) {
+        w->pub = static_cast<ngx_pubsub_channels_t *>(
+                     ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
+        if (w->pub == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (ngx_pubsub_channels(r, plcf, 1, w->pub) != NGX_OK) {
+            return w->pub->rc;
+        }
+
+        if (ngx_pubsub_publish_params(r, plcf, &w->pub_in) != NGX_OK) {
+            return ngx_pubsub_ws_refuse(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                       "Invalid message buffer length or timeout.\n");
+        }
+
+        if (r->headers_in.content_type) {
+            w->text_type = ngx_pubsub_sv(r->headers_in.content_type->value);
+        }
+
+        w->reply_info = subscribe ? 0 : 1;
+        w->info_fmt = ngx_pubsub_info_format(r);
+    }
+
+    /* subprotocol and permessage-deflate */
+
+    std::optional<std::string_view> proto =
+        ws::chooseSubprotocol(ngx_pubsub_ws_header(r, "Sec-WebSocket-Protocol"));
+
+    w->meta = proto ? 1 : 0;
+
+    ws::DeflateConfig dcfg;
+    dcfg.deflate = ngx_pubsub_ws_deflate_options();
+    dcfg.clientMaxWindowBits = NGX_PUBSUB_WS_WINDOW_BITS;
+
+    ws::DeflateNegotiation dn = ws::negotiateDeflate(
+        ngx_pubsub_ws_header(r, "Sec-WebSocket-Extensions"), dcfg);
+
+    if (dn.accepted) {
+        w->deflate = 1;
+        w->dparams = dn.params;
+    }
+
+    w->parser.reset(new (std::nothrow) ws::FrameParser(
+        ws::ParserConfig::forServer(plcf->ws_max_message_size,
+                                    dn.accepted ? &dn.params : nullptr)));
+    if (!w->parser) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (!ws::computeAcceptKey(up.key, accept)) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the subscription, so that store refusals get an HTTP status */
+
+    if (subscribe) {
+        req.key = ngx_pubsub_sv(w->sub_key);
+        req.start = spec;
+        req.existingOnly = plcf->existing_only;
+
+        ngx_pubsub_store()->subscribe(w, req,
+            [&reply](pubsub::SubscribeReply &&rep) {
+                reply = std::move(rep);
+            });
+
+        if (reply.status != pubsub::StoreResult::kOk) {
+            rc = (reply.status == pubsub::StoreResult::kNotFound)
+                 ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
+            return ngx_pubsub_ws_refuse(r, rc, reply.reason + "\n");
+        }
+    }
+
+    ngx_http_set_ctx(r, w, ngx_pubsub_module);
+
+    /* 101 */
+
+    r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
+    ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
+    r->headers_out.content_length_n = -1;
+    r->disable_not_modified = 1;
+
+    if (ngx_pubsub_set_header(r, "Upgrade", "websocket") != NGX_OK
+        || ngx_pubsub_set_header(r, "Sec-WebSocket-Accept",
+               std::string_view(accept, ws::kAcceptKeySize)) != NGX_OK
+        || (proto && ngx_pubsub_set_header(r, "Sec-WebSocket-Protocol", *proto)
+                     != NGX_OK)
+        || (dn.accepted
+            && ngx_pubsub_set_header(r, "Sec-WebSocket-Extensions",
+                                     dn.responseHeader) != NGX_OK))
+    {
+        w->stop();
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        w->stop();
+        return rc;
+    }
+
+    /* push the 101 out now (it would wait for postpone_output) */
+    if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR) {
+        w->stop();
+        return NGX_ERROR;
+    }
+
+    r->main->count++;
+
+    /* from here on, failures end the connection, never the handler */
+    try {
+        (void) w->start(subscribe ? &reply : nullptr, spec.after);
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pubsub: websocket start failed (out of memory)");
+        w->finish();
+    }
+
+    return NGX_DONE;
+}
+
+}  // namespace
 
 
 ngx_int_t
 ngx_pubsub_websocket_handler(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_uint_t subscribe, ngx_uint_t publish)
 {
-    ngx_http_discard_request_body(r);
-
-    return ngx_pubsub_respond_text(r, NGX_HTTP_NOT_IMPLEMENTED, "text/plain",
-                                   "WebSocket is not implemented yet.\n");
+    return ngx_pubsub_ws_handshake(r, plcf, subscribe, publish);
 }
