@@ -465,7 +465,7 @@ ngx_int_t
 ngx_pubsub_resume_spec(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     pubsub::StartSpec *spec, ngx_int_t *out)
 {
-    ngx_table_elt_t           *ims, *inm;
+    ngx_table_elt_t           *ims, *inm, *etag;
     ngx_http_complex_value_t  *cv;
     ngx_str_t                  v, tags;
     ngx_uint_t                 i;
@@ -510,6 +510,28 @@ ngx_pubsub_resume_spec(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     if (inm != NULL) {
         tags = inm->value;
+        ngx_pubsub_strip_etag(&tags);
+
+        if (ngx_strlchr(tags.data, tags.data + tags.len, ':') != NULL) {
+            if (!pubsub::parseMsgId(ngx_pubsub_sv(tags), &id, &reason)) {
+                return ngx_pubsub_bad_msgid(r, reason, out);
+            }
+
+            spec->kind = pubsub::StartSpec::kAfter;
+            spec->after = id.single();
+            return NGX_OK;
+        }
+    }
+
+    /*
+     * NchanSubscriber.js resumes a long-poll by sending its last id as an
+     * "Etag" request header ("time:tag"); it only counts when it has the
+     * compound form, and If-Modified-Since above wins over it.
+     */
+    etag = ngx_pubsub_find_header(r, "Etag");
+
+    if (etag != NULL) {
+        tags = etag->value;
         ngx_pubsub_strip_etag(&tags);
 
         if (ngx_strlchr(tags.data, tags.data + tags.len, ':') != NULL) {
