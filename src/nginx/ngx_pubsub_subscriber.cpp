@@ -388,7 +388,9 @@ ngx_pubsub_http_sub_t::start_stream(const pubsub::StartSpec &spec,
             return NGX_DONE;
         }
 
-    } else if (flush(NULL) == NGX_ERROR) {
+    } else if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR
+               || flush(NULL) == NGX_ERROR)
+    {
         /* the header must not wait for the first message */
         finish(NGX_ERROR);
         return NGX_DONE;
