@@ -52,22 +52,6 @@ ngx_pubsub_lp_sub_t::respond_status(ngx_uint_t status, std::string_view body)
 }
 
 
-static ngx_int_t
-ngx_pubsub_multipart_boundary(ngx_http_request_t *r, std::string *boundary)
-{
-    static const char  alphabet[] =
-        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-
-    boundary->clear();
-
-    for (int i = 0; i < 32; i++) {
-        boundary->push_back(alphabet[ngx_random() % (sizeof(alphabet) - 1)]);
-    }
-
-    return NGX_OK;
-}
-
-
 ngx_int_t
 ngx_pubsub_lp_sub_t::respond(const std::vector<pubsub::MessagePtr> &msgs,
     ngx_uint_t gap)
@@ -103,7 +87,7 @@ ngx_pubsub_lp_sub_t::respond(const std::vector<pubsub::MessagePtr> &msgs,
         return ngx_pubsub_respond_text(r, NGX_HTTP_OK, "", body);
     }
 
-    ngx_pubsub_multipart_boundary(r, &boundary);
+    ngx_pubsub_multipart_boundary(&boundary);
 
     for (const pubsub::MessagePtr &m : msgs) {
         body.append("--").append(boundary).append("\r\n");

@@ -249,6 +249,11 @@ ngx_pubsub_http_sub_t::write(std::string_view a, std::string_view b,
 
     size = a.size() + b.size() + c.size();
 
+    if (size == 0) {
+        /* an empty buffer would be a "zero size buf" alert */
+        return NGX_OK;
+    }
+
     cl = ngx_chain_get_free_buf(r->pool, &free_);
     if (cl == NULL) {
         return NGX_ERROR;
@@ -332,6 +337,104 @@ ngx_pubsub_http_sub_t::write_last(std::string_view tail)
 }
 
 
+ngx_int_t
+ngx_pubsub_http_sub_t::start_stream(const pubsub::StartSpec &spec,
+    ngx_str_t content_type, std::string_view preamble, ngx_uint_t ping)
+{
+    ngx_int_t                 rc;
+    pubsub::SubscribeReply    reply;
+    pubsub::SubscribeRequest  req;
+
+    req.key = ngx_pubsub_sv(key);
+    req.start = spec;
+    req.existingOnly = plcf->existing_only;
+
+    ngx_pubsub_store()->subscribe(this, req,
+        [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
+
+    if (reply.status != pubsub::StoreResult::kOk) {
+        rc = (reply.status == pubsub::StoreResult::kNotFound)
+             ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
+        return ngx_pubsub_respond_text(r, rc, "text/plain",
+                                       reply.reason + "\n");
+    }
+
+    ngx_http_set_ctx(r, this, ngx_pubsub_module);
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = -1;
+    ngx_http_clear_content_length(r);
+    ngx_http_clear_accept_ranges(r);
+
+    if (content_type.len) {
+        r->headers_out.content_type = content_type;
+        r->headers_out.content_type_len = content_type.len;
+        r->headers_out.content_type_lowcase = NULL;
+    }
+
+    if (ngx_pubsub_set_header(r, "Cache-Control", "no-cache") != NGX_OK
+        || ngx_pubsub_set_header(r, "X-Accel-Buffering", "no") != NGX_OK)
+    {
+        stop();
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        stop();
+        return rc;
+    }
+
+    r->main->count++;
+    r->read_event_handler = ngx_http_test_reading;
+    r->connection->idle = 1;   /* closed on graceful shutdown */
+
+    if (!preamble.empty()) {
+        if (write(preamble) != NGX_OK) {
+            return NGX_DONE;
+        }
+
+    } else if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR
+               || flush(NULL) == NGX_ERROR)
+    {
+        /* the header must not wait for the first message */
+        finish(NGX_ERROR);
+        return NGX_DONE;
+    }
+
+    if (reply.gap) {
+        gap();
+    }
+
+    for (const pubsub::MessagePtr &m : reply.backlog) {
+        if (finishing) {
+            break;
+        }
+        deliver(m);
+    }
+
+    if (!finishing) {
+        start_timers(ping);
+    }
+
+    return NGX_DONE;
+}
+
+
+void
+ngx_pubsub_multipart_boundary(std::string *boundary)
+{
+    static const char  alphabet[] =
+        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+    boundary->clear();
+
+    for (int i = 0; i < 32; i++) {
+        boundary->push_back(alphabet[ngx_random() % (sizeof(alphabet) - 1)]);
+    }
+}
+
+
 /* resume ids */
 
 static ngx_int_t
@@ -370,7 +473,7 @@ ngx_int_t
 ngx_pubsub_resume_spec(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     pubsub::StartSpec *spec, ngx_int_t *out)
 {
-    ngx_table_elt_t           *ims, *inm;
+    ngx_table_elt_t           *ims, *inm, *etag;
     ngx_http_complex_value_t  *cv;
     ngx_str_t                  v, tags;
     ngx_uint_t                 i;
@@ -415,6 +518,28 @@ ngx_pubsub_resume_spec(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     if (inm != NULL) {
         tags = inm->value;
+        ngx_pubsub_strip_etag(&tags);
+
+        if (ngx_strlchr(tags.data, tags.data + tags.len, ':') != NULL) {
+            if (!pubsub::parseMsgId(ngx_pubsub_sv(tags), &id, &reason)) {
+                return ngx_pubsub_bad_msgid(r, reason, out);
+            }
+
+            spec->kind = pubsub::StartSpec::kAfter;
+            spec->after = id.single();
+            return NGX_OK;
+        }
+    }
+
+    /*
+     * NchanSubscriber.js resumes a long-poll by sending its last id as an
+     * "Etag" request header ("time:tag"); it only counts when it has the
+     * compound form, and If-Modified-Since above wins over it.
+     */
+    etag = ngx_pubsub_find_header(r, "Etag");
+
+    if (etag != NULL) {
+        tags = etag->value;
         ngx_pubsub_strip_etag(&tags);
 
         if (ngx_strlchr(tags.data, tags.data + tags.len, ':') != NULL) {
@@ -546,6 +671,15 @@ ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
 
     case NGX_PUBSUB_SUB_INTERVALPOLL:
         return ngx_pubsub_longpoll_start(r, plcf, ch->key[0], spec, 1);
+
+    case NGX_PUBSUB_SUB_CHUNKED:
+        return ngx_pubsub_chunked_start(r, plcf, ch->key[0], spec);
+
+    case NGX_PUBSUB_SUB_MULTIPART:
+        return ngx_pubsub_multipart_start(r, plcf, ch->key[0], spec);
+
+    case NGX_PUBSUB_SUB_RAWSTREAM:
+        return ngx_pubsub_rawstream_start(r, plcf, ch->key[0], spec);
 
     default:
         break;

@@ -40,6 +40,17 @@ public:
     void start_timers(ngx_uint_t ping);
     void reset_timeout();
 
+    /*
+     * Subscribes with spec and starts an open-ended 200 response of
+     * content_type (kept by reference: pool memory), sends preamble, any
+     * gap and backlog, and starts the timers (pings when ping is set).
+     * Returns what the content handler returns: NGX_DONE once streaming,
+     * otherwise a status or an already-sent error response's rc.
+     */
+    ngx_int_t start_stream(const pubsub::StartSpec &spec,
+                           ngx_str_t content_type, std::string_view preamble,
+                           ngx_uint_t ping);
+
     virtual void on_timeout() = 0;
     virtual void on_ping() {}
 
@@ -80,6 +91,16 @@ ngx_int_t ngx_pubsub_set_msgid_headers(ngx_http_request_t *r,
 
 ngx_int_t ngx_pubsub_eventsource_start(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_str_t key, const pubsub::StartSpec &spec);
+ngx_int_t ngx_pubsub_chunked_start(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_str_t key, const pubsub::StartSpec &spec);
+ngx_int_t ngx_pubsub_multipart_start(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_str_t key, const pubsub::StartSpec &spec);
+ngx_int_t ngx_pubsub_rawstream_start(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_str_t key, const pubsub::StartSpec &spec);
+
+/* a random 32-character multipart boundary from [0-9A-Za-z] */
+void ngx_pubsub_multipart_boundary(std::string *boundary);
+
 ngx_int_t ngx_pubsub_longpoll_start(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_str_t key, const pubsub::StartSpec &spec,
     ngx_uint_t interval);

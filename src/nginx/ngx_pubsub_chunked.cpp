@@ -1,0 +1,110 @@
+/*
+ * ngx_pubsub: HTTP chunked subscribers.
+ *
+ * A GET with "TE: chunked" gets an open-ended 200 response whose body is
+ * chunked by nginx's chunked filter, one chunk per message: each message is
+ * written as one buffer with a flush, and the filter frames every output
+ * call as one chunk.  Empty messages are not sent (a zero-length chunk ends
+ * the body).  The stream ends with the last chunk "0\r\n\r\n" when the
+ * channel is deleted or the subscriber times out.
+ *
+ * There is no keep-alive ping: nothing can be sent inside a chunked body
+ * that a client would not read as data, and nginx writes the chunk headers
+ * itself, so chunk extensions are not available either.  Message ids and
+ * gaps are not signalled: the chunked body carries payloads only.
+ *
+ * The transport needs HTTP/1.1 framing: over HTTP/2 nginx sends the body as
+ * DATA frames without chunking, and HTTP/1.0 has no chunked coding, so
+ * such requests (and locations with chunked_transfer_encoding off) are
+ * refused with 406 instead of streaming payloads with no boundaries.
+ */
+
+#include "ngx_pubsub_subscriber.h"
+
+#include <new>
+
+
+namespace {
+
+class ngx_pubsub_chunked_sub_t final : public ngx_pubsub_http_sub_t {
+public:
+    using ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t;
+
+    void deliver(const pubsub::MessagePtr &msg) override;
+    void gap() override {}
+    void channelDeleted() override;
+    void on_timeout() override;
+};
+
+
+void
+ngx_pubsub_chunked_sub_t::deliver(const pubsub::MessagePtr &msg)
+{
+    if (msg->data().empty()) {
+        return;
+    }
+
+    if (write(msg->data()) == NGX_OK) {
+        reset_timeout();
+    }
+}
+
+
+void
+ngx_pubsub_chunked_sub_t::channelDeleted()
+{
+    (void) write_last();
+}
+
+
+void
+ngx_pubsub_chunked_sub_t::on_timeout()
+{
+    (void) write_last();
+}
+
+}  // namespace
+
+
+ngx_int_t
+ngx_pubsub_chunked_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_str_t key, const pubsub::StartSpec &spec)
+{
+    void                      *mem;
+    ngx_str_t                  ct;
+    ngx_pubsub_chunked_sub_t  *sub;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = static_cast<ngx_http_core_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(r, ngx_http_core_module));
+
+    if (r->http_version != NGX_HTTP_VERSION_11) {
+        return ngx_pubsub_respond_text(r, 406 /* Not Acceptable */,
+                   "text/plain",
+                   "The chunked transport needs HTTP/1.1 "
+                   "(HTTP/2 and HTTP/1.0 have no chunked coding).\n");
+    }
+
+    if (!clcf->chunked_transfer_encoding) {
+        return ngx_pubsub_respond_text(r, 406 /* Not Acceptable */,
+                   "text/plain",
+                   "The chunked transport is not available here "
+                   "(chunked_transfer_encoding is off).\n");
+    }
+
+    mem = ngx_palloc(r->pool, sizeof(ngx_pubsub_chunked_sub_t));
+    if (mem == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sub = new (mem) ngx_pubsub_chunked_sub_t(r, plcf);
+
+    if (sub->init(key, NGX_PUBSUB_SUB_CHUNKED) != NGX_OK) {
+        sub->~ngx_pubsub_chunked_sub_t();
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_null(&ct);
+
+    return sub->start_stream(spec, ct, {}, 0);
+}

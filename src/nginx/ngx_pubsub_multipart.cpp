@@ -1,0 +1,132 @@
+/*
+ * ngx_pubsub: multipart/mixed streaming subscribers.
+ *
+ * "Accept: multipart/mixed" gets an open-ended 200 response of
+ * "multipart/mixed; boundary=<32 chars>".  The first "--boundary" is sent at
+ * once; each message is then one part that ends with the next boundary:
+ *
+ *     \r\nLast-Modified: <time>\r\nEtag: <tag>\r\n
+ *     [Content-Type: <type>\r\n][X-Pubsub-Gap: 1\r\n]\r\n<payload>\r\n--boundary
+ *
+ * so a client has every part complete as soon as it arrives.  The stream
+ * ends with "--\r\n" (making the last boundary the closing delimiter) when
+ * the channel is deleted or the subscriber times out.  Messages that were
+ * dropped before they could be delivered are signalled by the header
+ * "X-Pubsub-Gap: 1" on the next part.  No ping: bytes between boundaries
+ * belong to a part.
+ */
+
+#include "ngx_pubsub_subscriber.h"
+
+#include <new>
+#include <string>
+
+
+namespace {
+
+class ngx_pubsub_mp_sub_t final : public ngx_pubsub_http_sub_t {
+public:
+    using ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t;
+
+    void deliver(const pubsub::MessagePtr &msg) override;
+    void gap() override { gap_ = 1; }
+    void channelDeleted() override;
+    void on_timeout() override;
+
+    std::string_view  boundary;   /* "\r\n--" + 32 chars, in r->pool */
+    ngx_uint_t        gap_ = 0;
+};
+
+
+void
+ngx_pubsub_mp_sub_t::deliver(const pubsub::MessagePtr &msg)
+{
+    u_char       date[sizeof("Mon, 28 Sep 1970 06:00:00 GMT")];
+    char         tag[16];
+    int          n;
+    std::string  head;
+
+    if (finishing) {
+        return;
+    }
+
+    u_char *end = ngx_http_time(date, msg->id().time);
+    n = snprintf(tag, sizeof(tag), "%d", static_cast<int>(msg->id().tag));
+
+    head.reserve(128 + msg->contentType().size());
+    head.append("\r\nLast-Modified: ");
+    head.append(reinterpret_cast<char *>(date), end - date);
+    head.append("\r\nEtag: ");
+    head.append(tag, n);
+    head.append("\r\n");
+
+    if (!msg->contentType().empty()) {
+        head.append("Content-Type: ");
+        head.append(msg->contentType());
+        head.append("\r\n");
+    }
+
+    if (gap_) {
+        head.append("X-Pubsub-Gap: 1\r\n");
+        gap_ = 0;
+    }
+
+    head.append("\r\n");
+
+    if (write(head, msg->data(), boundary) == NGX_OK) {
+        reset_timeout();
+    }
+}
+
+
+void
+ngx_pubsub_mp_sub_t::channelDeleted()
+{
+    (void) write_last("--\r\n");
+}
+
+
+void
+ngx_pubsub_mp_sub_t::on_timeout()
+{
+    (void) write_last("--\r\n");
+}
+
+}  // namespace
+
+
+ngx_int_t
+ngx_pubsub_multipart_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_str_t key, const pubsub::StartSpec &spec)
+{
+    void                 *mem;
+    ngx_str_t             ct, delim;
+    std::string           b;
+    ngx_pubsub_mp_sub_t  *sub;
+
+    mem = ngx_palloc(r->pool, sizeof(ngx_pubsub_mp_sub_t));
+    if (mem == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sub = new (mem) ngx_pubsub_mp_sub_t(r, plcf);
+
+    if (sub->init(key, NGX_PUBSUB_SUB_MULTIPART) != NGX_OK) {
+        sub->~ngx_pubsub_mp_sub_t();
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_pubsub_multipart_boundary(&b);
+
+    ct = ngx_pubsub_pstr(r->pool, "multipart/mixed; boundary=" + b);
+    delim = ngx_pubsub_pstr(r->pool, "\r\n--" + b);
+
+    if (ct.data == NULL || delim.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sub->boundary = ngx_pubsub_sv(delim);
+
+    /* the first delimiter has no CRLF before it */
+    return sub->start_stream(spec, ct, sub->boundary.substr(2), 0);
+}

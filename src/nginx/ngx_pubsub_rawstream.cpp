@@ -1,0 +1,84 @@
+/*
+ * ngx_pubsub: HTTP raw-stream subscribers.
+ *
+ * An open-ended 200 response without Content-Length whose body is
+ * "<payload><separator>" per message (pubsub_subscriber_http_raw_stream_
+ * separator, default "\n"); an empty message is just the separator.  Over
+ * HTTP/1.1 nginx's chunked coding frames the body (clients see the same
+ * bytes after decoding), over HTTP/1.0 the connection is closed at the end.
+ * No ping and no gap signal: anything extra would read as a message.  The
+ * body ends (last chunk / close) when the channel is deleted or the
+ * subscriber times out.
+ */
+
+#include "ngx_pubsub_subscriber.h"
+
+#include <new>
+
+
+namespace {
+
+class ngx_pubsub_raw_sub_t final : public ngx_pubsub_http_sub_t {
+public:
+    using ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t;
+
+    void deliver(const pubsub::MessagePtr &msg) override;
+    void gap() override {}
+    void channelDeleted() override;
+    void on_timeout() override;
+};
+
+
+void
+ngx_pubsub_raw_sub_t::deliver(const pubsub::MessagePtr &msg)
+{
+    if (msg->data().empty() && plcf->raw_separator.len == 0) {
+        return;
+    }
+
+    if (write(msg->data(), ngx_pubsub_sv(plcf->raw_separator)) == NGX_OK) {
+        reset_timeout();
+    }
+}
+
+
+void
+ngx_pubsub_raw_sub_t::channelDeleted()
+{
+    (void) write_last();
+}
+
+
+void
+ngx_pubsub_raw_sub_t::on_timeout()
+{
+    (void) write_last();
+}
+
+}  // namespace
+
+
+ngx_int_t
+ngx_pubsub_rawstream_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_str_t key, const pubsub::StartSpec &spec)
+{
+    void                  *mem;
+    ngx_str_t              ct;
+    ngx_pubsub_raw_sub_t  *sub;
+
+    mem = ngx_palloc(r->pool, sizeof(ngx_pubsub_raw_sub_t));
+    if (mem == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sub = new (mem) ngx_pubsub_raw_sub_t(r, plcf);
+
+    if (sub->init(key, NGX_PUBSUB_SUB_RAWSTREAM) != NGX_OK) {
+        sub->~ngx_pubsub_raw_sub_t();
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_null(&ct);
+
+    return sub->start_stream(spec, ct, {}, 0);
+}
