@@ -8,6 +8,7 @@
 #define _NGX_PUBSUB_SUBSCRIBER_H_INCLUDED_
 
 #include "ngx_pubsub.h"
+#include "ngx_pubsub_hooks.h"
 
 #include <string_view>
 
@@ -50,6 +51,16 @@ public:
     ngx_uint_t               finishing;
     ngx_int_t                finish_rc;
 
+    /*
+     * subscribe/unsubscribe hooks: the session ends in the destructor,
+     * whatever freed the request; a polling session is parked until the
+     * next poll asking for messages after hook_next.
+     */
+    ngx_pubsub_hook_session_t  *hook_session;
+    ngx_uint_t               hook_poll;
+    ngx_uint_t               hook_deleted;
+    pubsub::MsgId            hook_next;
+
 private:
     static void cleanup(void *data);
     static void finish_handler(ngx_event_t *ev);
@@ -79,9 +90,10 @@ ngx_int_t ngx_pubsub_set_msgid_headers(ngx_http_request_t *r,
     const pubsub::MsgId &id);
 
 ngx_int_t ngx_pubsub_eventsource_start(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_str_t key, const pubsub::StartSpec &spec);
+    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
+    const pubsub::StartSpec &spec);
 ngx_int_t ngx_pubsub_longpoll_start(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_str_t key, const pubsub::StartSpec &spec,
-    ngx_uint_t interval);
+    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
+    const pubsub::StartSpec &spec, ngx_uint_t interval);
 
 #endif /* _NGX_PUBSUB_SUBSCRIBER_H_INCLUDED_ */
