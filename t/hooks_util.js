@@ -69,9 +69,12 @@ async function startBackend(routes = {}) {
     };
 }
 
-async function startNginx(serverBlock, { httpBlock = '', workers = 1 } = {}) {
+async function startNginx(serverBlock, { httpBlock = '', workers = 1, files = {} } = {}) {
     const prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'pubsub-hooks-'));
     fs.chmodSync(prefix, 0o755);
+    for (const [name, content] of Object.entries(files)) {
+        fs.writeFileSync(path.join(prefix, name), content);
+    }
     const port = await freePort();
     const conf = `
 load_module ${MODULE};
