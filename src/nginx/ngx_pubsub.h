@@ -120,6 +120,10 @@ pubsub::Store *ngx_pubsub_store(void);
  */
 ngx_int_t ngx_pubsub_channels(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_uint_t publisher, ngx_pubsub_channels_t *ch);
+/* the same without answering: NGX_OK, NGX_DECLINED (*err: why), NGX_ERROR */
+ngx_int_t ngx_pubsub_channels_eval(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_uint_t publisher,
+    ngx_pubsub_channels_t *ch, const char **err);
 ngx_int_t ngx_pubsub_respond_text(ngx_http_request_t *r, ngx_uint_t status,
     std::string_view content_type, std::string_view body);
 ngx_int_t ngx_pubsub_set_header(ngx_http_request_t *r, std::string_view name,
@@ -128,6 +132,12 @@ ngx_table_elt_t *ngx_pubsub_find_header(ngx_http_request_t *r,
     std::string_view name);
 ngx_int_t ngx_pubsub_cors(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_uint_t subscriber);
+/* the Origin check alone, no headers added: NGX_OK, NGX_DECLINED, NGX_ERROR */
+ngx_int_t ngx_pubsub_origin_allowed(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf);
+ngx_uint_t ngx_pubsub_is_websocket(ngx_http_request_t *r);
+/* the subscriber transport a GET asks for (NGX_PUBSUB_SUB_*), or 0 */
+ngx_uint_t ngx_pubsub_pick_transport(ngx_http_request_t *r, ngx_uint_t enabled);
 ngx_int_t ngx_pubsub_status_of(pubsub::StoreResult rc);
 ngx_str_t ngx_pubsub_pstr(ngx_pool_t *pool, std::string_view s);
 

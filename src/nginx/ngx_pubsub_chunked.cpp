@@ -68,7 +68,7 @@ ngx_pubsub_chunked_sub_t::on_timeout()
 
 ngx_int_t
 ngx_pubsub_chunked_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_str_t key, const pubsub::StartSpec &spec)
+    ngx_str_t id, ngx_str_t key, const pubsub::StartSpec &spec)
 {
     void                      *mem;
     ngx_str_t                  ct;
@@ -106,5 +106,5 @@ ngx_pubsub_chunked_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     ngx_str_null(&ct);
 
-    return sub->start_stream(spec, ct, {}, 0);
+    return sub->start_stream(id, spec, ct, {}, 0);
 }

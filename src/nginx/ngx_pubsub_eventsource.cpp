@@ -109,7 +109,8 @@ ngx_pubsub_es_sub_t::on_ping()
 
 ngx_int_t
 ngx_pubsub_eventsource_start(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_str_t key, const pubsub::StartSpec &spec)
+    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
+    const pubsub::StartSpec &spec)
 {
     ngx_int_t               rc;
     void                   *mem;
@@ -176,6 +177,10 @@ ngx_pubsub_eventsource_start(ngx_http_request_t *r,
     r->main->count++;
     r->read_event_handler = ngx_http_test_reading;
     r->connection->idle = 1;   /* closed on graceful shutdown */
+
+    /* subscribed: the unsubscribe hook is sent by the destructor */
+    sub->hook_session = ngx_pubsub_hook_subscribed(r, id,
+                                                   NGX_PUBSUB_SUB_EVENTSOURCE);
 
     if (sub->write(": hi\n\n") != NGX_OK) {
         return NGX_DONE;

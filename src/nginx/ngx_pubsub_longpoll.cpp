@@ -59,6 +59,8 @@ ngx_pubsub_lp_sub_t::respond(const std::vector<pubsub::MessagePtr> &msgs,
     const pubsub::MessagePtr  &last = msgs.back();
     std::string                body, ct, boundary;
 
+    hook_next = last->id();
+
     if (ngx_pubsub_set_msgid_headers(r, last->id()) != NGX_OK
         || ngx_pubsub_set_header(r, "Vary", "If-None-Match, If-Modified-Since")
            != NGX_OK
@@ -128,6 +130,7 @@ ngx_pubsub_lp_sub_t::channelDeleted()
         return;
     }
 
+    hook_deleted = 1;
     finish(respond_status(410, "Channel deleted.\n"));
 }
 
@@ -148,7 +151,8 @@ ngx_pubsub_lp_sub_t::on_timeout()
 
 ngx_int_t
 ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_str_t key, const pubsub::StartSpec &spec, ngx_uint_t interval)
+    ngx_str_t id, ngx_str_t key, const pubsub::StartSpec &spec,
+    ngx_uint_t interval)
 {
     ngx_int_t                rc;
     void                    *mem;
@@ -195,6 +199,14 @@ ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         return ngx_pubsub_respond_text(r, rc, "text/plain",
                                        reply.reason + "\n");
     }
+
+    /* one polling session spans the polls that resume one another */
+    sub->hook_poll = 1;
+    sub->hook_next = sub->resume;
+    sub->hook_session = ngx_pubsub_hook_poll_begin(r, id, key,
+                            interval ? NGX_PUBSUB_SUB_INTERVALPOLL
+                                     : NGX_PUBSUB_SUB_LONGPOLL,
+                            sub->resume);
 
     if (!reply.backlog.empty()) {
         sub->stop();

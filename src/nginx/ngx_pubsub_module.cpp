@@ -917,17 +917,19 @@ ngx_pubsub_status_of(pubsub::StoreResult rc)
 
 
 /*
- * CORS: the request's Origin must be among pubsub_allowed_origins (a
- * space-separated list, "*" for any; default: any).  Adds the response
- * headers; returns NGX_DECLINED when the origin is refused.
+ * Whether the request's Origin is among pubsub_allowed_origins (a
+ * space-separated list, "*" for any; default: any).  NGX_OK (also when
+ * there is no Origin), NGX_DECLINED when refused, NGX_ERROR.  *allow gets
+ * the Access-Control-Allow-Origin value (empty without an Origin).
  */
-ngx_int_t
-ngx_pubsub_cors(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_uint_t subscriber)
+static ngx_int_t
+ngx_pubsub_origin_check(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    std::string_view *allow)
 {
     ngx_table_elt_t  *origin;
     ngx_str_t         allowed;
-    std::string_view  allow_value;
+
+    *allow = std::string_view();
 
     origin = ngx_pubsub_find_header(r, "Origin");
     if (origin == NULL) {
@@ -935,42 +937,64 @@ ngx_pubsub_cors(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     }
 
     std::string_view o = ngx_pubsub_sv(origin->value);
-    allow_value = o;
+    *allow = o;
 
-    if (plcf->allowed_origins != NULL) {
-        if (ngx_http_complex_value(r, plcf->allowed_origins, &allowed)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
+    if (plcf->allowed_origins == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, plcf->allowed_origins, &allowed) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    std::string_view list = ngx_pubsub_sv(allowed);
+    size_t pos = 0;
+
+    while (pos < list.size()) {
+        size_t sp = list.find(' ', pos);
+        std::string_view item = list.substr(pos, sp == std::string_view::npos
+                                                 ? std::string_view::npos
+                                                 : sp - pos);
+        if (item == "*") {
+            *allow = plcf->allow_credentials ? o : "*";
+            return NGX_OK;
         }
-
-        std::string_view list = ngx_pubsub_sv(allowed);
-        bool ok = false;
-        size_t pos = 0;
-
-        while (pos < list.size()) {
-            size_t sp = list.find(' ', pos);
-            std::string_view item = list.substr(pos, sp == std::string_view::npos
-                                                     ? std::string_view::npos
-                                                     : sp - pos);
-            if (item == "*") {
-                ok = true;
-                allow_value = plcf->allow_credentials ? o : "*";
-                break;
-            }
-            if (!item.empty() && item == o) {
-                ok = true;
-                break;
-            }
-            if (sp == std::string_view::npos) {
-                break;
-            }
-            pos = sp + 1;
+        if (!item.empty() && item == o) {
+            return NGX_OK;
         }
-
-        if (!ok) {
-            return NGX_DECLINED;
+        if (sp == std::string_view::npos) {
+            break;
         }
+        pos = sp + 1;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_pubsub_origin_allowed(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
+{
+    std::string_view  allow;
+
+    return ngx_pubsub_origin_check(r, plcf, &allow);
+}
+
+
+/*
+ * CORS: checks the Origin (ngx_pubsub_origin_check) and adds the response
+ * headers; returns NGX_DECLINED when the origin is refused.
+ */
+ngx_int_t
+ngx_pubsub_cors(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_uint_t subscriber)
+{
+    ngx_int_t         rc;
+    std::string_view  allow_value;
+
+    rc = ngx_pubsub_origin_check(r, plcf, &allow_value);
+    if (rc != NGX_OK || allow_value.empty()) {
+        return rc;
     }
 
     if (ngx_pubsub_set_header(r, "Access-Control-Allow-Origin", allow_value)
@@ -999,12 +1023,12 @@ ngx_pubsub_cors(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
 
 /*
- * Evaluates the channel ids of a request.  Returns NGX_OK, or an HTTP
- * status after answering the request with the reason.
+ * Evaluates the channel ids of a request without answering it: NGX_OK,
+ * NGX_DECLINED with *err set (a bad id), or NGX_ERROR.
  */
 ngx_int_t
-ngx_pubsub_channels(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_uint_t publisher, ngx_pubsub_channels_t *ch)
+ngx_pubsub_channels_eval(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_uint_t publisher, ngx_pubsub_channels_t *ch, const char **err_out)
 {
     ngx_array_t               *ids;
     ngx_http_complex_value_t  *cv;
@@ -1021,11 +1045,13 @@ ngx_pubsub_channels(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     group.data = NULL;
 
     ch->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ch->n = 0;
+    *err_out = NULL;
 
     if (plcf->channel_group != NULL
         && ngx_http_complex_value(r, plcf->channel_group, &group) != NGX_OK)
     {
-        return NGX_DECLINED;
+        return NGX_ERROR;
     }
 
     if (group.len == 0) {
@@ -1048,7 +1074,7 @@ ngx_pubsub_channels(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     for (i = 0; i < ids->nelts; i++) {
         if (ngx_http_complex_value(r, &cv[i], &value) != NGX_OK) {
-            return NGX_DECLINED;
+            return NGX_ERROR;
         }
 
         if (value.len > plcf->max_channel_id_length * NGX_PUBSUB_MAX_CHANNELS) {
@@ -1100,7 +1126,7 @@ ngx_pubsub_channels(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
             ch->key[ch->n].data = static_cast<u_char *>(
                                       ngx_pnalloc(r->pool, ch->key[ch->n].len));
             if (ch->id[ch->n].data == NULL || ch->key[ch->n].data == NULL) {
-                return NGX_DECLINED;
+                return NGX_ERROR;
             }
 
             u_char *p = ngx_cpymem(ch->key[ch->n].data, group.data, group.len);
@@ -1115,10 +1141,37 @@ ngx_pubsub_channels(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
 bad:
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "pubsub: %s", err);
+    *err_out = err;
+    return NGX_DECLINED;
+}
 
-    ch->rc = ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST, "text/plain",
-                                     err);
+
+/*
+ * Evaluates the channel ids of a request.  Returns NGX_OK, or NGX_DECLINED
+ * after answering the request with the reason (ch->rc to return).
+ */
+ngx_int_t
+ngx_pubsub_channels(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_uint_t publisher, ngx_pubsub_channels_t *ch)
+{
+    ngx_int_t    rc;
+    const char  *err;
+
+    rc = ngx_pubsub_channels_eval(r, plcf, publisher, ch, &err);
+
+    if (rc == NGX_OK) {
+        return NGX_OK;
+    }
+
+    ch->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "pubsub: %s", err);
+
+        ch->rc = ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST,
+                                         "text/plain", err);
+    }
+
     return NGX_DECLINED;
 }
 
@@ -1237,7 +1290,7 @@ ngx_pubsub_header_has(ngx_http_request_t *r, std::string_view name,
 }
 
 
-static ngx_uint_t
+ngx_uint_t
 ngx_pubsub_is_websocket(ngx_http_request_t *r)
 {
     if (r->headers_in.upgrade == NULL) {
@@ -1250,7 +1303,7 @@ ngx_pubsub_is_websocket(ngx_http_request_t *r)
 
 
 /* Picks the subscriber transport of a GET, or 0 when none fits. */
-static ngx_uint_t
+ngx_uint_t
 ngx_pubsub_pick_transport(ngx_http_request_t *r, ngx_uint_t enabled)
 {
     if ((enabled & NGX_PUBSUB_SUB_EVENTSOURCE)
@@ -1312,6 +1365,17 @@ ngx_pubsub_route(ngx_http_request_t *r)
             ngx_http_discard_request_body(r);
             return ngx_pubsub_respond_text(r, NGX_HTTP_FORBIDDEN, "text/plain",
                        "WebSocket is not enabled at this location.\n");
+        }
+
+        switch (ngx_pubsub_origin_allowed(r, plcf)) {
+        case NGX_OK:
+            break;
+        case NGX_DECLINED:
+            ngx_http_discard_request_body(r);
+            return ngx_pubsub_respond_text(r, NGX_HTTP_FORBIDDEN, "text/plain",
+                                           "Origin not allowed.\n");
+        default:
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         return ngx_pubsub_websocket_handler(r, plcf, sub, pub);

@@ -97,7 +97,7 @@ ngx_pubsub_mp_sub_t::on_timeout()
 
 ngx_int_t
 ngx_pubsub_multipart_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_str_t key, const pubsub::StartSpec &spec)
+    ngx_str_t id, ngx_str_t key, const pubsub::StartSpec &spec)
 {
     void                 *mem;
     ngx_str_t             ct, delim;
@@ -128,5 +128,5 @@ ngx_pubsub_multipart_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     sub->boundary = ngx_pubsub_sv(delim);
 
     /* the first delimiter has no CRLF before it */
-    return sub->start_stream(spec, ct, sub->boundary.substr(2), 0);
+    return sub->start_stream(id, spec, ct, sub->boundary.substr(2), 0);
 }

@@ -4,6 +4,7 @@
  */
 
 #include "ngx_pubsub.h"
+#include "ngx_pubsub_hooks.h"
 
 #include <string>
 
@@ -291,33 +292,15 @@ ngx_pubsub_publish_params(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 }
 
 
+/* Publishes `body` (Content-Type `ct`) to the request's channels. */
 static ngx_int_t
-ngx_pubsub_publish(ngx_http_request_t *r)
+ngx_pubsub_publish_data(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_pubsub_channels_t *ch, ngx_str_t body, ngx_str_t ct)
 {
-    ngx_pubsub_loc_conf_t  *plcf;
-    ngx_pubsub_channels_t  *ch;
-    ngx_str_t               body;
     ngx_int_t               rc;
     pubsub::PublishInput    in;
     pubsub::PublishReply    last;
     ngx_uint_t              delivered, failed;
-
-    plcf = static_cast<ngx_pubsub_loc_conf_t *>(
-               ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
-
-    ch = static_cast<ngx_pubsub_channels_t *>(
-             ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
-    if (ch == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_pubsub_channels(r, plcf, 1, ch) != NGX_OK) {
-        return ch->rc;
-    }
-
-    if (ngx_pubsub_body(r, &body) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
     if (ngx_pubsub_publish_params(r, plcf, &in) != NGX_OK) {
         return ngx_pubsub_respond_text(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -326,10 +309,7 @@ ngx_pubsub_publish(ngx_http_request_t *r)
     }
 
     in.data = ngx_pubsub_sv(body);
-
-    if (r->headers_in.content_type) {
-        in.contentType = ngx_pubsub_sv(r->headers_in.content_type->value);
-    }
+    in.contentType = ngx_pubsub_sv(ct);
 
     delivered = 0;
     failed = 0;
@@ -359,9 +339,182 @@ ngx_pubsub_publish(ngx_http_request_t *r)
         return ngx_pubsub_respond_text(r, rc, "text/plain", msg);
     }
 
+    ngx_pubsub_hook_set_message_ids(r, last.id, pubsub::MsgId());
+
     return ngx_pubsub_info_response(r, delivered ? NGX_HTTP_CREATED
                                                  : NGX_HTTP_ACCEPTED,
                                     last.info);
+}
+
+
+typedef struct {
+    ngx_pubsub_loc_conf_t  *plcf;
+    ngx_pubsub_channels_t  *ch;
+    ngx_str_t               body;
+    ngx_str_t               ct;
+} ngx_pubsub_upstream_ctx_t;
+
+
+/*
+ * The answer of pubsub_publisher_upstream_request: 2xx publishes the
+ * backend's body and Content-Type, 204 publishes nothing, 304 publishes the
+ * original message, anything else is relayed to the publisher.
+ */
+static ngx_int_t
+ngx_pubsub_upstream_answer(ngx_http_request_t *r,
+    ngx_pubsub_upstream_ctx_t *uc, ngx_pubsub_hook_result_t *res)
+{
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+    ngx_uint_t        i;
+    char              text[128];
+    int               n;
+
+    if (res->failed) {
+        n = snprintf(text, sizeof(text),
+                     "The publisher upstream hook failed (%u).\n",
+                     static_cast<unsigned>(res->status));
+        return ngx_pubsub_respond_text(r, res->status, "text/plain",
+                                       std::string_view(text, n));
+    }
+
+    if (res->status == NGX_HTTP_NO_CONTENT) {
+        r->headers_out.status = NGX_HTTP_NO_CONTENT;
+        r->headers_out.content_length_n = 0;
+        r->header_only = 1;
+        return ngx_http_send_header(r);
+    }
+
+    if (res->status == NGX_HTTP_NOT_MODIFIED) {
+        return ngx_pubsub_publish_data(r, uc->plcf, uc->ch, uc->body, uc->ct);
+    }
+
+    if (res->status >= 200 && res->status < 300) {
+        ngx_str_t body, ct;
+
+        /* res lives until the callback returns: publish copies the data */
+        body = res->body;
+        ct = res->content_type;
+
+        return ngx_pubsub_publish_data(r, uc->plcf, uc->ch, body, ct);
+    }
+
+    /* refused: the backend's status, headers and body */
+
+    for (part = res->headers ? &res->headers->part : NULL; part;
+         part = part->next)
+    {
+        h = static_cast<ngx_table_elt_t *>(part->elts);
+
+        for (i = 0; i < part->nelts; i++) {
+            std::string_view k = ngx_pubsub_sv(h[i].key);
+
+            if (h[i].hash == 0 || k.size() == 0) {
+                continue;
+            }
+
+            if (k.size() == 4 && ngx_strncasecmp(h[i].key.data,
+                                                 (u_char *) "date", 4) == 0)
+            {
+                continue;
+            }
+
+            if (k.size() == 6 && ngx_strncasecmp(h[i].key.data,
+                                                 (u_char *) "server", 6) == 0)
+            {
+                continue;
+            }
+
+            if (ngx_pubsub_set_header(r, k, ngx_pubsub_sv(h[i].value))
+                != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+    }
+
+    return ngx_pubsub_respond_text(r, res->status,
+                                   ngx_pubsub_sv(res->content_type),
+                                   ngx_pubsub_sv(res->body));
+}
+
+
+static void
+ngx_pubsub_upstream_done(ngx_http_request_t *r, void *data,
+    ngx_pubsub_hook_result_t *res)
+{
+    ngx_pubsub_upstream_ctx_t  *uc = static_cast<ngx_pubsub_upstream_ctx_t *>(
+                                     data);
+    ngx_int_t                   rc;
+
+    rc = ngx_pubsub_guard(r->connection->log, [r, uc, res] {
+        return ngx_pubsub_upstream_answer(r, uc, res);
+    });
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_pubsub_publish(ngx_http_request_t *r)
+{
+    ngx_pubsub_loc_conf_t      *plcf;
+    ngx_pubsub_channels_t      *ch;
+    ngx_pubsub_upstream_ctx_t  *uc;
+    ngx_str_t                   body, ct, type;
+
+    plcf = static_cast<ngx_pubsub_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
+
+    ch = static_cast<ngx_pubsub_channels_t *>(
+             ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
+    if (ch == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_pubsub_channels(r, plcf, 1, ch) != NGX_OK) {
+        return ch->rc;
+    }
+
+    if (ngx_pubsub_body(r, &body) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ct.len = 0;
+    ct.data = NULL;
+
+    if (r->headers_in.content_type) {
+        ct = r->headers_in.content_type->value;
+    }
+
+    if (!ngx_pubsub_hook_has_upstream(r)) {
+        return ngx_pubsub_publish_data(r, plcf, ch, body, ct);
+    }
+
+    uc = static_cast<ngx_pubsub_upstream_ctx_t *>(
+             ngx_palloc(r->pool, sizeof(ngx_pubsub_upstream_ctx_t)));
+    if (uc == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    uc->plcf = plcf;
+    uc->ch = ch;
+    uc->body = body;
+    uc->ct = ct;
+
+    ngx_str_set(&type, "http");
+
+    if (ngx_pubsub_hook_publish_upstream(r, ch, body, ct, type, 1,
+                                         ngx_pubsub_upstream_done, uc)
+        == NULL)
+    {
+        return ngx_pubsub_respond_text(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                   "text/plain",
+                   "The publisher upstream hook could not be sent.\n");
+    }
+
+    /* ngx_pubsub_upstream_done() finalizes */
+    return NGX_DONE;
 }
 
 
@@ -373,6 +526,10 @@ ngx_pubsub_body_handler(ngx_http_request_t *r)
     rc = ngx_pubsub_guard(r->connection->log, [r] {
         return ngx_pubsub_publish(r);
     });
+
+    if (rc == NGX_DONE) {
+        return;   /* waiting for the publisher upstream hook */
+    }
 
     ngx_http_finalize_request(r, rc);
 }

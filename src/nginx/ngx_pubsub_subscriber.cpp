@@ -11,6 +11,7 @@
 ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t(ngx_http_request_t *req,
     ngx_pubsub_loc_conf_t *conf)
     : r(req), plcf(conf), transport(0), finishing(0), finish_rc(NGX_OK),
+      hook_session(NULL), hook_poll(0), hook_deleted(0),
       free_(NULL), busy_(NULL), ping_(0)
 {
     key.len = 0;
@@ -24,6 +25,15 @@ ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t(ngx_http_request_t *req,
 ngx_pubsub_http_sub_t::~ngx_pubsub_http_sub_t()
 {
     stop();
+
+    if (hook_session) {
+        if (hook_poll) {
+            ngx_pubsub_hook_poll_end(hook_session, hook_next, hook_deleted);
+        } else {
+            ngx_pubsub_hook_unsubscribed(hook_session);
+        }
+        hook_session = NULL;
+    }
 
     if (finish_ev_.posted) {
         ngx_delete_posted_event(&finish_ev_);
@@ -338,7 +348,7 @@ ngx_pubsub_http_sub_t::write_last(std::string_view tail)
 
 
 ngx_int_t
-ngx_pubsub_http_sub_t::start_stream(const pubsub::StartSpec &spec,
+ngx_pubsub_http_sub_t::start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
     ngx_str_t content_type, std::string_view preamble, ngx_uint_t ping)
 {
     ngx_int_t                 rc;
@@ -388,6 +398,9 @@ ngx_pubsub_http_sub_t::start_stream(const pubsub::StartSpec &spec,
     r->main->count++;
     r->read_event_handler = ngx_http_test_reading;
     r->connection->idle = 1;   /* closed on graceful shutdown */
+
+    /* subscribed: the unsubscribe hook is sent by the destructor */
+    hook_session = ngx_pubsub_hook_subscribed(r, id, transport);
 
     if (!preamble.empty()) {
         if (write(preamble) != NGX_OK) {
@@ -664,22 +677,25 @@ ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
     switch (transport) {
 
     case NGX_PUBSUB_SUB_EVENTSOURCE:
-        return ngx_pubsub_eventsource_start(r, plcf, ch->key[0], spec);
+        return ngx_pubsub_eventsource_start(r, plcf, ch->id[0], ch->key[0],
+                                            spec);
 
     case NGX_PUBSUB_SUB_LONGPOLL:
-        return ngx_pubsub_longpoll_start(r, plcf, ch->key[0], spec, 0);
+        return ngx_pubsub_longpoll_start(r, plcf, ch->id[0], ch->key[0], spec,
+                                         0);
 
     case NGX_PUBSUB_SUB_INTERVALPOLL:
-        return ngx_pubsub_longpoll_start(r, plcf, ch->key[0], spec, 1);
+        return ngx_pubsub_longpoll_start(r, plcf, ch->id[0], ch->key[0], spec,
+                                         1);
 
     case NGX_PUBSUB_SUB_CHUNKED:
-        return ngx_pubsub_chunked_start(r, plcf, ch->key[0], spec);
+        return ngx_pubsub_chunked_start(r, plcf, ch->id[0], ch->key[0], spec);
 
     case NGX_PUBSUB_SUB_MULTIPART:
-        return ngx_pubsub_multipart_start(r, plcf, ch->key[0], spec);
+        return ngx_pubsub_multipart_start(r, plcf, ch->id[0], ch->key[0], spec);
 
     case NGX_PUBSUB_SUB_RAWSTREAM:
-        return ngx_pubsub_rawstream_start(r, plcf, ch->key[0], spec);
+        return ngx_pubsub_rawstream_start(r, plcf, ch->id[0], ch->key[0], spec);
 
     default:
         break;

@@ -8,6 +8,7 @@
 #define _NGX_PUBSUB_SUBSCRIBER_H_INCLUDED_
 
 #include "ngx_pubsub.h"
+#include "ngx_pubsub_hooks.h"
 
 #include <string_view>
 
@@ -47,7 +48,7 @@ public:
      * Returns what the content handler returns: NGX_DONE once streaming,
      * otherwise a status or an already-sent error response's rc.
      */
-    ngx_int_t start_stream(const pubsub::StartSpec &spec,
+    ngx_int_t start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
                            ngx_str_t content_type, std::string_view preamble,
                            ngx_uint_t ping);
 
@@ -60,6 +61,16 @@ public:
     ngx_uint_t               transport;
     ngx_uint_t               finishing;
     ngx_int_t                finish_rc;
+
+    /*
+     * subscribe/unsubscribe hooks: the session ends in the destructor,
+     * whatever freed the request; a polling session is parked until the
+     * next poll asking for messages after hook_next.
+     */
+    ngx_pubsub_hook_session_t  *hook_session;
+    ngx_uint_t               hook_poll;
+    ngx_uint_t               hook_deleted;
+    pubsub::MsgId            hook_next;
 
 private:
     static void cleanup(void *data);
@@ -90,19 +101,23 @@ ngx_int_t ngx_pubsub_set_msgid_headers(ngx_http_request_t *r,
     const pubsub::MsgId &id);
 
 ngx_int_t ngx_pubsub_eventsource_start(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_str_t key, const pubsub::StartSpec &spec);
+    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
+    const pubsub::StartSpec &spec);
 ngx_int_t ngx_pubsub_chunked_start(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_str_t key, const pubsub::StartSpec &spec);
+    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
+    const pubsub::StartSpec &spec);
 ngx_int_t ngx_pubsub_multipart_start(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_str_t key, const pubsub::StartSpec &spec);
+    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
+    const pubsub::StartSpec &spec);
 ngx_int_t ngx_pubsub_rawstream_start(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_str_t key, const pubsub::StartSpec &spec);
+    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
+    const pubsub::StartSpec &spec);
 
 /* a random 32-character multipart boundary from [0-9A-Za-z] */
 void ngx_pubsub_multipart_boundary(std::string *boundary);
 
 ngx_int_t ngx_pubsub_longpoll_start(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_str_t key, const pubsub::StartSpec &spec,
-    ngx_uint_t interval);
+    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
+    const pubsub::StartSpec &spec, ngx_uint_t interval);
 
 #endif /* _NGX_PUBSUB_SUBSCRIBER_H_INCLUDED_ */
