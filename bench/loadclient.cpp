@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -438,7 +439,8 @@ long parseHead(const char* p, size_t n, Head& h)
     const char* line = p;
     bool first = true;
     while (line < end) {
-        const char* eol = static_cast<const char*>(memchr(line, '\r', static_cast<size_t>(end - line)));
+        const char* eol =
+            static_cast<const char*>(memchr(line, '\r', static_cast<size_t>(end - line)));
         if (eol == nullptr || eol + 1 >= end || eol[1] != '\n') {
             return -1;
         }
@@ -1377,7 +1379,8 @@ bool parseOptions(int argc, char** argv, Options& o, std::string& err)
         err = "publish needs --url";
         return false;
     }
-    if ((o.mode == "fanout" || o.mode == "longpoll-rtt") && (o.subUrl.empty() || o.pubUrl.empty())) {
+    if ((o.mode == "fanout" || o.mode == "longpoll-rtt") &&
+        (o.subUrl.empty() || o.pubUrl.empty())) {
         err = o.mode + " needs --sub-url and --pub-url";
         return false;
     }
@@ -1474,6 +1477,14 @@ int autoSources(int conns)
     // ~28k ephemeral ports per source address; stay well under it so that
     // TIME_WAIT left by earlier runs never exhausts them.
     return std::min(200, 1 + conns / 8000);
+}
+
+double clientCpuSec()
+{
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 volatile sig_atomic_t g_stop = 0;
@@ -2144,6 +2155,8 @@ int runFanout(const Options& o)
     sp.setEnding();
     std::string human;
     std::string json = sp.fanoutReport(human);
+    json.pop_back();
+    json += ",\"client_cpu_s\":" + std::to_string(clientCpuSec()) + "}";
     sp.shutdown();
     printf("%s\n", json.c_str());
     fflush(stdout);
@@ -2221,6 +2234,7 @@ int runIdle(const Options& o)
         .integer("private_dirty_after_msg_kb", afterMsg.privateDirtyKb)
         .num("rss_bytes_per_sub_after_msg", rssMsgPer)
         .num("private_dirty_bytes_per_sub_after_msg", pdMsgPer);
+    j.num("client_cpu_s", clientCpuSec());
     printf("%s\n", j.done().c_str());
     fflush(stdout);
     fprintf(stderr,
@@ -2321,6 +2335,7 @@ public:
             .integer("conn_errors", errors_)
             .integer("reconnects", reconnects_)
             .raw("latency_us", latJson(lat));
+        j.num("client_cpu_s", clientCpuSec());
         printf("%s\n", j.done().c_str());
         fflush(stdout);
         fprintf(stderr,
@@ -2511,6 +2526,7 @@ public:
             .raw("sub_status", histJson(subStatus_))
             .integer("reconnects", reconnects_)
             .raw("latency_us", latJson(lat));
+        j.num("client_cpu_s", clientCpuSec());
         printf("%s\n", j.done().c_str());
         fflush(stdout);
         fprintf(stderr,
