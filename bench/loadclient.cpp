@@ -788,6 +788,13 @@ public:
                     closeConn(c, std::string("connect: ") + strerror(soerr));
                     continue;
                 }
+                // A stale event for an earlier socket of this Conn (closed and
+                // reconnected in this batch) must not complete the new connect.
+                sockaddr_in peer{};
+                socklen_t pl = sizeof peer;
+                if (getpeername(c.fd, reinterpret_cast<sockaddr*>(&peer), &pl) != 0) {
+                    continue;
+                }
                 c.connecting = false;
                 wantWrite(c, false);
                 ev_.onConnected(c);
@@ -2356,6 +2363,7 @@ public:
     void onResponse(Conn& c) override
     {
         busy_--;
+        c.busy = false;
         uint64_t now = nowNs();
         if (now >= measureFrom_ && now < measureTo_) {
             status_[c.head.status]++;

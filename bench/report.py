@@ -152,6 +152,7 @@ def main():
 
     # summary
     o.append("## Summary\n")
+    flagged = False
     o.append("| scenario | metric | ngx_pubsub | nchan | return 200 | ours/nchan | ours/return200 |")
     o.append("|---|---|---:|---:|---:|---:|---:|")
     for sc, (title, _desc, prim, _hib, _extra) in SCENARIOS.items():
@@ -161,9 +162,16 @@ def main():
         m = {s: median(by.get((sc, s), []), path) for s, _ in SERVERS}
         ours = fmt(m["ours"], f) if ours_ok else "pending"
         ret = fmt(m["ret200"], f) if (sc, "ret200") in by else "n/a"
+        busy = [median(by.get((sc, s), []), "other_cpu_pct") for s, _ in SERVERS]
+        flag = " ⚠" if any(b is not None and b >= 25 for b in busy) else ""
+        flagged = flagged or bool(flag)
         o.append("| {} | {} | {} | {} | {} | {} | {} |".format(
-            sc, label, ours, fmt(m["nchan"], f), ret, ratio(m["ours"], m["nchan"]),
+            sc + flag, label, ours, fmt(m["nchan"], f), ret, ratio(m["ours"], m["nchan"]),
             ratio(m["ours"], m["ret200"]) if (sc, "ret200") in by else "n/a"))
+    if flagged:
+        o.append("\n⚠ = in the median run of at least one server, other processes used "
+                 "≥ 25% of all CPUs (see \"others' CPU\" below): absolute numbers are "
+                 "depressed and noisy; re-run with `--wait-idle` on a quieter machine.")
     o.append("")
 
     for sc, (title, desc, prim, hib, extra) in SCENARIOS.items():
