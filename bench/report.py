@@ -105,7 +105,7 @@ def main():
     ap = argparse.ArgumentParser()
     for a in ("results", "commands", "notes", "out", "command", "date", "nproc", "cpu",
               "kernel", "nginx", "loadavg", "elapsed", "reps", "ours-ok", "client", "nofile",
-              "worker-conns"):
+              "worker-conns", "nice"):
         ap.add_argument("--" + a, default="")
     a = ap.parse_args()
 
@@ -133,8 +133,10 @@ def main():
     o.append("- Date: {}; total run time {} s; {} repetition(s) per server, median reported; "
              "servers alternate run by run (ngx_pubsub, nchan, return 200, ngx_pubsub, …), "
              "each run on a fresh nginx".format(a.date, a.elapsed, a.reps))
-    o.append("- Machine: {} CPUs, {}, kernel {}, nginx {}; load average at start {}".format(
+    o.append("- Machine: {} CPUs, {}, kernel {}, {}; load average at start {}".format(
         a.nproc, a.cpu, a.kernel, a.nginx, a.loadavg))
+    if a.nice and a.nice != "0":
+        o.append("- Priority: nginx and the client ran under `nice -n {}`.".format(a.nice))
     o.append("- Pinning: with 1 worker, nginx (master and worker) runs on core 0 "
              "(`taskset -c 0`) and the client on core 1; with 2 workers nothing is pinned.")
     o.append("- Identical configs apart from the directive prefix: `*_publisher` and "
@@ -163,14 +165,15 @@ def main():
         ours = fmt(m["ours"], f) if ours_ok else "pending"
         ret = fmt(m["ret200"], f) if (sc, "ret200") in by else "n/a"
         busy = [median(by.get((sc, s), []), "other_cpu_pct") for s, _ in SERVERS]
-        flag = " ⚠" if any(b is not None and b >= 25 for b in busy) else ""
+        cpu_bound = not sc.startswith("idle-")  # memory does not depend on CPU share
+        flag = " ⚠" if cpu_bound and any(b is not None and b >= 25 for b in busy) else ""
         flagged = flagged or bool(flag)
         o.append("| {} | {} | {} | {} | {} | {} | {} |".format(
             sc + flag, label, ours, fmt(m["nchan"], f), ret, ratio(m["ours"], m["nchan"]),
             ratio(m["ours"], m["ret200"]) if (sc, "ret200") in by else "n/a"))
     if flagged:
         o.append("\n⚠ = in the median run of at least one server, other processes used "
-                 "≥ 25% of all CPUs (see \"others' CPU\" below): absolute numbers are "
+                 "≥ 25% of all CPUs (see \"others' CPU\" below): absolute throughput numbers are "
                  "depressed and noisy; re-run with `--wait-idle` on a quieter machine.")
     o.append("")
 

@@ -2,7 +2,7 @@
 # Side-by-side benchmark: ngx_pubsub vs nchan vs nginx `return 200`.
 #
 #   bench/run.sh [--quick] [--only S1,S2] [--reps N] [--results FILE] [--skip-build]
-#                [--wait-idle SECONDS]
+#                [--wait-idle SECONDS] [--nice N]
 #
 # Builds the load client (build/bench/pubsub-load) and, when missing, the
 # module (scripts/build.sh), then runs every scenario against each server,
@@ -26,6 +26,7 @@ REPS=""
 RESULTS=$BENCH/RESULTS.md
 SKIP_BUILD=0
 WAIT_IDLE=0
+NICE=0
 ORIG_ARGS="$*"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -35,6 +36,7 @@ while [ $# -gt 0 ]; do
     --results) RESULTS=${2:?--results needs a file}; shift ;;
     --skip-build) SKIP_BUILD=1 ;;
     --wait-idle) WAIT_IDLE=${2:?--wait-idle needs seconds}; shift ;;
+    --nice) NICE=${2:?--nice needs a niceness}; shift ;;
     -h|--help)
         sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
         echo "scenarios: $ALL_SCENARIOS"
@@ -130,6 +132,13 @@ wait_idle() {
 }
 CLK_TCK=$(getconf CLK_TCK)
 
+# With scheduler autogroups, nice only ranks processes within one session:
+# give this session's autogroup the same niceness so --nice holds against
+# other sessions' jobs.
+if [ "$NICE" != 0 ] && [ -w /proc/self/autogroup ]; then
+    echo "$NICE" > /proc/self/autogroup 2>/dev/null || note "could not set autogroup niceness"
+fi
+
 NPROC=$(nproc)
 PIN=1
 if [ "$NPROC" -lt 2 ]; then
@@ -207,8 +216,8 @@ start_server() {
     free_port
     PREFIX=$WORK/$server-$workers-$PORT
     write_config "$server" "$workers" "$PREFIX" "$PORT"
-    local pin=()
-    if [ "$workers" = 1 ] && [ $PIN = 1 ]; then pin=(taskset -c 0); fi
+    local pin=(nice -n "$NICE")
+    if [ "$workers" = 1 ] && [ $PIN = 1 ]; then pin+=(taskset -c 0); fi
     if ! "${pin[@]}" "$NGINX" -p "$PREFIX" -c "$PREFIX/nginx.conf" 2>"$PREFIX/start.err"; then
         cat "$PREFIX/start.err" >&2
         return 1
@@ -218,6 +227,10 @@ start_server() {
         sleep 0.05
     done
     MASTER_PID=$(cat "$PREFIX/nginx.pid")
+    # the daemonized master is in a session (autogroup) of its own
+    if [ "$NICE" != 0 ] && [ -w "/proc/$MASTER_PID/autogroup" ]; then
+        echo "$NICE" > "/proc/$MASTER_PID/autogroup" 2>/dev/null || true
+    fi
     WORKER_PID=""
     for i in $(seq 1 50); do
         WORKER_PID=$(pgrep -P "$MASTER_PID" | head -1 || true)
@@ -312,8 +325,8 @@ for sc in $SCENARIOS; do
             args=$(scenario_args "$sc")
             args=${args//@PORT@/$PORT}
             args=${args//@WORKER@/$WORKER_PID}
-            cpin=()
-            if [ "$workers" = 1 ] && [ $PIN = 1 ]; then cpin=(taskset -c 1); fi
+            cpin=(nice -n "$NICE")
+            if [ "$workers" = 1 ] && [ $PIN = 1 ]; then cpin+=(taskset -c 1); fi
             logf=$OUT/$sc-$server-$rep.log
             spids=("$MASTER_PID" $(pgrep -P "$MASTER_PID" || true))
             read -r b0 t0 < <(stat_totals)
@@ -359,5 +372,5 @@ python3 "$BENCH/report.py" \
     --nproc "$NPROC" --cpu "$CPU" --kernel "$(uname -r)" \
     --nginx "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')" \
     --loadavg "$(cut -d' ' -f1-3 /proc/loadavg)" --elapsed "$ELAPSED" --reps "$REPS" \
-    --ours-ok "$OURS_OK" --client "$CLIENT" --nofile "$NOFILE" --worker-conns "$WORKER_CONNS"
+    --ours-ok "$OURS_OK" --client "$CLIENT" --nofile "$NOFILE" --worker-conns "$WORKER_CONNS" --nice "$NICE"
 log "wrote $RESULTS in ${ELAPSED}s"
