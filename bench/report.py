@@ -194,7 +194,7 @@ def main():
         for s, name in SERVERS:
             rs = by.get((sc, s), [])
             if s == "ours" and not ours_ok:
-                o.append("| {} | pending | | {}| |".format(name, "| " * (len(extra) + 3)))
+                o.append("| {} | pending | | {}| |".format(name, "| " * (len(extra) + 2)))
                 continue
             if not rs:
                 continue
