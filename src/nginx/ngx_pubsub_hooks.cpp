@@ -1256,7 +1256,19 @@ ngx_pubsub_hook_launch(ngx_pubsub_hook_call_t *call)
     (void) ngx_atomic_fetch_add(&ngx_pubsub_hook_stats.calls[call->kind], 1);
     (void) ngx_atomic_fetch_add(&ngx_pubsub_hook_stats.in_flight, 1);
 
-    ngx_post_event(&call->start_ev, &ngx_posted_events);
+    /*
+     * A graceful shutdown (reload, quit) closes the idle connections and
+     * then exits at once unless a timer that is not cancelable is pending:
+     * posted events would not run first.  A hook started then (the
+     * unsubscribe of a streaming or WebSocket subscriber being closed)
+     * starts from such a timer instead; its upstream timers keep the worker
+     * alive until it is answered.
+     */
+    if (ngx_exiting) {
+        ngx_add_timer(&call->start_ev, 1);
+    } else {
+        ngx_post_event(&call->start_ev, &ngx_posted_events);
+    }
 
     return NGX_OK;
 }
