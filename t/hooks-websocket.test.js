@@ -344,6 +344,16 @@ test('publisher upstream: refusal reason is cut to fit a close frame; failure is
     assert.equal(cd.code, 1011);
     assert.equal(cd.reason, '502 publisher upstream hook failed');
 
+    // a refusal while reading is paused (queue full): the close handshake
+    // still completes at once (the client's reply is read)
+    const q = await wsConnect(ngx.wsUrl(`/wspub/${chan('full')}`));
+    q.send('bad');
+    for (let i = 0; i < 40; i++) q.send(`delay:300:m${i}`);
+    const t0 = Date.now();
+    const cq = await q.closed;
+    assert.equal(cq.code, 1008);
+    assert.ok(Date.now() - t0 < 2000, `closed in ${Date.now() - t0} ms, without the linger`);
+
     const k = await wsConnect(ngx.wsUrl(`/wspub/${chan('kill')}`));
     await k.send('kill');   // the backend resets the hook connection
     assert.equal((await k.closed).code, 1011);
@@ -353,6 +363,7 @@ test('publisher upstream: order kept with calls in flight; back-pressure bounds 
     const ch = chan('order');
     const sub = await metaSub(ch);
     const p = await wsConnect(ngx.wsUrl(`/wspub/${ch}`));
+    await waitUntil(() => upInflight === 0, { timeout: 3000, what: 'earlier upstream calls to end' });
     upMaxInflight = 0;
     const n = 40;
     // later messages are answered sooner: only the queue keeps the order

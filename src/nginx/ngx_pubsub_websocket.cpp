@@ -728,6 +728,12 @@ ngx_pubsub_ws_t::send_close(uint16_t code, std::string_view reason)
 
     close_sent_ = true;
 
+    /* reading was paused (upstream queue full): read again, discarding
+       messages, to see the client's close reply */
+    if (paused_ && !resume_ev_.posted) {
+        ngx_post_event(&resume_ev_, &ngx_posted_events);
+    }
+
     /* the payload of the encoded frame (a close frame has a 2-byte header) */
     n = ws::writeCloseFrame(frame, code, reason);
 
@@ -1027,7 +1033,11 @@ ngx_pubsub_ws_t::drain_upstream()
         delete in;
     }
 
-    if (finishing_ || close_sent_) {
+    if (finishing_) {
+        return;
+    }
+
+    if (close_sent_) {
         return;
     }
 
