@@ -471,7 +471,8 @@ ngx_pubsub_hook_classify(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
         ctx->npub_ids = ch->n;
         ctx->pub_ids = static_cast<ngx_str_t *>(
-                           ngx_palloc(r->pool, sizeof(ngx_str_t) * (ch->n + 1)));
+                           ngx_palloc(r->pool,
+                                      sizeof(ngx_str_t) * (ch->n + 1)));
         if (ctx->pub_ids == NULL) {
             return NGX_ERROR;
         }
