@@ -2,6 +2,8 @@
 
 #include <new>
 
+#include "pubsub/shm_store.h"
+
 namespace pubsub {
 
 LocalChannel* Hub::find(std::string_view key) {
@@ -16,14 +18,22 @@ bool Hub::attach(Subscriber* sub, std::string_view key, const MsgId& cursor,
         if (lc == nullptr) {
             auto owned = std::make_unique<LocalChannel>(std::string(key));
             owned->pulled = storeLast;
-            lc = owned.get();
-            std::string_view k = lc->key();
-            channels_.emplace(k, std::move(owned));
+            owned->hash = hashKey(key);
+            LocalChannel* fresh = owned.get();
+            std::string_view k = fresh->key();
+            auto byHash = byHash_.emplace(fresh->hash, fresh);
+            try {
+                channels_.emplace(k, std::move(owned));
+            } catch (const std::bad_alloc&) {
+                byHash_.erase(byHash);
+                throw;
+            }
+            lc = fresh;
         }
         lc->subs_.push_back(sub);
     } catch (const std::bad_alloc&) {
-        if (lc != nullptr && lc->live_ == 0 && lc->iterating_ == 0) {
-            channels_.erase(lc->key());
+        if (lc != nullptr) {
+            release(lc);
         }
         return false;
     }
@@ -37,7 +47,28 @@ bool Hub::attach(Subscriber* sub, std::string_view key, const MsgId& cursor,
 
 void Hub::release(LocalChannel* lc) {
     if (lc->live_ == 0 && lc->iterating_ == 0) {
+        auto range = byHash_.equal_range(lc->hash);
+        for (auto it = range.first; it != range.second; ++it) {
+            if (it->second == lc) {
+                byHash_.erase(it);
+                break;
+            }
+        }
         channels_.erase(std::string_view(lc->key()));
+    }
+}
+
+void Hub::keysWithHash(uint64_t hash, std::vector<std::string>* out) const {
+    auto range = byHash_.equal_range(hash);
+    for (auto it = range.first; it != range.second; ++it) {
+        out->push_back(it->second->key());
+    }
+}
+
+void Hub::keys(std::vector<std::string>* out) const {
+    out->reserve(out->size() + channels_.size());
+    for (const auto& kv : channels_) {
+        out->push_back(kv.second->key());
     }
 }
 
