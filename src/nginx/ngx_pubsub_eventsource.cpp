@@ -142,6 +142,7 @@ ngx_pubsub_eventsource_start(ngx_http_request_t *r,
     req.key = ngx_pubsub_sv(key);
     req.start = spec;
     req.existingOnly = plcf->existing_only;
+    req.limits = ngx_pubsub_group_limits(plcf);
 
     ngx_pubsub_store()->subscribe(sub, req,
         [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });

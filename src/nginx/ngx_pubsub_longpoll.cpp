@@ -193,6 +193,7 @@ ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     req.key = ngx_pubsub_sv(key);
     req.start = spec;
     req.existingOnly = plcf->existing_only;
+    req.limits = ngx_pubsub_group_limits(plcf);
     req.oneShot = true;
     req.maxBacklog = (plcf->longpoll_multipart == NGX_PUBSUB_LP_MULTIPART_OFF)
                      ? 1 : 0;

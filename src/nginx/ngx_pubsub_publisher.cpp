@@ -294,6 +294,7 @@ ngx_pubsub_publish(ngx_http_request_t *r)
     in.eventName = ngx_pubsub_sv(event);
     in.maxMessages = buflen;
     in.ttl = ttl;
+    in.limits = ngx_pubsub_group_limits(plcf);
 
     if (r->headers_in.content_type) {
         in.contentType = ngx_pubsub_sv(r->headers_in.content_type->value);
