@@ -100,6 +100,11 @@ class ResumingSse {
                 // closed (reload, killed worker, stop): reconnect
             }
             s.close();
+            // nginx is gone (a failed test): give up instead of spinning
+            this.failures = s.head ? 0 : (this.failures || 0) + 1;
+            if (this.failures > 100) {
+                this.stopped = true;
+            }
             if (!this.stopped) {
                 await sleep(30);
             }
@@ -140,11 +145,16 @@ class ResumingLongPoll {
                 r = await httpRequest({ port: this.port, path: this.path, headers,
                     timeout: 120000 });
             } catch {
+                this.failures = (this.failures || 0) + 1;
+                if (this.failures > 100) {
+                    this.stopped = true;
+                }
                 if (!this.stopped) {
                     await sleep(30);
                 }
                 continue;
             }
+            this.failures = 0;
             if (r.status === 200) {
                 this.data.push(r.text);
                 this.lastModified = r.headers['last-modified'];
@@ -446,13 +456,27 @@ test('soak: publishing many messages into buffer-10 channels leaves shm flat',
         // 1,000,000 messages, or as many as fit in the time budget (the
         // test prints how many it published).
         const total = Number(process.env.PUBSUB_SOAK_MESSAGES || 1000000);
-        const budgetMs = Number(process.env.PUBSUB_SOAK_MS || 120000);
+        const budgetMs = Number(process.env.PUBSUB_SOAK_MS || 100000);
         const channels = 50;
         const soakAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
         const body = 'z'.repeat(100);
+        // Light subscribers (count events, no parsing) on several workers,
+        // so that the cross-worker path runs under load too.
         const subs = [];
         for (let i = 0; i < 8; i++) {
-            subs.push(new ResumingSse(ngx.port, `/sub/s${i}`));
+            const sub = { events: 0, tail: '', res: null };
+            sub.req = http.get({ host: LOOPBACK, port: ngx.port, path: `/sub/s${i % 2}`,
+                headers: { Accept: 'text/event-stream' }, agent: false }, (res) => {
+                sub.res = res;
+                res.on('data', (d) => {
+                    const text = sub.tail + d.toString('latin1');
+                    sub.events += text.split('\ndata: ').length - 1;
+                    sub.tail = text.slice(-7);
+                });
+                res.on('error', () => {});
+            });
+            sub.req.on('error', () => {});
+            subs.push(sub);
         }
         const publishOne = (i) => httpRequest({ port: ngx.port, method: 'POST',
             path: `/pub/s${i % channels}`, body, agent: soakAgent, keepAlive: true });
@@ -478,15 +502,17 @@ test('soak: publishing many messages into buffer-10 channels leaves shm flat',
         assert.ok(st.shm_used <= baseline + 8 * 4096,
             `shm used ${st.shm_used} after, ${baseline} before`);
         assert.strictEqual(st.messages, channels * 10);
-        for (let i = 0; i < 8; i++) {
-            // subscribers s0..s7 got every message of their channel
-            const s = subs[i];
-            // buffer-10 replay at connect + every message published since
-            await waitUntil(() => s.data.length >= 10 + Math.floor(sent / channels) - 1,
-                { timeout: 10000, what: 'soak subscribers got every message' });
-        }
-        for (const s of subs) {
-            await s.stop();
+        // Still delivering after the soak (a slow reader may have been
+        // dropped by pubsub_subscriber_max_pending: not counted).
+        const live = subs.filter((x) => x.res && !x.res.destroyed && !x.res.complete);
+        assert.ok(live.length > 0, 'soak subscribers still connected');
+        const before = live.map((x) => x.events);
+        await publishOne(0);
+        await publishOne(1);
+        await waitUntil(() => live.every((x, i) => x.events > before[i]),
+            { timeout: 10000, what: 'delivery after the soak' });
+        for (const x of subs) {
+            x.req.destroy();
         }
         soakAgent.destroy();
         assert.ok(sent >= Math.min(total, 20000), `only ${sent} messages published`);
