@@ -363,3 +363,49 @@ TEST_F(PresenceTest, ThousandChannelsOfTenMembers) {
 }
 
 }  // namespace
+
+namespace {
+
+class PresenceSub : public pubsub_test::RecordingSubscriber {
+public:
+    void presenceEvent(const PresenceEvent& ev) override {
+        seen.push_back(std::string(pubsub::presenceEventName(ev.type)) + " " + ev.id);
+        if (detachOnEvent && hub != nullptr) {
+            hub->detach(this);
+        }
+    }
+    std::vector<std::string> seen;
+    bool detachOnEvent = false;
+    pubsub::Hub* hub = nullptr;
+};
+
+TEST(PresenceHub, EventsReachEverySubscriberOfTheChannelOnly) {
+    pubsub::Hub hub;
+    PresenceSub a, b, c, other;
+    a.hub = &hub;
+    a.detachOnEvent = true;
+    ASSERT_TRUE(hub.attach(&a, "g/a", {}, {}));
+    ASSERT_TRUE(hub.attach(&b, "g/a", {}, {}));
+    ASSERT_TRUE(hub.attach(&c, "g/a", {}, {}));
+    ASSERT_TRUE(hub.attach(&other, "g/b", {}, {}));
+    PresenceEvent ev;
+    ev.type = PresenceEventType::kJoin;
+    ev.id = "alice";
+    hub.presenceEvent("g/a", ev);
+    hub.presenceEvent("g/none", ev);
+    EXPECT_EQ(a.seen, (Strings{"join alice"}));
+    EXPECT_EQ(b.seen, (Strings{"join alice"}));
+    EXPECT_EQ(c.seen, (Strings{"join alice"}));
+    EXPECT_TRUE(other.seen.empty());
+    EXPECT_FALSE(a.attached());
+    ev.type = PresenceEventType::kLeave;
+    hub.presenceEvent("g/a", ev);
+    EXPECT_EQ(a.seen.size(), 1u);
+    EXPECT_EQ(b.seen, (Strings{"join alice", "leave alice"}));
+    hub.detach(&b);
+    hub.detach(&c);
+    hub.detach(&other);
+    EXPECT_EQ(hub.channels(), 0u);
+}
+
+}  // namespace
