@@ -84,6 +84,7 @@ struct StoreRoot {
     uint64_t subscribers;
     uint64_t sweepCursor;
     uint64_t generation;  // bumped by every configuration that adopts the zone
+    void* presence;       // PresenceRoot (pubsub/presence.h), made by the glue
 };
 
 enum class StoreStatus {

@@ -86,6 +86,14 @@ typedef struct {
     size_t                        ws_max_message_size;
     ngx_flag_t                    deflate_for_websocket;
     size_t                        max_pending;      /* slow-reader bound */
+
+    /* presence (ngx_pubsub_presence.cpp) */
+    ngx_flag_t                    presence;
+    ngx_http_complex_value_t     *presence_id;
+    ngx_flag_t                    presence_events;
+    ngx_msec_t                    presence_leave_delay;
+    ngx_msec_t                    presence_ttl;     /* Redis mode only */
+    ngx_flag_t                    presence_api;
 } ngx_pubsub_loc_conf_t;
 
 
@@ -153,6 +161,12 @@ pubsub::InfoFormat ngx_pubsub_info_format(ngx_http_request_t *r);
 /* ngx_pubsub_subscriber.cpp */
 ngx_int_t ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_uint_t transport);
+
+/* ngx_pubsub_presence.cpp (more in ngx_pubsub_presence.h) */
+ngx_int_t ngx_pubsub_presence_api_handler(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf);
+/* members of the channel (joined or leaving), for channel info */
+uint64_t ngx_pubsub_presence_members(std::string_view key);
 
 /* ngx_pubsub_websocket.cpp */
 ngx_int_t ngx_pubsub_websocket_handler(ngx_http_request_t *r,

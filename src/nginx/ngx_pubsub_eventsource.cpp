@@ -21,6 +21,8 @@ public:
     void channelDeleted() override;
     void on_timeout() override;
     void on_ping() override;
+    void on_presence(const pubsub::PresenceEvent &ev,
+                     const std::string &json) override;
 
     ngx_str_t  event;   /* pubsub_eventsource_event at this location */
 };
@@ -52,6 +54,19 @@ ngx_pubsub_es_sub_t::gap()
                         "dropped before they could be delivered\"}";
 
     pubsub::appendSseEvent(out, "pubsub.gap", "", data);
+    (void) write(out);
+}
+
+
+/* no id: the browser's Last-Event-ID stays the last message's */
+void
+ngx_pubsub_es_sub_t::on_presence(const pubsub::PresenceEvent &ev,
+    const std::string &json)
+{
+    std::string  out;
+
+    pubsub::appendSseEvent(out, ev.type == pubsub::PresenceEventType::kJoin
+                                ? "pubsub.join" : "pubsub.leave", "", json);
     (void) write(out);
 }
 
@@ -181,6 +196,7 @@ ngx_pubsub_eventsource_start(ngx_http_request_t *r,
     /* subscribed: the unsubscribe hook is sent by the destructor */
     sub->hook_session = ngx_pubsub_hook_subscribed(r, id,
                                                    NGX_PUBSUB_SUB_EVENTSOURCE);
+    sub->presence_join();
 
     if (sub->write(": hi\n\n") != NGX_OK) {
         return NGX_DONE;
