@@ -64,6 +64,8 @@ typedef struct {
 typedef struct {
     ngx_uint_t                    nids;
     ngx_str_t                    *ids;
+    ngx_uint_t                    npub_ids;         /* a WebSocket that both */
+    ngx_str_t                    *pub_ids;          /* subscribes, publishes */
     ngx_str_t                     sub_type;
     ngx_str_t                     pub_type;
     ngx_str_t                     msg_id;
@@ -475,6 +477,33 @@ ngx_pubsub_hook_classify(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     ngx_memcpy(ctx->ids, ch->id, sizeof(ngx_str_t) * ch->n);
 
+    /*
+     * A WebSocket that subscribes and publishes: its publisher channels
+     * (pubsub_publisher_channel_id) are in a token's scope too.
+     */
+    if (ctx->role_sub && ctx->role_pub) {
+        rc = ngx_pubsub_channels_eval(r, plcf, 1, ch, &err);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            ctx->bad_ids = 1;
+            return NGX_OK;
+        }
+
+        ctx->npub_ids = ch->n;
+        ctx->pub_ids = static_cast<ngx_str_t *>(
+                           ngx_palloc(r->pool,
+                                      sizeof(ngx_str_t) * (ch->n + 1)));
+        if (ctx->pub_ids == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(ctx->pub_ids, ch->id, sizeof(ngx_str_t) * ch->n);
+    }
+
     return NGX_OK;
 }
 
@@ -523,6 +552,20 @@ ngx_pubsub_identity(ngx_http_request_t *r)
 }
 
 
+static void
+ngx_pubsub_hook_format_id(ngx_pool_t *pool, ngx_str_t *out,
+    const pubsub::MsgId &id)
+{
+    out->data = static_cast<u_char *>(ngx_pnalloc(pool, pubsub::kMaxMsgIdText));
+    if (out->data == NULL) {
+        out->len = 0;
+        return;
+    }
+
+    out->len = pubsub::writeMsgId(reinterpret_cast<char *>(out->data), id);
+}
+
+
 void
 ngx_pubsub_hook_set_message_ids(ngx_http_request_t *r,
     const pubsub::MsgId &id, const pubsub::MsgId &prev)
@@ -536,11 +579,11 @@ ngx_pubsub_hook_set_message_ids(ngx_http_request_t *r,
     }
 
     if (!id.isNull()) {
-        ctx->msg_id = ngx_pubsub_pstr(r->pool, pubsub::formatMsgId(id));
+        ngx_pubsub_hook_format_id(r->pool, &ctx->msg_id, id);
     }
 
     if (!prev.isNull()) {
-        ctx->prev_id = ngx_pubsub_pstr(r->pool, pubsub::formatMsgId(prev));
+        ngx_pubsub_hook_format_id(r->pool, &ctx->prev_id, prev);
     }
 }
 
@@ -1252,7 +1295,19 @@ ngx_pubsub_hook_launch(ngx_pubsub_hook_call_t *call)
     (void) ngx_atomic_fetch_add(&ngx_pubsub_hook_stats.calls[call->kind], 1);
     (void) ngx_atomic_fetch_add(&ngx_pubsub_hook_stats.in_flight, 1);
 
-    ngx_post_event(&call->start_ev, &ngx_posted_events);
+    /*
+     * A graceful shutdown (reload, quit) closes the idle connections and
+     * then exits at once unless a timer that is not cancelable is pending:
+     * posted events would not run first.  A hook started then (the
+     * unsubscribe of a streaming or WebSocket subscriber being closed)
+     * starts from such a timer instead; its upstream timers keep the worker
+     * alive until it is answered.
+     */
+    if (ngx_exiting) {
+        ngx_add_timer(&call->start_ev, 1);
+    } else {
+        ngx_post_event(&call->start_ev, &ngx_posted_events);
+    }
 
     return NGX_OK;
 }
@@ -2008,8 +2063,11 @@ ngx_pubsub_hook_check_token(ngx_http_request_t *r,
         return ngx_pubsub_hook_respond_401(r, plcf, ctx, res.reason);
     }
 
-    for (ngx_uint_t i = 0; i < ctx->nids; i++) {
-        if (!res.allowsChannel(ngx_pubsub_sv(ctx->ids[i]))) {
+    for (ngx_uint_t i = 0; i < ctx->nids + ctx->npub_ids; i++) {
+        ngx_str_t id = (i < ctx->nids) ? ctx->ids[i]
+                                       : ctx->pub_ids[i - ctx->nids];
+
+        if (!res.allowsChannel(ngx_pubsub_sv(id))) {
             return ngx_pubsub_hook_respond_401(r, plcf, ctx,
                        pubsub::kTokenChannelDenied);
         }
