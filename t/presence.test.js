@@ -8,7 +8,7 @@ const net = require('node:net');
 const { describe, it, before, after } = require('node:test');
 const { useNginx } = require('./lib/nginx');
 const C = require('./lib/clients');
-const u = require('./hooks_util.js');
+const u = require('./lib/backend');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
