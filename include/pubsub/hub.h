@@ -19,6 +19,7 @@
 namespace pubsub {
 
 class LocalChannel;
+struct PresenceEvent;
 
 // A transport's subscription to one channel.  deliver(), gap() and
 // channelDeleted() may detach this subscriber (and only this one).
@@ -31,6 +32,9 @@ public:
     virtual void gap() = 0;
     // The channel was deleted; the subscriber is already detached.
     virtual void channelDeleted() = 0;
+    // A member joined or left the channel (pubsub_presence_events).  Not a
+    // message: no id, no buffer slot.  May detach this subscriber.
+    virtual void presenceEvent(const PresenceEvent& ev) { (void)ev; }
 
     const MsgId& cursor() const { return cursor_; }
     bool attached() const { return channel_ != nullptr; }
@@ -90,6 +94,9 @@ public:
     // for the same channel from inside a subscriber's callback, it queues
     // `msgs` behind the messages being delivered.
     void deliver(std::string_view key, const std::vector<MessagePtr>& msgs);
+
+    // Hands a presence event to every subscriber of the channel.
+    void presenceEvent(std::string_view key, const PresenceEvent& ev);
 
     // Detaches every subscriber of the channel and tells each of them.
     void channelDeleted(std::string_view key);

@@ -124,6 +124,7 @@ struct StoreRoot {
     static constexpr uint32_t kGroupBuckets = 64;
     ShmSlot* slots[kMaxSlots];
     ShmGroup* groups[kGroupBuckets];
+    void* presence;       // PresenceRoot (pubsub/presence.h), made by the glue
 };
 
 enum class StoreStatus {

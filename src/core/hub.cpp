@@ -168,6 +168,28 @@ void Hub::deliver(std::string_view key, const std::vector<MessagePtr>& msgs) {
     release(lc);
 }
 
+void Hub::presenceEvent(std::string_view key, const PresenceEvent& ev) {
+    LocalChannel* lc = find(key);
+    if (lc == nullptr) {
+        return;
+    }
+    lc->iterating_++;
+    size_t n = lc->subs_.size();  // subscribers attached meanwhile wait for the next one
+    for (size_t i = 0; i < n; i++) {
+        Subscriber* s = lc->subs_[i];
+        if (s != nullptr) {
+            s->presenceEvent(ev);
+        }
+    }
+    lc->iterating_--;
+    if (lc->iterating_ == 0) {
+        if (lc->holes_) {
+            compact(lc);
+        }
+        release(lc);
+    }
+}
+
 void Hub::channelDeleted(std::string_view key) {
     LocalChannel* lc = find(key);
     if (lc == nullptr) {

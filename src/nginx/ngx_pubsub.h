@@ -92,6 +92,13 @@ typedef struct {
     ngx_uint_t                    group_max_subscribers;
     size_t                        group_max_memory;
     ngx_flag_t                    status;                  /* pubsub_status */
+    /* presence (ngx_pubsub_presence.cpp) */
+    ngx_flag_t                    presence;
+    ngx_http_complex_value_t     *presence_id;
+    ngx_flag_t                    presence_events;
+    ngx_msec_t                    presence_leave_delay;
+    ngx_msec_t                    presence_ttl;     /* Redis mode only */
+    ngx_flag_t                    presence_api;
 } ngx_pubsub_loc_conf_t;
 
 
@@ -178,6 +185,12 @@ pubsub::InfoFormat ngx_pubsub_info_format(ngx_http_request_t *r);
 /* ngx_pubsub_subscriber.cpp */
 ngx_int_t ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_uint_t transport);
+
+/* ngx_pubsub_presence.cpp (more in ngx_pubsub_presence.h) */
+ngx_int_t ngx_pubsub_presence_api_handler(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf);
+/* members of the channel (joined or leaving), for channel info */
+uint64_t ngx_pubsub_presence_members(std::string_view key);
 
 /* ngx_pubsub_websocket.cpp */
 ngx_int_t ngx_pubsub_websocket_handler(ngx_http_request_t *r,

@@ -30,6 +30,8 @@ public:
     void emit(const pubsub::MessagePtr &msg, std::string_view id);
     void on_timeout() override;
     void on_ping() override;
+    void on_presence(const pubsub::PresenceEvent &ev,
+                     const std::string &json) override;
 
     ngx_str_t  event;   /* pubsub_eventsource_event at this location */
 };
@@ -70,6 +72,19 @@ ngx_pubsub_es_sub_t::gap()
                         "dropped before they could be delivered\"}";
 
     pubsub::appendSseEvent(out, "pubsub.gap", "", data);
+    (void) write(out);
+}
+
+
+/* no id: the browser's Last-Event-ID stays the last message's */
+void
+ngx_pubsub_es_sub_t::on_presence(const pubsub::PresenceEvent &ev,
+    const std::string &json)
+{
+    std::string  out;
+
+    pubsub::appendSseEvent(out, ev.type == pubsub::PresenceEventType::kJoin
+                                ? "pubsub.join" : "pubsub.leave", "", json);
     (void) write(out);
 }
 
@@ -200,6 +215,7 @@ ngx_pubsub_eventsource_start(ngx_http_request_t *r,
     /* subscribed: the unsubscribe hook is sent by the destructor */
     sub->hook_session = ngx_pubsub_hook_subscribed(r, id,
                                                    NGX_PUBSUB_SUB_EVENTSOURCE);
+    sub->presence_join();
 
     if (sub->write(": hi\n\n") != NGX_OK) {
         return NGX_DONE;

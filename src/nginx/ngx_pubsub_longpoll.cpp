@@ -27,6 +27,8 @@ public:
     void gap() override { gap_ = 1; }
     void channelDeleted() override;
     void on_timeout() override;
+    void on_presence(const pubsub::PresenceEvent &ev,
+                     const std::string &json) override;
 
     /* multiplexed */
     void deliver(size_t channel, const pubsub::MessagePtr &msg,
@@ -142,6 +144,44 @@ ngx_pubsub_lp_sub_t::deliver(const pubsub::MessagePtr &msg)
 }
 
 
+/*
+ * A waiting poll is answered with the event (X-Pubsub-Event, JSON body) and
+ * the position it was waiting at, so the next poll misses no message.
+ */
+void
+ngx_pubsub_lp_sub_t::on_presence(const pubsub::PresenceEvent &ev,
+    const std::string &json)
+{
+    pubsub::MsgId  at;
+
+    if (finishing || !attached()) {
+        return;
+    }
+
+    at = cursor();
+    stop();
+
+    if (!at.isNull()) {
+        hook_next = at;   /* the next poll continues this polling session */
+    }
+
+    finish([&]() -> ngx_int_t {
+        if ((!at.isNull() && ngx_pubsub_set_msgid_headers(r, at) != NGX_OK)
+            || ngx_pubsub_set_header(r, "Cache-Control", "no-cache")
+               != NGX_OK
+            || ngx_pubsub_set_header(r, "X-Pubsub-Event",
+                   ev.type == pubsub::PresenceEventType::kJoin
+                   ? "join" : "leave") != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return ngx_pubsub_respond_text(r, NGX_HTTP_OK,
+                                       "application/vnd.pubsub+json", json);
+    }());
+}
+
+
 void
 ngx_pubsub_lp_sub_t::deliver(size_t channel, const pubsub::MessagePtr &msg,
     std::string_view)
@@ -242,6 +282,7 @@ ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
                             interval ? NGX_PUBSUB_SUB_INTERVALPOLL
                                      : NGX_PUBSUB_SUB_LONGPOLL,
                             sub->resume);
+    sub->presence_join();
 
     if (!reply.backlog.empty()) {
         sub->stop();

@@ -16,6 +16,8 @@ static void *ngx_pubsub_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_pubsub_role(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_pubsub_presence_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_pubsub_channel_id_set(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_pubsub_first_message(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -264,6 +266,48 @@ static ngx_command_t  ngx_pubsub_commands[] = {
       0,
       NULL },
 
+    { ngx_string("pubsub_presence"),
+      NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_loc_conf_t, presence),
+      NULL },
+
+    { ngx_string("pubsub_presence_id"),
+      NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_loc_conf_t, presence_id),
+      NULL },
+
+    { ngx_string("pubsub_presence_events"),
+      NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_loc_conf_t, presence_events),
+      NULL },
+
+    { ngx_string("pubsub_presence_leave_delay"),
+      NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_loc_conf_t, presence_leave_delay),
+      NULL },
+
+    { ngx_string("pubsub_presence_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_loc_conf_t, presence_ttl),
+      NULL },
+
+    { ngx_string("pubsub_presence_api"),
+      NGX_PUBSUB_LOC|NGX_CONF_NOARGS,
+      ngx_pubsub_presence_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("pubsub_shm_size"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -382,6 +426,11 @@ ngx_pubsub_create_loc_conf(ngx_conf_t *cf)
     plcf->group_max_subscribers = NGX_CONF_UNSET_UINT;
     plcf->group_max_memory = NGX_CONF_UNSET_SIZE;
     plcf->status = NGX_CONF_UNSET;
+    plcf->presence = NGX_CONF_UNSET;
+    plcf->presence_events = NGX_CONF_UNSET;
+    plcf->presence_leave_delay = NGX_CONF_UNSET_MSEC;
+    plcf->presence_ttl = NGX_CONF_UNSET_MSEC;
+    plcf->presence_api = NGX_CONF_UNSET;
 
     return plcf;
 }
@@ -525,6 +574,24 @@ ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->group_max_memory,
                               prev->group_max_memory, 0);
     ngx_conf_merge_value(conf->status, prev->status, 0);
+    ngx_conf_merge_value(conf->presence, prev->presence, 0);
+    if (conf->presence_id == NULL) {
+        conf->presence_id = prev->presence_id;
+    }
+    ngx_conf_merge_value(conf->presence_events, prev->presence_events, 0);
+    ngx_conf_merge_msec_value(conf->presence_leave_delay,
+                              prev->presence_leave_delay, 5000);
+    ngx_conf_merge_msec_value(conf->presence_ttl, prev->presence_ttl, 30000);
+    /* a location's own role: not inherited */
+    if (conf->presence_api == NGX_CONF_UNSET) {
+        conf->presence_api = 0;
+    }
+
+    if (conf->presence_leave_delay > 24 * 3600 * 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_presence_leave_delay is longer than 24h");
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
 
     if (conf->roles) {
         conf->pub_roles = conf->roles & NGX_PUBSUB_PUB_ALL;
@@ -612,6 +679,32 @@ ngx_pubsub_role(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     roles = pub | sub;
     plcf->roles = roles;
+
+    clcf = static_cast<ngx_http_core_loc_conf_t *>(
+               ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+    clcf->handler = ngx_pubsub_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_pubsub_presence_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_pubsub_loc_conf_t     *plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (plcf->presence_api != NGX_CONF_UNSET) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    if (plcf->roles != NGX_CONF_UNSET_UINT) {
+        return const_cast<char *>("cannot share a location with "
+                                  "pubsub_publisher, pubsub_subscriber or "
+                                  "pubsub_pubsub");
+    }
+
+    plcf->presence_api = 1;
 
     clcf = static_cast<ngx_http_core_loc_conf_t *>(
                ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
@@ -1422,6 +1515,10 @@ ngx_pubsub_route(ngx_http_request_t *r)
 
     if (ngx_pubsub_store() == NULL) {
         return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    if (plcf->presence_api) {
+        return ngx_pubsub_presence_api_handler(r, plcf);
     }
 
     if (r->method == NGX_HTTP_GET && ngx_pubsub_is_websocket(r)) {

@@ -63,7 +63,11 @@ ngx_pubsub_channel_info(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
                 sum.found = true;
                 sum.messages += info.messages;
                 sum.subscribers += info.subscribers;
-                sum.presence += info.presence;
+                /* the memory engine leaves presence to the registry */
+                sum.presence += info.presence
+                                ? info.presence
+                                : ngx_pubsub_presence_members(
+                                      ngx_pubsub_sv(ch->key[i]));
                 if (info.lastSeen > sum.lastSeen) {
                     sum.lastSeen = info.lastSeen;
                 }

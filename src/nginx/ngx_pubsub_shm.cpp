@@ -22,6 +22,7 @@
  */
 
 #include "ngx_pubsub.h"
+#include "ngx_pubsub_presence.h"
 
 #include <memory>
 #include <new>
@@ -116,14 +117,16 @@ ngx_pubsub_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
         if (pubsub::ShmStore::compatible(root)) {
             root->generation++;
-            return NGX_OK;
+            return ngx_pubsub_presence_init_zone(shpool, root,
+                                                 shm_zone->shm.log);
         }
     }
 
     if (shm_zone->shm.exists) {
         root = static_cast<pubsub::StoreRoot *>(shpool->data);
         if (pubsub::ShmStore::compatible(root)) {
-            return NGX_OK;
+            return ngx_pubsub_presence_init_zone(shpool, root,
+                                                 shm_zone->shm.log);
         }
     }
 
@@ -143,7 +146,7 @@ ngx_pubsub_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     shpool->data = root;
 
-    return NGX_OK;
+    return ngx_pubsub_presence_init_zone(shpool, root, shm_zone->shm.log);
 }
 
 
@@ -340,7 +343,7 @@ ngx_pubsub_shm_init_process(ngx_cycle_t *cycle)
 
     ngx_add_timer(&ngx_pubsub_sweep_event, 1000);
 
-    return NGX_OK;
+    return ngx_pubsub_presence_init_process(cycle, ngx_pubsub_shpool);
 }
 
 
@@ -350,6 +353,8 @@ ngx_pubsub_shm_exit_process(ngx_cycle_t *cycle)
     if (ngx_pubsub_sweep_event.timer_set) {
         ngx_del_timer(&ngx_pubsub_sweep_event);
     }
+
+    ngx_pubsub_presence_exit_process(cycle);
 
     if (ngx_pubsub_poll_event.timer_set) {
         ngx_del_timer(&ngx_pubsub_poll_event);
@@ -416,6 +421,13 @@ pubsub::Store *
 ngx_pubsub_store(void)
 {
     return ngx_pubsub_engine;
+}
+
+
+pubsub::Hub *
+ngx_pubsub_local_hub(void)
+{
+    return ngx_pubsub_engine ? &ngx_pubsub_engine->hub() : NULL;
 }
 
 

@@ -11,7 +11,7 @@
 ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t(ngx_http_request_t *req,
     ngx_pubsub_loc_conf_t *conf)
     : r(req), plcf(conf), transport(0), finishing(0), finish_rc(NGX_OK),
-      hook_session(NULL), hook_poll(0), hook_deleted(0),
+      hook_session(NULL), hook_poll(0), hook_deleted(0), presence(NULL),
       free_(NULL), busy_(NULL), ping_(0)
 {
     key.len = 0;
@@ -25,6 +25,9 @@ ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t(ngx_http_request_t *req,
 ngx_pubsub_http_sub_t::~ngx_pubsub_http_sub_t()
 {
     stop();
+
+    ngx_pubsub_presence_leave(presence);
+    presence = NULL;
 
     if (hook_session) {
         if (hook_poll) {
@@ -107,6 +110,30 @@ ngx_pubsub_http_sub_t::stop()
                 store->unsubscribe(mux->subscriber(i));
             }
         }
+    }
+}
+
+
+void
+ngx_pubsub_http_sub_t::presence_join()
+{
+    if (presence == NULL) {
+        presence = ngx_pubsub_presence_join(r, plcf, key);
+    }
+}
+
+
+void
+ngx_pubsub_http_sub_t::presenceEvent(const pubsub::PresenceEvent &ev)
+{
+    if (!plcf->presence_events || finishing) {
+        return;
+    }
+
+    std::string json = pubsub::presenceEventJson(
+                           ev, ngx_pubsub_presence_channel_id(ev.channel));
+    if (!json.empty()) {
+        on_presence(ev, json);
     }
 }
 
@@ -411,6 +438,7 @@ ngx_pubsub_http_sub_t::start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
 
     /* subscribed: the unsubscribe hook is sent by the destructor */
     hook_session = ngx_pubsub_hook_subscribed(r, id, transport);
+    presence_join();
 
     if (!preamble.empty()) {
         if (write(preamble) != NGX_OK) {

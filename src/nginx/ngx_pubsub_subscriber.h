@@ -9,6 +9,7 @@
 
 #include "ngx_pubsub.h"
 #include "ngx_pubsub_hooks.h"
+#include "ngx_pubsub_presence.h"
 
 #include <memory>
 #include <string_view>
@@ -59,6 +60,12 @@ public:
     virtual void on_timeout() = 0;
     virtual void on_ping() {}
 
+    /* presence: join now (leave is in the destructor); events to send */
+    void presence_join();
+    void presenceEvent(const pubsub::PresenceEvent &ev) override;
+    virtual void on_presence(const pubsub::PresenceEvent &ev,
+                             const std::string &json) {}
+
     ngx_http_request_t      *r;
     ngx_pubsub_loc_conf_t   *plcf;
     ngx_str_t                key;
@@ -77,6 +84,8 @@ public:
     ngx_uint_t               hook_poll;
     ngx_uint_t               hook_deleted;
     pubsub::MsgId            hook_next;
+
+    pubsub::PresenceConn    *presence;
 
 private:
     static void cleanup(void *data);
