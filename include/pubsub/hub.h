@@ -51,6 +51,10 @@ public:
     size_t size() const { return live_; }
     // The newest message id this worker has pulled from the store.
     MsgId pulled;
+    // The store's identity of the channel this worker's subscribers are
+    // attached to (a deleted and re-created channel has a new one).
+    uint64_t serial = 0;
+    uint64_t hash = 0;
 
 private:
     friend class Hub;
@@ -90,6 +94,11 @@ public:
     // Detaches every subscriber of the channel and tells each of them.
     void channelDeleted(std::string_view key);
 
+    // Keys of the local channels whose hash is `hash` (usually one).
+    void keysWithHash(uint64_t hash, std::vector<std::string>* out) const;
+    // Keys of every local channel.
+    void keys(std::vector<std::string>* out) const;
+
     size_t channels() const { return channels_.size(); }
     size_t subscribers() const { return subscribers_; }
 
@@ -99,6 +108,7 @@ private:
     void release(LocalChannel* lc);
 
     std::unordered_map<std::string_view, std::unique_ptr<LocalChannel>> channels_;
+    std::unordered_multimap<uint64_t, LocalChannel*> byHash_;
     size_t subscribers_ = 0;
 };
 

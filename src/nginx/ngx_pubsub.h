@@ -16,6 +16,7 @@ extern "C" {
 #include <ngx_http.h>
 }
 
+#include <string>
 #include <string_view>
 
 #include "pubsub/format.h"
@@ -86,6 +87,11 @@ typedef struct {
     size_t                        ws_max_message_size;
     ngx_flag_t                    deflate_for_websocket;
     size_t                        max_pending;      /* slow-reader bound */
+
+    ngx_uint_t                    group_max_channels;      /* 0: no limit */
+    ngx_uint_t                    group_max_subscribers;
+    size_t                        group_max_memory;
+    ngx_flag_t                    status;                  /* pubsub_status */
 } ngx_pubsub_loc_conf_t;
 
 
@@ -113,6 +119,8 @@ extern "C" ngx_module_t  ngx_pubsub_module;
 
 /* ngx_pubsub_shm.cpp */
 ngx_int_t ngx_pubsub_shm_conf(ngx_conf_t *cf, ngx_pubsub_main_conf_t *pmcf);
+ngx_int_t ngx_pubsub_shm_init_module(ngx_cycle_t *cycle);
+ngx_int_t ngx_pubsub_shm_status(std::string *out);
 ngx_int_t ngx_pubsub_shm_init_process(ngx_cycle_t *cycle);
 void ngx_pubsub_shm_exit_process(ngx_cycle_t *cycle);
 pubsub::Store *ngx_pubsub_store(void);
@@ -144,6 +152,19 @@ ngx_uint_t ngx_pubsub_is_websocket(ngx_http_request_t *r);
 ngx_uint_t ngx_pubsub_pick_transport(ngx_http_request_t *r, ngx_uint_t enabled);
 ngx_int_t ngx_pubsub_status_of(pubsub::StoreResult rc);
 ngx_str_t ngx_pubsub_pstr(ngx_pool_t *pool, std::string_view s);
+
+/* the group limits of a location, for the store */
+static inline pubsub::GroupLimits
+ngx_pubsub_group_limits(ngx_pubsub_loc_conf_t *plcf)
+{
+    pubsub::GroupLimits  l;
+
+    l.maxChannels = plcf->group_max_channels;
+    l.maxSubscribers = plcf->group_max_subscribers;
+    l.maxBytes = plcf->group_max_memory;
+
+    return l;
+}
 
 /* ngx_pubsub_publisher.cpp */
 ngx_int_t ngx_pubsub_publisher_handler(ngx_http_request_t *r,

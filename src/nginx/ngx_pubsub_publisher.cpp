@@ -288,6 +288,7 @@ ngx_pubsub_publish_params(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     in->eventName = ngx_pubsub_sv(event);
     in->maxMessages = buflen;
     in->ttl = ttl;
+    in->limits = ngx_pubsub_group_limits(plcf);
 
     return NGX_OK;
 }
