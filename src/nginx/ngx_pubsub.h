@@ -149,6 +149,8 @@ ngx_int_t ngx_pubsub_set_header(ngx_http_request_t *r, std::string_view name,
     std::string_view value);
 ngx_table_elt_t *ngx_pubsub_find_header(ngx_http_request_t *r,
     std::string_view name);
+ngx_table_elt_t *ngx_pubsub_next_header(ngx_http_request_t *r,
+    std::string_view name, ngx_table_elt_t *prev);
 ngx_int_t ngx_pubsub_cors(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_uint_t subscriber);
 /* the Origin check alone, no headers added: NGX_OK, NGX_DECLINED, NGX_ERROR */

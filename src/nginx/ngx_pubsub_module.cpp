@@ -954,15 +954,21 @@ ngx_pubsub_set_header(ngx_http_request_t *r, std::string_view name,
 }
 
 
+/*
+ * The next request header called `name` after `prev` (NULL: the first);
+ * nginx 1.22 does not chain repeated headers.
+ */
 ngx_table_elt_t *
-ngx_pubsub_find_header(ngx_http_request_t *r, std::string_view name)
+ngx_pubsub_next_header(ngx_http_request_t *r, std::string_view name,
+    ngx_table_elt_t *prev)
 {
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
-    ngx_uint_t        i;
+    ngx_uint_t        i, seen;
 
     part = &r->headers_in.headers.part;
     h = static_cast<ngx_table_elt_t *>(part->elts);
+    seen = (prev == NULL);
 
     for (i = 0; /* void */; i++) {
 
@@ -976,6 +982,11 @@ ngx_pubsub_find_header(ngx_http_request_t *r, std::string_view name)
             i = 0;
         }
 
+        if (!seen) {
+            seen = (&h[i] == prev);
+            continue;
+        }
+
         if (h[i].key.len == name.size()
             && ngx_strncasecmp(h[i].key.data,
                    reinterpret_cast<u_char *>(const_cast<char *>(name.data())),
@@ -986,6 +997,13 @@ ngx_pubsub_find_header(ngx_http_request_t *r, std::string_view name)
     }
 
     return NULL;
+}
+
+
+ngx_table_elt_t *
+ngx_pubsub_find_header(ngx_http_request_t *r, std::string_view name)
+{
+    return ngx_pubsub_next_header(r, name, NULL);
 }
 
 
@@ -1417,31 +1435,12 @@ static ngx_uint_t
 ngx_pubsub_header_has(ngx_http_request_t *r, std::string_view name,
     std::string_view token)
 {
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
-    ngx_uint_t        i;
 
-    part = &r->headers_in.headers.part;
-    h = static_cast<ngx_table_elt_t *>(part->elts);
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = static_cast<ngx_table_elt_t *>(part->elts);
-            i = 0;
-        }
-
-        if (h[i].key.len == name.size()
-            && ngx_strncasecmp(h[i].key.data,
-                   reinterpret_cast<u_char *>(const_cast<char *>(name.data())),
-                   name.size()) == 0
-            && pubsub::headerHasToken(ngx_pubsub_sv(h[i].value), token))
-        {
+    for (h = ngx_pubsub_next_header(r, name, NULL); h;
+         h = ngx_pubsub_next_header(r, name, h))
+    {
+        if (pubsub::headerHasToken(ngx_pubsub_sv(h->value), token)) {
             return 1;
         }
     }
