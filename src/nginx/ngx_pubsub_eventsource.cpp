@@ -144,7 +144,7 @@ ngx_pubsub_eventsource_start(ngx_http_request_t *r,
     req.start = spec;
     req.existingOnly = plcf->existing_only;
 
-    ngx_pubsub_store()->subscribe(sub, req,
+    ngx_pubsub_store_for(plcf)->subscribe(sub, req,
         [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
 
     if (reply.status != pubsub::StoreResult::kOk) {

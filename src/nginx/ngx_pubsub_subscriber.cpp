@@ -93,7 +93,7 @@ ngx_pubsub_http_sub_t::stop()
     pubsub::Store  *store;
 
     if (attached()) {
-        store = ngx_pubsub_store();
+        store = ngx_pubsub_store_for(plcf);
         if (store) {
             store->unsubscribe(this);
         }
@@ -359,7 +359,7 @@ ngx_pubsub_http_sub_t::start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
     req.start = spec;
     req.existingOnly = plcf->existing_only;
 
-    ngx_pubsub_store()->subscribe(this, req,
+    ngx_pubsub_store_for(plcf)->subscribe(this, req,
         [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
 
     if (reply.status != pubsub::StoreResult::kOk) {
