@@ -263,7 +263,9 @@ server { listen 127.0.0.1:%%PORT%%; location /x { pubsub_pubsub; pubsub_channel_
                 await waitPublish(b.port, '/pub/o1', `after${i}`);
                 sent.push(`after${i}`);
             }
-            const got = await sse.waitFor(sent.length, 10000);
+            const got = await sse.waitFor(sent.length, 10000).catch((e) => {
+                throw new Error(`${e.message}: ${JSON.stringify(sse.events.items.map((x) => [x.id, x.data]))}`);
+            });
             assert.deepEqual(got.map((e) => e.data), sent);
             await sleep(500);
             assert.equal(sse.events.items.length, sent.length, 'nothing twice');
@@ -354,8 +356,9 @@ server { listen 127.0.0.1:%%PORT%%; location /x { pubsub_pubsub; pubsub_channel_
             await sse.waitFor(1, 5000);
             const del = await C.httpRequest({ port: b.port, method: 'DELETE', path: '/pub/d1' });
             assert.equal(del.status, 200);
-            const done = await sse.done;
-            assert.ok(done.bodyEnded || done.error === null || true);
+            // the subscriber on the other instance is told and let go
+            await sse.events.waitEnd(5000);
+            assert.equal(sse.events.ended, true);
             const gone = await C.httpRequest({ port: a.port, path: '/pub/d1' });
             assert.equal(gone.status, 404);
         } finally {

@@ -49,13 +49,19 @@ local tag = KEYS[1]
 local data, ct, ev = ARGV[1], ARGV[2], ARGV[3]
 local max = tonumber(ARGV[4])
 local ttl = tonumber(ARGV[5])
-local now = tonumber(redis.call('TIME')[1])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1])
 local h = redis.call('HMGET', tag, 'lt', 'lg', 'n', 'ls')
 local lt = tonumber(h[1]) or 0
 local lg = tonumber(h[2]) or 0
 local t, g = now, 0
 if lt >= now then
   t, g = lt, lg + 1
+elseif lt == 0 then
+  -- a channel Redis does not know (new, or lost with a restart): its tag
+  -- starts at the microsecond, so that it follows any id handed out
+  -- earlier in this second by a Redis that has since lost its data
+  g = tonumber(clock[2])
 end
 local id = string.format('%d:%d', t, g)
 local prev = string.format('%d:%d', lt, lg)
