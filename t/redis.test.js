@@ -314,6 +314,44 @@ server { listen 127.0.0.1:%%PORT%%; location /x { pubsub_pubsub; pubsub_channel_
         }
     });
 
+    it('a stalled Redis never blocks nginx', async () => {
+        const redis = await startRedis();
+        const [a] = await cluster(redis, 1);
+        try {
+            const sse = await sseReady(a.port, '/sub/p1');
+            await sleep(300);
+            await C.publish({ port: a.port, path: '/pub/p1' }, 'one');
+            await sse.waitFor(1, 5000);
+            process.kill(redis.pid, 'SIGSTOP');
+            try {
+                const t0 = Date.now();
+                const pending = C.publish({ port: a.port, path: '/pub/p1' }, 'stalled');
+                // meanwhile nginx answers other requests at once
+                const mem = await C.publish({ port: a.port, path: '/mem/p1' }, 'memory');
+                assert.equal(mem.status, 202);
+                assert.ok(Date.now() - t0 < 1000);
+                const r = await pending;
+                assert.equal(r.status, 503, r.text);
+                assert.match(r.text, /Redis is unavailable/);
+                assert.ok(Date.now() - t0 < 8000, 'the command timeout ended the wait');
+            } finally {
+                process.kill(redis.pid, 'SIGCONT');
+            }
+            await waitPublish(a.port, '/pub/p1', 'two');
+            // 'stalled' may or may not have reached Redis before it stopped
+            const data = [];
+            while (!data.includes('two')) {
+                data.push((await sse.next(10000)).data);
+            }
+            assert.deepEqual(data.filter((d) => d !== 'stalled'), ['one', 'two']);
+            assert.equal(sse.events.ended, false);
+            sse.close();
+        } finally {
+            await stopAll([a]);
+            await redis.stop();
+        }
+    });
+
     it('an instance killed with SIGKILL does not affect the others', async () => {
         const redis = await startRedis();
         const [a, b] = await cluster(redis, 2);

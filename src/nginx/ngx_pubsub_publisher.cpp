@@ -35,10 +35,11 @@ ngx_pubsub_info_response(ngx_http_request_t *r, ngx_uint_t status,
 
     fmt = ngx_pubsub_info_format(r);
 
-    std::string body = pubsub::formatChannelInfo(info, fmt, ngx_time());
+    char    body[pubsub::kMaxChannelInfoText];
+    size_t  len = pubsub::writeChannelInfo(body, info, fmt, ngx_time());
 
     return ngx_pubsub_respond_text(r, status, pubsub::infoContentType(fmt),
-                                   body);
+                                   std::string_view(body, len));
 }
 
 
@@ -184,9 +185,19 @@ ngx_pubsub_channel_info(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     }
 
     for (ngx_uint_t i = 0; i < ch->n; i++) {
-        ngx_pubsub_store_for(plcf)->info(ngx_pubsub_sv(ch->key[i]),
-            [op](pubsub::StoreResult res, const pubsub::ChannelInfo &info) {
-                ngx_pubsub_op_add_info(op, res, info);
+        std::string_view key = ngx_pubsub_sv(ch->key[i]);
+
+        ngx_pubsub_store_for(plcf)->info(key,
+            [op, key](pubsub::StoreResult res,
+                      const pubsub::ChannelInfo &info)
+            {
+                pubsub::ChannelInfo  copy = info;
+
+                /* the memory engine leaves presence to the registry */
+                if (res == pubsub::StoreResult::kOk && !copy.presence) {
+                    copy.presence = ngx_pubsub_presence_members(key);
+                }
+                ngx_pubsub_op_add_info(op, res, copy);
                 ngx_pubsub_op_done(op);
             });
     }
@@ -395,6 +406,7 @@ ngx_pubsub_publish_params(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     in->eventName = ngx_pubsub_sv(event);
     in->maxMessages = buflen;
     in->ttl = ttl;
+    in->limits = ngx_pubsub_group_limits(plcf);
 
     return NGX_OK;
 }
