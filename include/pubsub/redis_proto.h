@@ -39,7 +39,9 @@ struct Script {
     std::string sha;  // hex SHA1 of text (what EVALSHA takes)
 };
 
-// publish: KEYS[1]=tag; ARGV data, content type, event, max messages, ttl.
+// publish and delete send the live payload with SPUBLISH when their last
+// ARGV is "S" (sharded pub/sub in a cluster), else with PUBLISH.
+// publish: KEYS[1]=tag; ARGV data, content type, event, max messages, ttl, "S"|"".
 //   -> {id, prev, messages, subscribers, lastSeen}
 const Script& publishScript();
 // fetch: KEYS[1]=tag; ARGV after id ("" for everything stored).
@@ -47,7 +49,7 @@ const Script& publishScript();
 const Script& fetchScript();
 // info: KEYS[1]=tag -> {found, lastId, messages, subscribers, lastSeen}
 const Script& infoScript();
-// delete: KEYS[1]=tag -> like info (found 0: nothing deleted); publishes "D".
+// delete: KEYS[1]=tag; ARGV "S"|"" -> like info (found 0: nothing deleted); publishes "D".
 const Script& deleteScript();
 // subs: KEYS[1]=tag; ARGV instance id, count, seconds to live -> 1
 const Script& subsScript();

@@ -42,6 +42,10 @@ public:
     // Pubsub connection (replies arrive through RedisStore::onSubscribed/...).
     virtual bool subscribe(const std::string& channel) = 0;
     virtual bool unsubscribe(const std::string& channel) = 0;
+    // Sharded pub/sub (a Redis Cluster whose nodes all have SSUBSCRIBE):
+    // the scripts then SPUBLISH live messages, and subscribe() is expected
+    // to SSUBSCRIBE on the node owning the channel's slot.
+    virtual bool sharded() const { return false; }
 };
 
 struct RedisStoreStats {

@@ -96,7 +96,7 @@ else
   redis.call('PERSIST', tag)
   redis.call('PERSIST', ids)
 end
-redis.call('PUBLISH', tag .. ':ps',
+redis.call(ARGV[6] == 'S' and 'SPUBLISH' or 'PUBLISH', tag .. ':ps',
            'M' .. id .. ' ' .. prev .. ' ' .. #ct .. ' ' .. #ev .. ' ' .. ct .. ev .. data)
 return {id, prev, redis.call('LLEN', ids), subcount(tag, now), tonumber(h[4]) or -1}
 )LUA";
@@ -156,7 +156,7 @@ for _, id in ipairs(redis.call('LRANGE', ids, 0, -1)) do
   redis.call('DEL', tag .. ':m:' .. id)
 end
 redis.call('DEL', tag, ids, tag .. ':subs')
-redis.call('PUBLISH', tag .. ':ps', 'D')
+redis.call(ARGV[1] == 'S' and 'SPUBLISH' or 'PUBLISH', tag .. ':ps', 'D')
 return out
 )LUA";
 

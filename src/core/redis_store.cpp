@@ -68,6 +68,7 @@ void RedisStore::publish(std::string_view key, const PublishInput& in, PublishCa
     args.emplace_back(in.eventName);
     args.push_back(toText(in.maxMessages));
     args.push_back(std::to_string(in.ttl > 0 ? in.ttl : 0));
+    args.emplace_back(link_->sharded() ? "S" : "");
     auto shared = std::make_shared<PublishCallback>(std::move(cb));
     auto alive = alive_;
     RedisStoreStats* stats = &stats_;
@@ -113,7 +114,7 @@ void RedisStore::remove(std::string_view key, InfoCallback cb) {
     auto alive = alive_;
     std::string k(key);
     bool sent = link_->ready() &&
-                eval(redis::deleteScript(), key, {},
+                eval(redis::deleteScript(), key, {link_->sharded() ? "S" : ""},
                      [this, shared, alive, k](const redisReply* r) {
                          ChannelInfo info;
                          std::string reason;

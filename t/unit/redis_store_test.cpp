@@ -65,6 +65,7 @@ struct FakeLink : RedisLink {
         ReplyFn cb;
     };
     bool up = true;
+    bool shard = false;
     std::deque<Cmd> cmds;
     std::vector<std::string> subs, unsubs;
 
@@ -84,6 +85,7 @@ struct FakeLink : RedisLink {
         unsubs.push_back(ch);
         return up;
     }
+    bool sharded() const override { return shard; }
     // Answers the oldest command whose script is `sha`; drops others before it
     // (subscriber-count updates).
     Cmd take(const std::string& sha) {
@@ -271,4 +273,26 @@ TEST(RedisStore, UnavailableAndNoScript) {
     store.subscribe(&sub, req, [&](SubscribeReply&& r) { sreply = std::move(r); });
     store.usePrepared(nullptr);
     EXPECT_EQ(sreply.status, StoreResult::kNotFound);
+}
+
+TEST(RedisStore, ScriptsPublishShardedWhenTheLinkIs) {
+    FakeLink link;
+    RedisStore store(&link, "w1");
+    PublishInput in;
+    in.data = "x";
+    store.publish(kKey, in, [](PublishReply&&) {});
+    store.remove(kKey, [](StoreResult, const ChannelInfo&) {});
+    link.shard = true;
+    store.publish(kKey, in, [](PublishReply&&) {});
+    store.remove(kKey, [](StoreResult, const ChannelInfo&) {});
+    ASSERT_EQ(link.cmds.size(), 4u);
+    EXPECT_EQ(link.cmds[0].args.back(), "");
+    EXPECT_EQ(link.cmds[1].args.back(), "");
+    EXPECT_EQ(link.cmds[1].args.size(), 5u);
+    EXPECT_EQ(link.cmds[2].args.back(), "S");
+    EXPECT_EQ(link.cmds[2].args.size(), 10u);
+    EXPECT_EQ(link.cmds[3].args.back(), "S");
+    for (auto& c : link.cmds) {
+        c.cb(nullptr);
+    }
 }
