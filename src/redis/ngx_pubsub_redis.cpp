@@ -1,14 +1,22 @@
 /*
  * ngx_pubsub: the Redis engine on nginx's event loop.
  *
- * Each worker keeps, per Redis upstream, two hiredis async connections: one
- * for commands (Lua scripts) and one in subscribe mode for the pubsub
- * channels of the channels this worker has subscribers for.  hiredis's fd
- * is wrapped in an ngx_connection_t and its read/write interest goes
- * through nginx's event module (level-triggered, as hiredis reads once per
- * event).  hiredis 0.14 has no timer hook, so a watchdog timer enforces the
- * connect and command timeouts; a failure of either connection drops both
- * and reconnects with exponential backoff and jitter.
+ * Each worker keeps, per Redis upstream, two hiredis async connections per
+ * Redis master: one for commands (Lua scripts) and one in subscribe mode
+ * for the pubsub channels of the channels this worker has subscribers for.
+ * A connect starts with a short discovery connection to a seed (the
+ * pubsub_redis_server lines, then the nodes of the last slot map) that
+ * asks CLUSTER SLOTS: a single server answers that cluster support is
+ * disabled and is then the only node; a cluster gives the masters and
+ * their slots, and each command goes to the master owning the hash slot of
+ * its channel's key (MOVED updates the slot, ASK is followed once with
+ * ASKING).  hiredis's fds are wrapped in ngx_connection_t and their
+ * read/write interest goes through nginx's event module (level-triggered,
+ * as hiredis reads once per event).  hiredis 0.14 has no timer hook, so a
+ * watchdog timer enforces the connect and command timeouts; a failure of
+ * any connection drops them all, and the reconnect (with exponential
+ * backoff and jitter) reads the slot map again: this is how a failover is
+ * followed.
  */
 
 #include "ngx_pubsub_redis.h"
@@ -18,6 +26,8 @@
 #include <new>
 #include <string>
 #include <vector>
+
+#include "pubsub/redis_cluster.h"
 
 extern "C" {
 #include <hiredis/async.h>
@@ -31,10 +41,18 @@ extern "C" {
 #define NGX_PUBSUB_REDIS_BACKOFF_MIN      100
 #define NGX_PUBSUB_REDIS_BACKOFF_MAX      3000
 #define NGX_PUBSUB_REDIS_MAX_INFLIGHT     20000
+#define NGX_PUBSUB_REDIS_MAX_REDIRECTS    3
 
+/* a plain channel every cluster subscribe connection listens to, see
+ * ngx_pubsub_redis_link_s::subscribe() */
+#define NGX_PUBSUB_REDIS_ANCHOR           "ngx_pubsub:anchor"
+
+
+struct ngx_pubsub_redis_node_t;
 
 struct ngx_pubsub_redis_conn_t {
     ngx_pubsub_redis_link_t  *link;
+    ngx_pubsub_redis_node_t  *node;     /* NULL: the discovery connection */
     redisAsyncContext        *ac;
     ngx_connection_t         *c;
     bool                      sub;
@@ -42,8 +60,22 @@ struct ngx_pubsub_redis_conn_t {
 };
 
 
+/* a Redis master (or the single server); never freed before the link */
+struct ngx_pubsub_redis_node_t {
+    std::string               host;
+    int                       port = 0;
+    std::string               addr;     /* host:port, for logs */
+    ngx_pubsub_redis_conn_t   cmd;
+    ngx_pubsub_redis_conn_t   subc;
+    std::deque<ngx_msec_t>    sent;     /* command send times, FIFO */
+    bool                      sharded = false;  /* knows SPUBLISH */
+};
+
+
+struct ngx_pubsub_redis_pending_t;
+
 struct ngx_pubsub_redis_link_s final : public pubsub::RedisLink {
-    enum state_e { kDown, kConnecting, kReady };
+    enum state_e { kDown, kDiscovering, kConnecting, kReady };
 
     ngx_pubsub_redis_link_s(ngx_pubsub_redis_upstream_t *up, ngx_log_t *log);
     ~ngx_pubsub_redis_link_s() override;
@@ -52,28 +84,42 @@ struct ngx_pubsub_redis_link_s final : public pubsub::RedisLink {
     bool command(const std::vector<std::string> &args, ReplyFn cb) override;
     bool subscribe(const std::string &channel) override;
     bool unsubscribe(const std::string &channel) override;
+    bool sharded() const override { return state == kReady && shard; }
 
     void connect();
+    void discovered(const redisReply *r);
     void fail(const char *what, const char *detail);
     void schedule_reconnect();
-    bool open(ngx_pubsub_redis_conn_t *conn);
+    bool open(ngx_pubsub_redis_conn_t *conn, const std::string &host,
+              int port);
     void close_conn(ngx_pubsub_redis_conn_t *conn);
+    void close_all();
     void hello(ngx_pubsub_redis_conn_t *conn);
     void hello_done(ngx_pubsub_redis_conn_t *conn);
+    bool send(ngx_pubsub_redis_node_t *n, ngx_pubsub_redis_pending_t *p,
+              const std::vector<std::string> &args);
+    ngx_pubsub_redis_node_t *node_at(const std::string &host, int port);
+    ngx_pubsub_redis_node_t *sub_node(const std::string &channel);
 
     ngx_pubsub_redis_upstream_t  *up;
-    ngx_pubsub_redis_server_t    *server;
+    ngx_pubsub_redis_server_t    *server;   /* credentials (the first seed) */
     ngx_log_t                    *log;
     pubsub::RedisStore           *store = nullptr;
     state_e                       state = kDown;
     bool                          closing = false;
     bool                          was_ready = false;
+    bool                          cluster = false;
+    bool                          shard = false;
     ngx_uint_t                    attempts = 0;
+    ngx_uint_t                    candidate = 0;  /* next discovery target */
+    ngx_uint_t                    gen = 0;        /* connection generation */
     ngx_msec_t                    connect_start = 0;
     size_t                        inflight = 0;
-    std::deque<ngx_msec_t>        sent;     /* command send times, FIFO */
-    ngx_pubsub_redis_conn_t       cmd;
-    ngx_pubsub_redis_conn_t       subc;
+    std::string                   where;          /* discovery target */
+    ngx_pubsub_redis_conn_t       disc;
+    std::vector<std::unique_ptr<ngx_pubsub_redis_node_t>>  nodes;
+    size_t                        nnodes = 0;     /* of the current map */
+    std::vector<ngx_pubsub_redis_node_t *>                 slots;
     ngx_event_t                   reconnect_ev;
     ngx_event_t                   watchdog_ev;
     ngx_event_t                   tick_ev;
@@ -84,6 +130,10 @@ struct ngx_pubsub_redis_pending_t {
     ngx_pubsub_redis_link_t          *link;
     pubsub::RedisLink::ReplyFn        fn;
     bool                              counted;
+    ngx_pubsub_redis_node_t          *node;
+    ngx_uint_t                        gen;
+    int                               redirects;
+    std::vector<std::string>          args;   /* cluster: kept for MOVED/ASK */
 };
 
 
@@ -197,11 +247,16 @@ ngx_pubsub_redis_write_handler(ngx_event_t *ev)
 }
 
 
+
 static void
 ngx_pubsub_redis_on_connect(const redisAsyncContext *ac, int status)
 {
     ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
                                          ac->data);
+
+    if (conn == NULL) {
+        return;     /* closed on purpose */
+    }
 
     if (status != REDIS_OK) {
         /* hiredis frees the context after this returns */
@@ -217,33 +272,86 @@ ngx_pubsub_redis_on_disconnect(const redisAsyncContext *ac, int status)
     ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
                                          ac->data);
 
+    if (conn == NULL) {
+        return;     /* closed on purpose */
+    }
+
     conn->ac = NULL;
 
-    if (!conn->link->closing && conn->link->state != ngx_pubsub_redis_link_t::kDown) {
+    if (!conn->link->closing
+        && conn->link->state != ngx_pubsub_redis_link_t::kDown)
+    {
         conn->link->fail("connection lost",
                          status == REDIS_OK ? "closed" : ac->errstr);
     }
 }
 
 
-/* command replies (the command connection's FIFO) */
+/* command replies (a command connection's FIFO) */
 static void
 ngx_pubsub_redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     ngx_pubsub_redis_pending_t  *p = static_cast<ngx_pubsub_redis_pending_t *>(
                                          privdata);
     ngx_pubsub_redis_link_t     *link = p->link;
+    redisReply                  *r = static_cast<redisReply *>(reply);
 
     if (p->counted) {
+        p->counted = false;
         link->inflight--;
-        if (!link->sent.empty()) {
-            link->sent.pop_front();
+        if (p->gen == link->gen && !p->node->sent.empty()) {
+            p->node->sent.pop_front();
+        }
+    }
+
+    if (r != NULL && !link->closing && link->cluster && p->fn
+        && p->gen == link->gen && link->state == ngx_pubsub_redis_link_t::kReady
+        && p->redirects < NGX_PUBSUB_REDIS_MAX_REDIRECTS)
+    {
+        pubsub::redis::Redirect  rd = pubsub::redis::parseRedirect(r);
+
+        if (rd.kind != pubsub::redis::Redirect::kNone) {
+            ngx_pubsub_redis_node_t  *n = link->node_at(rd.host, rd.port);
+
+            if (n == NULL) {
+                /* a master this worker does not know: read the map again */
+                std::string  err(r->str, r->len);
+
+                try {
+                    p->fn(nullptr);
+
+                } catch (...) {
+                }
+
+                delete p;
+                link->fail("slot map changed", err.c_str());
+                return;
+            }
+
+            p->redirects++;
+
+            if (rd.kind == pubsub::redis::Redirect::kMoved) {
+                link->slots[rd.slot] = n;
+
+            } else if (n->cmd.ac) {
+                const char  *argv[1] = { "ASKING" };
+                size_t       lens[1] = { 6 };
+
+                (void) redisAsyncCommandArgv(n->cmd.ac, NULL, NULL, 1, argv,
+                                             lens);
+            }
+
+            if (link->send(n, p, p->args)) {
+                return;     /* answered later, on that node */
+            }
+
+            r = NULL;
         }
     }
 
     if (!link->closing && p->fn) {
         try {
-            p->fn(static_cast<redisReply *>(reply));
+            p->fn(r);
 
         } catch (...) {
             ngx_log_error(NGX_LOG_ERR, link->log, 0,
@@ -255,7 +363,15 @@ ngx_pubsub_redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 }
 
 
-/* the subscribe connection: subscribe/unsubscribe confirmations, messages */
+/*
+ * The subscribe connections: subscribe/unsubscribe confirmations, messages.
+ * Sharded pub/sub: hiredis 0.14 knows neither SSUBSCRIBE nor "smessage"
+ * pushes; it hands a push to the callback registered for its channel name
+ * by a plain SUBSCRIBE, and only while the connection is in subscribe mode.
+ * So each sharded channel is also SUBSCRIBEd (plainly, nothing is ever
+ * PUBLISHed there) and every cluster subscribe connection also listens to
+ * an anchor channel so that it never leaves subscribe mode.
+ */
 static void
 ngx_pubsub_redis_on_pubsub(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -264,14 +380,25 @@ ngx_pubsub_redis_on_pubsub(redisAsyncContext *ac, void *r, void *privdata)
     redisReply               *reply = static_cast<redisReply *>(r);
     ngx_pubsub_redis_link_t  *link;
 
-    if (reply == NULL || conn == NULL) {
+    if (reply == NULL || conn == NULL || conn->ac != ac) {
         return;
     }
 
     link = conn->link;
 
-    if (link->closing || link->store == nullptr
-        || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3
+    if (link->closing || link->store == nullptr) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* e.g. MOVED for an SSUBSCRIBE: the slot map is stale */
+        std::string  err(reply->str, reply->len);
+
+        link->fail("subscribe refused", err.c_str());
+        return;
+    }
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3
         || reply->element[0]->type != REDIS_REPLY_STRING
         || reply->element[1]->type != REDIS_REPLY_STRING)
     {
@@ -280,19 +407,20 @@ ngx_pubsub_redis_on_pubsub(redisAsyncContext *ac, void *r, void *privdata)
 
     std::string_view kind(reply->element[0]->str, reply->element[0]->len);
     std::string_view channel(reply->element[1]->str, reply->element[1]->len);
+    bool             shard = link->shard;
 
     try {
-        if (kind == "message"
+        if ((kind == "message" || kind == "smessage")
             && reply->element[2]->type == REDIS_REPLY_STRING)
         {
             link->store->onMessage(channel,
                 std::string_view(reply->element[2]->str,
                                  reply->element[2]->len));
 
-        } else if (kind == "subscribe") {
+        } else if (kind == (shard ? "ssubscribe" : "subscribe")) {
             link->store->onSubscribed(channel);
 
-        } else if (kind == "unsubscribe") {
+        } else if (kind == (shard ? "sunsubscribe" : "unsubscribe")) {
             link->store->onUnsubscribed(channel);
         }
 
@@ -303,7 +431,7 @@ ngx_pubsub_redis_on_pubsub(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 
-/* AUTH / SELECT / PING replies while connecting */
+/* AUTH / SELECT / COMMAND INFO / PING replies while connecting */
 static void
 ngx_pubsub_redis_on_hello(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -322,10 +450,40 @@ ngx_pubsub_redis_on_hello(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
+    if (reply->type == REDIS_REPLY_ARRAY && conn->node && !conn->sub) {
+        /* COMMAND INFO SPUBLISH: [nil] when the node does not have it */
+        conn->node->sharded = reply->elements > 0
+                              && reply->element[0]->type == REDIS_REPLY_ARRAY;
+        return;
+    }
+
     if (reply->type == REDIS_REPLY_STATUS
         && std::string_view(reply->str, reply->len) == "PONG")
     {
         link->hello_done(conn);
+    }
+}
+
+
+/* CLUSTER SLOTS on the discovery connection */
+static void
+ngx_pubsub_redis_on_discover(redisAsyncContext *ac, void *r, void *privdata)
+{
+    ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
+                                         privdata);
+    ngx_pubsub_redis_link_t  *link = conn->link;
+
+    if (r == NULL || link->closing || conn->ac != ac
+        || link->state != ngx_pubsub_redis_link_t::kDiscovering)
+    {
+        return;
+    }
+
+    try {
+        link->discovered(static_cast<redisReply *>(r));
+
+    } catch (...) {
+        link->fail("cannot read the slot map", "out of memory");
     }
 }
 
@@ -336,8 +494,8 @@ ngx_pubsub_redis_link_s::ngx_pubsub_redis_link_s(
 {
     server = static_cast<ngx_pubsub_redis_server_t *>(up->servers.elts);
 
-    cmd = ngx_pubsub_redis_conn_t{this, NULL, NULL, false, false};
-    subc = ngx_pubsub_redis_conn_t{this, NULL, NULL, true, false};
+    disc = ngx_pubsub_redis_conn_t{this, NULL, NULL, NULL, false, false};
+    slots.assign(pubsub::redis::kClusterSlots, nullptr);
 
     ngx_memzero(&reconnect_ev, sizeof(ngx_event_t));
     ngx_memzero(&watchdog_ev, sizeof(ngx_event_t));
@@ -356,8 +514,7 @@ ngx_pubsub_redis_link_s::~ngx_pubsub_redis_link_s()
         }
     }
 
-    close_conn(&cmd);
-    close_conn(&subc);
+    close_all();
 }
 
 
@@ -370,20 +527,34 @@ ngx_pubsub_redis_link_s::close_conn(ngx_pubsub_redis_conn_t *conn)
 
     if (ac) {
         conn->ac = NULL;
+        ac->data = NULL;    /* its disconnect callback does nothing */
         /* deferred by hiredis when inside one of its callbacks */
         redisAsyncFree(ac);
     }
 }
 
 
+void
+ngx_pubsub_redis_link_s::close_all()
+{
+    close_conn(&disc);
+
+    for (auto &n : nodes) {
+        close_conn(&n->cmd);
+        close_conn(&n->subc);
+        n->sent.clear();
+    }
+}
+
+
 bool
-ngx_pubsub_redis_link_s::open(ngx_pubsub_redis_conn_t *conn)
+ngx_pubsub_redis_link_s::open(ngx_pubsub_redis_conn_t *conn,
+    const std::string &host, int port)
 {
     redisAsyncContext  *ac;
     ngx_connection_t   *c;
 
-    ac = redisAsyncConnect(reinterpret_cast<char *>(server->host.data),
-                           server->port);
+    ac = redisAsyncConnect(host.c_str(), port);
     if (ac == NULL) {
         fail("cannot connect", "out of memory");
         return false;
@@ -435,8 +606,8 @@ void
 ngx_pubsub_redis_link_s::hello(ngx_pubsub_redis_conn_t *conn)
 {
     char         db[NGX_INT_T_LEN];
-    const char  *argv[2];
-    size_t       lens[2];
+    const char  *argv[3];
+    size_t       lens[3];
 
     if (server->password.len) {
         argv[0] = "AUTH";
@@ -447,7 +618,17 @@ ngx_pubsub_redis_link_s::hello(ngx_pubsub_redis_conn_t *conn)
                               2, argv, lens);
     }
 
-    if (server->db > 0) {
+    if (conn->node == NULL) {
+        argv[0] = "CLUSTER";
+        lens[0] = 7;
+        argv[1] = "SLOTS";
+        lens[1] = 5;
+        redisAsyncCommandArgv(conn->ac, ngx_pubsub_redis_on_discover, conn,
+                              2, argv, lens);
+        return;
+    }
+
+    if (server->db > 0 && !cluster) {
         argv[0] = "SELECT";
         lens[0] = 6;
         argv[1] = db;
@@ -457,10 +638,30 @@ ngx_pubsub_redis_link_s::hello(ngx_pubsub_redis_conn_t *conn)
                               2, argv, lens);
     }
 
+    if (cluster && !conn->sub) {
+        argv[0] = "COMMAND";
+        lens[0] = 7;
+        argv[1] = "INFO";
+        lens[1] = 4;
+        argv[2] = "SPUBLISH";
+        lens[2] = 8;
+        redisAsyncCommandArgv(conn->ac, ngx_pubsub_redis_on_hello, conn,
+                              3, argv, lens);
+    }
+
     argv[0] = "PING";
     lens[0] = 4;
     redisAsyncCommandArgv(conn->ac, ngx_pubsub_redis_on_hello, conn,
                           1, argv, lens);
+
+    if (cluster && conn->sub) {
+        argv[0] = "SUBSCRIBE";
+        lens[0] = 9;
+        argv[1] = NGX_PUBSUB_REDIS_ANCHOR;
+        lens[1] = sizeof(NGX_PUBSUB_REDIS_ANCHOR) - 1;
+        redisAsyncCommandArgv(conn->ac, ngx_pubsub_redis_on_pubsub, NULL,
+                              2, argv, lens);
+    }
 }
 
 
@@ -469,8 +670,17 @@ ngx_pubsub_redis_link_s::hello_done(ngx_pubsub_redis_conn_t *conn)
 {
     conn->ok = true;
 
-    if (!cmd.ok || !subc.ok || state != kConnecting) {
+    if (state != kConnecting) {
         return;
+    }
+
+    shard = cluster;
+
+    for (size_t i = 0; i < nnodes; i++) {
+        if (!nodes[i]->cmd.ok || !nodes[i]->subc.ok) {
+            return;
+        }
+        shard = shard && nodes[i]->sharded;
     }
 
     state = kReady;
@@ -478,9 +688,18 @@ ngx_pubsub_redis_link_s::hello_done(ngx_pubsub_redis_conn_t *conn)
 
     ngx_uint_t level = was_ready ? NGX_LOG_WARN : NGX_LOG_INFO;
 
-    ngx_log_error(level, log, 0,
-                  "pubsub: redis upstream \"%V\": connected to %V",
-                  &up->name, &server->url);
+    if (cluster) {
+        ngx_log_error(level, log, 0,
+                      "pubsub: redis upstream \"%V\": connected to a cluster "
+                      "of %uz masters via %s (%s pub/sub)", &up->name, nnodes,
+                      where.c_str(), shard ? "sharded" : "plain");
+
+    } else {
+        ngx_log_error(level, log, 0,
+                      "pubsub: redis upstream \"%V\": connected to %s",
+                      &up->name, where.c_str());
+    }
+
     was_ready = true;
 
     if (store) {
@@ -497,18 +716,125 @@ ngx_pubsub_redis_link_s::hello_done(ngx_pubsub_redis_conn_t *conn)
 void
 ngx_pubsub_redis_link_s::connect()
 {
+    ngx_uint_t   nseeds = up->servers.nelts;
+    ngx_uint_t   total = nseeds + nnodes;
+    ngx_uint_t   i;
+    std::string  host;
+    int          port;
+
     if (closing || state != kDown) {
         return;
     }
 
-    state = kConnecting;
-    connect_start = ngx_current_msec;
+    /* the seeds first, then the masters of the last slot map */
+    i = candidate % total;
+    if (i < nseeds) {
+        ngx_pubsub_redis_server_t *s = &static_cast<ngx_pubsub_redis_server_t *>(
+                                           up->servers.elts)[i];
+        host.assign(reinterpret_cast<char *>(s->host.data), s->host.len);
+        port = s->port;
 
-    if (!open(&cmd) || state != kConnecting) {
-        return;
+    } else {
+        host = nodes[i - nseeds]->host;
+        port = nodes[i - nseeds]->port;
     }
 
-    (void) open(&subc);
+    where = host + ":" + std::to_string(port);
+    state = kDiscovering;
+    connect_start = ngx_current_msec;
+
+    (void) open(&disc, host, port);
+}
+
+
+ngx_pubsub_redis_node_t *
+ngx_pubsub_redis_link_s::node_at(const std::string &host, int port)
+{
+    for (size_t i = 0; i < nnodes; i++) {
+        if (nodes[i]->port == port && nodes[i]->host == host) {
+            return nodes[i].get();
+        }
+    }
+
+    return NULL;
+}
+
+
+void
+ngx_pubsub_redis_link_s::discovered(const redisReply *r)
+{
+    std::vector<pubsub::redis::SlotRange>  ranges;
+    std::string                            reason;
+
+    if (r->type == REDIS_REPLY_ERROR
+        && std::string_view(r->str, r->len).find("cluster support disabled")
+           != std::string_view::npos)
+    {
+        /* a single server */
+        pubsub::redis::SlotRange  all;
+        size_t                    colon = where.rfind(':');
+
+        all.first = 0;
+        all.last = pubsub::redis::kClusterSlots - 1;
+        all.host = where.substr(0, colon);
+        all.port = std::stoi(where.substr(colon + 1));
+        ranges.push_back(all);
+        cluster = false;
+
+    } else if (!pubsub::redis::parseClusterSlots(r, &ranges, &reason)) {
+        fail("cannot read the cluster's slot map", reason.c_str());
+        return;
+
+    } else {
+        cluster = true;
+        if (server->db > 0) {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "pubsub: redis upstream \"%V\": a cluster has no "
+                          "databases, \"/%i\" is ignored", &up->name,
+                          server->db);
+        }
+    }
+
+    close_conn(&disc);
+
+    /* the masters, reusing node objects (hiredis may still refer to them) */
+    nnodes = 0;
+
+    for (const auto &range : ranges) {
+        ngx_pubsub_redis_node_t  *n = node_at(range.host, range.port);
+
+        if (n == NULL) {
+            if (nnodes == nodes.size()) {
+                nodes.push_back(std::make_unique<ngx_pubsub_redis_node_t>());
+            }
+            n = nodes[nnodes++].get();
+            n->host = range.host;
+            n->port = range.port;
+            n->addr = range.host + ":" + std::to_string(range.port);
+            n->sharded = false;
+            n->sent.clear();
+            n->cmd = ngx_pubsub_redis_conn_t{this, n, NULL, NULL, false, false};
+            n->subc = ngx_pubsub_redis_conn_t{this, n, NULL, NULL, true, false};
+        }
+
+        for (int s = range.first; s <= range.last; s++) {
+            slots[s] = n;
+        }
+    }
+
+    state = kConnecting;
+
+    for (size_t i = 0; i < nnodes; i++) {
+        ngx_pubsub_redis_node_t  *n = nodes[i].get();
+
+        if (!open(&n->cmd, n->host, n->port) || state != kConnecting) {
+            return;
+        }
+
+        if (!open(&n->subc, n->host, n->port) || state != kConnecting) {
+            return;
+        }
+    }
 }
 
 
@@ -522,18 +848,17 @@ ngx_pubsub_redis_link_s::fail(const char *what, const char *detail)
     }
 
     state = kDown;
+    gen++;
+    candidate++;
 
     ngx_uint_t level = lost ? NGX_LOG_ERR : NGX_LOG_INFO;
 
     ngx_log_error(level, log, 0,
-                  "pubsub: redis upstream \"%V\" (%V): %s: %s",
-                  &up->name, &server->url, what, detail ? detail : "");
+                  "pubsub: redis upstream \"%V\" (%s): %s: %s",
+                  &up->name, where.c_str(), what, detail ? detail : "");
 
     /* pending callbacks run now with no reply (publishers get 503) */
-    close_conn(&cmd);
-    close_conn(&subc);
-
-    sent.clear();
+    close_all();
 
     if (lost && store) {
         try {
@@ -577,42 +902,92 @@ ngx_pubsub_redis_link_s::schedule_reconnect()
 
 
 bool
-ngx_pubsub_redis_link_s::command(const std::vector<std::string> &args,
-    ReplyFn cb)
+ngx_pubsub_redis_link_s::send(ngx_pubsub_redis_node_t *n,
+    ngx_pubsub_redis_pending_t *p, const std::vector<std::string> &args)
 {
     std::vector<const char *>  argv;
     std::vector<size_t>        lens;
 
-    if (state != kReady || cmd.ac == NULL
+    if (n->cmd.ac == NULL) {
+        return false;
+    }
+
+    try {
+        argv.reserve(args.size());
+        lens.reserve(args.size());
+
+        for (const std::string &a : args) {
+            argv.push_back(a.data());
+            lens.push_back(a.size());
+        }
+
+        n->sent.push_back(static_cast<ngx_msec_t>(ngx_current_msec));
+
+    } catch (...) {
+        return false;
+    }
+
+    inflight++;
+    p->counted = true;
+    p->node = n;
+    p->gen = gen;
+
+    if (redisAsyncCommandArgv(n->cmd.ac, ngx_pubsub_redis_on_reply, p,
+                              static_cast<int>(argv.size()), argv.data(),
+                              lens.data())
+        != REDIS_OK)
+    {
+        n->sent.pop_back();
+        inflight--;
+        p->counted = false;
+        return false;
+    }
+
+    return true;
+}
+
+
+bool
+ngx_pubsub_redis_link_s::command(const std::vector<std::string> &args,
+    ReplyFn cb)
+{
+    ngx_pubsub_redis_node_t     *n;
+    ngx_pubsub_redis_pending_t  *p;
+    int                          slot;
+
+    if (state != kReady || nnodes == 0
         || inflight >= NGX_PUBSUB_REDIS_MAX_INFLIGHT)
     {
         return false;
     }
 
-    argv.reserve(args.size());
-    lens.reserve(args.size());
+    n = nodes[0].get();
 
-    for (const std::string &a : args) {
-        argv.push_back(a.data());
-        lens.push_back(a.size());
+    if (cluster) {
+        slot = pubsub::redis::commandSlot(args);
+        if (slot >= 0 && slots[slot] != NULL) {
+            n = slots[slot];
+        }
     }
 
-    auto *p = new (std::nothrow) ngx_pubsub_redis_pending_t{this, std::move(cb),
-                                                            true};
+    p = new (std::nothrow) ngx_pubsub_redis_pending_t{this, std::move(cb),
+                                                      false, n, gen, 0, {}};
     if (p == NULL) {
         return false;
     }
 
-    sent.push_back(static_cast<ngx_msec_t>(ngx_current_msec));
-    inflight++;
+    if (cluster) {
+        try {
+            p->args = args;
 
-    if (redisAsyncCommandArgv(cmd.ac, ngx_pubsub_redis_on_reply, p,
-                              static_cast<int>(argv.size()), argv.data(),
-                              lens.data())
-        != REDIS_OK)
-    {
-        sent.pop_back();
-        inflight--;
+        } catch (...) {
+            p->fn = nullptr;
+            delete p;
+            return false;
+        }
+    }
+
+    if (!send(n, p, args)) {
         p->fn = nullptr;
         delete p;
         return false;
@@ -622,17 +997,49 @@ ngx_pubsub_redis_link_s::command(const std::vector<std::string> &args,
 }
 
 
+/* the subscribe connection of a pubsub channel */
+ngx_pubsub_redis_node_t *
+ngx_pubsub_redis_link_s::sub_node(const std::string &channel)
+{
+    ngx_pubsub_redis_node_t  *n;
+
+    if (state != kReady || nnodes == 0) {
+        return NULL;
+    }
+
+    /* sharded: the channel's master; plain: any node gets every PUBLISH */
+    n = shard ? slots[pubsub::redis::keySlot(channel)] : nodes[0].get();
+
+    return (n && n->subc.ac) ? n : NULL;
+}
+
+
 bool
 ngx_pubsub_redis_link_s::subscribe(const std::string &channel)
 {
-    const char  *argv[2] = { "SUBSCRIBE", channel.data() };
-    size_t       lens[2] = { 9, channel.size() };
+    const char               *argv[2] = { "SUBSCRIBE", channel.data() };
+    size_t                    lens[2] = { 9, channel.size() };
+    ngx_pubsub_redis_node_t  *n = sub_node(channel);
 
-    if (state != kReady || subc.ac == NULL) {
+    if (n == NULL) {
         return false;
     }
 
-    return redisAsyncCommandArgv(subc.ac, ngx_pubsub_redis_on_pubsub, NULL,
+    /* plain SUBSCRIBE first: see ngx_pubsub_redis_on_pubsub() */
+    if (redisAsyncCommandArgv(n->subc.ac, ngx_pubsub_redis_on_pubsub, NULL,
+                              2, argv, lens) != REDIS_OK)
+    {
+        return false;
+    }
+
+    if (!shard) {
+        return true;
+    }
+
+    argv[0] = "SSUBSCRIBE";
+    lens[0] = 10;
+
+    return redisAsyncCommandArgv(n->subc.ac, ngx_pubsub_redis_on_pubsub, NULL,
                                  2, argv, lens) == REDIS_OK;
 }
 
@@ -640,14 +1047,25 @@ ngx_pubsub_redis_link_s::subscribe(const std::string &channel)
 bool
 ngx_pubsub_redis_link_s::unsubscribe(const std::string &channel)
 {
-    const char  *argv[2] = { "UNSUBSCRIBE", channel.data() };
-    size_t       lens[2] = { 11, channel.size() };
+    const char               *argv[2] = { "SUNSUBSCRIBE", channel.data() };
+    size_t                    lens[2] = { 12, channel.size() };
+    ngx_pubsub_redis_node_t  *n = sub_node(channel);
 
-    if (state != kReady || subc.ac == NULL) {
+    if (n == NULL) {
         return false;
     }
 
-    return redisAsyncCommandArgv(subc.ac, ngx_pubsub_redis_on_pubsub, NULL,
+    if (shard
+        && redisAsyncCommandArgv(n->subc.ac, ngx_pubsub_redis_on_pubsub, NULL,
+                                 2, argv, lens) != REDIS_OK)
+    {
+        return false;
+    }
+
+    argv[0] = "UNSUBSCRIBE";
+    lens[0] = 11;
+
+    return redisAsyncCommandArgv(n->subc.ac, ngx_pubsub_redis_on_pubsub, NULL,
                                  2, argv, lens) == REDIS_OK;
 }
 
@@ -657,7 +1075,13 @@ ngx_pubsub_redis_reconnect_handler(ngx_event_t *ev)
 {
     auto *link = static_cast<ngx_pubsub_redis_link_t *>(ev->data);
 
-    link->connect();
+    try {
+        link->connect();
+
+    } catch (...) {
+        link->state = ngx_pubsub_redis_link_t::kDown;
+        link->schedule_reconnect();
+    }
 }
 
 
@@ -666,18 +1090,25 @@ ngx_pubsub_redis_watchdog_handler(ngx_event_t *ev)
 {
     auto *link = static_cast<ngx_pubsub_redis_link_t *>(ev->data);
 
-    if (link->state == ngx_pubsub_redis_link_t::kConnecting
+    if ((link->state == ngx_pubsub_redis_link_t::kConnecting
+         || link->state == ngx_pubsub_redis_link_t::kDiscovering)
         && ngx_current_msec - link->connect_start
            > NGX_PUBSUB_REDIS_CONNECT_TIMEOUT)
     {
         link->fail("cannot connect", "timed out");
 
-    } else if (link->state == ngx_pubsub_redis_link_t::kReady
-               && !link->sent.empty()
-               && ngx_current_msec - link->sent.front()
-                  > NGX_PUBSUB_REDIS_COMMAND_TIMEOUT)
-    {
-        link->fail("command timed out", "no reply");
+    } else if (link->state == ngx_pubsub_redis_link_t::kReady) {
+        for (size_t i = 0; i < link->nnodes; i++) {
+            ngx_pubsub_redis_node_t  *n = link->nodes[i].get();
+
+            if (!n->sent.empty()
+                && ngx_current_msec - n->sent.front()
+                   > NGX_PUBSUB_REDIS_COMMAND_TIMEOUT)
+            {
+                link->fail("command timed out", n->addr.c_str());
+                break;
+            }
+        }
     }
 
     if (!ngx_exiting && !ngx_quit) {
@@ -973,11 +1404,6 @@ ngx_pubsub_redis_check_conf(ngx_conf_t *cf, ngx_pubsub_main_conf_t *pmcf)
             return static_cast<char *>(NGX_CONF_ERROR);
         }
 
-        if (ups[i]->servers.nelts > 1) {
-            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                "upstream \"%V\": Redis Cluster is not supported yet; only "
-                "the first pubsub_redis_server is used", &ups[i]->name);
-        }
     }
 
     return NGX_CONF_OK;
