@@ -42,6 +42,7 @@ extern "C" {
 #define NGX_PUBSUB_REDIS_BACKOFF_MAX      3000
 #define NGX_PUBSUB_REDIS_MAX_INFLIGHT     20000
 #define NGX_PUBSUB_REDIS_MAX_REDIRECTS    3
+#define NGX_PUBSUB_REDIS_MAP_CHECK        3    /* seconds */
 
 /* a plain channel every cluster subscribe connection listens to, see
  * ngx_pubsub_redis_link_s::subscribe() */
@@ -87,6 +88,7 @@ struct ngx_pubsub_redis_link_s final : public pubsub::RedisLink {
     bool sharded() const override { return state == kReady && shard; }
 
     void connect();
+    void check_map();
     void discovered(const redisReply *r);
     void fail(const char *what, const char *detail);
     void schedule_reconnect();
@@ -113,6 +115,7 @@ struct ngx_pubsub_redis_link_s final : public pubsub::RedisLink {
     ngx_uint_t                    attempts = 0;
     ngx_uint_t                    candidate = 0;  /* next discovery target */
     ngx_uint_t                    gen = 0;        /* connection generation */
+    ngx_uint_t                    ticks = 0;
     ngx_msec_t                    connect_start = 0;
     size_t                        inflight = 0;
     std::string                   where;          /* discovery target */
@@ -1117,10 +1120,59 @@ ngx_pubsub_redis_watchdog_handler(ngx_event_t *ev)
 }
 
 
+/*
+ * A cluster's slot map is read again every few seconds: a failover or a
+ * resharding that no command of this worker ran into yet (a worker with
+ * only subscribers) still makes it reconnect to the new masters.
+ */
+void
+ngx_pubsub_redis_link_s::check_map()
+{
+    std::vector<std::string>  args = { "CLUSTER", "SLOTS" };
+    ngx_uint_t                g = gen;
+
+    if (state != kReady || !cluster) {
+        return;
+    }
+
+    (void) command(args, [this, g](const redisReply *r) {
+        std::vector<pubsub::redis::SlotRange>  ranges;
+        std::string                            reason;
+
+        if (r == nullptr || g != gen || state != kReady
+            || !pubsub::redis::parseClusterSlots(r, &ranges, &reason))
+        {
+            return;     /* a failing connection is noticed elsewhere */
+        }
+
+        for (const auto &range : ranges) {
+            for (int s = range.first; s <= range.last; s++) {
+                ngx_pubsub_redis_node_t  *n = slots[s];
+
+                if (n == NULL || n->port != range.port
+                    || n->host != range.host)
+                {
+                    fail("slot map changed", "reconnecting to the masters");
+                    return;
+                }
+            }
+        }
+    });
+}
+
+
 static void
 ngx_pubsub_redis_tick_handler(ngx_event_t *ev)
 {
     auto *link = static_cast<ngx_pubsub_redis_link_t *>(ev->data);
+
+    if (++link->ticks % NGX_PUBSUB_REDIS_MAP_CHECK == 0) {
+        try {
+            link->check_map();
+
+        } catch (...) {
+        }
+    }
 
     if (link->store) {
         try {

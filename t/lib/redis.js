@@ -206,13 +206,17 @@ async function startRedis({ port, cluster = false, args = [], timeout = 5000 } =
     }
 }
 
-// A Redis Cluster of `masters` nodes (default 3, no replicas), slots split
-// evenly. Returns {nodes, seeds:[url...], port (first node), stop()}.
-async function startRedisCluster({ masters = 3, timeout = 15000 } = {}) {
+// A Redis Cluster of `masters` nodes (default 3) with `replicas` replicas
+// each (default 0), slots split evenly over the masters. Returns
+// {nodes (masters first), masters, replicas: [[...] per master], seeds:
+// [url...] (masters), port (first node), command(), stop()}.
+async function startRedisCluster({ masters = 3, replicas = 0, timeout = 15000 } = {}) {
     const nodes = [];
+    const total = masters * (1 + replicas);
     const stopAll = () => Promise.all(nodes.map((n) => n.stop()));
+    const replicaSets = [];
     try {
-        for (let i = 0; i < masters; i++) {
+        for (let i = 0; i < total; i++) {
             nodes.push(await startRedis({ cluster: true }));
         }
         const per = Math.floor(16384 / masters);
@@ -224,30 +228,63 @@ async function startRedisCluster({ masters = 3, timeout = 15000 } = {}) {
                 throw r;
             }
         }
-        for (let i = 1; i < masters; i++) {
+        for (let i = 1; i < total; i++) {
             await nodes[0].command('CLUSTER', 'MEET', LOOPBACK, nodes[i].port);
         }
         const deadline = Date.now() + timeout;
-        for (;;) {
+        const waitFor = async (what, check) => {
+            for (;;) {
+                if (await check()) {
+                    return;
+                }
+                if (Date.now() > deadline) {
+                    throw new Error(`redis cluster: ${what} not within ${timeout} ms`);
+                }
+                await sleep(100);
+            }
+        };
+        await waitFor('all nodes known', async () => {
             const infos = await Promise.all(nodes.map((n) => n.command('CLUSTER', 'INFO')));
-            if (infos.every((s) => typeof s === 'string' && /cluster_state:ok/.test(s) &&
-                new RegExp(`cluster_known_nodes:${masters}\\b`).test(s))) {
-                break;
+            return infos.every((s) => typeof s === 'string' &&
+                new RegExp(`cluster_known_nodes:${total}\\b`).test(s));
+        });
+        for (let m = 0; m < masters; m++) {
+            const id = await nodes[m].command('CLUSTER', 'MYID');
+            const set = [];
+            for (let k = 0; k < replicas; k++) {
+                const rep = nodes[masters + m * replicas + k];
+                await waitFor('a replica learns its master', async () =>
+                    !((await rep.command('CLUSTER', 'REPLICATE', id)) instanceof Error));
+                set.push(rep);
             }
-            if (Date.now() > deadline) {
-                throw new Error(`redis cluster not ok within ${timeout} ms: ${infos[0]}`);
-            }
-            await sleep(100);
+            replicaSets.push(set);
         }
+        await waitFor('cluster_state:ok and replicas in sync', async () => {
+            const infos = await Promise.all(nodes.map((n) => n.command('CLUSTER', 'INFO')));
+            if (!infos.every((s) => typeof s === 'string' && /cluster_state:ok/.test(s))) {
+                return false;
+            }
+            for (const set of replicaSets) {
+                for (const rep of set) {
+                    const info = await rep.command('INFO', 'replication');
+                    if (!/master_link_status:up/.test(info)) {
+                        return false;
+                    }
+                }
+            }
+            return true;
+        });
     } catch (e) {
         await stopAll();
         throw e;
     }
     return {
         nodes,
+        masters: nodes.slice(0, masters),
+        replicas: replicaSets,
         port: nodes[0].port,
         url: nodes[0].url,
-        seeds: nodes.map((n) => n.url),
+        seeds: nodes.slice(0, masters).map((n) => n.url),
         command: (...args) => nodes[0].command(...args),
         stop: stopAll,
     };

@@ -1,0 +1,271 @@
+'use strict';
+// Issue 8, Redis Cluster: two nginx instances on a 3-master cluster
+// (redis-server --cluster-enabled yes processes started by the tests):
+// channels spread over every master, delivery in order and once across
+// instances, resume across instances, and a failover under traffic.
+
+const assert = require('node:assert/strict');
+const { describe, it, before, after } = require('node:test');
+const { startNginx } = require('./lib/nginx');
+const { startRedisCluster } = require('./lib/redis');
+const { sleep } = require('./lib/util');
+const C = require('./lib/clients');
+
+function confFor(seeds) {
+    return `
+upstream redis_cluster {
+${seeds.map((u) => `    pubsub_redis_server ${u};`).join('\n')}
+}
+server {
+    listen 127.0.0.1:%%PORT%%;
+    location ~ ^/pub/(\\w+)$ {
+        pubsub_publisher;
+        pubsub_channel_id $1;
+        pubsub_redis_pass redis_cluster;
+    }
+    location ~ ^/sub/(\\w+)$ {
+        pubsub_subscriber;
+        pubsub_channel_id $1;
+        pubsub_redis_pass redis_cluster;
+    }
+}`;
+}
+
+function lastIdOf(text) {
+    const m = /last message id: (\S+)/.exec(text);
+    return m ? m[1] : null;
+}
+
+async function instances(seeds, n) {
+    const out = [];
+    try {
+        for (let i = 0; i < n; i++) {
+            out.push(await startNginx({ conf: confFor(seeds), workers: 2 }));
+        }
+    } catch (e) {
+        await Promise.all(out.map((x) => x.stop()));
+        throw e;
+    }
+    return out;
+}
+
+async function stopAll(ngxs) {
+    for (const n of ngxs) {
+        await n.stop();
+        n.assertCleanLog({ allow: [] });
+    }
+}
+
+async function waitPublish(port, path, body, ms = 10000) {
+    const deadline = Date.now() + ms;
+    for (;;) {
+        const r = await C.publish({ port, path }, body).catch((e) => ({ status: 0, text: String(e) }));
+        if (r.status === 201 || r.status === 202) {
+            return r;
+        }
+        if (Date.now() > deadline) {
+            throw new Error(`publish kept failing: ${r.status} ${r.text}`);
+        }
+        await sleep(100);
+    }
+}
+
+// SSE subscribers on every instance for every channel, attached (a probe
+// published until each of them saw it); returns {key: [streams]}.
+async function subscribeAll(ngxs, chans) {
+    const subs = {};
+    for (const ch of chans) {
+        subs[ch] = [];
+        for (const n of ngxs) {
+            const s = C.sseStream({ port: n.port, path: `/sub/${ch}` });
+            assert.equal((await s.response).status, 200);
+            subs[ch].push(s);
+        }
+    }
+    // every worker has SUBSCRIBEd once a probe reaches every stream
+    for (const ch of chans) {
+        await waitPublish(ngxs[0].port, `/pub/${ch}`, 'probe');
+        for (const s of subs[ch]) {
+            await s.waitFor(1, 5000);
+        }
+    }
+    return subs;
+}
+
+function dataAfterProbe(stream) {
+    return stream.events.items.map((e) => e.data).filter((d) => d !== 'probe');
+}
+
+describe('redis cluster', () => {
+    let rc;
+
+    before(async () => {
+        rc = await startRedisCluster({ masters: 3, replicas: 1 });
+    });
+
+    after(async () => {
+        if (rc) {
+            await rc.stop();
+        }
+    });
+
+    it('spreads channels over every master and delivers across instances once', async () => {
+        const ngxs = await instances(rc.seeds, 2);
+        try {
+            const chans = Array.from({ length: 9 }, (_, i) => `c${i}`);
+            const subs = await subscribeAll(ngxs, chans);
+            const ids = {};
+            for (let i = 0; i < 8; i++) {
+                for (const ch of chans) {
+                    const via = ngxs[(i + ch.length) % 2];
+                    const r = await C.publish({ port: via.port, path: `/pub/${ch}` }, `${ch}-${i}`);
+                    assert.equal(r.status, 201, r.text);
+                    (ids[ch] = ids[ch] || []).push(lastIdOf(r.text));
+                }
+            }
+            for (const ch of chans) {
+                for (const s of subs[ch]) {
+                    const got = await s.waitFor(9, 5000);
+                    assert.deepEqual(got.slice(1).map((e) => e.data),
+                        Array.from({ length: 8 }, (_, i) => `${ch}-${i}`));
+                    assert.deepEqual(got.slice(1).map((e) => e.id), ids[ch]);
+                }
+            }
+            // every master holds some of the channels
+            for (const m of rc.masters) {
+                const size = await m.command('DBSIZE');
+                assert.ok(size > 0, `master ${m.port} holds no keys`);
+            }
+            // info agrees on both instances
+            const ia = await C.httpRequest({ port: ngxs[0].port, path: '/pub/c3' });
+            const ib = await C.httpRequest({ port: ngxs[1].port, path: '/pub/c3' });
+            assert.equal(lastIdOf(ia.text), ids.c3[7]);
+            assert.equal(lastIdOf(ib.text), ids.c3[7]);
+            assert.match(ia.text, /subscribers: 2/);
+            await sleep(300);
+            for (const ch of chans) {
+                for (const s of subs[ch]) {
+                    assert.equal(s.events.items.length, 9, 'nothing twice');
+                    s.close();
+                }
+            }
+            // the log says which pub/sub is used
+            const log = ngxs[0].errorLog();
+            assert.match(log, /connected to a cluster of 3 masters .*\(sharded pub\/sub\)/);
+        } finally {
+            await stopAll(ngxs);
+        }
+    });
+
+    it('resumes on the other instance', async () => {
+        const ngxs = await instances([rc.seeds[1]], 2);   // one seed is enough
+        try {
+            const ids = [];
+            for (let i = 0; i < 5; i++) {
+                const r = await C.publish({ port: ngxs[0].port, path: '/pub/res' }, `r${i}`);
+                assert.equal(r.status, 202, r.text);   // no subscribers yet
+                ids.push(lastIdOf(r.text));
+            }
+            const s = C.sseStream({ port: ngxs[1].port, path: '/sub/res',
+                headers: { 'Last-Event-ID': ids[1] } });
+            const got = await s.waitFor(3, 5000);
+            assert.deepEqual(got.map((e) => e.data), ['r2', 'r3', 'r4']);
+            assert.deepEqual(got.map((e) => e.id), ids.slice(2));
+            const r = await C.publish({ port: ngxs[0].port, path: '/pub/res' }, 'r5');
+            assert.equal(r.status, 201);
+            assert.equal((await s.waitFor(4, 5000))[3].data, 'r5');
+            s.close();
+        } finally {
+            await stopAll(ngxs);
+        }
+    });
+
+    it('follows a failover under traffic: nothing lost, nothing twice', async () => {
+        const ngxs = await instances(rc.seeds, 2);
+        try {
+            const chans = Array.from({ length: 6 }, (_, i) => `f${i}`);
+            const subs = await subscribeAll(ngxs, chans);
+            const acked = {};
+            const tried = {};
+            let stop = false;
+            let n = 0;
+            const pub = (async () => {
+                while (!stop) {
+                    for (const ch of chans) {
+                        const body = `${ch}-${n}`;
+                        const via = ngxs[n % 2];
+                        const r = await C.publish({ port: via.port, path: `/pub/${ch}` }, body)
+                            .catch(() => ({ status: 0 }));
+                        (tried[ch] = tried[ch] || []).push(body);
+                        if (r.status === 201) {
+                            (acked[ch] = acked[ch] || []).push(body);
+                        }
+                    }
+                    n++;
+                    await sleep(20);
+                }
+            })();
+            await sleep(500);
+            // the replica of the first master takes over (a coordinated
+            // manual failover: the old master hands over what it has)
+            const rep = rc.replicas[0][0];
+            assert.equal(await rep.command('CLUSTER', 'FAILOVER'), 'OK');
+            const deadline = Date.now() + 10000;
+            while (!/role:master/.test(await rep.command('INFO', 'replication'))) {
+                assert.ok(Date.now() < deadline, 'the replica did not take over');
+                await sleep(100);
+            }
+            await sleep(4000);   // traffic on the new map
+            stop = true;
+            await pub;
+            // after the failover everything is published again
+            for (const ch of chans) {
+                const r = await waitPublish(ngxs[1].port, `/pub/${ch}`, `${ch}-last`);
+                assert.equal(r.status, 201);
+                acked[ch].push(`${ch}-last`);
+                tried[ch].push(`${ch}-last`);
+            }
+            let refused = 0;
+            for (const ch of chans) {
+                refused += tried[ch].length - acked[ch].length;
+                for (const s of subs[ch]) {
+                    const deadline2 = Date.now() + 10000;
+                    while (!dataAfterProbe(s).includes(`${ch}-last`)) {
+                        assert.ok(Date.now() < deadline2,
+                            `${ch}: the subscriber did not catch up: ${dataAfterProbe(s).slice(-5)}`);
+                        await sleep(50);
+                    }
+                    assert.equal(s.events.ended, false, 'the subscriber stayed connected');
+                    const got = dataAfterProbe(s);
+                    // in order, once: a subsequence of what was tried ...
+                    let k = 0;
+                    for (const d of got) {
+                        while (k < tried[ch].length && tried[ch][k] !== d) {
+                            k++;
+                        }
+                        assert.ok(k < tried[ch].length, `${ch}: ${d} out of order or twice`);
+                        k++;
+                    }
+                    // ... holding everything that was acknowledged
+                    const have = new Set(got);
+                    for (const d of acked[ch]) {
+                        assert.ok(have.has(d), `${ch}: ${d} was acknowledged but lost`);
+                    }
+                    s.close();
+                }
+            }
+            assert.ok(acked.f0.length > 20, 'traffic went on');
+            // refused publishes (503 during the switch) are allowed, not required
+            assert.ok(refused < n * chans.length / 2, `too many refused: ${refused}`);
+            // both instances followed the new map
+            for (const x of ngxs) {
+                const log = x.errorLog();
+                assert.match(log, /slot map changed|connection lost/);
+                assert.equal(log.match(/connected to a cluster of 3 masters/g).length >= 2, true);
+            }
+            process.stderr.write(`failover: ${n} rounds, ${refused} refused\n`);
+        } finally {
+            await stopAll(ngxs);
+        }
+    });
+});
