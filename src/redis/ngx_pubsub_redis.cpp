@@ -290,6 +290,15 @@ ngx_pubsub_redis_on_disconnect(const redisAsyncContext *ac, int status)
 }
 
 
+static bool
+ngx_pubsub_redis_transient(const redisReply *r, const char *prefix)
+{
+    size_t  n = ngx_strlen(prefix);
+
+    return r->len >= n && ngx_strncmp(r->str, prefix, n) == 0;
+}
+
+
 /* command replies (a command connection's FIFO) */
 static void
 ngx_pubsub_redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
@@ -350,6 +359,15 @@ ngx_pubsub_redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
             r = NULL;
         }
+    }
+
+    if (r != NULL && r->type == REDIS_REPLY_ERROR
+        && (ngx_pubsub_redis_transient(r, "CLUSTERDOWN ")
+            || ngx_pubsub_redis_transient(r, "TRYAGAIN ")
+            || ngx_pubsub_redis_transient(r, "MASTERDOWN ")
+            || ngx_pubsub_redis_transient(r, "LOADING ")))
+    {
+        r = NULL;   /* unavailable for now (503), like a lost connection */
     }
 
     if (!link->closing && p->fn) {
