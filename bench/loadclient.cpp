@@ -2825,6 +2825,7 @@ public:
             .num("duration_s", o_.duration)
             .integer("subscriptions", static_cast<int64_t>(opens_))
             .num("subscriptions_per_sec", sps)
+            .integer("subscriptions_total", static_cast<int64_t>(opensTotal_))
             .integer("attempts", static_cast<int64_t>(attempts_))
             .integer("failures", static_cast<int64_t>(failures_))
             .raw("fail_status", histJson(failStatus_))
@@ -2848,6 +2849,7 @@ public:
     void onOpen(Conn& c) override
     {
         uint64_t now = nowNs();
+        opensTotal_++;
         if (inWindow(c.sentAt)) {
             opens_++;
             lat_.push_back(now - c.sentAt);
@@ -2919,6 +2921,7 @@ private:
     uint64_t to_ = 0;
     bool ending_ = false;
     uint64_t opens_ = 0;
+    uint64_t opensTotal_ = 0;
     uint64_t attempts_ = 0;
     uint64_t failures_ = 0;
     std::map<int, uint64_t> failStatus_;
