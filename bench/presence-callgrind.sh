@@ -4,7 +4,7 @@
 #
 #   bench/presence-callgrind.sh [--transport ws|sse] [--duration 5] [--conns 10]
 #
-# For each mode, nginx (1 worker, the bench's config, plus
+# For each mode, nginx (`master_process off`: one process, the bench's config, plus
 # `pubsub_presence on; pubsub_presence_id $arg_user; pubsub_presence_leave_delay 1s;`
 # for "on") runs under valgrind --tool=callgrind; a short churn warms it up, the
 # worker's counters are zeroed, `pubsub-load churn` (every connection a new
@@ -45,7 +45,7 @@ cleanup() {
         kill -TERM "$VG_PID" 2>/dev/null || true
         wait "$VG_PID" 2>/dev/null || true
     fi
-    rm -rf "$WORK"
+    [ -n "${KEEP:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -64,7 +64,7 @@ run() {
 load_module $SO;
 $user
 daemon off;
-worker_processes 1;
+master_process off;
 pid $p/nginx.pid;
 error_log $p/logs/error.log warn;
 events { worker_connections 1024; }
@@ -89,8 +89,8 @@ EOF
         curl -s -o /dev/null "http://127.0.0.1:$port/health" && break
         sleep 0.1
     done
-    master=$(cat "$p/nginx.pid")
-    worker=$(pgrep -P "$master" | head -1)
+    # master_process off: one process, the one valgrind started
+    worker=$VG_PID
     local url="http://127.0.0.1:$port/sub?id=room&user=u{sub}"
     "$CLIENT" churn --transport "$TRANSPORT" --sub-url "$url" --conns "$CONNS" --duration 1 \
         --warmup 0 --run-id warm >/dev/null 2>&1
@@ -99,15 +99,21 @@ EOF
     json=$("$CLIENT" churn --transport "$TRANSPORT" --sub-url "$url" --conns "$CONNS" \
         --duration "$DURATION" --warmup 0 2>"$p/churn.log" | tail -1)
     sleep 2  # leave delay (1 s) + expiry tick
-    callgrind_control -d "$worker" >/dev/null
-    sleep 0.5
+    callgrind_control -d "$worker" >"$p/dump.log" 2>&1 || true
+    dump=""
+    for i in $(seq 1 50); do
+        dump=$(ls -t "$p"/cg."$worker"* 2>/dev/null | head -1)
+        [ -n "$dump" ] && grep -q '^summary:\|^totals:' "$dump" && break
+        curl -s -o /dev/null "http://127.0.0.1:$port/health" || true
+        sleep 0.2
+    done
     subs=$(echo "$json" | jq -r .subscriptions_total)
-    dump=$(ls -t "$p"/cg."$worker".* 2>/dev/null | head -1)
-    ir=$(grep -m1 '^summary:' "$dump" | awk '{print $2}')
+    [ -n "$dump" ] || { echo "no callgrind dump in $p: $(ls "$p") $(cat "$p/dump.log")" >&2; exit 1; }
+    ir=$(grep -m1 '^summary:\|^totals:' "$dump" | awk '{print $2}')
     echo "$mode: $(head -1 "$p/churn.log")" >&2
     callgrind_annotate --inclusive=yes "$dump" 2>/dev/null \
-        | grep -E 'presence|PresenceRegistry' | head -8 > "$WORK/$mode.top" || true
-    kill -QUIT "$master" 2>/dev/null || true
+        | grep -E 'presence|PresenceRegistry' | grep -F '.so]' | head -6 > "$WORK/$mode.top" || true
+    kill -QUIT "$worker" 2>/dev/null || true
     wait "$VG_PID" 2>/dev/null || true
     VG_PID=""
     echo "$subs $ir"
