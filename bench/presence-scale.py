@@ -38,7 +38,8 @@ import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULE = os.path.join(ROOT, "build/nginx/ngx_pubsub_module.so")
+MODULE = (os.environ.get("PUBSUB_MODULE")
+          or os.path.join(ROOT, "build/nginx/ngx_pubsub_module.so"))
 CLIENT = os.path.join(ROOT, "build/bench/pubsub-load")
 NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
 
