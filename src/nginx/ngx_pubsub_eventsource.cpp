@@ -178,7 +178,7 @@ ngx_pubsub_eventsource_start(ngx_http_request_t *r,
     req.existingOnly = plcf->existing_only;
     req.limits = ngx_pubsub_group_limits(plcf);
 
-    ngx_pubsub_store()->subscribe(sub, req,
+    ngx_pubsub_store_for(plcf)->subscribe(sub, req,
         [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
 
     if (reply.status != pubsub::StoreResult::kOk) {

@@ -265,7 +265,7 @@ ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         req.maxBacklog = req.maxBacklog ? 1 : 0;
     }
 
-    ngx_pubsub_store()->subscribe(sub, req,
+    ngx_pubsub_store_for(plcf)->subscribe(sub, req,
         [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
 
     if (reply.status != pubsub::StoreResult::kOk) {

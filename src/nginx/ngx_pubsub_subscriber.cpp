@@ -95,7 +95,7 @@ ngx_pubsub_http_sub_t::stop()
 {
     pubsub::Store  *store;
 
-    store = ngx_pubsub_store();
+    store = ngx_pubsub_store_for(plcf);
     if (store == NULL) {
         return;
     }
@@ -396,7 +396,7 @@ ngx_pubsub_http_sub_t::start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
     req.start = spec;
     req.existingOnly = plcf->existing_only;
 
-    ngx_pubsub_store()->subscribe(this, req,
+    ngx_pubsub_store_for(plcf)->subscribe(this, req,
         [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
 
     if (reply.status != pubsub::StoreResult::kOk) {
@@ -706,7 +706,7 @@ ngx_pubsub_subscribe_multi(ngx_pubsub_http_sub_t *sub,
         req.maxBacklog = max_backlog;
         req.limits = ngx_pubsub_group_limits(plcf);
 
-        ngx_pubsub_store()->subscribe(sub->mux->subscriber(i), req,
+        ngx_pubsub_store_for(plcf)->subscribe(sub->mux->subscriber(i), req,
             [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
 
         if (reply.status != pubsub::StoreResult::kOk) {

@@ -403,7 +403,7 @@ ngx_pubsub_ws_t::stop()
     ngx_pubsub_hook_session_t  *s;
 
     if (attached()) {
-        store = ngx_pubsub_store();
+        store = ngx_pubsub_store_for(plcf);
         if (store) {
             store->unsubscribe(this);
         }
@@ -1193,7 +1193,7 @@ ngx_pubsub_ws_t::publish(std::string_view data, std::string_view ct)
      * come later (Redis), when this connection may be gone: self says.
      */
     for (ngx_uint_t i = 0; i < pub->n; i++) {
-        ngx_pubsub_store()->publish(ngx_pubsub_sv(pub->key[i]), in,
+        ngx_pubsub_store_for(plcf)->publish(ngx_pubsub_sv(pub->key[i]), in,
             [st](pubsub::PublishReply &&reply) {
                 if (reply.status != pubsub::StoreResult::kOk) {
                     st->failed++;
@@ -1803,7 +1803,7 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         req.start = spec;
         req.existingOnly = plcf->existing_only;
 
-        ngx_pubsub_store()->subscribe(w, req,
+        ngx_pubsub_store_for(plcf)->subscribe(w, req,
             [&reply](pubsub::SubscribeReply &&rep) {
                 reply = std::move(rep);
             });
