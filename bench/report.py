@@ -85,6 +85,10 @@ PRESENCE_SERVERS = [("ours", "ngx_pubsub, presence off"), ("ourspres", "ngx_pubs
                     ("nchan", "nchan (no presence)")]
 PRESENCE_BEGIN = "<!-- presence:begin (written by bench/report.py) -->"
 PRESENCE_END = "<!-- presence:end -->"
+# Hand-written presence notes (scale check, callgrind) follow PRESENCE_END up
+# to this marker; a full report keeps them, and keeps the whole old presence
+# section when the run had no presence scenarios.
+PRESENCE_NOTES_END = "<!-- presence:notes-end -->"
 CPU_PER_OP = ("cpu_us_per_op", "server CPU µs/op", "{:,.1f}")
 PRESENCE_SCENARIOS = {
     "presence-idle-ws": (
@@ -377,8 +381,18 @@ def main():
                 ratio(mo, mr) if ours_ok else "pending", ratio(mn, mr))
         o.append(line + ".\n")
 
+    try:
+        old = open(a.out).read()
+    except FileNotFoundError:
+        old = ""
+    ob, oe, on = old.find(PRESENCE_BEGIN), old.find(PRESENCE_END), old.find(PRESENCE_NOTES_END)
     if any(k[0] in PRESENCE_SCENARIOS for k in by):
         o += presence_section(by, commands, a)
+        if oe >= 0 and on > oe:
+            o.append(old[oe + len(PRESENCE_END):on + len(PRESENCE_NOTES_END)].strip("\n"))
+        o.append("")
+    elif ob >= 0 and on > ob:
+        o.append(old[ob:on + len(PRESENCE_NOTES_END)])
         o.append("")
     o.append("## Notes\n")
     if notes:
