@@ -3,6 +3,7 @@
 # by callgrind in the nginx worker (independent of other jobs on the machine).
 #
 #   bench/presence-callgrind.sh [--transport ws|sse] [--duration 5] [--conns 10]
+#   bench/presence-callgrind.sh --fanout [--subs 1000] [--messages 20]
 #
 # For each mode, nginx (`master_process off`: one process, the bench's config, plus
 # `pubsub_presence on; pubsub_presence_id $arg_user; pubsub_presence_leave_delay 1s;`
@@ -12,6 +13,9 @@
 # --duration, then, once the leave delay has run out, the counters are dumped.
 # Prints Ir per subscription (connect + upgrade + subscribe + close +
 # unsubscribe + leave) and the presence functions' share.
+# --fanout instead counts the whole of a `pubsub-load fanout` run (--subs
+# WebSocket members of one channel connect, then --messages messages reach
+# all of them): Ir per delivery, connects included.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,8 +25,14 @@ NGINX=${NGINX:-/usr/sbin/nginx}
 TRANSPORT=ws
 DURATION=5
 CONNS=10
+FANOUT=0
+SUBS=1000
+MESSAGES=20
 while [ $# -gt 0 ]; do
     case "$1" in
+    --fanout) FANOUT=1 ;;
+    --subs) SUBS=${2:?}; shift ;;
+    --messages) MESSAGES=${2:?}; shift ;;
     --transport) TRANSPORT=${2:?}; shift ;;
     --duration) DURATION=${2:?}; shift ;;
     --conns) CONNS=${2:?}; shift ;;
@@ -78,6 +88,7 @@ http {
     server {
         listen 127.0.0.1:$port backlog=4096;
         location = /sub { pubsub_subscriber; pubsub_channel_id \$arg_id; $pres }
+        location = /pub { pubsub_publisher; pubsub_channel_id \$arg_id; pubsub_message_buffer_length 10; }
         location = /health { return 204; }
     }
 }
@@ -96,8 +107,15 @@ EOF
         --warmup 0 --run-id warm >/dev/null 2>&1
     sleep 2  # warm-up leaves expire
     callgrind_control -z "$worker" >/dev/null
+    if [ $FANOUT = 1 ]; then
+        json=$("$CLIENT" fanout --transport ws --sub-url "http://127.0.0.1:$port/sub?id={ch}&user=u{sub}" \
+            --pub-url "http://127.0.0.1:$port/pub?id={ch}" --subs "$SUBS" --messages "$MESSAGES" \
+            --connect-timeout 120 --drain-timeout 60 2>"$p/churn.log" | tail -1)
+        json=$(echo "$json" | jq -c '.subscriptions_total = .deliveries')
+    else
     json=$("$CLIENT" churn --transport "$TRANSPORT" --sub-url "$url" --conns "$CONNS" \
         --duration "$DURATION" --warmup 0 2>"$p/churn.log" | tail -1)
+    fi
     sleep 2  # leave delay (1 s) + expiry tick
     callgrind_control -d "$worker" >"$p/dump.log" 2>&1 || true
     dump=""
@@ -122,12 +140,18 @@ EOF
 read -r s_off ir_off < <(run off)
 read -r s_on ir_on < <(run on)
 echo
-echo "transport $TRANSPORT, $CONNS parallel connections, ${DURATION}s under callgrind"
-awk -v so="$s_off" -v io="$ir_off" -v sn="$s_on" -v in_="$ir_on" 'BEGIN {
+if [ $FANOUT = 1 ]; then
+    echo "fan-out: $SUBS WebSocket members of one channel, $MESSAGES messages, under callgrind"
+    op=delivery
+else
+    echo "transport $TRANSPORT, $CONNS parallel connections, ${DURATION}s under callgrind"
+    op=subscription
+fi
+awk -v so="$s_off" -v io="$ir_off" -v sn="$s_on" -v in_="$ir_on" -v op="$op" 'BEGIN {
     a = io / so; b = in_ / sn;
-    printf "presence off: %d subscriptions, %.0f Ir/subscription\n", so, a;
-    printf "presence on:  %d subscriptions, %.0f Ir/subscription\n", sn, b;
-    printf "presence on costs %+.1f%% instructions per subscribe/unsubscribe\n", 100 * (b / a - 1);
+    printf "presence off: %d %ss, %.0f Ir/%s\n", so, op, a, op;
+    printf "presence on:  %d %ss, %.0f Ir/%s\n", sn, op, b, op;
+    printf "presence on costs %+.1f%% instructions per %s\n", 100 * (b / a - 1), op;
 }'
 echo "presence functions (inclusive Ir over the measured churn, presence on):"
 sed 's/^/  /' "$WORK/on.top"
