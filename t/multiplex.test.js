@@ -178,6 +178,22 @@ function keepAlivePoll(path) {
     return st;
 }
 
+// A WebSocket with the stream interface the hook tests use.
+function wsStream(path) {
+    const p = C.wsConnect(`ws://127.0.0.1:${ngx.port}${path}`);
+    let client = null;
+    const st = {
+        response: p.then((c) => {
+            client = c;
+            return { status: 101 };
+        }, (e) => ({ status: e.status })),
+        close: () => (client ? client.close() : null),
+    };
+    st.done = p.then((c) => c.closed.then((ci) => ({ bodyEnded: ci.reason === '410 Gone' })));
+    st.reset = () => client.ws._socket.resetAndDestroy();
+    return st;
+}
+
 async function getJson(path) {
     const r = await C.httpRequest({ port: ngx.port, path });
     return { status: r.status, json: r.text ? JSON.parse(r.text) : null };
@@ -339,6 +355,58 @@ describe('multiplexed delivery on every transport', () => {
     });
 });
 
+describe('multiplexed WebSocket', () => {
+    const url = (path) => `ws://127.0.0.1:${ngx.port}${path}`;
+
+    it('gets every channel, in order, exactly once, with compound ids', async () => {
+        const chans = [chan('w'), chan('w'), chan('w')];
+        const list = chans.join(',');
+        const plain = await C.wsConnect(url(`/m/${list}`));
+        const meta = await C.wsConnect(url(`/m/${list}`), { protocol: 'ws+meta.nchan' });
+        assert.equal(meta.protocol, 'ws+meta.nchan');
+        const sent = await publishSpread(chans, 45);
+        const pm = await plain.waitFor(45, 5000);
+        assertExactlyOnce(pm.map((m) => m.text), sent, 'websocket');
+        const mm = await meta.waitFor(45, 5000);
+        assertExactlyOnce(mm.map((m) => m.meta.text), sent, 'ws+meta');
+        for (const m of mm) {
+            assert.match(m.meta.id, /^\d+:(\[?(\d+|-)\]?,){2}\[?(\d+|-)\]?$/);
+            const idx = m.meta.id.split(':')[1].split(',').findIndex((t) => t.startsWith('['));
+            assert.ok(m.meta.text.startsWith(`${chans[idx]}-`), `${m.meta.id} ${m.meta.text}`);
+        }
+        await sleep(300);
+        assert.equal(plain.messages.items.length, 45);
+        assert.equal(meta.messages.items.length, 45);
+
+        // resume from the 10th compound id: exactly the rest
+        const rest = sent.filter((m) => !mm.slice(0, 10).map((x) => x.meta.text).includes(m));
+        const again = await C.wsConnect(
+            url(`/m/${list}?last_event_id=${encodeURIComponent(mm[9].meta.id)}`),
+            { protocol: 'ws+meta.nchan' });
+        const more = await again.waitFor(rest.length, 5000);
+        assertExactlyOnce(more.map((m) => m.meta.text), rest, 'ws resume');
+        await sleep(300);
+        assert.equal(again.messages.items.length, rest.length);
+        for (const c of [plain, meta, again]) {
+            await c.close();
+        }
+    });
+
+    it('255 channels are allowed, 256 and bad ids are 400; delete closes', async () => {
+        const many = Array.from({ length: 255 }, (_, i) => `w${seq}n${i}`);
+        const c = await C.wsConnect(url(`/m/${many.join(',')}`));
+        await pub(many[200], 'hello');
+        assert.equal((await c.next(3000)).text, 'hello');
+        await assert.rejects(C.wsConnect(url(`/m/${many.join(',')},z`)), (e) => e.status === 400);
+        await assert.rejects(C.wsConnect(url('/m/q1,q2?last_event_id=1%3A1%2C2%2C3')),
+            (e) => e.status === 400);
+        // deleting one channel closes the connection (410 Gone)
+        await C.httpRequest({ port: ngx.port, method: 'DELETE', path: `/pub/${many[200]}` });
+        const ci = await withTimeout(c.closed, 3000, 'close');
+        assert.equal(ci.reason, '410 Gone');
+    });
+});
+
 describe('hooks: one pair per channel', () => {
     it('eventsource, chunked, multipart, raw: closed by the client', async () => {
         const cases = [
@@ -346,11 +414,12 @@ describe('hooks: one pair per channel', () => {
             ['http-chunked', (p) => C.chunkedStream({ port: ngx.port, path: `/h/${p}` })],
             ['http-multipart', (p) => C.multipartStream({ port: ngx.port, path: `/h/${p}` })],
             ['http-raw-stream', (p) => C.rawStream({ port: ngx.port, path: `/hraw/${p}` })],
+            ['websocket', (p) => wsStream(`/h/${p}`)],
         ];
         for (const [type, open] of cases) {
             const chans = [chan('h'), chan('h'), chan('h')];
             const s = open(chans.join(','));
-            assert.equal((await s.response).status, 200);
+            assert.equal((await s.response).status, type === 'websocket' ? 101 : 200);
             await hookPairs(chans, 1, 0);
             for (const c of chans) {
                 assert.equal(hookCalls('/hook/sub', c)[0].headers['x-subscriber-type'], type);
@@ -369,6 +438,12 @@ describe('hooks: one pair per channel', () => {
         await hookPairs(chans, 1, 0);
         s.sock.resetAndDestroy();
         await hookPairs(chans, 1, 1);
+        const wc = [chan('r'), chan('r')];
+        const w = wsStream(`/h/${wc.join(',')}`);
+        assert.equal((await w.response).status, 101);
+        await hookPairs(wc, 1, 0);
+        w.reset();
+        await hookPairs(wc, 1, 1);
 
         const t = [chan('t'), chan('t'), chan('t')];
         const mp = C.multipartStream({ port: ngx.port, path: `/ht/${t.join(',')}` });
@@ -384,11 +459,12 @@ describe('hooks: one pair per channel', () => {
             (p) => C.multipartStream({ port: ngx.port, path: `/h/${p}` }),
             (p) => C.sseStream({ port: ngx.port, path: `/h/${p}` }),
             (p) => C.rawStream({ port: ngx.port, path: `/hraw/${p}` }),
+            (p) => wsStream(`/h/${p}`),
         ]) {
             const chans = [chan('d'), chan('d'), chan('d')];
             await pub(chans[1], 'exists');
             const s = open(chans.join(','));
-            assert.equal((await s.response).status, 200);
+            assert.ok([101, 200].includes((await s.response).status));
             await hookPairs(chans, 1, 0);
             const del = await C.httpRequest({ port: ngx.port, method: 'DELETE',
                 path: `/pub/${chans[1]}` });
@@ -463,6 +539,16 @@ describe('presence per channel', () => {
         bob.close();
         await u.waitFor(async () => (await memberIds(chans[2])).length === 1, 3000, 'bob left');
         assert.deepEqual(await memberIds(chans[1]), ['alice']);
+        // a multiplexed WebSocket member too
+        const carol = await C.wsConnect(
+            `ws://127.0.0.1:${ngx.port}/p/${chans[0]},${chans[2]}?user=carol`);
+        await u.waitFor(async () => (await memberIds(chans[2])).length === 2, 3000, 'carol');
+        assert.deepEqual(await memberIds(chans[0]), ['alice', 'carol']);
+        assert.deepEqual(await memberIds(chans[2]), ['alice', 'carol']);
+        assert.deepEqual(await memberIds(chans[1]), ['alice']);
+        await carol.close();
+        await u.waitFor(async () => (await memberIds(chans[2])).length === 1, 3000, 'carol left');
+
         alice.close();
         await u.waitFor(async () => (await memberIds(chans[0])).length === 0
             && (await memberIds(chans[1])).length === 0, 3000, 'alice left');
