@@ -176,6 +176,20 @@ public:
     void mux_start();
     void mux_stop();
 
+    /*
+     * A multiplexed subscription: the adapters, and per channel its hook
+     * session and presence join; all heap memory, none of the request's.
+     * The channels (r->pool) and the backlog are only used until start().
+     */
+    std::unique_ptr<pubsub::Multiplexer>                mux;
+    std::vector<ngx_pubsub_hook_session_t *>            mux_hooks;
+    std::vector<pubsub::PresenceConn *>                 mux_presence;
+    ngx_pubsub_channels_t                              *mux_ch = nullptr;
+    std::vector<std::vector<pubsub::MessagePtr>>        mux_backlog;
+    bool                                                mux_gap = false;
+    /* the compound id of the message or signal being sent */
+    std::string_view                                    mux_id;
+
     void stop();
     void finish();
 
@@ -196,20 +210,6 @@ public:
 
     /* subscribe/unsubscribe hooks: ended by stop(), exactly once */
     ngx_pubsub_hook_session_t          *hook_session = nullptr;
-
-    /*
-     * A multiplexed subscription: the adapters, and per channel its hook
-     * session and presence join; all heap memory, none of the request's.
-     * The channels (r->pool) and the backlog are only used until start().
-     */
-    std::unique_ptr<pubsub::Multiplexer>                mux;
-    std::vector<ngx_pubsub_hook_session_t *>            mux_hooks;
-    std::vector<pubsub::PresenceConn *>                 mux_presence;
-    ngx_pubsub_channels_t                              *mux_ch = nullptr;
-    std::vector<std::vector<pubsub::MessagePtr>>        mux_backlog;
-    bool                                                mux_gap = false;
-    /* the compound id of the message or signal being sent */
-    std::string_view                                    mux_id;
 
     ws::DeflateParams                   dparams;
     std::unique_ptr<ws::FrameParser>    parser;
