@@ -5,7 +5,7 @@
 // client (handshake with Sec-WebSocket-Accept check, frame reader), the SSE
 // parser and the long-poll loop are all here.
 //
-// Modes (see --help): publish, fanout, idle, longpoll-rtt. Each run prints
+// Modes (see --help): publish, fanout, idle, longpoll-rtt, churn. Each run prints
 // one JSON line on stdout and a human summary on stderr.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -1243,6 +1243,7 @@ struct Options {
     int pairs = 1;
     int measurePid = 0;
     bool wsMeta = false;
+    std::string statusUrl;  // idle: GET before/after, reads "shm_used"
 };
 
 void usage()
@@ -1262,9 +1263,15 @@ void usage()
             "               (smaps_rollup) before/after and bytes per subscriber\n"
             "  longpoll-rtt --sub-url URL --pub-url URL [--pairs 1] [--duration 5]\n"
             "               [--warmup 1]   publish -> long-poll delivery -> re-poll loop\n"
+            "  churn        --sub-url URL [--transport ws|sse] [--conns 50] [--channels 1]\n"
+            "               [--duration 5] [--warmup 1]   connect, wait for the 101 / SSE\n"
+            "               head, close, repeat on --conns slots; subscriptions/s\n"
+            "idle also takes [--status-url URL]: GETs it before and after and reports the\n"
+            "change of its \"shm_used\" (ngx_pubsub's pubsub_status) per subscriber.\n"
             "common: [--connect-concurrency 200] [--connect-timeout 60] [--src-addrs N]\n"
             "        [--ws-meta] [--label TEXT] [--run-id ID]\n"
-            "URLs: http://IPv4:PORT/path?query ; '{ch}' in a URL becomes <run-id>-<channel>.\n");
+            "URLs: http://IPv4:PORT/path?query ; '{ch}' in a URL becomes <run-id>-<channel>,\n"
+            "'{sub}' in a subscriber URL the subscriber's number.\n");
 }
 
 bool parseOptions(int argc, char** argv, Options& o, std::string& err)
@@ -1361,6 +1368,8 @@ bool parseOptions(int argc, char** argv, Options& o, std::string& err)
             ok = asInt(o.pairs, 1);
         } else if (k == "--measure-pid") {
             ok = asInt(o.measurePid, 1);
+        } else if (k == "--status-url") {
+            o.statusUrl = v;
         } else {
             err = "unknown option " + k;
             return false;
@@ -1370,7 +1379,7 @@ bool parseOptions(int argc, char** argv, Options& o, std::string& err)
         }
     }
     if (o.mode != "publish" && o.mode != "fanout" && o.mode != "idle" &&
-        o.mode != "longpoll-rtt") {
+        o.mode != "longpoll-rtt" && o.mode != "churn") {
         err = "unknown mode '" + o.mode + "'";
         return false;
     }
@@ -1393,6 +1402,14 @@ bool parseOptions(int argc, char** argv, Options& o, std::string& err)
     }
     if (o.mode == "idle" && o.subUrl.empty()) {
         err = "idle needs --sub-url";
+        return false;
+    }
+    if (o.mode == "churn" && o.subUrl.empty()) {
+        err = "churn needs --sub-url";
+        return false;
+    }
+    if (o.mode == "churn" && o.transport == "longpoll") {
+        err = "churn mode supports ws and sse";
         return false;
     }
     int chans = o.mode == "longpoll-rtt" ? o.pairs : o.channels;
@@ -1503,9 +1520,23 @@ void onSignal(int)
 
 // ---------------------------------------------------------------- subscribers
 
+// "{sub}" in a subscriber URL becomes the subscriber's number (idle and
+// fanout: 0..subs-1; churn: a number unique to each connection of the run),
+// e.g. a distinct presence id per connection with ...&user=u{sub}.
+std::string expandSub(std::string target, int index)
+{
+    std::string id = std::to_string(index);
+    size_t pos = 0;
+    while ((pos = target.find("{sub}", pos)) != std::string::npos) {
+        target.replace(pos, 5, id);
+        pos += id.size();
+    }
+    return target;
+}
+
 std::string subscribeRequest(const Options& o, const Url& u, Conn& c, Proto proto)
 {
-    std::string target = expandTarget(u.target, o.runId, c.channel);
+    std::string target = expandSub(expandTarget(u.target, o.runId, c.channel), c.index);
     std::string r = "GET " + target + " HTTP/1.1\r\nHost: " + u.host + "\r\n";
     if (proto == Proto::Ws) {
         uint8_t key[16];
@@ -1537,6 +1568,51 @@ std::string publishRequest(const Url& u, const std::string& target, const std::s
     return "POST " + target + " HTTP/1.1\r\nHost: " + u.host +
            "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
            "\r\n\r\n" + body;
+}
+
+// A blocking GET with Connection: close (side requests such as the
+// server's status page; not used on measured paths). Returns the whole
+// response, or "" on failure.
+std::string blockingGet(const std::string& url)
+{
+    std::string err;
+    auto u = parseUrl(url, err);
+    if (!u) {
+        fprintf(stderr, "pubsub-load: %s\n", err.c_str());
+        return "";
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return "";
+    }
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    std::string out;
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&u->addr), sizeof u->addr) == 0) {
+        std::string req = "GET " + u->target + " HTTP/1.1\r\nHost: " + u->host +
+                          "\r\nConnection: close\r\n\r\n";
+        if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+            char buf[16384];
+            ssize_t r;
+            while ((r = ::read(fd, buf, sizeof buf)) > 0 && out.size() < (1u << 24)) {
+                out.append(buf, static_cast<size_t>(r));
+            }
+        }
+    }
+    close(fd);
+    return out;
+}
+
+// The integer after "key": in a JSON text; -1 when absent.
+long long jsonInt(const std::string& text, const char* key)
+{
+    std::string k = std::string("\"") + key + "\":";
+    size_t pos = text.find(k);
+    if (pos == std::string::npos) {
+        return -1;
+    }
+    return strtoll(text.c_str() + pos + k.size(), nullptr, 10);
 }
 
 Proto protoFor(const std::string& t)
@@ -2187,6 +2263,7 @@ int runIdle(const Options& o)
             return 2;
         }
     }
+    long long shmBefore = o.statusUrl.empty() ? -1 : jsonInt(blockingGet(o.statusUrl), "shm_used");
     sp.connectAll();
     sp.hold(o.settle);
     // "after": subscribed, nothing delivered yet. "afterMsg": after one
@@ -2195,6 +2272,7 @@ int runIdle(const Options& o)
     if (o.measurePid > 0) {
         after = readMem(o.measurePid);
     }
+    long long shmAfter = o.statusUrl.empty() ? -1 : jsonInt(blockingGet(o.statusUrl), "shm_used");
     int warmed = 0;
     Mem afterMsg;
     if (!o.pubUrl.empty() && sp.connectPubs()) {
@@ -2216,6 +2294,9 @@ int runIdle(const Options& o)
     double pdPer = perSub(before.privateDirtyKb, after.privateDirtyKb);
     double rssMsgPer = perSub(before.rssKb, afterMsg.rssKb);
     double pdMsgPer = perSub(before.privateDirtyKb, afterMsg.privateDirtyKb);
+    double shmPer = shmBefore >= 0 && shmAfter >= 0 && alive > 0
+                        ? static_cast<double>(shmAfter - shmBefore) / alive
+                        : 0.0;
     Json j;
     j.str("mode", "idle")
         .str("label", o.label)
@@ -2241,6 +2322,11 @@ int runIdle(const Options& o)
         .integer("private_dirty_after_msg_kb", afterMsg.privateDirtyKb)
         .num("rss_bytes_per_sub_after_msg", rssMsgPer)
         .num("private_dirty_bytes_per_sub_after_msg", pdMsgPer);
+    if (!o.statusUrl.empty()) {
+        j.integer("shm_used_before", shmBefore)
+            .integer("shm_used_after", shmAfter)
+            .num("shm_bytes_per_sub", shmPer);
+    }
     j.num("client_cpu_s", clientCpuSec());
     printf("%s\n", j.done().c_str());
     fflush(stdout);
@@ -2261,6 +2347,10 @@ int runIdle(const Options& o)
                     "(%.0f B/sub)\n",
                     afterMsg.rssKb, rssMsgPer, afterMsg.privateDirtyKb, pdMsgPer);
         }
+    }
+    if (!o.statusUrl.empty()) {
+        fprintf(stderr, "  zone shm_used %lld -> %lld bytes (%.0f B/sub)\n", shmBefore, shmAfter,
+                shmPer);
     }
     for (auto& [k, v] : sp.closeReasons()) {
         fprintf(stderr, "  close reason [%s] x%" PRIu64 "\n", k.c_str(), v);
@@ -2670,6 +2760,175 @@ private:
     std::vector<uint64_t> lat_;
 };
 
+// ---------------------------------------------------------------- churn mode
+
+// Subscribe/unsubscribe churn: --conns slots each connect, send the
+// subscribe request, wait for the WebSocket 101 (accept key checked) or the
+// SSE 200 head, close, and start again at once. Every connection gets a new
+// {sub} number (a new presence member per connection when the URL carries
+// it). Subscriptions/s = opens within the measured window / its length.
+class Churn : public Events {
+public:
+    explicit Churn(const Options& o) : o_(o), engine_(*this) {}
+
+    int run()
+    {
+        std::string err;
+        if (!engine_.init(err)) {
+            fprintf(stderr, "pubsub-load: %s\n", err.c_str());
+            return 2;
+        }
+        auto u = parseUrl(o_.subUrl, err);
+        if (!u) {
+            fprintf(stderr, "pubsub-load: %s\n", err.c_str());
+            return 2;
+        }
+        url_ = *u;
+        if (o_.conns + 16 > nofileLimit()) {
+            fprintf(stderr, "pubsub-load: --conns %d exceeds RLIMIT_NOFILE %ld\n", o_.conns,
+                    nofileLimit());
+            return 2;
+        }
+        // The client closes first and keeps the TIME_WAIT: spread the
+        // connections over several source addresses so ports never run out.
+        engine_.setSources(o_.srcAddrs > 0 ? o_.srcAddrs : 8, url_.addr);
+        proto_ = protoFor(o_.transport);
+        conns_.resize(static_cast<size_t>(o_.conns));
+        uint64_t start = nowNs();
+        from_ = start + secToNs(o_.warmup);
+        to_ = from_ + secToNs(o_.duration);
+        for (size_t i = 0; i < conns_.size(); i++) {
+            conns_[i].channel = static_cast<int>(i) % o_.channels;
+            conns_[i].proto = proto_;
+            pending_.push_back(i);
+        }
+        while (!g_stop && nowNs() < to_) {
+            std::vector<size_t> todo;
+            todo.swap(pending_);
+            for (size_t i : todo) {
+                startConn(conns_[i]);
+            }
+            engine_.poll(pending_.empty() ? 10 : 0);
+        }
+        ending_ = true;
+        for (auto& c : conns_) {
+            engine_.shutdownConn(c);
+        }
+        Percentiles lat = percentiles(lat_);
+        double sps = static_cast<double>(opens_) / o_.duration;
+        Json j;
+        j.str("mode", "churn")
+            .str("label", o_.label)
+            .str("transport", o_.transport)
+            .integer("conns", o_.conns)
+            .integer("channels", o_.channels)
+            .num("duration_s", o_.duration)
+            .integer("subscriptions", static_cast<int64_t>(opens_))
+            .num("subscriptions_per_sec", sps)
+            .integer("subscriptions_total", static_cast<int64_t>(opensTotal_))
+            .integer("attempts", static_cast<int64_t>(attempts_))
+            .integer("failures", static_cast<int64_t>(failures_))
+            .raw("fail_status", histJson(failStatus_))
+            .raw("latency_us", latJson(lat));
+        j.num("client_cpu_s", clientCpuSec());
+        printf("%s\n", j.done().c_str());
+        fflush(stdout);
+        fprintf(stderr,
+                "churn %s: %" PRIu64 " subscriptions in %.1fs = %.0f/s over %d slots, %" PRIu64
+                " failures (of %" PRIu64 " attempts in the window)\n  connect->open %s\n",
+                o_.transport.c_str(), opens_, o_.duration, sps, o_.conns, failures_, attempts_,
+                latText(lat).c_str());
+        for (auto& [k, v] : reasons_) {
+            fprintf(stderr, "  failure [%s] x%" PRIu64 "\n", k.c_str(), v);
+        }
+        return 0;
+    }
+
+    void onConnected(Conn& c) override { engine_.send(c, subscribeRequest(o_, url_, c, proto_)); }
+
+    void onOpen(Conn& c) override
+    {
+        uint64_t now = nowNs();
+        opensTotal_++;
+        if (inWindow(c.sentAt)) {
+            opens_++;
+            lat_.push_back(now - c.sentAt);
+        }
+        finish(c);
+    }
+
+    void onResponse(Conn& c) override
+    {
+        if (inWindow(c.sentAt)) {
+            failures_++;
+            failStatus_[c.head.status]++;
+        }
+        finish(c);
+    }
+
+    void onMessage(Conn&, const char*, size_t) override {}
+
+    void onClosed(Conn& c, const std::string& why) override
+    {
+        if (ending_) {
+            return;
+        }
+        if (inWindow(c.sentAt)) {
+            failures_++;
+            reasons_[why]++;
+        }
+        pending_.push_back(static_cast<size_t>(&c - conns_.data()));
+    }
+
+private:
+    bool inWindow(uint64_t t) const { return t >= from_ && t < to_; }
+
+    void startConn(Conn& c)
+    {
+        c.index = next_++;
+        c.sentAt = nowNs();
+        if (inWindow(c.sentAt)) {
+            attempts_++;
+        }
+        std::string err;
+        if (!engine_.connect(c, url_, err)) {
+            if (inWindow(c.sentAt)) {
+                failures_++;
+                reasons_[err]++;
+            }
+            // retried from the loop (bounded by the run's end)
+            pending_.push_back(static_cast<size_t>(&c - conns_.data()));
+        }
+    }
+
+    // Closes (deferred reconnect: never reuse a Conn inside its own event).
+    void finish(Conn& c)
+    {
+        engine_.shutdownConn(c);
+        if (!ending_) {
+            pending_.push_back(static_cast<size_t>(&c - conns_.data()));
+        }
+    }
+
+    const Options& o_;
+    Engine engine_;
+    Url url_;
+    Proto proto_ = Proto::Ws;
+    std::vector<Conn> conns_;
+    std::vector<size_t> pending_;
+    int next_ = 0;
+    uint64_t from_ = 0;
+    uint64_t to_ = 0;
+    bool ending_ = false;
+    uint64_t opens_ = 0;
+    uint64_t opensTotal_ = 0;
+    uint64_t attempts_ = 0;
+    uint64_t failures_ = 0;
+    std::map<int, uint64_t> failStatus_;
+    std::map<std::string, uint64_t> reasons_;
+    std::vector<uint64_t> lat_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv)
@@ -2703,6 +2962,10 @@ int main(int argc, char** argv)
     }
     if (o.mode == "idle") {
         return runIdle(o);
+    }
+    if (o.mode == "churn") {
+        Churn c(o);
+        return c.run();
     }
     LongpollRtt l(o);
     return l.run();

@@ -78,6 +78,167 @@ SCENARIOS = {
 }
 
 
+# Presence on vs off (run.sh --only presence): ngx_pubsub without presence,
+# the same with `pubsub_presence on` (server "ourspres"), and nchan, which
+# has no presence, in the same run.
+PRESENCE_SERVERS = [("ours", "ngx_pubsub, presence off"), ("ourspres", "ngx_pubsub, presence on"),
+                    ("nchan", "nchan (no presence)")]
+PRESENCE_BEGIN = "<!-- presence:begin (written by bench/report.py) -->"
+PRESENCE_END = "<!-- presence:end -->"
+# Hand-written presence notes (scale check, callgrind) follow PRESENCE_END up
+# to this marker; a full report keeps them, and keeps the whole old presence
+# section when the run had no presence scenarios.
+PRESENCE_NOTES_END = "<!-- presence:notes-end -->"
+CPU_PER_OP = ("cpu_us_per_op", "server CPU µs/op", "{:,.1f}")
+PRESENCE_SCENARIOS = {
+    "presence-idle-ws": (
+        "Memory per presence member (idle WebSocket subscribers)",
+        "10,000 idle WebSocket subscribers on one channel, each with its own `?user=` (presence "
+        "on: 10,000 members). Worker Private_Dirty per subscriber as in `idle-ws`, plus the "
+        "growth of the shared-memory zone (`shm_used` of `pubsub_status`, page granularity) "
+        "per subscriber: the zone holds the members.",
+        ("private_dirty_bytes_per_sub", "worker bytes/sub (Private_Dirty)", "{:,.0f}"), False,
+        [("shm_bytes_per_sub", "zone bytes/sub", "{:,.0f}"),
+         ("private_dirty_bytes_per_sub_after_msg", "worker bytes/sub after 1 msg", "{:,.0f}"),
+         ("subscribed", "subscribed", "{:.0f}"), ("warmed", "got msg", "{:.0f}")]),
+    "presence-churn-ws": (
+        "Subscribe/unsubscribe churn, WebSocket",
+        "50 slots in parallel each connect, send the WebSocket upgrade, wait for the `101`, "
+        "close and start again; every connection has a new `?user=` on one channel, so with "
+        "presence on every subscribe is a join and every close a leave (leave delay 1 s, so "
+        "leaves fall inside the run). Subscriptions/s over the measured window; server CPU "
+        "µs/op = nginx CPU time / all subscriptions of the run.",
+        ("subscriptions_per_sec", "subscriptions/s", "{:,.0f}"), True,
+        [CPU_PER_OP, ("failures", "failures", "{:.0f}"), ("latency_us.p50", "p50 µs", "{:,.0f}"),
+         ("latency_us.p99", "p99 µs", "{:,.0f}")]),
+    "presence-churn-sse": (
+        "Subscribe/unsubscribe churn, EventSource",
+        "As above with `Accept: text/event-stream` subscribers (open = the `200` head).",
+        ("subscriptions_per_sec", "subscriptions/s", "{:,.0f}"), True,
+        [CPU_PER_OP, ("failures", "failures", "{:.0f}"), ("latency_us.p50", "p50 µs", "{:,.0f}"),
+         ("latency_us.p99", "p99 µs", "{:,.0f}")]),
+    "presence-fanout-ws-10k": (
+        "Fan-out to 10,000 WebSocket subscribers, presence on vs off",
+        "`fanout-ws-10k` with a distinct `?user=` per subscriber (10,000 members with presence "
+        "on). Server CPU µs/op = nginx CPU time over the whole run (including the 10,000 "
+        "connects) / deliveries.",
+        ("deliveries_per_sec", "deliveries/s", "{:,.0f}"), True,
+        [CPU_PER_OP, ("subscribed", "subscribed", "{:.0f}"), ("deliveries", "deliveries", "{:.0f}"),
+         ("lost", "lost", "{:.0f}"), ("duplicates", "dup", "{:.0f}"),
+         ("latency_us.p50", "p50 µs", "{:,.0f}"), ("latency_us.p99", "p99 µs", "{:,.0f}")]),
+}
+
+
+def add_derived(r):
+    ops = None
+    if r.get("mode") == "churn":
+        ops = r.get("subscriptions_total")
+    elif r.get("mode") == "fanout":
+        ops = r.get("deliveries")
+    cpu = r.get("server_cpu_s")
+    if isinstance(ops, (int, float)) and ops > 0 and isinstance(cpu, (int, float)):
+        r["cpu_us_per_op"] = cpu * 1e6 / ops
+
+
+def cost(on, off, hib):
+    """Presence cost in % (positive = presence on is worse)."""
+    if on is None or off is None or off == 0 or on == 0:
+        return "—"
+    c = (off / on - 1) if hib else (on / off - 1)
+    return "{:+.1f}%".format(100 * c)
+
+
+def presence_section(by, commands, a):
+    o = [PRESENCE_BEGIN, "## Presence\n"]
+    if not any(k[0] in PRESENCE_SCENARIOS for k in by):
+        o.append("No presence runs yet: `bench/run.sh --only presence`.\n")
+        o.append(PRESENCE_END)
+        return o
+    o.append("- Command: `{}`; {}; {} repetition(s), median reported; servers alternate run by "
+             "run (presence off, presence on, nchan), each run on a fresh nginx, "
+             "`worker_processes 1` pinned to core 0, client on core 1.".format(
+                 a.command, a.date, a.reps))
+    o.append("- Machine: {} CPUs, {}, {}; load average at start {}{}.".format(
+        a.nproc, a.cpu, a.nginx, a.loadavg,
+        "; nginx and client under `nice -n {}`".format(a.nice) if a.nice and a.nice != "0"
+        else ""))
+    o.append("- Presence on = the subscriber location adds `pubsub_presence on; "
+             "pubsub_presence_id $arg_user; pubsub_presence_leave_delay 1s;` and every "
+             "subscriber URL carries a distinct `&user=u{sub}` (ignored by the other two). "
+             "nchan has no presence: it runs the plain config. Target (issue 7): presence on "
+             "costs ≤ 15%.")
+    o.append("- \"cost\" = how much worse presence on is than off (throughput: off/on − 1; "
+             "memory: on/off − 1). Throughput on a shared machine is noisy (see \"others' "
+             "CPU\"); server CPU µs per operation is the steadier measure of cost.\n")
+    o.append("| scenario | metric | presence off | presence on | nchan | cost of presence "
+             "| on/nchan |")
+    o.append("|---|---|---:|---:|---:|---:|---:|")
+    for sc, (title, _d, prim, hib, extra) in PRESENCE_SCENARIOS.items():
+        if not any((sc, s) in by for s, _ in PRESENCE_SERVERS):
+            continue
+        metrics = [(prim, hib)] + [(e, False) for e in extra if e[0] in (
+            "shm_bytes_per_sub", "cpu_us_per_op")]
+        for (path, label, f), h in metrics:
+            m = {s: median(by.get((sc, s), []), path) for s, _ in PRESENCE_SERVERS}
+            c = cost(m["ourspres"], m["ours"], h)
+            if path == "shm_bytes_per_sub":
+                c = "+{} B/member".format(fmt(m["ourspres"] - m["ours"], "{:,.0f}")) if (
+                    m["ourspres"] is not None and m["ours"] is not None) else "—"
+            o.append("| {} | {} | {} | {} | {} | {} | {} |".format(
+                sc, label, fmt(m["ours"], f), fmt(m["ourspres"], f), fmt(m["nchan"], f), c,
+                ratio(m["ourspres"], m["nchan"])))
+    o.append("")
+    for sc, (title, desc, prim, hib, extra) in PRESENCE_SCENARIOS.items():
+        if not any((sc, s) in by for s, _ in PRESENCE_SERVERS):
+            continue
+        path, label, f = prim
+        o.append("### {} (`{}`)\n".format(title, sc))
+        o.append(desc + " " + ("Higher is better." if hib else "Lower is better.") + "\n")
+        if sc in commands:
+            w, cmd = commands[sc]
+            o.append("Client command (`@PORT@`, `@WORKER@` filled per run; `@STATUS@` = "
+                     "`--status-url .../status` for ngx_pubsub), `worker_processes {}`:\n".format(w))
+            o.append("```\nbuild/bench/pubsub-load {}\n```\n".format(cmd))
+        head = ["server", label + " (median)", "min–max"] + [e[1] for e in extra] + [
+            "server CPU", "others' CPU", "runs"]
+        o.append("| " + " | ".join(head) + " |")
+        o.append("|" + "---|" * len(head))
+        for s, name in PRESENCE_SERVERS:
+            rs = by.get((sc, s), [])
+            if not rs:
+                continue
+            vals = [v for v in (get(r, path) for r in rs) if v is not None]
+            rng = "{}–{}".format(fmt(min(vals), f), fmt(max(vals), f)) if vals else "—"
+            cells = [name, fmt(median(rs, path), f), rng]
+            cells += [fmt(median(rs, e[0]), e[2]) for e in extra]
+            cells.append(fmt(median(rs, "server_cpu_pct"), "{:.0f}%"))
+            cells.append(fmt(median(rs, "other_cpu_pct"), "{:.0f}%"))
+            errs = sum(1 for r in rs if "error" in r)
+            cells.append(str(len(rs)) + (" ({} failed)".format(errs) if errs else ""))
+            o.append("| " + " | ".join(cells) + " |")
+        m = {s: median(by.get((sc, s), []), path) for s, _ in PRESENCE_SERVERS}
+        o.append("\nPresence on/off {}, cost {}; on/nchan {}, off/nchan {}.\n".format(
+            ratio(m["ourspres"], m["ours"]), cost(m["ourspres"], m["ours"], hib),
+            ratio(m["ourspres"], m["nchan"]), ratio(m["ours"], m["nchan"])))
+    o.append(PRESENCE_END)
+    return o
+
+
+def replace_section(path, section):
+    try:
+        old = open(path).read()
+    except FileNotFoundError:
+        old = ""
+    text = "\n".join(section)
+    b, e = old.find(PRESENCE_BEGIN), old.find(PRESENCE_END)
+    if b >= 0 and e > b:
+        new = old[:b] + text + old[e + len(PRESENCE_END):]
+    else:
+        new = old.rstrip("\n") + ("\n\n" if old else "") + text + "\n"
+    with open(path, "w") as fh:
+        fh.write(new)
+
+
 def get(d, path):
     for k in path.split("."):
         if not isinstance(d, dict) or k not in d:
@@ -105,7 +266,7 @@ def main():
     ap = argparse.ArgumentParser()
     for a in ("results", "commands", "notes", "out", "command", "date", "nproc", "cpu",
               "kernel", "nginx", "loadavg", "elapsed", "reps", "ours-ok", "client", "nofile",
-              "worker-conns", "nice"):
+              "worker-conns", "nice", "presence-only"):
         ap.add_argument("--" + a, default="")
     a = ap.parse_args()
 
@@ -120,7 +281,11 @@ def main():
 
     by = {}
     for r in rows:
+        add_derived(r)
         by.setdefault((r.get("scenario"), r.get("server")), []).append(r)
+    if a.presence_only == "1":
+        replace_section(a.out, presence_section(by, commands, a))
+        return
 
     o = []
     o.append("# Benchmark results: ngx_pubsub vs nchan vs nginx `return 200`\n")
@@ -216,6 +381,19 @@ def main():
                 ratio(mo, mr) if ours_ok else "pending", ratio(mn, mr))
         o.append(line + ".\n")
 
+    try:
+        old = open(a.out).read()
+    except FileNotFoundError:
+        old = ""
+    ob, oe, on = old.find(PRESENCE_BEGIN), old.find(PRESENCE_END), old.find(PRESENCE_NOTES_END)
+    if any(k[0] in PRESENCE_SCENARIOS for k in by):
+        o += presence_section(by, commands, a)
+        if oe >= 0 and on > oe:
+            o.append(old[oe + len(PRESENCE_END):on + len(PRESENCE_NOTES_END)].strip("\n"))
+        o.append("")
+    elif ob >= 0 and on > ob:
+        o.append(old[ob:on + len(PRESENCE_NOTES_END)])
+        o.append("")
     o.append("## Notes\n")
     if notes:
         for n in notes:

@@ -19,6 +19,9 @@ OURS_SO=$ROOT/build/nginx/ngx_pubsub_module.so
 NCHAN_SO=${NCHAN_SO:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 NGINX=${NGINX:-/usr/sbin/nginx}
 ALL_SCENARIOS="publish-1w publish-2w fanout-ws-10k fanout-ws-1000ch idle-ws idle-sse longpoll-rtt-1 longpoll-rtt-20"
+# Presence on vs off (server "ourspres" = ours with pubsub_presence on); not in
+# the default run: bench/run.sh --only presence (or a list of these names).
+PRESENCE_SCENARIOS="presence-idle-ws presence-churn-ws presence-churn-sse presence-fanout-ws-10k"
 
 QUICK=0
 ONLY=""
@@ -40,6 +43,7 @@ while [ $# -gt 0 ]; do
     -h|--help)
         sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
         echo "scenarios: $ALL_SCENARIOS"
+        echo "presence scenarios (--only presence): $PRESENCE_SCENARIOS"
         exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -52,10 +56,14 @@ case "$REPS" in ''|*[!0-9]*|0) echo "run.sh: --reps needs a positive integer" >&
 SCENARIOS=$ALL_SCENARIOS
 if [ -n "$ONLY" ]; then
     SCENARIOS=""
+    only=""
     for s in ${ONLY//,/ }; do
-        case " $ALL_SCENARIOS " in
+        if [ "$s" = presence ]; then only="$only $PRESENCE_SCENARIOS"; else only="$only $s"; fi
+    done
+    for s in $only; do
+        case " $ALL_SCENARIOS $PRESENCE_SCENARIOS " in
         *" $s "*) SCENARIOS="$SCENARIOS $s" ;;
-        *) echo "run.sh: unknown scenario '$s' (known: $ALL_SCENARIOS)" >&2; exit 2 ;;
+        *) echo "run.sh: unknown scenario '$s' (known: $ALL_SCENARIOS $PRESENCE_SCENARIOS)" >&2; exit 2 ;;
         esac
     done
 fi
@@ -182,6 +190,18 @@ write_config() {
         location = /sub { nchan_subscriber; nchan_channel_id \$arg_id; }" ;;
     ret200)
         locs="location = /pub { return 200; }" ;;
+    ourspres)
+        # as ours, the subscriber location with presence: one member per
+        # distinct ?user= (the client's {sub}); leave delay 1s so that leaves
+        # happen inside a churn run's window too
+        load="load_module $OURS_SO;"
+        locs="location = /pub { pubsub_publisher; pubsub_channel_id \$arg_id; pubsub_message_buffer_length 10; }
+        location = /sub { pubsub_subscriber; pubsub_channel_id \$arg_id; pubsub_presence on; pubsub_presence_id \$arg_user; pubsub_presence_leave_delay 1s; }
+        location = /presence { pubsub_presence_api; pubsub_channel_id \$arg_id; }" ;;
+    esac
+    case $server in
+    ours|ourspres) locs="$locs
+        location = /status { pubsub_status; }" ;;
     esac
     mkdir -p "$prefix/logs" "$prefix/tmp"
     cat > "$prefix/nginx.conf" <<EOF
@@ -259,7 +279,7 @@ stop_server() {
 }
 
 # ------------------------------------------------------------------ servers
-SERVERS_ALL="ours nchan ret200"
+SERVERS_ALL="ours ourspres nchan ret200"
 OURS_OK=0
 if [ -f "$OURS_SO" ]; then
     t=$WORK/check-ours
@@ -282,6 +302,7 @@ fi
 
 scenario_servers() {
     case $1 in
+    presence-*) echo "ours ourspres nchan" ;;
     publish-*) echo "ours nchan ret200" ;;
     *) echo "ours nchan" ;;
     esac
@@ -303,6 +324,11 @@ scenario_args() {
     idle-sse) echo "idle --transport sse --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 10000 --hold $HOLD --measure-pid @WORKER@" ;;
     longpoll-rtt-1) echo "longpoll-rtt --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --pairs 1 --duration $RTT_DUR --warmup 0.5 --size 100" ;;
     longpoll-rtt-20) echo "longpoll-rtt --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --pairs 20 --duration $RTT_DUR --warmup 0.5 --size 100" ;;
+    # presence: every subscriber URL carries a distinct user (ignored without presence)
+    presence-idle-ws) echo "idle --transport ws --sub-url $base/sub?id={ch}&user=u{sub} --pub-url $base/pub?id={ch} --subs 10000 --hold $HOLD --measure-pid @WORKER@ @STATUS@" ;;
+    presence-churn-ws) echo "churn --transport ws --sub-url $base/sub?id={ch}&user=u{sub} --conns 50 --duration $PUB_DUR --warmup $PUB_WARM" ;;
+    presence-churn-sse) echo "churn --transport sse --sub-url $base/sub?id={ch}&user=u{sub} --conns 50 --duration $PUB_DUR --warmup $PUB_WARM" ;;
+    presence-fanout-ws-10k) echo "fanout --transport ws --sub-url $base/sub?id={ch}&user=u{sub} --pub-url $base/pub?id={ch} --subs 10000 --channels 1 --messages $FAN_MSGS --size 100" ;;
     esac
 }
 
@@ -314,7 +340,7 @@ for sc in $SCENARIOS; do
     printf '%s\t%s\t%s\n' "$sc" "$workers" "$(scenario_args "$sc")" >> "$OUT/commands.tsv"
     for rep in $(seq 1 "$REPS"); do
         for server in $(scenario_servers "$sc"); do
-            if [ "$server" = ours ] && [ $OURS_OK = 0 ]; then continue; fi
+            if [ "${server#ours}" != "$server" ] && [ $OURS_OK = 0 ]; then continue; fi
             CUR_SERVER=$server; CUR_SCENARIO=$sc; CUR_REP=$rep
             wait_idle
             busy=$(cpu_busy)
@@ -325,6 +351,10 @@ for sc in $SCENARIOS; do
             args=$(scenario_args "$sc")
             args=${args//@PORT@/$PORT}
             args=${args//@WORKER@/$WORKER_PID}
+            case $server in
+            ours|ourspres) args=${args//@STATUS@/--status-url http://127.0.0.1:$PORT/status} ;;
+            *) args=${args//@STATUS@/} ;;
+            esac
             cpin=(nice -n "$NICE")
             if [ "$workers" = 1 ] && [ $PIN = 1 ]; then cpin+=(taskset -c 1); fi
             logf=$OUT/$sc-$server-$rep.log
@@ -356,14 +386,22 @@ for sc in $SCENARIOS; do
             echo "$json" | jq -c --arg sc "$sc" --arg sv "$server" --argjson rep "$rep" \
                 --argjson w "$workers" --argjson busy "$busy" --argjson spct "$server_pct" \
                 --argjson opct "$other_pct" --argjson cpct "$client_pct" \
+                --argjson scpu "$(( s1 - s0 ))" --argjson tck "$CLK_TCK" \
                 '. + {scenario:$sc, server:$sv, rep:$rep, workers:$w, busy_before_pct:$busy,
-                      server_cpu_pct:$spct, client_cpu_pct:$cpct, other_cpu_pct:$opct}' \
+                      server_cpu_pct:$spct, client_cpu_pct:$cpct, other_cpu_pct:$opct,
+                      server_cpu_s:($scpu / $tck)}' \
                 >> "$OUT/results.jsonl"
             log "$sc $server rep $rep (server ${server_pct}% of a core, client ${client_pct}%, others ${other_pct}% of all CPUs): $(head -c 300 "$logf" | tr '\n' ' ' | cut -c1-200)"
         done
     done
 done
 ELAPSED=$(( $(date +%s) - START ))
+# Only presence scenarios: update the "Presence" section of RESULTS.md and
+# leave the rest of the file as it is.
+PRESENCE_ONLY=1
+for sc in $SCENARIOS; do
+    case $sc in presence-*) ;; *) PRESENCE_ONLY=0 ;; esac
+done
 
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
 python3 "$BENCH/report.py" \
@@ -372,5 +410,6 @@ python3 "$BENCH/report.py" \
     --nproc "$NPROC" --cpu "$CPU" --kernel "$(uname -r)" \
     --nginx "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')" \
     --loadavg "$(cut -d' ' -f1-3 /proc/loadavg)" --elapsed "$ELAPSED" --reps "$REPS" \
-    --ours-ok "$OURS_OK" --client "$CLIENT" --nofile "$NOFILE" --worker-conns "$WORKER_CONNS" --nice "$NICE"
+    --ours-ok "$OURS_OK" --client "$CLIENT" --nofile "$NOFILE" --worker-conns "$WORKER_CONNS" --nice "$NICE" \
+    --presence-only "$PRESENCE_ONLY"
 log "wrote $RESULTS in ${ELAPSED}s"

@@ -54,11 +54,13 @@ done
 
 cat <<'MSG'
 ngx_pubsub example running on http://127.0.0.1:8080/  (open it in a browser)
+  chat room with presence:  http://127.0.0.1:8080/chat/  (open it in two tabs)
 
   subscribe (EventSource):  curl -N -H 'Accept: text/event-stream' http://127.0.0.1:8080/sub/demo
   subscribe (long-poll):    curl -i http://127.0.0.1:8080/sub/demo
   publish:                  curl -X POST -d 'hello' http://127.0.0.1:8080/pub/demo
   channel info:             curl -H 'Accept: application/json' http://127.0.0.1:8080/pub/demo
+  who is in the chat room:  curl http://127.0.0.1:8080/chat/presence/lobby
 
   logs: build/example/logs/error.log     stop: scripts/example.sh stop
 MSG

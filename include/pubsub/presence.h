@@ -212,6 +212,13 @@ public:
 
     PresenceRoot* root() const { return root_; }
 
+    // With `on`, an event that nobody receives (its member's options have
+    // neither kPresenceOptEvents, for join/leave, nor a hook index) is only
+    // counted, not copied into the caller's `events`: a channel with
+    // presence but no events and no hook builds no event strings.  Off by
+    // default (every event is returned).
+    void setRoutedOnly(bool on) { routedOnly_ = on; }
+
     // Adds a connection of `id` (empty: anonymous) to channel `key`, held by
     // the worker in `slot`.  nullptr when memory is exhausted (or the slot,
     // id or info is out of range): nothing changed.
@@ -269,6 +276,7 @@ private:
 
     PresenceRoot* root_;
     ShmAllocator alloc_;
+    bool routedOnly_ = false;
 };
 
 // Cursor text of a member position: "<seq>.<hash>" (decimal, hex).

@@ -223,7 +223,7 @@ void PresenceRegistry::emit(PresenceEventType type, std::string_view key, std::s
             root_->ringSeq = rec->seq;
         }
     }
-    if (events == nullptr) {
+    if (events == nullptr || (routedOnly_ && !ring && presenceHookIndex(opts) == 0)) {
         return;
     }
     PresenceEvent ev;

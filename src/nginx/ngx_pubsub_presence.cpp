@@ -76,6 +76,8 @@ public:
         : reg(ngx_pubsub_presence_root,
               ngx_pubsub_presence_allocator(ngx_pubsub_presence_shpool))
     {
+        /* events go to the ring and hooks only: build no others */
+        reg.setRoutedOnly(true);
         ngx_shmtx_lock(&ngx_pubsub_presence_shpool->mutex);
     }
 

@@ -249,6 +249,29 @@ TEST_F(PresenceTest, RingCarriesEventsOfMembersThatAskForThem) {
     EXPECT_EQ(reg->readRing(&last, 100, &out, &missed), 0u);
 }
 
+TEST_F(PresenceTest, RoutedOnlyReturnsOnlyEventsSomeoneReceives) {
+    reg->setRoutedOnly(true);
+    uint32_t hook = 2u << pubsub::kPresenceHookShift;
+    PresenceConn* a = reg->join("g/a", "alice", "", 0, 0, 0, now, &events);
+    PresenceConn* b = reg->join("g/a", "bob", "", 0, pubsub::kPresenceOptEvents, 0, now, &events);
+    PresenceConn* c = reg->join("g/a", "carol", "", 0, hook, 0, now, &events);
+    ASSERT_NE(a, nullptr);
+    ASSERT_NE(b, nullptr);
+    ASSERT_NE(c, nullptr);
+    // alice: nobody listens; bob: join/leave for subscribers (not
+    // online/offline); carol: everything for the hook
+    EXPECT_EQ(take(), (Strings{"join g/a bob", "online  carol", "join g/a carol"}));
+    reg->leave(a, now, &events);
+    reg->leave(b, now, &events);
+    reg->leave(c, now, &events);
+    EXPECT_EQ(take(), (Strings{"leave g/a bob", "leave g/a carol", "offline  carol"}));
+    EXPECT_EQ(reg->stats("g/a").members, 0u);
+    EXPECT_EQ(root->events, 12u) << "unrouted events are still counted";
+    reg->setRoutedOnly(false);
+    ASSERT_NE(join("g/a", "dave", 0, 0), nullptr);
+    EXPECT_EQ(take(), (Strings{"online  dave", "join g/a dave"}));
+}
+
 TEST_F(PresenceTest, RingOverflowIsCounted) {
     uint64_t last = reg->ringSeq();
     for (uint32_t i = 0; i < PresenceRoot::kRing / 2 + 10; i++) {
