@@ -255,6 +255,61 @@ describe('redis cluster', () => {
         }
     });
 
+    it('follows slots that move: ASK during a migration, MOVED after it', async () => {
+        const ngxs = await instances(rc.seeds, 2);
+        try {
+            // whoever masters a slot now (the failover tests may run before)
+            const ownerOf = async (slot) => {
+                const map = await rc.masters[2].command('CLUSTER', 'SLOTS');
+                const r = map.find((x) => x[0] <= slot && slot <= x[1]);
+                return rc.nodes.find((x) => x.port === r[2][1]);
+            };
+            const masters = async () => {
+                const map = await rc.masters[2].command('CLUSTER', 'SLOTS');
+                return map.map((x) => rc.nodes.find((n) => n.port === x[2][1]));
+            };
+            const idOf = async (node) => node.command('CLUSTER', 'MYID');
+            const tag = '{channel:default/mv}';
+            const slot = await rc.masters[2].command('CLUSTER', 'KEYSLOT', tag);
+            const from = await ownerOf(slot);
+            const to = (await masters()).find((x) => x !== from);
+            const fromId = await idOf(from);
+            const toId = await idOf(to);
+
+            // the slot is being migrated and its keys are not on `from`
+            // (a new channel): `from` answers ASK, the command goes to `to`
+            assert.equal(await to.command('CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId), 'OK');
+            assert.equal(await from.command('CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId), 'OK');
+            let r = await C.publish({ port: ngxs[0].port, path: '/pub/mv' }, 'asked');
+            assert.equal(r.status, 202, r.text);
+            assert.ok(await to.command('CLUSTER', 'COUNTKEYSINSLOT', slot) > 0,
+                'written on the importing master');
+            assert.equal(await from.command('CLUSTER', 'COUNTKEYSINSLOT', slot), 0);
+
+            // the migration ends: `from` now answers MOVED
+            for (const m of await masters()) {
+                assert.equal(await m.command('CLUSTER', 'SETSLOT', slot, 'NODE', toId), 'OK');
+            }
+            const s = C.sseStream({ port: ngxs[1].port, path: '/sub/mv',
+                headers: { 'Last-Event-ID': lastIdOf(r.text) } });
+            assert.equal((await s.response).status, 200);
+            const want = [];
+            for (let i = 0; i < 6; i++) {
+                r = await waitPublish(ngxs[i % 2].port, '/pub/mv', `moved${i}`);
+                want.push(`moved${i}`);
+            }
+            const got = await s.waitFor(6, 8000);
+            assert.deepEqual(got.map((e) => e.data), want);
+            assert.equal(await from.command('CLUSTER', 'COUNTKEYSINSLOT', slot), 0);
+            assert.equal(await to.command('HGET', tag, 'n'), '7');
+            await sleep(300);
+            assert.equal(s.events.items.length, 6, 'nothing twice');
+            s.close();
+        } finally {
+            await stopAll(ngxs);
+        }
+    });
+
     it('follows a failover under traffic: nothing lost, nothing twice', async () => {
         const ngxs = await instances(rc.seeds, 2);
         try {

@@ -787,11 +787,11 @@ ngx_pubsub_redis_link_s::discovered(const redisReply *r)
     std::vector<pubsub::redis::SlotRange>  ranges;
     std::string                            reason;
 
-    if (r->type == REDIS_REPLY_ERROR
-        && std::string_view(r->str, r->len).find("cluster support disabled")
-           != std::string_view::npos)
-    {
-        /* a single server */
+    if (r->type == REDIS_REPLY_ERROR) {
+        /*
+         * a single server: "cluster support disabled", or CLUSTER renamed
+         * away (an authentication error shows again in the node's hello)
+         */
         pubsub::redis::SlotRange  all;
         size_t                    colon = where.rfind(':');
 
