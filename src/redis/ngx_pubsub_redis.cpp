@@ -1035,6 +1035,43 @@ ngx_pubsub_redis_link_s::sub_node(const std::string &channel)
 }
 
 
+/*
+ * SSUBSCRIBE / SUNSUBSCRIBE without a callback: hiredis 0.14 would keep a
+ * callback record for each (on its list for commands sent in subscribe
+ * mode) that no reply ever takes, for the connection's whole life.  Their
+ * confirmations reach ngx_pubsub_redis_on_pubsub() through the channel's
+ * plain subscription; a refusal (MOVED after a resharding) is dropped by
+ * hiredis, and the periodic slot map check reconnects instead.
+ */
+static bool
+ngx_pubsub_redis_send_bare(ngx_pubsub_redis_conn_t *conn, int argc,
+    const char **argv, const size_t *lens)
+{
+    char  *cmd;
+    int    len, rc;
+
+    if (conn->ac == NULL) {
+        return false;
+    }
+
+    len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    if (len < 0) {
+        return false;
+    }
+
+    rc = redisAppendFormattedCommand(&conn->ac->c, cmd, len);
+    redisFreeCommand(cmd);
+
+    if (rc != REDIS_OK) {
+        return false;
+    }
+
+    ngx_pubsub_redis_add_write(conn);
+
+    return true;
+}
+
+
 bool
 ngx_pubsub_redis_link_s::subscribe(const std::string &channel)
 {
@@ -1060,8 +1097,7 @@ ngx_pubsub_redis_link_s::subscribe(const std::string &channel)
     argv[0] = "SSUBSCRIBE";
     lens[0] = 10;
 
-    return redisAsyncCommandArgv(n->subc.ac, ngx_pubsub_redis_on_pubsub, NULL,
-                                 2, argv, lens) == REDIS_OK;
+    return ngx_pubsub_redis_send_bare(&n->subc, 2, argv, lens);
 }
 
 
@@ -1076,10 +1112,7 @@ ngx_pubsub_redis_link_s::unsubscribe(const std::string &channel)
         return false;
     }
 
-    if (shard
-        && redisAsyncCommandArgv(n->subc.ac, ngx_pubsub_redis_on_pubsub, NULL,
-                                 2, argv, lens) != REDIS_OK)
-    {
+    if (shard && !ngx_pubsub_redis_send_bare(&n->subc, 2, argv, lens)) {
         return false;
     }
 
