@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "pubsub/channel_id.h"
 #include "pubsub/format.h"
 
 
@@ -1058,7 +1059,9 @@ ngx_pubsub_channels_eval(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         ngx_str_set(&group, "default");
     }
 
-    if (ngx_strlchr(group.data, group.data + group.len, '/') != NULL) {
+    if (pubsub::checkChannelGroup(ngx_pubsub_sv(group))
+        != pubsub::ChannelIdError::kNone)
+    {
         err = "Channel group must not contain '/'.\n";
         goto bad;
     }
@@ -1073,53 +1076,24 @@ ngx_pubsub_channels_eval(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     cv = static_cast<ngx_http_complex_value_t *>(ids->elts);
 
     for (i = 0; i < ids->nelts; i++) {
+        std::string_view   split[NGX_PUBSUB_MAX_CHANNELS];
+        size_t             n, from;
+        pubsub::ChannelIdError  e;
+
         if (ngx_http_complex_value(r, &cv[i], &value) != NGX_OK) {
             return NGX_ERROR;
         }
 
-        if (value.len > plcf->max_channel_id_length * NGX_PUBSUB_MAX_CHANNELS) {
-            err = "Channel id too long.\n";
-            goto bad;
-        }
+        /* the pure splitting and checks are in the core (channel_id.h) */
+        n = ch->n;
+        from = n;
+        e = pubsub::splitChannelIds(ngx_pubsub_sv(value),
+                                    ngx_pubsub_sv(plcf->split_delimiter),
+                                    plcf->max_channel_id_length, split, &n,
+                                    NGX_PUBSUB_MAX_CHANNELS);
 
-        std::string_view v = ngx_pubsub_sv(value);
-        std::string_view delim = ngx_pubsub_sv(plcf->split_delimiter);
-
-        size_t pos = 0;
-
-        do {
-            size_t end = delim.empty() ? std::string_view::npos
-                                       : v.find(delim, pos);
-            std::string_view id = v.substr(pos, end == std::string_view::npos
-                                                ? std::string_view::npos
-                                                : end - pos);
-            pos = (end == std::string_view::npos) ? v.size() + 1
-                                                  : end + delim.size();
-
-            if (id.empty()) {
-                if (delim.empty() || ch->n == 0) {
-                    err = "No channel id provided.\n";
-                    goto bad;
-                }
-                continue;
-            }
-
-            if (id.size() > plcf->max_channel_id_length) {
-                err = "Channel id too long.\n";
-                goto bad;
-            }
-
-            for (unsigned char c : id) {
-                if (c < 0x20 || c == 0x7f) {
-                    err = "Channel id contains a control character.\n";
-                    goto bad;
-                }
-            }
-
-            if (ch->n == NGX_PUBSUB_MAX_CHANNELS) {
-                err = "Too many channel ids (at most 255).\n";
-                goto bad;
-            }
+        for (size_t k = from; k < n; k++) {
+            std::string_view id = split[k];
 
             ch->id[ch->n] = ngx_pubsub_pstr(r->pool, id);
             ch->key[ch->n].len = group.len + 1 + id.size();
@@ -1133,8 +1107,12 @@ ngx_pubsub_channels_eval(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
             *p++ = '/';
             ngx_memcpy(p, id.data(), id.size());
             ch->n++;
+        }
 
-        } while (pos <= v.size());
+        if (e != pubsub::ChannelIdError::kNone) {
+            err = pubsub::channelIdErrorText(e).data();
+            goto bad;
+        }
     }
 
     return NGX_OK;
