@@ -159,6 +159,26 @@ ngx_int_t ngx_pubsub_websocket_handler(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_uint_t subscribe, ngx_uint_t publish);
 
 
+/*
+ * ngx_pubsub_status.cpp: cluster-wide counters in shared memory and the
+ * pubsub_status location.
+ */
+char *ngx_pubsub_status_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_pubsub_stats_conf(ngx_conf_t *cf);
+ngx_int_t ngx_pubsub_stats_init_process(ngx_cycle_t *cycle);
+void ngx_pubsub_stats_exit_process(ngx_cycle_t *cycle);
+void ngx_pubsub_stats_delivered(ngx_uint_t n);
+
+/* one subscriber of a transport (NGX_PUBSUB_SUB_*), from start() to end() */
+struct ngx_pubsub_sub_count_t {
+    ngx_uint_t  transport = 0;
+
+    void start(ngx_uint_t t);
+    void end();     /* idempotent; also run by the destructor */
+    ~ngx_pubsub_sub_count_t() { end(); }
+};
+
+
 /* Runs f(), turning any exception into a logged NGX_ERROR. */
 template <typename F>
 static inline ngx_int_t

@@ -39,6 +39,7 @@ ngx_pubsub_es_sub_t::deliver(const pubsub::MessagePtr &msg)
     pubsub::appendSseEvent(out, ev, std::string_view(id, n), msg->data());
 
     if (write(out) == NGX_OK) {
+        ngx_pubsub_stats_delivered(1);
         reset_timeout();
     }
 }
@@ -181,6 +182,7 @@ ngx_pubsub_eventsource_start(ngx_http_request_t *r,
     /* subscribed: the unsubscribe hook is sent by the destructor */
     sub->hook_session = ngx_pubsub_hook_subscribed(r, id,
                                                    NGX_PUBSUB_SUB_EVENTSOURCE);
+    sub->count.start(NGX_PUBSUB_SUB_EVENTSOURCE);
 
     if (sub->write(": hi\n\n") != NGX_OK) {
         return NGX_DONE;

@@ -112,7 +112,7 @@ typedef struct {
 /* NULL when r carried no token and no authorize hook gave an identity */
 const ngx_pubsub_identity_t *ngx_pubsub_identity(ngx_http_request_t *r);
 
-/* per-worker hook counters (for pubsub_status) */
+/* hook counters for pubsub_status, in shared memory (ngx_pubsub_status.cpp) */
 typedef struct {
     ngx_atomic_uint_t  calls[4];        /* authorize, subscribe, unsubscribe,
                                            upstream */
@@ -122,6 +122,6 @@ typedef struct {
     ngx_atomic_uint_t  in_flight;
 } ngx_pubsub_hook_stats_t;
 
-extern ngx_pubsub_hook_stats_t  ngx_pubsub_hook_stats;
+extern ngx_pubsub_hook_stats_t  *ngx_pubsub_hook_stats;
 
 #endif /* _NGX_PUBSUB_HOOKS_H_INCLUDED_ */

@@ -60,6 +60,7 @@ ngx_pubsub_lp_sub_t::respond(const std::vector<pubsub::MessagePtr> &msgs,
     std::string                body, ct, boundary;
 
     hook_next = last->id();
+    ngx_pubsub_stats_delivered(msgs.size());
 
     if (ngx_pubsub_set_msgid_headers(r, last->id()) != NGX_OK
         || ngx_pubsub_set_header(r, "Vary", "If-None-Match, If-Modified-Since")
@@ -221,6 +222,8 @@ ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     sub->gap_ = reply.gap;
 
     ngx_http_set_ctx(r, sub, ngx_pubsub_module);
+
+    sub->count.start(sub->transport);   /* waiting: stop() ends it */
 
     r->main->count++;
     r->read_event_handler = ngx_http_test_reading;

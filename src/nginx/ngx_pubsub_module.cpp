@@ -234,6 +234,13 @@ static ngx_command_t  ngx_pubsub_commands[] = {
       offsetof(ngx_pubsub_loc_conf_t, max_pending),
       NULL },
 
+    { ngx_string("pubsub_status"),
+      NGX_PUBSUB_LOC|NGX_CONF_NOARGS,
+      ngx_pubsub_status_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("pubsub_shm_size"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -306,7 +313,9 @@ ngx_pubsub_init_main_conf(ngx_conf_t *cf, void *conf)
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
-    if (ngx_pubsub_shm_conf(cf, pmcf) != NGX_OK) {
+    if (ngx_pubsub_shm_conf(cf, pmcf) != NGX_OK
+        || ngx_pubsub_stats_conf(cf) != NGX_OK)
+    {
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
@@ -765,6 +774,10 @@ ngx_pubsub_separator(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_pubsub_init_process(ngx_cycle_t *cycle)
 {
+    if (ngx_pubsub_stats_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_pubsub_shm_init_process(cycle);
 }
 
@@ -773,6 +786,7 @@ static void
 ngx_pubsub_exit_process(ngx_cycle_t *cycle)
 {
     ngx_pubsub_shm_exit_process(cycle);
+    ngx_pubsub_stats_exit_process(cycle);
 }
 
 

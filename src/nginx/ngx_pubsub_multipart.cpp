@@ -74,6 +74,7 @@ ngx_pubsub_mp_sub_t::deliver(const pubsub::MessagePtr &msg)
     head.append("\r\n");
 
     if (write(head, msg->data(), boundary) == NGX_OK) {
+        ngx_pubsub_stats_delivered(1);
         reset_timeout();
     }
 }

@@ -92,6 +92,8 @@ ngx_pubsub_http_sub_t::stop()
 {
     pubsub::Store  *store;
 
+    count.end();
+
     if (attached()) {
         store = ngx_pubsub_store();
         if (store) {
@@ -401,6 +403,7 @@ ngx_pubsub_http_sub_t::start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
 
     /* subscribed: the unsubscribe hook is sent by the destructor */
     hook_session = ngx_pubsub_hook_subscribed(r, id, transport);
+    count.start(transport);
 
     if (!preamble.empty()) {
         if (write(preamble) != NGX_OK) {

@@ -72,6 +72,9 @@ public:
     ngx_uint_t               hook_deleted;
     pubsub::MsgId            hook_next;
 
+    /* pubsub_status: counted while subscribed (stop() ends it) */
+    ngx_pubsub_sub_count_t   count;
+
 private:
     static void cleanup(void *data);
     static void finish_handler(ngx_event_t *ev);
