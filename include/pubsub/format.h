@@ -20,6 +20,9 @@ InfoFormat infoFormatFromAccept(std::string_view accept);
 std::string_view infoContentType(InfoFormat f);
 // `now` turns lastSeen into "seconds ago" (-1 when never).
 std::string formatChannelInfo(const ChannelInfo& info, InfoFormat f, int64_t now);
+// The same into buf (at least kMaxChannelInfoText bytes); returns the length.
+constexpr size_t kMaxChannelInfoText = 512;
+size_t writeChannelInfo(char* buf, const ChannelInfo& info, InfoFormat f, int64_t now);
 
 // One EventSource event: "event: E\n" (when E is not empty), "id: ID\n",
 // one "data: " line per payload line, then a blank line.  CR, LF and CRLF

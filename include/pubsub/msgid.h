@@ -37,7 +37,10 @@ MsgId nextMsgId(const MsgId& last, int64_t now);
 std::string formatMsgId(const MsgId& id);
 // Appends "time:tag" to `out`; returns the number of bytes appended.
 size_t appendMsgId(std::string& out, const MsgId& id);
-// Writes "time:tag" into buf (at least kMaxMsgIdText bytes); returns the length.
+// Writes v in decimal into buf (at least 21 bytes); returns the length.
+size_t writeDecimal(char* buf, int64_t v);
+// Writes "time:tag" and a NUL into buf (at least kMaxMsgIdText bytes);
+// returns the length without the NUL.
 // The widest id, "-9223372036854775808:-2147483648", is 32 characters.
 constexpr size_t kMaxMsgIdText = 40;
 size_t writeMsgId(char* buf, const MsgId& id);

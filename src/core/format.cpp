@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <cstring>
 
 namespace pubsub {
 
@@ -132,45 +133,87 @@ std::string_view infoContentType(InfoFormat f) {
     return "text/plain";
 }
 
-std::string formatChannelInfo(const ChannelInfo& info, InfoFormat f, int64_t now) {
-    long long requested = info.lastSeen < 0 ? -1 : static_cast<long long>(now - info.lastSeen);
-    std::string id = formatMsgId(info.lastId);
-    char buf[512];
-    int n = 0;
-    unsigned long long messages = info.messages;
-    unsigned long long subscribers = info.subscribers;
-    unsigned long long presence = info.presence;
+namespace {
+
+// Appends to a fixed buffer sized by kMaxChannelInfoText (no snprintf: this
+// runs for every publish).
+class InfoWriter {
+public:
+    explicit InfoWriter(char* buf) : p_(buf), start_(buf) {}
+    InfoWriter& str(std::string_view s) {
+        std::memcpy(p_, s.data(), s.size());
+        p_ += s.size();
+        return *this;
+    }
+    InfoWriter& num(int64_t v) {
+        p_ += writeDecimal(p_, v);
+        return *this;
+    }
+    InfoWriter& unum(uint64_t v) {
+        char tmp[24];
+        size_t n = 0;
+        do {
+            tmp[n++] = static_cast<char>('0' + v % 10);
+            v /= 10;
+        } while (v != 0);
+        while (n > 0) {
+            *p_++ = tmp[--n];
+        }
+        return *this;
+    }
+    InfoWriter& id(const MsgId& m) {
+        p_ += writeMsgId(p_, m);
+        return *this;
+    }
+    size_t size() const { return static_cast<size_t>(p_ - start_); }
+
+private:
+    char* p_;
+    char* start_;
+};
+
+}  // namespace
+
+size_t writeChannelInfo(char* buf, const ChannelInfo& info, InfoFormat f, int64_t now) {
+    int64_t requested = info.lastSeen < 0 ? -1 : now - info.lastSeen;
+    InfoWriter w(buf);
     switch (f) {
         case InfoFormat::kJson:
-            n = std::snprintf(buf, sizeof(buf),
-                              "{\"messages\": %llu, \"requested\": %lld, \"subscribers\": %llu, "
-                              "\"last_message_id\": \"%s\", \"presence\": %llu}\n",
-                              messages, requested, subscribers, id.c_str(), presence);
+            w.str("{\"messages\": ").unum(info.messages);
+            w.str(", \"requested\": ").num(requested);
+            w.str(", \"subscribers\": ").unum(info.subscribers);
+            w.str(", \"last_message_id\": \"").id(info.lastId);
+            w.str("\", \"presence\": ").unum(info.presence).str("}\n");
             break;
         case InfoFormat::kXml:
-            n = std::snprintf(buf, sizeof(buf),
-                              "<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<channel>\n"
-                              "  <messages>%llu</messages>\n  <requested>%lld</requested>\n"
-                              "  <subscribers>%llu</subscribers>\n"
-                              "  <last_message_id>%s</last_message_id>\n"
-                              "  <presence>%llu</presence>\n</channel>\n",
-                              messages, requested, subscribers, id.c_str(), presence);
+            w.str("<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<channel>\n");
+            w.str("  <messages>").unum(info.messages).str("</messages>\n");
+            w.str("  <requested>").num(requested).str("</requested>\n");
+            w.str("  <subscribers>").unum(info.subscribers).str("</subscribers>\n");
+            w.str("  <last_message_id>").id(info.lastId).str("</last_message_id>\n");
+            w.str("  <presence>").unum(info.presence).str("</presence>\n</channel>\n");
             break;
         case InfoFormat::kYaml:
-            n = std::snprintf(buf, sizeof(buf),
-                              "---\nmessages: %llu\nrequested: %lld\nsubscribers: %llu\n"
-                              "last_message_id: %s\npresence: %llu\n",
-                              messages, requested, subscribers, id.c_str(), presence);
+            w.str("---\nmessages: ").unum(info.messages);
+            w.str("\nrequested: ").num(requested);
+            w.str("\nsubscribers: ").unum(info.subscribers);
+            w.str("\nlast_message_id: ").id(info.lastId);
+            w.str("\npresence: ").unum(info.presence).str("\n");
             break;
         case InfoFormat::kText:
-            n = std::snprintf(buf, sizeof(buf),
-                              "queued messages: %llu\r\nlast requested: %lld sec. ago\r\n"
-                              "active subscribers: %llu\r\nlast message id: %s\r\n"
-                              "presence members: %llu\r\n",
-                              messages, requested, subscribers, id.c_str(), presence);
+            w.str("queued messages: ").unum(info.messages);
+            w.str("\r\nlast requested: ").num(requested);
+            w.str(" sec. ago\r\nactive subscribers: ").unum(info.subscribers);
+            w.str("\r\nlast message id: ").id(info.lastId);
+            w.str("\r\npresence members: ").unum(info.presence).str("\r\n");
             break;
     }
-    return std::string(buf, n > 0 ? static_cast<size_t>(n) : 0);
+    return w.size();
+}
+
+std::string formatChannelInfo(const ChannelInfo& info, InfoFormat f, int64_t now) {
+    char buf[kMaxChannelInfoText];
+    return std::string(buf, writeChannelInfo(buf, info, f, now));
 }
 
 namespace {

@@ -98,9 +98,13 @@ typedef struct {
 /* a request's evaluated channel ids */
 typedef struct {
     ngx_uint_t                    n;
+    ngx_uint_t                    cap;
     ngx_int_t                     rc;     /* what to return when not NGX_OK */
-    ngx_str_t                     id[NGX_PUBSUB_MAX_CHANNELS];   /* as given */
-    ngx_str_t                     key[NGX_PUBSUB_MAX_CHANNELS];  /* group/id */
+    ngx_str_t                    *id;     /* as given */
+    ngx_str_t                    *key;    /* group/id */
+    /* most requests have one id: no allocation for up to 4 */
+    ngx_str_t                     id_inline[4];
+    ngx_str_t                     key_inline[4];
 } ngx_pubsub_channels_t;
 
 

@@ -497,6 +497,20 @@ ngx_pubsub_identity(ngx_http_request_t *r)
 }
 
 
+static void
+ngx_pubsub_hook_format_id(ngx_pool_t *pool, ngx_str_t *out,
+    const pubsub::MsgId &id)
+{
+    out->data = static_cast<u_char *>(ngx_pnalloc(pool, pubsub::kMaxMsgIdText));
+    if (out->data == NULL) {
+        out->len = 0;
+        return;
+    }
+
+    out->len = pubsub::writeMsgId(reinterpret_cast<char *>(out->data), id);
+}
+
+
 void
 ngx_pubsub_hook_set_message_ids(ngx_http_request_t *r,
     const pubsub::MsgId &id, const pubsub::MsgId &prev)
@@ -510,11 +524,11 @@ ngx_pubsub_hook_set_message_ids(ngx_http_request_t *r,
     }
 
     if (!id.isNull()) {
-        ctx->msg_id = ngx_pubsub_pstr(r->pool, pubsub::formatMsgId(id));
+        ngx_pubsub_hook_format_id(r->pool, &ctx->msg_id, id);
     }
 
     if (!prev.isNull()) {
-        ctx->prev_id = ngx_pubsub_pstr(r->pool, pubsub::formatMsgId(prev));
+        ngx_pubsub_hook_format_id(r->pool, &ctx->prev_id, prev);
     }
 }
 

@@ -1061,6 +1061,9 @@ ngx_pubsub_channels_eval(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     ch->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
     ch->n = 0;
+    ch->cap = 4;
+    ch->id = ch->id_inline;
+    ch->key = ch->key_inline;
     *err_out = NULL;
 
     if (plcf->channel_group != NULL
@@ -1108,6 +1111,25 @@ ngx_pubsub_channels_eval(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
         for (size_t k = from; k < n; k++) {
             std::string_view id = split[k];
+
+            if (ch->n == ch->cap) {
+                ngx_uint_t  cap = ch->cap * 4 < NGX_PUBSUB_MAX_CHANNELS
+                                  ? ch->cap * 4 : NGX_PUBSUB_MAX_CHANNELS;
+                ngx_str_t  *nid, *nkey;
+
+                nid = static_cast<ngx_str_t *>(
+                          ngx_palloc(r->pool, 2 * cap * sizeof(ngx_str_t)));
+                if (nid == NULL) {
+                    return NGX_ERROR;
+                }
+
+                nkey = nid + cap;
+                ngx_memcpy(nid, ch->id, ch->n * sizeof(ngx_str_t));
+                ngx_memcpy(nkey, ch->key, ch->n * sizeof(ngx_str_t));
+                ch->id = nid;
+                ch->key = nkey;
+                ch->cap = cap;
+            }
 
             ch->id[ch->n] = ngx_pubsub_pstr(r->pool, id);
             ch->key[ch->n].len = group.len + 1 + id.size();

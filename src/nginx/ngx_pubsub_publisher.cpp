@@ -35,10 +35,11 @@ ngx_pubsub_info_response(ngx_http_request_t *r, ngx_uint_t status,
 
     fmt = ngx_pubsub_info_format(r);
 
-    std::string body = pubsub::formatChannelInfo(info, fmt, ngx_time());
+    char    body[pubsub::kMaxChannelInfoText];
+    size_t  len = pubsub::writeChannelInfo(body, info, fmt, ngx_time());
 
     return ngx_pubsub_respond_text(r, status, pubsub::infoContentType(fmt),
-                                   body);
+                                   std::string_view(body, len));
 }
 
 

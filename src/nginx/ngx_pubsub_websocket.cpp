@@ -25,6 +25,13 @@ namespace ws = pubsub::ws;
 
 
 #define NGX_PUBSUB_WS_READ_BUF      16384
+
+/*
+ * One read buffer per worker, shared by every WebSocket: feed() consumes
+ * all it is given before the next recv() (the parser keeps what a partial
+ * frame needs), so an idle connection holds no read buffer at all.
+ */
+static u_char  ngx_pubsub_ws_read_buf[NGX_PUBSUB_WS_READ_BUF];
 #define NGX_PUBSUB_WS_READ_ROUNDS   32       /* reads per event, then yield */
 #define NGX_PUBSUB_WS_LINGER        3000     /* ms to wait for a close reply */
 
@@ -180,7 +187,6 @@ private:
     ngx_pubsub_ws_out_t                *tail_ = nullptr;
     size_t                              pending_ = 0;
 
-    u_char                             *rbuf_ = nullptr;
     std::unique_ptr<ws::Deflater>       deflater_;
 
     /* cleared by the destructor: late store callbacks check it */
@@ -277,12 +283,6 @@ ngx_pubsub_ws_t::init()
     }
 
     self_ = std::make_shared<ngx_pubsub_ws_t *>(this);
-
-    rbuf_ = static_cast<u_char *>(ngx_palloc(r->pool,
-                                             NGX_PUBSUB_WS_READ_BUF));
-    if (rbuf_ == NULL) {
-        return NGX_ERROR;
-    }
 
     return NGX_OK;
 }
@@ -708,7 +708,7 @@ ngx_pubsub_ws_t::read()
             return;
         }
 
-        n = c->recv(c, rbuf_, NGX_PUBSUB_WS_READ_BUF);
+        n = c->recv(c, ngx_pubsub_ws_read_buf, NGX_PUBSUB_WS_READ_BUF);
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
@@ -725,7 +725,7 @@ ngx_pubsub_ws_t::read()
         }
 
         heard_ = true;
-        feed(rbuf_, n);
+        feed(ngx_pubsub_ws_read_buf, n);
     }
 }
 

@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Writes bench/RESULTS.md from bench/out/results.jsonl (called by run.sh)."""
+import argparse
+import json
+import statistics
+
+SERVERS = [("ours", "ngx_pubsub"), ("nchan", "nchan"), ("ret200", "return 200")]
+
+# scenario -> (title, what it measures, primary metric, higher is better, extra metrics)
+# metrics are (dotted json path, column label, format)
+SCENARIOS = {
+    "publish-1w": (
+        "Publish throughput, no subscribers, 1 worker",
+        "50 keep-alive connections POST a 100-byte body to one channel in a closed loop "
+        "(one request in flight per connection). `return 200` answers the same POST from "
+        "a plain location.",
+        ("req_per_sec", "req/s", "{:,.0f}"), True,
+        [("non_2xx", "non-2xx", "{:.0f}"), ("latency_us.p50", "p50 µs", "{:.0f}"),
+         ("latency_us.p99", "p99 µs", "{:.0f}")]),
+    "publish-2w": (
+        "Publish throughput, no subscribers, 2 workers",
+        "As above with `worker_processes 2`; server and client share both cores (no pinning).",
+        ("req_per_sec", "req/s", "{:,.0f}"), True,
+        [("non_2xx", "non-2xx", "{:.0f}"), ("latency_us.p50", "p50 µs", "{:.0f}"),
+         ("latency_us.p99", "p99 µs", "{:.0f}")]),
+    "fanout-ws-10k": (
+        "Fan-out to 10,000 WebSocket subscribers of one channel",
+        "10,000 WebSocket subscribers on one channel; one publisher posts messages back to "
+        "back (next POST when the previous answered). Deliveries/s = deliveries / (last "
+        "delivery − first publish). Latency = publish send → frame received (same clock).",
+        ("deliveries_per_sec", "deliveries/s", "{:,.0f}"), True,
+        [("subscribed", "subscribed", "{:.0f}"), ("deliveries", "deliveries", "{:.0f}"),
+         ("lost", "lost", "{:.0f}"), ("duplicates", "dup", "{:.0f}"),
+         ("reorders", "reorder", "{:.0f}"), ("latency_us.p50", "p50 µs", "{:,.0f}"),
+         ("latency_us.p99", "p99 µs", "{:,.0f}"), ("latency_us.max", "max µs", "{:,.0f}")]),
+    "fanout-ws-1000ch": (
+        "5,000 WebSocket subscribers over 1,000 channels",
+        "5 subscribers per channel; 50 publisher connections (each owns a fixed set of "
+        "channels so per-channel order is defined) post round-robin over the channels.",
+        ("deliveries_per_sec", "deliveries/s", "{:,.0f}"), True,
+        [("publish_per_sec", "publish/s", "{:,.0f}"), ("subscribed", "subscribed", "{:.0f}"),
+         ("deliveries", "deliveries", "{:.0f}"), ("lost", "lost", "{:.0f}"),
+         ("duplicates", "dup", "{:.0f}"), ("reorders", "reorder", "{:.0f}"),
+         ("latency_us.p50", "p50 µs", "{:,.0f}"), ("latency_us.p99", "p99 µs", "{:,.0f}")]),
+    "idle-ws": (
+        "Memory per idle WebSocket subscriber",
+        "10,000 idle WebSocket subscribers on one channel. Worker Private_Dirty (and RSS) "
+        "from /proc/<worker>/smaps_rollup before connecting and 1 s after all are "
+        "subscribed, divided by the subscriber count; then once more after one message "
+        "reached every subscriber.",
+        ("private_dirty_bytes_per_sub", "bytes/sub (Private_Dirty)", "{:,.0f}"), False,
+        [("rss_bytes_per_sub", "bytes/sub (RSS)", "{:,.0f}"),
+         ("private_dirty_bytes_per_sub_after_msg", "bytes/sub after 1 msg", "{:,.0f}"),
+         ("subscribed", "subscribed", "{:.0f}"), ("warmed", "got msg", "{:.0f}"),
+         ("connects_per_sec", "connects/s", "{:,.0f}")]),
+    "idle-sse": (
+        "Memory per idle EventSource subscriber",
+        "As idle-ws, with `Accept: text/event-stream` subscribers.",
+        ("private_dirty_bytes_per_sub", "bytes/sub (Private_Dirty)", "{:,.0f}"), False,
+        [("rss_bytes_per_sub", "bytes/sub (RSS)", "{:,.0f}"),
+         ("private_dirty_bytes_per_sub_after_msg", "bytes/sub after 1 msg", "{:,.0f}"),
+         ("subscribed", "subscribed", "{:.0f}"), ("warmed", "got msg", "{:.0f}"),
+         ("connects_per_sec", "connects/s", "{:,.0f}")]),
+    "longpoll-rtt-1": (
+        "Long-poll round trips, 1 pair",
+        "One long-poll subscriber and one publisher on their own channel: publish k, wait "
+        "for the long-poll answer (and the publish answer), re-poll with "
+        "If-Modified-Since/If-None-Match, publish k+1. Latency = publish → long-poll answer.",
+        ("round_trips_per_sec", "round trips/s", "{:,.0f}"), True,
+        [("stalls", "stalls", "{:.0f}"), ("out_of_order", "out of order", "{:.0f}"),
+         ("latency_us.p50", "p50 µs", "{:,.0f}"), ("latency_us.p99", "p99 µs", "{:,.0f}")]),
+    "longpoll-rtt-20": (
+        "Long-poll round trips, 20 pairs",
+        "As above with 20 independent pairs (20 channels) in parallel.",
+        ("round_trips_per_sec", "round trips/s", "{:,.0f}"), True,
+        [("stalls", "stalls", "{:.0f}"), ("out_of_order", "out of order", "{:.0f}"),
+         ("latency_us.p50", "p50 µs", "{:,.0f}"), ("latency_us.p99", "p99 µs", "{:,.0f}")]),
+}
+
+
+def get(d, path):
+    for k in path.split("."):
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d if isinstance(d, (int, float)) else None
+
+
+def median(rows, path):
+    vals = [v for v in (get(r, path) for r in rows) if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, f):
+    return "—" if v is None else f.format(v)
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "—"
+    return "{:.2f}×".format(a / b)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for a in ("results", "commands", "notes", "out", "command", "date", "nproc", "cpu",
+              "kernel", "nginx", "loadavg", "elapsed", "reps", "ours-ok", "client", "nofile",
+              "worker-conns", "nice"):
+        ap.add_argument("--" + a, default="")
+    a = ap.parse_args()
+
+    rows = [json.loads(line) for line in open(a.results) if line.strip()]
+    commands = {}
+    for line in open(a.commands):
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) == 3:
+            commands[parts[0]] = (parts[1], parts[2])
+    notes = [n.rstrip("\n") for n in open(a.notes)] if a.notes else []
+    ours_ok = a.ours_ok == "1"
+
+    by = {}
+    for r in rows:
+        by.setdefault((r.get("scenario"), r.get("server")), []).append(r)
+
+    o = []
+    o.append("# Benchmark results: ngx_pubsub vs nchan vs nginx `return 200`\n")
+    if not ours_ok:
+        o.append("> **The ngx_pubsub column is pending**: `build/nginx/ngx_pubsub_module.so` "
+                 "did not exist (or did not load) when this file was written. The nchan and "
+                 "`return 200` numbers are final for this machine; re-run `bench/run.sh` once "
+                 "the module builds to fill in ngx_pubsub and the ratios.\n")
+    o.append("- Command: `{}` (client: `build/bench/pubsub-load`)".format(a.command))
+    o.append("- Date: {}; total run time {} s; {} repetition(s) per server, median reported; "
+             "servers alternate run by run (ngx_pubsub, nchan, return 200, ngx_pubsub, …), "
+             "each run on a fresh nginx".format(a.date, a.elapsed, a.reps))
+    o.append("- Machine: {} CPUs, {}, kernel {}, {}; load average at start {}".format(
+        a.nproc, a.cpu, a.kernel, a.nginx, a.loadavg))
+    if a.nice and a.nice != "0":
+        o.append("- Priority: nginx and the client ran under `nice -n {}`.".format(a.nice))
+    o.append("- Pinning: with 1 worker, nginx (master and worker) runs on core 0 "
+             "(`taskset -c 0`) and the client on core 1; with 2 workers nothing is pinned.")
+    o.append("- Identical configs apart from the directive prefix: `*_publisher` and "
+             "`*_subscriber` locations with `*_channel_id $arg_id`, "
+             "`*_message_buffer_length 10`, `access_log off`, `keepalive_requests 10000000`, "
+             "`worker_rlimit_nofile {}`, `worker_connections {}`.".format(a.nofile, a.worker_conns))
+    o.append("- The machine is shared with other work. Per run, \"server CPU\" is the "
+             "nginx processes' CPU time over the run's wall time (% of one core: ~100% with "
+             "1 worker means the server was the bottleneck), \"client CPU\" the same for "
+             "the load client (near 100%: the client limited the run) and \"others' CPU\" is what "
+             "processes other than nginx and the client used, as % of all CPUs (0% = the "
+             "run had the machine to itself; 50% = one core's worth was taken by someone "
+             "else). Runs taken while others were busy are slower for every server; compare "
+             "servers within a table and treat differences under ~10% as noise.\n")
+
+    # summary
+    o.append("## Summary\n")
+    flagged = False
+    o.append("| scenario | metric | ngx_pubsub | nchan | return 200 | ours/nchan | ours/return200 |")
+    o.append("|---|---|---:|---:|---:|---:|---:|")
+    for sc, (title, _desc, prim, _hib, _extra) in SCENARIOS.items():
+        if not any((sc, s) in by for s, _ in SERVERS):
+            continue
+        path, label, f = prim
+        m = {s: median(by.get((sc, s), []), path) for s, _ in SERVERS}
+        ours = fmt(m["ours"], f) if ours_ok else "pending"
+        ret = fmt(m["ret200"], f) if (sc, "ret200") in by else "n/a"
+        busy = [median(by.get((sc, s), []), "other_cpu_pct") for s, _ in SERVERS]
+        cpu_bound = not sc.startswith("idle-")  # memory does not depend on CPU share
+        flag = " ⚠" if cpu_bound and any(b is not None and b >= 25 for b in busy) else ""
+        flagged = flagged or bool(flag)
+        o.append("| {} | {} | {} | {} | {} | {} | {} |".format(
+            sc + flag, label, ours, fmt(m["nchan"], f), ret, ratio(m["ours"], m["nchan"]),
+            ratio(m["ours"], m["ret200"]) if (sc, "ret200") in by else "n/a"))
+    if flagged:
+        o.append("\n⚠ = in the median run of at least one server, other processes used "
+                 "≥ 25% of all CPUs (see \"others' CPU\" below): absolute throughput numbers are "
+                 "depressed and noisy; re-run with `--wait-idle` on a quieter machine.")
+    o.append("")
+
+    for sc, (title, desc, prim, hib, extra) in SCENARIOS.items():
+        if not any((sc, s) in by for s, _ in SERVERS):
+            continue
+        path, label, f = prim
+        o.append("## {} (`{}`)\n".format(title, sc))
+        o.append(desc + " " + ("Higher is better." if hib else "Lower is better.") + "\n")
+        if sc in commands:
+            w, cmd = commands[sc]
+            o.append("Client command (port filled per run; `{{ch}}` = per-run channel id), "
+                     "`worker_processes {}`:\n".format(w))
+            o.append("```\nbuild/bench/pubsub-load {}\n```\n".format(cmd))
+        head = ["server", label + " (median)", "min–max"] + [e[1] for e in extra] + ["server CPU", "client CPU", "others' CPU", "runs"]
+        o.append("| " + " | ".join(head) + " |")
+        o.append("|" + "---|" * len(head))
+        for s, name in SERVERS:
+            rs = by.get((sc, s), [])
+            if s == "ours" and not ours_ok:
+                o.append("| {} | pending | | {}| |".format(name, "| " * (len(extra) + 2)))
+                continue
+            if not rs:
+                continue
+            vals = [v for v in (get(r, path) for r in rs) if v is not None]
+            rng = "{}–{}".format(fmt(min(vals), f), fmt(max(vals), f)) if vals else "—"
+            cells = [name, fmt(median(rs, path), f), rng]
+            cells += [fmt(median(rs, e[0]), e[2]) for e in extra]
+            cells.append(fmt(median(rs, "server_cpu_pct"), "{:.0f}%"))
+            cells.append(fmt(median(rs, "client_cpu_pct"), "{:.0f}%"))
+            cells.append(fmt(median(rs, "other_cpu_pct"), "{:.0f}%"))
+            errs = sum(1 for r in rs if "error" in r)
+            cells.append(str(len(rs)) + (" ({} failed)".format(errs) if errs else ""))
+            o.append("| " + " | ".join(cells) + " |")
+        mo, mn = median(by.get((sc, "ours"), []), path), median(by.get((sc, "nchan"), []), path)
+        line = "\nRatios: ngx_pubsub/nchan {}".format(ratio(mo, mn) if ours_ok else "pending")
+        if (sc, "ret200") in by:
+            mr = median(by.get((sc, "ret200"), []), path)
+            line += ", ngx_pubsub/return 200 {}, nchan/return 200 {}".format(
+                ratio(mo, mr) if ours_ok else "pending", ratio(mn, mr))
+        o.append(line + ".\n")
+
+    o.append("## Notes\n")
+    if notes:
+        for n in notes:
+            o.append("- " + n if not n.startswith(" ") else "  " + n)
+    else:
+        o.append("- No anomalies recorded (no failed runs, no alert/crit/emerg lines in "
+                 "any error.log).")
+    o.append("- Raw per-run JSON: `bench/out/results.jsonl`; client logs: `bench/out/*.log` "
+             "(not committed).")
+    with open(a.out, "w") as fh:
+        fh.write("\n".join(o) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,376 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: ngx_pubsub vs nchan vs nginx `return 200`.
+#
+#   bench/run.sh [--quick] [--only S1,S2] [--reps N] [--results FILE] [--skip-build]
+#                [--wait-idle SECONDS] [--nice N]
+#
+# Builds the load client (build/bench/pubsub-load) and, when missing, the
+# module (scripts/build.sh), then runs every scenario against each server,
+# alternating servers run by run, each run on a fresh nginx in its own temp
+# prefix, and writes bench/RESULTS.md (medians over the repetitions).
+# Raw results: bench/out/results.jsonl, client logs: bench/out/*.log.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH=$ROOT/bench
+OUT=$BENCH/out
+CLIENT=$ROOT/build/bench/pubsub-load
+OURS_SO=$ROOT/build/nginx/ngx_pubsub_module.so
+NCHAN_SO=${NCHAN_SO:-/usr/lib/nginx/modules/ngx_nchan_module.so}
+NGINX=${NGINX:-/usr/sbin/nginx}
+ALL_SCENARIOS="publish-1w publish-2w fanout-ws-10k fanout-ws-1000ch idle-ws idle-sse longpoll-rtt-1 longpoll-rtt-20"
+
+QUICK=0
+ONLY=""
+REPS=""
+RESULTS=$BENCH/RESULTS.md
+SKIP_BUILD=0
+WAIT_IDLE=0
+NICE=0
+ORIG_ARGS="$*"
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) QUICK=1 ;;
+    --only) ONLY=${2:?--only needs a scenario list}; shift ;;
+    --reps) REPS=${2:?--reps needs a number}; shift ;;
+    --results) RESULTS=${2:?--results needs a file}; shift ;;
+    --skip-build) SKIP_BUILD=1 ;;
+    --wait-idle) WAIT_IDLE=${2:?--wait-idle needs seconds}; shift ;;
+    --nice) NICE=${2:?--nice needs a niceness}; shift ;;
+    -h|--help)
+        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+        echo "scenarios: $ALL_SCENARIOS"
+        exit 0 ;;
+    *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ -z "$REPS" ]; then
+    if [ $QUICK = 1 ]; then REPS=1; else REPS=3; fi
+fi
+case "$REPS" in ''|*[!0-9]*|0) echo "run.sh: --reps needs a positive integer" >&2; exit 2 ;; esac
+SCENARIOS=$ALL_SCENARIOS
+if [ -n "$ONLY" ]; then
+    SCENARIOS=""
+    for s in ${ONLY//,/ }; do
+        case " $ALL_SCENARIOS " in
+        *" $s "*) SCENARIOS="$SCENARIOS $s" ;;
+        *) echo "run.sh: unknown scenario '$s' (known: $ALL_SCENARIOS)" >&2; exit 2 ;;
+        esac
+    done
+fi
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+for tool in cmake jq python3 curl "$NGINX"; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "run.sh: '$tool' not found" >&2; exit 2; }
+done
+[ -f "$NCHAN_SO" ] || { echo "run.sh: nchan module not found at $NCHAN_SO" >&2; exit 2; }
+
+mkdir -p "$OUT"
+: > "$OUT/results.jsonl"
+: > "$OUT/notes.txt"
+note() { echo "$*" >> "$OUT/notes.txt"; log "$*"; }
+
+# ------------------------------------------------------------------ build
+if [ $SKIP_BUILD = 0 ]; then
+    log "building the load client into build/bench"
+    cmake -S "$BENCH" -B "$ROOT/build/bench" -DCMAKE_BUILD_TYPE=Release >"$OUT/build-client.log" 2>&1 \
+        && cmake --build "$ROOT/build/bench" -j2 >>"$OUT/build-client.log" 2>&1 \
+        || { cat "$OUT/build-client.log" >&2; echo "run.sh: client build failed" >&2; exit 1; }
+    if [ ! -f "$OURS_SO" ] && [ -x "$ROOT/scripts/build.sh" ]; then
+        log "building ngx_pubsub with scripts/build.sh (log: bench/out/build-module.log)"
+        if ! (cd "$ROOT" && scripts/build.sh) >"$OUT/build-module.log" 2>&1; then
+            note "scripts/build.sh failed (see bench/out/build-module.log)"
+        fi
+    fi
+fi
+[ -x "$CLIENT" ] || { echo "run.sh: $CLIENT missing (drop --skip-build)" >&2; exit 1; }
+
+NOFILE=$(ulimit -Hn)
+[ "$NOFILE" = unlimited ] && NOFILE=65536
+[ "$NOFILE" -gt 65536 ] && NOFILE=65536
+ulimit -n "$NOFILE"
+WORKER_CONNS=$((NOFILE - 100))
+if [ "$NOFILE" -lt 10500 ]; then
+    note "hard RLIMIT_NOFILE is $NOFILE: 10,000-subscriber scenarios need about 10,100"
+fi
+
+# Percent of all CPUs busy over 0.3 s (other engineers' jobs skew results).
+cpu_busy() {
+    local a b
+    a=($(head -1 /proc/stat)); sleep 0.3; b=($(head -1 /proc/stat))
+    local ta=0 tb=0 i
+    for i in 1 2 3 4 5 6 7 8; do ta=$((ta + a[i])); tb=$((tb + b[i])); done
+    local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) )) tot=$((tb - ta))
+    [ $tot -gt 0 ] && echo $(( 100 * (tot - idle) / tot )) || echo 0
+}
+
+# Busy and total jiffies of all CPUs.
+stat_totals() {
+    local cpu u n sy i w q sq st rest
+    read -r cpu u n sy i w q sq st rest < /proc/stat
+    echo "$((u + n + sy + q + sq + st)) $((u + n + sy + i + w + q + sq + st))"
+}
+# utime+stime jiffies of the given pids.
+proc_jiffies() {
+    local t=0 p f
+    for p in "$@"; do
+        f=$(cut -d')' -f2- "/proc/$p/stat" 2>/dev/null) || continue
+        set -- $f
+        t=$((t + ${12} + ${13}))
+    done
+    echo $t
+}
+# Waits (up to WAIT_IDLE s) until other jobs leave the CPUs mostly idle.
+wait_idle() {
+    local deadline=$(( $(date +%s) + WAIT_IDLE ))
+    while [ "$WAIT_IDLE" -gt 0 ] && [ "$(date +%s)" -lt $deadline ]; do
+        [ "$(cpu_busy)" -lt 20 ] && return 0
+        sleep 1
+    done
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+# With scheduler autogroups, nice only ranks processes within one session:
+# give this session's autogroup the same niceness so --nice holds against
+# other sessions' jobs.
+if [ "$NICE" != 0 ] && [ -w /proc/self/autogroup ]; then
+    echo "$NICE" > /proc/self/autogroup 2>/dev/null || note "could not set autogroup niceness"
+fi
+
+NPROC=$(nproc)
+PIN=1
+if [ "$NPROC" -lt 2 ]; then
+    PIN=0
+    note "fewer than 2 CPUs: no taskset pinning"
+fi
+
+WORK=$(mktemp -d /tmp/pubsub-bench.XXXXXX)
+chmod 755 "$WORK"
+MASTER_PID=""
+cleanup() {
+    if [ -n "$MASTER_PID" ] && kill -0 "$MASTER_PID" 2>/dev/null; then
+        kill -TERM "$MASTER_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+NEXT_PORT=$((20000 + ($$ % 500) * 20))
+free_port() {
+    local p=$NEXT_PORT
+    while ss -Htan "( sport = :$p )" 2>/dev/null | grep -q .; do p=$((p + 1)); done
+    NEXT_PORT=$((p + 1))
+    [ $NEXT_PORT -lt 32000 ] || NEXT_PORT=20000
+    PORT=$p
+}
+
+# write_config SERVER WORKERS PREFIX PORT
+write_config() {
+    local server=$1 workers=$2 prefix=$3 port=$4 load="" locs="" user=""
+    [ "$(id -u)" = 0 ] && user="user root;"
+    case $server in
+    ours)
+        load="load_module $OURS_SO;"
+        locs="location = /pub { pubsub_publisher; pubsub_channel_id \$arg_id; pubsub_message_buffer_length 10; }
+        location = /sub { pubsub_subscriber; pubsub_channel_id \$arg_id; }" ;;
+    nchan)
+        load="load_module $NCHAN_SO;"
+        locs="location = /pub { nchan_publisher; nchan_channel_id \$arg_id; nchan_message_buffer_length 10; }
+        location = /sub { nchan_subscriber; nchan_channel_id \$arg_id; }" ;;
+    ret200)
+        locs="location = /pub { return 200; }" ;;
+    esac
+    mkdir -p "$prefix/logs" "$prefix/tmp"
+    cat > "$prefix/nginx.conf" <<EOF
+$load
+$user
+worker_processes $workers;
+worker_rlimit_nofile $NOFILE;
+pid $prefix/nginx.pid;
+error_log $prefix/logs/error.log warn;
+events { worker_connections $WORKER_CONNS; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $prefix/tmp/body;
+    proxy_temp_path $prefix/tmp/proxy;
+    fastcgi_temp_path $prefix/tmp/fastcgi;
+    uwsgi_temp_path $prefix/tmp/uwsgi;
+    scgi_temp_path $prefix/tmp/scgi;
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        $locs
+        location = /health { return 204; }
+    }
+}
+EOF
+}
+
+# start_server SERVER WORKERS: sets PORT, MASTER_PID, WORKER_PID, PREFIX
+start_server() {
+    local server=$1 workers=$2 i
+    free_port
+    PREFIX=$WORK/$server-$workers-$PORT
+    write_config "$server" "$workers" "$PREFIX" "$PORT"
+    local pin=(nice -n "$NICE")
+    if [ "$workers" = 1 ] && [ $PIN = 1 ]; then pin+=(taskset -c 0); fi
+    if ! "${pin[@]}" "$NGINX" -p "$PREFIX" -c "$PREFIX/nginx.conf" 2>"$PREFIX/start.err"; then
+        cat "$PREFIX/start.err" >&2
+        return 1
+    fi
+    for i in $(seq 1 100); do
+        [ -s "$PREFIX/nginx.pid" ] && curl -s -o /dev/null "http://127.0.0.1:$PORT/health" && break
+        sleep 0.05
+    done
+    MASTER_PID=$(cat "$PREFIX/nginx.pid")
+    # the daemonized master is in a session (autogroup) of its own
+    if [ "$NICE" != 0 ] && [ -w "/proc/$MASTER_PID/autogroup" ]; then
+        echo "$NICE" > "/proc/$MASTER_PID/autogroup" 2>/dev/null || true
+    fi
+    WORKER_PID=""
+    for i in $(seq 1 50); do
+        WORKER_PID=$(pgrep -P "$MASTER_PID" | head -1 || true)
+        [ -n "$WORKER_PID" ] && break
+        sleep 0.05
+    done
+}
+
+stop_server() {
+    local i
+    [ -n "$MASTER_PID" ] || return 0
+    kill -QUIT "$MASTER_PID" 2>/dev/null || true
+    for i in $(seq 1 100); do
+        kill -0 "$MASTER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$MASTER_PID" 2>/dev/null; then
+        kill -TERM "$MASTER_PID" 2>/dev/null || true
+        sleep 0.5
+    fi
+    if grep -qE '\[(alert|crit|emerg)\]' "$PREFIX/logs/error.log" 2>/dev/null; then
+        note "$CUR_SERVER/$CUR_SCENARIO rep $CUR_REP: error.log has alert/crit/emerg lines:"
+        grep -E '\[(alert|crit|emerg)\]' "$PREFIX/logs/error.log" | head -3 >> "$OUT/notes.txt"
+    fi
+    MASTER_PID=""
+}
+
+# ------------------------------------------------------------------ servers
+SERVERS_ALL="ours nchan ret200"
+OURS_OK=0
+if [ -f "$OURS_SO" ]; then
+    t=$WORK/check-ours
+    write_config ours 1 "$t" 1
+    if "$NGINX" -t -p "$t" -c "$t/nginx.conf" >"$OUT/ours-config-test.log" 2>&1; then
+        OURS_OK=1
+    else
+        note "ngx_pubsub: SKIPPED - $OURS_SO does not pass nginx -t: $(grep -m1 emerg "$OUT/ours-config-test.log" || true)"
+    fi
+else
+    note "ngx_pubsub: SKIPPED - $OURS_SO does not exist (build it with scripts/build.sh)"
+fi
+
+# scenario parameters
+if [ $QUICK = 1 ]; then
+    PUB_DUR=2; PUB_WARM=0.5; FAN_MSGS=10; MC_MSGS=5000; RTT_DUR=1.5; HOLD=0.2
+else
+    PUB_DUR=5; PUB_WARM=1; FAN_MSGS=50; MC_MSGS=20000; RTT_DUR=3; HOLD=0.5
+fi
+
+scenario_servers() {
+    case $1 in
+    publish-*) echo "ours nchan ret200" ;;
+    *) echo "ours nchan" ;;
+    esac
+}
+scenario_workers() {
+    case $1 in
+    publish-2w) echo 2 ;;
+    *) echo 1 ;;
+    esac
+}
+# client arguments; the URLs use @PORT@ (filled per run)
+scenario_args() {
+    local base=http://127.0.0.1:@PORT@
+    case $1 in
+    publish-*) echo "publish --url $base/pub?id={ch} --conns 50 --duration $PUB_DUR --warmup $PUB_WARM --size 100" ;;
+    fanout-ws-10k) echo "fanout --transport ws --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 10000 --channels 1 --messages $FAN_MSGS --size 100" ;;
+    fanout-ws-1000ch) echo "fanout --transport ws --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 5000 --channels 1000 --messages $MC_MSGS --pub-conns 50 --size 100" ;;
+    idle-ws) echo "idle --transport ws --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 10000 --hold $HOLD --measure-pid @WORKER@" ;;
+    idle-sse) echo "idle --transport sse --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 10000 --hold $HOLD --measure-pid @WORKER@" ;;
+    longpoll-rtt-1) echo "longpoll-rtt --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --pairs 1 --duration $RTT_DUR --warmup 0.5 --size 100" ;;
+    longpoll-rtt-20) echo "longpoll-rtt --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --pairs 20 --duration $RTT_DUR --warmup 0.5 --size 100" ;;
+    esac
+}
+
+: > "$OUT/commands.tsv"
+START=$(date +%s)
+log "scenarios:$SCENARIOS; reps $REPS; work dir $WORK"
+for sc in $SCENARIOS; do
+    workers=$(scenario_workers "$sc")
+    printf '%s\t%s\t%s\n' "$sc" "$workers" "$(scenario_args "$sc")" >> "$OUT/commands.tsv"
+    for rep in $(seq 1 "$REPS"); do
+        for server in $(scenario_servers "$sc"); do
+            if [ "$server" = ours ] && [ $OURS_OK = 0 ]; then continue; fi
+            CUR_SERVER=$server; CUR_SCENARIO=$sc; CUR_REP=$rep
+            wait_idle
+            busy=$(cpu_busy)
+            if ! start_server "$server" "$workers"; then
+                note "$server/$sc rep $rep: nginx failed to start"
+                continue
+            fi
+            args=$(scenario_args "$sc")
+            args=${args//@PORT@/$PORT}
+            args=${args//@WORKER@/$WORKER_PID}
+            cpin=(nice -n "$NICE")
+            if [ "$workers" = 1 ] && [ $PIN = 1 ]; then cpin+=(taskset -c 1); fi
+            logf=$OUT/$sc-$server-$rep.log
+            spids=("$MASTER_PID" $(pgrep -P "$MASTER_PID" || true))
+            read -r b0 t0 < <(stat_totals)
+            s0=$(proc_jiffies "${spids[@]}")
+            w0=$(date +%s%N)
+            # shellcheck disable=SC2086
+            json=$(timeout 180 "${cpin[@]}" "$CLIENT" $args --label "$server" 2>"$logf" | tail -1) || true
+            w1=$(date +%s%N)
+            s1=$(proc_jiffies "${spids[@]}")
+            read -r b1 t1 < <(stat_totals)
+            stop_server
+            # server CPU as % of one core; other processes' CPU as % of all CPUs
+            wall_j=$(( (w1 - w0) * CLK_TCK / 1000000000 ))
+            [ $wall_j -gt 0 ] || wall_j=1
+            server_pct=$(( 100 * (s1 - s0) / wall_j ))
+            ccpu=$(echo "$json" | jq -r '.client_cpu_s // 0' 2>/dev/null || echo 0)
+            client_j=$(awk -v c="$ccpu" -v k="$CLK_TCK" 'BEGIN { printf "%d", c * k }')
+            tot=$((t1 - t0)); [ $tot -gt 0 ] || tot=1
+            other=$(( b1 - b0 - (s1 - s0) - client_j ))
+            [ $other -ge 0 ] || other=0
+            other_pct=$(( 100 * other / tot ))
+            client_pct=$(( 100 * client_j / wall_j ))
+            if [ -z "$json" ] || ! echo "$json" | jq -e . >/dev/null 2>&1; then
+                note "$server/$sc rep $rep: client produced no result (see bench/out/$(basename "$logf"))"
+                json='{"error":"no result"}'
+            fi
+            echo "$json" | jq -c --arg sc "$sc" --arg sv "$server" --argjson rep "$rep" \
+                --argjson w "$workers" --argjson busy "$busy" --argjson spct "$server_pct" \
+                --argjson opct "$other_pct" --argjson cpct "$client_pct" \
+                '. + {scenario:$sc, server:$sv, rep:$rep, workers:$w, busy_before_pct:$busy,
+                      server_cpu_pct:$spct, client_cpu_pct:$cpct, other_cpu_pct:$opct}' \
+                >> "$OUT/results.jsonl"
+            log "$sc $server rep $rep (server ${server_pct}% of a core, client ${client_pct}%, others ${other_pct}% of all CPUs): $(head -c 300 "$logf" | tr '\n' ' ' | cut -c1-200)"
+        done
+    done
+done
+ELAPSED=$(( $(date +%s) - START ))
+
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
+python3 "$BENCH/report.py" \
+    --results "$OUT/results.jsonl" --commands "$OUT/commands.tsv" --notes "$OUT/notes.txt" \
+    --out "$RESULTS" --command "bench/run.sh${ORIG_ARGS:+ $ORIG_ARGS}" --date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
+    --nproc "$NPROC" --cpu "$CPU" --kernel "$(uname -r)" \
+    --nginx "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')" \
+    --loadavg "$(cut -d' ' -f1-3 /proc/loadavg)" --elapsed "$ELAPSED" --reps "$REPS" \
+    --ours-ok "$OURS_OK" --client "$CLIENT" --nofile "$NOFILE" --worker-conns "$WORKER_CONNS" --nice "$NICE"
+log "wrote $RESULTS in ${ELAPSED}s"
