@@ -3,6 +3,7 @@
 // counted across workers in shared memory.  See docs/operations.md.
 
 const assert = require('node:assert/strict');
+const net = require('node:net');
 const { describe, it } = require('node:test');
 const { useNginx } = require('./lib/nginx');
 const C = require('./lib/clients');
@@ -219,6 +220,25 @@ describe('pubsub_status', () => {
         const r4 = await C.httpRequest({ port: ngx.port, path: '/status?format=json',
             headers: { Accept: 'text/plain' } });
         assert.match(r4.headers['content-type'], /^application\/json/);
+    });
+
+    it('drops subscribers whose client closed right after its request', async () => {
+        // Found by t/soak.js: the end of stream arrived with the request and
+        // was consumed with it, so a long-poll (which sends nothing that
+        // could fail) waited for ever.
+        const base = await status(ngx);
+        for (const hdr of ['', 'Accept: text/event-stream\r\n', 'TE: chunked\r\n']) {
+            for (let i = 0; i < 10; i++) {
+                const s = net.connect(ngx.port, '127.0.0.1', () => {
+                    s.end(`GET /sub/gone${i} HTTP/1.1\r\nHost: x\r\n${hdr}\r\n`);
+                    s.destroy();
+                });
+                s.on('error', () => {});
+            }
+        }
+        await sleep(500);
+        await statusUntil(ngx, (x) => x.subscribers.total === base.subscribers.total
+            && x.subscriptions === base.subscriptions, 'the closed subscribers gone', 3000);
     });
 
     it('refuses other methods with 405 and Allow', async () => {

@@ -176,7 +176,7 @@ ngx_pubsub_eventsource_start(ngx_http_request_t *r,
     }
 
     r->main->count++;
-    r->read_event_handler = ngx_http_test_reading;
+    ngx_pubsub_watch_client(r);
     r->connection->idle = 1;   /* closed on graceful shutdown */
 
     /* subscribed: the unsubscribe hook is sent by the destructor */

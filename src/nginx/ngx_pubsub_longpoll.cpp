@@ -226,7 +226,7 @@ ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     sub->count.start(sub->transport);   /* waiting: stop() ends it */
 
     r->main->count++;
-    r->read_event_handler = ngx_http_test_reading;
+    ngx_pubsub_watch_client(r);
     r->connection->idle = 1;
 
     sub->start_timers(0);

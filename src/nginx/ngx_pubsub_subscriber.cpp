@@ -398,7 +398,7 @@ ngx_pubsub_http_sub_t::start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
     }
 
     r->main->count++;
-    r->read_event_handler = ngx_http_test_reading;
+    ngx_pubsub_watch_client(r);
     r->connection->idle = 1;   /* closed on graceful shutdown */
 
     /* subscribed: the unsubscribe hook is sent by the destructor */

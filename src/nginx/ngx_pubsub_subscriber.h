@@ -93,6 +93,33 @@ private:
 
 
 /*
+ * Watches the client for a close while the request waits.  A client that
+ * sent its request and closed at once may have had its end of stream
+ * consumed together with the request (edge-triggered epoll reports it only
+ * once): look again from a posted event, or the request would wait for
+ * ever (a long-poll sends nothing that could fail).
+ */
+static inline void
+ngx_pubsub_watch_client(ngx_http_request_t *r)
+{
+    ngx_event_t  *rev = r->connection->read;
+
+    r->read_event_handler = ngx_http_test_reading;
+
+#if (NGX_HAVE_EPOLLRDHUP)
+    if (rev->pending_eof) {
+        ngx_post_event(rev, &ngx_posted_events);
+        return;
+    }
+#endif
+
+    if (rev->ready || rev->eof) {
+        ngx_post_event(rev, &ngx_posted_events);
+    }
+}
+
+
+/*
  * Reads the request's resume position: NGX_OK, or NGX_DECLINED after
  * answering (or failing) with *rc for the handler to return.
  */
