@@ -164,7 +164,8 @@ class Load {
     // Well-behaved subscribers on one channel, fed in order by one publisher.
     async wellBehaved(i) {
         const ch = `good${i}`;
-        const sse = C.sseStream({ port: this.port, path: `/sub/${ch}` });
+        const sse = C.sseStream({ port: this.port, path: `/sub/${ch}`,
+            timeout: this.opts.duration * 1000 + 120000 });
         const ws = await C.wsConnect(this.ngx.wsUrl(`/sub/${ch}`));
         const r = await sse.response;
         assert.equal(r.status, 200, 'well-behaved EventSource accepted');
