@@ -6,7 +6,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
-const u = require('./hooks_util.js');
+const u = require('./lib/backend');
 
 let be;
 let ng;

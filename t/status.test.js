@@ -25,6 +25,13 @@ server {
         pubsub_channel_id $1;
         pubsub_authorize_request /authfail;
     }
+    location ~ ^/room/(\\w+)$ {
+        pubsub_subscriber;
+        pubsub_channel_id $1;
+        pubsub_presence on;
+        pubsub_presence_id $arg_user;
+        pubsub_presence_leave_delay 0;
+    }
     location = /auth { internal; return 204; }
     location = /authfail { internal; return 503; }
 }`;
@@ -87,10 +94,8 @@ function parseExposition(text) {
     return { help, type, samples, get };
 }
 
-// One worker: until cross-worker delivery lands (branch multiworker), a
-// message published in one worker reaches only that worker's subscribers.
 describe('pubsub_status', () => {
-    const ngx = useNginx({ conf, workers: 1 });
+    const ngx = useNginx({ conf, workers: 2 });
 
     it('answers JSON with every field of SPEC section 9', async () => {
         const s = await status(ngx);
@@ -98,14 +103,17 @@ describe('pubsub_status', () => {
             'published', 'delivered', 'workers', 'uptime', 'reloads']) {
             assert.equal(typeof s[k], 'number', k);
         }
-        assert.equal(s.workers, 1);
+        assert.equal(s.workers, 2);
+        assert.equal(typeof s.generation, 'number');
+        assert.equal(typeof s.worker.pid, 'number');
         assert.deepEqual(Object.keys(s.subscribers).sort(),
             ['chunked', 'eventsource', 'intervalpoll', 'longpoll', 'multipart', 'rawstream',
                 'total', 'websocket']);
         assert.equal(s.shm.used + s.shm.free, s.shm.size);
         assert.ok(s.shm.size >= 128 * 1024 * 1024);
-        assert.deepEqual(s.presence, { members: 0, connections: 0 });
-        for (const h of ['authorize', 'subscribe', 'unsubscribe', 'publisher_upstream']) {
+        assert.equal(typeof s.presence.members, 'number');
+        assert.equal(typeof s.presence.connections, 'number');
+        for (const h of ['authorize', 'subscribe', 'unsubscribe', 'publisher_upstream', 'presence']) {
             assert.equal(typeof s.hooks[h].calls, 'number');
             assert.equal(typeof s.hooks[h].failures, 'number');
         }
@@ -175,6 +183,18 @@ describe('pubsub_status', () => {
         ws.close();
         await statusUntil(ngx, (x) => x.subscribers.total === base.subscribers.total
             && x.subscriptions === base.subscriptions, 'subscribers back to the baseline');
+    });
+
+    it('counts presence members and connections', async () => {
+        const base = await status(ngx);
+        const subs = ['a', 'a', 'b'].map((u) => C.sseStream({ port: ngx.port, path: `/room/pres?user=${u}` }));
+        await Promise.all(subs.map((x) => x.response));
+        const s = await statusUntil(ngx, (x) => x.presence.connections === base.presence.connections + 3,
+            'three presence connections');
+        assert.equal(s.presence.members, base.presence.members + 2);
+        await Promise.all(subs.map((x) => x.close()));
+        await statusUntil(ngx, (x) => x.presence.members === base.presence.members
+            && x.presence.connections === base.presence.connections, 'members gone');
     });
 
     it('counts hook calls and failures in shared memory', async () => {
@@ -258,7 +278,7 @@ describe('pubsub_status', () => {
         assert.equal(s.published, before.published);
         assert.equal(s.hooks.authorize.calls, before.hooks.authorize.calls);
         assert.ok(s.delivered >= before.delivered);
-        assert.equal(s.workers, 1, 'old workers are not counted once gone');
+        assert.equal(s.workers, 2, 'old workers are not counted once gone');
     });
 });
 

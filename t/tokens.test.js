@@ -8,7 +8,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
-const u = require('./hooks_util.js');
+const u = require('./lib/backend');
 
 const SECRET = 'a-test-secret-of-at-least-32-bytes!!';
 const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });

@@ -18,6 +18,7 @@
 
 #include "ngx_pubsub.h"
 #include "ngx_pubsub_hooks.h"
+#include "pubsub/presence.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -30,6 +31,7 @@
 #define NGX_PUBSUB_STATS_MAGIC    0x50535354   /* "PSST" */
 #define NGX_PUBSUB_STATS_VERSION  1
 #define NGX_PUBSUB_TRANSPORTS     7
+#define NGX_PUBSUB_HOOKS          5
 
 
 typedef struct {
@@ -44,8 +46,6 @@ typedef struct {
     time_t                    started;
     ngx_atomic_t              reloads;
     ngx_atomic_t              delivered;
-    ngx_atomic_t              presence_members;      /* presence: not yet */
-    ngx_atomic_t              presence_connections;
     ngx_pubsub_hook_stats_t   hooks;
     ngx_pubsub_stats_slot_t   slots[NGX_MAX_PROCESSES];
 } ngx_pubsub_stats_t;
@@ -57,8 +57,9 @@ static const char  *ngx_pubsub_transport_names[NGX_PUBSUB_TRANSPORTS] = {
     "multipart", "rawstream"
 };
 
-static const char  *ngx_pubsub_hook_labels[4] = {
-    "authorize", "subscribe", "unsubscribe", "publisher_upstream"
+/* in the order of ngx_pubsub_hook_stats_t's arrays */
+static const char  *ngx_pubsub_hook_labels[NGX_PUBSUB_HOOKS] = {
+    "authorize", "subscribe", "unsubscribe", "publisher_upstream", "presence"
 };
 
 
@@ -314,8 +315,9 @@ typedef struct {
     uint64_t  uptime;
     uint64_t  presence_members;
     uint64_t  presence_connections;
-    uint64_t  hook_calls[4];
-    uint64_t  hook_failures[4];
+    uint64_t  generation;
+    uint64_t  hook_calls[NGX_PUBSUB_HOOKS];
+    uint64_t  hook_failures[NGX_PUBSUB_HOOKS];
     uint64_t  hook_refused;
     uint64_t  token_refused;
     uint64_t  hook_in_flight;
@@ -362,6 +364,15 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
         s->messages = root->messages;
         s->message_bytes = root->messageBytes;
         s->published = root->published;
+        s->generation = root->generation;
+
+        const pubsub::PresenceRoot *pr =
+            static_cast<const pubsub::PresenceRoot *>(root->presence);
+
+        if (pubsub::PresenceRegistry::compatible(pr)) {
+            s->presence_members = pr->totalMembers;
+            s->presence_connections = pr->totalConnections;
+        }
     }
 
     s->shm_size = pmcf->shm_zone->shm.size;
@@ -398,10 +409,7 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
     s->delivered = st->delivered;
     s->reloads = st->reloads;
     s->uptime = ngx_time() - st->started;
-    s->presence_members = st->presence_members;
-    s->presence_connections = st->presence_connections;
-
-    for (ngx_uint_t i = 0; i < 4; i++) {
+    for (ngx_uint_t i = 0; i < NGX_PUBSUB_HOOKS; i++) {
         s->hook_calls[i] = st->hooks.calls[i];
         s->hook_failures[i] = st->hooks.failures[i];
     }
@@ -437,9 +445,12 @@ static void
 ngx_pubsub_status_json(std::string &o, const ngx_pubsub_snapshot_t *s)
 {
     ngx_pubsub_append(o, "{\"version\":\"%s\",\"uptime\":%llu,"
-                      "\"reloads\":%llu,\"workers\":%llu,\n",
+                      "\"reloads\":%llu,\"generation\":%llu,"
+                      "\"workers\":%llu,\"worker\":{\"pid\":%ld,"
+                      "\"slot\":%ld},\n",
                       NGX_PUBSUB_VERSION, U(s->uptime), U(s->reloads),
-                      U(s->workers));
+                      U(s->generation), U(s->workers), (long) ngx_pid,
+                      (long) ngx_process_slot);
     ngx_pubsub_append(o, "\"channels\":%llu,\"subscriptions\":%llu,"
                       "\"messages\":%llu,\"message_bytes\":%llu,\n",
                       U(s->channels), U(s->subscriptions), U(s->messages),
@@ -465,7 +476,7 @@ ngx_pubsub_status_json(std::string &o, const ngx_pubsub_snapshot_t *s)
                       U(s->presence_members), U(s->presence_connections));
 
     o.append("\"hooks\":{");
-    for (ngx_uint_t i = 0; i < 4; i++) {
+    for (ngx_uint_t i = 0; i < NGX_PUBSUB_HOOKS; i++) {
         ngx_pubsub_append(o, "\"%s\":{\"calls\":%llu,\"failures\":%llu},",
                           ngx_pubsub_hook_labels[i], U(s->hook_calls[i]),
                           U(s->hook_failures[i]));
@@ -542,22 +553,22 @@ ngx_pubsub_status_prometheus(std::string &o, const ngx_pubsub_snapshot_t *s)
                     "Shared memory in free slab pages.", s->shm_free);
 
     ngx_pubsub_prom(o, "presence_members", "gauge",
-                    "Presence members (0 until presence is enabled).",
+                    "Presence members (joined or leaving) over all channels.",
                     s->presence_members);
     ngx_pubsub_prom(o, "presence_connections", "gauge",
-                    "Connections of presence members (0 until presence is "
-                    "enabled).", s->presence_connections);
+                    "Subscriber connections in presence channels "
+                    "(anonymous included).", s->presence_connections);
 
     ngx_pubsub_prom_head(o, "hook_calls_total", "counter",
                          "Hook subrequests sent, by hook.");
-    for (ngx_uint_t i = 0; i < 4; i++) {
+    for (ngx_uint_t i = 0; i < NGX_PUBSUB_HOOKS; i++) {
         ngx_pubsub_append(o, "pubsub_hook_calls_total{hook=\"%s\"} %llu\n",
                           ngx_pubsub_hook_labels[i], U(s->hook_calls[i]));
     }
 
     ngx_pubsub_prom_head(o, "hook_failures_total", "counter",
                          "Hook subrequests that got no answer or a 5xx.");
-    for (ngx_uint_t i = 0; i < 4; i++) {
+    for (ngx_uint_t i = 0; i < NGX_PUBSUB_HOOKS; i++) {
         ngx_pubsub_append(o, "pubsub_hook_failures_total{hook=\"%s\"} %llu\n",
                           ngx_pubsub_hook_labels[i], U(s->hook_failures[i]));
     }

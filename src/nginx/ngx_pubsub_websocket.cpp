@@ -10,6 +10,7 @@
  */
 
 #include "ngx_pubsub_subscriber.h"
+#include "ngx_pubsub_hooks.h"
 
 #include <sys/socket.h>
 
@@ -34,6 +35,13 @@ namespace ws = pubsub::ws;
 static u_char  ngx_pubsub_ws_read_buf[NGX_PUBSUB_WS_READ_BUF];
 #define NGX_PUBSUB_WS_READ_ROUNDS   32       /* reads per event, then yield */
 #define NGX_PUBSUB_WS_LINGER        3000     /* ms to wait for a close reply */
+
+/*
+ * pubsub_publisher_upstream_request: inbound messages waiting for (or
+ * holding) the backend's answer; at this many the socket is not read any
+ * more until the oldest one is answered (back-pressure).
+ */
+#define NGX_PUBSUB_WS_UPSTREAM_QUEUE  16
 
 /* permessage-deflate: a small window keeps a connection's zlib state cheap */
 #define NGX_PUBSUB_WS_WINDOW_BITS   10
@@ -117,6 +125,28 @@ ngx_pubsub_ws_deflate_options()
 }
 
 
+class ngx_pubsub_ws_t;
+
+
+/*
+ * An inbound message sent to pubsub_publisher_upstream_request.  Messages
+ * are published (or dropped, or refused) in the order they arrived, each
+ * once its own answer and those of all the earlier ones are there.
+ */
+struct ngx_pubsub_ws_in_t {
+    ngx_pubsub_ws_in_t                 *next = nullptr;
+    ngx_pubsub_ws_t                    *w = nullptr;
+    std::string                         data;
+    std::string                         ct;
+    ngx_pubsub_hook_call_t             *call = nullptr;
+    bool                                answered = false;
+    bool                                failed = false;
+    ngx_uint_t                          status = 0;
+    std::string                         res_body;
+    std::string                         res_ct;
+};
+
+
 class ngx_pubsub_ws_t final : public pubsub::Subscriber {
 public:
     ngx_pubsub_ws_t(ngx_http_request_t *req, ngx_pubsub_loc_conf_t *conf);
@@ -129,6 +159,7 @@ public:
     void deliver(const pubsub::MessagePtr &msg) override;
     void gap() override;
     void channelDeleted() override;
+    void presenceEvent(const pubsub::PresenceEvent &ev) override;
 
     void stop();
     void finish();
@@ -147,6 +178,10 @@ public:
     unsigned                            reply_info:1;
     unsigned                            meta:1;
     unsigned                            deflate:1;
+    unsigned                            upstream:1;  /* publisher hook */
+
+    /* subscribe/unsubscribe hooks: ended by stop(), exactly once */
+    ngx_pubsub_hook_session_t          *hook_session = nullptr;
 
     ws::DeflateParams                   dparams;
     std::unique_ptr<ws::FrameParser>    parser;
@@ -160,11 +195,18 @@ private:
     static void linger_handler(ngx_event_t *ev);
     static void pool_cleanup(void *data);
     static void request_cleanup(void *data);
+    static void resume_handler(ngx_event_t *ev);
+    static void upstream_done(ngx_http_request_t *r, void *data,
+        ngx_pubsub_hook_result_t *res);
 
     void read();
     void feed(const u_char *p, size_t len);
     void on_message(ws::Event &ev);
-    void publish(const ws::Event &ev);
+    void publish(std::string_view data, std::string_view ct);
+    void queue_upstream(ws::Event &ev);
+    void drain_upstream();
+    void apply_upstream(ngx_pubsub_ws_in_t *in);
+    void resume();
     void published(pubsub::PublishReply &&last, ngx_uint_t failed);
 
     void send_gap(const pubsub::MsgId &at);
@@ -182,12 +224,26 @@ private:
     ngx_event_t                         timeout_ev_;
     ngx_event_t                         ping_ev_;
     ngx_event_t                         linger_ev_;
+    ngx_event_t                         resume_ev_;
+
+    /* publisher upstream: the inbound queue and the input it holds back */
+    ngx_pubsub_ws_in_t                 *in_head_ = nullptr;
+    ngx_pubsub_ws_in_t                 *in_tail_ = nullptr;
+    ngx_uint_t                          in_count_ = 0;
+    const u_char                       *stash_ = nullptr;
+    size_t                              stash_len_ = 0;
+    bool                                paused_ = false;
+    bool                                close_deferred_ = false;
+    uint16_t                            deferred_code_ = 0;
+    std::string                         deferred_reason_;
 
     ngx_pubsub_ws_out_t                *head_ = nullptr;
     ngx_pubsub_ws_out_t                *tail_ = nullptr;
     size_t                              pending_ = 0;
 
     std::unique_ptr<ws::Deflater>       deflater_;
+
+    pubsub::PresenceConn               *presence_ = nullptr;
 
     /* cleared by the destructor: late store callbacks check it */
     std::shared_ptr<ngx_pubsub_ws_t *>  self_;
@@ -205,7 +261,7 @@ private:
 ngx_pubsub_ws_t::ngx_pubsub_ws_t(ngx_http_request_t *req,
     ngx_pubsub_loc_conf_t *conf)
     : r(req), plcf(conf), pub(NULL), subscriber(0), reply_info(0), meta(0),
-      deflate(0)
+      deflate(0), upstream(0)
 {
     sub_key.len = 0;
     sub_key.data = NULL;
@@ -213,6 +269,7 @@ ngx_pubsub_ws_t::ngx_pubsub_ws_t(ngx_http_request_t *req,
     ngx_memzero(&timeout_ev_, sizeof(ngx_event_t));
     ngx_memzero(&ping_ev_, sizeof(ngx_event_t));
     ngx_memzero(&linger_ev_, sizeof(ngx_event_t));
+    ngx_memzero(&resume_ev_, sizeof(ngx_event_t));
 }
 
 
@@ -220,18 +277,31 @@ ngx_pubsub_ws_t::~ngx_pubsub_ws_t()
 {
     stop();
 
+    ngx_pubsub_presence_leave(presence_);
+    presence_ = nullptr;
+
     if (self_) {
         *self_ = nullptr;
     }
 
-    if (finish_ev_.posted) {
-        ngx_delete_posted_event(&finish_ev_);
+    for (ngx_event_t *ev : { &finish_ev_, &resume_ev_ }) {
+        if (ev->posted) {
+            ngx_delete_posted_event(ev);
+        }
     }
 
     for (ngx_event_t *ev : { &timeout_ev_, &ping_ev_, &linger_ev_ }) {
         if (ev->timer_set) {
             ngx_del_timer(ev);
         }
+    }
+
+    /* upstream answers still to come are not wanted any more */
+    while (in_head_) {
+        ngx_pubsub_ws_in_t *in = in_head_;
+        in_head_ = in->next;
+        ngx_pubsub_hook_cancel(in->call);
+        delete in;
     }
 
     while (head_) {
@@ -273,6 +343,7 @@ ngx_pubsub_ws_t::init()
         { &timeout_ev_, timeout_handler },
         { &ping_ev_, ping_handler },
         { &linger_ev_, linger_handler },
+        { &resume_ev_, resume_handler },
     };
 
     for (auto &e : evs) {
@@ -320,10 +391,17 @@ ngx_pubsub_ws_t::request_cleanup(void *data)
 }
 
 
+/*
+ * Ends the subscription (if any) and its hook session: whatever ends a
+ * WebSocket subscriber comes through here (close sent or received, channel
+ * deleted, timeout, dead peer, reset, shutdown, the pool going away), and
+ * the session pointer makes the unsubscribe hook go out exactly once.
+ */
 void
 ngx_pubsub_ws_t::stop()
 {
-    pubsub::Store  *store;
+    pubsub::Store              *store;
+    ngx_pubsub_hook_session_t  *s;
 
     count.end();
 
@@ -332,6 +410,12 @@ ngx_pubsub_ws_t::stop()
         if (store) {
             store->unsubscribe(this);
         }
+    }
+
+    if (hook_session) {
+        s = hook_session;
+        hook_session = nullptr;
+        ngx_pubsub_hook_unsubscribed(s);   /* sent later, from an event */
     }
 }
 
@@ -653,6 +737,12 @@ ngx_pubsub_ws_t::send_close(uint16_t code, std::string_view reason)
 
     close_sent_ = true;
 
+    /* reading was paused (upstream queue full): read again, discarding
+       messages, to see the client's close reply */
+    if (paused_ && !resume_ev_.posted) {
+        ngx_post_event(&resume_ev_, &ngx_posted_events);
+    }
+
     /* the payload of the encoded frame (a close frame has a 2-byte header) */
     n = ws::writeCloseFrame(frame, code, reason);
 
@@ -702,6 +792,11 @@ ngx_pubsub_ws_t::read()
 
     while (!finishing_) {
 
+        /* back-pressure, or a close waiting for the upstream answers */
+        if (paused_ || close_deferred_) {
+            return;
+        }
+
         /* a client that sends without pause must not starve the others */
         if (++rounds > NGX_PUBSUB_WS_READ_ROUNDS) {
             ngx_post_event(c->read, &ngx_posted_events);
@@ -742,6 +837,14 @@ ngx_pubsub_ws_t::feed(const u_char *p, size_t len)
             return;   /* discard until the client closes */
         }
 
+        /* too many messages wait for the upstream hook: read no more */
+        if (in_count_ >= NGX_PUBSUB_WS_UPSTREAM_QUEUE && !close_sent_) {
+            stash_ = p;
+            stash_len_ = len;
+            paused_ = true;
+            return;
+        }
+
         n = parser->feed(p, len, ev);
         p += n;
         len -= n;
@@ -768,6 +871,19 @@ ngx_pubsub_ws_t::feed(const u_char *p, size_t len)
 
         case ws::EventType::Close:
             close_received_ = true;
+
+            if (!close_sent_ && in_head_ != nullptr) {
+                /*
+                 * A clean close right behind messages: publish them first
+                 * (their upstream answers are bounded by the hook
+                 * location's timeouts), then answer the close.
+                 */
+                close_deferred_ = true;
+                deferred_code_ = (ev.code == ws::close_code::kNoStatus)
+                                 ? 0 : ev.code;
+                deferred_reason_ = ev.payload;
+                return;
+            }
 
             if (close_sent_) {
                 /* the reply to our close */
@@ -808,12 +924,256 @@ ngx_pubsub_ws_t::on_message(ws::Event &ev)
         return;
     }
 
-    publish(ev);
+    if (upstream) {
+        queue_upstream(ev);
+        return;
+    }
+
+    publish(ev.payload, (ev.opcode == ws::Opcode::Binary)
+                        ? std::string_view("application/octet-stream")
+                        : text_type);
+}
+
+
+/* ---------------------------------------------------------------- upstream */
+
+
+/* sends a message to pubsub_publisher_upstream_request, in arrival order */
+void
+ngx_pubsub_ws_t::queue_upstream(ws::Event &ev)
+{
+    ngx_pubsub_ws_in_t  *in;
+    ngx_str_t            body, ct, type;
+
+    in = new (std::nothrow) ngx_pubsub_ws_in_t;
+    if (in == nullptr) {
+        finish();
+        return;
+    }
+
+    in->w = this;
+    in->data = std::move(ev.payload);
+    in->ct.assign((ev.opcode == ws::Opcode::Binary)
+                  ? std::string_view("application/octet-stream")
+                  : text_type);
+
+    if (in_tail_) {
+        in_tail_->next = in;
+    } else {
+        in_head_ = in;
+    }
+
+    in_tail_ = in;
+    in_count_++;
+
+    body.data = reinterpret_cast<u_char *>(&in->data[0]);
+    body.len = in->data.size();
+    ct.data = reinterpret_cast<u_char *>(&in->ct[0]);
+    ct.len = in->ct.size();
+    ngx_str_set(&type, "websocket");
+
+    /* bind = 0: the destructor cancels what is still in flight */
+    in->call = ngx_pubsub_hook_publish_upstream(r, pub, body, ct, type, 0,
+                                                upstream_done, in);
+
+    if (in->call == nullptr) {
+        /* in order: the messages before it are still published */
+        in->answered = true;
+        in->failed = true;
+        in->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        drain_upstream();
+    }
 }
 
 
 void
-ngx_pubsub_ws_t::publish(const ws::Event &ev)
+ngx_pubsub_ws_t::upstream_done(ngx_http_request_t *r, void *data,
+    ngx_pubsub_hook_result_t *res)
+{
+    ngx_pubsub_ws_in_t  *in = static_cast<ngx_pubsub_ws_in_t *>(data);
+    ngx_pubsub_ws_t     *w = in->w;
+
+    (void) r;
+
+    in->call = nullptr;
+    in->answered = true;
+    in->failed = res->failed ? true : false;
+    in->status = res->status;
+
+    try {
+        if (!in->failed && res->status >= 200 && res->status < 300
+            && res->status != NGX_HTTP_NO_CONTENT)
+        {
+            in->res_body.assign(ngx_pubsub_sv(res->body));
+            in->res_ct.assign(ngx_pubsub_sv(res->content_type));
+
+        } else if (!in->failed && res->status >= 300
+                   && res->status != NGX_HTTP_NOT_MODIFIED)
+        {
+            in->res_body.assign(ngx_pubsub_sv(res->body));
+        }
+
+        w->drain_upstream();
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ERR, w->r->connection->log, 0,
+                      "pubsub: websocket upstream answer failed "
+                      "(out of memory)");
+        w->finish();
+    }
+}
+
+
+/* applies the answered messages at the head of the queue, in order */
+void
+ngx_pubsub_ws_t::drain_upstream()
+{
+    while (in_head_ && in_head_->answered && !finishing_ && !close_sent_) {
+        ngx_pubsub_ws_in_t *in = in_head_;
+
+        in_head_ = in->next;
+        if (in_head_ == nullptr) {
+            in_tail_ = nullptr;
+        }
+
+        in_count_--;
+
+        apply_upstream(in);
+        delete in;
+    }
+
+    if (finishing_) {
+        return;
+    }
+
+    if (close_sent_) {
+        return;
+    }
+
+    if (in_head_ == nullptr && close_deferred_) {
+        close_deferred_ = false;
+        send_close(deferred_code_, deferred_reason_);
+        return;
+    }
+
+    if (paused_ && in_count_ < NGX_PUBSUB_WS_UPSTREAM_QUEUE
+        && !resume_ev_.posted)
+    {
+        ngx_post_event(&resume_ev_, &ngx_posted_events);
+    }
+}
+
+
+/*
+ * The backend's answer: 2xx publishes its body and Content-Type, 204
+ * nothing, 304 the original message; any other answer refuses the message
+ * and ends the connection with close 1008 "<status> <body>" (1011 when the
+ * hook got no answer), so nothing after a refused message is published.
+ */
+void
+ngx_pubsub_ws_t::apply_upstream(ngx_pubsub_ws_in_t *in)
+{
+    char  text[64];
+    int   n;
+
+    if (in->failed) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "pubsub: websocket publisher upstream hook failed "
+                      "with status %ui", in->status);
+        n = snprintf(text, sizeof(text),
+                     "%u publisher upstream hook failed",
+                     static_cast<unsigned>(in->status));
+        send_close(ws::close_code::kInternalError, std::string_view(text, n));
+        return;
+    }
+
+    if (in->status == NGX_HTTP_NO_CONTENT) {
+        return;
+    }
+
+    if (in->status == NGX_HTTP_NOT_MODIFIED) {
+        publish(in->data, in->ct);
+        return;
+    }
+
+    if (in->status >= 200 && in->status < 300) {
+        publish(in->res_body, in->res_ct);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "pubsub: websocket message refused by the publisher "
+                  "upstream hook with status %ui", in->status);
+
+    n = snprintf(text, sizeof(text), "%u",
+                 static_cast<unsigned>(in->status));
+
+    std::string reason(text, n);
+    std::string_view body = in->res_body;
+
+    while (!body.empty() && (body.back() == '\n' || body.back() == '\r'
+                             || body.back() == ' ' || body.back() == '\t'))
+    {
+        body.remove_suffix(1);
+    }
+
+    if (!body.empty() && pubsub::isValidUtf8(body)) {
+        reason += ' ';
+        reason += body;   /* cut to 123 bytes by writeCloseFrame() */
+    }
+
+    send_close(ws::close_code::kPolicyViolation, reason);
+}
+
+
+void
+ngx_pubsub_ws_t::resume_handler(ngx_event_t *ev)
+{
+    ngx_pubsub_ws_t  *w = static_cast<ngx_pubsub_ws_t *>(ev->data);
+
+    if (ngx_pubsub_guard(ev->log, [w] {
+            w->resume();
+            return NGX_OK;
+        }) != NGX_OK)
+    {
+        w->finish();
+    }
+
+    ngx_http_run_posted_requests(w->r->connection);
+}
+
+
+/* the queue has room again: the held-back input, then the socket */
+void
+ngx_pubsub_ws_t::resume()
+{
+    const u_char  *p;
+    size_t         len;
+
+    if (!paused_ || finishing_) {
+        return;
+    }
+
+    paused_ = false;
+    heard_ = true;    /* pongs were not read while paused */
+
+    p = stash_;
+    len = stash_len_;
+    stash_ = nullptr;
+    stash_len_ = 0;
+
+    if (len) {
+        feed(p, len);
+    }
+
+    if (!paused_ && !finishing_) {
+        read();
+    }
+}
+
+
+void
+ngx_pubsub_ws_t::publish(std::string_view data, std::string_view ct)
 {
     struct state_t {
         std::shared_ptr<ngx_pubsub_ws_t *>  self;
@@ -824,10 +1184,8 @@ ngx_pubsub_ws_t::publish(const ws::Event &ev)
 
     pubsub::PublishInput  in = pub_in;
 
-    in.data = ev.payload;
-    in.contentType = (ev.opcode == ws::Opcode::Binary)
-                     ? std::string_view("application/octet-stream")
-                     : text_type;
+    in.data = data;
+    in.contentType = ct;
 
     auto st = std::make_shared<state_t>();
     st->self = self_;
@@ -923,6 +1281,10 @@ ngx_pubsub_ws_t::ping_handler(ngx_event_t *ev)
 
     if (w->finishing_ || w->close_sent_) {
         return;
+    }
+
+    if (w->paused_ || w->close_deferred_) {
+        w->heard_ = true;   /* we are not reading: no verdict */
     }
 
     if (!w->heard_) {
@@ -1107,6 +1469,45 @@ ngx_pubsub_ws_t::gap()
 }
 
 
+/*
+ * Join / leave (pubsub_presence_events): like the gap signal, a meta frame
+ * of content type application/vnd.pubsub+json on ws+meta.nchan connections;
+ * its id is the current position, so resuming from it loses nothing.  Plain
+ * connections cannot tell it from data and get nothing (docs/presence.md).
+ */
+void
+ngx_pubsub_ws_t::presenceEvent(const pubsub::PresenceEvent &ev)
+{
+    if (!plcf->presence_events || !meta || finishing_ || close_sent_) {
+        return;
+    }
+
+    try {
+        std::string json = pubsub::presenceEventJson(
+                               ev, ngx_pubsub_presence_channel_id(ev.channel));
+        if (json.empty()) {
+            return;
+        }
+
+        char id[pubsub::kMaxMsgIdText];
+        pubsub::MsgId at = cursor();
+        size_t idlen = at.isNull() ? 0 : pubsub::writeMsgId(id, at);
+        std::string_view ct = NGX_PUBSUB_WS_EVENT_TYPE;
+        std::string frame;
+
+        frame.resize(ws::metaPrefixSize(std::string_view(id, idlen), ct));
+        ws::writeMetaPrefix(&frame[0], std::string_view(id, idlen), ct);
+        frame += json;
+
+        (void) send_data(ws::Opcode::Text, std::move(frame), {},
+                         pubsub::MessagePtr());
+
+    } catch (...) {
+        finish();
+    }
+}
+
+
 void
 ngx_pubsub_ws_t::channelDeleted()
 {
@@ -1144,6 +1545,10 @@ ngx_pubsub_ws_t::start(const pubsub::SubscribeReply *reply,
 
     if (c->write->timer_set) {
         ngx_del_timer(c->write);
+    }
+
+    if (subscriber && attached()) {
+        presence_ = ngx_pubsub_presence_join(r, plcf, sub_key);
     }
 
     if (reply) {
@@ -1264,7 +1669,7 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_int_t                 rc;
     void                     *mem;
     ngx_pubsub_ws_t          *w;
-    ngx_pubsub_channels_t    *sch;
+    ngx_pubsub_channels_t    *sch = NULL;
     ws::UpgradeRequest        up;
     ws::HandshakeError        err;
     pubsub::StartSpec         spec;
@@ -1367,6 +1772,7 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
         w->reply_info = subscribe ? 0 : 1;
         w->info_fmt = ngx_pubsub_info_format(r);
+        w->upstream = ngx_pubsub_hook_has_upstream(r) ? 1 : 0;
     }
 
     /* subprotocol and permessage-deflate */
@@ -1453,6 +1859,12 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     }
 
     r->main->count++;
+
+    /* subscribed, and the client will know: the subscribe hook */
+    if (subscribe) {
+        w->hook_session = ngx_pubsub_hook_subscribed(r, sch->id[0],
+                                                     NGX_PUBSUB_SUB_WEBSOCKET);
+    }
 
     /* from here on, failures end the connection, never the handler */
     try {

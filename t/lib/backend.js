@@ -1,7 +1,9 @@
 'use strict';
-// Helpers for t/hooks.test.js and t/tokens.test.js: an nginx with the module
-// in a temp prefix, and a recording application backend.  (Stand-in until
-// the shared harness in t/lib is available on this branch.)
+// An application backend for hook tests (t/hooks*.test.js, t/tokens.test.js):
+// startBackend() records every request nginx's hooks send it and answers per
+// path.  Also: request() and eventsource() (plain node http clients), and a
+// minimal startNginx(serverBlock) kept for hooks.test.js and tokens.test.js
+// (new tests can use lib/nginx.js with `vars: {BACKEND_PORT: be.port}`).
 
 const fs = require('node:fs');
 const os = require('node:os');
@@ -10,7 +12,7 @@ const http = require('node:http');
 const net = require('node:net');
 const { spawn, execFileSync } = require('node:child_process');
 
-const ROOT = path.resolve(__dirname, '..');
+const ROOT = path.resolve(__dirname, '..', '..');
 const MODULE = process.env.PUBSUB_MODULE || path.join(ROOT, 'build/nginx/ngx_pubsub_module.so');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
