@@ -2,7 +2,7 @@
 'use strict';
 // Soak and abuse test (issue 9, part 3), bounded in time, loopback only.
 //
-//   node t/soak.js [--duration 600] [--workers 1] [--churn 2000] [--keep]
+//   node t/soak.js [--duration 600] [--workers 2] [--churn 2000] [--keep]
 //
 // Starts its own nginx (t/lib/nginx.js) and, for --duration seconds, runs at
 // once:
@@ -35,7 +35,7 @@ const C = require('./lib/clients');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function parseArgs(argv) {
-    const o = { duration: 600, workers: 1, churn: 2000, keep: false, quiet: false };
+    const o = { duration: 600, workers: 2, churn: 2000, keep: false, quiet: false };
     for (let i = 0; i < argv.length; i++) {
         const a = argv[i];
         const next = () => {
