@@ -197,6 +197,11 @@ describe('presence', () => {
         a.close();
         b.close();
         await members(ch, 0);
+        // the hook posts are asynchronous: the list can empty before they land
+        const until = Date.now() + 5000;
+        while (hookEvents(ch, 'carol').length < 4 && Date.now() < until) {
+            await new Promise((res) => setTimeout(res, 50));
+        }
         const ev = hookEvents(ch, 'carol').map((e) => e.event);
         assert.deepEqual(ev, ['online', 'join', 'leave', 'offline']);
         const join = hookEvents(ch, 'carol').find((e) => e.event === 'join');

@@ -39,6 +39,11 @@ public:
     virtual void deliver(size_t channel, const MessagePtr& msg, std::string_view id) = 0;
     virtual void gap(size_t channel) = 0;
     virtual void channelDeleted(size_t channel) = 0;
+    // A presence event of channel i (pubsub_presence_events); no id.
+    virtual void channelPresence(size_t channel, const PresenceEvent& ev) {
+        (void)channel;
+        (void)ev;
+    }
 };
 
 class Multiplexer {
@@ -84,6 +89,9 @@ private:
         void deliver(const MessagePtr& msg) override;
         void gap() override { mux_->sink_->gap(index_); }
         void channelDeleted() override { mux_->sink_->channelDeleted(index_); }
+        void presenceEvent(const PresenceEvent& ev) override {
+            mux_->sink_->channelPresence(index_, ev);
+        }
 
     private:
         Multiplexer* mux_;

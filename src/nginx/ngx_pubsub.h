@@ -22,6 +22,7 @@ extern "C" {
 #include "pubsub/format.h"
 #include "pubsub/memory_store.h"
 #include "pubsub/msgid.h"
+#include "pubsub/redis_store.h"
 #include "pubsub/store.h"
 
 
@@ -88,6 +89,8 @@ typedef struct {
     ngx_flag_t                    deflate_for_websocket;
     size_t                        max_pending;      /* slow-reader bound */
 
+    void                         *redis;  /* ngx_pubsub_redis_upstream_t */
+
     ngx_uint_t                    group_max_channels;      /* 0: no limit */
     ngx_uint_t                    group_max_subscribers;
     size_t                        group_max_memory;
@@ -104,6 +107,7 @@ typedef struct {
 typedef struct {
     size_t                        shm_size;
     ngx_shm_zone_t               *shm_zone;
+    ngx_array_t                  *redis_upstreams;  /* of pointers */
 } ngx_pubsub_main_conf_t;
 
 
@@ -129,6 +133,8 @@ ngx_int_t ngx_pubsub_shm_init_module(ngx_cycle_t *cycle);
 ngx_int_t ngx_pubsub_shm_init_process(ngx_cycle_t *cycle);
 void ngx_pubsub_shm_exit_process(ngx_cycle_t *cycle);
 pubsub::Store *ngx_pubsub_store(void);
+/* the store of a location: its Redis upstream's, or the memory store */
+pubsub::Store *ngx_pubsub_store_for(ngx_pubsub_loc_conf_t *plcf);
 
 /*
  * ngx_pubsub_module.cpp: helpers used by every transport.
@@ -147,6 +153,8 @@ ngx_int_t ngx_pubsub_set_header(ngx_http_request_t *r, std::string_view name,
     std::string_view value);
 ngx_table_elt_t *ngx_pubsub_find_header(ngx_http_request_t *r,
     std::string_view name);
+ngx_table_elt_t *ngx_pubsub_next_header(ngx_http_request_t *r,
+    std::string_view name, ngx_table_elt_t *prev);
 ngx_int_t ngx_pubsub_cors(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_uint_t subscriber);
 /* the Origin check alone, no headers added: NGX_OK, NGX_DECLINED, NGX_ERROR */

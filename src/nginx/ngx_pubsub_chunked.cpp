@@ -67,45 +67,107 @@ ngx_pubsub_chunked_sub_t::on_timeout()
 }  // namespace
 
 
-ngx_int_t
-ngx_pubsub_chunked_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_str_t id, ngx_str_t key, const pubsub::StartSpec &spec)
+/* the chunked coding is needed; NGX_OK or the handler's rc in *rc */
+static ngx_int_t
+ngx_pubsub_chunked_check(ngx_http_request_t *r, ngx_int_t *rc)
 {
-    void                      *mem;
-    ngx_str_t                  ct;
-    ngx_pubsub_chunked_sub_t  *sub;
     ngx_http_core_loc_conf_t  *clcf;
 
     clcf = static_cast<ngx_http_core_loc_conf_t *>(
                ngx_http_get_module_loc_conf(r, ngx_http_core_module));
 
     if (r->http_version != NGX_HTTP_VERSION_11) {
-        return ngx_pubsub_respond_text(r, 406 /* Not Acceptable */,
-                   "text/plain",
-                   "The chunked transport needs HTTP/1.1 "
-                   "(HTTP/2 and HTTP/1.0 have no chunked coding).\n");
+        *rc = ngx_pubsub_respond_text(r, 406 /* Not Acceptable */,
+                  "text/plain",
+                  "The chunked transport needs HTTP/1.1 "
+                  "(HTTP/2 and HTTP/1.0 have no chunked coding).\n");
+        return NGX_DECLINED;
     }
 
     if (!clcf->chunked_transfer_encoding) {
-        return ngx_pubsub_respond_text(r, 406 /* Not Acceptable */,
-                   "text/plain",
-                   "The chunked transport is not available here "
-                   "(chunked_transfer_encoding is off).\n");
+        *rc = ngx_pubsub_respond_text(r, 406 /* Not Acceptable */,
+                  "text/plain",
+                  "The chunked transport is not available here "
+                  "(chunked_transfer_encoding is off).\n");
+        return NGX_DECLINED;
     }
+
+    return NGX_OK;
+}
+
+
+static ngx_pubsub_chunked_sub_t *
+ngx_pubsub_chunked_new(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_str_t key)
+{
+    void                      *mem;
+    ngx_pubsub_chunked_sub_t  *sub;
 
     mem = ngx_palloc(r->pool, sizeof(ngx_pubsub_chunked_sub_t));
     if (mem == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
     sub = new (mem) ngx_pubsub_chunked_sub_t(r, plcf);
 
     if (sub->init(key, NGX_PUBSUB_SUB_CHUNKED) != NGX_OK) {
         sub->~ngx_pubsub_chunked_sub_t();
+        return NULL;
+    }
+
+    return sub;
+}
+
+
+ngx_int_t
+ngx_pubsub_chunked_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_str_t id, ngx_str_t key, const pubsub::StartSpec &spec)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                  ct;
+    ngx_pubsub_chunked_sub_t  *sub;
+
+    if (ngx_pubsub_chunked_check(r, &rc) != NGX_OK) {
+        return rc;
+    }
+
+    sub = ngx_pubsub_chunked_new(r, plcf, key);
+    if (sub == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_str_null(&ct);
 
     return sub->start_stream(id, spec, ct, {}, 0);
+}
+
+
+/* multiplexed: the payloads of every channel, in the order they come */
+ngx_int_t
+ngx_pubsub_chunked_start_multi(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                  ct;
+    ngx_pubsub_chunked_sub_t  *sub;
+
+    if (ngx_pubsub_chunked_check(r, &rc) != NGX_OK) {
+        return rc;
+    }
+
+    sub = ngx_pubsub_chunked_new(r, plcf, ch->key[0]);
+    if (sub == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sub->mux = pubsub::Multiplexer::create(
+                   static_cast<pubsub::MultiplexSink *>(sub), ch->n);
+    if (!sub->mux) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_null(&ct);
+
+    return sub->start_stream_multi(ch, specs, ct, {}, 0);
 }

@@ -12,8 +12,7 @@
 
 namespace {
 
-class ngx_pubsub_es_sub_t final : public ngx_pubsub_http_sub_t,
-                                  public pubsub::MultiplexSink {
+class ngx_pubsub_es_sub_t final : public ngx_pubsub_http_sub_t {
 public:
     using ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t;
 
@@ -24,8 +23,6 @@ public:
     /* multiplexed */
     void deliver(size_t, const pubsub::MessagePtr &msg,
                  std::string_view id) override { emit(msg, id); }
-    void gap(size_t) override { gap(); }
-    void channelDeleted(size_t) override { channelDeleted(); }
 
     void emit(const pubsub::MessagePtr &msg, std::string_view id);
     void on_timeout() override;
@@ -179,7 +176,7 @@ ngx_pubsub_eventsource_start(ngx_http_request_t *r,
     req.existingOnly = plcf->existing_only;
     req.limits = ngx_pubsub_group_limits(plcf);
 
-    ngx_pubsub_store()->subscribe(sub, req,
+    ngx_pubsub_store_for(plcf)->subscribe(sub, req,
         [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
 
     if (reply.status != pubsub::StoreResult::kOk) {
@@ -319,6 +316,9 @@ ngx_pubsub_eventsource_start_multi(ngx_http_request_t *r,
     r->main->count++;
     ngx_pubsub_watch_client(r);
     r->connection->idle = 1;   /* closed on graceful shutdown */
+
+    /* subscribed: one hook pair and one presence join per channel */
+    sub->open_channels(ch);
 
     sub->count.start(NGX_PUBSUB_SUB_EVENTSOURCE);
 

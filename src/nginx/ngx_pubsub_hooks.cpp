@@ -1828,19 +1828,25 @@ ngx_pubsub_hook_unsubscribed(ngx_pubsub_hook_session_t *s)
 /* polling sessions */
 
 static std::string
-ngx_pubsub_poll_key(ngx_pubsub_hook_session_t *s, const pubsub::MsgId &next)
+ngx_pubsub_poll_key(ngx_pubsub_hook_session_t *s, std::string_view next)
 {
     std::string  k;
 
     k.append(ngx_pubsub_sv(s->chan_key));
     k.push_back('\n');
-    if (!next.isNull()) {
-        k.append(pubsub::formatMsgId(next));
-    }
+    k.append(next);
     k.push_back('\n');
     k.append(*s->identity);
 
     return k;
+}
+
+
+/* a single channel's position as a poll key part ("" before any message) */
+static std::string
+ngx_pubsub_poll_pos(const pubsub::MsgId &id)
+{
+    return id.isNull() ? std::string() : pubsub::formatMsgId(id);
 }
 
 
@@ -1910,6 +1916,23 @@ ngx_pubsub_hook_session_t *
 ngx_pubsub_hook_poll_begin(ngx_http_request_t *r, ngx_str_t id, ngx_str_t key,
     ngx_uint_t transport, const pubsub::MsgId &resume)
 {
+    std::string  at;
+
+    try {
+        at = ngx_pubsub_poll_pos(resume);
+
+    } catch (...) {
+        return ngx_pubsub_hook_subscribed(r, id, transport);
+    }
+
+    return ngx_pubsub_hook_poll_begin_at(r, id, key, transport, at);
+}
+
+
+ngx_pubsub_hook_session_t *
+ngx_pubsub_hook_poll_begin_at(ngx_http_request_t *r, ngx_str_t id,
+    ngx_str_t key, ngx_uint_t transport, std::string_view resume)
+{
     ngx_pubsub_hooks_loc_conf_t  *hlcf = ngx_pubsub_hooks_conf(r);
     ngx_pubsub_hook_session_t    *s;
     std::string                   ident, k;
@@ -1928,9 +1951,7 @@ ngx_pubsub_hook_poll_begin(ngx_http_request_t *r, ngx_str_t id, ngx_str_t key,
 
     k.append(ngx_pubsub_sv(key));
     k.push_back('\n');
-    if (!resume.isNull()) {
-        k.append(pubsub::formatMsgId(resume));
-    }
+    k.append(resume);
     k.push_back('\n');
     k.append(ident);
 
@@ -1969,6 +1990,28 @@ ngx_pubsub_hook_poll_begin(ngx_http_request_t *r, ngx_str_t id, ngx_str_t key,
 void
 ngx_pubsub_hook_poll_end(ngx_pubsub_hook_session_t *s,
     const pubsub::MsgId &next, ngx_uint_t deleted)
+{
+    std::string  at;
+
+    if (s == NULL || s->ended) {
+        return;
+    }
+
+    try {
+        at = ngx_pubsub_poll_pos(next);
+
+    } catch (...) {
+        ngx_pubsub_hook_unsubscribed(s);
+        return;
+    }
+
+    ngx_pubsub_hook_poll_end_at(s, at, deleted);
+}
+
+
+void
+ngx_pubsub_hook_poll_end_at(ngx_pubsub_hook_session_t *s,
+    std::string_view next, ngx_uint_t deleted)
 {
     if (s == NULL || s->ended) {
         return;

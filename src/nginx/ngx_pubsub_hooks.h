@@ -98,6 +98,18 @@ ngx_pubsub_hook_session_t *ngx_pubsub_hook_poll_begin(ngx_http_request_t *r,
 void ngx_pubsub_hook_poll_end(ngx_pubsub_hook_session_t *s,
     const pubsub::MsgId &next, ngx_uint_t deleted);
 
+/*
+ * The same with the position as text: a multiplexed poll opens one session
+ * per channel (the channel's key), all at the compound position of the
+ * whole subscription (pubsub::Multiplexer::compoundId(size())), which the
+ * next poll resumes from.
+ */
+ngx_pubsub_hook_session_t *ngx_pubsub_hook_poll_begin_at(
+    ngx_http_request_t *r, ngx_str_t id, ngx_str_t key, ngx_uint_t transport,
+    std::string_view resume);
+void ngx_pubsub_hook_poll_end_at(ngx_pubsub_hook_session_t *s,
+    std::string_view next, ngx_uint_t deleted);
+
 /* Message id variables of r ($pubsub_message_id, $pubsub_prev_message_id) */
 void ngx_pubsub_hook_set_message_ids(ngx_http_request_t *r,
     const pubsub::MsgId &id, const pubsub::MsgId &prev);

@@ -18,8 +18,7 @@
 
 namespace {
 
-class ngx_pubsub_lp_sub_t final : public ngx_pubsub_http_sub_t,
-                                  public pubsub::MultiplexSink {
+class ngx_pubsub_lp_sub_t final : public ngx_pubsub_http_sub_t {
 public:
     using ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t;
 
@@ -34,7 +33,6 @@ public:
     void deliver(size_t channel, const pubsub::MessagePtr &msg,
                  std::string_view) override;
     void gap(size_t) override { gap_ = 1; }
-    void channelDeleted(size_t) override { channelDeleted(); }
 
     /* multiplexed backlog being gathered for one response */
     std::vector<pubsub::MessagePtr>  *collect = nullptr;
@@ -81,6 +79,7 @@ ngx_pubsub_lp_sub_t::respond(const std::vector<pubsub::MessagePtr> &msgs,
 
     hook_next = last->id();
     ngx_pubsub_stats_delivered(msgs.size());
+    poll_position();
 
     if ((mux ? ngx_pubsub_set_compound_headers(r, *mux, active)
              : ngx_pubsub_set_msgid_headers(r, last->id())) != NGX_OK
@@ -155,7 +154,31 @@ ngx_pubsub_lp_sub_t::on_presence(const pubsub::PresenceEvent &ev,
 {
     pubsub::MsgId  at;
 
-    if (finishing || !attached()) {
+    if (finishing || !live()) {
+        return;
+    }
+
+    if (mux) {
+        /* the sessions stay at this poll's position */
+        stop();
+
+        finish([&]() -> ngx_int_t {
+            if (ngx_pubsub_set_compound_headers(r, *mux, mux->size())
+                    != NGX_OK
+                || ngx_pubsub_set_header(r, "Cache-Control", "no-cache")
+                   != NGX_OK
+                || ngx_pubsub_set_header(r, "X-Pubsub-Event",
+                       ev.type == pubsub::PresenceEventType::kJoin
+                       ? "join" : "leave") != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            return ngx_pubsub_respond_text(r, NGX_HTTP_OK,
+                                           "application/vnd.pubsub+json",
+                                           json);
+        }());
+
         return;
     }
 
@@ -266,7 +289,7 @@ ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         req.maxBacklog = req.maxBacklog ? 1 : 0;
     }
 
-    ngx_pubsub_store()->subscribe(sub, req,
+    ngx_pubsub_store_for(plcf)->subscribe(sub, req,
         [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
 
     if (reply.status != pubsub::StoreResult::kOk) {
@@ -356,6 +379,9 @@ ngx_pubsub_longpoll_start_multi(ngx_http_request_t *r,
         return ngx_pubsub_respond_text(r, rc, "text/plain",
                                        reply.reason + "\n");
     }
+
+    /* one polling session per channel, continued by the next poll */
+    sub->open_poll_channels(ch);
 
     any = false;
     for (const auto &b : backlogs) {

@@ -4,6 +4,7 @@
  */
 
 #include "ngx_pubsub.h"
+#include "ngx_pubsub_redis.h"
 
 #include <string>
 
@@ -237,6 +238,20 @@ static ngx_command_t  ngx_pubsub_commands[] = {
       offsetof(ngx_pubsub_loc_conf_t, max_pending),
       NULL },
 
+    { ngx_string("pubsub_redis_server"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
+      ngx_pubsub_redis_server,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("pubsub_redis_pass"),
+      NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
+      ngx_pubsub_redis_pass,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("pubsub_group_max_channels"),
       NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -385,6 +400,10 @@ ngx_pubsub_init_main_conf(ngx_conf_t *cf, void *conf)
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
+    if (ngx_pubsub_redis_check_conf(cf, pmcf) != NGX_CONF_OK) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -423,6 +442,7 @@ ngx_pubsub_create_loc_conf(ngx_conf_t *cf)
     plcf->ws_max_message_size = NGX_CONF_UNSET_SIZE;
     plcf->deflate_for_websocket = NGX_CONF_UNSET;
     plcf->max_pending = NGX_CONF_UNSET_SIZE;
+    plcf->redis = NGX_CONF_UNSET_PTR;
     plcf->group_max_channels = NGX_CONF_UNSET_UINT;
     plcf->group_max_subscribers = NGX_CONF_UNSET_UINT;
     plcf->group_max_memory = NGX_CONF_UNSET_SIZE;
@@ -566,6 +586,7 @@ ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                          prev->deflate_for_websocket, 0);
     ngx_conf_merge_size_value(conf->max_pending, prev->max_pending,
                               1024 * 1024);
+    ngx_conf_merge_ptr_value(conf->redis, prev->redis, NULL);
 
     ngx_conf_merge_uint_value(conf->group_max_channels,
                               prev->group_max_channels, 0);
@@ -903,13 +924,18 @@ ngx_pubsub_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_pubsub_shm_init_process(cycle);
+    if (ngx_pubsub_shm_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_pubsub_redis_init_process(cycle);
 }
 
 
 static void
 ngx_pubsub_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_pubsub_redis_exit_process(cycle);
     ngx_pubsub_shm_exit_process(cycle);
     ngx_pubsub_stats_exit_process(cycle);
 }
@@ -958,15 +984,21 @@ ngx_pubsub_set_header(ngx_http_request_t *r, std::string_view name,
 }
 
 
+/*
+ * The next request header called `name` after `prev` (NULL: the first);
+ * nginx 1.22 does not chain repeated headers.
+ */
 ngx_table_elt_t *
-ngx_pubsub_find_header(ngx_http_request_t *r, std::string_view name)
+ngx_pubsub_next_header(ngx_http_request_t *r, std::string_view name,
+    ngx_table_elt_t *prev)
 {
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
-    ngx_uint_t        i;
+    ngx_uint_t        i, seen;
 
     part = &r->headers_in.headers.part;
     h = static_cast<ngx_table_elt_t *>(part->elts);
+    seen = (prev == NULL);
 
     for (i = 0; /* void */; i++) {
 
@@ -980,6 +1012,11 @@ ngx_pubsub_find_header(ngx_http_request_t *r, std::string_view name)
             i = 0;
         }
 
+        if (!seen) {
+            seen = (&h[i] == prev);
+            continue;
+        }
+
         if (h[i].key.len == name.size()
             && ngx_strncasecmp(h[i].key.data,
                    reinterpret_cast<u_char *>(const_cast<char *>(name.data())),
@@ -990,6 +1027,13 @@ ngx_pubsub_find_header(ngx_http_request_t *r, std::string_view name)
     }
 
     return NULL;
+}
+
+
+ngx_table_elt_t *
+ngx_pubsub_find_header(ngx_http_request_t *r, std::string_view name)
+{
+    return ngx_pubsub_next_header(r, name, NULL);
 }
 
 
@@ -1398,31 +1442,12 @@ static ngx_uint_t
 ngx_pubsub_header_has(ngx_http_request_t *r, std::string_view name,
     std::string_view token)
 {
-    ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
-    ngx_uint_t        i;
 
-    part = &r->headers_in.headers.part;
-    h = static_cast<ngx_table_elt_t *>(part->elts);
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = static_cast<ngx_table_elt_t *>(part->elts);
-            i = 0;
-        }
-
-        if (h[i].key.len == name.size()
-            && ngx_strncasecmp(h[i].key.data,
-                   reinterpret_cast<u_char *>(const_cast<char *>(name.data())),
-                   name.size()) == 0
-            && pubsub::headerHasToken(ngx_pubsub_sv(h[i].value), token))
-        {
+    for (h = ngx_pubsub_next_header(r, name, NULL); h;
+         h = ngx_pubsub_next_header(r, name, h))
+    {
+        if (pubsub::headerHasToken(ngx_pubsub_sv(h->value), token)) {
             return 1;
         }
     }
@@ -1494,7 +1519,7 @@ ngx_pubsub_route(ngx_http_request_t *r)
         return ngx_pubsub_options(r, plcf);
     }
 
-    if (ngx_pubsub_store() == NULL) {
+    if (ngx_pubsub_store_for(plcf) == NULL) {
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
@@ -1582,6 +1607,17 @@ static ngx_int_t
 ngx_pubsub_handler(ngx_http_request_t *r)
 {
     return ngx_pubsub_guard(r->connection->log, [r] {
+        ngx_pubsub_loc_conf_t *plcf = static_cast<ngx_pubsub_loc_conf_t *>(
+            ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
+
+        if (plcf->redis != NULL && r->method != NGX_HTTP_OPTIONS) {
+            /* Redis subscribers: the channels' snapshots come first */
+            ngx_int_t rc = ngx_pubsub_redis_prepare(r, plcf, ngx_pubsub_route);
+            if (rc != NGX_DECLINED) {
+                return rc;
+            }
+        }
+
         return ngx_pubsub_route(r);
     });
 }

@@ -14,6 +14,10 @@
  * dropped before they could be delivered are signalled by the header
  * "X-Pubsub-Gap: 1" on the next part.  No ping: bytes between boundaries
  * belong to a part.
+ *
+ * Multiplexed, the parts carry the compound position like nchan's: the
+ * newest time in Last-Modified and the tags ("0,[1],-") in Etag, which a
+ * client resumes from with If-Modified-Since and If-None-Match.
  */
 
 #include "ngx_pubsub_subscriber.h"
@@ -29,9 +33,14 @@ public:
     using ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t;
 
     void deliver(const pubsub::MessagePtr &msg) override;
+    void deliver(size_t, const pubsub::MessagePtr &msg,
+                 std::string_view id) override;
     void gap() override { gap_ = 1; }
     void channelDeleted() override;
     void on_timeout() override;
+
+    void emit(const pubsub::MessagePtr &msg, time_t time,
+              std::string_view tag);
 
     std::string_view  boundary;   /* "\r\n--" + 32 chars, in r->pool */
     ngx_uint_t        gap_ = 0;
@@ -41,23 +50,45 @@ public:
 void
 ngx_pubsub_mp_sub_t::deliver(const pubsub::MessagePtr &msg)
 {
+    char  tag[16];
+    int   n;
+
+    n = snprintf(tag, sizeof(tag), "%d", static_cast<int>(msg->id().tag));
+
+    emit(msg, msg->id().time, std::string_view(tag, n));
+}
+
+
+/* id is "time:tags"; the time is the multiplexer's */
+void
+ngx_pubsub_mp_sub_t::deliver(size_t, const pubsub::MessagePtr &msg,
+    std::string_view id)
+{
+    size_t colon = id.find(':');
+
+    emit(msg, mux->compoundTime(),
+         colon == std::string_view::npos ? id : id.substr(colon + 1));
+}
+
+
+void
+ngx_pubsub_mp_sub_t::emit(const pubsub::MessagePtr &msg, time_t time,
+    std::string_view tag)
+{
     u_char       date[sizeof("Mon, 28 Sep 1970 06:00:00 GMT")];
-    char         tag[16];
-    int          n;
     std::string  head;
 
     if (finishing) {
         return;
     }
 
-    u_char *end = ngx_http_time(date, msg->id().time);
-    n = snprintf(tag, sizeof(tag), "%d", static_cast<int>(msg->id().tag));
+    u_char *end = ngx_http_time(date, time);
 
-    head.reserve(128 + msg->contentType().size());
+    head.reserve(128 + tag.size() + msg->contentType().size());
     head.append("\r\nLast-Modified: ");
     head.append(reinterpret_cast<char *>(date), end - date);
     head.append("\r\nEtag: ");
-    head.append(tag, n);
+    head.append(tag);
     head.append("\r\n");
 
     if (!msg->contentType().empty()) {
@@ -96,38 +127,77 @@ ngx_pubsub_mp_sub_t::on_timeout()
 }  // namespace
 
 
-ngx_int_t
-ngx_pubsub_multipart_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_str_t id, ngx_str_t key, const pubsub::StartSpec &spec)
+static ngx_pubsub_mp_sub_t *
+ngx_pubsub_multipart_new(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_str_t key, ngx_str_t *ct)
 {
     void                 *mem;
-    ngx_str_t             ct, delim;
+    ngx_str_t             delim;
     std::string           b;
     ngx_pubsub_mp_sub_t  *sub;
 
     mem = ngx_palloc(r->pool, sizeof(ngx_pubsub_mp_sub_t));
     if (mem == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
     sub = new (mem) ngx_pubsub_mp_sub_t(r, plcf);
 
     if (sub->init(key, NGX_PUBSUB_SUB_MULTIPART) != NGX_OK) {
         sub->~ngx_pubsub_mp_sub_t();
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
     ngx_pubsub_multipart_boundary(&b);
 
-    ct = ngx_pubsub_pstr(r->pool, "multipart/mixed; boundary=" + b);
+    *ct = ngx_pubsub_pstr(r->pool, "multipart/mixed; boundary=" + b);
     delim = ngx_pubsub_pstr(r->pool, "\r\n--" + b);
 
-    if (ct.data == NULL || delim.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (ct->data == NULL || delim.data == NULL) {
+        return NULL;   /* the pool cleanup destroys sub */
     }
 
     sub->boundary = ngx_pubsub_sv(delim);
 
+    return sub;
+}
+
+
+ngx_int_t
+ngx_pubsub_multipart_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_str_t id, ngx_str_t key, const pubsub::StartSpec &spec)
+{
+    ngx_str_t             ct;
+    ngx_pubsub_mp_sub_t  *sub;
+
+    sub = ngx_pubsub_multipart_new(r, plcf, key, &ct);
+    if (sub == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     /* the first delimiter has no CRLF before it */
     return sub->start_stream(id, spec, ct, sub->boundary.substr(2), 0);
+}
+
+
+ngx_int_t
+ngx_pubsub_multipart_start_multi(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs)
+{
+    ngx_str_t             ct;
+    ngx_pubsub_mp_sub_t  *sub;
+
+    sub = ngx_pubsub_multipart_new(r, plcf, ch->key[0], &ct);
+    if (sub == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sub->mux = pubsub::Multiplexer::create(
+                   static_cast<pubsub::MultiplexSink *>(sub), ch->n);
+    if (!sub->mux) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return sub->start_stream_multi(ch, specs, ct, sub->boundary.substr(2), 0);
 }

@@ -43,78 +43,192 @@ ngx_pubsub_info_response(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-ngx_int_t
-ngx_pubsub_channel_info(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_pubsub_channels_t *ch)
+/*
+ * Store operations on a request's channels.  Replies may come at once
+ * (memory store) or later (Redis): the last one answers.  When it is late,
+ * the request was kept with r->main->count++ and NGX_DONE, and the answer
+ * finalizes it.
+ */
+struct ngx_pubsub_op_t {
+    ngx_http_request_t     *r;
+    ngx_uint_t              left;
+    ngx_uint_t              async;
+    ngx_uint_t              found;
+    ngx_uint_t              failed;
+    ngx_uint_t              delivered;
+    pubsub::StoreResult     fail_status;
+    pubsub::ChannelInfo     sum;
+    pubsub::PublishReply    last;
+    ngx_int_t             (*answer)(ngx_pubsub_op_t *op);
+};
+
+
+static ngx_pubsub_op_t *
+ngx_pubsub_op_create(ngx_http_request_t *r, ngx_uint_t n,
+    ngx_int_t (*answer)(ngx_pubsub_op_t *op))
 {
-    ngx_int_t            rc = NGX_ERROR;
-    pubsub::ChannelInfo  sum;
-    ngx_uint_t           found = 0;
+    ngx_pubsub_op_t     *op;
+    ngx_pool_cleanup_t  *cln;
 
-    /* several channels: the counts are summed, the last id is the newest */
-
-    for (ngx_uint_t i = 0; i < ch->n; i++) {
-        ngx_pubsub_store()->info(ngx_pubsub_sv(ch->key[i]),
-            [&](pubsub::StoreResult res, const pubsub::ChannelInfo &info) {
-                if (res != pubsub::StoreResult::kOk) {
-                    return;
-                }
-                found++;
-                sum.found = true;
-                sum.messages += info.messages;
-                sum.subscribers += info.subscribers;
-                /* the memory engine leaves presence to the registry */
-                sum.presence += info.presence
-                                ? info.presence
-                                : ngx_pubsub_presence_members(
-                                      ngx_pubsub_sv(ch->key[i]));
-                if (info.lastSeen > sum.lastSeen) {
-                    sum.lastSeen = info.lastSeen;
-                }
-                if (info.lastId > sum.lastId) {
-                    sum.lastId = info.lastId;
-                }
-            });
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_pubsub_op_t));
+    if (cln == NULL) {
+        return NULL;
     }
 
-    if (!found) {
-        rc = ngx_pubsub_respond_text(r, NGX_HTTP_NOT_FOUND, "text/plain",
-                                     "Channel not found.\n");
-        return rc;
+    op = new (cln->data) ngx_pubsub_op_t();
+    cln->handler = [](void *data) {
+        static_cast<ngx_pubsub_op_t *>(data)->~ngx_pubsub_op_t();
+    };
+
+    op->r = r;
+    op->left = n + 1;   /* +1: held until every operation is started */
+    op->answer = answer;
+    op->fail_status = pubsub::StoreResult::kOk;
+
+    return op;
+}
+
+
+/* one reply is in; the last one answers (late: and finalizes) */
+static void
+ngx_pubsub_op_done(ngx_pubsub_op_t *op)
+{
+    ngx_http_request_t  *r;
+    ngx_connection_t    *c;
+    ngx_int_t            rc;
+
+    if (--op->left != 0 || !op->async) {
+        return;
     }
 
-    return ngx_pubsub_info_response(r, NGX_HTTP_OK, sum);
+    r = op->r;
+    c = r->connection;
+
+    rc = ngx_pubsub_guard(c->log, [op] { return op->answer(op); });
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* every operation started: answer now, or wait for the late replies */
+static ngx_int_t
+ngx_pubsub_op_wait(ngx_pubsub_op_t *op)
+{
+    if (--op->left == 0) {
+        return op->answer(op);
+    }
+
+    op->async = 1;
+    op->r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_pubsub_op_add_info(ngx_pubsub_op_t *op, pubsub::StoreResult res,
+    const pubsub::ChannelInfo &info)
+{
+    if (res != pubsub::StoreResult::kOk) {
+        if (res != pubsub::StoreResult::kNotFound) {
+            op->failed++;
+            op->fail_status = res;
+        }
+        return;
+    }
+
+    op->found++;
+    op->sum.found = true;
+    op->sum.messages += info.messages;
+    op->sum.subscribers += info.subscribers;
+    op->sum.presence += info.presence;
+    if (info.lastSeen > op->sum.lastSeen) {
+        op->sum.lastSeen = info.lastSeen;
+    }
+    if (info.lastId > op->sum.lastId) {
+        op->sum.lastId = info.lastId;
+    }
 }
 
 
 static ngx_int_t
-ngx_pubsub_delete(ngx_http_request_t *r, ngx_pubsub_channels_t *ch)
+ngx_pubsub_op_info_answer(ngx_pubsub_op_t *op)
 {
-    pubsub::ChannelInfo  sum;
-    ngx_uint_t           found = 0;
-
-    for (ngx_uint_t i = 0; i < ch->n; i++) {
-        ngx_pubsub_store()->remove(ngx_pubsub_sv(ch->key[i]),
-            [&](pubsub::StoreResult res, const pubsub::ChannelInfo &info) {
-                if (res != pubsub::StoreResult::kOk) {
-                    return;
-                }
-                found++;
-                sum.found = true;
-                sum.messages += info.messages;
-                sum.subscribers += info.subscribers;
-                if (info.lastId > sum.lastId) {
-                    sum.lastId = info.lastId;
-                }
-            });
+    if (op->failed) {
+        return ngx_pubsub_respond_text(op->r,
+                   ngx_pubsub_status_of(op->fail_status), "text/plain",
+                   op->fail_status == pubsub::StoreResult::kUnavailable
+                   ? "Redis is unavailable.\n" : "Channel info failed.\n");
     }
 
-    if (!found) {
-        return ngx_pubsub_respond_text(r, NGX_HTTP_NOT_FOUND, "text/plain",
+    if (!op->found) {
+        return ngx_pubsub_respond_text(op->r, NGX_HTTP_NOT_FOUND, "text/plain",
                                        "Channel not found.\n");
     }
 
-    return ngx_pubsub_info_response(r, NGX_HTTP_OK, sum);
+    return ngx_pubsub_info_response(op->r, NGX_HTTP_OK, op->sum);
+}
+
+
+ngx_int_t
+ngx_pubsub_channel_info(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_pubsub_channels_t *ch)
+{
+    ngx_pubsub_op_t  *op;
+
+    /* several channels: the counts are summed, the last id is the newest */
+
+    op = ngx_pubsub_op_create(r, ch->n, ngx_pubsub_op_info_answer);
+    if (op == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (ngx_uint_t i = 0; i < ch->n; i++) {
+        std::string_view key = ngx_pubsub_sv(ch->key[i]);
+
+        ngx_pubsub_store_for(plcf)->info(key,
+            [op, key](pubsub::StoreResult res,
+                      const pubsub::ChannelInfo &info)
+            {
+                pubsub::ChannelInfo  copy = info;
+
+                /* the memory engine leaves presence to the registry */
+                if (res == pubsub::StoreResult::kOk && !copy.presence) {
+                    copy.presence = ngx_pubsub_presence_members(key);
+                }
+                ngx_pubsub_op_add_info(op, res, copy);
+                ngx_pubsub_op_done(op);
+            });
+    }
+
+    return ngx_pubsub_op_wait(op);
+}
+
+
+static ngx_int_t
+ngx_pubsub_delete(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_pubsub_channels_t *ch)
+{
+    ngx_pubsub_op_t  *op;
+
+    op = ngx_pubsub_op_create(r, ch->n, ngx_pubsub_op_info_answer);
+    if (op == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (ngx_uint_t i = 0; i < ch->n; i++) {
+        ngx_pubsub_store_for(plcf)->remove(ngx_pubsub_sv(ch->key[i]),
+            [op](pubsub::StoreResult res, const pubsub::ChannelInfo &info) {
+                pubsub::ChannelInfo  copy = info;
+
+                copy.presence = 0;
+                ngx_pubsub_op_add_info(op, res, copy);
+                ngx_pubsub_op_done(op);
+            });
+    }
+
+    return ngx_pubsub_op_wait(op);
 }
 
 
@@ -159,7 +273,7 @@ ngx_pubsub_publisher_handler(ngx_http_request_t *r,
     }
 
     if (r->method == NGX_HTTP_DELETE) {
-        return ngx_pubsub_delete(r, ch);
+        return ngx_pubsub_delete(r, plcf, ch);
     }
 
     return ngx_pubsub_channel_info(r, plcf, ch);
@@ -298,15 +412,39 @@ ngx_pubsub_publish_params(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 }
 
 
-/* Publishes `body` (Content-Type `ct`) to the request's channels. */
+static ngx_int_t
+ngx_pubsub_publish_answer(ngx_pubsub_op_t *op)
+{
+    ngx_http_request_t  *r = op->r;
+    ngx_int_t            rc;
+
+    if (op->failed) {
+        rc = ngx_pubsub_status_of(op->last.status);
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "pubsub: publish failed: %s", op->last.reason.c_str());
+        std::string msg = op->last.reason + "\n";
+        return ngx_pubsub_respond_text(r, rc, "text/plain", msg);
+    }
+
+    ngx_pubsub_hook_set_message_ids(r, op->last.id, pubsub::MsgId());
+
+    return ngx_pubsub_info_response(r, op->delivered ? NGX_HTTP_CREATED
+                                                     : NGX_HTTP_ACCEPTED,
+                                    op->last.info);
+}
+
+
+/*
+ * Publishes `body` (Content-Type `ct`) to the request's channels.  Returns
+ * the answer's rc, or NGX_DONE (after r->main->count++) when the store
+ * answers later and finalizes then.
+ */
 static ngx_int_t
 ngx_pubsub_publish_data(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_pubsub_channels_t *ch, ngx_str_t body, ngx_str_t ct)
 {
-    ngx_int_t               rc;
     pubsub::PublishInput    in;
-    pubsub::PublishReply    last;
-    ngx_uint_t              delivered, failed;
+    ngx_pubsub_op_t        *op;
 
     if (ngx_pubsub_publish_params(r, plcf, &in) != NGX_OK) {
         return ngx_pubsub_respond_text(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -317,39 +455,33 @@ ngx_pubsub_publish_data(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     in.data = ngx_pubsub_sv(body);
     in.contentType = ngx_pubsub_sv(ct);
 
-    delivered = 0;
-    failed = 0;
+    op = ngx_pubsub_op_create(r, ch->n, ngx_pubsub_publish_answer);
+    if (op == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
+    /* the store copies the input before publish() returns */
     for (ngx_uint_t i = 0; i < ch->n; i++) {
-        ngx_pubsub_store()->publish(ngx_pubsub_sv(ch->key[i]), in,
-            [&](pubsub::PublishReply &&reply) {
+        ngx_pubsub_store_for(plcf)->publish(ngx_pubsub_sv(ch->key[i]), in,
+            [op](pubsub::PublishReply &&reply) {
                 if (reply.status != pubsub::StoreResult::kOk) {
-                    failed++;
-                    last = std::move(reply);
-                    return;
+                    op->failed++;
+                    op->last = std::move(reply);
+
+                } else {
+                    if (reply.info.subscribers > 0) {
+                        op->delivered++;
+                    }
+                    if (!op->failed) {
+                        op->last = std::move(reply);
+                    }
                 }
-                if (reply.info.subscribers > 0) {
-                    delivered++;
-                }
-                if (!failed) {
-                    last = std::move(reply);
-                }
+
+                ngx_pubsub_op_done(op);
             });
     }
 
-    if (failed) {
-        rc = ngx_pubsub_status_of(last.status);
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "pubsub: publish failed: %s", last.reason.c_str());
-        std::string msg = last.reason + "\n";
-        return ngx_pubsub_respond_text(r, rc, "text/plain", msg);
-    }
-
-    ngx_pubsub_hook_set_message_ids(r, last.id, pubsub::MsgId());
-
-    return ngx_pubsub_info_response(r, delivered ? NGX_HTTP_CREATED
-                                                 : NGX_HTTP_ACCEPTED,
-                                    last.info);
+    return ngx_pubsub_op_wait(op);
 }
 
 
@@ -520,6 +652,7 @@ ngx_pubsub_publish(ngx_http_request_t *r)
     }
 
     /* ngx_pubsub_upstream_done() finalizes */
+    r->main->count++;
     return NGX_DONE;
 }
 
@@ -533,9 +666,9 @@ ngx_pubsub_body_handler(ngx_http_request_t *r)
         return ngx_pubsub_publish(r);
     });
 
-    if (rc == NGX_DONE) {
-        return;   /* waiting for the publisher upstream hook */
-    }
-
+    /*
+     * NGX_DONE: waiting for the publisher upstream hook or the store, which
+     * took a reference (r->main->count++) that this releases
+     */
     ngx_http_finalize_request(r, rc);
 }

@@ -59,27 +59,68 @@ ngx_pubsub_raw_sub_t::on_timeout()
 }  // namespace
 
 
-ngx_int_t
-ngx_pubsub_rawstream_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_str_t id, ngx_str_t key, const pubsub::StartSpec &spec)
+static ngx_pubsub_raw_sub_t *
+ngx_pubsub_raw_new(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_str_t key)
 {
     void                  *mem;
-    ngx_str_t              ct;
     ngx_pubsub_raw_sub_t  *sub;
 
     mem = ngx_palloc(r->pool, sizeof(ngx_pubsub_raw_sub_t));
     if (mem == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
     sub = new (mem) ngx_pubsub_raw_sub_t(r, plcf);
 
     if (sub->init(key, NGX_PUBSUB_SUB_RAWSTREAM) != NGX_OK) {
         sub->~ngx_pubsub_raw_sub_t();
+        return NULL;
+    }
+
+    return sub;
+}
+
+
+ngx_int_t
+ngx_pubsub_rawstream_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_str_t id, ngx_str_t key, const pubsub::StartSpec &spec)
+{
+    ngx_str_t              ct;
+    ngx_pubsub_raw_sub_t  *sub;
+
+    sub = ngx_pubsub_raw_new(r, plcf, key);
+    if (sub == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_str_null(&ct);
 
     return sub->start_stream(id, spec, ct, {}, 0);
+}
+
+
+/* multiplexed: the payloads of every channel, in the order they come */
+ngx_int_t
+ngx_pubsub_rawstream_start_multi(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs)
+{
+    ngx_str_t              ct;
+    ngx_pubsub_raw_sub_t  *sub;
+
+    sub = ngx_pubsub_raw_new(r, plcf, ch->key[0]);
+    if (sub == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sub->mux = pubsub::Multiplexer::create(
+                   static_cast<pubsub::MultiplexSink *>(sub), ch->n);
+    if (!sub->mux) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_null(&ct);
+
+    return sub->start_stream_multi(ch, specs, ct, {}, 0);
 }

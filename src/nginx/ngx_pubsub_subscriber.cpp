@@ -12,10 +12,13 @@ ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t(ngx_http_request_t *req,
     ngx_pubsub_loc_conf_t *conf)
     : r(req), plcf(conf), transport(0), finishing(0), finish_rc(NGX_OK),
       hook_session(NULL), hook_poll(0), hook_deleted(0), presence(NULL),
+      channel_n(0), hook_sessions(NULL), presences(NULL),
       free_(NULL), busy_(NULL), ping_(0)
 {
     key.len = 0;
     key.data = NULL;
+    hook_next_pos.len = 0;
+    hook_next_pos.data = NULL;
     ngx_memzero(&finish_ev_, sizeof(ngx_event_t));
     ngx_memzero(&timeout_ev_, sizeof(ngx_event_t));
     ngx_memzero(&ping_ev_, sizeof(ngx_event_t));
@@ -37,6 +40,29 @@ ngx_pubsub_http_sub_t::~ngx_pubsub_http_sub_t()
         }
         hook_session = NULL;
     }
+
+    for (ngx_uint_t i = 0; i < channel_n; i++) {
+        if (presences) {
+            ngx_pubsub_presence_leave(presences[i]);
+            presences[i] = NULL;
+        }
+
+        if (hook_sessions == NULL || hook_sessions[i] == NULL) {
+            continue;
+        }
+
+        if (hook_poll) {
+            ngx_pubsub_hook_poll_end_at(hook_sessions[i],
+                                        ngx_pubsub_sv(hook_next_pos),
+                                        hook_deleted);
+        } else {
+            ngx_pubsub_hook_unsubscribed(hook_sessions[i]);
+        }
+
+        hook_sessions[i] = NULL;
+    }
+
+    channel_n = 0;
 
     if (finish_ev_.posted) {
         ngx_delete_posted_event(&finish_ev_);
@@ -97,7 +123,7 @@ ngx_pubsub_http_sub_t::stop()
 
     count.end();
 
-    store = ngx_pubsub_store();
+    store = ngx_pubsub_store_for(plcf);
     if (store == NULL) {
         return;
     }
@@ -122,6 +148,98 @@ ngx_pubsub_http_sub_t::presence_join()
     if (presence == NULL) {
         presence = ngx_pubsub_presence_join(r, plcf, key);
     }
+}
+
+
+bool
+ngx_pubsub_http_sub_t::live() const
+{
+    if (attached()) {
+        return true;
+    }
+
+    if (mux) {
+        for (size_t i = 0; i < mux->size(); i++) {
+            if (mux->subscriber(i)->attached()) {
+                return true;
+            }
+        }
+    }
+
+    return false;
+}
+
+
+void
+ngx_pubsub_http_sub_t::open_channels(ngx_pubsub_channels_t *ch)
+{
+    if (channel_n) {
+        return;
+    }
+
+    hook_sessions = static_cast<ngx_pubsub_hook_session_t **>(
+        ngx_pcalloc(r->pool, ch->n * sizeof(ngx_pubsub_hook_session_t *)));
+    presences = static_cast<pubsub::PresenceConn **>(
+        ngx_pcalloc(r->pool, ch->n * sizeof(pubsub::PresenceConn *)));
+
+    if (hook_sessions == NULL || presences == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pubsub: out of memory: no hooks and no presence for "
+                      "a multiplexed subscriber");
+        hook_sessions = NULL;
+        presences = NULL;
+        return;
+    }
+
+    channel_n = ch->n;
+
+    for (ngx_uint_t i = 0; i < ch->n; i++) {
+        if (hook_poll) {
+            hook_sessions[i] = ngx_pubsub_hook_poll_begin_at(r, ch->id[i],
+                                   ch->key[i], transport,
+                                   ngx_pubsub_sv(hook_next_pos));
+        } else {
+            hook_sessions[i] = ngx_pubsub_hook_subscribed(r, ch->id[i],
+                                                          transport);
+        }
+
+        presences[i] = ngx_pubsub_presence_join(r, plcf, ch->key[i]);
+    }
+}
+
+
+void
+ngx_pubsub_http_sub_t::poll_position()
+{
+    ngx_str_t  pos;
+
+    if (!mux) {
+        return;
+    }
+
+    try {
+        pos = ngx_pubsub_pstr(r->pool, mux->compoundId(mux->size()));
+
+    } catch (...) {
+        return;
+    }
+
+    if (pos.data != NULL) {
+        hook_next_pos = pos;
+    }
+}
+
+
+/*
+ * Every channel's polling session is keyed by the compound position of the
+ * whole subscription: the next poll sends exactly that position back.
+ */
+void
+ngx_pubsub_http_sub_t::open_poll_channels(ngx_pubsub_channels_t *ch)
+{
+    hook_poll = 1;
+    poll_position();
+    open_channels(ch);
 }
 
 
@@ -387,26 +505,9 @@ ngx_pubsub_http_sub_t::write_last(std::string_view tail)
 
 
 ngx_int_t
-ngx_pubsub_http_sub_t::start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
-    ngx_str_t content_type, std::string_view preamble, ngx_uint_t ping)
+ngx_pubsub_http_sub_t::stream_header(ngx_str_t content_type)
 {
-    ngx_int_t                 rc;
-    pubsub::SubscribeReply    reply;
-    pubsub::SubscribeRequest  req;
-
-    req.key = ngx_pubsub_sv(key);
-    req.start = spec;
-    req.existingOnly = plcf->existing_only;
-
-    ngx_pubsub_store()->subscribe(this, req,
-        [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
-
-    if (reply.status != pubsub::StoreResult::kOk) {
-        rc = (reply.status == pubsub::StoreResult::kNotFound)
-             ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
-        return ngx_pubsub_respond_text(r, rc, "text/plain",
-                                       reply.reason + "\n");
-    }
+    ngx_int_t  rc;
 
     ngx_http_set_ctx(r, this, ngx_pubsub_module);
 
@@ -431,28 +532,72 @@ ngx_pubsub_http_sub_t::start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
     rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         stop();
-        return rc;
+        return rc == NGX_OK ? NGX_DECLINED : rc;
     }
 
     r->main->count++;
     ngx_pubsub_watch_client(r);
     r->connection->idle = 1;   /* closed on graceful shutdown */
 
+    return NGX_OK;
+}
+
+
+/* NGX_OK: go on with the backlog; otherwise the stream is finishing */
+ngx_int_t
+ngx_pubsub_http_sub_t::stream_preamble(std::string_view preamble)
+{
+    if (!preamble.empty()) {
+        return write(preamble);
+    }
+
+    if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR
+        || flush(NULL) == NGX_ERROR)
+    {
+        /* the header must not wait for the first message */
+        finish(NGX_ERROR);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_pubsub_http_sub_t::start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
+    ngx_str_t content_type, std::string_view preamble, ngx_uint_t ping)
+{
+    ngx_int_t                 rc;
+    pubsub::SubscribeReply    reply;
+    pubsub::SubscribeRequest  req;
+
+    req.key = ngx_pubsub_sv(key);
+    req.start = spec;
+    req.existingOnly = plcf->existing_only;
+    req.limits = ngx_pubsub_group_limits(plcf);
+
+    ngx_pubsub_store_for(plcf)->subscribe(this, req,
+        [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
+
+    if (reply.status != pubsub::StoreResult::kOk) {
+        rc = (reply.status == pubsub::StoreResult::kNotFound)
+             ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
+        return ngx_pubsub_respond_text(r, rc, "text/plain",
+                                       reply.reason + "\n");
+    }
+
+    rc = stream_header(content_type);
+    if (rc != NGX_OK) {
+        /* header_only: nothing more to send */
+        return rc == NGX_DECLINED ? NGX_OK : rc;
+    }
+
     /* subscribed: the unsubscribe hook is sent by the destructor */
     hook_session = ngx_pubsub_hook_subscribed(r, id, transport);
     presence_join();
     count.start(transport);
 
-    if (!preamble.empty()) {
-        if (write(preamble) != NGX_OK) {
-            return NGX_DONE;
-        }
-
-    } else if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR
-               || flush(NULL) == NGX_ERROR)
-    {
-        /* the header must not wait for the first message */
-        finish(NGX_ERROR);
+    if (stream_preamble(preamble) != NGX_OK) {
         return NGX_DONE;
     }
 
@@ -465,6 +610,55 @@ ngx_pubsub_http_sub_t::start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
             break;
         }
         deliver(m);
+    }
+
+    if (!finishing) {
+        start_timers(ping);
+    }
+
+    return NGX_DONE;
+}
+
+
+ngx_int_t
+ngx_pubsub_http_sub_t::start_stream_multi(ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs, ngx_str_t content_type,
+    std::string_view preamble, ngx_uint_t ping)
+{
+    ngx_int_t                                     rc;
+    pubsub::SubscribeReply                        reply;
+    std::vector<std::vector<pubsub::MessagePtr>>  backlogs;
+    bool                                          had_gap;
+
+    reply = ngx_pubsub_subscribe_multi(this, ch, specs, false, 0, &backlogs,
+                                       &had_gap);
+
+    if (reply.status != pubsub::StoreResult::kOk) {
+        rc = (reply.status == pubsub::StoreResult::kNotFound)
+             ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
+        return ngx_pubsub_respond_text(r, rc, "text/plain",
+                                       reply.reason + "\n");
+    }
+
+    rc = stream_header(content_type);
+    if (rc != NGX_OK) {
+        return rc == NGX_DECLINED ? NGX_OK : rc;
+    }
+
+    /* subscribed: the unsubscribe hooks are sent by the destructor */
+    open_channels(ch);
+    count.start(transport);
+
+    if (stream_preamble(preamble) != NGX_OK) {
+        return NGX_DONE;
+    }
+
+    if (had_gap) {
+        gap();
+    }
+
+    if (!finishing) {
+        mux->deliverBacklog(backlogs);
     }
 
     if (!finishing) {
@@ -709,7 +903,7 @@ ngx_pubsub_subscribe_multi(ngx_pubsub_http_sub_t *sub,
         req.maxBacklog = max_backlog;
         req.limits = ngx_pubsub_group_limits(plcf);
 
-        ngx_pubsub_store()->subscribe(sub->mux->subscriber(i), req,
+        ngx_pubsub_store_for(plcf)->subscribe(sub->mux->subscriber(i), req,
             [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
 
         if (reply.status != pubsub::StoreResult::kOk) {
@@ -808,6 +1002,15 @@ ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
 
         case NGX_PUBSUB_SUB_INTERVALPOLL:
             return ngx_pubsub_longpoll_start_multi(r, plcf, ch, specs, 1);
+
+        case NGX_PUBSUB_SUB_CHUNKED:
+            return ngx_pubsub_chunked_start_multi(r, plcf, ch, specs);
+
+        case NGX_PUBSUB_SUB_MULTIPART:
+            return ngx_pubsub_multipart_start_multi(r, plcf, ch, specs);
+
+        case NGX_PUBSUB_SUB_RAWSTREAM:
+            return ngx_pubsub_rawstream_start_multi(r, plcf, ch, specs);
 
         default:
             return ngx_pubsub_respond_text(r, NGX_HTTP_NOT_IMPLEMENTED,

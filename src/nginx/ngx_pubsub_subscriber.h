@@ -25,10 +25,28 @@
  * request directly: they schedule it (finish()), since the store may still
  * be iterating over its subscribers.
  */
-class ngx_pubsub_http_sub_t : public pubsub::Subscriber {
+class ngx_pubsub_http_sub_t : public pubsub::Subscriber,
+                              public pubsub::MultiplexSink {
 public:
     ngx_pubsub_http_sub_t(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf);
     ~ngx_pubsub_http_sub_t() override;
+
+    using pubsub::Subscriber::deliver;
+    using pubsub::Subscriber::gap;
+    using pubsub::Subscriber::channelDeleted;
+
+    /*
+     * Multiplexed (mux made with this as its sink): by default a channel's
+     * message, gap or deletion is handled like a single channel's, and its
+     * presence events like the single channel's; transports that show ids
+     * override deliver(channel, msg, id).
+     */
+    void deliver(size_t, const pubsub::MessagePtr &msg,
+                 std::string_view) override { deliver(msg); }
+    void gap(size_t) override { gap(); }
+    void channelDeleted(size_t) override { channelDeleted(); }
+    void channelPresence(size_t, const pubsub::PresenceEvent &ev) override
+        { presenceEvent(ev); }
 
     /* registers the cleanup; NGX_ERROR when out of memory */
     ngx_int_t init(ngx_str_t key, ngx_uint_t transport);
@@ -56,6 +74,24 @@ public:
     ngx_int_t start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
                            ngx_str_t content_type, std::string_view preamble,
                            ngx_uint_t ping);
+    /* the same for a multiplexed subscription (mux is made already) */
+    ngx_int_t start_stream_multi(ngx_pubsub_channels_t *ch,
+                                 const std::vector<pubsub::StartSpec> &specs,
+                                 ngx_str_t content_type,
+                                 std::string_view preamble, ngx_uint_t ping);
+
+    /*
+     * Multiplexed: one subscribe/unsubscribe hook session and one presence
+     * join per channel of ch, ended by the destructor.  Call once
+     * subscribed.  open_poll_channels() is the polling variant: sessions
+     * continue or park at the compound position (poll_position()).
+     */
+    void open_channels(ngx_pubsub_channels_t *ch);
+    void open_poll_channels(ngx_pubsub_channels_t *ch);
+    /* polls: the sessions park at mux's current compound position */
+    void poll_position();
+    /* whether the subscription (any of its channels) is attached */
+    bool live() const;
 
     virtual void on_timeout() = 0;
     virtual void on_ping() {}
@@ -87,10 +123,19 @@ public:
 
     pubsub::PresenceConn    *presence;
 
+    /* multiplexed: per channel, in r->pool (open_channels()) */
+    ngx_uint_t                   channel_n;
+    ngx_pubsub_hook_session_t  **hook_sessions;
+    pubsub::PresenceConn       **presences;
+    ngx_str_t                    hook_next_pos;
+
     /* pubsub_status: counted while subscribed (stop() ends it) */
     ngx_pubsub_sub_count_t   count;
 
 private:
+    ngx_int_t stream_header(ngx_str_t content_type);
+    ngx_int_t stream_preamble(std::string_view preamble);
+
     static void cleanup(void *data);
     static void finish_handler(ngx_event_t *ev);
     static void timeout_handler(ngx_event_t *ev);
@@ -175,6 +220,15 @@ ngx_int_t ngx_pubsub_longpoll_start(ngx_http_request_t *r,
 
 /* multiplexed: one StartSpec per channel */
 ngx_int_t ngx_pubsub_eventsource_start_multi(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs);
+ngx_int_t ngx_pubsub_chunked_start_multi(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs);
+ngx_int_t ngx_pubsub_multipart_start_multi(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs);
+ngx_int_t ngx_pubsub_rawstream_start_multi(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
     const std::vector<pubsub::StartSpec> &specs);
 ngx_int_t ngx_pubsub_longpoll_start_multi(ngx_http_request_t *r,

@@ -147,7 +147,8 @@ struct ngx_pubsub_ws_in_t {
 };
 
 
-class ngx_pubsub_ws_t final : public pubsub::Subscriber {
+class ngx_pubsub_ws_t final : public pubsub::Subscriber,
+                              public pubsub::MultiplexSink {
 public:
     ngx_pubsub_ws_t(ngx_http_request_t *req, ngx_pubsub_loc_conf_t *conf);
     ~ngx_pubsub_ws_t() override;
@@ -160,6 +161,34 @@ public:
     void gap() override;
     void channelDeleted() override;
     void presenceEvent(const pubsub::PresenceEvent &ev) override;
+
+    /* multiplexed subscriptions (see the section below) */
+    void deliver(size_t channel, const pubsub::MessagePtr &msg,
+                 std::string_view id) override;
+    void gap(size_t channel) override;
+    void channelDeleted(size_t channel) override;
+    void channelPresence(size_t channel,
+                         const pubsub::PresenceEvent &ev) override;
+    ngx_int_t mux_subscribe(ngx_pubsub_channels_t *ch,
+                            const std::vector<pubsub::StartSpec> &specs,
+                            pubsub::SubscribeReply *failed);
+    void mux_hooks_open(ngx_pubsub_channels_t *ch);
+    void mux_start();
+    void mux_stop();
+
+    /*
+     * A multiplexed subscription: the adapters, and per channel its hook
+     * session and presence join; all heap memory, none of the request's.
+     * The channels (r->pool) and the backlog are only used until start().
+     */
+    std::unique_ptr<pubsub::Multiplexer>                mux;
+    std::vector<ngx_pubsub_hook_session_t *>            mux_hooks;
+    std::vector<pubsub::PresenceConn *>                 mux_presence;
+    ngx_pubsub_channels_t                              *mux_ch = nullptr;
+    std::vector<std::vector<pubsub::MessagePtr>>        mux_backlog;
+    bool                                                mux_gap = false;
+    /* the compound id of the message or signal being sent */
+    std::string_view                                    mux_id;
 
     void stop();
     void finish();
@@ -279,6 +308,11 @@ ngx_pubsub_ws_t::~ngx_pubsub_ws_t()
 
     ngx_pubsub_presence_leave(presence_);
     presence_ = nullptr;
+
+    for (pubsub::PresenceConn *&pc : mux_presence) {
+        ngx_pubsub_presence_leave(pc);
+        pc = nullptr;
+    }
 
     if (self_) {
         *self_ = nullptr;
@@ -406,7 +440,7 @@ ngx_pubsub_ws_t::stop()
     count.end();
 
     if (attached()) {
-        store = ngx_pubsub_store();
+        store = ngx_pubsub_store_for(plcf);
         if (store) {
             store->unsubscribe(this);
         }
@@ -417,6 +451,8 @@ ngx_pubsub_ws_t::stop()
         hook_session = nullptr;
         ngx_pubsub_hook_unsubscribed(s);   /* sent later, from an event */
     }
+
+    mux_stop();
 }
 
 
@@ -1196,7 +1232,7 @@ ngx_pubsub_ws_t::publish(std::string_view data, std::string_view ct)
      * come later (Redis), when this connection may be gone: self says.
      */
     for (ngx_uint_t i = 0; i < pub->n; i++) {
-        ngx_pubsub_store()->publish(ngx_pubsub_sv(pub->key[i]), in,
+        ngx_pubsub_store_for(plcf)->publish(ngx_pubsub_sv(pub->key[i]), in,
             [st](pubsub::PublishReply &&reply) {
                 if (reply.status != pubsub::StoreResult::kOk) {
                     st->failed++;
@@ -1336,15 +1372,19 @@ ngx_pubsub_ws_t::deliver(const pubsub::MessagePtr &msg)
         bool binary = (ct == "application/octet-stream") || !ce->utf8;
 
         if (meta) {
-            char id[pubsub::kMaxMsgIdText];
-            size_t idlen = pubsub::writeMsgId(id, msg->id());
+            char buf[pubsub::kMaxMsgIdText];
+            std::string_view id = mux_id;
+
+            if (id.empty()) {
+                id = std::string_view(buf, pubsub::writeMsgId(buf, msg->id()));
+            }
 
             if (!pubsub::isValidUtf8(ct)) {
                 binary = true;
             }
 
-            prefix.resize(ws::metaPrefixSize(std::string_view(id, idlen), ct));
-            ws::writeMetaPrefix(&prefix[0], std::string_view(id, idlen), ct);
+            prefix.resize(ws::metaPrefixSize(id, ct));
+            ws::writeMetaPrefix(&prefix[0], id, ct);
         }
 
         ws::Opcode op = binary ? ws::Opcode::Binary : ws::Opcode::Text;
@@ -1443,13 +1483,16 @@ ngx_pubsub_ws_t::send_gap(const pubsub::MsgId &at)
     }
 
     try {
-        char id[pubsub::kMaxMsgIdText];
-        size_t idlen = at.isNull() ? 0 : pubsub::writeMsgId(id, at);
+        char buf[pubsub::kMaxMsgIdText];
+        std::string_view id = mux_id;
+        if (id.empty() && !at.isNull()) {
+            id = std::string_view(buf, pubsub::writeMsgId(buf, at));
+        }
         std::string_view ct = NGX_PUBSUB_WS_EVENT_TYPE;
         std::string frame;
 
-        frame.resize(ws::metaPrefixSize(std::string_view(id, idlen), ct));
-        ws::writeMetaPrefix(&frame[0], std::string_view(id, idlen), ct);
+        frame.resize(ws::metaPrefixSize(id, ct));
+        ws::writeMetaPrefix(&frame[0], id, ct);
         frame += "{\"event\":\"pubsub.gap\",\"reason\":\"messages were "
                  "dropped before they could be delivered\"}";
 
@@ -1489,14 +1532,17 @@ ngx_pubsub_ws_t::presenceEvent(const pubsub::PresenceEvent &ev)
             return;
         }
 
-        char id[pubsub::kMaxMsgIdText];
+        char buf[pubsub::kMaxMsgIdText];
         pubsub::MsgId at = cursor();
-        size_t idlen = at.isNull() ? 0 : pubsub::writeMsgId(id, at);
+        std::string_view id = mux_id;
+        if (id.empty() && !at.isNull()) {
+            id = std::string_view(buf, pubsub::writeMsgId(buf, at));
+        }
         std::string_view ct = NGX_PUBSUB_WS_EVENT_TYPE;
         std::string frame;
 
-        frame.resize(ws::metaPrefixSize(std::string_view(id, idlen), ct));
-        ws::writeMetaPrefix(&frame[0], std::string_view(id, idlen), ct);
+        frame.resize(ws::metaPrefixSize(id, ct));
+        ws::writeMetaPrefix(&frame[0], id, ct);
         frame += json;
 
         (void) send_data(ws::Opcode::Text, std::move(frame), {},
@@ -1551,6 +1597,10 @@ ngx_pubsub_ws_t::start(const pubsub::SubscribeReply *reply,
         presence_ = ngx_pubsub_presence_join(r, plcf, sub_key);
     }
 
+    if (mux) {
+        mux_start();
+    }
+
     if (reply) {
         if (reply->gap) {
             send_gap(resume);
@@ -1586,6 +1636,218 @@ ngx_pubsub_ws_t::start(const pubsub::SubscribeReply *reply,
 
     if (!finishing_) {
         read();
+    }
+
+    return NGX_OK;
+}
+
+
+/* ---------------------------------------------------------------- multiplexed */
+
+
+/*
+ * Several channels on one connection (docs/multiplexing.md): one adapter
+ * per channel delivers through deliver(channel, msg, id), where id is the
+ * compound id ws+meta.nchan frames carry; a deleted channel closes the
+ * connection; one hook session and one presence join per channel.
+ */
+void
+ngx_pubsub_ws_t::deliver(size_t, const pubsub::MessagePtr &msg,
+    std::string_view id)
+{
+    mux_id = id;
+    deliver(msg);
+    mux_id = {};
+}
+
+
+void
+ngx_pubsub_ws_t::gap(size_t)
+{
+    try {
+        std::string id = mux->compoundId(mux->size());
+
+        mux_id = id;
+        send_gap(pubsub::MsgId{});
+        mux_id = {};
+
+    } catch (...) {
+        mux_id = {};
+        finish();
+    }
+}
+
+
+void
+ngx_pubsub_ws_t::channelDeleted(size_t)
+{
+    channelDeleted();
+}
+
+
+void
+ngx_pubsub_ws_t::channelPresence(size_t, const pubsub::PresenceEvent &ev)
+{
+    try {
+        std::string id = mux->compoundTime() ? mux->compoundId(mux->size())
+                                             : std::string();
+
+        mux_id = id;
+        presenceEvent(ev);
+        mux_id = {};
+
+    } catch (...) {
+        mux_id = {};
+        finish();
+    }
+}
+
+
+/* NGX_OK, or NGX_ERROR with the store's refusal in *failed */
+ngx_int_t
+ngx_pubsub_ws_t::mux_subscribe(ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs, pubsub::SubscribeReply *failed)
+{
+    pubsub::SubscribeRequest  req;
+
+    try {
+        mux_backlog.assign(ch->n, {});
+        mux_hooks.assign(ch->n, nullptr);
+        mux_presence.assign(ch->n, nullptr);
+
+    } catch (...) {
+        failed->status = pubsub::StoreResult::kNoMemory;
+        failed->reason = "out of memory";
+        return NGX_ERROR;
+    }
+
+    mux_ch = ch;
+
+    for (ngx_uint_t i = 0; i < ch->n; i++) {
+        pubsub::SubscribeReply  reply;
+
+        if (specs[i].kind == pubsub::StartSpec::kAfter) {
+            mux->setPosition(i, specs[i].after);
+        }
+
+        req.key = ngx_pubsub_sv(ch->key[i]);
+        req.start = specs[i];
+        req.existingOnly = plcf->existing_only;
+        req.limits = ngx_pubsub_group_limits(plcf);
+
+        ngx_pubsub_store_for(plcf)->subscribe(mux->subscriber(i), req,
+            [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
+
+        if (reply.status != pubsub::StoreResult::kOk) {
+            mux_stop();
+            *failed = std::move(reply);
+            return NGX_ERROR;
+        }
+
+        mux_gap = mux_gap || reply.gap;
+        mux_backlog[i] = std::move(reply.backlog);
+    }
+
+    return NGX_OK;
+}
+
+
+/* subscribed, and the client will know: one subscribe hook per channel */
+void
+ngx_pubsub_ws_t::mux_hooks_open(ngx_pubsub_channels_t *ch)
+{
+    for (ngx_uint_t i = 0; i < ch->n && i < mux_hooks.size(); i++) {
+        mux_hooks[i] = ngx_pubsub_hook_subscribed(r, ch->id[i],
+                                                  NGX_PUBSUB_SUB_WEBSOCKET);
+    }
+}
+
+
+/* from start(): presence joins, then the merged backlog */
+void
+ngx_pubsub_ws_t::mux_start()
+{
+    std::vector<std::vector<pubsub::MessagePtr>>  backlog;
+
+    for (ngx_uint_t i = 0; mux_ch && i < mux_ch->n; i++) {
+        if (i < mux_presence.size()) {
+            mux_presence[i] = ngx_pubsub_presence_join(r, plcf,
+                                                       mux_ch->key[i]);
+        }
+    }
+
+    mux_ch = nullptr;   /* r->pool: not to be used after start() */
+    backlog.swap(mux_backlog);
+
+    if (mux_gap) {
+        gap(0);
+    }
+
+    mux->deliverBacklog(backlog);
+}
+
+
+/* unsubscribes every channel; ends every hook session once */
+void
+ngx_pubsub_ws_t::mux_stop()
+{
+    pubsub::Store  *store = ngx_pubsub_store_for(plcf);
+
+    if (mux && store) {
+        for (size_t i = 0; i < mux->size(); i++) {
+            if (mux->subscriber(i)->attached()) {
+                store->unsubscribe(mux->subscriber(i));
+            }
+        }
+    }
+
+    for (ngx_pubsub_hook_session_t *&s : mux_hooks) {
+        ngx_pubsub_hook_session_t *t = s;
+        s = nullptr;
+        ngx_pubsub_hook_unsubscribed(t);   /* NULL is fine */
+    }
+}
+
+
+ngx_int_t ngx_pubsub_ws_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    std::string_view text);
+
+
+/*
+ * The start positions of the channels, and the multiplexer: NGX_OK, or
+ * NGX_DECLINED with what the handler returns in *rc.
+ */
+ngx_int_t
+ngx_pubsub_ws_mux_specs(ngx_http_request_t *r, ngx_pubsub_ws_t *w,
+    ngx_pubsub_channels_t *ch, const pubsub::StartSpec &spec,
+    const pubsub::ParsedMsgId &full, std::vector<pubsub::StartSpec> *specs,
+    ngx_int_t *rc)
+{
+    std::string  reason;
+
+    *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    try {
+        specs->assign(ch->n, spec);
+
+    } catch (...) {
+        return NGX_DECLINED;
+    }
+
+    if (spec.kind == pubsub::StartSpec::kAfter
+        && !pubsub::Multiplexer::resumeSpecs(full, ch->n, specs, &reason))
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "pubsub: invalid message id: %s", reason.c_str());
+        *rc = ngx_pubsub_ws_refuse(r, NGX_HTTP_BAD_REQUEST,
+                                   "Message ID invalid.\n");
+        return NGX_DECLINED;
+    }
+
+    w->mux = pubsub::Multiplexer::create(
+                 static_cast<pubsub::MultiplexSink *>(w), ch->n);
+    if (!w->mux) {
+        return NGX_DECLINED;
     }
 
     return NGX_OK;
@@ -1673,8 +1935,10 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ws::UpgradeRequest        up;
     ws::HandshakeError        err;
     pubsub::StartSpec         spec;
+    pubsub::ParsedMsgId       full;
     pubsub::SubscribeReply    reply;
     pubsub::SubscribeRequest  req;
+    std::vector<pubsub::StartSpec>  specs;
     char                      accept[ws::kAcceptKeySize];
 
     up.method = ngx_pubsub_sv(r->method_name);
@@ -1738,13 +2002,16 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
             return sch->rc;
         }
 
-        if (sch->n > 1) {
-            return ngx_pubsub_ws_refuse(r, NGX_HTTP_BAD_REQUEST,
-                       "Multiplexed subscriptions are not supported yet.\n");
+        if (ngx_pubsub_resume_id(r, plcf, &spec, &full, &rc) != NGX_OK) {
+            return rc;
         }
 
-        if (ngx_pubsub_resume_spec(r, plcf, &spec, &rc) != NGX_OK) {
-            return rc;
+        if (sch->n > 1) {
+            if (ngx_pubsub_ws_mux_specs(r, w, sch, spec, full, &specs, &rc)
+                != NGX_OK)
+            {
+                return rc;
+            }
         }
 
         w->sub_key = sch->key[0];
@@ -1807,12 +2074,19 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     /* the subscription, so that store refusals get an HTTP status */
 
-    if (subscribe) {
+    if (subscribe && w->mux) {
+        if (w->mux_subscribe(sch, specs, &reply) != NGX_OK) {
+            rc = (reply.status == pubsub::StoreResult::kNotFound)
+                 ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
+            return ngx_pubsub_ws_refuse(r, rc, reply.reason + "\n");
+        }
+
+    } else if (subscribe) {
         req.key = ngx_pubsub_sv(w->sub_key);
         req.start = spec;
         req.existingOnly = plcf->existing_only;
 
-        ngx_pubsub_store()->subscribe(w, req,
+        ngx_pubsub_store_for(plcf)->subscribe(w, req,
             [&reply](pubsub::SubscribeReply &&rep) {
                 reply = std::move(rep);
             });
@@ -1861,14 +2135,17 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     r->main->count++;
 
     /* subscribed, and the client will know: the subscribe hook */
-    if (subscribe) {
+    if (subscribe && w->mux) {
+        w->mux_hooks_open(sch);
+
+    } else if (subscribe) {
         w->hook_session = ngx_pubsub_hook_subscribed(r, sch->id[0],
                                                      NGX_PUBSUB_SUB_WEBSOCKET);
     }
 
     /* from here on, failures end the connection, never the handler */
     try {
-        (void) w->start(subscribe ? &reply : nullptr, spec.after);
+        (void) w->start(subscribe && !w->mux ? &reply : nullptr, spec.after);
 
     } catch (...) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

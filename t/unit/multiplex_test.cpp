@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "pubsub/multiplex.h"
+#include "pubsub/presence.h"
 
 namespace {
 
@@ -100,6 +101,38 @@ TEST(Multiplex, BadSizes) {
     EXPECT_EQ(Multiplexer::create(&sink, 0), nullptr);
     EXPECT_EQ(Multiplexer::create(&sink, 256), nullptr);
     EXPECT_NE(Multiplexer::create(&sink, 255), nullptr);
+}
+
+}  // namespace
+
+namespace {
+
+struct PresenceSink : Sink {
+    void channelPresence(size_t ch, const pubsub::PresenceEvent& ev) override {
+        events.push_back(std::to_string(ch) + ":" + ev.channel + ":" + ev.id);
+    }
+    std::vector<std::string> events;
+};
+
+TEST(Multiplex, PresenceEventsNameTheirChannel) {
+    PresenceSink sink;
+    auto mux = Multiplexer::create(&sink, 3);
+    ASSERT_NE(mux, nullptr);
+    pubsub::PresenceEvent ev;
+    ev.channel = "g/b";
+    ev.id = "alice";
+    mux->subscriber(1)->presenceEvent(ev);
+    ev.channel = "g/c";
+    mux->subscriber(2)->presenceEvent(ev);
+    EXPECT_EQ(sink.events, (std::vector<std::string>{"1:g/b:alice", "2:g/c:alice"}));
+    EXPECT_TRUE(sink.got.empty());
+
+    // A sink that does not care about presence ignores them.
+    Sink plain;
+    auto quiet = Multiplexer::create(&plain, 1);
+    ASSERT_NE(quiet, nullptr);
+    quiet->subscriber(0)->presenceEvent(ev);
+    EXPECT_TRUE(plain.got.empty());
 }
 
 }  // namespace

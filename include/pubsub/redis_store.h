@@ -1,0 +1,131 @@
+#pragma once
+// The Redis engine: channels, history and ids live in Redis (see
+// redis_proto.h for the keys and scripts); each worker subscribes to the
+// pubsub channels of the channels it has local subscribers for and fans
+// messages out through its own Hub.
+//
+// The connection is abstracted as RedisLink (the nginx glue implements it
+// on hiredis and nginx's event loop; unit tests use a fake), so this class
+// has no nginx dependency.
+//
+// Subscribing needs what Redis holds for the channel, but transports expect
+// subscribe() to answer at once: the glue first calls prepare() for the
+// request's channels and, once it completes, runs the request's handler with
+// usePrepared() set; subscribe() then answers from that snapshot.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <hiredis/hiredis.h>
+
+#include "pubsub/hub.h"
+#include "pubsub/redis_proto.h"
+#include "pubsub/store.h"
+
+namespace pubsub {
+
+class RedisLink {
+public:
+    // `r` is nullptr when no reply came (connection lost, timeout).  The
+    // reply is only valid during the call.
+    using ReplyFn = std::function<void(const redisReply* r)>;
+
+    virtual ~RedisLink() = default;
+    virtual bool ready() const = 0;
+    // Queues a command; false (and `cb` is never called) when the link is
+    // not ready or too many commands are waiting.
+    virtual bool command(const std::vector<std::string>& args, ReplyFn cb) = 0;
+    // Pubsub connection (replies arrive through RedisStore::onSubscribed/...).
+    virtual bool subscribe(const std::string& channel) = 0;
+    virtual bool unsubscribe(const std::string& channel) = 0;
+};
+
+struct RedisStoreStats {
+    uint64_t published = 0;
+    uint64_t fetches = 0;       // history reads to fill a hole in the live stream
+    uint64_t liveMessages = 0;  // received on the pubsub connection
+};
+
+class RedisStore final : public Store {
+public:
+    struct Prepared {
+        struct Channel {
+            StoreResult status = StoreResult::kOk;
+            std::string reason;
+            redis::Snapshot snap;
+        };
+        std::unordered_map<std::string, Channel> channels;
+    };
+    using PreparedPtr = std::shared_ptr<Prepared>;
+
+    // `instanceId` names this worker in the subscriber counts.
+    RedisStore(RedisLink* link, std::string instanceId);
+    ~RedisStore() override;
+
+    void publish(std::string_view key, const PublishInput& in, PublishCallback cb) override;
+    void subscribe(Subscriber* sub, const SubscribeRequest& req, SubscribeCallback cb) override;
+    void unsubscribe(Subscriber* sub) override;
+    void info(std::string_view key, InfoCallback cb) override;
+    void remove(std::string_view key, InfoCallback cb) override;
+
+    // Reads the channels' snapshots; `done` always runs (maybe at once).
+    void prepare(const std::vector<std::string>& keys, std::function<void(PreparedPtr)> done);
+    // subscribe() answers from `p` until reset with nullptr.
+    void usePrepared(Prepared* p) { prepared_ = p; }
+
+    // From the link.
+    void onReady();
+    void onDown();
+    void onSubscribed(std::string_view channel);
+    void onUnsubscribed(std::string_view channel);
+    void onMessage(std::string_view channel, std::string_view payload);
+
+    // Every second: unsubscribes idle channels, refreshes subscriber counts
+    // (every `countRefresh` ticks); `countTtl` is how long an instance's
+    // count stays valid in Redis without a refresh.
+    void tick();
+
+    Hub& hub() { return hub_; }
+    const RedisStoreStats& stats() const { return stats_; }
+    size_t localChannels() const { return chans_.size(); }
+
+    static constexpr int kCountTtl = 30;
+    static constexpr int kCountRefreshTicks = 10;
+    static constexpr const char* kUnavailable = "Redis is unavailable";
+
+private:
+    struct Chan {
+        enum Sub { kNone, kSubscribing, kSubscribed, kUnsubscribing };
+        std::string key;
+        size_t local = 0;
+        Sub sub = kNone;
+        bool fetching = false;
+        std::vector<MessagePtr> queue;  // live messages waiting for a fetch
+    };
+    using ChanPtr = std::shared_ptr<Chan>;
+
+    bool eval(const redis::Script& s, std::string_view key, std::vector<std::string> args,
+              RedisLink::ReplyFn cb);
+    ChanPtr chan(std::string_view key, bool create);
+    void addLocal(const std::string& key);
+    void dropLocal(const std::string& key);
+    void sendCount(const Chan& c);
+    void startFetch(const ChanPtr& c);
+    void fetched(const ChanPtr& c, const redisReply* r);
+    void deliverOne(const std::string& key, const MessagePtr& m);
+
+    RedisLink* link_;
+    std::string instanceId_;
+    Hub hub_;
+    std::unordered_map<std::string, ChanPtr> chans_;
+    Prepared* prepared_ = nullptr;
+    RedisStoreStats stats_;
+    unsigned ticks_ = 0;
+    std::shared_ptr<bool> alive_;
+};
+
+}  // namespace pubsub

@@ -1,0 +1,1193 @@
+/*
+ * ngx_pubsub: the Redis engine on nginx's event loop.
+ *
+ * Each worker keeps, per Redis upstream, two hiredis async connections: one
+ * for commands (Lua scripts) and one in subscribe mode for the pubsub
+ * channels of the channels this worker has subscribers for.  hiredis's fd
+ * is wrapped in an ngx_connection_t and its read/write interest goes
+ * through nginx's event module (level-triggered, as hiredis reads once per
+ * event).  hiredis 0.14 has no timer hook, so a watchdog timer enforces the
+ * connect and command timeouts; a failure of either connection drops both
+ * and reconnects with exponential backoff and jitter.
+ */
+
+#include "ngx_pubsub_redis.h"
+
+#include <deque>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+extern "C" {
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+}
+
+
+#define NGX_PUBSUB_REDIS_CONNECT_TIMEOUT  3000
+#define NGX_PUBSUB_REDIS_COMMAND_TIMEOUT  5000
+#define NGX_PUBSUB_REDIS_WATCHDOG         250
+#define NGX_PUBSUB_REDIS_BACKOFF_MIN      100
+#define NGX_PUBSUB_REDIS_BACKOFF_MAX      3000
+#define NGX_PUBSUB_REDIS_MAX_INFLIGHT     20000
+
+
+struct ngx_pubsub_redis_conn_t {
+    ngx_pubsub_redis_link_t  *link;
+    redisAsyncContext        *ac;
+    ngx_connection_t         *c;
+    bool                      sub;
+    bool                      ok;       /* the hello (AUTH/SELECT/PING) passed */
+};
+
+
+struct ngx_pubsub_redis_link_s final : public pubsub::RedisLink {
+    enum state_e { kDown, kConnecting, kReady };
+
+    ngx_pubsub_redis_link_s(ngx_pubsub_redis_upstream_t *up, ngx_log_t *log);
+    ~ngx_pubsub_redis_link_s() override;
+
+    bool ready() const override { return state == kReady; }
+    bool command(const std::vector<std::string> &args, ReplyFn cb) override;
+    bool subscribe(const std::string &channel) override;
+    bool unsubscribe(const std::string &channel) override;
+
+    void connect();
+    void fail(const char *what, const char *detail);
+    void schedule_reconnect();
+    bool open(ngx_pubsub_redis_conn_t *conn);
+    void close_conn(ngx_pubsub_redis_conn_t *conn);
+    void hello(ngx_pubsub_redis_conn_t *conn);
+    void hello_done(ngx_pubsub_redis_conn_t *conn);
+
+    ngx_pubsub_redis_upstream_t  *up;
+    ngx_pubsub_redis_server_t    *server;
+    ngx_log_t                    *log;
+    pubsub::RedisStore           *store = nullptr;
+    state_e                       state = kDown;
+    bool                          closing = false;
+    bool                          was_ready = false;
+    ngx_uint_t                    attempts = 0;
+    ngx_msec_t                    connect_start = 0;
+    size_t                        inflight = 0;
+    std::deque<ngx_msec_t>        sent;     /* command send times, FIFO */
+    ngx_pubsub_redis_conn_t       cmd;
+    ngx_pubsub_redis_conn_t       subc;
+    ngx_event_t                   reconnect_ev;
+    ngx_event_t                   watchdog_ev;
+    ngx_event_t                   tick_ev;
+};
+
+
+struct ngx_pubsub_redis_pending_t {
+    ngx_pubsub_redis_link_t          *link;
+    pubsub::RedisLink::ReplyFn        fn;
+    bool                              counted;
+};
+
+
+/* hiredis event hooks */
+
+static void
+ngx_pubsub_redis_add_read(void *privdata)
+{
+    ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
+                                         privdata);
+
+    if (conn->c && !conn->c->read->active) {
+        (void) ngx_add_event(conn->c->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_pubsub_redis_del_read(void *privdata)
+{
+    ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
+                                         privdata);
+
+    if (conn->c && conn->c->read->active) {
+        (void) ngx_del_event(conn->c->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_pubsub_redis_add_write(void *privdata)
+{
+    ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
+                                         privdata);
+
+    if (conn->c && !conn->c->write->active) {
+        (void) ngx_add_event(conn->c->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_pubsub_redis_del_write(void *privdata)
+{
+    ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
+                                         privdata);
+
+    if (conn->c && conn->c->write->active) {
+        (void) ngx_del_event(conn->c->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/* hiredis frees the context (and closes the fd right after this) */
+static void
+ngx_pubsub_redis_cleanup(void *privdata)
+{
+    ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
+                                         privdata);
+    ngx_connection_t         *c = conn->c;
+
+    if (c == NULL) {
+        return;
+    }
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    c->fd = (ngx_socket_t) -1;   /* hiredis closes it; stale events skip */
+    ngx_free_connection(c);
+
+    conn->c = NULL;
+    conn->ac = NULL;
+}
+
+
+static void
+ngx_pubsub_redis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t         *c = static_cast<ngx_connection_t *>(ev->data);
+    ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
+                                         c->data);
+
+    /* the context may be freed inside: touch neither c nor ac after */
+    if (conn->ac) {
+        redisAsyncHandleRead(conn->ac);
+    }
+}
+
+
+static void
+ngx_pubsub_redis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t         *c = static_cast<ngx_connection_t *>(ev->data);
+    ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
+                                         c->data);
+
+    if (conn->ac) {
+        redisAsyncHandleWrite(conn->ac);
+    }
+}
+
+
+static void
+ngx_pubsub_redis_on_connect(const redisAsyncContext *ac, int status)
+{
+    ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
+                                         ac->data);
+
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this returns */
+        conn->ac = NULL;
+        conn->link->fail("cannot connect", ac->errstr);
+    }
+}
+
+
+static void
+ngx_pubsub_redis_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
+                                         ac->data);
+
+    conn->ac = NULL;
+
+    if (!conn->link->closing && conn->link->state != ngx_pubsub_redis_link_t::kDown) {
+        conn->link->fail("connection lost",
+                         status == REDIS_OK ? "closed" : ac->errstr);
+    }
+}
+
+
+/* command replies (the command connection's FIFO) */
+static void
+ngx_pubsub_redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    ngx_pubsub_redis_pending_t  *p = static_cast<ngx_pubsub_redis_pending_t *>(
+                                         privdata);
+    ngx_pubsub_redis_link_t     *link = p->link;
+
+    if (p->counted) {
+        link->inflight--;
+        if (!link->sent.empty()) {
+            link->sent.pop_front();
+        }
+    }
+
+    if (!link->closing && p->fn) {
+        try {
+            p->fn(static_cast<redisReply *>(reply));
+
+        } catch (...) {
+            ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                          "pubsub: redis reply handler failed");
+        }
+    }
+
+    delete p;
+}
+
+
+/* the subscribe connection: subscribe/unsubscribe confirmations, messages */
+static void
+ngx_pubsub_redis_on_pubsub(redisAsyncContext *ac, void *r, void *privdata)
+{
+    ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
+                                         ac->data);
+    redisReply               *reply = static_cast<redisReply *>(r);
+    ngx_pubsub_redis_link_t  *link;
+
+    if (reply == NULL || conn == NULL) {
+        return;
+    }
+
+    link = conn->link;
+
+    if (link->closing || link->store == nullptr
+        || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[1]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    std::string_view kind(reply->element[0]->str, reply->element[0]->len);
+    std::string_view channel(reply->element[1]->str, reply->element[1]->len);
+
+    try {
+        if (kind == "message"
+            && reply->element[2]->type == REDIS_REPLY_STRING)
+        {
+            link->store->onMessage(channel,
+                std::string_view(reply->element[2]->str,
+                                 reply->element[2]->len));
+
+        } else if (kind == "subscribe") {
+            link->store->onSubscribed(channel);
+
+        } else if (kind == "unsubscribe") {
+            link->store->onUnsubscribed(channel);
+        }
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_ERR, link->log, 0,
+                      "pubsub: redis message handler failed");
+    }
+}
+
+
+/* AUTH / SELECT / PING replies while connecting */
+static void
+ngx_pubsub_redis_on_hello(redisAsyncContext *ac, void *r, void *privdata)
+{
+    ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
+                                         privdata);
+    redisReply               *reply = static_cast<redisReply *>(r);
+    ngx_pubsub_redis_link_t  *link = conn->link;
+
+    if (reply == NULL || link->closing || conn->ac != ac) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        std::string err(reply->str, reply->len);
+        link->fail("refused the connection", err.c_str());
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_STATUS
+        && std::string_view(reply->str, reply->len) == "PONG")
+    {
+        link->hello_done(conn);
+    }
+}
+
+
+ngx_pubsub_redis_link_s::ngx_pubsub_redis_link_s(
+    ngx_pubsub_redis_upstream_t *u, ngx_log_t *l)
+    : up(u), log(l)
+{
+    server = static_cast<ngx_pubsub_redis_server_t *>(up->servers.elts);
+
+    cmd = ngx_pubsub_redis_conn_t{this, NULL, NULL, false, false};
+    subc = ngx_pubsub_redis_conn_t{this, NULL, NULL, true, false};
+
+    ngx_memzero(&reconnect_ev, sizeof(ngx_event_t));
+    ngx_memzero(&watchdog_ev, sizeof(ngx_event_t));
+    ngx_memzero(&tick_ev, sizeof(ngx_event_t));
+}
+
+
+ngx_pubsub_redis_link_s::~ngx_pubsub_redis_link_s()
+{
+    closing = true;
+    state = kDown;
+
+    for (ngx_event_t *ev : {&reconnect_ev, &watchdog_ev, &tick_ev}) {
+        if (ev->timer_set) {
+            ngx_del_timer(ev);
+        }
+    }
+
+    close_conn(&cmd);
+    close_conn(&subc);
+}
+
+
+void
+ngx_pubsub_redis_link_s::close_conn(ngx_pubsub_redis_conn_t *conn)
+{
+    redisAsyncContext  *ac = conn->ac;
+
+    conn->ok = false;
+
+    if (ac) {
+        conn->ac = NULL;
+        /* deferred by hiredis when inside one of its callbacks */
+        redisAsyncFree(ac);
+    }
+}
+
+
+bool
+ngx_pubsub_redis_link_s::open(ngx_pubsub_redis_conn_t *conn)
+{
+    redisAsyncContext  *ac;
+    ngx_connection_t   *c;
+
+    ac = redisAsyncConnect(reinterpret_cast<char *>(server->host.data),
+                           server->port);
+    if (ac == NULL) {
+        fail("cannot connect", "out of memory");
+        return false;
+    }
+
+    if (ac->err) {
+        std::string err(ac->errstr);
+        redisAsyncFree(ac);
+        fail("cannot connect", err.c_str());
+        return false;
+    }
+
+    c = ngx_get_connection(ac->c.fd, log);
+    if (c == NULL) {
+        redisAsyncFree(ac);
+        fail("cannot connect", "no free worker connection");
+        return false;
+    }
+
+    c->data = conn;
+    c->log = log;
+    c->read->handler = ngx_pubsub_redis_read_handler;
+    c->write->handler = ngx_pubsub_redis_write_handler;
+    c->read->log = log;
+    c->write->log = log;
+
+    conn->ac = ac;
+    conn->c = c;
+    conn->ok = false;
+
+    ac->data = conn;
+    ac->ev.data = conn;
+    ac->ev.addRead = ngx_pubsub_redis_add_read;
+    ac->ev.delRead = ngx_pubsub_redis_del_read;
+    ac->ev.addWrite = ngx_pubsub_redis_add_write;
+    ac->ev.delWrite = ngx_pubsub_redis_del_write;
+    ac->ev.cleanup = ngx_pubsub_redis_cleanup;
+
+    redisAsyncSetConnectCallback(ac, ngx_pubsub_redis_on_connect);
+    redisAsyncSetDisconnectCallback(ac, ngx_pubsub_redis_on_disconnect);
+
+    hello(conn);
+
+    return true;
+}
+
+
+void
+ngx_pubsub_redis_link_s::hello(ngx_pubsub_redis_conn_t *conn)
+{
+    char         db[NGX_INT_T_LEN];
+    const char  *argv[2];
+    size_t       lens[2];
+
+    if (server->password.len) {
+        argv[0] = "AUTH";
+        lens[0] = 4;
+        argv[1] = reinterpret_cast<char *>(server->password.data);
+        lens[1] = server->password.len;
+        redisAsyncCommandArgv(conn->ac, ngx_pubsub_redis_on_hello, conn,
+                              2, argv, lens);
+    }
+
+    if (server->db > 0) {
+        argv[0] = "SELECT";
+        lens[0] = 6;
+        argv[1] = db;
+        lens[1] = ngx_sprintf(reinterpret_cast<u_char *>(db), "%i",
+                              server->db) - reinterpret_cast<u_char *>(db);
+        redisAsyncCommandArgv(conn->ac, ngx_pubsub_redis_on_hello, conn,
+                              2, argv, lens);
+    }
+
+    argv[0] = "PING";
+    lens[0] = 4;
+    redisAsyncCommandArgv(conn->ac, ngx_pubsub_redis_on_hello, conn,
+                          1, argv, lens);
+}
+
+
+void
+ngx_pubsub_redis_link_s::hello_done(ngx_pubsub_redis_conn_t *conn)
+{
+    conn->ok = true;
+
+    if (!cmd.ok || !subc.ok || state != kConnecting) {
+        return;
+    }
+
+    state = kReady;
+    attempts = 0;
+
+    ngx_uint_t level = was_ready ? NGX_LOG_WARN : NGX_LOG_INFO;
+
+    ngx_log_error(level, log, 0,
+                  "pubsub: redis upstream \"%V\": connected to %V",
+                  &up->name, &server->url);
+    was_ready = true;
+
+    if (store) {
+        try {
+            store->onReady();
+
+        } catch (...) {
+            fail("cannot resubscribe", "out of memory");
+        }
+    }
+}
+
+
+void
+ngx_pubsub_redis_link_s::connect()
+{
+    if (closing || state != kDown) {
+        return;
+    }
+
+    state = kConnecting;
+    connect_start = ngx_current_msec;
+
+    if (!open(&cmd) || state != kConnecting) {
+        return;
+    }
+
+    (void) open(&subc);
+}
+
+
+void
+ngx_pubsub_redis_link_s::fail(const char *what, const char *detail)
+{
+    bool  lost = (state == kReady);
+
+    if (closing || state == kDown) {
+        return;
+    }
+
+    state = kDown;
+
+    ngx_uint_t level = lost ? NGX_LOG_ERR : NGX_LOG_INFO;
+
+    ngx_log_error(level, log, 0,
+                  "pubsub: redis upstream \"%V\" (%V): %s: %s",
+                  &up->name, &server->url, what, detail ? detail : "");
+
+    /* pending callbacks run now with no reply (publishers get 503) */
+    close_conn(&cmd);
+    close_conn(&subc);
+
+    sent.clear();
+
+    if (lost && store) {
+        try {
+            store->onDown();
+
+        } catch (...) {
+            /* nothing to undo */
+        }
+    }
+
+    schedule_reconnect();
+}
+
+
+void
+ngx_pubsub_redis_link_s::schedule_reconnect()
+{
+    ngx_msec_t  delay;
+
+    if (closing || ngx_exiting || ngx_quit || reconnect_ev.timer_set) {
+        return;
+    }
+
+    delay = NGX_PUBSUB_REDIS_BACKOFF_MIN;
+    for (ngx_uint_t i = 0; i < attempts && delay < NGX_PUBSUB_REDIS_BACKOFF_MAX;
+         i++)
+    {
+        delay *= 2;
+    }
+    if (delay > NGX_PUBSUB_REDIS_BACKOFF_MAX) {
+        delay = NGX_PUBSUB_REDIS_BACKOFF_MAX;
+    }
+
+    /* jitter: 50%..100% of the delay, so workers do not reconnect in step */
+    delay = delay / 2 + (ngx_msec_t) (ngx_random() % (delay / 2 + 1));
+
+    attempts++;
+
+    ngx_add_timer(&reconnect_ev, delay);
+}
+
+
+bool
+ngx_pubsub_redis_link_s::command(const std::vector<std::string> &args,
+    ReplyFn cb)
+{
+    std::vector<const char *>  argv;
+    std::vector<size_t>        lens;
+
+    if (state != kReady || cmd.ac == NULL
+        || inflight >= NGX_PUBSUB_REDIS_MAX_INFLIGHT)
+    {
+        return false;
+    }
+
+    argv.reserve(args.size());
+    lens.reserve(args.size());
+
+    for (const std::string &a : args) {
+        argv.push_back(a.data());
+        lens.push_back(a.size());
+    }
+
+    auto *p = new (std::nothrow) ngx_pubsub_redis_pending_t{this, std::move(cb),
+                                                            true};
+    if (p == NULL) {
+        return false;
+    }
+
+    sent.push_back(static_cast<ngx_msec_t>(ngx_current_msec));
+    inflight++;
+
+    if (redisAsyncCommandArgv(cmd.ac, ngx_pubsub_redis_on_reply, p,
+                              static_cast<int>(argv.size()), argv.data(),
+                              lens.data())
+        != REDIS_OK)
+    {
+        sent.pop_back();
+        inflight--;
+        p->fn = nullptr;
+        delete p;
+        return false;
+    }
+
+    return true;
+}
+
+
+bool
+ngx_pubsub_redis_link_s::subscribe(const std::string &channel)
+{
+    const char  *argv[2] = { "SUBSCRIBE", channel.data() };
+    size_t       lens[2] = { 9, channel.size() };
+
+    if (state != kReady || subc.ac == NULL) {
+        return false;
+    }
+
+    return redisAsyncCommandArgv(subc.ac, ngx_pubsub_redis_on_pubsub, NULL,
+                                 2, argv, lens) == REDIS_OK;
+}
+
+
+bool
+ngx_pubsub_redis_link_s::unsubscribe(const std::string &channel)
+{
+    const char  *argv[2] = { "UNSUBSCRIBE", channel.data() };
+    size_t       lens[2] = { 11, channel.size() };
+
+    if (state != kReady || subc.ac == NULL) {
+        return false;
+    }
+
+    return redisAsyncCommandArgv(subc.ac, ngx_pubsub_redis_on_pubsub, NULL,
+                                 2, argv, lens) == REDIS_OK;
+}
+
+
+static void
+ngx_pubsub_redis_reconnect_handler(ngx_event_t *ev)
+{
+    auto *link = static_cast<ngx_pubsub_redis_link_t *>(ev->data);
+
+    link->connect();
+}
+
+
+static void
+ngx_pubsub_redis_watchdog_handler(ngx_event_t *ev)
+{
+    auto *link = static_cast<ngx_pubsub_redis_link_t *>(ev->data);
+
+    if (link->state == ngx_pubsub_redis_link_t::kConnecting
+        && ngx_current_msec - link->connect_start
+           > NGX_PUBSUB_REDIS_CONNECT_TIMEOUT)
+    {
+        link->fail("cannot connect", "timed out");
+
+    } else if (link->state == ngx_pubsub_redis_link_t::kReady
+               && !link->sent.empty()
+               && ngx_current_msec - link->sent.front()
+                  > NGX_PUBSUB_REDIS_COMMAND_TIMEOUT)
+    {
+        link->fail("command timed out", "no reply");
+    }
+
+    if (!ngx_exiting && !ngx_quit) {
+        ngx_add_timer(ev, NGX_PUBSUB_REDIS_WATCHDOG);
+    }
+}
+
+
+static void
+ngx_pubsub_redis_tick_handler(ngx_event_t *ev)
+{
+    auto *link = static_cast<ngx_pubsub_redis_link_t *>(ev->data);
+
+    if (link->store) {
+        try {
+            link->store->tick();
+
+        } catch (...) {
+            ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                          "pubsub: redis maintenance failed");
+        }
+    }
+
+    if (!ngx_exiting && !ngx_quit) {
+        ngx_add_timer(ev, 1000);
+    }
+}
+
+
+/* configuration */
+
+static ngx_pubsub_redis_upstream_t *
+ngx_pubsub_redis_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *uscf)
+{
+    ngx_pubsub_main_conf_t        *pmcf;
+    ngx_pubsub_redis_upstream_t  **ups, *up;
+
+    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf, ngx_pubsub_module));
+
+    if (pmcf->redis_upstreams == NULL) {
+        pmcf->redis_upstreams = ngx_array_create(cf->pool, 2, sizeof(void *));
+        if (pmcf->redis_upstreams == NULL) {
+            return NULL;
+        }
+    }
+
+    ups = static_cast<ngx_pubsub_redis_upstream_t **>(
+              pmcf->redis_upstreams->elts);
+
+    for (ngx_uint_t i = 0; i < pmcf->redis_upstreams->nelts; i++) {
+        if (ups[i]->uscf == uscf) {
+            return ups[i];
+        }
+    }
+
+    up = static_cast<ngx_pubsub_redis_upstream_t *>(
+             ngx_pcalloc(cf->pool, sizeof(ngx_pubsub_redis_upstream_t)));
+    if (up == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&up->servers, cf->pool, 1,
+                       sizeof(ngx_pubsub_redis_server_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    up->uscf = uscf;
+    up->name = uscf->host;
+
+    ups = static_cast<ngx_pubsub_redis_upstream_t **>(
+              ngx_array_push(pmcf->redis_upstreams));
+    if (ups == NULL) {
+        return NULL;
+    }
+
+    *ups = up;
+
+    return up;
+}
+
+
+static ngx_int_t
+ngx_pubsub_redis_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    /* the upstream holds Redis servers, not HTTP peers: nothing to set up */
+    return NGX_OK;
+}
+
+
+/* redis://[:password@]host:port[/db] */
+static const char *
+ngx_pubsub_redis_parse_url(ngx_conf_t *cf, ngx_str_t url,
+    ngx_pubsub_redis_server_t *s)
+{
+    u_char     *p, *last, *at, *colon, *slash;
+    ngx_int_t   port;
+
+    ngx_memzero(s, sizeof(ngx_pubsub_redis_server_t));
+    s->url = url;
+
+    p = url.data;
+    last = url.data + url.len;
+
+    if (url.len < 8 || ngx_strncmp(p, "redis://", 8) != 0) {
+        return "must start with \"redis://\"";
+    }
+
+    p += 8;
+
+    at = NULL;
+    for (u_char *q = p; q < last; q++) {
+        if (*q == '@') {
+            at = q;
+        }
+    }
+
+    if (at) {
+        if (*p != ':') {
+            return "has a user name; only \":password@\" is supported";
+        }
+        s->password.len = at - p - 1;
+        s->password.data = static_cast<u_char *>(
+                               ngx_pnalloc(cf->pool, s->password.len + 1));
+        if (s->password.data == NULL) {
+            return "cannot be stored (out of memory)";
+        }
+        ngx_memcpy(s->password.data, p + 1, s->password.len);
+        s->password.data[s->password.len] = '\0';
+        p = at + 1;
+    }
+
+    slash = static_cast<u_char *>(ngx_strlchr(p, last, '/'));
+    if (slash == NULL) {
+        slash = last;
+    }
+
+    colon = NULL;
+    for (u_char *q = p; q < slash; q++) {
+        if (*q == ':') {
+            colon = q;
+        }
+    }
+
+    if (colon == NULL) {
+        colon = slash;
+        port = 6379;
+
+    } else {
+        port = ngx_atoi(colon + 1, slash - colon - 1);
+        if (port < 1 || port > 65535) {
+            return "has an invalid port";
+        }
+    }
+
+    if (colon == p) {
+        return "has no host";
+    }
+
+    s->port = static_cast<in_port_t>(port);
+    s->host.len = colon - p;
+    s->host.data = static_cast<u_char *>(ngx_pnalloc(cf->pool,
+                                                     s->host.len + 1));
+    if (s->host.data == NULL) {
+        return "cannot be stored (out of memory)";
+    }
+    ngx_memcpy(s->host.data, p, s->host.len);
+    s->host.data[s->host.len] = '\0';
+
+    s->db = 0;
+    if (slash < last && slash + 1 < last) {
+        s->db = ngx_atoi(slash + 1, last - slash - 1);
+        if (s->db < 0) {
+            return "has an invalid database number";
+        }
+    }
+
+    return NULL;
+}
+
+
+char *
+ngx_pubsub_redis_server(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t                     *value = static_cast<ngx_str_t *>(
+                                               cf->args->elts);
+    ngx_http_upstream_srv_conf_t  *uscf;
+    ngx_pubsub_redis_upstream_t   *up;
+    ngx_pubsub_redis_server_t     *s;
+    const char                    *err;
+
+    uscf = static_cast<ngx_http_upstream_srv_conf_t *>(
+               ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module));
+
+    up = ngx_pubsub_redis_upstream(cf, uscf);
+    if (up == NULL) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    s = static_cast<ngx_pubsub_redis_server_t *>(ngx_array_push(&up->servers));
+    if (s == NULL) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    err = ngx_pubsub_redis_parse_url(cf, value[1], s);
+    if (err) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_redis_server \"%V\" %s", &value[1], err);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    uscf->peer.init_upstream = ngx_pubsub_redis_init_upstream;
+
+    /*
+     * nginx refuses an upstream block without servers: list the Redis
+     * server there too (never used as an HTTP peer, see init_upstream)
+     */
+    if (uscf->servers) {
+        ngx_http_upstream_server_t  *us;
+
+        us = static_cast<ngx_http_upstream_server_t *>(
+                 ngx_array_push(uscf->servers));
+        if (us == NULL) {
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+
+        ngx_memzero(us, sizeof(ngx_http_upstream_server_t));
+        us->name = value[1];
+        us->weight = 1;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_pubsub_redis_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_pubsub_loc_conf_t         *plcf = static_cast<ngx_pubsub_loc_conf_t *>(
+                                              conf);
+    ngx_str_t                     *value = static_cast<ngx_str_t *>(
+                                               cf->args->elts);
+    ngx_http_upstream_srv_conf_t  *uscf;
+    ngx_url_t                      u;
+
+    if (plcf->redis != NGX_CONF_UNSET_PTR) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        plcf->redis = NULL;
+        return NGX_CONF_OK;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.url = value[1];
+    u.no_resolve = 1;
+
+    uscf = ngx_http_upstream_add(cf, &u, 0);
+    if (uscf == NULL) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    plcf->redis = ngx_pubsub_redis_upstream(cf, uscf);
+    if (plcf->redis == NULL) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_pubsub_redis_check_conf(ngx_conf_t *cf, ngx_pubsub_main_conf_t *pmcf)
+{
+    ngx_pubsub_redis_upstream_t  **ups;
+
+    if (pmcf->redis_upstreams == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    ups = static_cast<ngx_pubsub_redis_upstream_t **>(
+              pmcf->redis_upstreams->elts);
+
+    for (ngx_uint_t i = 0; i < pmcf->redis_upstreams->nelts; i++) {
+        if (ups[i]->servers.nelts == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                "pubsub_redis_pass \"%V\": no upstream with that name has "
+                "a pubsub_redis_server", &ups[i]->name);
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+
+        if (ups[i]->servers.nelts > 1) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                "upstream \"%V\": Redis Cluster is not supported yet; only "
+                "the first pubsub_redis_server is used", &ups[i]->name);
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* per worker */
+
+ngx_int_t
+ngx_pubsub_redis_init_process(ngx_cycle_t *cycle)
+{
+    ngx_pubsub_main_conf_t        *pmcf;
+    ngx_pubsub_redis_upstream_t  **ups, *up;
+    char                           id[64];
+    int                            n;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
+               ngx_http_cycle_get_module_main_conf(cycle, ngx_pubsub_module));
+    if (pmcf == NULL || pmcf->redis_upstreams == NULL) {
+        return NGX_OK;
+    }
+
+    ups = static_cast<ngx_pubsub_redis_upstream_t **>(
+              pmcf->redis_upstreams->elts);
+
+    for (ngx_uint_t i = 0; i < pmcf->redis_upstreams->nelts; i++) {
+        up = ups[i];
+
+        n = snprintf(id, sizeof(id), "%d:%08lx:%08lx", (int) ngx_pid,
+                     (unsigned long) ngx_random(),
+                     (unsigned long) ngx_time());
+
+        up->link = new (std::nothrow) ngx_pubsub_redis_link_t(up, cycle->log);
+        if (up->link == NULL) {
+            return NGX_ERROR;
+        }
+
+        try {
+            up->store = new pubsub::RedisStore(up->link, std::string(id, n));
+
+        } catch (...) {
+            return NGX_ERROR;
+        }
+
+        up->link->store = up->store;
+
+        for (ngx_event_t *ev : {&up->link->reconnect_ev,
+                                &up->link->watchdog_ev, &up->link->tick_ev})
+        {
+            ev->data = up->link;
+            ev->log = cycle->log;
+            ev->cancelable = 1;
+        }
+
+        up->link->reconnect_ev.handler = ngx_pubsub_redis_reconnect_handler;
+        up->link->watchdog_ev.handler = ngx_pubsub_redis_watchdog_handler;
+        up->link->tick_ev.handler = ngx_pubsub_redis_tick_handler;
+
+        ngx_add_timer(&up->link->reconnect_ev, 1);
+        ngx_add_timer(&up->link->watchdog_ev, NGX_PUBSUB_REDIS_WATCHDOG);
+        ngx_add_timer(&up->link->tick_ev, 1000);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_pubsub_redis_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_pubsub_main_conf_t        *pmcf;
+    ngx_pubsub_redis_upstream_t  **ups;
+
+    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
+               ngx_http_cycle_get_module_main_conf(cycle, ngx_pubsub_module));
+    if (pmcf == NULL || pmcf->redis_upstreams == NULL) {
+        return;
+    }
+
+    ups = static_cast<ngx_pubsub_redis_upstream_t **>(
+              pmcf->redis_upstreams->elts);
+
+    for (ngx_uint_t i = 0; i < pmcf->redis_upstreams->nelts; i++) {
+        /* the link first: its pending callbacks are dropped, not run */
+        delete ups[i]->link;
+        ups[i]->link = NULL;
+        delete ups[i]->store;
+        ups[i]->store = NULL;
+    }
+}
+
+
+pubsub::Store *
+ngx_pubsub_store_for(ngx_pubsub_loc_conf_t *plcf)
+{
+    auto *up = static_cast<ngx_pubsub_redis_upstream_t *>(plcf->redis);
+
+    if (up != NULL) {
+        return up->store;
+    }
+
+    return ngx_pubsub_store();
+}
+
+
+/* subscriber requests: snapshot first, then the handler */
+
+typedef struct {
+    ngx_http_request_t   *r;
+    ngx_int_t           (*handler)(ngx_http_request_t *r);
+    ngx_pubsub_redis_upstream_t  *up;
+    bool                  alive;
+} ngx_pubsub_redis_prep_t;
+
+
+ngx_int_t
+ngx_pubsub_redis_prepare(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_int_t (*handler)(ngx_http_request_t *r))
+{
+    auto                   *up = static_cast<ngx_pubsub_redis_upstream_t *>(
+                                     plcf->redis);
+    ngx_pubsub_channels_t  *ch;
+    const char             *err;
+    ngx_uint_t              sub;
+
+    if (up == NULL || up->store == NULL) {
+        return NGX_DECLINED;
+    }
+
+    /* only subscriber requests subscribe */
+    if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_pubsub_is_websocket(r)) {
+        sub = plcf->sub_roles & NGX_PUBSUB_SUB_WEBSOCKET;
+
+    } else {
+        sub = plcf->sub_roles
+              ? ngx_pubsub_pick_transport(r, plcf->sub_roles) : 0;
+    }
+
+    if (!sub) {
+        return NGX_DECLINED;
+    }
+
+    ch = static_cast<ngx_pubsub_channels_t *>(
+             ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
+    if (ch == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_pubsub_channels_eval(r, plcf, 0, ch, &err) != NGX_OK) {
+        return NGX_DECLINED;   /* the handler answers the error */
+    }
+
+    std::vector<std::string> keys;
+    keys.reserve(ch->n);
+    for (ngx_uint_t i = 0; i < ch->n; i++) {
+        keys.emplace_back(ngx_pubsub_sv(ch->key[i]));
+    }
+
+    pubsub::RedisStore *store = up->store;
+
+    /*
+     * `sync` tells whether prepare() answered before returning (Redis is
+     * down or the queue is full): then the handler runs here, as usual.
+     */
+    auto sync = std::make_shared<int>(1);
+    auto early = std::make_shared<pubsub::RedisStore::PreparedPtr>();
+
+    store->prepare(keys, [r, handler, store, sync, early](
+                             pubsub::RedisStore::PreparedPtr prepared) {
+        ngx_int_t          rc;
+        ngx_connection_t  *c;
+
+        if (*sync) {
+            *early = std::move(prepared);
+            return;
+        }
+
+        store->usePrepared(prepared.get());
+
+        rc = ngx_pubsub_guard(r->connection->log, [r, handler] {
+            return handler(r);
+        });
+
+        store->usePrepared(nullptr);
+
+        c = r->connection;
+        ngx_http_finalize_request(r, rc);
+        ngx_http_run_posted_requests(c);
+    });
+
+    if (*early) {
+        *sync = 0;
+        store->usePrepared(early->get());
+        ngx_int_t rc = handler(r);
+        store->usePrepared(nullptr);
+        return rc;
+    }
+
+    *sync = 0;
+    r->main->count++;
+
+    return NGX_DONE;
+}

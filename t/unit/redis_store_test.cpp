@@ -1,0 +1,274 @@
+// RedisStore over a fake link: snapshots, hole filling, reconnects.
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pubsub/redis_store.h"
+
+using namespace pubsub;
+
+namespace {
+
+class Tree {
+public:
+    redisReply* str(const std::string& s, int type = REDIS_REPLY_STRING) {
+        redisReply* r = node(type);
+        texts_.push_back(std::make_unique<std::string>(s));
+        r->str = texts_.back()->data();
+        r->len = texts_.back()->size();
+        return r;
+    }
+    redisReply* integer(long long v) {
+        redisReply* r = node(REDIS_REPLY_INTEGER);
+        r->integer = v;
+        return r;
+    }
+    redisReply* array(std::vector<redisReply*> items) {
+        redisReply* r = node(REDIS_REPLY_ARRAY);
+        arrays_.push_back(std::make_unique<std::vector<redisReply*>>(std::move(items)));
+        r->element = arrays_.back()->data();
+        r->elements = arrays_.back()->size();
+        return r;
+    }
+    // fetch reply: messages given as "id>prev>data"
+    redisReply* snapshot(const std::string& last, std::vector<std::vector<std::string>> msgs) {
+        std::vector<redisReply*> items = {integer(1), str(last), integer(100), integer(0)};
+        for (auto& m : msgs) {
+            items.push_back(str(m[0]));
+            items.push_back(str(m[1]));
+            items.push_back(str("text/plain"));
+            items.push_back(str(""));
+            items.push_back(str(m[2]));
+        }
+        return array(items);
+    }
+
+private:
+    redisReply* node(int type) {
+        nodes_.push_back(std::make_unique<redisReply>());
+        redisReply* r = nodes_.back().get();
+        *r = redisReply();
+        r->type = type;
+        return r;
+    }
+    std::vector<std::unique_ptr<redisReply>> nodes_;
+    std::vector<std::unique_ptr<std::string>> texts_;
+    std::vector<std::unique_ptr<std::vector<redisReply*>>> arrays_;
+};
+
+struct FakeLink : RedisLink {
+    struct Cmd {
+        std::vector<std::string> args;
+        ReplyFn cb;
+    };
+    bool up = true;
+    std::deque<Cmd> cmds;
+    std::vector<std::string> subs, unsubs;
+
+    bool ready() const override { return up; }
+    bool command(const std::vector<std::string>& args, ReplyFn cb) override {
+        if (!up) {
+            return false;
+        }
+        cmds.push_back({args, std::move(cb)});
+        return true;
+    }
+    bool subscribe(const std::string& ch) override {
+        subs.push_back(ch);
+        return up;
+    }
+    bool unsubscribe(const std::string& ch) override {
+        unsubs.push_back(ch);
+        return up;
+    }
+    // Answers the oldest command whose script is `sha`; drops others before it
+    // (subscriber-count updates).
+    Cmd take(const std::string& sha) {
+        while (!cmds.empty()) {
+            Cmd c = std::move(cmds.front());
+            cmds.pop_front();
+            if (c.args.size() > 1 && c.args[1] == sha) {
+                return c;
+            }
+            c.cb(nullptr);
+        }
+        ADD_FAILURE() << "no command for script " << sha;
+        return {};
+    }
+};
+
+struct Sub : Subscriber {
+    std::vector<std::string> got;
+    int gaps = 0;
+    int deleted = 0;
+    void deliver(const MessagePtr& m) override { got.emplace_back(m->data()); }
+    void gap() override { gaps++; }
+    void channelDeleted() override { deleted++; }
+};
+
+const std::string kKey = "g/a";
+
+std::string live(const std::string& id, const std::string& prev, const std::string& data) {
+    return "M" + id + " " + prev + " 10 0 text/plain" + data;
+}
+
+// prepares and subscribes `sub` from the oldest stored message
+void attach(RedisStore& store, FakeLink& link, Tree& t, Sub& sub, redisReply* snapshot) {
+    RedisStore::PreparedPtr prepared;
+    store.prepare({kKey}, [&](RedisStore::PreparedPtr p) { prepared = p; });
+    ASSERT_FALSE(prepared);
+    FakeLink::Cmd c = link.take(redis::fetchScript().sha);
+    EXPECT_EQ(c.args[3], "{channel:g/a}");
+    c.cb(snapshot);
+    ASSERT_TRUE(prepared);
+    store.usePrepared(prepared.get());
+    SubscribeRequest req;
+    req.key = kKey;
+    SubscribeReply reply;
+    store.subscribe(&sub, req, [&](SubscribeReply&& r) { reply = std::move(r); });
+    store.usePrepared(nullptr);
+    ASSERT_EQ(reply.status, StoreResult::kOk) << reply.reason;
+    ASSERT_TRUE(reply.attached);
+    for (auto& m : reply.backlog) {
+        sub.got.emplace_back(m->data());
+    }
+    (void)t;
+}
+
+}  // namespace
+
+TEST(RedisStore, SnapshotThenLiveThenHole) {
+    FakeLink link;
+    RedisStore store(&link, "w1");
+    Tree t;
+    Sub sub;
+    attach(store, link, t, sub,
+           t.snapshot("10:1", {{"10:0", "0:0", "a"}, {"10:1", "10:0", "b"}}));
+    EXPECT_EQ(sub.got, (std::vector<std::string>{"a", "b"}));
+    ASSERT_EQ(link.subs.size(), 1u);
+    EXPECT_EQ(link.subs[0], "{channel:g/a}:ps");
+
+    // confirmation: one history read after the snapshot's last id
+    store.onSubscribed("{channel:g/a}:ps");
+    FakeLink::Cmd f = link.take(redis::fetchScript().sha);
+    EXPECT_EQ(f.args[4], "10:1");
+    f.cb(t.snapshot("10:1", {}));
+
+    store.onMessage("{channel:g/a}:ps", live("10:2", "10:1", "c"));
+    store.onMessage("{channel:g/a}:ps", live("10:2", "10:1", "c"));  // twice: once
+    EXPECT_EQ(sub.got.back(), "c");
+    EXPECT_EQ(sub.got.size(), 3u);
+
+    // 10:3 was missed: read the history, queue what comes meanwhile
+    store.onMessage("{channel:g/a}:ps", live("10:4", "10:3", "e"));
+    store.onMessage("{channel:g/a}:ps", live("10:5", "10:4", "f"));
+    EXPECT_EQ(sub.got.size(), 3u);
+    f = link.take(redis::fetchScript().sha);
+    EXPECT_EQ(f.args[4], "10:2");
+    f.cb(t.snapshot("10:4", {{"10:3", "10:2", "d"}, {"10:4", "10:3", "e"}}));
+    EXPECT_EQ(sub.got, (std::vector<std::string>{"a", "b", "c", "d", "e", "f"}));
+    EXPECT_EQ(sub.gaps, 0);
+
+    // history lost some: the subscriber is told of the gap
+    store.onMessage("{channel:g/a}:ps", live("10:9", "10:8", "z"));
+    f = link.take(redis::fetchScript().sha);
+    f.cb(t.snapshot("10:9", {{"10:8", "10:7", "y"}, {"10:9", "10:8", "z"}}));
+    EXPECT_EQ(sub.gaps, 1);
+    EXPECT_EQ(sub.got.back(), "z");
+
+    // deleted
+    store.onMessage("{channel:g/a}:ps", "D");
+    EXPECT_EQ(sub.deleted, 1);
+    EXPECT_FALSE(sub.attached());
+}
+
+TEST(RedisStore, ReconnectResubscribesAndCatchesUp) {
+    FakeLink link;
+    RedisStore store(&link, "w1");
+    Tree t;
+    Sub sub;
+    attach(store, link, t, sub, t.snapshot("5:0", {{"5:0", "0:0", "a"}}));
+    store.onSubscribed("{channel:g/a}:ps");
+    link.take(redis::fetchScript().sha).cb(t.snapshot("5:0", {}));
+
+    link.up = false;
+    store.onDown();
+    // a fetch in flight when the link dropped is answered with nothing
+    link.up = true;
+    link.subs.clear();
+    store.onReady();
+    ASSERT_EQ(link.subs.size(), 1u);
+    store.onSubscribed("{channel:g/a}:ps");
+    FakeLink::Cmd f = link.take(redis::fetchScript().sha);
+    EXPECT_EQ(f.args[4], "5:0");
+    f.cb(t.snapshot("6:1", {{"6:0", "5:0", "b"}, {"6:1", "6:0", "c"}}));
+    EXPECT_EQ(sub.got, (std::vector<std::string>{"a", "b", "c"}));
+    f = FakeLink::Cmd();  // hiredis drops a callback once it ran
+
+    // unsubscribing leaves the pubsub channel on the next tick
+    store.unsubscribe(&sub);
+    EXPECT_TRUE(link.unsubs.empty());
+    store.tick();
+    ASSERT_EQ(link.unsubs.size(), 1u);
+    store.onUnsubscribed("{channel:g/a}:ps");
+    store.tick();
+    EXPECT_EQ(store.localChannels(), 0u);
+}
+
+TEST(RedisStore, UnavailableAndNoScript) {
+    FakeLink link;
+    RedisStore store(&link, "w1");
+    Tree t;
+    link.up = false;
+    PublishInput in;
+    in.data = "x";
+    PublishReply reply;
+    store.publish(kKey, in, [&](PublishReply&& r) { reply = std::move(r); });
+    EXPECT_EQ(reply.status, StoreResult::kUnavailable);
+    EXPECT_EQ(reply.reason, "Redis is unavailable");
+
+    // a subscriber without a snapshot is refused, never left waiting
+    Sub sub;
+    SubscribeRequest req;
+    req.key = kKey;
+    SubscribeReply sreply;
+    store.subscribe(&sub, req, [&](SubscribeReply&& r) { sreply = std::move(r); });
+    EXPECT_EQ(sreply.status, StoreResult::kUnavailable);
+
+    link.up = true;
+    bool done = false;
+    store.publish(kKey, in, [&](PublishReply&& r) {
+        done = true;
+        EXPECT_EQ(r.status, StoreResult::kOk) << r.reason;
+        EXPECT_EQ(r.id, (MsgId{7, 0}));
+    });
+    FakeLink::Cmd c = link.take(redis::publishScript().sha);
+    EXPECT_EQ(c.args[0], "EVALSHA");
+    c.cb(t.str("NOSCRIPT No matching script.", REDIS_REPLY_ERROR));
+    ASSERT_FALSE(link.cmds.empty());
+    EXPECT_EQ(link.cmds.front().args[0], "EVAL");
+    EXPECT_EQ(link.cmds.front().args[1], redis::publishScript().text);
+    link.cmds.front().cb(t.array({t.str("7:0"), t.str("6:0"), t.integer(1), t.integer(0),
+                                  t.integer(-1)}));
+    EXPECT_TRUE(done);
+
+    // a lost connection answers 503
+    store.publish(kKey, in, [&](PublishReply&& r) { reply = std::move(r); });
+    link.cmds.back().cb(nullptr);
+    EXPECT_EQ(reply.status, StoreResult::kUnavailable);
+
+    // existing-only on a channel Redis does not have
+    RedisStore::PreparedPtr prepared;
+    store.prepare({kKey}, [&](RedisStore::PreparedPtr p) { prepared = p; });
+    redisReply* none = t.array({t.integer(0), t.str("0:0"), t.integer(0), t.integer(0)});
+    link.cmds.back().cb(none);
+    ASSERT_TRUE(prepared);
+    store.usePrepared(prepared.get());
+    req.existingOnly = true;
+    store.subscribe(&sub, req, [&](SubscribeReply&& r) { sreply = std::move(r); });
+    store.usePrepared(nullptr);
+    EXPECT_EQ(sreply.status, StoreResult::kNotFound);
+}
