@@ -486,7 +486,7 @@ ngx_pubsub_status_json(std::string &o, const ngx_pubsub_snapshot_t *s)
                       U(s->hook_refused), U(s->token_refused),
                       U(s->hook_in_flight));
 
-    /* placeholders until the Redis engine lands */
+    /* placeholders until the Redis engine reports its connections */
     o.append("\"redis\":{\"enabled\":false,\"connected\":false,"
              "\"latency_ms\":null,\"placeholder\":true}}\n");
 }
@@ -583,11 +583,11 @@ ngx_pubsub_status_prometheus(std::string &o, const ngx_pubsub_snapshot_t *s)
                     s->hook_in_flight);
 
     ngx_pubsub_prom(o, "redis_connected", "gauge",
-                    "Placeholder, always 0: the Redis engine is not "
-                    "available yet.", 0);
+                    "Placeholder, always 0: the Redis connection state "
+                    "is not reported yet.", 0);
     ngx_pubsub_prom(o, "redis_latency_seconds", "gauge",
-                    "Placeholder, always 0: the Redis engine is not "
-                    "available yet.", 0);
+                    "Placeholder, always 0: the Redis connection state "
+                    "is not reported yet.", 0);
 }
 
 #undef U
