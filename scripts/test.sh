@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds everything and runs every test: the C++ unit tests (plain and under
-# AddressSanitizer + UBSan) and the integration tests in t/ against real
-# nginx and Redis processes that the tests start on 127.0.0.1.
+# AddressSanitizer + UBSan), a short libFuzzer pass over the core parsers
+# (t/fuzz) and the integration tests in t/ against real nginx and Redis
+# processes that the tests start on 127.0.0.1.
 #   scripts/test.sh                 everything
 #   scripts/test.sh t/foo.test.js   unit tests + only these integration files
 set -euo pipefail
@@ -27,6 +28,16 @@ build/unit/unit_tests --gtest_brief=1
 echo "== unit tests (ASan + UBSan)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     build/asan/unit_tests --gtest_brief=1
+
+# A short libFuzzer pass over the core parsers (t/fuzz); PUBSUB_FUZZ_SECONDS=0
+# skips it, a larger value fuzzes longer (seconds per target).
+FUZZ_SECONDS="${PUBSUB_FUZZ_SECONDS:-8}"
+if [ "$FUZZ_SECONDS" != 0 ] && command -v clang++ >/dev/null 2>&1; then
+    echo "== fuzz (${FUZZ_SECONDS}s per target)"
+    JOBS="$JOBS" t/fuzz/run.sh "$FUZZ_SECONDS"
+else
+    echo "== fuzz: skipped (no clang++ or PUBSUB_FUZZ_SECONDS=0)"
+fi
 
 echo "== integration tests"
 export PUBSUB_MODULE="$ROOT/build/nginx/ngx_pubsub_module.so"

@@ -214,7 +214,8 @@ test('connections spread over all workers; each message reaches every subscriber
             expectExactly(s.data, want, `subscriber on worker ${[...s.workers]}`);
         }
         const st = await status(ngx.port);
-        assert.strictEqual(st.subscribers, 24);
+        assert.strictEqual(st.subscriptions, 24);
+        assert.strictEqual(st.subscribers.eventsource, 24);
         for (const s of subs) {
             await s.stop();
         }
@@ -484,7 +485,7 @@ test('soak: publishing many messages into buffer-10 channels leaves shm flat',
         for (let i = 0; i < channels * 20; i++) {
             await publishOne(i);
         }
-        const baseline = (await status(ngx.port)).shm_used;
+        const baseline = (await status(ngx.port)).shm.used;
         const start = Date.now();
         let sent = 0;
         const worker = async (k) => {
@@ -499,8 +500,8 @@ test('soak: publishing many messages into buffer-10 channels leaves shm flat',
         process.stderr.write(`# soak: ${sent} messages in ${secs.toFixed(1)} s ` +
             `(${Math.round(sent / secs)}/s)\n`);
         const st = await status(ngx.port);
-        assert.ok(st.shm_used <= baseline + 8 * 4096,
-            `shm used ${st.shm_used} after, ${baseline} before`);
+        assert.ok(st.shm.used <= baseline + 8 * 4096,
+            `shm used ${st.shm.used} after, ${baseline} before`);
         assert.strictEqual(st.messages, channels * 10);
         // Still delivering after the soak (a slow reader may have been
         // dropped by pubsub_subscriber_max_pending: not counted).

@@ -20,8 +20,15 @@ void appendBounded(std::string& s, const uint8_t* p, size_t n, size_t cap) {
         size_t newCap = std::max(need, s.capacity() * 2);
         if (cap != 0 && newCap > cap) {
             newCap = std::max(need, cap);
+            // reserve() may round up to twice the old capacity (libstdc++
+            // does), past the limit: grow into a fresh string instead.
+            std::string grown;
+            grown.reserve(newCap);
+            grown.append(s);
+            s.swap(grown);
+        } else {
+            s.reserve(newCap);
         }
-        s.reserve(newCap);
     }
     s.append(reinterpret_cast<const char*>(p), n);
 }

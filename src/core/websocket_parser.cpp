@@ -24,6 +24,14 @@ void reserveBounded(std::string& s, size_t need, size_t cap) {
     size_t newCap = std::max(need, s.capacity() * 2);
     if (cap != 0 && newCap > cap) {
         newCap = std::max(need, cap);
+        // reserve() on a string that already has room may round the request
+        // up to twice its old capacity (libstdc++ does), past the limit: grow
+        // into a fresh string, which gets exactly what is asked.
+        std::string grown;
+        grown.reserve(newCap);
+        grown.append(s);
+        s.swap(grown);
+        return;
     }
     s.reserve(newCap);
 }

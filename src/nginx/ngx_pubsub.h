@@ -94,7 +94,6 @@ typedef struct {
     ngx_uint_t                    group_max_channels;      /* 0: no limit */
     ngx_uint_t                    group_max_subscribers;
     size_t                        group_max_memory;
-    ngx_flag_t                    status;                  /* pubsub_status */
     /* presence (ngx_pubsub_presence.cpp) */
     ngx_flag_t                    presence;
     ngx_http_complex_value_t     *presence_id;
@@ -131,7 +130,6 @@ extern "C" ngx_module_t  ngx_pubsub_module;
 /* ngx_pubsub_shm.cpp */
 ngx_int_t ngx_pubsub_shm_conf(ngx_conf_t *cf, ngx_pubsub_main_conf_t *pmcf);
 ngx_int_t ngx_pubsub_shm_init_module(ngx_cycle_t *cycle);
-ngx_int_t ngx_pubsub_shm_status(std::string *out);
 ngx_int_t ngx_pubsub_shm_init_process(ngx_cycle_t *cycle);
 void ngx_pubsub_shm_exit_process(ngx_cycle_t *cycle);
 pubsub::Store *ngx_pubsub_store(void);
@@ -203,6 +201,26 @@ uint64_t ngx_pubsub_presence_members(std::string_view key);
 /* ngx_pubsub_websocket.cpp */
 ngx_int_t ngx_pubsub_websocket_handler(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_uint_t subscribe, ngx_uint_t publish);
+
+
+/*
+ * ngx_pubsub_status.cpp: cluster-wide counters in shared memory and the
+ * pubsub_status location.
+ */
+char *ngx_pubsub_status_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_pubsub_stats_conf(ngx_conf_t *cf);
+ngx_int_t ngx_pubsub_stats_init_process(ngx_cycle_t *cycle);
+void ngx_pubsub_stats_exit_process(ngx_cycle_t *cycle);
+void ngx_pubsub_stats_delivered(ngx_uint_t n);
+
+/* one subscriber of a transport (NGX_PUBSUB_SUB_*), from start() to end() */
+struct ngx_pubsub_sub_count_t {
+    ngx_uint_t  transport = 0;
+
+    void start(ngx_uint_t t);
+    void end();     /* idempotent; also run by the destructor */
+    ~ngx_pubsub_sub_count_t() { end(); }
+};
 
 
 /* Runs f(), turning any exception into a logged NGX_ERROR. */

@@ -45,6 +45,7 @@ ngx_pubsub_chunked_sub_t::deliver(const pubsub::MessagePtr &msg)
     }
 
     if (write(msg->data()) == NGX_OK) {
+        ngx_pubsub_stats_delivered(1);
         reset_timeout();
     }
 }

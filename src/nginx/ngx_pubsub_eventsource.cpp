@@ -56,6 +56,7 @@ ngx_pubsub_es_sub_t::emit(const pubsub::MessagePtr &msg, std::string_view id)
     pubsub::appendSseEvent(out, ev, id, msg->data());
 
     if (write(out) == NGX_OK) {
+        ngx_pubsub_stats_delivered(1);
         reset_timeout();
     }
 }
@@ -206,13 +207,14 @@ ngx_pubsub_eventsource_start(ngx_http_request_t *r,
     }
 
     r->main->count++;
-    r->read_event_handler = ngx_http_test_reading;
+    ngx_pubsub_watch_client(r);
     r->connection->idle = 1;   /* closed on graceful shutdown */
 
     /* subscribed: the unsubscribe hook is sent by the destructor */
     sub->hook_session = ngx_pubsub_hook_subscribed(r, id,
                                                    NGX_PUBSUB_SUB_EVENTSOURCE);
     sub->presence_join();
+    sub->count.start(NGX_PUBSUB_SUB_EVENTSOURCE);
 
     if (sub->write(": hi\n\n") != NGX_OK) {
         return NGX_DONE;
@@ -312,11 +314,13 @@ ngx_pubsub_eventsource_start_multi(ngx_http_request_t *r,
     }
 
     r->main->count++;
-    r->read_event_handler = ngx_http_test_reading;
+    ngx_pubsub_watch_client(r);
     r->connection->idle = 1;   /* closed on graceful shutdown */
 
     /* subscribed: one hook pair and one presence join per channel */
     sub->open_channels(ch);
+
+    sub->count.start(NGX_PUBSUB_SUB_EVENTSOURCE);
 
     if (sub->write(": hi\n\n") != NGX_OK) {
         return NGX_DONE;

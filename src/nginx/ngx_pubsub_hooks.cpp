@@ -182,8 +182,6 @@ struct ngx_pubsub_hook_session_s {
 };
 
 
-ngx_pubsub_hook_stats_t  ngx_pubsub_hook_stats;
-
 static const char  *ngx_pubsub_hook_names[] = {
     "authorize", "subscribe", "unsubscribe", "publisher upstream", "presence"
 };
@@ -1292,8 +1290,8 @@ ngx_pubsub_hook_launch(ngx_pubsub_hook_call_t *call)
     call->finish_ev.data = call;
     call->finish_ev.log = log;
 
-    (void) ngx_atomic_fetch_add(&ngx_pubsub_hook_stats.calls[call->kind], 1);
-    (void) ngx_atomic_fetch_add(&ngx_pubsub_hook_stats.in_flight, 1);
+    (void) ngx_atomic_fetch_add(&ngx_pubsub_hook_stats->calls[call->kind], 1);
+    (void) ngx_atomic_fetch_add(&ngx_pubsub_hook_stats->in_flight, 1);
 
     /*
      * A graceful shutdown (reload, quit) closes the idle connections and
@@ -1351,7 +1349,7 @@ ngx_pubsub_hook_sr_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 
     if (res->failed || res->status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
         (void) ngx_atomic_fetch_add(
-                   &ngx_pubsub_hook_stats.failures[call->kind], 1);
+                   &ngx_pubsub_hook_stats->failures[call->kind], 1);
 
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "pubsub: %s hook failed with status %ui",
@@ -1389,7 +1387,7 @@ ngx_pubsub_hook_start_handler(ngx_event_t *ev)
         call->res.status = NGX_HTTP_INTERNAL_SERVER_ERROR;
         call->res.failed = 1;
         (void) ngx_atomic_fetch_add(
-                   &ngx_pubsub_hook_stats.failures[call->kind], 1);
+                   &ngx_pubsub_hook_stats->failures[call->kind], 1);
         ngx_pubsub_hook_finish(call);
         return;
     }
@@ -1478,7 +1476,7 @@ ngx_pubsub_hook_finish_handler(ngx_event_t *ev)
     ngx_http_request_t      *r;
     ngx_connection_t        *c;
 
-    (void) ngx_atomic_fetch_add(&ngx_pubsub_hook_stats.in_flight, -1);
+    (void) ngx_atomic_fetch_add(&ngx_pubsub_hook_stats->in_flight, -1);
 
     if (call->internal) {
         (void) ngx_pubsub_guard(call->log, [call] {
@@ -2062,7 +2060,7 @@ ngx_pubsub_hook_respond_401(ngx_http_request_t *r,
 {
     ngx_int_t  rc;
 
-    (void) ngx_atomic_fetch_add(&ngx_pubsub_hook_stats.token_refused, 1);
+    (void) ngx_atomic_fetch_add(&ngx_pubsub_hook_stats->token_refused, 1);
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "pubsub: token refused: %s", reason.c_str());
@@ -2173,7 +2171,7 @@ ngx_pubsub_hook_auth_done(ngx_http_request_t *r, void *data,
         ctx->auth_status = res->status;
         ctx->auth_failed = res->failed;
 
-        (void) ngx_atomic_fetch_add(&ngx_pubsub_hook_stats.refused, 1);
+        (void) ngx_atomic_fetch_add(&ngx_pubsub_hook_stats->refused, 1);
 
         if (ngx_pubsub_dup(r->pool, &ctx->auth_ct, res->content_type)
             != NGX_OK

@@ -138,7 +138,7 @@ ngx_uint_t ngx_pubsub_presence_hook_index(ngx_http_request_t *r);
 ngx_int_t ngx_pubsub_hook_presence(ngx_uint_t index, ngx_str_t json,
     ngx_str_t presence_id, ngx_str_t channel_id);
 
-/* per-worker hook counters (for pubsub_status) */
+/* hook counters for pubsub_status, in shared memory (ngx_pubsub_status.cpp) */
 typedef struct {
     ngx_atomic_uint_t  calls[5];        /* authorize, subscribe, unsubscribe,
                                            upstream, presence */
@@ -148,6 +148,6 @@ typedef struct {
     ngx_atomic_uint_t  in_flight;
 } ngx_pubsub_hook_stats_t;
 
-extern ngx_pubsub_hook_stats_t  ngx_pubsub_hook_stats;
+extern ngx_pubsub_hook_stats_t  *ngx_pubsub_hook_stats;
 
 #endif /* _NGX_PUBSUB_HOOKS_H_INCLUDED_ */

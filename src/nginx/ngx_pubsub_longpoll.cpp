@@ -78,6 +78,7 @@ ngx_pubsub_lp_sub_t::respond(const std::vector<pubsub::MessagePtr> &msgs,
     std::string                body, ct, boundary;
 
     hook_next = last->id();
+    ngx_pubsub_stats_delivered(msgs.size());
     poll_position();
 
     if ((mux ? ngx_pubsub_set_compound_headers(r, *mux, active)
@@ -321,8 +322,10 @@ ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     ngx_http_set_ctx(r, sub, ngx_pubsub_module);
 
+    sub->count.start(sub->transport);   /* waiting: stop() ends it */
+
     r->main->count++;
-    r->read_event_handler = ngx_http_test_reading;
+    ngx_pubsub_watch_client(r);
     r->connection->idle = 1;
 
     sub->start_timers(0);
@@ -415,8 +418,10 @@ ngx_pubsub_longpoll_start_multi(ngx_http_request_t *r,
 
     ngx_http_set_ctx(r, sub, ngx_pubsub_module);
 
+    sub->count.start(sub->transport);   /* waiting: stop() ends it */
+
     r->main->count++;
-    r->read_event_handler = ngx_http_test_reading;
+    ngx_pubsub_watch_client(r);
     r->connection->idle = 1;
 
     sub->start_timers(0);

@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "pubsub/channel_id.h"
 #include "pubsub/format.h"
 
 
@@ -26,8 +27,6 @@ static char *ngx_pubsub_first_message(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_pubsub_longpoll_multipart(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_pubsub_separator(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_pubsub_status_set(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_pubsub_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_pubsub_init_process(ngx_cycle_t *cycle);
@@ -276,7 +275,7 @@ static ngx_command_t  ngx_pubsub_commands[] = {
 
     { ngx_string("pubsub_status"),
       NGX_PUBSUB_LOC|NGX_CONF_NOARGS,
-      ngx_pubsub_status_set,
+      ngx_pubsub_status_conf,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -395,7 +394,9 @@ ngx_pubsub_init_main_conf(ngx_conf_t *cf, void *conf)
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
-    if (ngx_pubsub_shm_conf(cf, pmcf) != NGX_OK) {
+    if (ngx_pubsub_shm_conf(cf, pmcf) != NGX_OK
+        || ngx_pubsub_stats_conf(cf) != NGX_OK)
+    {
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
@@ -445,7 +446,6 @@ ngx_pubsub_create_loc_conf(ngx_conf_t *cf)
     plcf->group_max_channels = NGX_CONF_UNSET_UINT;
     plcf->group_max_subscribers = NGX_CONF_UNSET_UINT;
     plcf->group_max_memory = NGX_CONF_UNSET_SIZE;
-    plcf->status = NGX_CONF_UNSET;
     plcf->presence = NGX_CONF_UNSET;
     plcf->presence_events = NGX_CONF_UNSET;
     plcf->presence_leave_delay = NGX_CONF_UNSET_MSEC;
@@ -594,7 +594,6 @@ ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               prev->group_max_subscribers, 0);
     ngx_conf_merge_size_value(conf->group_max_memory,
                               prev->group_max_memory, 0);
-    ngx_conf_merge_value(conf->status, prev->status, 0);
     ngx_conf_merge_value(conf->presence, prev->presence, 0);
     if (conf->presence_id == NULL) {
         conf->presence_id = prev->presence_id;
@@ -921,6 +920,10 @@ ngx_pubsub_separator(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_pubsub_init_process(ngx_cycle_t *cycle)
 {
+    if (ngx_pubsub_stats_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_pubsub_shm_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -934,6 +937,7 @@ ngx_pubsub_exit_process(ngx_cycle_t *cycle)
 {
     ngx_pubsub_redis_exit_process(cycle);
     ngx_pubsub_shm_exit_process(cycle);
+    ngx_pubsub_stats_exit_process(cycle);
 }
 
 
@@ -1243,7 +1247,9 @@ ngx_pubsub_channels_eval(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         ngx_str_set(&group, "default");
     }
 
-    if (ngx_strlchr(group.data, group.data + group.len, '/') != NULL) {
+    if (pubsub::checkChannelGroup(ngx_pubsub_sv(group))
+        != pubsub::ChannelIdError::kNone)
+    {
         err = "Channel group must not contain '/'.\n";
         goto bad;
     }
@@ -1258,53 +1264,24 @@ ngx_pubsub_channels_eval(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     cv = static_cast<ngx_http_complex_value_t *>(ids->elts);
 
     for (i = 0; i < ids->nelts; i++) {
+        std::string_view   split[NGX_PUBSUB_MAX_CHANNELS];
+        size_t             n, from;
+        pubsub::ChannelIdError  e;
+
         if (ngx_http_complex_value(r, &cv[i], &value) != NGX_OK) {
             return NGX_ERROR;
         }
 
-        if (value.len > plcf->max_channel_id_length * NGX_PUBSUB_MAX_CHANNELS) {
-            err = "Channel id too long.\n";
-            goto bad;
-        }
+        /* the pure splitting and checks are in the core (channel_id.h) */
+        n = ch->n;
+        from = n;
+        e = pubsub::splitChannelIds(ngx_pubsub_sv(value),
+                                    ngx_pubsub_sv(plcf->split_delimiter),
+                                    plcf->max_channel_id_length, split, &n,
+                                    NGX_PUBSUB_MAX_CHANNELS);
 
-        std::string_view v = ngx_pubsub_sv(value);
-        std::string_view delim = ngx_pubsub_sv(plcf->split_delimiter);
-
-        size_t pos = 0;
-
-        do {
-            size_t end = delim.empty() ? std::string_view::npos
-                                       : v.find(delim, pos);
-            std::string_view id = v.substr(pos, end == std::string_view::npos
-                                                ? std::string_view::npos
-                                                : end - pos);
-            pos = (end == std::string_view::npos) ? v.size() + 1
-                                                  : end + delim.size();
-
-            if (id.empty()) {
-                if (delim.empty() || ch->n == 0) {
-                    err = "No channel id provided.\n";
-                    goto bad;
-                }
-                continue;
-            }
-
-            if (id.size() > plcf->max_channel_id_length) {
-                err = "Channel id too long.\n";
-                goto bad;
-            }
-
-            for (unsigned char c : id) {
-                if (c < 0x20 || c == 0x7f) {
-                    err = "Channel id contains a control character.\n";
-                    goto bad;
-                }
-            }
-
-            if (ch->n == NGX_PUBSUB_MAX_CHANNELS) {
-                err = "Too many channel ids (at most 255).\n";
-                goto bad;
-            }
+        for (size_t k = from; k < n; k++) {
+            std::string_view id = split[k];
 
             if (ch->n == ch->cap) {
                 ngx_uint_t  cap = ch->cap * 4 < NGX_PUBSUB_MAX_CHANNELS
@@ -1337,8 +1314,12 @@ ngx_pubsub_channels_eval(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
             *p++ = '/';
             ngx_memcpy(p, id.data(), id.size());
             ch->n++;
+        }
 
-        } while (pos <= v.size());
+        if (e != pubsub::ChannelIdError::kNone) {
+            err = pubsub::channelIdErrorText(e).data();
+            goto bad;
+        }
     }
 
     return NGX_OK;
@@ -1613,45 +1594,6 @@ ngx_pubsub_route(ngx_http_request_t *r)
 }
 
 
-static char *
-ngx_pubsub_status_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_pubsub_loc_conf_t     *plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
-    ngx_http_core_loc_conf_t  *clcf;
-
-    if (plcf->status != NGX_CONF_UNSET) {
-        return const_cast<char *>("is duplicate");
-    }
-
-    plcf->status = 1;
-
-    clcf = static_cast<ngx_http_core_loc_conf_t *>(
-               ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
-    clcf->handler = ngx_pubsub_handler;
-
-    return NGX_CONF_OK;
-}
-
-
-static ngx_int_t
-ngx_pubsub_status(ngx_http_request_t *r)
-{
-    std::string  body;
-
-    if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
-
-    ngx_http_discard_request_body(r);
-
-    if (ngx_pubsub_shm_status(&body) != NGX_OK) {
-        return NGX_HTTP_SERVICE_UNAVAILABLE;
-    }
-
-    return ngx_pubsub_respond_text(r, NGX_HTTP_OK, "application/json", body);
-}
-
-
 static ngx_int_t
 ngx_pubsub_init_module(ngx_cycle_t *cycle)
 {
@@ -1667,10 +1609,6 @@ ngx_pubsub_handler(ngx_http_request_t *r)
     return ngx_pubsub_guard(r->connection->log, [r] {
         ngx_pubsub_loc_conf_t *plcf = static_cast<ngx_pubsub_loc_conf_t *>(
             ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
-
-        if (plcf->status == 1 && plcf->roles == 0) {
-            return ngx_pubsub_status(r);
-        }
 
         if (plcf->redis != NULL && r->method != NGX_HTTP_OPTIONS) {
             /* Redis subscribers: the channels' snapshots come first */

@@ -105,6 +105,7 @@ ngx_pubsub_mp_sub_t::emit(const pubsub::MessagePtr &msg, time_t time,
     head.append("\r\n");
 
     if (write(head, msg->data(), boundary) == NGX_OK) {
+        ngx_pubsub_stats_delivered(1);
         reset_timeout();
     }
 }

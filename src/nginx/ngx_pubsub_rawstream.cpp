@@ -37,6 +37,7 @@ ngx_pubsub_raw_sub_t::deliver(const pubsub::MessagePtr &msg)
     }
 
     if (write(msg->data(), ngx_pubsub_sv(plcf->raw_separator)) == NGX_OK) {
+        ngx_pubsub_stats_delivered(1);
         reset_timeout();
     }
 }

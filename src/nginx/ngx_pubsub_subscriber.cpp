@@ -121,6 +121,8 @@ ngx_pubsub_http_sub_t::stop()
 {
     pubsub::Store  *store;
 
+    count.end();
+
     store = ngx_pubsub_store_for(plcf);
     if (store == NULL) {
         return;
@@ -534,7 +536,7 @@ ngx_pubsub_http_sub_t::stream_header(ngx_str_t content_type)
     }
 
     r->main->count++;
-    r->read_event_handler = ngx_http_test_reading;
+    ngx_pubsub_watch_client(r);
     r->connection->idle = 1;   /* closed on graceful shutdown */
 
     return NGX_OK;
@@ -593,6 +595,7 @@ ngx_pubsub_http_sub_t::start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
     /* subscribed: the unsubscribe hook is sent by the destructor */
     hook_session = ngx_pubsub_hook_subscribed(r, id, transport);
     presence_join();
+    count.start(transport);
 
     if (stream_preamble(preamble) != NGX_OK) {
         return NGX_DONE;
@@ -644,6 +647,7 @@ ngx_pubsub_http_sub_t::start_stream_multi(ngx_pubsub_channels_t *ch,
 
     /* subscribed: the unsubscribe hooks are sent by the destructor */
     open_channels(ch);
+    count.start(transport);
 
     if (stream_preamble(preamble) != NGX_OK) {
         return NGX_DONE;

@@ -129,6 +129,9 @@ public:
     pubsub::PresenceConn       **presences;
     ngx_str_t                    hook_next_pos;
 
+    /* pubsub_status: counted while subscribed (stop() ends it) */
+    ngx_pubsub_sub_count_t   count;
+
 private:
     ngx_int_t stream_header(ngx_str_t content_type);
     ngx_int_t stream_preamble(std::string_view preamble);
@@ -147,6 +150,33 @@ private:
     ngx_chain_t             *busy_;
     ngx_uint_t               ping_;
 };
+
+
+/*
+ * Watches the client for a close while the request waits.  A client that
+ * sent its request and closed at once may have had its end of stream
+ * consumed together with the request (edge-triggered epoll reports it only
+ * once): look again from a posted event, or the request would wait for
+ * ever (a long-poll sends nothing that could fail).
+ */
+static inline void
+ngx_pubsub_watch_client(ngx_http_request_t *r)
+{
+    ngx_event_t  *rev = r->connection->read;
+
+    r->read_event_handler = ngx_http_test_reading;
+
+#if (NGX_HAVE_EPOLLRDHUP)
+    if (rev->pending_eof) {
+        ngx_post_event(rev, &ngx_posted_events);
+        return;
+    }
+#endif
+
+    if (rev->ready || rev->eof) {
+        ngx_post_event(rev, &ngx_posted_events);
+    }
+}
 
 
 /*

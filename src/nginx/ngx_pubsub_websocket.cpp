@@ -197,6 +197,7 @@ public:
     ngx_pubsub_loc_conf_t              *plcf;
 
     ngx_str_t                           sub_key;
+    ngx_pubsub_sub_count_t              count;    /* pubsub_status */
     ngx_pubsub_channels_t              *pub;     /* NULL: not publishing */
     pubsub::PublishInput                pub_in;  /* buffer length, ttl, event */
     std::string_view                    text_type;  /* handshake Content-Type */
@@ -435,6 +436,8 @@ ngx_pubsub_ws_t::stop()
 {
     pubsub::Store              *store;
     ngx_pubsub_hook_session_t  *s;
+
+    count.end();
 
     if (attached()) {
         store = ngx_pubsub_store_for(plcf);
@@ -1451,6 +1454,8 @@ ngx_pubsub_ws_t::deliver(const pubsub::MessagePtr &msg)
 
     sent:
 
+        ngx_pubsub_stats_delivered(1);
+
         if (timeout_ev_.timer_set) {
             ngx_add_timer(&timeout_ev_, plcf->subscriber_timeout);
         }
@@ -1573,6 +1578,10 @@ ngx_pubsub_ws_t::start(const pubsub::SubscribeReply *reply,
     ngx_buf_t         *hb;
 
     started_ = true;
+
+    if (subscriber) {
+        count.start(NGX_PUBSUB_SUB_WEBSOCKET);   /* stop() ends it */
+    }
 
     r->read_event_handler = read_handler;
     r->write_event_handler = write_handler;

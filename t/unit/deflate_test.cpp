@@ -179,6 +179,25 @@ TEST(Deflate, PartsEqualConcatenation) {
     EXPECT_EQ(a, b);
 }
 
+TEST(Deflate, CapacityStaysWithinALimitThatIsNotAPowerOfTwo) {
+    // Found by t/fuzz/inflate_fuzz: std::string::reserve() may round a request
+    // up to twice the old capacity, past maxOut.
+    std::string c;
+    ASSERT_TRUE(deflateNoContext(std::string(200000, 'x'), c));
+    Inflater inf(15, false);
+    std::string out;
+    EXPECT_EQ(inf.inflateMessage(c, out, 100000), InflateStatus::TooBig);
+    EXPECT_LE(out.size(), 100000u);
+    EXPECT_LE(out.capacity(), 100000u);
+    Inflater inf2(15, false);
+    std::string out2;
+    std::string c2;
+    ASSERT_TRUE(deflateNoContext(std::string(99999, 'z'), c2));
+    EXPECT_EQ(inf2.inflateMessage(c2, out2, 100000), InflateStatus::Ok);
+    EXPECT_EQ(out2.size(), 99999u);
+    EXPECT_LE(out2.capacity(), 100000u);
+}
+
 TEST(Deflate, OutputBoundedByMax) {
     std::string zeros(1 << 20, '\0');  // 1 MiB of zeros deflates to ~1 KiB
     std::string c;

@@ -479,6 +479,29 @@ TEST(WsParserErrors, OversizeNeverBuffered) {
     EXPECT_LE(q.bufferedBytes(), 64u);  // released on failure
 }
 
+TEST(FrameParser, BufferStaysWithinALimitThatIsNotAPowerOfTwo) {
+    // Found by t/fuzz/ws_frame_fuzz: std::string::reserve() rounds a request
+    // below twice the old capacity up to twice it, so a 100000-byte limit let
+    // the buffer reach 131072 bytes.
+    ParserConfig cfg;
+    cfg.maxMessageSize = 100000;
+    FrameParser p(cfg);
+    Event ev;
+    std::string first = masked(Opcode::Binary, std::string(3000, 'y'), false);
+    p.feed(reinterpret_cast<const uint8_t*>(first.data()), first.size(), ev);
+    std::string frag = masked(Opcode::Continuation, std::string(3000, 'y'), false);
+    for (int i = 0; i < 32; ++i) {
+        p.feed(reinterpret_cast<const uint8_t*>(frag.data()), frag.size(), ev);
+        ASSERT_NE(ev.type, EventType::Error);
+        EXPECT_LE(p.bufferedBytes(), cfg.maxMessageSize + 32);
+    }
+    std::string last = masked(Opcode::Continuation, std::string(1000, 'y'), true);
+    p.feed(reinterpret_cast<const uint8_t*>(last.data()), last.size(), ev);
+    ASSERT_EQ(ev.type, EventType::Message);
+    EXPECT_EQ(ev.payload.size(), 100000u);
+    EXPECT_LE(ev.payload.capacity(), 100000u + 32);
+}
+
 // ------------------------------------------------------------ permessage-deflate
 
 TEST(WsDeflateFrames, Rfc7692Examples) {
