@@ -3,7 +3,8 @@
 // subscribers with distinct presence ids in one channel (stats, a full paged
 // listing with every id exactly once, everyone leaves after the delay) and
 // 1,000 channels x 10 members, on worker_processes 4. The work is done by
-// bench/presence-scale.py with the bench's load client (built here); ~10 s on 2 cores. Needs a hard RLIMIT_NOFILE of 10,300 or more.
+// bench/presence-scale.py with the bench's load client (built here);
+// ~10 s on 2 cores. Needs a hard RLIMIT_NOFILE of 10,300 or more.
 
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
