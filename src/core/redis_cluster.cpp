@@ -104,14 +104,34 @@ int commandSlot(const std::vector<std::string>& args) {
     return keySlot(args[1]);
 }
 
+namespace {
+
+bool readClusterSlots(const redisReply* r, std::vector<SlotRange>* out, std::string* reason);
+
+}  // namespace
+
+// `out` is empty unless the whole map was read.
 bool parseClusterSlots(const redisReply* r, std::vector<SlotRange>* out, std::string* reason) {
     out->clear();
+    if (!readClusterSlots(r, out, reason)) {
+        out->clear();
+        return false;
+    }
+    return true;
+}
+
+namespace {
+
+bool readClusterSlots(const redisReply* r, std::vector<SlotRange>* out, std::string* reason) {
     if (r == nullptr) {
         *reason = "no reply";
         return false;
     }
     if (r->type == REDIS_REPLY_ERROR) {
         reason->assign(r->str, r->len);
+        if (reason->empty()) {
+            *reason = "CLUSTER SLOTS failed with an empty error";
+        }
         return false;
     }
     if (r->type != REDIS_REPLY_ARRAY) {
@@ -157,11 +177,12 @@ bool parseClusterSlots(const redisReply* r, std::vector<SlotRange>* out, std::st
     }
     if (count != static_cast<size_t>(kClusterSlots)) {
         *reason = "the cluster does not cover all slots (" + std::to_string(count) + " of 16384)";
-        out->clear();
         return false;
     }
     return true;
 }
+
+}  // namespace
 
 Redirect parseRedirect(const redisReply* r) {
     Redirect out;

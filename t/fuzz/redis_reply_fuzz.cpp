@@ -9,6 +9,7 @@
 #include <string>
 
 #include "fuzz_util.h"
+#include "pubsub/redis_cluster.h"
 #include "pubsub/redis_proto.h"
 
 using namespace pubsub;
@@ -47,6 +48,24 @@ void checkReply(const redisReply* r) {
     if (!redis::parsePublish(r, &pub, &reason)) {
         check(!reason.empty(), "a refused publish reply says why");
     }
+
+    std::vector<redis::SlotRange> ranges;
+    reason.clear();
+    if (redis::parseClusterSlots(r, &ranges, &reason)) {
+        check(!ranges.empty(), "a slot map has masters");
+        for (const redis::SlotRange& sr : ranges) {
+            check(sr.first <= sr.last && sr.last < redis::kClusterSlots, "slot range in bounds");
+            check(sr.port >= 1 && sr.port <= 65535 && !sr.host.empty(), "a usable node address");
+        }
+    } else {
+        check(!reason.empty() && ranges.empty(), "a refused slot map says why, has no ranges");
+    }
+
+    redis::Redirect rd = redis::parseRedirect(r);
+    if (rd.kind != redis::Redirect::kNone) {
+        check(rd.slot >= 0 && rd.slot < redis::kClusterSlots, "redirect slot in bounds");
+        check(rd.port >= 1 && rd.port <= 65535 && !rd.host.empty(), "a usable redirect target");
+    }
 }
 
 // hiredis 0.14's reader allocates a multi-bulk reply's declared element
@@ -81,6 +100,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (redis::parseLive(bytes, &live, &reason)) {
         check(live.deleted || live.msg, "a live message or a delete");
     }
+
+    check(redis::keySlot(bytes) < redis::kClusterSlots, "key slot in bounds");
 
     if (declaresHugeArray(bytes)) {
         return 0;

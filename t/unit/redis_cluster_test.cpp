@@ -122,6 +122,8 @@ TEST(RedisCluster, RefusesBadClusterSlots) {
                                    &out, &reason));
     EXPECT_EQ(reason, "ERR This instance has cluster support disabled");
     EXPECT_FALSE(parseClusterSlots(t.str("x"), &out, &reason));
+    EXPECT_FALSE(parseClusterSlots(t.error(""), &out, &reason));
+    EXPECT_FALSE(reason.empty());
     // a hole in the slots
     EXPECT_FALSE(parseClusterSlots(t.array({t.range(0, 100, "h", 1)}), &out, &reason));
     EXPECT_NE(reason.find("101 of 16384"), std::string::npos) << reason;
@@ -137,6 +139,10 @@ TEST(RedisCluster, RefusesBadClusterSlots) {
     EXPECT_FALSE(parseClusterSlots(t.array({t.range(0, 16383, "h", 70000)}), &out, &reason));
     EXPECT_FALSE(parseClusterSlots(t.array({t.range(0, 16383, "", 7000)}), &out, &reason));
     EXPECT_FALSE(parseClusterSlots(t.array({t.array({t.integer(0)})}), &out, &reason));
+    // a good range before a bad one: nothing is kept
+    EXPECT_FALSE(parseClusterSlots(t.array({t.range(0, 100, "h", 1), t.range(101, 50, "h", 2)}),
+                                   &out, &reason));
+    EXPECT_TRUE(out.empty());
     EXPECT_TRUE(parseClusterSlots(t.array({t.range(0, 16383, "h", 7000)}), &out, &reason));
 }
 
