@@ -18,6 +18,7 @@
 #include <new>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "pubsub/websocket.h"
 
@@ -129,6 +130,17 @@ class ngx_pubsub_ws_t;
 
 
 /*
+ * A publishing connection's channel keys and request values, copied out
+ * of the request so that they outlive it.
+ */
+struct ngx_pubsub_ws_pub_t {
+    std::vector<std::string>            keys;
+    std::string                         text_type;
+    std::string                         event;
+};
+
+
+/*
  * An inbound message sent to pubsub_publisher_upstream_request.  Messages
  * are published (or dropped, or refused) in the order they arrived, each
  * once its own answer and those of all the earlier ones are there.
@@ -152,7 +164,7 @@ public:
     ngx_pubsub_ws_t(ngx_http_request_t *req, ngx_pubsub_loc_conf_t *conf);
     ~ngx_pubsub_ws_t() override;
 
-    ngx_int_t init();
+    ngx_int_t init(ngx_pool_cleanup_t *cln);
     ngx_int_t start(const pubsub::SubscribeReply *reply,
                     const pubsub::MsgId &resume);
 
@@ -163,7 +175,9 @@ public:
     void stop();
     void finish();
 
+    /* the handshake request; NULL once detach() freed it */
     ngx_http_request_t                 *r;
+    ngx_connection_t                   *c_;
     ngx_pubsub_loc_conf_t              *plcf;
 
     ngx_str_t                           sub_key;
@@ -181,12 +195,22 @@ public:
     /* subscribe/unsubscribe hooks: ended by stop(), exactly once */
     ngx_pubsub_hook_session_t          *hook_session = nullptr;
 
+    /* what a publishing connection keeps of its request (see detach()) */
+    std::unique_ptr<ngx_pubsub_ws_pub_t>  pub_own;
+
     ws::DeflateParams                   dparams;
+    bool                                negotiated_deflate = false;
+    /* created when the first byte arrives: idle connections have none */
     std::unique_ptr<ws::FrameParser>    parser;
+
+    void schedule_detach();
 
 private:
     static void read_handler(ngx_http_request_t *r);
     static void write_handler(ngx_http_request_t *r);
+    static void conn_read_handler(ngx_event_t *ev);
+    static void conn_write_handler(ngx_event_t *ev);
+    static void detach_handler(ngx_event_t *ev);
     static void finish_handler(ngx_event_t *ev);
     static void timeout_handler(ngx_event_t *ev);
     static void ping_handler(ngx_event_t *ev);
@@ -197,6 +221,8 @@ private:
     static void upstream_done(ngx_http_request_t *r, void *data,
         ngx_pubsub_hook_result_t *res);
 
+    void detach();
+    void shutdown_close();
     void read();
     void feed(const u_char *p, size_t len);
     void on_message(ws::Event &ev);
@@ -223,6 +249,10 @@ private:
     ngx_event_t                         ping_ev_;
     ngx_event_t                         linger_ev_;
     ngx_event_t                         resume_ev_;
+    ngx_event_t                         detach_ev_;
+
+    ngx_pool_cleanup_t                 *pool_cln_ = nullptr;
+    ngx_http_cleanup_t                 *req_cln_ = nullptr;
 
     /* publisher upstream: the inbound queue and the input it holds back */
     ngx_pubsub_ws_in_t                 *in_head_ = nullptr;
@@ -256,7 +286,7 @@ private:
 
 ngx_pubsub_ws_t::ngx_pubsub_ws_t(ngx_http_request_t *req,
     ngx_pubsub_loc_conf_t *conf)
-    : r(req), plcf(conf), pub(NULL), subscriber(0), reply_info(0), meta(0),
+    : r(req), c_(req->connection), plcf(conf), pub(NULL), subscriber(0), reply_info(0), meta(0),
       deflate(0), upstream(0)
 {
     sub_key.len = 0;
@@ -266,6 +296,7 @@ ngx_pubsub_ws_t::ngx_pubsub_ws_t(ngx_http_request_t *req,
     ngx_memzero(&ping_ev_, sizeof(ngx_event_t));
     ngx_memzero(&linger_ev_, sizeof(ngx_event_t));
     ngx_memzero(&resume_ev_, sizeof(ngx_event_t));
+    ngx_memzero(&detach_ev_, sizeof(ngx_event_t));
 }
 
 
@@ -277,7 +308,7 @@ ngx_pubsub_ws_t::~ngx_pubsub_ws_t()
         *self_ = nullptr;
     }
 
-    for (ngx_event_t *ev : { &finish_ev_, &resume_ev_ }) {
+    for (ngx_event_t *ev : { &finish_ev_, &resume_ev_, &detach_ev_ }) {
         if (ev->posted) {
             ngx_delete_posted_event(ev);
         }
@@ -305,20 +336,16 @@ ngx_pubsub_ws_t::~ngx_pubsub_ws_t()
 }
 
 
+/* cln: a cleanup of r->pool that deletes the object until detach() */
 ngx_int_t
-ngx_pubsub_ws_t::init()
+ngx_pubsub_ws_t::init(ngx_pool_cleanup_t *cln)
 {
-    ngx_pool_cleanup_t    *cln;
     ngx_http_cleanup_t    *hcln;
-    ngx_log_t             *log = r->connection->log;
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
+    ngx_log_t             *log = c_->log;
 
     cln->handler = pool_cleanup;
     cln->data = this;
+    pool_cln_ = cln;
 
     hcln = ngx_http_cleanup_add(r, 0);
     if (hcln == NULL) {
@@ -327,6 +354,7 @@ ngx_pubsub_ws_t::init()
 
     hcln->handler = request_cleanup;
     hcln->data = this;
+    req_cln_ = hcln;
 
     struct {
         ngx_event_t          *ev;
@@ -337,6 +365,7 @@ ngx_pubsub_ws_t::init()
         { &ping_ev_, ping_handler },
         { &linger_ev_, linger_handler },
         { &resume_ev_, resume_handler },
+        { &detach_ev_, detach_handler },
     };
 
     for (auto &e : evs) {
@@ -346,16 +375,15 @@ ngx_pubsub_ws_t::init()
         e.ev->cancelable = 1;
     }
 
-    self_ = std::make_shared<ngx_pubsub_ws_t *>(this);
-
     return NGX_OK;
 }
 
 
+/* the request went away with the object still tied to it */
 void
 ngx_pubsub_ws_t::pool_cleanup(void *data)
 {
-    static_cast<ngx_pubsub_ws_t *>(data)->~ngx_pubsub_ws_t();
+    delete static_cast<ngx_pubsub_ws_t *>(data);
 }
 
 
@@ -369,10 +397,10 @@ ngx_pubsub_ws_t::request_cleanup(void *data)
 {
     ngx_pubsub_ws_t  *w = static_cast<ngx_pubsub_ws_t *>(data);
 
-    (void) ngx_pubsub_guard(w->r->connection->log, [w] {
+    (void) ngx_pubsub_guard(w->c_->log, [w] {
         w->stop();
 
-        if (w->started_ && w->r->connection->close && !w->close_sent_
+        if (w->started_ && w->c_->close && !w->close_sent_
             && !w->finishing_)
         {
             w->send_close(ws::close_code::kGoingAway, "server shutting down");
@@ -438,11 +466,239 @@ ngx_pubsub_ws_t::finish_handler(ngx_event_t *ev)
 {
     ngx_pubsub_ws_t     *w = static_cast<ngx_pubsub_ws_t *>(ev->data);
     ngx_http_request_t  *r = w->r;
-    ngx_connection_t    *c = r->connection;
+    ngx_connection_t    *c = w->c_;
+
+    if (r == NULL) {
+        /* detached: the connection is ours alone */
+        delete w;
+        ngx_http_close_connection(c);
+        return;
+    }
 
     /* the 101 was sent: no response can follow, the connection just goes */
     ngx_http_finalize_request(r, NGX_ERROR);
     ngx_http_run_posted_requests(c);
+}
+
+
+/* ---------------------------------------------------------------- detach */
+
+
+/*
+ * After the 101 nothing of the HTTP request is needed: its pool (request
+ * struct, header lists, variables, module contexts: 4-8 KB) and the client
+ * header buffers are freed, and the connection is driven by this object
+ * alone (c->data = this, own event handlers).  Done from a posted event,
+ * as the handler's caller still uses the request when the handler returns.
+ * Connections with a publisher upstream hook keep the request: every
+ * inbound message starts a hook from it.
+ */
+void
+ngx_pubsub_ws_t::schedule_detach()
+{
+    if (upstream || r->http_version != NGX_HTTP_VERSION_11 || r != r->main
+        || detach_ev_.posted)
+    {
+        return;
+    }
+
+    ngx_post_event(&detach_ev_, &ngx_posted_events);
+}
+
+
+void
+ngx_pubsub_ws_t::detach_handler(ngx_event_t *ev)
+{
+    ngx_pubsub_ws_t  *w = static_cast<ngx_pubsub_ws_t *>(ev->data);
+
+    if (ngx_pubsub_guard(ev->log, [w] {
+            w->detach();
+            return NGX_OK;
+        }) != NGX_OK)
+    {
+        w->finish();
+    }
+}
+
+
+void
+ngx_pubsub_ws_t::detach()
+{
+    ngx_http_request_t     *req = r;
+    ngx_connection_t       *c = c_;
+    ngx_http_connection_t  *hc;
+    ngx_chain_t            *cl, *ln;
+    ngx_buf_t              *b;
+    ngx_pubsub_ws_out_t    *o;
+
+    if (req == NULL || finishing_ || c->close || in_head_ != nullptr) {
+        return;
+    }
+
+    /* what is left of the 101 goes first, from the output queue */
+    if (req->out) {
+        o = new (std::nothrow) ngx_pubsub_ws_out_t;
+        if (o == nullptr) {
+            return;   /* stays attached: still works, just bigger */
+        }
+
+        try {
+            for (cl = req->out; cl; cl = cl->next) {
+                if (ngx_buf_in_memory(cl->buf)) {
+                    o->extra.append(reinterpret_cast<char *>(cl->buf->pos),
+                                    cl->buf->last - cl->buf->pos);
+                }
+            }
+
+        } catch (...) {
+            delete o;
+            return;
+        }
+
+        if (!o->extra.empty()) {
+            b = &o->buf[0];
+            ngx_memzero(b, sizeof(ngx_buf_t));
+            b->pos = reinterpret_cast<u_char *>(&o->extra[0]);
+            b->last = b->pos + o->extra.size();
+            b->start = b->pos;
+            b->end = b->last;
+            b->memory = 1;
+            o->cl[0].buf = b;
+            o->cl[0].next = head_ ? &head_->cl[0] : NULL;
+            o->nbufs = 1;
+            o->size = o->extra.size();
+            o->next = head_;
+            head_ = o;
+            if (tail_ == nullptr) {
+                tail_ = o;
+            }
+            pending_ += o->size;
+
+        } else {
+            delete o;
+        }
+
+        req->out = NULL;
+        c->buffered &= ~NGX_HTTP_WRITE_BUFFERED;
+    }
+
+    hc = req->http_connection;
+
+    /* the request no longer owns the object, nor calls it */
+    pool_cln_->handler = NULL;
+    req_cln_->handler = NULL;
+    r = NULL;
+
+    c->data = this;
+    c->read->handler = conn_read_handler;
+    c->write->handler = conn_write_handler;
+
+    ngx_http_free_request(req, 0);
+
+    c->destroyed = 0;
+    c->log->action = const_cast<char *>("websocket");
+
+    /* the header buffers, as for an idle keep-alive connection */
+    b = c->buffer;
+    if (b && b->start && ngx_pfree(c->pool, b->start) == NGX_OK) {
+        b->start = NULL;
+        b->pos = NULL;
+        b->last = NULL;
+        b->end = NULL;
+    }
+
+    for (ngx_chain_t **list : { &hc->free, &hc->busy }) {
+        for (cl = *list; cl; /* void */) {
+            ln = cl;
+            cl = cl->next;
+            ngx_pfree(c->pool, ln->buf->start);
+            ngx_free_chain(c->pool, ln);
+        }
+
+        *list = NULL;
+    }
+
+    hc->nbusy = 0;
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    c->idle = 1;
+}
+
+
+void
+ngx_pubsub_ws_t::conn_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t  *c = static_cast<ngx_connection_t *>(ev->data);
+    ngx_pubsub_ws_t   *w = static_cast<ngx_pubsub_ws_t *>(c->data);
+
+    if (c->close) {
+        /*
+         * Graceful shutdown (reload, quit) closes idle connections: the
+         * worker may exit before posted events run, so the connection
+         * goes now (nothing is iterating here).
+         */
+        (void) ngx_pubsub_guard(c->log, [w] {
+            w->shutdown_close();
+            return NGX_OK;
+        });
+
+        delete w;
+        ngx_http_close_connection(c);
+        return;
+    }
+
+    if (w->finishing_) {
+        return;
+    }
+
+    if (ngx_pubsub_guard(c->log, [w] {
+            w->read();
+            return NGX_OK;
+        }) != NGX_OK)
+    {
+        w->finish();
+    }
+}
+
+
+void
+ngx_pubsub_ws_t::conn_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t  *c = static_cast<ngx_connection_t *>(ev->data);
+    ngx_pubsub_ws_t   *w = static_cast<ngx_pubsub_ws_t *>(c->data);
+
+    if (w->finishing_) {
+        return;
+    }
+
+    if (ngx_pubsub_guard(c->log, [w] {
+            (void) w->flush();
+            return NGX_OK;
+        }) != NGX_OK)
+    {
+        w->finish();
+    }
+}
+
+
+/* nginx is shutting down: a best-effort close 1001 before the connection goes */
+void
+ngx_pubsub_ws_t::shutdown_close()
+{
+    stop();
+
+    if (started_ && !close_sent_ && !finishing_) {
+        send_close(ws::close_code::kGoingAway, "server shutting down");
+    }
+
+    finishing_ = true;
 }
 
 
@@ -522,7 +778,7 @@ ngx_pubsub_ws_t::enqueue(ws::Opcode op, bool rsv1, std::string &&extra,
 ngx_int_t
 ngx_pubsub_ws_t::flush()
 {
-    ngx_connection_t  *c = r->connection;
+    ngx_connection_t  *c = c_;
     ngx_chain_t       *in, *rest;
 
     if (finishing_ || flushing_) {
@@ -530,7 +786,7 @@ ngx_pubsub_ws_t::flush()
     }
 
     /* the 101 itself may still sit in nginx's write filter */
-    if (r->out) {
+    if (r && r->out) {
         if (ngx_http_output_filter(r, NULL) == NGX_ERROR) {
             finish();
             return NGX_ERROR;
@@ -624,7 +880,7 @@ ngx_pubsub_ws_t::drained()
         return;
     }
 
-    if (close_received_ || r->connection->close) {
+    if (close_received_ || c_->close) {
         finish();
         return;
     }
@@ -640,10 +896,10 @@ ngx_pubsub_ws_t::drained()
         ngx_add_timer(&linger_ev_, NGX_PUBSUB_WS_LINGER);
 
 #if (NGX_SSL)
-        if (r->connection->ssl == NULL)
+        if (c_->ssl == NULL)
 #endif
         {
-            (void) shutdown(r->connection->fd, SHUT_WR);
+            (void) shutdown(c_->fd, SHUT_WR);
         }
     }
 }
@@ -660,7 +916,7 @@ ngx_pubsub_ws_t::write_handler(ngx_http_request_t *r)
         return;
     }
 
-    if (ngx_pubsub_guard(r->connection->log, [w] {
+    if (ngx_pubsub_guard(w->c_->log, [w] {
             (void) w->flush();
             return NGX_OK;
         }) != NGX_OK)
@@ -764,7 +1020,7 @@ ngx_pubsub_ws_t::read_handler(ngx_http_request_t *r)
         return;
     }
 
-    if (ngx_pubsub_guard(r->connection->log, [w] {
+    if (ngx_pubsub_guard(w->c_->log, [w] {
             w->read();
             return NGX_OK;
         }) != NGX_OK)
@@ -777,7 +1033,7 @@ ngx_pubsub_ws_t::read_handler(ngx_http_request_t *r)
 void
 ngx_pubsub_ws_t::read()
 {
-    ngx_connection_t  *c = r->connection;
+    ngx_connection_t  *c = c_;
     ssize_t            n;
     ngx_uint_t         rounds = 0;
 
@@ -823,6 +1079,16 @@ ngx_pubsub_ws_t::feed(const u_char *p, size_t len)
     size_t     n;
 
     while (len > 0 && !finishing_) {
+
+        if (!parser) {
+            parser.reset(new (std::nothrow) ws::FrameParser(
+                ws::ParserConfig::forServer(plcf->ws_max_message_size,
+                    negotiated_deflate ? &dparams : nullptr)));
+            if (!parser) {
+                finish();
+                return;
+            }
+        }
 
         if (lingering_ && parser->failed()) {
             return;   /* discard until the client closes */
@@ -890,7 +1156,7 @@ ngx_pubsub_ws_t::feed(const u_char *p, size_t len)
             return;
 
         case ws::EventType::Error:
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+            ngx_log_error(NGX_LOG_INFO, c_->log, 0,
                           "pubsub: websocket protocol error %ud: %*s",
                           (unsigned) ev.code, ev.reason.size(),
                           ev.reason.data());
@@ -910,7 +1176,7 @@ ngx_pubsub_ws_t::feed(const u_char *p, size_t len)
 void
 ngx_pubsub_ws_t::on_message(ws::Event &ev)
 {
-    if (pub == NULL) {
+    if (!pub_own) {
         send_close(ws::close_code::kPolicyViolation, "Publishing not allowed.");
         return;
     }
@@ -1007,7 +1273,7 @@ ngx_pubsub_ws_t::upstream_done(ngx_http_request_t *r, void *data,
         w->drain_upstream();
 
     } catch (...) {
-        ngx_log_error(NGX_LOG_ERR, w->r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, w->c_->log, 0,
                       "pubsub: websocket upstream answer failed "
                       "(out of memory)");
         w->finish();
@@ -1068,7 +1334,7 @@ ngx_pubsub_ws_t::apply_upstream(ngx_pubsub_ws_in_t *in)
     int   n;
 
     if (in->failed) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_WARN, c_->log, 0,
                       "pubsub: websocket publisher upstream hook failed "
                       "with status %ui", in->status);
         n = snprintf(text, sizeof(text),
@@ -1092,7 +1358,7 @@ ngx_pubsub_ws_t::apply_upstream(ngx_pubsub_ws_in_t *in)
         return;
     }
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+    ngx_log_error(NGX_LOG_INFO, c_->log, 0,
                   "pubsub: websocket message refused by the publisher "
                   "upstream hook with status %ui", in->status);
 
@@ -1130,7 +1396,9 @@ ngx_pubsub_ws_t::resume_handler(ngx_event_t *ev)
         w->finish();
     }
 
-    ngx_http_run_posted_requests(w->r->connection);
+    if (w->r) {
+        ngx_http_run_posted_requests(w->c_);
+    }
 }
 
 
@@ -1178,16 +1446,20 @@ ngx_pubsub_ws_t::publish(std::string_view data, std::string_view ct)
     in.data = data;
     in.contentType = ct;
 
+    if (!self_) {
+        self_ = std::make_shared<ngx_pubsub_ws_t *>(this);
+    }
+
     auto st = std::make_shared<state_t>();
     st->self = self_;
-    st->left = pub->n;
+    st->left = pub_own->keys.size();
 
     /*
      * The store copies the input before publish() returns; its replies may
      * come later (Redis), when this connection may be gone: self says.
      */
-    for (ngx_uint_t i = 0; i < pub->n; i++) {
-        ngx_pubsub_store()->publish(ngx_pubsub_sv(pub->key[i]), in,
+    for (const std::string &key : pub_own->keys) {
+        ngx_pubsub_store()->publish(key, in,
             [st](pubsub::PublishReply &&reply) {
                 if (reply.status != pubsub::StoreResult::kOk) {
                     st->failed++;
@@ -1220,7 +1492,7 @@ ngx_pubsub_ws_t::published(pubsub::PublishReply &&last, ngx_uint_t failed)
     }
 
     if (failed) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_WARN, c_->log, 0,
                       "pubsub: websocket publish failed: %s",
                       last.reason.c_str());
 
@@ -1410,7 +1682,7 @@ ngx_pubsub_ws_t::deliver(const pubsub::MessagePtr &msg)
         }
 
     } catch (...) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, c_->log, 0,
                       "pubsub: websocket delivery failed (out of memory)");
         finish();
     }
@@ -1530,6 +1802,10 @@ ngx_pubsub_ws_t::start(const pubsub::SubscribeReply *reply,
         read();
     }
 
+    if (!finishing_) {
+        schedule_detach();
+    }
+
     return NGX_OK;
 }
 
@@ -1609,7 +1885,7 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_uint_t subscribe, ngx_uint_t publish)
 {
     ngx_int_t                 rc;
-    void                     *mem;
+    ngx_pool_cleanup_t       *cln;
     ngx_pubsub_ws_t          *w;
     ngx_pubsub_channels_t    *sch = NULL;
     ws::UpgradeRequest        up;
@@ -1654,14 +1930,18 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    mem = ngx_palloc(r->pool, sizeof(ngx_pubsub_ws_t));
-    if (mem == NULL) {
+    /* the object is the request's until detach() gives it the connection */
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    w = new (mem) ngx_pubsub_ws_t(r, plcf);
+    w = new (std::nothrow) ngx_pubsub_ws_t(r, plcf);
+    if (w == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    if (w->init() != NGX_OK) {
+    if (w->init(cln) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1708,9 +1988,26 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
                        "Invalid message buffer length or timeout.\n");
         }
 
-        if (r->headers_in.content_type) {
-            w->text_type = ngx_pubsub_sv(r->headers_in.content_type->value);
+        try {
+            w->pub_own.reset(new ngx_pubsub_ws_pub_t);
+
+            for (ngx_uint_t i = 0; i < w->pub->n; i++) {
+                w->pub_own->keys.emplace_back(ngx_pubsub_sv(w->pub->key[i]));
+            }
+
+            if (r->headers_in.content_type) {
+                w->pub_own->text_type.assign(
+                    ngx_pubsub_sv(r->headers_in.content_type->value));
+            }
+
+            w->pub_own->event.assign(w->pub_in.eventName);
+
+        } catch (...) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        w->text_type = w->pub_own->text_type;
+        w->pub_in.eventName = w->pub_own->event;
 
         w->reply_info = subscribe ? 0 : 1;
         w->info_fmt = ngx_pubsub_info_format(r);
@@ -1736,12 +2033,7 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         w->dparams = dn.params;
     }
 
-    w->parser.reset(new (std::nothrow) ws::FrameParser(
-        ws::ParserConfig::forServer(plcf->ws_max_message_size,
-                                    dn.accepted ? &dn.params : nullptr)));
-    if (!w->parser) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    w->negotiated_deflate = dn.accepted;
 
     if (!ws::computeAcceptKey(up.key, accept)) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
