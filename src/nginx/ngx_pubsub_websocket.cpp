@@ -36,6 +36,7 @@ namespace ws = pubsub::ws;
 static u_char  ngx_pubsub_ws_read_buf[NGX_PUBSUB_WS_READ_BUF];
 #define NGX_PUBSUB_WS_READ_ROUNDS   32       /* reads per event, then yield */
 #define NGX_PUBSUB_WS_LINGER        3000     /* ms to wait for a close reply */
+#define NGX_PUBSUB_WS_FLUSH_SLICE   256      /* connections written per turn */
 
 /*
  * pubsub_publisher_upstream_request: inbound messages waiting for (or
@@ -70,6 +71,54 @@ struct ngx_pubsub_ws_out_t {
     ngx_uint_t                          nbufs = 0;
     size_t                              size = 0;
 };
+
+
+/*
+ * Spare queue items, so that a delivery allocates nothing: a fan-out
+ * queues one item per subscriber, written and released moments later.
+ */
+constexpr size_t  ngx_pubsub_ws_out_spare_max = 4096;
+
+ngx_pubsub_ws_out_t  *ngx_pubsub_ws_out_spare;
+size_t                ngx_pubsub_ws_out_nspare;
+
+
+ngx_pubsub_ws_out_t *
+ngx_pubsub_ws_out_alloc()
+{
+    ngx_pubsub_ws_out_t  *o = ngx_pubsub_ws_out_spare;
+
+    if (o == nullptr) {
+        return new (std::nothrow) ngx_pubsub_ws_out_t;
+    }
+
+    ngx_pubsub_ws_out_spare = o->next;
+    ngx_pubsub_ws_out_nspare--;
+    o->next = nullptr;
+
+    return o;
+}
+
+
+void
+ngx_pubsub_ws_out_free(ngx_pubsub_ws_out_t *o)
+{
+    if (ngx_pubsub_ws_out_nspare >= ngx_pubsub_ws_out_spare_max
+        || o->extra.capacity() > 256)
+    {
+        delete o;
+        return;
+    }
+
+    o->msg = pubsub::MessagePtr();
+    o->shared.reset();
+    o->extra.clear();
+    o->nbufs = 0;
+    o->size = 0;
+    o->next = ngx_pubsub_ws_out_spare;
+    ngx_pubsub_ws_out_spare = o;
+    ngx_pubsub_ws_out_nspare++;
+}
 
 
 /*
@@ -204,6 +253,8 @@ public:
     std::unique_ptr<ws::FrameParser>    parser;
 
     void schedule_detach();
+    void schedule_flush();
+    static void flush_dirty_handler(ngx_event_t *ev);
 
 private:
     static void read_handler(ngx_http_request_t *r);
@@ -265,6 +316,13 @@ private:
     uint16_t                            deferred_code_ = 0;
     std::string                         deferred_reason_;
 
+    /* in the worker's list of connections with deliveries to write */
+    struct {
+        ngx_queue_t                     q;
+        ngx_pubsub_ws_t                *w;
+    }                                   dirty_q_;
+    bool                                dirty_ = false;
+
     ngx_pubsub_ws_out_t                *head_ = nullptr;
     ngx_pubsub_ws_out_t                *tail_ = nullptr;
     size_t                              pending_ = 0;
@@ -304,6 +362,11 @@ ngx_pubsub_ws_t::~ngx_pubsub_ws_t()
 {
     stop();
 
+    if (dirty_) {
+        ngx_queue_remove(&dirty_q_.q);
+        dirty_ = false;
+    }
+
     if (self_) {
         *self_ = nullptr;
     }
@@ -331,7 +394,7 @@ ngx_pubsub_ws_t::~ngx_pubsub_ws_t()
     while (head_) {
         ngx_pubsub_ws_out_t *o = head_;
         head_ = o->next;
-        delete o;
+        ngx_pubsub_ws_out_free(o);
     }
 }
 
@@ -537,7 +600,7 @@ ngx_pubsub_ws_t::detach()
 
     /* what is left of the 101 goes first, from the output queue */
     if (req->out) {
-        o = new (std::nothrow) ngx_pubsub_ws_out_t;
+        o = ngx_pubsub_ws_out_alloc();
         if (o == nullptr) {
             return;   /* stays attached: still works, just bigger */
         }
@@ -551,7 +614,7 @@ ngx_pubsub_ws_t::detach()
             }
 
         } catch (...) {
-            delete o;
+            ngx_pubsub_ws_out_free(o);
             return;
         }
 
@@ -575,7 +638,7 @@ ngx_pubsub_ws_t::detach()
             pending_ += o->size;
 
         } else {
-            delete o;
+            ngx_pubsub_ws_out_free(o);
         }
 
         req->out = NULL;
@@ -705,6 +768,77 @@ ngx_pubsub_ws_t::shutdown_close()
 /* ---------------------------------------------------------------- output */
 
 
+/*
+ * Deliveries are queued on the connection and written from an event of the
+ * next event loop iteration (ngx_posted_next_events: after one non-blocking
+ * look at the sockets), not from inside the fan-out, and at most
+ * NGX_PUBSUB_WS_FLUSH_SLICE connections per iteration, oldest first.  The
+ * publisher gets its answer before the fan-out's writes, new requests are
+ * served between slices, and messages published meanwhile go out in the
+ * same writev(): a busy channel costs about one system call per subscriber
+ * per round through its subscribers rather than one per message.
+ */
+ngx_queue_t  ngx_pubsub_ws_dirty;
+ngx_event_t  ngx_pubsub_ws_flush_ev;
+
+
+void
+ngx_pubsub_ws_t::schedule_flush()
+{
+    if (dirty_) {
+        return;
+    }
+
+    if (ngx_pubsub_ws_flush_ev.handler == NULL) {
+        ngx_queue_init(&ngx_pubsub_ws_dirty);
+        ngx_pubsub_ws_flush_ev.handler = flush_dirty_handler;
+        ngx_pubsub_ws_flush_ev.log = ngx_cycle->log;
+        ngx_pubsub_ws_flush_ev.cancelable = 1;
+    }
+
+    dirty_q_.w = this;
+    ngx_queue_insert_tail(&ngx_pubsub_ws_dirty, &dirty_q_.q);
+    dirty_ = true;
+
+    if (!ngx_pubsub_ws_flush_ev.posted) {
+        ngx_post_event(&ngx_pubsub_ws_flush_ev, &ngx_posted_next_events);
+    }
+}
+
+
+void
+ngx_pubsub_ws_t::flush_dirty_handler(ngx_event_t *ev)
+{
+    ngx_queue_t      *q;
+    ngx_pubsub_ws_t  *w;
+
+    ngx_uint_t        n = 0;
+
+    while (!ngx_queue_empty(&ngx_pubsub_ws_dirty)) {
+
+        if (n++ == NGX_PUBSUB_WS_FLUSH_SLICE) {
+            ngx_post_event(ev, &ngx_posted_next_events);
+            return;
+        }
+
+        q = ngx_queue_head(&ngx_pubsub_ws_dirty);
+        ngx_queue_remove(q);
+
+        /* q is the first member of dirty_q_ */
+        w = reinterpret_cast<decltype(dirty_q_) *>(q)->w;
+        w->dirty_ = false;
+
+        if (ngx_pubsub_guard(w->c_->log, [w] {
+                (void) w->flush();
+                return NGX_OK;
+            }) != NGX_OK)
+        {
+            w->finish();
+        }
+    }
+}
+
+
 ngx_int_t
 ngx_pubsub_ws_t::enqueue(ws::Opcode op, bool rsv1, std::string &&extra,
     std::string_view payload, const pubsub::MessagePtr &msg,
@@ -713,7 +847,7 @@ ngx_pubsub_ws_t::enqueue(ws::Opcode op, bool rsv1, std::string &&extra,
     ngx_pubsub_ws_out_t  *o;
     size_t                n;
 
-    o = new (std::nothrow) ngx_pubsub_ws_out_t;
+    o = ngx_pubsub_ws_out_alloc();
     if (o == nullptr) {
         return NGX_ERROR;
     }
@@ -845,7 +979,7 @@ ngx_pubsub_ws_t::flush()
         }
 
         pending_ -= o->size;
-        delete o;
+        ngx_pubsub_ws_out_free(o);
     }
 
     if (head_ == nullptr) {
@@ -1643,7 +1777,7 @@ ngx_pubsub_ws_t::deliver(const pubsub::MessagePtr &msg)
                         deflater_->resetContext();
                     }
 
-                    (void) flush();
+                    schedule_flush();
                     goto sent;
                 }
             }
@@ -1663,7 +1797,7 @@ ngx_pubsub_ws_t::deliver(const pubsub::MessagePtr &msg)
                     return;
                 }
 
-                (void) flush();
+                schedule_flush();
                 goto sent;
             }
 
@@ -1671,9 +1805,14 @@ ngx_pubsub_ws_t::deliver(const pubsub::MessagePtr &msg)
             deflate = 0;
         }
 
-        if (send_data(op, std::move(prefix), msg->data(), msg) != NGX_OK) {
+        if (enqueue(op, false, std::move(prefix), msg->data(), msg, nullptr)
+            != NGX_OK)
+        {
+            finish();
             return;
         }
+
+        schedule_flush();
 
     sent:
 
@@ -1750,8 +1889,9 @@ ngx_int_t
 ngx_pubsub_ws_t::start(const pubsub::SubscribeReply *reply,
     const pubsub::MsgId &resume)
 {
-    ngx_connection_t  *c = r->connection;
-    ngx_buf_t         *hb;
+    ngx_connection_t          *c = r->connection;
+    ngx_buf_t                 *hb;
+    ngx_http_core_loc_conf_t  *clcf;
 
     started_ = true;
 
@@ -1760,6 +1900,15 @@ ngx_pubsub_ws_t::start(const pubsub::SubscribeReply *reply,
     r->keepalive = 0;
     r->lingering_close = 0;
     c->idle = 1;    /* closed (with a 1001) on graceful shutdown */
+
+    /* frames are written whole: no reason to wait for ACKs (as proxied
+       upgraded connections do) */
+    clcf = static_cast<ngx_http_core_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(r, ngx_http_core_module));
+    if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
+        finish();
+        return NGX_OK;
+    }
 
     if (c->write->timer_set) {
         ngx_del_timer(c->write);
