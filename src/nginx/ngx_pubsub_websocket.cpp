@@ -36,7 +36,7 @@ namespace ws = pubsub::ws;
 static u_char  ngx_pubsub_ws_read_buf[NGX_PUBSUB_WS_READ_BUF];
 #define NGX_PUBSUB_WS_READ_ROUNDS   32       /* reads per event, then yield */
 #define NGX_PUBSUB_WS_LINGER        3000     /* ms to wait for a close reply */
-#define NGX_PUBSUB_WS_FLUSH_SLICE   256      /* connections written per turn */
+#define NGX_PUBSUB_WS_FLUSH_SLICE   256      /* least connections per turn */
 
 /*
  * pubsub_publisher_upstream_request: inbound messages waiting for (or
@@ -176,6 +176,12 @@ ngx_pubsub_ws_deflate_options()
 
 
 class ngx_pubsub_ws_t;
+
+
+/* connections with queued frames, written by ngx_pubsub_ws_flush_ev */
+ngx_queue_t  ngx_pubsub_ws_dirty;
+ngx_uint_t   ngx_pubsub_ws_ndirty;
+ngx_event_t  ngx_pubsub_ws_flush_ev;
 
 
 /*
@@ -365,6 +371,7 @@ ngx_pubsub_ws_t::~ngx_pubsub_ws_t()
     if (dirty_) {
         ngx_queue_remove(&dirty_q_.q);
         dirty_ = false;
+        ngx_pubsub_ws_ndirty--;
     }
 
     if (self_) {
@@ -771,15 +778,13 @@ ngx_pubsub_ws_t::shutdown_close()
 /*
  * Deliveries are queued on the connection and written from an event of the
  * next event loop iteration (ngx_posted_next_events: after one non-blocking
- * look at the sockets), not from inside the fan-out, and at most
- * NGX_PUBSUB_WS_FLUSH_SLICE connections per iteration, oldest first.  The
+ * look at the sockets), not from inside the fan-out, and about half the
+ * waiting connections per iteration, oldest first.  The
  * publisher gets its answer before the fan-out's writes, new requests are
  * served between slices, and messages published meanwhile go out in the
  * same writev(): a busy channel costs about one system call per subscriber
  * per round through its subscribers rather than one per message.
  */
-ngx_queue_t  ngx_pubsub_ws_dirty;
-ngx_event_t  ngx_pubsub_ws_flush_ev;
 
 
 void
@@ -799,6 +804,7 @@ ngx_pubsub_ws_t::schedule_flush()
     dirty_q_.w = this;
     ngx_queue_insert_tail(&ngx_pubsub_ws_dirty, &dirty_q_.q);
     dirty_ = true;
+    ngx_pubsub_ws_ndirty++;
 
     if (!ngx_pubsub_ws_flush_ev.posted) {
         ngx_post_event(&ngx_pubsub_ws_flush_ev, &ngx_posted_next_events);
@@ -809,14 +815,22 @@ ngx_pubsub_ws_t::schedule_flush()
 void
 ngx_pubsub_ws_t::flush_dirty_handler(ngx_event_t *ev)
 {
+    ngx_uint_t        n, slice;
     ngx_queue_t      *q;
     ngx_pubsub_ws_t  *w;
 
-    ngx_uint_t        n = 0;
+    /*
+     * Half the waiting connections per turn (at least a slice): a channel
+     * that is published to back to back gets about two messages per write.
+     * Smaller parts would coalesce more (fewer system calls) but a message
+     * then waits longer for its subscriber's turn.
+     */
+    slice = ngx_max(NGX_PUBSUB_WS_FLUSH_SLICE, ngx_pubsub_ws_ndirty / 2);
+    n = 0;
 
     while (!ngx_queue_empty(&ngx_pubsub_ws_dirty)) {
 
-        if (n++ == NGX_PUBSUB_WS_FLUSH_SLICE) {
+        if (n++ == slice) {
             ngx_post_event(ev, &ngx_posted_next_events);
             return;
         }
@@ -827,6 +841,7 @@ ngx_pubsub_ws_t::flush_dirty_handler(ngx_event_t *ev)
         /* q is the first member of dirty_q_ */
         w = reinterpret_cast<decltype(dirty_q_) *>(q)->w;
         w->dirty_ = false;
+        ngx_pubsub_ws_ndirty--;
 
         if (ngx_pubsub_guard(w->c_->log, [w] {
                 (void) w->flush();
