@@ -230,17 +230,40 @@ static ngx_int_t
 ngx_pubsub_number(ngx_http_request_t *r, ngx_http_complex_value_t *cv,
     ngx_uint_t is_time)
 {
-    ngx_str_t  v;
+    ngx_str_t   v;
+    ngx_int_t   n;
+    ngx_uint_t  constant;
 
-    if (ngx_http_complex_value(r, cv, &v) != NGX_OK || v.len == 0) {
+    /* values without variables are parsed once per worker (both the
+       buffer length and the timeout stay in this small cache) */
+    static ngx_http_complex_value_t  *cached_cv[2];
+    static ngx_int_t                  cached_n[2];
+
+    constant = (cv->lengths == NULL);
+
+    if (constant) {
+        if (cached_cv[is_time] == cv) {
+            return cached_n[is_time];
+        }
+
+        v = cv->value;
+
+    } else if (ngx_http_complex_value(r, cv, &v) != NGX_OK) {
         return -1;
     }
 
-    if (is_time) {
-        return ngx_parse_time(&v, 1);
+    if (v.len == 0) {
+        return -1;
     }
 
-    return ngx_atoi(v.data, v.len);
+    n = is_time ? ngx_parse_time(&v, 1) : ngx_atoi(v.data, v.len);
+
+    if (constant) {
+        cached_cv[is_time] = cv;
+        cached_n[is_time] = n;
+    }
+
+    return n;
 }
 
 
@@ -300,8 +323,14 @@ ngx_pubsub_publish_data(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 {
     ngx_int_t               rc;
     pubsub::PublishInput    in;
-    pubsub::PublishReply    last;
-    ngx_uint_t              delivered, failed;
+
+    /* one pointer for the callback: std::function keeps it without
+       allocating */
+    struct {
+        pubsub::PublishReply  last;
+        ngx_uint_t            delivered = 0;
+        ngx_uint_t            failed = 0;
+    } st;
 
     if (ngx_pubsub_publish_params(r, plcf, &in) != NGX_OK) {
         return ngx_pubsub_respond_text(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -312,39 +341,36 @@ ngx_pubsub_publish_data(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     in.data = ngx_pubsub_sv(body);
     in.contentType = ngx_pubsub_sv(ct);
 
-    delivered = 0;
-    failed = 0;
-
     for (ngx_uint_t i = 0; i < ch->n; i++) {
         ngx_pubsub_store()->publish(ngx_pubsub_sv(ch->key[i]), in,
-            [&](pubsub::PublishReply &&reply) {
+            [p = &st](pubsub::PublishReply &&reply) {
                 if (reply.status != pubsub::StoreResult::kOk) {
-                    failed++;
-                    last = std::move(reply);
+                    p->failed++;
+                    p->last = std::move(reply);
                     return;
                 }
                 if (reply.info.subscribers > 0) {
-                    delivered++;
+                    p->delivered++;
                 }
-                if (!failed) {
-                    last = std::move(reply);
+                if (!p->failed) {
+                    p->last = std::move(reply);
                 }
             });
     }
 
-    if (failed) {
-        rc = ngx_pubsub_status_of(last.status);
+    if (st.failed) {
+        rc = ngx_pubsub_status_of(st.last.status);
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "pubsub: publish failed: %s", last.reason.c_str());
-        std::string msg = last.reason + "\n";
+                      "pubsub: publish failed: %s", st.last.reason.c_str());
+        std::string msg = st.last.reason + "\n";
         return ngx_pubsub_respond_text(r, rc, "text/plain", msg);
     }
 
-    ngx_pubsub_hook_set_message_ids(r, last.id, pubsub::MsgId());
+    ngx_pubsub_hook_set_message_ids(r, st.last.id, pubsub::MsgId());
 
-    return ngx_pubsub_info_response(r, delivered ? NGX_HTTP_CREATED
-                                                 : NGX_HTTP_ACCEPTED,
-                                    last.info);
+    return ngx_pubsub_info_response(r, st.delivered ? NGX_HTTP_CREATED
+                                                    : NGX_HTTP_ACCEPTED,
+                                    st.last.info);
 }
 
 
