@@ -41,6 +41,7 @@ bash "$ROOT/scripts/build.sh"
 mkdir -p "$PREFIX/logs" "$PREFIX/modules" "$PREFIX/temp"
 ln -sfn "$ROOT/build/nginx/ngx_pubsub_module.so" "$PREFIX/modules/ngx_pubsub_module.so"
 ln -sfn "$ROOT/examples/html" "$PREFIX/html"
+ln -sfn "$ROOT/examples/chat" "$PREFIX/chat"
 
 stop
 run_nginx -t -q

@@ -19,6 +19,7 @@
 namespace pubsub {
 
 class LocalChannel;
+struct PresenceEvent;
 
 // A transport's subscription to one channel.  deliver(), gap() and
 // channelDeleted() may detach this subscriber (and only this one).
@@ -31,6 +32,9 @@ public:
     virtual void gap() = 0;
     // The channel was deleted; the subscriber is already detached.
     virtual void channelDeleted() = 0;
+    // A member joined or left the channel (pubsub_presence_events).  Not a
+    // message: no id, no buffer slot.  May detach this subscriber.
+    virtual void presenceEvent(const PresenceEvent& ev) { (void)ev; }
 
     const MsgId& cursor() const { return cursor_; }
     bool attached() const { return channel_ != nullptr; }
@@ -51,6 +55,10 @@ public:
     size_t size() const { return live_; }
     // The newest message id this worker has pulled from the store.
     MsgId pulled;
+    // The store's identity of the channel this worker's subscribers are
+    // attached to (a deleted and re-created channel has a new one).
+    uint64_t serial = 0;
+    uint64_t hash = 0;
 
 private:
     friend class Hub;
@@ -87,8 +95,16 @@ public:
     // `msgs` behind the messages being delivered.
     void deliver(std::string_view key, const std::vector<MessagePtr>& msgs);
 
+    // Hands a presence event to every subscriber of the channel.
+    void presenceEvent(std::string_view key, const PresenceEvent& ev);
+
     // Detaches every subscriber of the channel and tells each of them.
     void channelDeleted(std::string_view key);
+
+    // Keys of the local channels whose hash is `hash` (usually one).
+    void keysWithHash(uint64_t hash, std::vector<std::string>* out) const;
+    // Keys of every local channel.
+    void keys(std::vector<std::string>* out) const;
 
     size_t channels() const { return channels_.size(); }
     size_t subscribers() const { return subscribers_; }
@@ -99,6 +115,7 @@ private:
     void release(LocalChannel* lc);
 
     std::unordered_map<std::string_view, std::unique_ptr<LocalChannel>> channels_;
+    std::unordered_multimap<uint64_t, LocalChannel*> byHash_;
     size_t subscribers_ = 0;
 };
 

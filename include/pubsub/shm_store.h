@@ -47,9 +47,15 @@ struct ShmMessage {
     size_t allocSize() const { return sizeof(ShmMessage) + ctLen + evLen + dataLen; }
 };
 
+struct ShmGroup;
+
 struct ShmChannel {
     ShmChannel* hnext;  // hash chain
     uint64_t hash;
+    uint64_t serial;  // unique per channel ever created: tells a re-created channel apart
+    ShmGroup* group;  // nullptr for a key without a group
+    uint32_t* slotSubs;  // subscribers per worker slot (nullptr until the first one)
+    uint32_t nslotSubs;
     ShmMessage* oldest;
     ShmMessage* newest;
     MsgId lastId;          // id of the newest message ever published (kept when trimmed)
@@ -72,6 +78,35 @@ struct ShmChannel {
     }
 };
 
+// Per-group accounting (the group is the key's part before the first '/').
+struct ShmGroup {
+    ShmGroup* next;
+    uint64_t hash;
+    uint64_t channels;
+    uint64_t subscribers;
+    uint64_t bytes;  // memory of stored messages
+    uint32_t nameLen;
+    // followed by the name
+
+    std::string_view name() const {
+        return {reinterpret_cast<const char*>(this + 1), nameLen};
+    }
+};
+
+// A worker's mailbox: the channels other workers changed since it last
+// looked, as key hashes.  Indexed by the worker's process slot.
+struct ShmSlot {
+    static constexpr uint32_t kRing = 512;
+    int64_t pid;           // the worker that owns the slot (0: none)
+    uint64_t subscribers;  // sum of this slot's counts over all channels
+    uint32_t head;         // next to read
+    uint32_t count;        // entries waiting
+    uint32_t pending;      // a wake-up was sent and not yet consumed
+    uint32_t overflow;     // entries were lost: re-pull every local channel
+    uint64_t delivered;    // notifications consumed (statistics)
+    uint64_t ring[kRing];
+};
+
 struct StoreRoot {
     uint32_t magic;
     uint32_t version;
@@ -84,12 +119,31 @@ struct StoreRoot {
     uint64_t subscribers;
     uint64_t sweepCursor;
     uint64_t generation;  // bumped by every configuration that adopts the zone
+    uint64_t nextSerial;
+    static constexpr uint32_t kMaxSlots = 1024;  // nginx's NGX_MAX_PROCESSES
+    static constexpr uint32_t kGroupBuckets = 64;
+    ShmSlot* slots[kMaxSlots];
+    ShmGroup* groups[kGroupBuckets];
+    void* presence;       // PresenceRoot (pubsub/presence.h), made by the glue
 };
 
 enum class StoreStatus {
     kOk,
     kNoMemory,
     kNotFound,
+    kGroupChannels,     // pubsub_group_max_channels reached
+    kGroupSubscribers,  // pubsub_group_max_subscribers reached
+    kGroupMemory,       // pubsub_group_max_messages_memory reached
+};
+
+// The reason a client gets for a refused operation.
+const char* storeStatusReason(StoreStatus s);
+
+// Per-group limits; 0 is no limit.
+struct GroupLimits {
+    uint64_t maxChannels = 0;
+    uint64_t maxSubscribers = 0;
+    uint64_t maxBytes = 0;
 };
 
 struct PublishInput {
@@ -98,6 +152,7 @@ struct PublishInput {
     std::string_view eventName;
     uint64_t maxMessages = 10;  // 0: deliver only, never replay
     int64_t ttl = 3600;         // seconds; 0 never expires
+    GroupLimits limits;
 };
 
 struct PublishOutcome {
@@ -125,7 +180,7 @@ struct StartPosition {
 class ShmStore {
 public:
     static constexpr uint32_t kMagic = 0x50534231;  // "PSB1"
-    static constexpr uint32_t kVersion = 1;
+    static constexpr uint32_t kVersion = 2;
     // Transient messages (buffer length 0) stay this long so that every
     // worker can deliver them, and at most this many per channel.
     static constexpr int64_t kTransientTtl = 10;
@@ -143,8 +198,13 @@ public:
     StoreRoot* root() const { return root_; }
 
     ShmChannel* find(std::string_view key) const;
-    // Finds or creates; nullptr when memory is exhausted.
-    ShmChannel* findOrCreate(std::string_view key, int64_t now);
+    // Finds or creates; nullptr when memory is exhausted or a group limit
+    // is reached (*status tells which, when given).
+    ShmChannel* findOrCreate(std::string_view key, int64_t now, const GroupLimits& limits = {},
+                             StoreStatus* status = nullptr);
+    // The group of a key ("a/b" -> "a"; no '/': none, not accounted).
+    static std::string_view groupOf(std::string_view key);
+    const ShmGroup* findGroup(std::string_view name) const;
 
     // Stores a message.  When memory is exhausted it first drops expired
     // messages of every channel, then gives up with kNoMemory.
@@ -162,8 +222,28 @@ public:
     ShmMessage* firstAfter(const ShmChannel* ch, const MsgId& after, bool withTransient,
                            bool* gap) const;
 
-    void addSubscriber(ShmChannel* ch, int64_t now);
-    void removeSubscriber(ShmChannel* ch, int64_t now);
+    // Counts a subscriber held by the worker in `slot`.  Fails (kNoMemory or
+    // kGroupSubscribers) without counting.
+    StoreStatus addSubscriber(ShmChannel* ch, uint32_t slot, int64_t now,
+                              const GroupLimits& limits = {});
+    void removeSubscriber(ShmChannel* ch, uint32_t slot, int64_t now);
+    // Slot 0 (one worker).
+    void addSubscriber(ShmChannel* ch, int64_t now) { (void)addSubscriber(ch, 0, now); }
+    void removeSubscriber(ShmChannel* ch, int64_t now) { removeSubscriber(ch, 0, now); }
+
+    // Worker slots.  claimSlot() is called by the worker that starts in a
+    // slot: whatever a previous owner left (a worker killed with SIGKILL
+    // never unsubscribes) is forgotten.  Returns nullptr when memory is
+    // exhausted (the worker then polls: see MemoryStore).
+    ShmSlot* claimSlot(uint32_t slot, int64_t pid);
+    // Forgets the slot's subscribers and mailbox (the owner exited).
+    void releaseSlot(uint32_t slot);
+    // Queues the channel in the mailbox of every other slot that has
+    // subscribers of it; appends to `wake` the slots that need a wake-up
+    // (those with no wake-up pending).
+    void notifyOthers(const ShmChannel* ch, uint32_t self, uint32_t* wake, size_t* nwake);
+    // Takes what is waiting in the slot's mailbox.
+    size_t drain(uint32_t slot, uint64_t* out, size_t max, bool* overflow);
 
     // Deletes the channel and its messages.
     void remove(ShmChannel* ch);
@@ -178,6 +258,9 @@ public:
 
 private:
     void unlinkOldest(ShmChannel* ch);
+    ShmGroup* groupFor(std::string_view key);
+    void dropGroupIfEmpty(ShmGroup* g);
+    void enqueue(uint32_t slot, uint64_t hash, uint32_t* wake, size_t* nwake);
     void freeChannel(ShmChannel* ch);
     void maybeGrow();
     bool expireAll(int64_t now);

@@ -21,6 +21,7 @@ enum class StoreResult {
     kOk,
     kNoMemory,     // 507
     kNotFound,     // 404 (info, delete) or 403 (existing channels only)
+    kForbidden,    // 403: a group limit
     kUnavailable,  // 503: the engine cannot be reached
     kError,        // 500
 };
@@ -47,6 +48,7 @@ struct SubscribeRequest {
     bool existingOnly = false;  // 403 for a channel that does not exist
     bool oneShot = false;       // long-poll: if anything is owed, take it and do not attach
     size_t maxBacklog = 0;      // with oneShot: how many owed messages to take (0: all)
+    GroupLimits limits;
 };
 
 struct SubscribeReply {

@@ -2,6 +2,8 @@
 
 #include <new>
 
+#include "pubsub/shm_store.h"
+
 namespace pubsub {
 
 LocalChannel* Hub::find(std::string_view key) {
@@ -12,26 +14,26 @@ LocalChannel* Hub::find(std::string_view key) {
 bool Hub::attach(Subscriber* sub, std::string_view key, const MsgId& cursor,
                  const MsgId& storeLast) {
     LocalChannel* lc = find(key);
-    bool created = false;
     try {
         if (lc == nullptr) {
             auto owned = std::make_unique<LocalChannel>(std::string(key));
             owned->pulled = storeLast;
-            LocalChannel* made = owned.get();
-            std::string_view k = made->key();
-            channels_.emplace(k, std::move(owned));
-            // Only now does the map own it: if emplace threw, `owned` (or
-            // the node that took it) has already freed the channel.
-            lc = made;
-            created = true;
+            owned->hash = hashKey(key);
+            LocalChannel* fresh = owned.get();
+            std::string_view k = fresh->key();
+            auto byHash = byHash_.emplace(fresh->hash, fresh);
+            try {
+                channels_.emplace(k, std::move(owned));
+            } catch (const std::bad_alloc&) {
+                byHash_.erase(byHash);
+                throw;
+            }
+            lc = fresh;
         }
         lc->subs_.push_back(sub);
     } catch (const std::bad_alloc&) {
-        if (created) {
-            auto it = channels_.find(lc->key());
-            if (it != channels_.end()) {
-                channels_.erase(it);
-            }
+        if (lc != nullptr) {
+            release(lc);
         }
         return false;
     }
@@ -45,7 +47,28 @@ bool Hub::attach(Subscriber* sub, std::string_view key, const MsgId& cursor,
 
 void Hub::release(LocalChannel* lc) {
     if (lc->live_ == 0 && lc->iterating_ == 0) {
+        auto range = byHash_.equal_range(lc->hash);
+        for (auto it = range.first; it != range.second; ++it) {
+            if (it->second == lc) {
+                byHash_.erase(it);
+                break;
+            }
+        }
         channels_.erase(std::string_view(lc->key()));
+    }
+}
+
+void Hub::keysWithHash(uint64_t hash, std::vector<std::string>* out) const {
+    auto range = byHash_.equal_range(hash);
+    for (auto it = range.first; it != range.second; ++it) {
+        out->push_back(it->second->key());
+    }
+}
+
+void Hub::keys(std::vector<std::string>* out) const {
+    out->reserve(out->size() + channels_.size());
+    for (const auto& kv : channels_) {
+        out->push_back(kv.second->key());
     }
 }
 
@@ -143,6 +166,28 @@ void Hub::deliver(std::string_view key, const std::vector<MessagePtr>& msgs) {
         compact(lc);
     }
     release(lc);
+}
+
+void Hub::presenceEvent(std::string_view key, const PresenceEvent& ev) {
+    LocalChannel* lc = find(key);
+    if (lc == nullptr) {
+        return;
+    }
+    lc->iterating_++;
+    size_t n = lc->subs_.size();  // subscribers attached meanwhile wait for the next one
+    for (size_t i = 0; i < n; i++) {
+        Subscriber* s = lc->subs_[i];
+        if (s != nullptr) {
+            s->presenceEvent(ev);
+        }
+    }
+    lc->iterating_--;
+    if (lc->iterating_ == 0) {
+        if (lc->holes_) {
+            compact(lc);
+        }
+        release(lc);
+    }
 }
 
 void Hub::channelDeleted(std::string_view key) {

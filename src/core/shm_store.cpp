@@ -15,6 +15,77 @@ uint64_t hashKey(std::string_view key) {
     return h;
 }
 
+const char* storeStatusReason(StoreStatus s) {
+    switch (s) {
+        case StoreStatus::kOk:
+            return "ok";
+        case StoreStatus::kNoMemory:
+            return "shared memory is full";
+        case StoreStatus::kNotFound:
+            return "channel does not exist";
+        case StoreStatus::kGroupChannels:
+            return "Group limit reached for number of channels.";
+        case StoreStatus::kGroupSubscribers:
+            return "Group limit reached for number of subscribers.";
+        case StoreStatus::kGroupMemory:
+            return "Group limit reached for messages memory.";
+    }
+    return "error";
+}
+
+std::string_view ShmStore::groupOf(std::string_view key) {
+    size_t slash = key.find('/');
+    return slash == std::string_view::npos ? std::string_view() : key.substr(0, slash);
+}
+
+const ShmGroup* ShmStore::findGroup(std::string_view name) const {
+    uint64_t h = hashKey(name);
+    for (ShmGroup* g = root_->groups[h % StoreRoot::kGroupBuckets]; g != nullptr; g = g->next) {
+        if (g->hash == h && g->name() == name) {
+            return g;
+        }
+    }
+    return nullptr;
+}
+
+ShmGroup* ShmStore::groupFor(std::string_view key) {
+    std::string_view name = groupOf(key);
+    if (name.empty()) {
+        return nullptr;
+    }
+    ShmGroup* g = const_cast<ShmGroup*>(findGroup(name));
+    if (g != nullptr) {
+        return g;
+    }
+    void* mem = alloc_.alloc(alloc_.ctx, sizeof(ShmGroup) + name.size());
+    if (mem == nullptr) {
+        return nullptr;
+    }
+    std::memset(mem, 0, sizeof(ShmGroup));
+    g = static_cast<ShmGroup*>(mem);
+    g->hash = hashKey(name);
+    g->nameLen = static_cast<uint32_t>(name.size());
+    std::memcpy(reinterpret_cast<char*>(g + 1), name.data(), name.size());
+    ShmGroup** head = &root_->groups[g->hash % StoreRoot::kGroupBuckets];
+    g->next = *head;
+    *head = g;
+    return g;
+}
+
+void ShmStore::dropGroupIfEmpty(ShmGroup* g) {
+    if (g == nullptr || g->channels != 0) {
+        return;
+    }
+    ShmGroup** pp = &root_->groups[g->hash % StoreRoot::kGroupBuckets];
+    while (*pp != nullptr && *pp != g) {
+        pp = &(*pp)->next;
+    }
+    if (*pp == g) {
+        *pp = g->next;
+    }
+    alloc_.free(alloc_.ctx, g);
+}
+
 StoreRoot* ShmStore::createRoot(const ShmAllocator& alloc, uint64_t buckets) {
     if (buckets == 0) {
         buckets = 1;
@@ -72,11 +143,24 @@ void ShmStore::maybeGrow() {
     root_->sweepCursor = 0;
 }
 
-ShmChannel* ShmStore::findOrCreate(std::string_view key, int64_t now) {
+ShmChannel* ShmStore::findOrCreate(std::string_view key, int64_t now, const GroupLimits& limits,
+                                   StoreStatus* status) {
+    StoreStatus dummy;
+    if (status == nullptr) {
+        status = &dummy;
+    }
+    *status = StoreStatus::kOk;
     ShmChannel* ch = find(key);
     if (ch != nullptr) {
         return ch;
     }
+    const ShmGroup* existing = findGroup(groupOf(key));
+    if (limits.maxChannels != 0 && existing != nullptr &&
+        existing->channels >= limits.maxChannels) {
+        *status = StoreStatus::kGroupChannels;
+        return nullptr;
+    }
+    *status = StoreStatus::kNoMemory;
     size_t size = sizeof(ShmChannel) + key.size();
     void* mem = alloc_.alloc(alloc_.ctx, size);
     if (mem == nullptr) {
@@ -84,8 +168,19 @@ ShmChannel* ShmStore::findOrCreate(std::string_view key, int64_t now) {
             return nullptr;
         }
     }
+    ShmGroup* g = groupFor(key);
+    if (g == nullptr && !groupOf(key).empty()) {
+        alloc_.free(alloc_.ctx, mem);
+        return nullptr;
+    }
+    *status = StoreStatus::kOk;
+    if (g != nullptr) {
+        g->channels++;
+    }
     std::memset(mem, 0, sizeof(ShmChannel));
     ch = static_cast<ShmChannel*>(mem);
+    ch->group = g;
+    ch->serial = ++root_->nextSerial;
     ch->hash = hashKey(key);
     ch->keyLen = static_cast<uint32_t>(key.size());
     ch->created = now;
@@ -113,6 +208,9 @@ void ShmStore::unlinkOldest(ShmChannel* ch) {
         root_->messages--;
     }
     ch->bytes -= m->allocSize();
+    if (ch->group != nullptr) {
+        ch->group->bytes -= m->allocSize();
+    }
     root_->messageBytes -= m->allocSize();
     alloc_.free(alloc_.ctx, m);
 }
@@ -135,9 +233,8 @@ bool ShmStore::expireAll(int64_t now) {
 
 PublishOutcome ShmStore::publish(std::string_view key, const PublishInput& in, int64_t now) {
     PublishOutcome out;
-    ShmChannel* ch = findOrCreate(key, now);
+    ShmChannel* ch = findOrCreate(key, now, in.limits, &out.status);
     if (ch == nullptr) {
-        out.status = StoreStatus::kNoMemory;
         return out;
     }
     out.channel = ch;
@@ -148,6 +245,21 @@ PublishOutcome ShmStore::publish(std::string_view key, const PublishInput& in, i
         in.eventName.size() > UINT32_MAX) {
         out.status = StoreStatus::kNoMemory;
         return out;
+    }
+    if (in.limits.maxBytes != 0 && ch->group != nullptr) {
+        // Messages the new one pushes out of the buffer do not count.
+        bool transientIn = in.maxMessages == 0;
+        while (ch->oldest != nullptr &&
+               ((!transientIn && !ch->oldest->transient() &&
+                 ch->messages >= in.maxMessages) ||
+                (transientIn && ch->oldest->transient() && ch->transients >= kMaxTransients)) &&
+               ch->group->bytes + size > in.limits.maxBytes) {
+            unlinkOldest(ch);
+        }
+        if (ch->group->bytes + size > in.limits.maxBytes) {
+            out.status = StoreStatus::kGroupMemory;
+            return out;
+        }
     }
     void* mem = alloc_.alloc(alloc_.ctx, size);
     if (mem == nullptr) {
@@ -190,6 +302,9 @@ PublishOutcome ShmStore::publish(std::string_view key, const PublishInput& in, i
     ch->published++;
     ch->lastPublish = now;
     ch->bytes += m->allocSize();
+    if (ch->group != nullptr) {
+        ch->group->bytes += m->allocSize();
+    }
     root_->messageBytes += m->allocSize();
     root_->published++;
     if (transient) {
@@ -281,27 +396,181 @@ StartPosition ShmStore::start(ShmChannel* ch, const StartSpec& spec, int64_t now
     return pos;
 }
 
-void ShmStore::addSubscriber(ShmChannel* ch, int64_t now) {
+StoreStatus ShmStore::addSubscriber(ShmChannel* ch, uint32_t slot, int64_t now,
+                                   const GroupLimits& limits) {
+    if (slot >= StoreRoot::kMaxSlots) {
+        return StoreStatus::kNoMemory;
+    }
+    if (limits.maxSubscribers != 0 && ch->group != nullptr &&
+        ch->group->subscribers >= limits.maxSubscribers) {
+        return StoreStatus::kGroupSubscribers;
+    }
+    if (slot >= ch->nslotSubs) {
+        uint32_t n = ch->nslotSubs == 0 ? 8 : ch->nslotSubs;
+        while (n <= slot) {
+            n *= 2;
+        }
+        auto* counts = static_cast<uint32_t*>(alloc_.alloc(alloc_.ctx, sizeof(uint32_t) * n));
+        if (counts == nullptr) {
+            return StoreStatus::kNoMemory;
+        }
+        std::memset(counts, 0, sizeof(uint32_t) * n);
+        if (ch->slotSubs != nullptr) {
+            std::memcpy(counts, ch->slotSubs, sizeof(uint32_t) * ch->nslotSubs);
+            alloc_.free(alloc_.ctx, ch->slotSubs);
+        }
+        ch->slotSubs = counts;
+        ch->nslotSubs = n;
+    }
+    ch->slotSubs[slot]++;
     ch->subscribers++;
-    ch->lastSeen = now;
-    root_->subscribers++;
-}
-
-void ShmStore::removeSubscriber(ShmChannel* ch, int64_t now) {
-    if (ch->subscribers > 0) {
-        ch->subscribers--;
-        root_->subscribers--;
+    if (ch->group != nullptr) {
+        ch->group->subscribers++;
     }
     ch->lastSeen = now;
+    root_->subscribers++;
+    if (root_->slots[slot] != nullptr) {
+        root_->slots[slot]->subscribers++;
+    }
+    return StoreStatus::kOk;
+}
+
+void ShmStore::removeSubscriber(ShmChannel* ch, uint32_t slot, int64_t now) {
+    ch->lastSeen = now;
+    if (slot >= ch->nslotSubs || ch->slotSubs[slot] == 0) {
+        return;  // the slot was reset since (its previous owner died)
+    }
+    ch->slotSubs[slot]--;
+    ch->subscribers--;
+    if (ch->group != nullptr) {
+        ch->group->subscribers--;
+    }
+    root_->subscribers--;
+    if (root_->slots[slot] != nullptr && root_->slots[slot]->subscribers > 0) {
+        root_->slots[slot]->subscribers--;
+    }
 }
 
 void ShmStore::freeChannel(ShmChannel* ch) {
     while (ch->oldest != nullptr) {
         unlinkOldest(ch);
     }
+    for (uint32_t i = 0; i < ch->nslotSubs; i++) {
+        ShmSlot* s = root_->slots[i];
+        if (s != nullptr && ch->slotSubs[i] != 0) {
+            s->subscribers -= s->subscribers < ch->slotSubs[i] ? s->subscribers : ch->slotSubs[i];
+        }
+    }
+    if (ch->slotSubs != nullptr) {
+        alloc_.free(alloc_.ctx, ch->slotSubs);
+    }
     root_->subscribers -= ch->subscribers;
     root_->channels--;
+    ShmGroup* g = ch->group;
+    if (g != nullptr) {
+        g->subscribers -= ch->subscribers;
+        g->channels--;
+    }
     alloc_.free(alloc_.ctx, ch);
+    dropGroupIfEmpty(g);
+}
+
+ShmSlot* ShmStore::claimSlot(uint32_t slot, int64_t pid) {
+    if (slot >= StoreRoot::kMaxSlots) {
+        return nullptr;
+    }
+    releaseSlot(slot);
+    ShmSlot* s = root_->slots[slot];
+    if (s == nullptr) {
+        s = static_cast<ShmSlot*>(alloc_.alloc(alloc_.ctx, sizeof(ShmSlot)));
+        if (s == nullptr) {
+            return nullptr;
+        }
+        std::memset(static_cast<void*>(s), 0, sizeof(ShmSlot));
+        root_->slots[slot] = s;
+    }
+    s->pid = pid;
+    return s;
+}
+
+void ShmStore::releaseSlot(uint32_t slot) {
+    if (slot >= StoreRoot::kMaxSlots) {
+        return;
+    }
+    ShmSlot* s = root_->slots[slot];
+    // The slot's counts are only scanned for when some are left: a worker
+    // that exits cleanly has unsubscribed everything already.
+    if (s == nullptr || s->subscribers != 0) {
+        for (uint64_t i = 0; i < root_->nbuckets; i++) {
+            for (ShmChannel* ch = root_->buckets[i]; ch != nullptr; ch = ch->hnext) {
+                if (slot < ch->nslotSubs && ch->slotSubs[slot] != 0) {
+                    uint32_t n = ch->slotSubs[slot];
+                    ch->slotSubs[slot] = 0;
+                    ch->subscribers -= n;
+                    if (ch->group != nullptr) {
+                        ch->group->subscribers -= n;
+                    }
+                    root_->subscribers -= n;
+                }
+            }
+        }
+    }
+    if (s != nullptr) {
+        s->pid = 0;
+        s->subscribers = 0;
+        s->head = 0;
+        s->count = 0;
+        s->pending = 0;
+        s->overflow = 0;
+    }
+}
+
+void ShmStore::enqueue(uint32_t slot, uint64_t hash, uint32_t* wake, size_t* nwake) {
+    ShmSlot* s = root_->slots[slot];
+    if (s == nullptr || s->pid == 0) {
+        return;
+    }
+    if (s->count > 0 && s->ring[(s->head + s->count - 1) % ShmSlot::kRing] == hash) {
+        // the newest entry already names this channel
+    } else if (s->count == ShmSlot::kRing) {
+        s->overflow = 1;
+    } else {
+        s->ring[(s->head + s->count) % ShmSlot::kRing] = hash;
+        s->count++;
+    }
+    if (!s->pending) {
+        s->pending = 1;
+        wake[(*nwake)++] = slot;
+    }
+}
+
+void ShmStore::notifyOthers(const ShmChannel* ch, uint32_t self, uint32_t* wake, size_t* nwake) {
+    for (uint32_t i = 0; i < ch->nslotSubs; i++) {
+        if (i != self && ch->slotSubs[i] != 0) {
+            enqueue(i, ch->hash, wake, nwake);
+        }
+    }
+}
+
+size_t ShmStore::drain(uint32_t slot, uint64_t* out, size_t max, bool* overflow) {
+    *overflow = false;
+    if (slot >= StoreRoot::kMaxSlots || root_->slots[slot] == nullptr) {
+        return 0;
+    }
+    ShmSlot* s = root_->slots[slot];
+    size_t n = 0;
+    while (s->count > 0 && n < max) {
+        out[n++] = s->ring[s->head];
+        s->head = (s->head + 1) % ShmSlot::kRing;
+        s->count--;
+    }
+    if (s->count == 0) {
+        s->pending = 0;
+    }
+    *overflow = s->overflow != 0;
+    s->overflow = 0;
+    s->delivered += n;
+    return n;
 }
 
 void ShmStore::remove(ShmChannel* ch) {

@@ -16,6 +16,7 @@ extern "C" {
 #include <ngx_http.h>
 }
 
+#include <string>
 #include <string_view>
 
 #include "pubsub/format.h"
@@ -86,6 +87,18 @@ typedef struct {
     size_t                        ws_max_message_size;
     ngx_flag_t                    deflate_for_websocket;
     size_t                        max_pending;      /* slow-reader bound */
+
+    ngx_uint_t                    group_max_channels;      /* 0: no limit */
+    ngx_uint_t                    group_max_subscribers;
+    size_t                        group_max_memory;
+    ngx_flag_t                    status;                  /* pubsub_status */
+    /* presence (ngx_pubsub_presence.cpp) */
+    ngx_flag_t                    presence;
+    ngx_http_complex_value_t     *presence_id;
+    ngx_flag_t                    presence_events;
+    ngx_msec_t                    presence_leave_delay;
+    ngx_msec_t                    presence_ttl;     /* Redis mode only */
+    ngx_flag_t                    presence_api;
 } ngx_pubsub_loc_conf_t;
 
 
@@ -113,6 +126,8 @@ extern "C" ngx_module_t  ngx_pubsub_module;
 
 /* ngx_pubsub_shm.cpp */
 ngx_int_t ngx_pubsub_shm_conf(ngx_conf_t *cf, ngx_pubsub_main_conf_t *pmcf);
+ngx_int_t ngx_pubsub_shm_init_module(ngx_cycle_t *cycle);
+ngx_int_t ngx_pubsub_shm_status(std::string *out);
 ngx_int_t ngx_pubsub_shm_init_process(ngx_cycle_t *cycle);
 void ngx_pubsub_shm_exit_process(ngx_cycle_t *cycle);
 pubsub::Store *ngx_pubsub_store(void);
@@ -145,6 +160,19 @@ ngx_uint_t ngx_pubsub_pick_transport(ngx_http_request_t *r, ngx_uint_t enabled);
 ngx_int_t ngx_pubsub_status_of(pubsub::StoreResult rc);
 ngx_str_t ngx_pubsub_pstr(ngx_pool_t *pool, std::string_view s);
 
+/* the group limits of a location, for the store */
+static inline pubsub::GroupLimits
+ngx_pubsub_group_limits(ngx_pubsub_loc_conf_t *plcf)
+{
+    pubsub::GroupLimits  l;
+
+    l.maxChannels = plcf->group_max_channels;
+    l.maxSubscribers = plcf->group_max_subscribers;
+    l.maxBytes = plcf->group_max_memory;
+
+    return l;
+}
+
 /* ngx_pubsub_publisher.cpp */
 ngx_int_t ngx_pubsub_publisher_handler(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf);
@@ -157,6 +185,12 @@ pubsub::InfoFormat ngx_pubsub_info_format(ngx_http_request_t *r);
 /* ngx_pubsub_subscriber.cpp */
 ngx_int_t ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_uint_t transport);
+
+/* ngx_pubsub_presence.cpp (more in ngx_pubsub_presence.h) */
+ngx_int_t ngx_pubsub_presence_api_handler(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf);
+/* members of the channel (joined or leaving), for channel info */
+uint64_t ngx_pubsub_presence_members(std::string_view key);
 
 /* ngx_pubsub_websocket.cpp */
 ngx_int_t ngx_pubsub_websocket_handler(ngx_http_request_t *r,

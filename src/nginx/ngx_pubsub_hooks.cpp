@@ -27,6 +27,7 @@
 #define NGX_PUBSUB_HOOK_SUBSCRIBE    1
 #define NGX_PUBSUB_HOOK_UNSUBSCRIBE  2
 #define NGX_PUBSUB_HOOK_UPSTREAM     3
+#define NGX_PUBSUB_HOOK_PRESENCE     4
 
 #define NGX_PUBSUB_AUTH_NONE         0
 #define NGX_PUBSUB_AUTH_WAITING      1
@@ -43,7 +44,20 @@ typedef struct {
     pubsub::TokenKey             *token_key;
     ngx_uint_t                    token_key_off;
     ngx_msec_t                    poll_grace;
+    ngx_uint_t                    presence;         /* index + 1; 0 none */
 } ngx_pubsub_hooks_loc_conf_t;
+
+
+/* a pubsub_presence_request target: the server it resolves in, its URI */
+typedef struct {
+    ngx_http_conf_ctx_t          *ctx;
+    ngx_str_t                     uri;
+    ngx_str_t                     args;
+} ngx_pubsub_presence_target_t;
+
+typedef struct {
+    ngx_array_t                   presence;  /* ngx_pubsub_presence_target_t */
+} ngx_pubsub_hooks_main_conf_t;
 
 
 /* per request: variables, identity and the state of the access check */
@@ -178,7 +192,7 @@ struct ngx_pubsub_hook_session_s {
 ngx_pubsub_hook_stats_t  ngx_pubsub_hook_stats;
 
 static const char  *ngx_pubsub_hook_names[] = {
-    "authorize", "subscribe", "unsubscribe", "publisher upstream"
+    "authorize", "subscribe", "unsubscribe", "publisher upstream", "presence"
 };
 
 /* a hook directive set to "off" */
@@ -192,6 +206,9 @@ static ngx_pubsub_poll_map_t  *ngx_pubsub_poll_sessions;
 
 static ngx_int_t ngx_pubsub_hooks_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_pubsub_hooks_postconfiguration(ngx_conf_t *cf);
+static void *ngx_pubsub_hooks_create_main_conf(ngx_conf_t *cf);
+static char *ngx_pubsub_presence_request_set(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static void *ngx_pubsub_hooks_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_pubsub_hooks_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -236,6 +253,13 @@ static ngx_command_t  ngx_pubsub_hooks_commands[] = {
       offsetof(ngx_pubsub_hooks_loc_conf_t, upstream),
       NULL },
 
+    { ngx_string("pubsub_presence_request"),
+      NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
+      ngx_pubsub_presence_request_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("pubsub_token"),
       NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
       ngx_http_set_complex_value_slot,
@@ -265,7 +289,7 @@ static ngx_http_module_t  ngx_pubsub_hooks_module_ctx = {
     ngx_pubsub_hooks_preconfiguration,     /* preconfiguration */
     ngx_pubsub_hooks_postconfiguration,    /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_pubsub_hooks_create_main_conf,     /* create main configuration */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -2403,8 +2427,91 @@ ngx_pubsub_hooks_create_loc_conf(ngx_conf_t *cf)
     }
 
     conf->poll_grace = NGX_CONF_UNSET_MSEC;
+    conf->presence = NGX_CONF_UNSET_UINT;
 
     return conf;
+}
+
+
+static void *
+ngx_pubsub_hooks_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_pubsub_hooks_main_conf_t  *hmcf;
+
+    hmcf = static_cast<ngx_pubsub_hooks_main_conf_t *>(
+               ngx_pcalloc(cf->pool, sizeof(ngx_pubsub_hooks_main_conf_t)));
+    if (hmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&hmcf->presence, cf->pool, 4,
+                       sizeof(ngx_pubsub_presence_target_t)) != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return hmcf;
+}
+
+
+/* pubsub_presence_request URI | off: a plain URI (no variables) */
+static char *
+ngx_pubsub_presence_request_set(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_pubsub_hooks_loc_conf_t   *hlcf;
+    ngx_pubsub_hooks_main_conf_t  *hmcf;
+    ngx_pubsub_presence_target_t  *t;
+    ngx_str_t                     *value;
+    u_char                        *q;
+
+    hlcf = static_cast<ngx_pubsub_hooks_loc_conf_t *>(conf);
+
+    if (hlcf->presence != NGX_CONF_UNSET_UINT) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        hlcf->presence = 0;
+        return NGX_CONF_OK;
+    }
+
+    if (value[1].len == 0 || value[1].data[0] != '/') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_presence_request \"%V\" must be a URI "
+                           "starting with \"/\"", &value[1]);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    if (ngx_strlchr(value[1].data, value[1].data + value[1].len, '$')) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_presence_request \"%V\" must not use "
+                           "variables: events outlive the request",
+                           &value[1]);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    hmcf = static_cast<ngx_pubsub_hooks_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf, ngx_pubsub_hooks_module));
+
+    t = static_cast<ngx_pubsub_presence_target_t *>(
+            ngx_array_push(&hmcf->presence));
+    if (t == NULL) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    t->ctx = static_cast<ngx_http_conf_ctx_t *>(cf->ctx);
+    q = ngx_strlchr(value[1].data, value[1].data + value[1].len, '?');
+    t->uri.data = value[1].data;
+    t->uri.len = q ? (size_t) (q - value[1].data) : value[1].len;
+    t->args.data = q ? q + 1 : NULL;
+    t->args.len = q ? (size_t) (value[1].data + value[1].len - q - 1) : 0;
+
+    hlcf->presence = hmcf->presence.nelts;
+
+    return NGX_CONF_OK;
 }
 
 
@@ -2431,6 +2538,7 @@ ngx_pubsub_hooks_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->token == NULL) {
         conf->token = prev->token;
     }
+    ngx_conf_merge_uint_value(conf->presence, prev->presence, 0);
     if (conf->token_key == NULL && !conf->token_key_off) {
         conf->token_key = prev->token_key;
     }
@@ -2617,4 +2725,115 @@ ngx_pubsub_hooks_postconfiguration(ngx_conf_t *cf)
     *h = ngx_pubsub_hooks_access;
 
     return NGX_OK;
+}
+
+
+/* presence events (pubsub_presence_request) */
+
+ngx_uint_t
+ngx_pubsub_presence_hook_index(ngx_http_request_t *r)
+{
+    ngx_uint_t  i = ngx_pubsub_hooks_conf(r)->presence;
+
+    return i == NGX_CONF_UNSET_UINT ? 0 : i;
+}
+
+
+ngx_int_t
+ngx_pubsub_hook_presence(ngx_uint_t index, ngx_str_t json,
+    ngx_str_t presence_id, ngx_str_t channel_id)
+{
+    ngx_pubsub_hooks_main_conf_t  *hmcf;
+    ngx_pubsub_presence_target_t  *t;
+    ngx_pubsub_hook_call_t        *call;
+    ngx_pubsub_hook_req_t         *q;
+    struct sockaddr_in            *sin;
+    static ngx_str_t               post = ngx_string("POST");
+    static ngx_str_t               ct = ngx_string("application/json");
+    static ngx_str_t               local = ngx_string("127.0.0.1");
+
+    hmcf = static_cast<ngx_pubsub_hooks_main_conf_t *>(
+               ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                   ngx_pubsub_hooks_module));
+
+    if (hmcf == NULL || index == 0 || index > hmcf->presence.nelts) {
+        return NGX_DECLINED;
+    }
+
+    t = static_cast<ngx_pubsub_presence_target_t *>(hmcf->presence.elts)
+        + (index - 1);
+
+    call = ngx_pubsub_hook_call_alloc(NGX_PUBSUB_HOOK_PRESENCE,
+                                      ngx_cycle->log);
+    if (call == NULL) {
+        return NGX_ERROR;
+    }
+
+    q = static_cast<ngx_pubsub_hook_req_t *>(
+            ngx_pcalloc(call->pool, sizeof(ngx_pubsub_hook_req_t)));
+    sin = static_cast<struct sockaddr_in *>(
+              ngx_pcalloc(call->pool, sizeof(struct sockaddr_in)));
+    if (q == NULL || sin == NULL) {
+        goto failed;
+    }
+
+    /* a request of nobody: events outlive their clients */
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+    q->main_conf = t->ctx->main_conf;
+    q->srv_conf = t->ctx->srv_conf;
+    q->loc_conf = t->ctx->loc_conf;
+    q->method = NGX_HTTP_POST;
+    q->method_name = post;
+    q->http_version = NGX_HTTP_VERSION_11;
+    q->sockaddr = reinterpret_cast<struct sockaddr *>(sin);
+    q->socklen = sizeof(struct sockaddr_in);
+    q->addr_text = local;
+    q->uri = t->uri;
+    q->args = t->args;
+    q->orig_uri = t->uri;
+    q->unparsed_uri = t->uri;
+    q->request_line = t->uri;
+    q->headers = static_cast<ngx_table_elt_t *>(
+                     ngx_pcalloc(call->pool, sizeof(ngx_table_elt_t)));
+    q->ids = static_cast<ngx_str_t *>(
+                 ngx_pcalloc(call->pool, sizeof(ngx_str_t)));
+    if (q->headers == NULL || q->ids == NULL
+        || ngx_pubsub_dup(call->pool, &q->presence_id, presence_id) != NGX_OK)
+    {
+        goto failed;
+    }
+
+    if (channel_id.len) {
+        q->nids = 1;
+        if (ngx_pubsub_dup(call->pool, &q->ids[0], channel_id) != NGX_OK) {
+            goto failed;
+        }
+    }
+
+    call->req = q;
+    call->post = 1;
+    call->ct = ct;
+
+    if (ngx_pubsub_dup(call->pool, &call->body, json) != NGX_OK
+        || ngx_pubsub_hook_launch(call) != NGX_OK)
+    {
+        goto failed;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "pubsub: out of memory: a presence hook was not sent");
+
+    if (call->fr) {
+        ngx_http_free_request(call->fr, 0);
+    }
+
+    ngx_destroy_pool(call->pool);
+
+    return NGX_ERROR;
 }

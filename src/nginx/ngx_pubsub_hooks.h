@@ -112,11 +112,25 @@ typedef struct {
 /* NULL when r carried no token and no authorize hook gave an identity */
 const ngx_pubsub_identity_t *ngx_pubsub_identity(ngx_http_request_t *r);
 
+/*
+ * Presence hook (pubsub_presence_request).  Events may come long after the
+ * client left (a leave delay, a dead worker), so they are not tied to a
+ * request: a location's hook is known by a small index, the same in every
+ * worker and across reloads of an unchanged configuration.
+ * ngx_pubsub_presence_hook_index() gives r's location's index + 1 (0: no
+ * hook); ngx_pubsub_hook_presence() POSTs `json` (application/json) to the
+ * hook of index + 1 `index` with X-Presence-Id and X-Channel-Id (when
+ * `channel_id` is not empty).  Nothing waits for the answer.
+ */
+ngx_uint_t ngx_pubsub_presence_hook_index(ngx_http_request_t *r);
+ngx_int_t ngx_pubsub_hook_presence(ngx_uint_t index, ngx_str_t json,
+    ngx_str_t presence_id, ngx_str_t channel_id);
+
 /* per-worker hook counters (for pubsub_status) */
 typedef struct {
-    ngx_atomic_uint_t  calls[4];        /* authorize, subscribe, unsubscribe,
-                                           upstream */
-    ngx_atomic_uint_t  failures[4];     /* no answer or a 5xx */
+    ngx_atomic_uint_t  calls[5];        /* authorize, subscribe, unsubscribe,
+                                           upstream, presence */
+    ngx_atomic_uint_t  failures[5];     /* no answer or a 5xx */
     ngx_atomic_uint_t  refused;         /* authorize: not 2xx */
     ngx_atomic_uint_t  token_refused;   /* 401 for a token */
     ngx_atomic_uint_t  in_flight;

@@ -18,7 +18,8 @@
 
 namespace {
 
-class ngx_pubsub_lp_sub_t final : public ngx_pubsub_http_sub_t {
+class ngx_pubsub_lp_sub_t final : public ngx_pubsub_http_sub_t,
+                                  public pubsub::MultiplexSink {
 public:
     using ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t;
 
@@ -26,6 +27,18 @@ public:
     void gap() override { gap_ = 1; }
     void channelDeleted() override;
     void on_timeout() override;
+    void on_presence(const pubsub::PresenceEvent &ev,
+                     const std::string &json) override;
+
+    /* multiplexed */
+    void deliver(size_t channel, const pubsub::MessagePtr &msg,
+                 std::string_view) override;
+    void gap(size_t) override { gap_ = 1; }
+    void channelDeleted(size_t) override { channelDeleted(); }
+
+    /* multiplexed backlog being gathered for one response */
+    std::vector<pubsub::MessagePtr>  *collect = nullptr;
+    size_t                            active = 0;
 
     ngx_int_t respond(const std::vector<pubsub::MessagePtr> &msgs,
                       ngx_uint_t gap);
@@ -39,7 +52,14 @@ public:
 ngx_int_t
 ngx_pubsub_lp_sub_t::respond_status(ngx_uint_t status, std::string_view body)
 {
-    if (!resume.isNull() && ngx_pubsub_set_msgid_headers(r, resume) != NGX_OK) {
+    if (mux) {
+        if (ngx_pubsub_set_compound_headers(r, *mux, mux->size()) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else if (!resume.isNull()
+               && ngx_pubsub_set_msgid_headers(r, resume) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -61,7 +81,8 @@ ngx_pubsub_lp_sub_t::respond(const std::vector<pubsub::MessagePtr> &msgs,
 
     hook_next = last->id();
 
-    if (ngx_pubsub_set_msgid_headers(r, last->id()) != NGX_OK
+    if ((mux ? ngx_pubsub_set_compound_headers(r, *mux, active)
+             : ngx_pubsub_set_msgid_headers(r, last->id())) != NGX_OK
         || ngx_pubsub_set_header(r, "Vary", "If-None-Match, If-Modified-Since")
            != NGX_OK
         || ngx_pubsub_set_header(r, "Cache-Control", "no-cache") != NGX_OK)
@@ -123,6 +144,59 @@ ngx_pubsub_lp_sub_t::deliver(const pubsub::MessagePtr &msg)
 }
 
 
+/*
+ * A waiting poll is answered with the event (X-Pubsub-Event, JSON body) and
+ * the position it was waiting at, so the next poll misses no message.
+ */
+void
+ngx_pubsub_lp_sub_t::on_presence(const pubsub::PresenceEvent &ev,
+    const std::string &json)
+{
+    pubsub::MsgId  at;
+
+    if (finishing || !attached()) {
+        return;
+    }
+
+    at = cursor();
+    stop();
+
+    if (!at.isNull()) {
+        hook_next = at;   /* the next poll continues this polling session */
+    }
+
+    finish([&]() -> ngx_int_t {
+        if ((!at.isNull() && ngx_pubsub_set_msgid_headers(r, at) != NGX_OK)
+            || ngx_pubsub_set_header(r, "Cache-Control", "no-cache")
+               != NGX_OK
+            || ngx_pubsub_set_header(r, "X-Pubsub-Event",
+                   ev.type == pubsub::PresenceEventType::kJoin
+                   ? "join" : "leave") != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return ngx_pubsub_respond_text(r, NGX_HTTP_OK,
+                                       "application/vnd.pubsub+json", json);
+    }());
+}
+
+
+void
+ngx_pubsub_lp_sub_t::deliver(size_t channel, const pubsub::MessagePtr &msg,
+    std::string_view)
+{
+    if (collect) {
+        collect->push_back(msg);
+        active = channel;
+        return;
+    }
+
+    active = channel;
+    deliver(msg);
+}
+
+
 void
 ngx_pubsub_lp_sub_t::channelDeleted()
 {
@@ -181,6 +255,7 @@ ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     req.key = ngx_pubsub_sv(key);
     req.start = spec;
     req.existingOnly = plcf->existing_only;
+    req.limits = ngx_pubsub_group_limits(plcf);
     req.oneShot = true;
     req.maxBacklog = (plcf->longpoll_multipart == NGX_PUBSUB_LP_MULTIPART_OFF)
                      ? 1 : 0;
@@ -207,6 +282,7 @@ ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
                             interval ? NGX_PUBSUB_SUB_INTERVALPOLL
                                      : NGX_PUBSUB_SUB_LONGPOLL,
                             sub->resume);
+    sub->presence_join();
 
     if (!reply.backlog.empty()) {
         sub->stop();
@@ -219,6 +295,97 @@ ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     }
 
     sub->gap_ = reply.gap;
+
+    ngx_http_set_ctx(r, sub, ngx_pubsub_module);
+
+    r->main->count++;
+    r->read_event_handler = ngx_http_test_reading;
+    r->connection->idle = 1;
+
+    sub->start_timers(0);
+
+    return NGX_DONE;
+}
+
+
+ngx_int_t
+ngx_pubsub_longpoll_start_multi(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs, ngx_uint_t interval)
+{
+    ngx_int_t                                     rc;
+    void                                         *mem;
+    ngx_pubsub_lp_sub_t                          *sub;
+    pubsub::SubscribeReply                        reply;
+    std::vector<std::vector<pubsub::MessagePtr>>  backlogs;
+    std::vector<pubsub::MessagePtr>               msgs;
+    bool                                          gap, any;
+    size_t                                        max;
+
+    mem = ngx_palloc(r->pool, sizeof(ngx_pubsub_lp_sub_t));
+    if (mem == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sub = new (mem) ngx_pubsub_lp_sub_t(r, plcf);
+
+    if (sub->init(ch->key[0], interval ? NGX_PUBSUB_SUB_INTERVALPOLL
+                                       : NGX_PUBSUB_SUB_LONGPOLL) != NGX_OK)
+    {
+        sub->~ngx_pubsub_lp_sub_t();
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sub->mux = pubsub::Multiplexer::create(
+                   static_cast<pubsub::MultiplexSink *>(sub), ch->n);
+    if (!sub->mux) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    max = (plcf->longpoll_multipart == NGX_PUBSUB_LP_MULTIPART_OFF) ? 1 : 0;
+
+    reply = ngx_pubsub_subscribe_multi(sub, ch, specs, true, max, &backlogs,
+                                       &gap);
+
+    if (reply.status != pubsub::StoreResult::kOk) {
+        rc = (reply.status == pubsub::StoreResult::kNotFound)
+             ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
+        return ngx_pubsub_respond_text(r, rc, "text/plain",
+                                       reply.reason + "\n");
+    }
+
+    any = false;
+    for (const auto &b : backlogs) {
+        any = any || !b.empty();
+    }
+
+    if (any) {
+        sub->stop();
+
+        if (max == 1) {
+            /* the earliest message only: the others come next time */
+            size_t c = sub->mux->earliest(backlogs).first;
+
+            for (size_t i = 0; i < backlogs.size(); i++) {
+                if (i != c) {
+                    backlogs[i].clear();
+                }
+            }
+        }
+
+        sub->collect = &msgs;
+        sub->mux->deliverBacklog(backlogs);
+        sub->collect = NULL;
+
+        return sub->respond(msgs, gap);
+    }
+
+    if (interval) {
+        sub->stop();
+        return sub->respond_status(NGX_HTTP_NOT_MODIFIED, "");
+    }
+
+    sub->gap_ = gap;
 
     ngx_http_set_ctx(r, sub, ngx_pubsub_module);
 

@@ -16,6 +16,8 @@ static void *ngx_pubsub_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_pubsub_role(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_pubsub_presence_api(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_pubsub_channel_id_set(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_pubsub_first_message(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -24,6 +26,9 @@ static char *ngx_pubsub_longpoll_multipart(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_pubsub_separator(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_pubsub_status_set(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_pubsub_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_pubsub_init_process(ngx_cycle_t *cycle);
 static void ngx_pubsub_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_pubsub_handler(ngx_http_request_t *r);
@@ -233,6 +238,76 @@ static ngx_command_t  ngx_pubsub_commands[] = {
       offsetof(ngx_pubsub_loc_conf_t, max_pending),
       NULL },
 
+    { ngx_string("pubsub_group_max_channels"),
+      NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_loc_conf_t, group_max_channels),
+      NULL },
+
+    { ngx_string("pubsub_group_max_subscribers"),
+      NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_loc_conf_t, group_max_subscribers),
+      NULL },
+
+    { ngx_string("pubsub_group_max_messages_memory"),
+      NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_loc_conf_t, group_max_memory),
+      NULL },
+
+    { ngx_string("pubsub_status"),
+      NGX_PUBSUB_LOC|NGX_CONF_NOARGS,
+      ngx_pubsub_status_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pubsub_presence"),
+      NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_loc_conf_t, presence),
+      NULL },
+
+    { ngx_string("pubsub_presence_id"),
+      NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_loc_conf_t, presence_id),
+      NULL },
+
+    { ngx_string("pubsub_presence_events"),
+      NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_loc_conf_t, presence_events),
+      NULL },
+
+    { ngx_string("pubsub_presence_leave_delay"),
+      NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_loc_conf_t, presence_leave_delay),
+      NULL },
+
+    { ngx_string("pubsub_presence_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_loc_conf_t, presence_ttl),
+      NULL },
+
+    { ngx_string("pubsub_presence_api"),
+      NGX_PUBSUB_LOC|NGX_CONF_NOARGS,
+      ngx_pubsub_presence_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("pubsub_shm_size"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -265,7 +340,7 @@ ngx_module_t  ngx_pubsub_module = {
     ngx_pubsub_commands,                   /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_pubsub_init_module,                /* init module */
     ngx_pubsub_init_process,               /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -347,6 +422,15 @@ ngx_pubsub_create_loc_conf(ngx_conf_t *cf)
     plcf->ws_max_message_size = NGX_CONF_UNSET_SIZE;
     plcf->deflate_for_websocket = NGX_CONF_UNSET;
     plcf->max_pending = NGX_CONF_UNSET_SIZE;
+    plcf->group_max_channels = NGX_CONF_UNSET_UINT;
+    plcf->group_max_subscribers = NGX_CONF_UNSET_UINT;
+    plcf->group_max_memory = NGX_CONF_UNSET_SIZE;
+    plcf->status = NGX_CONF_UNSET;
+    plcf->presence = NGX_CONF_UNSET;
+    plcf->presence_events = NGX_CONF_UNSET;
+    plcf->presence_leave_delay = NGX_CONF_UNSET_MSEC;
+    plcf->presence_ttl = NGX_CONF_UNSET_MSEC;
+    plcf->presence_api = NGX_CONF_UNSET;
 
     return plcf;
 }
@@ -483,6 +567,32 @@ ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->max_pending, prev->max_pending,
                               1024 * 1024);
 
+    ngx_conf_merge_uint_value(conf->group_max_channels,
+                              prev->group_max_channels, 0);
+    ngx_conf_merge_uint_value(conf->group_max_subscribers,
+                              prev->group_max_subscribers, 0);
+    ngx_conf_merge_size_value(conf->group_max_memory,
+                              prev->group_max_memory, 0);
+    ngx_conf_merge_value(conf->status, prev->status, 0);
+    ngx_conf_merge_value(conf->presence, prev->presence, 0);
+    if (conf->presence_id == NULL) {
+        conf->presence_id = prev->presence_id;
+    }
+    ngx_conf_merge_value(conf->presence_events, prev->presence_events, 0);
+    ngx_conf_merge_msec_value(conf->presence_leave_delay,
+                              prev->presence_leave_delay, 5000);
+    ngx_conf_merge_msec_value(conf->presence_ttl, prev->presence_ttl, 30000);
+    /* a location's own role: not inherited */
+    if (conf->presence_api == NGX_CONF_UNSET) {
+        conf->presence_api = 0;
+    }
+
+    if (conf->presence_leave_delay > 24 * 3600 * 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_presence_leave_delay is longer than 24h");
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
     if (conf->roles) {
         conf->pub_roles = conf->roles & NGX_PUBSUB_PUB_ALL;
         conf->sub_roles = conf->roles & NGX_PUBSUB_SUB_ALL;
@@ -569,6 +679,32 @@ ngx_pubsub_role(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     roles = pub | sub;
     plcf->roles = roles;
+
+    clcf = static_cast<ngx_http_core_loc_conf_t *>(
+               ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+    clcf->handler = ngx_pubsub_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_pubsub_presence_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_pubsub_loc_conf_t     *plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (plcf->presence_api != NGX_CONF_UNSET) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    if (plcf->roles != NGX_CONF_UNSET_UINT) {
+        return const_cast<char *>("cannot share a location with "
+                                  "pubsub_publisher, pubsub_subscriber or "
+                                  "pubsub_pubsub");
+    }
+
+    plcf->presence_api = 1;
 
     clcf = static_cast<ngx_http_core_loc_conf_t *>(
                ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
@@ -906,6 +1042,8 @@ ngx_pubsub_status_of(pubsub::StoreResult rc)
         return 507;
     case pubsub::StoreResult::kNotFound:
         return NGX_HTTP_NOT_FOUND;
+    case pubsub::StoreResult::kForbidden:
+        return NGX_HTTP_FORBIDDEN;
     case pubsub::StoreResult::kUnavailable:
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     case pubsub::StoreResult::kError:
@@ -1383,6 +1521,10 @@ ngx_pubsub_route(ngx_http_request_t *r)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
+    if (plcf->presence_api) {
+        return ngx_pubsub_presence_api_handler(r, plcf);
+    }
+
     if (r->method == NGX_HTTP_GET && ngx_pubsub_is_websocket(r)) {
         ngx_uint_t sub = plcf->sub_roles & NGX_PUBSUB_SUB_WEBSOCKET;
         ngx_uint_t pub = plcf->pub_roles & NGX_PUBSUB_PUB_WEBSOCKET;
@@ -1450,10 +1592,65 @@ ngx_pubsub_route(ngx_http_request_t *r)
 }
 
 
+static char *
+ngx_pubsub_status_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_pubsub_loc_conf_t     *plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (plcf->status != NGX_CONF_UNSET) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    plcf->status = 1;
+
+    clcf = static_cast<ngx_http_core_loc_conf_t *>(
+               ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+    clcf->handler = ngx_pubsub_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_pubsub_status(ngx_http_request_t *r)
+{
+    std::string  body;
+
+    if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    ngx_http_discard_request_body(r);
+
+    if (ngx_pubsub_shm_status(&body) != NGX_OK) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    return ngx_pubsub_respond_text(r, NGX_HTTP_OK, "application/json", body);
+}
+
+
+static ngx_int_t
+ngx_pubsub_init_module(ngx_cycle_t *cycle)
+{
+    return ngx_pubsub_guard(cycle->log, [cycle] {
+        return ngx_pubsub_shm_init_module(cycle);
+    });
+}
+
+
 static ngx_int_t
 ngx_pubsub_handler(ngx_http_request_t *r)
 {
     return ngx_pubsub_guard(r->connection->log, [r] {
+        ngx_pubsub_loc_conf_t *plcf = static_cast<ngx_pubsub_loc_conf_t *>(
+            ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
+
+        if (plcf->status == 1 && plcf->roles == 0) {
+            return ngx_pubsub_status(r);
+        }
+
         return ngx_pubsub_route(r);
     });
 }

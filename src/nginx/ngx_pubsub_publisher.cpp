@@ -63,7 +63,11 @@ ngx_pubsub_channel_info(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
                 sum.found = true;
                 sum.messages += info.messages;
                 sum.subscribers += info.subscribers;
-                sum.presence += info.presence;
+                /* the memory engine leaves presence to the registry */
+                sum.presence += info.presence
+                                ? info.presence
+                                : ngx_pubsub_presence_members(
+                                      ngx_pubsub_sv(ch->key[i]));
                 if (info.lastSeen > sum.lastSeen) {
                     sum.lastSeen = info.lastSeen;
                 }
@@ -311,6 +315,7 @@ ngx_pubsub_publish_params(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     in->eventName = ngx_pubsub_sv(event);
     in->maxMessages = buflen;
     in->ttl = ttl;
+    in->limits = ngx_pubsub_group_limits(plcf);
 
     return NGX_OK;
 }

@@ -7,16 +7,36 @@
  * name, size and tag are unchanged, and the new configuration adopts the
  * old root: channels and messages survive.  A changed pubsub_shm_size
  * makes a new, empty zone.
+ *
+ * Workers: each worker holds its own subscribers (pubsub::Hub) and is known
+ * to the store by its nginx process slot (ngx_process_slot), which is
+ * unique among live processes - old and new workers during a reload never
+ * share one - and is kept by a worker the master restarts after a crash.
+ * A publish queues the channel in the shared-memory mailbox of every other
+ * slot that has subscribers of it and wakes that worker through an eventfd.
+ * The master makes the eventfds (one per process slot, more as reloads
+ * need them) in init_module, before it forks, so every worker inherits
+ * them; a worker writes only to descriptors it inherited (the table is
+ * process memory, copied at fork).  A worker without a descriptor or a
+ * mailbox polls instead.
  */
 
 #include "ngx_pubsub.h"
+#include "ngx_pubsub_presence.h"
 
 #include <memory>
 #include <new>
+#include <string>
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/eventfd.h>
 
 
 static ngx_int_t ngx_pubsub_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 static void ngx_pubsub_sweep_handler(ngx_event_t *ev);
+static void ngx_pubsub_wake_handler(ngx_event_t *ev);
+static void ngx_pubsub_poll_handler(ngx_event_t *ev);
 
 
 static ngx_str_t  ngx_pubsub_zone_name = ngx_string("ngx_pubsub");
@@ -25,6 +45,18 @@ static ngx_str_t  ngx_pubsub_zone_name = ngx_string("ngx_pubsub");
 static pubsub::MemoryStore  *ngx_pubsub_engine;
 static ngx_slab_pool_t      *ngx_pubsub_shpool;
 static ngx_event_t           ngx_pubsub_sweep_event;
+static ngx_event_t           ngx_pubsub_poll_event;
+static ngx_connection_t     *ngx_pubsub_wake_conn;
+static ngx_uint_t            ngx_pubsub_mailbox;
+static ngx_uint_t            ngx_pubsub_sweeps;
+
+/*
+ * eventfds by process slot, made by the master.  This is process memory: a
+ * worker sees the table as it was when it was forked, i.e. exactly the
+ * descriptors it inherited.
+ */
+static int         ngx_pubsub_wake_fds[NGX_MAX_PROCESSES];
+static ngx_uint_t  ngx_pubsub_nwake_fds;
 
 
 ngx_int_t
@@ -85,14 +117,16 @@ ngx_pubsub_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
         if (pubsub::ShmStore::compatible(root)) {
             root->generation++;
-            return NGX_OK;
+            return ngx_pubsub_presence_init_zone(shpool, root,
+                                                 shm_zone->shm.log);
         }
     }
 
     if (shm_zone->shm.exists) {
         root = static_cast<pubsub::StoreRoot *>(shpool->data);
         if (pubsub::ShmStore::compatible(root)) {
-            return NGX_OK;
+            return ngx_pubsub_presence_init_zone(shpool, root,
+                                                 shm_zone->shm.log);
         }
     }
 
@@ -112,7 +146,7 @@ ngx_pubsub_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     shpool->data = root;
 
-    return NGX_OK;
+    return ngx_pubsub_presence_init_zone(shpool, root, shm_zone->shm.log);
 }
 
 
@@ -137,11 +171,90 @@ ngx_pubsub_now(void *ctx)
 }
 
 
+static void
+ngx_pubsub_wake(void *ctx, uint32_t slot)
+{
+    uint64_t  one = 1;
+
+    if (slot >= ngx_pubsub_nwake_fds) {
+        return;   /* a worker newer than this one: it polls for us */
+    }
+
+    /* EAGAIN (counter full) still leaves the descriptor readable */
+    if (write(ngx_pubsub_wake_fds[slot], &one, sizeof(one)) < 0
+        && errno != EAGAIN)
+    {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, ngx_errno,
+                      "pubsub: cannot wake the worker in slot %uD", slot);
+    }
+}
+
+
+/*
+ * init_module: runs in the master (or the single process) for every
+ * configuration, before workers are forked.  Makes sure there is an eventfd
+ * for every process slot the coming workers can get.
+ */
+ngx_int_t
+ngx_pubsub_shm_init_module(ngx_cycle_t *cycle)
+{
+    ngx_pubsub_main_conf_t  *pmcf;
+    ngx_core_conf_t         *ccf;
+    ngx_uint_t               need;
+    ngx_int_t                last;
+    int                      fd;
+
+    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
+               ngx_http_cycle_get_module_main_conf(cycle, ngx_pubsub_module));
+    if (pmcf == NULL || pmcf->shm_zone == NULL || ngx_test_config) {
+        return NGX_OK;
+    }
+
+    ccf = reinterpret_cast<ngx_core_conf_t *>(
+              ngx_get_conf(cycle->conf_ctx, ngx_core_module));
+
+    /*
+     * New workers take the lowest free process slots; old workers of
+     * earlier configurations may still hold some, and the cache manager
+     * and loader take one each.
+     */
+    last = ngx_last_process > 0 ? ngx_last_process : 0;
+    need = last + 2 * (ccf->worker_processes > 0 ? ccf->worker_processes : 1)
+           + 8;
+    if (need > NGX_MAX_PROCESSES) {
+        need = NGX_MAX_PROCESSES;
+    }
+
+    while (ngx_pubsub_nwake_fds < need) {
+        fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (fd == -1) {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_errno,
+                          "pubsub: eventfd() failed, workers from slot %ui "
+                          "on poll for messages", ngx_pubsub_nwake_fds);
+            break;
+        }
+
+        ngx_pubsub_wake_fds[ngx_pubsub_nwake_fds++] = fd;
+    }
+
+    return NGX_OK;
+}
+
+
+static bool
+ngx_pubsub_pid_alive(int64_t pid)
+{
+    return kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH;
+}
+
+
 ngx_int_t
 ngx_pubsub_shm_init_process(ngx_cycle_t *cycle)
 {
     ngx_pubsub_main_conf_t  *pmcf;
     pubsub::MemoryStoreEnv   env;
+    ngx_connection_t        *c;
+    uint32_t                 slot;
 
     if (ngx_process != NGX_PROCESS_WORKER
         && ngx_process != NGX_PROCESS_SINGLE)
@@ -166,11 +279,60 @@ ngx_pubsub_shm_init_process(ngx_cycle_t *cycle)
     env.now = ngx_pubsub_now;
     env.notify = NULL;
 
+    slot = (ngx_process == NGX_PROCESS_WORKER)
+           ? static_cast<uint32_t>(ngx_process_slot) : 0;
+    env.slot = slot;
+    env.wake = ngx_pubsub_wake;
+
     ngx_pubsub_engine = new (std::nothrow) pubsub::MemoryStore(env);
     if (ngx_pubsub_engine == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "pubsub: cannot allocate the worker's engine");
         return NGX_ERROR;
+    }
+
+    ngx_pubsub_mailbox = 0;
+    ngx_pubsub_wake_conn = NULL;
+
+    if (ngx_pubsub_guard(cycle->log, [] {
+            return ngx_pubsub_engine->claimSlot(ngx_pid) ? NGX_OK
+                                                         : NGX_DECLINED;
+        }) == NGX_OK)
+    {
+        ngx_pubsub_mailbox = 1;
+    }
+
+    if (ngx_pubsub_mailbox && slot < ngx_pubsub_nwake_fds) {
+        c = ngx_get_connection(ngx_pubsub_wake_fds[slot], cycle->log);
+
+        if (c != NULL) {
+            c->read->handler = ngx_pubsub_wake_handler;
+            c->read->log = cycle->log;
+            c->data = NULL;
+
+            if (ngx_add_event(c->read, NGX_READ_EVENT, 0) == NGX_OK) {
+                ngx_pubsub_wake_conn = c;
+
+            } else {
+                ngx_free_connection(c);
+            }
+        }
+    }
+
+    ngx_memzero(&ngx_pubsub_poll_event, sizeof(ngx_event_t));
+    ngx_pubsub_poll_event.handler = ngx_pubsub_poll_handler;
+    ngx_pubsub_poll_event.log = cycle->log;
+    ngx_pubsub_poll_event.cancelable = 1;
+
+    if (ngx_pubsub_wake_conn == NULL) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "pubsub: no wake-up descriptor or mailbox for process "
+                      "slot %uD, polling for messages every 50ms", slot);
+        ngx_add_timer(&ngx_pubsub_poll_event, 50);
+
+    } else {
+        /* a safety net: wake-ups from workers older than this one */
+        ngx_add_timer(&ngx_pubsub_poll_event, 1000);
     }
 
     ngx_memzero(&ngx_pubsub_sweep_event, sizeof(ngx_event_t));
@@ -181,7 +343,7 @@ ngx_pubsub_shm_init_process(ngx_cycle_t *cycle)
 
     ngx_add_timer(&ngx_pubsub_sweep_event, 1000);
 
-    return NGX_OK;
+    return ngx_pubsub_presence_init_process(cycle, ngx_pubsub_shpool);
 }
 
 
@@ -192,8 +354,66 @@ ngx_pubsub_shm_exit_process(ngx_cycle_t *cycle)
         ngx_del_timer(&ngx_pubsub_sweep_event);
     }
 
+    ngx_pubsub_presence_exit_process(cycle);
+
+    if (ngx_pubsub_poll_event.timer_set) {
+        ngx_del_timer(&ngx_pubsub_poll_event);
+    }
+
+    if (ngx_pubsub_wake_conn != NULL) {
+        /* the master keeps its copy of the descriptor for the next worker */
+        ngx_close_connection(ngx_pubsub_wake_conn);
+        ngx_pubsub_wake_conn = NULL;
+    }
+
+    if (ngx_pubsub_engine != NULL) {
+        (void) ngx_pubsub_guard(cycle->log, [] {
+            ngx_pubsub_engine->releaseSlot();
+            return NGX_OK;
+        });
+    }
+
     delete ngx_pubsub_engine;
     ngx_pubsub_engine = NULL;
+}
+
+
+static void
+ngx_pubsub_wake_handler(ngx_event_t *ev)
+{
+    ngx_connection_t  *c = static_cast<ngx_connection_t *>(ev->data);
+    uint64_t           n;
+
+    /* one read resets the counter; the mailbox says what changed */
+    (void) read(c->fd, &n, sizeof(n));
+
+    if (ngx_pubsub_engine == NULL) {
+        return;
+    }
+
+    (void) ngx_pubsub_guard(ev->log, [] {
+        ngx_pubsub_engine->processNotifications();
+        return NGX_OK;
+    });
+}
+
+
+static void
+ngx_pubsub_poll_handler(ngx_event_t *ev)
+{
+    if (ngx_pubsub_engine == NULL) {
+        return;
+    }
+
+    (void) ngx_pubsub_guard(ev->log, [] {
+        /* without a mailbox nothing tells us what changed: pull it all */
+        ngx_pubsub_engine->processNotifications(!ngx_pubsub_mailbox);
+        return NGX_OK;
+    });
+
+    if (!ngx_exiting && !ngx_quit) {
+        ngx_add_timer(ev, ngx_pubsub_wake_conn ? 1000 : 50);
+    }
 }
 
 
@@ -201,6 +421,13 @@ pubsub::Store *
 ngx_pubsub_store(void)
 {
     return ngx_pubsub_engine;
+}
+
+
+pubsub::Hub *
+ngx_pubsub_local_hub(void)
+{
+    return ngx_pubsub_engine ? &ngx_pubsub_engine->hub() : NULL;
 }
 
 
@@ -214,10 +441,71 @@ ngx_pubsub_sweep_handler(ngx_event_t *ev)
     (void) ngx_pubsub_guard(ev->log, [] {
         /* idle empty channels linger 30s so that counters stay meaningful */
         ngx_pubsub_engine->sweep(256, 30);
+
+        /* slots of workers that died without a successor */
+        if (++ngx_pubsub_sweeps % 5 == 0) {
+            ngx_pubsub_engine->reapSlots(ngx_pubsub_pid_alive);
+        }
+
         return NGX_OK;
     });
 
     if (!ngx_exiting && !ngx_quit) {
         ngx_add_timer(ev, 1000);
     }
+}
+
+
+/* A minimal JSON view of the zone and this worker (pubsub_status). */
+ngx_int_t
+ngx_pubsub_shm_status(std::string *out)
+{
+    ngx_pubsub_main_conf_t     *pmcf;
+    pubsub::MemoryStoreStats    st;
+    size_t                      size, used;
+    char                        buf[512];
+    int                         n;
+
+    if (ngx_pubsub_engine == NULL || ngx_pubsub_shpool == NULL) {
+        return NGX_ERROR;
+    }
+
+    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
+               ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                   ngx_pubsub_module));
+
+    st = ngx_pubsub_engine->stats();
+
+    ngx_shmtx_lock(&ngx_pubsub_shpool->mutex);
+    size = pmcf->shm_zone->shm.size;
+    used = size - ngx_pubsub_shpool->pfree * ngx_pagesize;
+    ngx_shmtx_unlock(&ngx_pubsub_shpool->mutex);
+
+    n = snprintf(buf, sizeof(buf),
+                 "{\"shm_size\":%zu,\"shm_used\":%zu,"
+                 "\"channels\":%llu,\"messages\":%llu,"
+                 "\"message_bytes\":%llu,\"subscribers\":%llu,"
+                 "\"published\":%llu,\"generation\":%llu,"
+                 "\"worker\":{\"pid\":%ld,\"slot\":%ld,"
+                 "\"channels\":%llu,\"subscribers\":%llu,"
+                 "\"wakeup\":\"%s\"}}\n",
+                 size, used,
+                 (unsigned long long) st.channels,
+                 (unsigned long long) st.messages,
+                 (unsigned long long) st.messageBytes,
+                 (unsigned long long) st.subscribers,
+                 (unsigned long long) st.published,
+                 (unsigned long long) st.generation,
+                 (long) ngx_pid, (long) ngx_process_slot,
+                 (unsigned long long) st.localChannels,
+                 (unsigned long long) st.localSubscribers,
+                 ngx_pubsub_wake_conn ? "eventfd" : "poll");
+
+    if (n < 0 || (size_t) n >= sizeof(buf)) {
+        return NGX_ERROR;
+    }
+
+    out->assign(buf, n);
+
+    return NGX_OK;
 }

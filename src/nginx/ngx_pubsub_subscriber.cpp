@@ -11,7 +11,7 @@
 ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t(ngx_http_request_t *req,
     ngx_pubsub_loc_conf_t *conf)
     : r(req), plcf(conf), transport(0), finishing(0), finish_rc(NGX_OK),
-      hook_session(NULL), hook_poll(0), hook_deleted(0),
+      hook_session(NULL), hook_poll(0), hook_deleted(0), presence(NULL),
       free_(NULL), busy_(NULL), ping_(0)
 {
     key.len = 0;
@@ -25,6 +25,9 @@ ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t(ngx_http_request_t *req,
 ngx_pubsub_http_sub_t::~ngx_pubsub_http_sub_t()
 {
     stop();
+
+    ngx_pubsub_presence_leave(presence);
+    presence = NULL;
 
     if (hook_session) {
         if (hook_poll) {
@@ -92,11 +95,45 @@ ngx_pubsub_http_sub_t::stop()
 {
     pubsub::Store  *store;
 
+    store = ngx_pubsub_store();
+    if (store == NULL) {
+        return;
+    }
+
     if (attached()) {
-        store = ngx_pubsub_store();
-        if (store) {
-            store->unsubscribe(this);
+        store->unsubscribe(this);
+    }
+
+    if (mux) {
+        for (size_t i = 0; i < mux->size(); i++) {
+            if (mux->subscriber(i)->attached()) {
+                store->unsubscribe(mux->subscriber(i));
+            }
         }
+    }
+}
+
+
+void
+ngx_pubsub_http_sub_t::presence_join()
+{
+    if (presence == NULL) {
+        presence = ngx_pubsub_presence_join(r, plcf, key);
+    }
+}
+
+
+void
+ngx_pubsub_http_sub_t::presenceEvent(const pubsub::PresenceEvent &ev)
+{
+    if (!plcf->presence_events || finishing) {
+        return;
+    }
+
+    std::string json = pubsub::presenceEventJson(
+                           ev, ngx_pubsub_presence_channel_id(ev.channel));
+    if (!json.empty()) {
+        on_presence(ev, json);
     }
 }
 
@@ -401,6 +438,7 @@ ngx_pubsub_http_sub_t::start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
 
     /* subscribed: the unsubscribe hook is sent by the destructor */
     hook_session = ngx_pubsub_hook_subscribed(r, id, transport);
+    presence_join();
 
     if (!preamble.empty()) {
         if (write(preamble) != NGX_OK) {
@@ -486,6 +524,16 @@ ngx_int_t
 ngx_pubsub_resume_spec(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     pubsub::StartSpec *spec, ngx_int_t *out)
 {
+    pubsub::ParsedMsgId  full;
+
+    return ngx_pubsub_resume_id(r, plcf, spec, &full, out);
+}
+
+
+ngx_int_t
+ngx_pubsub_resume_id(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    pubsub::StartSpec *spec, pubsub::ParsedMsgId *full, ngx_int_t *out)
+{
     ngx_table_elt_t           *ims, *inm, *etag;
     ngx_http_complex_value_t  *cv;
     ngx_str_t                  v, tags;
@@ -522,6 +570,8 @@ ngx_pubsub_resume_spec(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
             spec->kind = pubsub::StartSpec::kAfter;
             spec->after = pubsub::MsgId{t, id.tags[0]};
+            id.time = t;
+            *full = id;
             return NGX_OK;
         }
 
@@ -540,6 +590,7 @@ ngx_pubsub_resume_spec(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
             spec->kind = pubsub::StartSpec::kAfter;
             spec->after = id.single();
+            *full = id;
             return NGX_OK;
         }
     }
@@ -562,6 +613,7 @@ ngx_pubsub_resume_spec(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
             spec->kind = pubsub::StartSpec::kAfter;
             spec->after = id.single();
+            *full = id;
             return NGX_OK;
         }
     }
@@ -605,10 +657,69 @@ ngx_pubsub_resume_spec(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
         spec->kind = pubsub::StartSpec::kAfter;
         spec->after = id.single();
+        *full = id;
         return NGX_OK;
     }
 
     return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_pubsub_set_compound_headers(ngx_http_request_t *r,
+    const pubsub::Multiplexer &mux, size_t active)
+{
+    if (mux.compoundTime() == 0) {
+        return NGX_OK;
+    }
+
+    r->headers_out.last_modified_time = mux.compoundTime();
+
+    return ngx_pubsub_set_header(r, "Etag", mux.compoundTags(active));
+}
+
+
+pubsub::SubscribeReply
+ngx_pubsub_subscribe_multi(ngx_pubsub_http_sub_t *sub,
+    ngx_pubsub_channels_t *ch, const std::vector<pubsub::StartSpec> &specs,
+    bool one_shot, size_t max_backlog,
+    std::vector<std::vector<pubsub::MessagePtr>> *backlogs, bool *gap)
+{
+    pubsub::SubscribeReply    failed;
+    pubsub::SubscribeRequest  req;
+    ngx_pubsub_loc_conf_t    *plcf = sub->plcf;
+
+    *gap = false;
+    backlogs->assign(ch->n, {});
+
+    for (ngx_uint_t i = 0; i < ch->n; i++) {
+        pubsub::SubscribeReply  reply;
+
+        if (specs[i].kind == pubsub::StartSpec::kAfter) {
+            sub->mux->setPosition(i, specs[i].after);
+        }
+
+        req.key = ngx_pubsub_sv(ch->key[i]);
+        req.start = specs[i];
+        req.existingOnly = plcf->existing_only;
+        req.oneShot = one_shot;
+        req.maxBacklog = max_backlog;
+        req.limits = ngx_pubsub_group_limits(plcf);
+
+        ngx_pubsub_store()->subscribe(sub->mux->subscriber(i), req,
+            [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
+
+        if (reply.status != pubsub::StoreResult::kOk) {
+            sub->stop();
+            backlogs->clear();
+            return reply;
+        }
+
+        *gap = *gap || reply.gap;
+        (*backlogs)[i] = std::move(reply.backlog);
+    }
+
+    return failed;   /* kOk */
 }
 
 
@@ -637,6 +748,7 @@ ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
     ngx_int_t               rc;
     ngx_pubsub_channels_t  *ch;
     pubsub::StartSpec       spec;
+    pubsub::ParsedMsgId     full;
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
@@ -662,17 +774,44 @@ ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
         return ch->rc;
     }
 
-    if (ch->n > 1) {
-        return ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST, "text/plain",
-                   "Multiplexed subscriptions are not supported yet.\n");
-    }
-
-    if (ngx_pubsub_resume_spec(r, plcf, &spec, &rc) != NGX_OK) {
+    if (ngx_pubsub_resume_id(r, plcf, &spec, &full, &rc) != NGX_OK) {
         return rc;
     }
 
     /* responses to subscribers must never become 304s */
     r->disable_not_modified = 1;
+
+    if (ch->n > 1) {
+        std::vector<pubsub::StartSpec>  specs(ch->n, spec);
+        std::string                     reason;
+
+        if (spec.kind == pubsub::StartSpec::kAfter
+            && !pubsub::Multiplexer::resumeSpecs(full, ch->n, &specs, &reason))
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "pubsub: invalid message id: %s", reason.c_str());
+            return ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST,
+                                           "text/plain",
+                                           "Message ID invalid.\n");
+        }
+
+        switch (transport) {
+
+        case NGX_PUBSUB_SUB_EVENTSOURCE:
+            return ngx_pubsub_eventsource_start_multi(r, plcf, ch, specs);
+
+        case NGX_PUBSUB_SUB_LONGPOLL:
+            return ngx_pubsub_longpoll_start_multi(r, plcf, ch, specs, 0);
+
+        case NGX_PUBSUB_SUB_INTERVALPOLL:
+            return ngx_pubsub_longpoll_start_multi(r, plcf, ch, specs, 1);
+
+        default:
+            return ngx_pubsub_respond_text(r, NGX_HTTP_NOT_IMPLEMENTED,
+                       "text/plain",
+                       "This transport is not implemented yet.\n");
+        }
+    }
 
     switch (transport) {
 

@@ -9,8 +9,13 @@
 
 #include "ngx_pubsub.h"
 #include "ngx_pubsub_hooks.h"
+#include "ngx_pubsub_presence.h"
 
+#include <memory>
 #include <string_view>
+#include <vector>
+
+#include "pubsub/multiplex.h"
 
 
 /*
@@ -55,12 +60,20 @@ public:
     virtual void on_timeout() = 0;
     virtual void on_ping() {}
 
+    /* presence: join now (leave is in the destructor); events to send */
+    void presence_join();
+    void presenceEvent(const pubsub::PresenceEvent &ev) override;
+    virtual void on_presence(const pubsub::PresenceEvent &ev,
+                             const std::string &json) {}
+
     ngx_http_request_t      *r;
     ngx_pubsub_loc_conf_t   *plcf;
     ngx_str_t                key;
     ngx_uint_t               transport;
     ngx_uint_t               finishing;
     ngx_int_t                finish_rc;
+    /* a multiplexed subscription: one adapter per channel */
+    std::unique_ptr<pubsub::Multiplexer>  mux;
 
     /*
      * subscribe/unsubscribe hooks: the session ends in the destructor,
@@ -71,6 +84,8 @@ public:
     ngx_uint_t               hook_poll;
     ngx_uint_t               hook_deleted;
     pubsub::MsgId            hook_next;
+
+    pubsub::PresenceConn    *presence;
 
 private:
     static void cleanup(void *data);
@@ -95,6 +110,14 @@ private:
  */
 ngx_int_t ngx_pubsub_resume_spec(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, pubsub::StartSpec *spec, ngx_int_t *rc);
+/* the same, also giving the whole parsed id (every tag) when there is one */
+ngx_int_t ngx_pubsub_resume_id(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, pubsub::StartSpec *spec,
+    pubsub::ParsedMsgId *full, ngx_int_t *rc);
+
+/* Last-Modified + Etag of a compound (multiplexed) position */
+ngx_int_t ngx_pubsub_set_compound_headers(ngx_http_request_t *r,
+    const pubsub::Multiplexer &mux, size_t active);
 
 /* Header values of a message id for HTTP responses */
 ngx_int_t ngx_pubsub_set_msgid_headers(ngx_http_request_t *r,
@@ -119,5 +142,23 @@ void ngx_pubsub_multipart_boundary(std::string *boundary);
 ngx_int_t ngx_pubsub_longpoll_start(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
     const pubsub::StartSpec &spec, ngx_uint_t interval);
+
+/* multiplexed: one StartSpec per channel */
+ngx_int_t ngx_pubsub_eventsource_start_multi(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs);
+ngx_int_t ngx_pubsub_longpoll_start_multi(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs, ngx_uint_t interval);
+
+/*
+ * Subscribes every channel of sub->mux (made by the caller); fills the
+ * backlogs and whether any channel has a gap.  On failure everything is
+ * unsubscribed and the store's reply is returned.
+ */
+pubsub::SubscribeReply ngx_pubsub_subscribe_multi(ngx_pubsub_http_sub_t *sub,
+    ngx_pubsub_channels_t *ch, const std::vector<pubsub::StartSpec> &specs,
+    bool one_shot, size_t max_backlog,
+    std::vector<std::vector<pubsub::MessagePtr>> *backlogs, bool *gap);
 
 #endif /* _NGX_PUBSUB_SUBSCRIBER_H_INCLUDED_ */

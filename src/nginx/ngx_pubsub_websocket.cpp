@@ -226,6 +226,7 @@ public:
     void deliver(const pubsub::MessagePtr &msg) override;
     void gap() override;
     void channelDeleted() override;
+    void presenceEvent(const pubsub::PresenceEvent &ev) override;
 
     void stop();
     void finish();
@@ -335,6 +336,8 @@ private:
 
     std::unique_ptr<ws::Deflater>       deflater_;
 
+    pubsub::PresenceConn               *presence_ = nullptr;
+
     /* cleared by the destructor: late store callbacks check it */
     std::shared_ptr<ngx_pubsub_ws_t *>  self_;
 
@@ -373,6 +376,9 @@ ngx_pubsub_ws_t::~ngx_pubsub_ws_t()
         dirty_ = false;
         ngx_pubsub_ws_ndirty--;
     }
+
+    ngx_pubsub_presence_leave(presence_);
+    presence_ = nullptr;
 
     if (self_) {
         *self_ = nullptr;
@@ -1884,6 +1890,45 @@ ngx_pubsub_ws_t::gap()
 }
 
 
+/*
+ * Join / leave (pubsub_presence_events): like the gap signal, a meta frame
+ * of content type application/vnd.pubsub+json on ws+meta.nchan connections;
+ * its id is the current position, so resuming from it loses nothing.  Plain
+ * connections cannot tell it from data and get nothing (docs/presence.md).
+ */
+void
+ngx_pubsub_ws_t::presenceEvent(const pubsub::PresenceEvent &ev)
+{
+    if (!plcf->presence_events || !meta || finishing_ || close_sent_) {
+        return;
+    }
+
+    try {
+        std::string json = pubsub::presenceEventJson(
+                               ev, ngx_pubsub_presence_channel_id(ev.channel));
+        if (json.empty()) {
+            return;
+        }
+
+        char id[pubsub::kMaxMsgIdText];
+        pubsub::MsgId at = cursor();
+        size_t idlen = at.isNull() ? 0 : pubsub::writeMsgId(id, at);
+        std::string_view ct = NGX_PUBSUB_WS_EVENT_TYPE;
+        std::string frame;
+
+        frame.resize(ws::metaPrefixSize(std::string_view(id, idlen), ct));
+        ws::writeMetaPrefix(&frame[0], std::string_view(id, idlen), ct);
+        frame += json;
+
+        (void) send_data(ws::Opcode::Text, std::move(frame), {},
+                         pubsub::MessagePtr());
+
+    } catch (...) {
+        finish();
+    }
+}
+
+
 void
 ngx_pubsub_ws_t::channelDeleted()
 {
@@ -1927,6 +1972,10 @@ ngx_pubsub_ws_t::start(const pubsub::SubscribeReply *reply,
 
     if (c->write->timer_set) {
         ngx_del_timer(c->write);
+    }
+
+    if (subscriber && attached()) {
+        presence_ = ngx_pubsub_presence_join(r, plcf, sub_key);
     }
 
     if (reply) {
