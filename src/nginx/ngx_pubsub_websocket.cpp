@@ -7,6 +7,13 @@
  * frames go out through c->send_chain() from a queue whose payload buffers
  * point into the shared, refcounted messages (one copy per worker).  Framing
  * logic lives in the core (pubsub/websocket.h); this file only moves bytes.
+ *
+ * Memory and speed: once the 101 is out, the HTTP request is freed and the
+ * connection is driven by the (heap) ngx_pubsub_ws_t alone (detach()), so
+ * an idle subscriber costs its connection, this object and its hub slot.
+ * Deliveries are queued and written from the next event loop turn, a part
+ * of the waiting connections at a time, so that messages published
+ * meanwhile share a writev() (schedule_flush()).
  */
 
 #include "ngx_pubsub_subscriber.h"
