@@ -360,8 +360,8 @@ private:
 
 ngx_pubsub_ws_t::ngx_pubsub_ws_t(ngx_http_request_t *req,
     ngx_pubsub_loc_conf_t *conf)
-    : r(req), c_(req->connection), plcf(conf), pub(NULL), subscriber(0), reply_info(0), meta(0),
-      deflate(0), upstream(0)
+    : r(req), c_(req->connection), plcf(conf), pub(NULL), subscriber(0),
+      reply_info(0), meta(0), deflate(0), upstream(0)
 {
     sub_key.len = 0;
     sub_key.data = NULL;
@@ -771,7 +771,7 @@ ngx_pubsub_ws_t::conn_write_handler(ngx_event_t *ev)
 }
 
 
-/* nginx is shutting down: a best-effort close 1001 before the connection goes */
+/* nginx is shutting down: a best-effort close 1001, then the connection goes */
 void
 ngx_pubsub_ws_t::shutdown_close()
 {
