@@ -129,6 +129,130 @@ PRESENCE_SCENARIOS = {
 }
 
 
+# Redis engine (run.sh --only redis): ngx_pubsub with pubsub_redis_pass vs
+# nchan with nchan_redis_pass, each run on its own fresh redis-server.
+REDIS_SERVERS = [("oursredis", "ngx_pubsub + Redis"), ("nchanredis", "nchan + Redis")]
+REDIS_BEGIN = "<!-- redis:begin (written by bench/report.py) -->"
+REDIS_END = "<!-- redis:end -->"
+# Hand-written notes follow REDIS_END up to this marker; every report keeps them.
+REDIS_NOTES_END = "<!-- redis:notes-end -->"
+REDIS_SCENARIOS = {
+    "redis-publish-1w": (
+        "Publish throughput through Redis, no subscribers, 1 worker",
+        "`publish-1w` with both modules in Redis mode: 50 keep-alive connections POST a "
+        "100-byte body to one channel in a closed loop.",
+        ("req_per_sec", "req/s", "{:,.0f}"), True,
+        [("non_2xx", "non-2xx", "{:.0f}"), ("latency_us.p50", "p50 µs", "{:,.0f}"),
+         ("latency_us.p99", "p99 µs", "{:,.0f}")]),
+    "redis-fanout-ws-1k": (
+        "Fan-out through Redis to 1,000 WebSocket subscribers of one channel",
+        "1,000 WebSocket subscribers on one channel; one publisher posts 200 messages (40 with `--quick`) back "
+        "to back (next POST when the previous answered), every message going through Redis.",
+        ("deliveries_per_sec", "deliveries/s", "{:,.0f}"), True,
+        [("subscribed", "subscribed", "{:.0f}"), ("deliveries", "deliveries", "{:.0f}"),
+         ("lost", "lost", "{:.0f}"), ("duplicates", "dup", "{:.0f}"),
+         ("reorders", "reorder", "{:.0f}"), ("latency_us.p50", "p50 µs", "{:,.0f}"),
+         ("latency_us.p99", "p99 µs", "{:,.0f}")]),
+    "redis-fanout-ws-1000ch": (
+        "Through Redis: 5,000 WebSocket subscribers over 1,000 channels",
+        "`fanout-ws-1000ch` in Redis mode: 5 subscribers per channel (1,000 Redis "
+        "subscriptions), 50 publisher connections, 20,000 messages (5,000 with `--quick`).",
+        ("deliveries_per_sec", "deliveries/s", "{:,.0f}"), True,
+        [("publish_per_sec", "publish/s", "{:,.0f}"), ("subscribed", "subscribed", "{:.0f}"),
+         ("deliveries", "deliveries", "{:.0f}"), ("lost", "lost", "{:.0f}"),
+         ("duplicates", "dup", "{:.0f}"), ("reorders", "reorder", "{:.0f}"),
+         ("wrong_channel", "wrong ch", "{:.0f}"), ("latency_us.p50", "p50 µs", "{:,.0f}"),
+         ("latency_us.p99", "p99 µs", "{:,.0f}")]),
+}
+
+
+def redis_section(by, commands, a):
+    o = [REDIS_BEGIN, "## Redis\n"]
+    if not any(k[0] in REDIS_SCENARIOS for k in by):
+        o.append("No Redis runs yet: `bench/run.sh --only redis`.\n")
+        o.append(REDIS_END)
+        return o
+    o.append("- Command: `{}`; {}; {} repetition(s), median reported; servers alternate run by "
+             "run (ngx_pubsub, nchan), each run on a fresh nginx **and a fresh redis-server** "
+             "{}(`--save '' --appendonly no`, loopback, free port, killed after the run).".format(
+                 a.command, a.date, a.reps,
+                 "{} ".format(a.redis_version) if a.redis_version else ""))
+    o.append("- Machine: {} CPUs, {}, {}; load average at start {}{}. nginx "
+             "(`worker_processes 1`) is pinned to core 0 and the client to core 1; Redis is "
+             "not pinned and shares the two cores with them.".format(
+                 a.nproc, a.cpu, a.nginx, a.loadavg,
+                 "; nginx, Redis and the client under `nice -n {}`".format(a.nice)
+                 if a.nice and a.nice != "0" else ""))
+    o.append("- Configs: the memory-store configs plus `upstream r { pubsub_redis_server "
+             "redis://127.0.0.1:PORT; }` and `pubsub_redis_pass r;` on `/pub` and `/sub` "
+             "(nchan: `nchan_redis_server` / `nchan_redis_pass`, nchan's default "
+             "\"distributed\" mode). \"redis CPU\" = redis-server's CPU time over the run's "
+             "wall time, % of one core.\n")
+    o.append("| scenario | metric | ngx_pubsub + Redis | nchan + Redis | ours/nchan |")
+    o.append("|---|---|---:|---:|---:|")
+    for sc, (title, _d, prim, hib, _extra) in REDIS_SCENARIOS.items():
+        if not any((sc, s) in by for s, _ in REDIS_SERVERS):
+            continue
+        path, label, f = prim
+        m = {s: median(by.get((sc, s), []), path) for s, _ in REDIS_SERVERS}
+        o.append("| {} | {} | {} | {} | {} |".format(
+            sc, label, fmt(m["oursredis"], f), fmt(m["nchanredis"], f),
+            ratio(m["oursredis"], m["nchanredis"])))
+    o.append("")
+    for sc, (title, desc, prim, hib, extra) in REDIS_SCENARIOS.items():
+        if not any((sc, s) in by for s, _ in REDIS_SERVERS):
+            continue
+        path, label, f = prim
+        o.append("### {} (`{}`)\n".format(title, sc))
+        o.append(desc + " " + ("Higher is better." if hib else "Lower is better.") + "\n")
+        if sc in commands:
+            w, cmd = commands[sc]
+            o.append("Client command, `worker_processes {}`:\n".format(w))
+            o.append("```\nbuild/bench/pubsub-load {}\n```\n".format(cmd))
+        head = ["server", label + " (median)", "min–max"] + [e[1] for e in extra] + [
+            "server CPU", "redis CPU", "client CPU", "others' CPU", "runs"]
+        o.append("| " + " | ".join(head) + " |")
+        o.append("|" + "---|" * len(head))
+        for s, name in REDIS_SERVERS:
+            rs = by.get((sc, s), [])
+            if not rs:
+                continue
+            vals = [v for v in (get(r, path) for r in rs) if v is not None]
+            rng = "{}–{}".format(fmt(min(vals), f), fmt(max(vals), f)) if vals else "—"
+            cells = [name, fmt(median(rs, path), f), rng]
+            cells += [fmt(median(rs, e[0]), e[2]) for e in extra]
+            for k in ("server_cpu_pct", "redis_cpu_pct", "client_cpu_pct", "other_cpu_pct"):
+                cells.append(fmt(median(rs, k), "{:.0f}%"))
+            errs = sum(1 for r in rs if "error" in r)
+            cells.append(str(len(rs)) + (" ({} failed)".format(errs) if errs else ""))
+            o.append("| " + " | ".join(cells) + " |")
+        m = {s: median(by.get((sc, s), []), path) for s, _ in REDIS_SERVERS}
+        o.append("\nRatio ngx_pubsub/nchan (both on Redis): {}.\n".format(
+            ratio(m["oursredis"], m["nchanredis"])))
+    o.append(REDIS_END)
+    return o
+
+
+def replace_redis_section(path, section):
+    try:
+        old = open(path).read()
+    except FileNotFoundError:
+        old = ""
+    text = "\n".join(section)
+    b, e = old.find(REDIS_BEGIN), old.find(REDIS_END)
+    if b >= 0 and e > b:
+        new = old[:b] + text + old[e + len(REDIS_END):]
+    else:
+        notes = "\n\n" + REDIS_NOTES_END
+        n = old.find("## Notes\n")
+        if n >= 0:
+            new = old[:n] + text + notes + "\n\n" + old[n:]
+        else:
+            new = old.rstrip("\n") + ("\n\n" if old else "") + text + notes + "\n"
+    with open(path, "w") as fh:
+        fh.write(new)
+
+
 def add_derived(r):
     ops = None
     if r.get("mode") == "churn":
@@ -266,7 +390,7 @@ def main():
     ap = argparse.ArgumentParser()
     for a in ("results", "commands", "notes", "out", "command", "date", "nproc", "cpu",
               "kernel", "nginx", "loadavg", "elapsed", "reps", "ours-ok", "client", "nofile",
-              "worker-conns", "nice", "presence-only"):
+              "worker-conns", "nice", "presence-only", "redis-only", "redis-version"):
         ap.add_argument("--" + a, default="")
     a = ap.parse_args()
 
@@ -285,6 +409,9 @@ def main():
         by.setdefault((r.get("scenario"), r.get("server")), []).append(r)
     if a.presence_only == "1":
         replace_section(a.out, presence_section(by, commands, a))
+        return
+    if a.redis_only == "1":
+        replace_redis_section(a.out, redis_section(by, commands, a))
         return
 
     o = []
@@ -393,6 +520,15 @@ def main():
         o.append("")
     elif ob >= 0 and on > ob:
         o.append(old[ob:on + len(PRESENCE_NOTES_END)])
+        o.append("")
+    rb, re_, rn = old.find(REDIS_BEGIN), old.find(REDIS_END), old.find(REDIS_NOTES_END)
+    if any(k[0] in REDIS_SCENARIOS for k in by):
+        o += redis_section(by, commands, a)
+        if re_ >= 0 and rn > re_:
+            o.append(old[re_ + len(REDIS_END):rn + len(REDIS_NOTES_END)].strip("\n"))
+        o.append("")
+    elif rb >= 0 and rn > rb:
+        o.append(old[rb:rn + len(REDIS_NOTES_END)])
         o.append("")
     o.append("## Notes\n")
     if notes:

@@ -22,6 +22,11 @@ ALL_SCENARIOS="publish-1w publish-2w fanout-ws-10k fanout-ws-1000ch idle-ws idle
 # Presence on vs off (server "ourspres" = ours with pubsub_presence on); not in
 # the default run: bench/run.sh --only presence (or a list of these names).
 PRESENCE_SCENARIOS="presence-idle-ws presence-churn-ws presence-churn-sse presence-fanout-ws-10k"
+# Redis engine: ngx_pubsub with pubsub_redis_pass (server "oursredis") vs nchan
+# with nchan_redis_pass ("nchanredis"), each run on its own fresh redis-server;
+# not in the default run: bench/run.sh --only redis (or a list of these names).
+REDIS_SCENARIOS="redis-publish-1w redis-fanout-ws-1k redis-fanout-ws-1000ch"
+REDIS_SERVER=${REDIS_SERVER:-redis-server}
 
 QUICK=0
 ONLY=""
@@ -44,6 +49,7 @@ while [ $# -gt 0 ]; do
         sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
         echo "scenarios: $ALL_SCENARIOS"
         echo "presence scenarios (--only presence): $PRESENCE_SCENARIOS"
+        echo "redis scenarios (--only redis): $REDIS_SCENARIOS"
         exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -58,12 +64,14 @@ if [ -n "$ONLY" ]; then
     SCENARIOS=""
     only=""
     for s in ${ONLY//,/ }; do
-        if [ "$s" = presence ]; then only="$only $PRESENCE_SCENARIOS"; else only="$only $s"; fi
+        if [ "$s" = presence ]; then only="$only $PRESENCE_SCENARIOS"
+        elif [ "$s" = redis ]; then only="$only $REDIS_SCENARIOS"
+        else only="$only $s"; fi
     done
     for s in $only; do
-        case " $ALL_SCENARIOS $PRESENCE_SCENARIOS " in
+        case " $ALL_SCENARIOS $PRESENCE_SCENARIOS $REDIS_SCENARIOS " in
         *" $s "*) SCENARIOS="$SCENARIOS $s" ;;
-        *) echo "run.sh: unknown scenario '$s' (known: $ALL_SCENARIOS $PRESENCE_SCENARIOS)" >&2; exit 2 ;;
+        *) echo "run.sh: unknown scenario '$s' (known: $ALL_SCENARIOS $PRESENCE_SCENARIOS $REDIS_SCENARIOS)" >&2; exit 2 ;;
         esac
     done
 fi
@@ -74,6 +82,12 @@ for tool in cmake jq python3 curl "$NGINX"; do
     command -v "$tool" >/dev/null 2>&1 || { echo "run.sh: '$tool' not found" >&2; exit 2; }
 done
 [ -f "$NCHAN_SO" ] || { echo "run.sh: nchan module not found at $NCHAN_SO" >&2; exit 2; }
+case " $SCENARIOS " in
+*" redis-"*)
+    for tool in "$REDIS_SERVER" redis-cli; do
+        command -v "$tool" >/dev/null 2>&1 || { echo "run.sh: '$tool' not found (redis scenarios)" >&2; exit 2; }
+    done ;;
+esac
 
 mkdir -p "$OUT"
 : > "$OUT/results.jsonl"
@@ -157,9 +171,13 @@ fi
 WORK=$(mktemp -d /tmp/pubsub-bench.XXXXXX)
 chmod 755 "$WORK"
 MASTER_PID=""
+REDIS_PID=""
 cleanup() {
     if [ -n "$MASTER_PID" ] && kill -0 "$MASTER_PID" 2>/dev/null; then
         kill -TERM "$MASTER_PID" 2>/dev/null || true
+    fi
+    if [ -n "$REDIS_PID" ] && kill -0 "$REDIS_PID" 2>/dev/null; then
+        kill -TERM "$REDIS_PID" 2>/dev/null || true
     fi
     rm -rf "$WORK"
 }
@@ -175,9 +193,45 @@ free_port() {
     PORT=$p
 }
 
-# write_config SERVER WORKERS PREFIX PORT
+# start_redis DIR: a fresh redis-server (no persistence) on a free loopback
+# port in DIR; sets REDIS_PORT and REDIS_PID (keeps PORT)
+start_redis() {
+    local dir=$1 i nginx_port=$PORT
+    free_port
+    REDIS_PORT=$PORT
+    PORT=$nginx_port
+    mkdir -p "$dir"
+    nice -n "$NICE" "$REDIS_SERVER" --bind 127.0.0.1 --port "$REDIS_PORT" --save '' \
+        --appendonly no --dir "$dir" --logfile "$dir/redis.log" --daemonize no \
+        --maxclients 10000 >/dev/null 2>&1 &
+    REDIS_PID=$!
+    for i in $(seq 1 100); do
+        [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && return 0
+        kill -0 "$REDIS_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "redis-server did not start on port $REDIS_PORT:" >&2
+    tail -5 "$dir/redis.log" >&2 2>/dev/null || true
+    stop_redis
+    return 1
+}
+
+stop_redis() {
+    local i
+    [ -n "$REDIS_PID" ] || return 0
+    kill -TERM "$REDIS_PID" 2>/dev/null || true
+    for i in $(seq 1 100); do
+        kill -0 "$REDIS_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -KILL "$REDIS_PID" 2>/dev/null || true
+    wait "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=""
+}
+
+# write_config SERVER WORKERS PREFIX PORT (redis servers: REDIS_PORT set)
 write_config() {
-    local server=$1 workers=$2 prefix=$3 port=$4 load="" locs="" user=""
+    local server=$1 workers=$2 prefix=$3 port=$4 load="" locs="" user="" ups=""
     [ "$(id -u)" = 0 ] && user="user root;"
     case $server in
     ours)
@@ -198,9 +252,21 @@ write_config() {
         locs="location = /pub { pubsub_publisher; pubsub_channel_id \$arg_id; pubsub_message_buffer_length 10; }
         location = /sub { pubsub_subscriber; pubsub_channel_id \$arg_id; pubsub_presence on; pubsub_presence_id \$arg_user; pubsub_presence_leave_delay 1s; }
         location = /presence { pubsub_presence_api; pubsub_channel_id \$arg_id; }" ;;
+    oursredis)
+        # as ours, with the channels in Redis (docs/redis.md)
+        load="load_module $OURS_SO;"
+        ups="upstream r { pubsub_redis_server redis://127.0.0.1:${REDIS_PORT:-6379}; }"
+        locs="location = /pub { pubsub_publisher; pubsub_channel_id \$arg_id; pubsub_message_buffer_length 10; pubsub_redis_pass r; }
+        location = /sub { pubsub_subscriber; pubsub_channel_id \$arg_id; pubsub_redis_pass r; }" ;;
+    nchanredis)
+        # as nchan, in nchan's (default, "distributed") Redis mode
+        load="load_module $NCHAN_SO;"
+        ups="upstream r { nchan_redis_server redis://127.0.0.1:${REDIS_PORT:-6379}; }"
+        locs="location = /pub { nchan_publisher; nchan_channel_id \$arg_id; nchan_message_buffer_length 10; nchan_redis_pass r; }
+        location = /sub { nchan_subscriber; nchan_channel_id \$arg_id; nchan_redis_pass r; }" ;;
     esac
     case $server in
-    ours|ourspres) locs="$locs
+    ours|ourspres|oursredis) locs="$locs
         location = /status { pubsub_status; }" ;;
     esac
     mkdir -p "$prefix/logs" "$prefix/tmp"
@@ -221,6 +287,7 @@ http {
     fastcgi_temp_path $prefix/tmp/fastcgi;
     uwsgi_temp_path $prefix/tmp/uwsgi;
     scgi_temp_path $prefix/tmp/scgi;
+    $ups
     server {
         listen 127.0.0.1:$port backlog=4096;
         $locs
@@ -235,11 +302,15 @@ start_server() {
     local server=$1 workers=$2 i
     free_port
     PREFIX=$WORK/$server-$workers-$PORT
+    case $server in
+    *redis) start_redis "$PREFIX/redis" || return 1 ;;
+    esac
     write_config "$server" "$workers" "$PREFIX" "$PORT"
     local pin=(nice -n "$NICE")
     if [ "$workers" = 1 ] && [ $PIN = 1 ]; then pin+=(taskset -c 0); fi
     if ! "${pin[@]}" "$NGINX" -p "$PREFIX" -c "$PREFIX/nginx.conf" 2>"$PREFIX/start.err"; then
         cat "$PREFIX/start.err" >&2
+        stop_redis
         return 1
     fi
     for i in $(seq 1 100); do
@@ -276,6 +347,7 @@ stop_server() {
         grep -E '\[(alert|crit|emerg)\]' "$PREFIX/logs/error.log" | head -3 >> "$OUT/notes.txt"
     fi
     MASTER_PID=""
+    stop_redis
 }
 
 # ------------------------------------------------------------------ servers
@@ -303,6 +375,7 @@ fi
 scenario_servers() {
     case $1 in
     presence-*) echo "ours ourspres nchan" ;;
+    redis-*) echo "oursredis nchanredis" ;;
     publish-*) echo "ours nchan ret200" ;;
     *) echo "ours nchan" ;;
     esac
@@ -328,6 +401,10 @@ scenario_args() {
     presence-idle-ws) echo "idle --transport ws --sub-url $base/sub?id={ch}&user=u{sub} --pub-url $base/pub?id={ch} --subs 10000 --hold $HOLD --measure-pid @WORKER@ @STATUS@" ;;
     presence-churn-ws) echo "churn --transport ws --sub-url $base/sub?id={ch}&user=u{sub} --conns 50 --duration $PUB_DUR --warmup $PUB_WARM" ;;
     presence-churn-sse) echo "churn --transport sse --sub-url $base/sub?id={ch}&user=u{sub} --conns 50 --duration $PUB_DUR --warmup $PUB_WARM" ;;
+    # Redis engine: as publish-1w / fanout-ws-1000ch; fan-out with 1,000 subscribers
+    redis-publish-1w) echo "publish --url $base/pub?id={ch} --conns 50 --duration $PUB_DUR --warmup $PUB_WARM --size 100" ;;
+    redis-fanout-ws-1k) echo "fanout --transport ws --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 1000 --channels 1 --messages $((FAN_MSGS * 4)) --size 100" ;;
+    redis-fanout-ws-1000ch) echo "fanout --transport ws --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 5000 --channels 1000 --messages $MC_MSGS --pub-conns 50 --size 100" ;;
     presence-fanout-ws-10k) echo "fanout --transport ws --sub-url $base/sub?id={ch}&user=u{sub} --pub-url $base/pub?id={ch} --subs 10000 --channels 1 --messages $FAN_MSGS --size 100" ;;
     esac
 }
@@ -361,11 +438,13 @@ for sc in $SCENARIOS; do
             spids=("$MASTER_PID" $(pgrep -P "$MASTER_PID" || true))
             read -r b0 t0 < <(stat_totals)
             s0=$(proc_jiffies "${spids[@]}")
+            rj0=0; [ -n "$REDIS_PID" ] && rj0=$(proc_jiffies "$REDIS_PID")
             w0=$(date +%s%N)
             # shellcheck disable=SC2086
             json=$(timeout 180 "${cpin[@]}" "$CLIENT" $args --label "$server" 2>"$logf" | tail -1) || true
             w1=$(date +%s%N)
             s1=$(proc_jiffies "${spids[@]}")
+            rj1=0; [ -n "$REDIS_PID" ] && rj1=$(proc_jiffies "$REDIS_PID")
             read -r b1 t1 < <(stat_totals)
             stop_server
             # server CPU as % of one core; other processes' CPU as % of all CPUs
@@ -375,7 +454,8 @@ for sc in $SCENARIOS; do
             ccpu=$(echo "$json" | jq -r '.client_cpu_s // 0' 2>/dev/null || echo 0)
             client_j=$(awk -v c="$ccpu" -v k="$CLK_TCK" 'BEGIN { printf "%d", c * k }')
             tot=$((t1 - t0)); [ $tot -gt 0 ] || tot=1
-            other=$(( b1 - b0 - (s1 - s0) - client_j ))
+            other=$(( b1 - b0 - (s1 - s0) - client_j - (rj1 - rj0) ))
+            redis_pct=$(( 100 * (rj1 - rj0) / wall_j ))
             [ $other -ge 0 ] || other=0
             other_pct=$(( 100 * other / tot ))
             client_pct=$(( 100 * client_j / wall_j ))
@@ -385,13 +465,13 @@ for sc in $SCENARIOS; do
             fi
             echo "$json" | jq -c --arg sc "$sc" --arg sv "$server" --argjson rep "$rep" \
                 --argjson w "$workers" --argjson busy "$busy" --argjson spct "$server_pct" \
-                --argjson opct "$other_pct" --argjson cpct "$client_pct" \
+                --argjson opct "$other_pct" --argjson cpct "$client_pct" --argjson rpct "$redis_pct" \
                 --argjson scpu "$(( s1 - s0 ))" --argjson tck "$CLK_TCK" \
                 '. + {scenario:$sc, server:$sv, rep:$rep, workers:$w, busy_before_pct:$busy,
                       server_cpu_pct:$spct, client_cpu_pct:$cpct, other_cpu_pct:$opct,
-                      server_cpu_s:($scpu / $tck)}' \
+                      server_cpu_s:($scpu / $tck)} + (if $sv | endswith("redis") then {redis_cpu_pct:$rpct} else {} end)' \
                 >> "$OUT/results.jsonl"
-            log "$sc $server rep $rep (server ${server_pct}% of a core, client ${client_pct}%, others ${other_pct}% of all CPUs): $(head -c 300 "$logf" | tr '\n' ' ' | cut -c1-200)"
+            log "$sc $server rep $rep (server ${server_pct}% of a core, client ${client_pct}%, redis ${redis_pct}%, others ${other_pct}% of all CPUs): $(head -c 300 "$logf" | tr '\n' ' ' | cut -c1-200)"
         done
     done
 done
@@ -399,8 +479,10 @@ ELAPSED=$(( $(date +%s) - START ))
 # Only presence scenarios: update the "Presence" section of RESULTS.md and
 # leave the rest of the file as it is.
 PRESENCE_ONLY=1
+REDIS_ONLY=1
 for sc in $SCENARIOS; do
     case $sc in presence-*) ;; *) PRESENCE_ONLY=0 ;; esac
+    case $sc in redis-*) ;; *) REDIS_ONLY=0 ;; esac
 done
 
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
@@ -411,5 +493,6 @@ python3 "$BENCH/report.py" \
     --nginx "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')" \
     --loadavg "$(cut -d' ' -f1-3 /proc/loadavg)" --elapsed "$ELAPSED" --reps "$REPS" \
     --ours-ok "$OURS_OK" --client "$CLIENT" --nofile "$NOFILE" --worker-conns "$WORKER_CONNS" --nice "$NICE" \
-    --presence-only "$PRESENCE_ONLY"
+    --presence-only "$PRESENCE_ONLY" --redis-only "$REDIS_ONLY" \
+    --redis-version "$("$REDIS_SERVER" --version 2>/dev/null | sed -n 's/.* v=\([^ ]*\).*/\1/p' || true)"
 log "wrote $RESULTS in ${ELAPSED}s"

@@ -102,6 +102,37 @@ describe('websocket', () => {
         await c.close();
     });
 
+    it('bursts to many subscribers arrive whole and in order (coalesced writes)', async () => {
+        // deliveries are written from later loop turns, several per write:
+        // every subscriber must still get every message once, in order,
+        // including a plain HTTP publish that interleaves with the writes
+        const ch = chan('burst');
+        const subs = [];
+        for (let i = 0; i < 40; i++) {
+            subs.push(await wsConnect(wsPath(ngx, `/sub/${ch}`)));
+        }
+        const n = 120;
+        const body = 'x'.repeat(300);
+        for (let i = 0; i < n; i++) {
+            const r = await publish({ nginx: ngx, path: `/pub/${ch}` }, `${i} ${body}`);
+            assert.strictEqual(r.status, 201);
+        }
+        for (const c of subs) {
+            const got = await c.waitFor(n, 10000);
+            assert.deepStrictEqual(got.map((m) => Number(m.text.split(' ')[0])),
+                [...Array(n).keys()]);
+        }
+        // idle for a while (the handshake request is long gone), then more
+        await sleep(200);
+        const r = await publish({ nginx: ngx, path: `/pub/${ch}` }, 'late');
+        assert.strictEqual(r.status, 201);
+        for (const c of subs) {
+            const got = await c.waitFor(n + 1, 5000);
+            assert.strictEqual(got[n].text, 'late');
+        }
+        await Promise.all(subs.map((c) => c.close()));
+    });
+
     it('ws+meta.nchan frames are byte-exact and resume with last_event_id', async () => {
         const ch = chan('meta');
         await publish({ nginx: ngx, path: `/pub/${ch}` }, 'one', { 'Content-Type': 'text/plain' });

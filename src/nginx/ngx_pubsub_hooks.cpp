@@ -70,6 +70,13 @@ typedef struct {
     ngx_str_t                     pub_type;
     ngx_str_t                     msg_id;
     ngx_str_t                     prev_id;
+    /* the ids as published, turned into msg_id/prev_id text when used */
+    int64_t                       raw_msg_time;
+    int64_t                       raw_prev_time;
+    int32_t                       raw_msg_tag;
+    int32_t                       raw_prev_tag;
+    ngx_uint_t                    ids_pending;
+    ngx_uint_t                    classified;   /* roles and ids are set */
     ngx_pubsub_identity_t         ident;
     ngx_uint_t                    has_ident;
     ngx_uint_t                    role_sub;
@@ -506,8 +513,9 @@ ngx_pubsub_hook_classify(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 }
 
 
+/* the main request's context, created without classifying it */
 static ngx_pubsub_hook_ctx_t *
-ngx_pubsub_hook_get_ctx(ngx_http_request_t *r)
+ngx_pubsub_hook_bare_ctx(ngx_http_request_t *r)
 {
     ngx_pubsub_hook_ctx_t  *ctx;
     ngx_pubsub_loc_conf_t  *plcf;
@@ -529,11 +537,40 @@ ngx_pubsub_hook_get_ctx(ngx_http_request_t *r)
         return NULL;
     }
 
-    if (ngx_pubsub_hook_classify(r, plcf, ctx) != NGX_OK) {
-        return NULL;
+    ngx_http_set_ctx(r, ctx, ngx_pubsub_hooks_module);
+
+    return ctx;
+}
+
+
+/*
+ * The context with roles and channel ids.  Classifying evaluates the
+ * channel ids, so it is done only when something needs them (hooks,
+ * tokens, variables), never for a plain publish.
+ */
+static ngx_pubsub_hook_ctx_t *
+ngx_pubsub_hook_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pubsub_hook_ctx_t  *ctx;
+    ngx_pubsub_loc_conf_t  *plcf;
+    ngx_http_request_t     *mr;
+
+    ctx = ngx_pubsub_hook_bare_ctx(r);
+    if (ctx == NULL || ctx->classified) {
+        return ctx;
     }
 
-    ngx_http_set_ctx(r, ctx, ngx_pubsub_hooks_module);
+    /* the context belongs to the main request */
+    mr = r->main;
+    plcf = static_cast<ngx_pubsub_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(mr, ngx_pubsub_module));
+
+    ctx->classified = 1;
+
+    if (ngx_pubsub_hook_classify(mr, plcf, ctx) != NGX_OK) {
+        ctx->classified = 0;
+        return NULL;
+    }
 
     return ctx;
 }
@@ -571,17 +608,43 @@ ngx_pubsub_hook_set_message_ids(ngx_http_request_t *r,
     ngx_pubsub_hook_ctx_t  *ctx;
     std::string             s;
 
-    ctx = ngx_pubsub_hook_get_ctx(r);
+    ctx = ngx_pubsub_hook_bare_ctx(r);
     if (ctx == NULL) {
         return;
     }
 
-    if (!id.isNull()) {
-        ngx_pubsub_hook_format_id(r->pool, &ctx->msg_id, id);
+    ctx->raw_msg_time = id.time;
+    ctx->raw_msg_tag = id.tag;
+    ctx->raw_prev_time = prev.time;
+    ctx->raw_prev_tag = prev.tag;
+    ctx->ids_pending = 1;
+    ctx->msg_id.len = 0;
+    ctx->prev_id.len = 0;
+}
+
+
+/* $pubsub_message_id and $pubsub_prev_message_id as text, once needed */
+static void
+ngx_pubsub_hook_ids_text(ngx_pool_t *pool, ngx_pubsub_hook_ctx_t *ctx)
+{
+    pubsub::MsgId  id;
+
+    if (!ctx->ids_pending) {
+        return;
     }
 
-    if (!prev.isNull()) {
-        ngx_pubsub_hook_format_id(r->pool, &ctx->prev_id, prev);
+    ctx->ids_pending = 0;
+
+    id.time = ctx->raw_msg_time;
+    id.tag = ctx->raw_msg_tag;
+    if (!id.isNull()) {
+        ngx_pubsub_hook_format_id(pool, &ctx->msg_id, id);
+    }
+
+    id.time = ctx->raw_prev_time;
+    id.tag = ctx->raw_prev_tag;
+    if (!id.isNull()) {
+        ngx_pubsub_hook_format_id(pool, &ctx->prev_id, id);
     }
 }
 
@@ -614,6 +677,8 @@ ngx_pubsub_hook_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
         s.len = 0;
         s.data = NULL;
+
+        ngx_pubsub_hook_ids_text(r->main->pool, ctx);
 
         switch (data) {
         case NGX_PUBSUB_VAR_CHANNEL_ID:
@@ -926,6 +991,8 @@ ngx_pubsub_hook_snapshot(ngx_http_request_t *r, ngx_pool_t *pool,
     ctx = ngx_pubsub_hook_find_ctx(r);
 
     if (ctx) {
+        ngx_pubsub_hook_ids_text(r->main->pool, ctx);
+
         if (ngx_pubsub_dup(pool, &q->msg_id, ctx->msg_id) != NGX_OK
             || ngx_pubsub_dup(pool, &q->prev_id, ctx->prev_id) != NGX_OK
             || ngx_pubsub_dup(pool, &q->presence_id, ctx->ident.presence_id)

@@ -1302,11 +1302,15 @@ ngx_pubsub_channels_eval(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
                 ch->cap = cap;
             }
 
-            ch->id[ch->n] = ngx_pubsub_pstr(r->pool, id);
+            /* the id points into the evaluated value (r->pool or the
+               request's own buffers: both live as long as r) */
+            ch->id[ch->n].data = reinterpret_cast<u_char *>(
+                                     const_cast<char *>(id.data()));
+            ch->id[ch->n].len = id.size();
             ch->key[ch->n].len = group.len + 1 + id.size();
             ch->key[ch->n].data = static_cast<u_char *>(
                                       ngx_pnalloc(r->pool, ch->key[ch->n].len));
-            if (ch->id[ch->n].data == NULL || ch->key[ch->n].data == NULL) {
+            if (ch->key[ch->n].data == NULL) {
                 return NGX_ERROR;
             }
 

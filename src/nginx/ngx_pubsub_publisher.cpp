@@ -348,17 +348,40 @@ static ngx_int_t
 ngx_pubsub_number(ngx_http_request_t *r, ngx_http_complex_value_t *cv,
     ngx_uint_t is_time)
 {
-    ngx_str_t  v;
+    ngx_str_t   v;
+    ngx_int_t   n;
+    ngx_uint_t  constant;
 
-    if (ngx_http_complex_value(r, cv, &v) != NGX_OK || v.len == 0) {
+    /* values without variables are parsed once per worker (both the
+       buffer length and the timeout stay in this small cache) */
+    static ngx_http_complex_value_t  *cached_cv[2];
+    static ngx_int_t                  cached_n[2];
+
+    constant = (cv->lengths == NULL);
+
+    if (constant) {
+        if (cached_cv[is_time] == cv) {
+            return cached_n[is_time];
+        }
+
+        v = cv->value;
+
+    } else if (ngx_http_complex_value(r, cv, &v) != NGX_OK) {
         return -1;
     }
 
-    if (is_time) {
-        return ngx_parse_time(&v, 1);
+    if (v.len == 0) {
+        return -1;
     }
 
-    return ngx_atoi(v.data, v.len);
+    n = is_time ? ngx_parse_time(&v, 1) : ngx_atoi(v.data, v.len);
+
+    if (constant) {
+        cached_cv[is_time] = cv;
+        cached_n[is_time] = n;
+    }
+
+    return n;
 }
 
 

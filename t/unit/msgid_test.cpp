@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -275,3 +276,30 @@ TEST(MsgId, EmbeddedNulIsRejected) {
 }
 
 }  // namespace
+
+TEST(WriteDecimal, MatchesPrintfAtDigitBoundaries) {
+    const int64_t values[] = {0,
+                              1,
+                              9,
+                              10,
+                              11,
+                              99,
+                              100,
+                              101,
+                              999,
+                              1000,
+                              1795682838,
+                              -1,
+                              -9,
+                              -10,
+                              -12672,
+                              std::numeric_limits<int64_t>::max(),
+                              std::numeric_limits<int64_t>::min()};
+    for (int64_t v : values) {
+        char buf[32];
+        char want[32];
+        size_t n = pubsub::writeDecimal(buf, v);
+        int m = snprintf(want, sizeof(want), "%lld", static_cast<long long>(v));
+        EXPECT_EQ(std::string(buf, n), std::string(want, m)) << v;
+    }
+}
