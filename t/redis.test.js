@@ -40,6 +40,9 @@ server {
         pubsub_pubsub;
         pubsub_channel_id $1;
     }
+    location = /status {
+        pubsub_status;
+    }
 }`;
 
 // Redis going away is logged at [error]; nothing worse is expected.
@@ -250,9 +253,19 @@ server { listen 127.0.0.1:%%PORT%%; location /x { pubsub_pubsub; pubsub_channel_
             sent.push('before');
             await sse.waitFor(1, 5000);
 
+            // pubsub_status: both workers' links connected, round trips measured
+            let st = JSON.parse((await C.httpRequest({ port: b.port, path: '/status' })).text);
+            assert.equal(st.redis.enabled, true);
+            assert.equal(st.redis.links, 2);
+            assert.equal(st.redis.connected_links, 2);
+            assert.equal(st.redis.connected, true);
+            assert.equal(typeof st.redis.latency_ms, 'number');
+
             await redis.kill();
             r = await C.publish({ port: b.port, path: '/pub/o1' }, 'during');
             assert.equal(r.status, 503);
+            st = JSON.parse((await C.httpRequest({ port: b.port, path: '/status' })).text);
+            assert.equal(st.redis.connected, false);
             assert.match(r.text, /Redis is unavailable/);
             const sub503 = await C.httpRequest({ port: b.port, path: '/sub/o1' });
             assert.equal(sub503.status, 503);

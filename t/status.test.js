@@ -117,8 +117,11 @@ describe('pubsub_status', () => {
             assert.equal(typeof s.hooks[h].calls, 'number');
             assert.equal(typeof s.hooks[h].failures, 'number');
         }
-        assert.equal(s.redis.placeholder, true);
+        // no Redis upstream here
+        assert.equal(s.redis.enabled, false);
+        assert.equal(s.redis.links, 0);
         assert.equal(s.redis.connected, false);
+        assert.equal(s.redis.latency_ms, null);
     });
 
     it('counts channels, messages and publishes', async () => {
@@ -224,7 +227,8 @@ describe('pubsub_status', () => {
         assert.equal(p.get('pubsub_subscribers', 'transport="websocket"'), 0);
         assert.ok(p.get('pubsub_hook_calls_total', 'hook="authorize"') >= 2);
         assert.equal(p.get('pubsub_shm_size_bytes'), js.shm.size);
-        assert.match(p.help.get('pubsub_redis_connected'), /[Pp]laceholder/);
+        assert.equal(p.get('pubsub_redis_links'), 0);
+        assert.equal(p.get('pubsub_redis_connected_links'), 0);
 
         // what Prometheus itself sends
         const r2 = await C.httpRequest({ port: ngx.port, path: '/status', headers: {

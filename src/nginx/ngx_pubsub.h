@@ -212,6 +212,8 @@ ngx_int_t ngx_pubsub_stats_conf(ngx_conf_t *cf);
 ngx_int_t ngx_pubsub_stats_init_process(ngx_cycle_t *cycle);
 void ngx_pubsub_stats_exit_process(ngx_cycle_t *cycle);
 void ngx_pubsub_stats_delivered(ngx_uint_t n);
+void ngx_pubsub_stats_redis(ngx_int_t links, ngx_int_t ready);
+void ngx_pubsub_stats_redis_rtt(ngx_msec_t ms);
 
 /* one subscriber of a transport (NGX_PUBSUB_SUB_*), from start() to end() */
 struct ngx_pubsub_sub_count_t {

@@ -37,6 +37,10 @@
 typedef struct {
     ngx_atomic_t              pid;
     ngx_atomic_t              subscribers[NGX_PUBSUB_TRANSPORTS];
+    ngx_atomic_t              redis_links;     /* Redis upstreams in use */
+    ngx_atomic_t              redis_ready;     /* of those, connected */
+    ngx_atomic_t              redis_rtt_ms;    /* smoothed round trip */
+    ngx_atomic_t              redis_replies;   /* replies measured */
 } ngx_pubsub_stats_slot_t;
 
 
@@ -205,6 +209,10 @@ ngx_pubsub_stats_init_process(ngx_cycle_t *cycle)
         slot->subscribers[i] = 0;
     }
 
+    slot->redis_links = 0;
+    slot->redis_ready = 0;
+    slot->redis_rtt_ms = 0;
+    slot->redis_replies = 0;
     slot->pid = ngx_pid;
     ngx_pubsub_stats_slot = slot;
 
@@ -227,6 +235,9 @@ ngx_pubsub_stats_exit_process(ngx_cycle_t *cycle)
     for (ngx_uint_t i = 0; i < NGX_PUBSUB_TRANSPORTS; i++) {
         slot->subscribers[i] = 0;
     }
+
+    slot->redis_links = 0;
+    slot->redis_ready = 0;
 
     slot->pid = 0;
 }
@@ -294,6 +305,47 @@ ngx_pubsub_stats_delivered(ngx_uint_t n)
 }
 
 
+/*
+ * The Redis engine reports its connections: `links` and `ready` change by
+ * the deltas given; a reply's round trip (ms, nginx's clock) is smoothed.
+ */
+void
+ngx_pubsub_stats_redis(ngx_int_t links, ngx_int_t ready)
+{
+    if (ngx_pubsub_stats_slot == NULL) {
+        return;
+    }
+
+    if (links) {
+        (void) ngx_atomic_fetch_add(&ngx_pubsub_stats_slot->redis_links, links);
+    }
+
+    if (ready) {
+        (void) ngx_atomic_fetch_add(&ngx_pubsub_stats_slot->redis_ready, ready);
+    }
+}
+
+
+void
+ngx_pubsub_stats_redis_rtt(ngx_msec_t ms)
+{
+    ngx_pubsub_stats_slot_t  *slot = ngx_pubsub_stats_slot;
+
+    if (slot == NULL) {
+        return;
+    }
+
+    /* only this worker writes its slot: plain stores are enough */
+    if (slot->redis_replies == 0) {
+        slot->redis_rtt_ms = ms * 8;
+    } else {
+        slot->redis_rtt_ms = slot->redis_rtt_ms - slot->redis_rtt_ms / 8 + ms;
+    }
+
+    slot->redis_replies++;
+}
+
+
 /* ------------------------------------------------------------ reading */
 
 typedef struct {
@@ -310,6 +362,10 @@ typedef struct {
     uint64_t  workers;
     uint64_t  subscribers[NGX_PUBSUB_TRANSPORTS];
     uint64_t  subscribers_total;
+    uint64_t  redis_links;
+    uint64_t  redis_ready;
+    uint64_t  redis_rtt_x8;          /* sum over workers of 8 x smoothed ms */
+    uint64_t  redis_measured;        /* workers that measured a round trip */
     uint64_t  delivered;
     uint64_t  reloads;
     uint64_t  uptime;
@@ -394,6 +450,13 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
         }
 
         s->workers++;
+
+        s->redis_links += slot->redis_links;
+        s->redis_ready += slot->redis_ready;
+        if (slot->redis_replies) {
+            s->redis_rtt_x8 += slot->redis_rtt_ms;
+            s->redis_measured++;
+        }
 
         for (ngx_uint_t t = 0; t < NGX_PUBSUB_TRANSPORTS; t++) {
             /* a gauge read while it moves may be transiently "negative" */
@@ -486,9 +549,25 @@ ngx_pubsub_status_json(std::string &o, const ngx_pubsub_snapshot_t *s)
                       U(s->hook_refused), U(s->token_refused),
                       U(s->hook_in_flight));
 
-    /* placeholders until the Redis engine reports its connections */
-    o.append("\"redis\":{\"enabled\":false,\"connected\":false,"
-             "\"latency_ms\":null,\"placeholder\":true}}\n");
+    /* Redis: upstream links of all workers, how many are connected */
+    if (s->redis_measured) {
+        ngx_pubsub_append(o, "\"redis\":{\"enabled\":%s,\"links\":%llu,"
+                          "\"connected_links\":%llu,\"connected\":%s,"
+                          "\"latency_ms\":%.1f}}\n",
+                          s->redis_links ? "true" : "false",
+                          U(s->redis_links), U(s->redis_ready),
+                          (s->redis_links && s->redis_ready == s->redis_links)
+                          ? "true" : "false",
+                          (double) s->redis_rtt_x8 / 8 / s->redis_measured);
+    } else {
+        ngx_pubsub_append(o, "\"redis\":{\"enabled\":%s,\"links\":%llu,"
+                          "\"connected_links\":%llu,\"connected\":%s,"
+                          "\"latency_ms\":null}}\n",
+                          s->redis_links ? "true" : "false",
+                          U(s->redis_links), U(s->redis_ready),
+                          (s->redis_links && s->redis_ready == s->redis_links)
+                          ? "true" : "false");
+    }
 }
 
 
@@ -582,12 +661,18 @@ ngx_pubsub_status_prometheus(std::string &o, const ngx_pubsub_snapshot_t *s)
                     "Hook subrequests waiting for an answer.",
                     s->hook_in_flight);
 
-    ngx_pubsub_prom(o, "redis_connected", "gauge",
-                    "Placeholder, always 0: the Redis connection state "
-                    "is not reported yet.", 0);
-    ngx_pubsub_prom(o, "redis_latency_seconds", "gauge",
-                    "Placeholder, always 0: the Redis connection state "
-                    "is not reported yet.", 0);
+    ngx_pubsub_prom(o, "redis_links", "gauge",
+                    "Redis upstream links of all workers.", s->redis_links);
+    ngx_pubsub_prom(o, "redis_connected_links", "gauge",
+                    "Redis upstream links that are connected.",
+                    s->redis_ready);
+    ngx_pubsub_prom_head(o, "redis_latency_seconds", "gauge",
+                         "Smoothed Redis command round trip (1 ms "
+                         "resolution), averaged over workers.");
+    ngx_pubsub_append(o, "pubsub_redis_latency_seconds %.4f\n",
+                      s->redis_measured
+                      ? (double) s->redis_rtt_x8 / 8 / s->redis_measured / 1000
+                      : 0.0);
 }
 
 #undef U

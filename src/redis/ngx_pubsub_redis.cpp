@@ -82,6 +82,15 @@ struct ngx_pubsub_redis_link_s final : public pubsub::RedisLink {
     ~ngx_pubsub_redis_link_s() override;
 
     bool ready() const override { return state == kReady; }
+
+    /* every change of state goes here: pubsub_status counts ready links */
+    void set_state(state_e to)
+    {
+        if ((state == kReady) != (to == kReady)) {
+            ngx_pubsub_stats_redis(0, to == kReady ? 1 : -1);
+        }
+        state = to;
+    }
     bool command(const std::vector<std::string> &args, ReplyFn cb) override;
     bool subscribe(const std::string &channel) override;
     bool unsubscribe(const std::string &channel) override;
@@ -312,6 +321,8 @@ ngx_pubsub_redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         p->counted = false;
         link->inflight--;
         if (p->gen == link->gen && !p->node->sent.empty()) {
+            ngx_pubsub_stats_redis_rtt(ngx_current_msec
+                                       - p->node->sent.front());
             p->node->sent.pop_front();
         }
     }
@@ -527,7 +538,8 @@ ngx_pubsub_redis_link_s::ngx_pubsub_redis_link_s(
 ngx_pubsub_redis_link_s::~ngx_pubsub_redis_link_s()
 {
     closing = true;
-    state = kDown;
+    set_state(kDown);
+    ngx_pubsub_stats_redis(-1, 0);
 
     for (ngx_event_t *ev : {&reconnect_ev, &watchdog_ev, &tick_ev}) {
         if (ev->timer_set) {
@@ -704,7 +716,7 @@ ngx_pubsub_redis_link_s::hello_done(ngx_pubsub_redis_conn_t *conn)
         shard = shard && nodes[i]->sharded;
     }
 
-    state = kReady;
+    set_state(kReady);
     attempts = 0;
 
     ngx_uint_t level = was_ready ? NGX_LOG_WARN : NGX_LOG_INFO;
@@ -761,7 +773,7 @@ ngx_pubsub_redis_link_s::connect()
     }
 
     where = host + ":" + std::to_string(port);
-    state = kDiscovering;
+    set_state(kDiscovering);
     connect_start = ngx_current_msec;
 
     (void) open(&disc, host, port);
@@ -843,7 +855,7 @@ ngx_pubsub_redis_link_s::discovered(const redisReply *r)
         }
     }
 
-    state = kConnecting;
+    set_state(kConnecting);
 
     for (size_t i = 0; i < nnodes; i++) {
         ngx_pubsub_redis_node_t  *n = nodes[i].get();
@@ -868,7 +880,7 @@ ngx_pubsub_redis_link_s::fail(const char *what, const char *detail)
         return;
     }
 
-    state = kDown;
+    set_state(kDown);
     gen++;
     candidate++;
 
@@ -1549,6 +1561,8 @@ ngx_pubsub_redis_init_process(ngx_cycle_t *cycle)
         if (up->link == NULL) {
             return NGX_ERROR;
         }
+
+        ngx_pubsub_stats_redis(1, 0);
 
         try {
             up->store = new pubsub::RedisStore(up->link, std::string(id, n));
