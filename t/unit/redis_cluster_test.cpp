@@ -9,51 +9,13 @@
 
 #include "pubsub/redis_cluster.h"
 #include "pubsub/redis_proto.h"
+#include "redis_tree.h"
 
 using namespace pubsub::redis;
 
 namespace {
 
-class Tree {
-public:
-    redisReply* str(const std::string& s, int type = REDIS_REPLY_STRING) {
-        redisReply* r = node(type);
-        texts_.push_back(std::make_unique<std::string>(s));
-        r->str = texts_.back()->data();
-        r->len = texts_.back()->size();
-        return r;
-    }
-    redisReply* integer(long long v) {
-        redisReply* r = node(REDIS_REPLY_INTEGER);
-        r->integer = v;
-        return r;
-    }
-    redisReply* error(const std::string& s) { return str(s, REDIS_REPLY_ERROR); }
-    redisReply* array(std::vector<redisReply*> items) {
-        redisReply* r = node(REDIS_REPLY_ARRAY);
-        arrays_.push_back(std::make_unique<std::vector<redisReply*>>(std::move(items)));
-        r->element = arrays_.back()->data();
-        r->elements = arrays_.back()->size();
-        return r;
-    }
-    redisReply* range(long long lo, long long hi, const std::string& host, long long port) {
-        return array({integer(lo), integer(hi),
-                      array({str(host), integer(port), str("0123abcd")}),
-                      array({str(host), integer(port + 100), str("replica")})});
-    }
-
-private:
-    redisReply* node(int type) {
-        nodes_.push_back(std::make_unique<redisReply>());
-        redisReply* r = nodes_.back().get();
-        *r = redisReply();
-        r->type = type;
-        return r;
-    }
-    std::vector<std::unique_ptr<redisReply>> nodes_;
-    std::vector<std::unique_ptr<std::string>> texts_;
-    std::vector<std::unique_ptr<std::vector<redisReply*>>> arrays_;
-};
+using pubsub_test::Tree;
 
 }  // namespace
 

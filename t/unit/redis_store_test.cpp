@@ -7,57 +7,13 @@
 #include <vector>
 
 #include "pubsub/redis_store.h"
+#include "redis_tree.h"
 
 using namespace pubsub;
 
 namespace {
 
-class Tree {
-public:
-    redisReply* str(const std::string& s, int type = REDIS_REPLY_STRING) {
-        redisReply* r = node(type);
-        texts_.push_back(std::make_unique<std::string>(s));
-        r->str = texts_.back()->data();
-        r->len = texts_.back()->size();
-        return r;
-    }
-    redisReply* integer(long long v) {
-        redisReply* r = node(REDIS_REPLY_INTEGER);
-        r->integer = v;
-        return r;
-    }
-    redisReply* array(std::vector<redisReply*> items) {
-        redisReply* r = node(REDIS_REPLY_ARRAY);
-        arrays_.push_back(std::make_unique<std::vector<redisReply*>>(std::move(items)));
-        r->element = arrays_.back()->data();
-        r->elements = arrays_.back()->size();
-        return r;
-    }
-    // fetch reply: messages given as "id>prev>data"
-    redisReply* snapshot(const std::string& last, std::vector<std::vector<std::string>> msgs) {
-        std::vector<redisReply*> items = {integer(1), str(last), integer(100), integer(0)};
-        for (auto& m : msgs) {
-            items.push_back(str(m[0]));
-            items.push_back(str(m[1]));
-            items.push_back(str("text/plain"));
-            items.push_back(str(""));
-            items.push_back(str(m[2]));
-        }
-        return array(items);
-    }
-
-private:
-    redisReply* node(int type) {
-        nodes_.push_back(std::make_unique<redisReply>());
-        redisReply* r = nodes_.back().get();
-        *r = redisReply();
-        r->type = type;
-        return r;
-    }
-    std::vector<std::unique_ptr<redisReply>> nodes_;
-    std::vector<std::unique_ptr<std::string>> texts_;
-    std::vector<std::unique_ptr<std::vector<redisReply*>>> arrays_;
-};
+using pubsub_test::Tree;
 
 struct FakeLink : RedisLink {
     struct Cmd {
