@@ -61,6 +61,7 @@ ngx_pubsub example running on http://127.0.0.1:8080/  (open it in a browser)
   publish:                  curl -X POST -d 'hello' http://127.0.0.1:8080/pub/demo
   channel info:             curl -H 'Accept: application/json' http://127.0.0.1:8080/pub/demo
   who is in the chat room:  curl http://127.0.0.1:8080/chat/presence/lobby
+  metrics (Prometheus):     curl 'http://127.0.0.1:8081/pubsub_status?format=prometheus'
 
   logs: build/example/logs/error.log     stop: scripts/example.sh stop
 MSG
