@@ -125,6 +125,7 @@ struct StoreRoot {
     ShmSlot* slots[kMaxSlots];
     ShmGroup* groups[kGroupBuckets];
     void* presence;       // PresenceRoot (pubsub/presence.h), made by the glue
+    MsgId lastRemoved;    // newest id of any deleted channel (ids never repeat)
 };
 
 enum class StoreStatus {

@@ -271,7 +271,13 @@ PublishOutcome ShmStore::publish(std::string_view key, const PublishInput& in, i
     auto* m = static_cast<ShmMessage*>(mem);
     m->next = nullptr;
     m->prev = ch->lastId;
-    m->id = nextMsgId(ch->lastId, now);
+    // A channel deleted and made again within the same second must not hand
+    // out its old ids again: a client resuming from one would skip messages.
+    MsgId base = ch->lastId;
+    if (ch->published == 0 && base < root_->lastRemoved) {
+        base = root_->lastRemoved;
+    }
+    m->id = nextMsgId(base, now);
     bool transient = in.maxMessages == 0;
     m->flags = transient ? ShmMessage::kTransient : 0;
     int64_t ttl = transient ? kTransientTtl : in.ttl;
@@ -574,6 +580,9 @@ size_t ShmStore::drain(uint32_t slot, uint64_t* out, size_t max, bool* overflow)
 }
 
 void ShmStore::remove(ShmChannel* ch) {
+    if (root_->lastRemoved < ch->lastId) {
+        root_->lastRemoved = ch->lastId;
+    }
     ShmChannel** pp = &root_->buckets[ch->hash % root_->nbuckets];
     while (*pp != nullptr && *pp != ch) {
         pp = &(*pp)->hnext;

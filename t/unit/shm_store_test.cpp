@@ -814,3 +814,29 @@ TEST_F(ShmStoreTest, ClearReleasesEverythingButTheRoot) {
 }
 
 }  // namespace
+
+// A channel deleted and created again within the same second continues
+// after the ids it had: a client resuming with an old id skips nothing.
+TEST(ShmStoreIds, RecreatedChannelDoesNotReuseIds) {
+    pubsub_test::TestAllocator a;
+    pubsub::StoreRoot* root = pubsub::ShmStore::createRoot(a.shm());
+    ASSERT_NE(root, nullptr);
+    pubsub::ShmStore store(root, a.shm());
+    pubsub::PublishInput in;
+    in.data = "x";
+    pubsub::MsgId old;
+    for (int i = 0; i < 3; i++) {
+        old = store.publish("g/c", in, 1000).message->id;
+    }
+    EXPECT_EQ(old, (pubsub::MsgId{1000, 2}));
+    store.remove(store.find("g/c"));
+    pubsub::PublishOutcome again = store.publish("g/c", in, 1000);
+    ASSERT_EQ(again.status, pubsub::StoreStatus::kOk);
+    EXPECT_GT(again.message->id, old);
+    EXPECT_TRUE(again.message->prev.isNull());
+    // a later second starts at tag 0 as usual
+    store.remove(store.find("g/c"));
+    EXPECT_EQ(store.publish("g/c", in, 1001).message->id, (pubsub::MsgId{1001, 0}));
+    store.clear();
+    pubsub_test::destroyRoot(a, root);
+}
