@@ -100,18 +100,11 @@ static ngx_pubsub_chunked_sub_t *
 ngx_pubsub_chunked_new(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_str_t key)
 {
-    void                      *mem;
     ngx_pubsub_chunked_sub_t  *sub;
 
-    mem = ngx_palloc(r->pool, sizeof(ngx_pubsub_chunked_sub_t));
-    if (mem == NULL) {
-        return NULL;
-    }
-
-    sub = new (mem) ngx_pubsub_chunked_sub_t(r, plcf);
-
-    if (sub->init(key, NGX_PUBSUB_SUB_CHUNKED) != NGX_OK) {
-        sub->~ngx_pubsub_chunked_sub_t();
+    sub = ngx_pubsub_sub_create<ngx_pubsub_chunked_sub_t>(r, plcf, key,
+              NGX_PUBSUB_SUB_CHUNKED);
+    if (sub == NULL) {
         return NULL;
     }
 

@@ -144,20 +144,13 @@ ngx_pubsub_eventsource_start(ngx_http_request_t *r,
     const pubsub::StartSpec &spec)
 {
     ngx_int_t               rc;
-    void                   *mem;
     ngx_pubsub_es_sub_t    *sub;
     pubsub::SubscribeReply  reply;
     pubsub::SubscribeRequest req;
 
-    mem = ngx_palloc(r->pool, sizeof(ngx_pubsub_es_sub_t));
-    if (mem == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    sub = new (mem) ngx_pubsub_es_sub_t(r, plcf);
-
-    if (sub->init(key, NGX_PUBSUB_SUB_EVENTSOURCE) != NGX_OK) {
-        sub->~ngx_pubsub_es_sub_t();
+    sub = ngx_pubsub_sub_create<ngx_pubsub_es_sub_t>(r, plcf, key,
+              NGX_PUBSUB_SUB_EVENTSOURCE);
+    if (sub == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -261,21 +254,14 @@ ngx_pubsub_eventsource_start_multi(ngx_http_request_t *r,
     const std::vector<pubsub::StartSpec> &specs)
 {
     ngx_int_t                                     rc;
-    void                                         *mem;
     ngx_pubsub_es_sub_t                          *sub;
     pubsub::SubscribeReply                        reply;
     std::vector<std::vector<pubsub::MessagePtr>>  backlogs;
     bool                                          gap;
 
-    mem = ngx_palloc(r->pool, sizeof(ngx_pubsub_es_sub_t));
-    if (mem == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    sub = new (mem) ngx_pubsub_es_sub_t(r, plcf);
-
-    if (sub->init(ch->key[0], NGX_PUBSUB_SUB_EVENTSOURCE) != NGX_OK) {
-        sub->~ngx_pubsub_es_sub_t();
+    sub = ngx_pubsub_sub_create<ngx_pubsub_es_sub_t>(r, plcf, ch->key[0],
+              NGX_PUBSUB_SUB_EVENTSOURCE);
+    if (sub == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -253,22 +253,14 @@ ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_uint_t interval)
 {
     ngx_int_t                rc;
-    void                    *mem;
     ngx_pubsub_lp_sub_t     *sub;
     pubsub::SubscribeReply   reply;
     pubsub::SubscribeRequest req;
 
-    mem = ngx_palloc(r->pool, sizeof(ngx_pubsub_lp_sub_t));
-    if (mem == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    sub = new (mem) ngx_pubsub_lp_sub_t(r, plcf);
-
-    if (sub->init(key, interval ? NGX_PUBSUB_SUB_INTERVALPOLL
-                                : NGX_PUBSUB_SUB_LONGPOLL) != NGX_OK)
-    {
-        sub->~ngx_pubsub_lp_sub_t();
+    sub = ngx_pubsub_sub_create<ngx_pubsub_lp_sub_t>(r, plcf, key,
+              interval ? NGX_PUBSUB_SUB_INTERVALPOLL
+                       : NGX_PUBSUB_SUB_LONGPOLL);
+    if (sub == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -340,7 +332,6 @@ ngx_pubsub_longpoll_start_multi(ngx_http_request_t *r,
     const std::vector<pubsub::StartSpec> &specs, ngx_uint_t interval)
 {
     ngx_int_t                                     rc;
-    void                                         *mem;
     ngx_pubsub_lp_sub_t                          *sub;
     pubsub::SubscribeReply                        reply;
     std::vector<std::vector<pubsub::MessagePtr>>  backlogs;
@@ -348,17 +339,10 @@ ngx_pubsub_longpoll_start_multi(ngx_http_request_t *r,
     bool                                          gap, any;
     size_t                                        max;
 
-    mem = ngx_palloc(r->pool, sizeof(ngx_pubsub_lp_sub_t));
-    if (mem == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    sub = new (mem) ngx_pubsub_lp_sub_t(r, plcf);
-
-    if (sub->init(ch->key[0], interval ? NGX_PUBSUB_SUB_INTERVALPOLL
-                                       : NGX_PUBSUB_SUB_LONGPOLL) != NGX_OK)
-    {
-        sub->~ngx_pubsub_lp_sub_t();
+    sub = ngx_pubsub_sub_create<ngx_pubsub_lp_sub_t>(r, plcf, ch->key[0],
+              interval ? NGX_PUBSUB_SUB_INTERVALPOLL
+                       : NGX_PUBSUB_SUB_LONGPOLL);
+    if (sub == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -12,6 +12,7 @@
 #include "ngx_pubsub_presence.h"
 
 #include <memory>
+#include <new>
 #include <string_view>
 #include <vector>
 
@@ -176,6 +177,34 @@ ngx_pubsub_watch_client(ngx_http_request_t *r)
     if (rev->ready || rev->eof) {
         ngx_post_event(rev, &ngx_posted_events);
     }
+}
+
+
+/*
+ * A transport's subscriber T placed in r's pool with its cleanup
+ * registered; NULL when memory is exhausted.
+ */
+template <typename T>
+static inline T *
+ngx_pubsub_sub_create(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_str_t key, ngx_uint_t transport)
+{
+    void  *mem;
+    T     *sub;
+
+    mem = ngx_palloc(r->pool, sizeof(T));
+    if (mem == NULL) {
+        return NULL;
+    }
+
+    sub = new (mem) T(r, plcf);
+
+    if (sub->init(key, transport) != NGX_OK) {
+        sub->~T();
+        return NULL;
+    }
+
+    return sub;
 }
 
 
