@@ -45,8 +45,55 @@ struct PresenceEvent {
 
 // Member options (set by the connection that joined last).
 constexpr uint32_t kPresenceOptEvents = 1;        // deliver join/leave to subscribers
+constexpr uint32_t kPresenceRedisShift = 2;       // bits 2..7: Redis upstream index + 1
+constexpr uint32_t kPresenceRedisMask = 0x3f;
 constexpr uint32_t kPresenceHookShift = 8;        // bits 8..: hook index + 1 (0: none)
 inline uint32_t presenceHookIndex(uint32_t opts) { return opts >> kPresenceHookShift; }
+// 0: the channel's presence is this instance's only (memory store); else the
+// index + 1 of the Redis upstream that holds it cluster-wide.
+inline uint32_t presenceRedisIndex(uint32_t opts) {
+    return (opts >> kPresenceRedisShift) & kPresenceRedisMask;
+}
+
+// Redis mode.  The registry still counts this instance's connections and
+// runs the leave delays, but a channel joined from a Redis location
+// (presenceRedisIndex(opts) != 0) produces no join/leave/online/offline
+// events of its own: every change of this instance's part of the channel is
+// a delta, numbered from one counter of the whole zone, that the glue sends
+// to Redis, where the instances' parts are merged and the cluster-wide
+// events are made (redis_proto.h).
+struct PresenceDelta {
+    std::string channel;
+    uint32_t redis = 0;        // upstream index + 1
+    uint32_t ttlMs = 0;        // pubsub_presence_ttl of the location that joined last
+    uint64_t version = 0;      // from PresenceRoot::redisVersion
+    uint64_t connections = 0;  // the channel's connections on this instance, after
+    uint64_t anonymous = 0;
+    bool member = false;       // false: only the counts changed (an anonymous connection)
+    std::string id;
+    int64_t memberConnections = -1;  // this instance's; 0: in its leave delay; -1: gone
+    std::string info;
+    uint32_t opts = 0;
+};
+using PresenceDeltas = std::vector<PresenceDelta>;
+
+struct PresenceSnapshotMember {
+    std::string id;
+    std::string info;
+    uint64_t connections = 0;
+    uint32_t opts = 0;
+};
+
+// This instance's whole part of one Redis channel, as of `version`.
+struct PresenceChannelSnapshot {
+    std::string channel;
+    uint32_t redis = 0;
+    uint32_t ttlMs = 0;
+    uint64_t version = 0;
+    uint64_t connections = 0;
+    uint64_t anonymous = 0;
+    std::vector<PresenceSnapshotMember> members;
+};
 
 struct PresenceNode {
     PresenceNode* hnext;
@@ -98,6 +145,8 @@ struct PresenceChannel {
     uint64_t anonymous;
     uint64_t nextSeq;
     uint32_t keyLen;
+    uint32_t redis;  // presenceRedisIndex() of the connection that made it
+    uint32_t ttlMs;
     // followed by the key
 
     std::string_view key() const {
@@ -142,8 +191,14 @@ struct PresenceEventRec {
 struct PresenceRoot {
     static constexpr uint32_t kMaxSlots = 1024;  // nginx's NGX_MAX_PROCESSES
     static constexpr uint32_t kRing = 4096;
+    static constexpr size_t kInstanceLen = 24;
     uint32_t magic;
     uint32_t version;
+    // Redis mode: this instance's name in Redis (made with the zone, kept
+    // over reloads), the delta counter, and when the next refresh is due.
+    char instance[kInstanceLen + 1];
+    uint64_t redisVersion;
+    int64_t redisRefreshAt;  // unix ms
     PresenceTable channels;
     PresenceTable members;
     PresenceTable users;
@@ -196,7 +251,7 @@ using PresenceEvents = std::vector<PresenceEvent>;
 class PresenceRegistry {
 public:
     static constexpr uint32_t kMagic = 0x50525331;  // "PRS1"
-    static constexpr uint32_t kVersion = 1;
+    static constexpr uint32_t kVersion = 2;
     static constexpr size_t kMaxIdLength = 1024;
     static constexpr size_t kMaxInfoLength = 16384;
     static constexpr size_t kMaxPage = 1000;
@@ -219,12 +274,21 @@ public:
     // default (every event is returned).
     void setRoutedOnly(bool on) { routedOnly_ = on; }
 
+    // Where the deltas of Redis channels go (nullptr: they are only counted
+    // in the version; the glue always sets it).
+    void setDeltaSink(PresenceDeltas* sink) { deltas_ = sink; }
+
+    // This instance's part of every Redis channel, for the periodic refresh
+    // (false when memory ran out: `out` is then incomplete).
+    bool redisSnapshot(std::vector<PresenceChannelSnapshot>* out) const;
+
     // Adds a connection of `id` (empty: anonymous) to channel `key`, held by
     // the worker in `slot`.  nullptr when memory is exhausted (or the slot,
     // id or info is out of range): nothing changed.
+    // `ttlMs` matters in Redis mode only (see PresenceDelta).
     PresenceConn* join(std::string_view key, std::string_view id, std::string_view info,
                        uint32_t slot, uint32_t opts, uint32_t leaveDelayMs, int64_t nowMs,
-                       PresenceEvents* events);
+                       PresenceEvents* events, uint32_t ttlMs = 0);
 
     // Removes a connection.  The member's last connection starts its leave
     // delay (a delay of 0 leaves at once).
@@ -273,10 +337,12 @@ private:
     void emit(PresenceEventType type, std::string_view key, std::string_view id,
               std::string_view info, uint32_t opts, PresenceEvents* events);
     bool setInfo(PresenceMember* m, std::string_view info);
+    void delta(PresenceChannel* ch, const PresenceMember* m, int64_t memberConns);
 
     PresenceRoot* root_;
     ShmAllocator alloc_;
     bool routedOnly_ = false;
+    PresenceDeltas* deltas_ = nullptr;
 };
 
 // Cursor text of a member position: "<seq>.<hash>" (decimal, hex).

@@ -199,6 +199,9 @@ PresenceUser* PresenceRegistry::findUser(std::string_view id) const {
 void PresenceRegistry::emit(PresenceEventType type, std::string_view key, std::string_view id,
                             std::string_view info, uint32_t opts, PresenceEvents* events) {
     root_->events++;
+    if (presenceRedisIndex(opts) != 0) {
+        return;  // Redis makes this channel's events (see PresenceDelta)
+    }
     bool ring = (opts & kPresenceOptEvents) != 0 &&
                 (type == PresenceEventType::kJoin || type == PresenceEventType::kLeave);
     if (ring) {
@@ -306,7 +309,7 @@ bool PresenceRegistry::setInfo(PresenceMember* m, std::string_view info) {
 PresenceConn* PresenceRegistry::join(std::string_view key, std::string_view id,
                                      std::string_view info, uint32_t slot, uint32_t opts,
                                      uint32_t leaveDelayMs, int64_t nowMs,
-                                     PresenceEvents* events) {
+                                     PresenceEvents* events, uint32_t ttlMs) {
     if (slot >= PresenceRoot::kMaxSlots || id.size() > kMaxIdLength ||
         info.size() > kMaxInfoLength || key.size() > UINT32_MAX) {
         return nullptr;
@@ -329,6 +332,7 @@ PresenceConn* PresenceRegistry::join(std::string_view key, std::string_view id,
         ch = static_cast<PresenceChannel*>(mem);
         ch->node.hash = fnv(kFnvBasis, key);
         ch->keyLen = static_cast<uint32_t>(key.size());
+        ch->redis = presenceRedisIndex(opts);
         put(reinterpret_cast<char*>(ch + 1), key);
         insert(&root_->channels, &ch->node);
         newChannel = true;
@@ -435,6 +439,10 @@ PresenceConn* PresenceRegistry::join(std::string_view key, std::string_view id,
     }
     root_->slotHead[slot] = conn;
     root_->slotConns[slot]++;
+    if (ttlMs != 0) {
+        ch->ttlMs = ttlMs;
+    }
+    delta(ch, m, m != nullptr ? static_cast<int64_t>(m->connections) : 0);
     return conn;
 
 nomem:
@@ -492,6 +500,7 @@ void PresenceRegistry::removeMember(PresenceMember* m, PresenceEvents* events) {
     ch->members--;
     u->channels--;
     root_->totalMembers--;
+    delta(ch, m, -1);
 
     emit(PresenceEventType::kLeave, ch->key(), m->id(), m->infoJson(), m->opts, events);
     if (u->channels == 0) {
@@ -527,16 +536,19 @@ void PresenceRegistry::removeConn(PresenceConn* conn, int64_t nowMs, PresenceEve
     root_->totalConnections--;
     if (m == nullptr) {
         ch->anonymous--;
+        delta(ch, nullptr, 0);
         maybeFreeChannel(ch);
         return;
     }
     if (--m->connections > 0) {
+        delta(ch, m, static_cast<int64_t>(m->connections));
         return;
     }
     if (delay == 0) {
         removeMember(m, events);
         return;
     }
+    delta(ch, m, 0);
     m->leaveAt = nowMs + delay;
     m->lprev = nullptr;
     m->lnext = root_->leavingHead;
@@ -585,6 +597,70 @@ void PresenceRegistry::expire(int64_t nowMs, PresenceEvents* events) {
         }
         m = next;
     }
+}
+
+// ---------------------------------------------------------------- Redis
+
+void PresenceRegistry::delta(PresenceChannel* ch, const PresenceMember* m, int64_t memberConns) {
+    if (ch->redis == 0) {
+        return;
+    }
+    uint64_t version = ++root_->redisVersion;
+    if (deltas_ == nullptr) {
+        return;
+    }
+    try {
+        PresenceDelta d;
+        d.channel.assign(ch->key());
+        d.redis = ch->redis;
+        d.ttlMs = ch->ttlMs;
+        d.version = version;
+        d.connections = ch->connections;
+        d.anonymous = ch->anonymous;
+        if (m != nullptr) {
+            d.member = true;
+            d.id.assign(m->id());
+            d.memberConnections = memberConns;
+            d.info.assign(m->infoJson());
+            d.opts = m->opts;
+        }
+        deltas_->push_back(std::move(d));
+    } catch (...) {
+        root_->eventsDropped++;  // the next refresh sends the whole state
+    }
+}
+
+bool PresenceRegistry::redisSnapshot(std::vector<PresenceChannelSnapshot>* out) const {
+    try {
+        for (uint64_t b = 0; b < root_->channels.nbuckets; b++) {
+            for (PresenceNode* n = root_->channels.buckets[b]; n != nullptr; n = n->hnext) {
+                auto* ch = reinterpret_cast<const PresenceChannel*>(n);
+                if (ch->redis == 0) {
+                    continue;
+                }
+                PresenceChannelSnapshot s;
+                s.channel.assign(ch->key());
+                s.redis = ch->redis;
+                s.ttlMs = ch->ttlMs;
+                s.version = root_->redisVersion;
+                s.connections = ch->connections;
+                s.anonymous = ch->anonymous;
+                s.members.reserve(ch->members);
+                for (const PresenceMember* m = ch->head; m != nullptr; m = m->next) {
+                    PresenceSnapshotMember sm;
+                    sm.id.assign(m->id());
+                    sm.info.assign(m->infoJson());
+                    sm.connections = m->connections;
+                    sm.opts = m->opts;
+                    s.members.push_back(std::move(sm));
+                }
+                out->push_back(std::move(s));
+            }
+        }
+    } catch (...) {
+        return false;
+    }
+    return true;
 }
 
 // ---------------------------------------------------------------- queries

@@ -432,3 +432,97 @@ TEST(PresenceHub, EventsReachEverySubscriberOfTheChannelOnly) {
 }
 
 }  // namespace
+
+// ------------------------------------------------------------ Redis mode
+
+namespace {
+
+constexpr uint32_t kRedisOpts = 1u << pubsub::kPresenceRedisShift;  // upstream 0
+
+std::vector<std::string> describe(const pubsub::PresenceDeltas& ds) {
+    std::vector<std::string> out;
+    for (const auto& d : ds) {
+        std::string s = d.channel + " v" + std::to_string(d.version) + " c" +
+                        std::to_string(d.connections) + " a" + std::to_string(d.anonymous);
+        if (d.member) {
+            s += " " + d.id + "=" + std::to_string(d.memberConnections);
+        }
+        out.push_back(s);
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_F(PresenceTest, RedisChannelsMakeDeltasNotEvents) {
+    pubsub::PresenceDeltas deltas;
+    reg->setDeltaSink(&deltas);
+    auto* a1 = reg->join("g/r", "alice", "{}", 0, kRedisOpts, 1000, now, &events, 4000);
+    auto* a2 = reg->join("g/r", "alice", "{}", 1, kRedisOpts, 1000, now, &events, 4000);
+    auto* anon = reg->join("g/r", "", "", 0, kRedisOpts, 1000, now, &events, 4000);
+    ASSERT_TRUE(a1 && a2 && anon);
+    EXPECT_TRUE(events.empty()) << "Redis makes a Redis channel's events";
+    EXPECT_EQ(describe(deltas),
+              (Strings{"g/r v1 c1 a0 alice=1", "g/r v2 c2 a0 alice=2", "g/r v3 c3 a1"}));
+    EXPECT_EQ(deltas[0].redis, 1u);
+    EXPECT_EQ(deltas[0].ttlMs, 4000u);
+    EXPECT_EQ(deltas[0].info, "{}");
+    deltas.clear();
+
+    reg->leave(anon, now, &events);
+    reg->leave(a1, now, &events);
+    reg->leave(a2, now, &events);  // leave delay starts: still a member, 0 connections here
+    EXPECT_EQ(describe(deltas),
+              (Strings{"g/r v4 c2 a0", "g/r v5 c1 a0 alice=1", "g/r v6 c0 a0 alice=0"}));
+    deltas.clear();
+
+    now += 1000;
+    reg->expire(now, &events);
+    EXPECT_EQ(describe(deltas), (Strings{"g/r v7 c0 a0 alice=-1"}));
+    EXPECT_TRUE(events.empty());
+    EXPECT_FALSE(reg->stats("g/r").found);
+}
+
+TEST_F(PresenceTest, MemoryChannelsStillMakeEventsBesideRedisOnes) {
+    pubsub::PresenceDeltas deltas;
+    reg->setDeltaSink(&deltas);
+    ASSERT_NE(reg->join("g/r", "bob", "", 0, kRedisOpts, 0, now, &events, 4000), nullptr);
+    ASSERT_NE(join("g/m", "carol"), nullptr);
+    EXPECT_EQ(take(), (Strings{"online  carol", "join g/m carol"}));
+    EXPECT_EQ(deltas.size(), 1u);
+}
+
+TEST_F(PresenceTest, RedisSnapshotHoldsEveryMemberAndTheCurrentVersion) {
+    pubsub::PresenceDeltas deltas;
+    reg->setDeltaSink(&deltas);
+    auto* c = reg->join("g/r", "alice", "{\"a\":1}", 0, kRedisOpts, 5000, now, &events, 4000);
+    ASSERT_NE(reg->join("g/r", "bob", "", 2, kRedisOpts, 5000, now, &events, 4000), nullptr);
+    ASSERT_NE(reg->join("g/r", "", "", 2, kRedisOpts, 5000, now, &events, 4000), nullptr);
+    ASSERT_NE(join("g/m", "carol"), nullptr);  // memory: not in the snapshot
+    reg->leave(c, now, &events);               // alice: leaving, still listed with 0
+    std::vector<pubsub::PresenceChannelSnapshot> snap;
+    ASSERT_TRUE(reg->redisSnapshot(&snap));
+    ASSERT_EQ(snap.size(), 1u);
+    EXPECT_EQ(snap[0].channel, "g/r");
+    EXPECT_EQ(snap[0].version, deltas.back().version);
+    EXPECT_EQ(snap[0].connections, 2u);
+    EXPECT_EQ(snap[0].anonymous, 1u);
+    EXPECT_EQ(snap[0].ttlMs, 4000u);
+    ASSERT_EQ(snap[0].members.size(), 2u);
+    EXPECT_EQ(snap[0].members[0].id, "alice");
+    EXPECT_EQ(snap[0].members[0].connections, 0u);
+    EXPECT_EQ(snap[0].members[0].info, "{\"a\":1}");
+    EXPECT_EQ(snap[0].members[1].id, "bob");
+    EXPECT_EQ(snap[0].members[1].connections, 1u);
+}
+
+TEST_F(PresenceTest, DeadWorkerSlotMakesDeltasForItsConnections) {
+    pubsub::PresenceDeltas deltas;
+    reg->setDeltaSink(&deltas);
+    ASSERT_NE(reg->join("g/r", "alice", "", 3, kRedisOpts, 0, now, &events, 4000), nullptr);
+    ASSERT_NE(reg->join("g/r", "bob", "", 3, kRedisOpts, 0, now, &events, 4000), nullptr);
+    deltas.clear();
+    EXPECT_EQ(reg->removeWorkerConnections(3, now, &events), 2u);
+    EXPECT_EQ(describe(deltas), (Strings{"g/r v3 c1 a0 bob=-1", "g/r v4 c0 a0 alice=-1"}));
+    EXPECT_TRUE(events.empty());
+}
