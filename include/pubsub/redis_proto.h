@@ -47,7 +47,7 @@ const Script& publishScript();
 // fetch: KEYS[1]=tag; ARGV after id ("" for everything stored).
 //   -> {found, lastId, published, skipped, id1, prev1, ct1, ev1, data1, ...}
 const Script& fetchScript();
-// info: KEYS[1]=tag -> {found, lastId, messages, subscribers, lastSeen}
+// info: KEYS[1]=tag -> {found, lastId, messages, subscribers, lastSeen, presence members}
 const Script& infoScript();
 // delete: KEYS[1]=tag; ARGV "S"|"" -> like info (found 0: nothing deleted); publishes "D".
 const Script& deleteScript();
@@ -55,6 +55,8 @@ const Script& deleteScript();
 const Script& subsScript();
 
 std::string sha1Hex(std::string_view text);
+// A script of `text` with its SHA1.
+Script scriptFrom(const char* name, std::string text);
 
 // What a channel holds (the fetch script's reply).
 struct Snapshot {

@@ -23,6 +23,7 @@
 #include <hiredis/hiredis.h>
 
 #include "pubsub/hub.h"
+#include "pubsub/presence.h"
 #include "pubsub/redis_proto.h"
 #include "pubsub/store.h"
 
@@ -52,6 +53,9 @@ struct RedisStoreStats {
     uint64_t published = 0;
     uint64_t fetches = 0;       // history reads to fill a hole in the live stream
     uint64_t liveMessages = 0;  // received on the pubsub connection
+    uint64_t presenceUpdates = 0;  // deltas and snapshots sent
+    uint64_t presenceErrors = 0;   // presence scripts that failed
+    uint64_t presenceSwept = 0;    // channels of dead instances swept
 };
 
 class RedisStore final : public Store {
@@ -93,6 +97,30 @@ public:
     // count stays valid in Redis without a refresh.
     void tick();
 
+    // Presence (redis_presence.h).  Events whose script ran from this
+    // worker go to the hook: join and leave, then online and offline from
+    // the user's key.  Nothing waits for the replies of delta and refresh.
+    using PresenceHookFn = std::function<void(const PresenceEvent&)>;
+    using PresenceStatsCallback = std::function<void(StoreResult, const PresenceStats&)>;
+    using PresencePageCallback = std::function<void(StoreResult, PresencePage&&)>;
+    using PresenceUserCallback = std::function<void(StoreResult, PresenceUserState&&)>;
+
+    void setPresenceHook(PresenceHookFn fn) { presenceHook_ = std::move(fn); }
+    // `validMs`: how long this instance's part stays without a refresh.
+    void presenceDelta(const std::string& instance, const PresenceDelta& d, uint64_t validMs);
+    // The instance's whole part of each channel, its beat, and the sweep of
+    // the channels of instances whose beat is older than `graceMs` past
+    // their validity.
+    void presenceRefresh(const std::string& instance,
+                         const std::vector<PresenceChannelSnapshot>& channels, uint64_t validMs,
+                         uint64_t graceMs);
+    void presenceStats(std::string_view key, PresenceStatsCallback cb);
+    // `cursor` as presencePage gave it ("" for the first page); a bad one
+    // answers kNotFound.
+    void presencePage(std::string_view key, size_t limit, std::string_view cursor,
+                      PresencePageCallback cb);
+    void presenceUser(std::string_view id, PresenceUserCallback cb);
+
     Hub& hub() { return hub_; }
     const RedisStoreStats& stats() const { return stats_; }
     size_t localChannels() const { return chans_.size(); }
@@ -114,6 +142,11 @@ private:
 
     bool eval(const redis::Script& s, std::string_view key, std::vector<std::string> args,
               RedisLink::ReplyFn cb);
+    // With the key as is (not a channel's tag).
+    bool evalKey(const redis::Script& s, std::string key, std::vector<std::string> args,
+                 RedisLink::ReplyFn cb);
+    void presenceEvents(const std::string& key, const redisReply* r);
+    void presenceSweep(const std::string& instance, const redisReply* dead);
     ChanPtr chan(std::string_view key, bool create);
     void addLocal(const std::string& key);
     void dropLocal(const std::string& key);
@@ -130,6 +163,7 @@ private:
     RedisStoreStats stats_;
     unsigned ticks_ = 0;
     std::shared_ptr<bool> alive_;
+    PresenceHookFn presenceHook_;
 };
 
 }  // namespace pubsub

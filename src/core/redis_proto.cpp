@@ -138,7 +138,7 @@ end
 prune(tag)
 local h = redis.call('HMGET', tag, 'lt', 'lg', 'ls')
 return {1, lastid(h[1], h[2]), redis.call('LLEN', tag .. ':ids'), subcount(tag, now),
-        tonumber(h[3]) or -1}
+        tonumber(h[3]) or -1, redis.call('ZCARD', tag .. ':pz')}
 )LUA";
 
 const char* const kLuaDelete = R"LUA(
@@ -180,11 +180,7 @@ return 1
 )LUA";
 
 Script makeScript(const char* name, const char* body) {
-    Script s;
-    s.name = name;
-    s.text = std::string(kLuaCommon) + body;
-    s.sha = sha1Hex(s.text);
-    return s;
+    return scriptFrom(name, std::string(kLuaCommon) + body);
 }
 
 std::string_view str(const redisReply* r) {
@@ -299,6 +295,14 @@ bool keyFromPubsubName(std::string_view name, std::string* key) {
         i += 2;
     }
     return true;
+}
+
+Script scriptFrom(const char* name, std::string text) {
+    Script s;
+    s.name = name;
+    s.text = std::move(text);
+    s.sha = sha1Hex(s.text);
+    return s;
 }
 
 std::string sha1Hex(std::string_view text) {
@@ -418,7 +422,14 @@ bool parseInfo(const redisReply* r, ChannelInfo* out, std::string* reason) {
     if (found == 0) {
         return true;
     }
-    return parseInfoArray(r, 1, out, reason);
+    if (!parseInfoArray(r, 1, out, reason)) {
+        return false;
+    }
+    long long members = 0;
+    if (r->elements > 5 && toInt(r->element[5], &members) && members > 0) {
+        out->presence = static_cast<uint64_t>(members);  // Redis presence members
+    }
+    return true;
 }
 
 bool parsePublish(const redisReply* r, PublishReply* out, std::string* reason) {

@@ -1,5 +1,7 @@
 #include "pubsub/redis_store.h"
 
+#include "pubsub/redis_presence.h"
+
 #include <new>
 #include <utility>
 
@@ -28,12 +30,17 @@ RedisStore::~RedisStore() {
 // EVALSHA, and EVAL with the script's text when Redis does not know it yet.
 bool RedisStore::eval(const redis::Script& s, std::string_view key, std::vector<std::string> args,
                       RedisLink::ReplyFn cb) {
+    return evalKey(s, redis::channelTag(key), std::move(args), std::move(cb));
+}
+
+bool RedisStore::evalKey(const redis::Script& s, std::string key, std::vector<std::string> args,
+                         RedisLink::ReplyFn cb) {
     std::vector<std::string> cmd;
     cmd.reserve(args.size() + 4);
     cmd.emplace_back("EVALSHA");
     cmd.push_back(s.sha);
     cmd.emplace_back("1");
-    cmd.push_back(redis::channelTag(key));
+    cmd.push_back(std::move(key));
     for (auto& a : args) {
         cmd.push_back(std::move(a));
     }
@@ -368,6 +375,14 @@ void RedisStore::onMessage(std::string_view channel, std::string_view payload) {
         return;
     }
     stats_.liveMessages++;
+    if (!payload.empty() && (payload[0] == 'J' || payload[0] == 'L')) {
+        PresenceEvent ev;
+        std::string why;
+        if (redis::parsePresenceLive(payload, key, &ev, &why)) {
+            hub_.presenceEvent(key, ev);
+        }
+        return;
+    }
     redis::Live live;
     std::string reason;
     if (!redis::parseLive(payload, &live, &reason)) {

@@ -1,0 +1,283 @@
+// RedisStore: presence in Redis mode (see redis_presence.h for the keys and
+// scripts, docs/redis.md "Presence" for the design).
+
+#include <new>
+#include <utility>
+
+#include "pubsub/redis_presence.h"
+#include "pubsub/redis_store.h"
+
+namespace pubsub {
+
+namespace {
+
+constexpr size_t kMaxSweep = 16;  // dead instances handled per refresh
+
+std::string num(uint64_t v) {
+    return std::to_string(v);
+}
+
+}  // namespace
+
+// Join and leave made by a script of this worker: the hook, then the user.
+void RedisStore::presenceEvents(const std::string& key, const redisReply* r) {
+    PresenceEvents evs;
+    std::string reason;
+    if (r == nullptr || !redis::parsePresenceEvents(r, key, &evs, &reason)) {
+        stats_.presenceErrors++;
+        return;  // the next refresh sends this instance's part again
+    }
+    for (PresenceEvent& ev : evs) {
+        if (presenceHook_) {
+            presenceHook_(ev);
+        }
+        bool join = ev.type == PresenceEventType::kJoin;
+        auto alive = alive_;
+        auto userEv = std::make_shared<PresenceEvent>(std::move(ev));
+        userEv->type = join ? PresenceEventType::kOnline : PresenceEventType::kOffline;
+        (void)evalKey(redis::presenceUserScript(), redis::userKey(userEv->id),
+                      {join ? "+" : "-", key}, [this, alive, userEv](const redisReply* u) {
+                          if (!*alive) {
+                              return;
+                          }
+                          if (u == nullptr || u->type != REDIS_REPLY_INTEGER) {
+                              stats_.presenceErrors++;
+                              return;
+                          }
+                          if (u->integer == 1 && presenceHook_) {
+                              userEv->channel.clear();
+                              presenceHook_(*userEv);
+                          }
+                      });
+    }
+}
+
+void RedisStore::presenceDelta(const std::string& instance, const PresenceDelta& d,
+                               uint64_t validMs) {
+    if (!link_->ready()) {
+        return;  // the refresh after the reconnect sends the whole part
+    }
+    std::vector<std::string> args;
+    args.reserve(11);
+    args.push_back(instance);
+    args.emplace_back("d");
+    args.push_back(num(d.version));
+    args.push_back(num(validMs));
+    args.push_back(num(d.connections));
+    args.push_back(num(d.anonymous));
+    args.emplace_back(link_->sharded() ? "S" : "");
+    if (d.member) {
+        args.push_back(d.id);
+        args.push_back(std::to_string(d.memberConnections));
+        args.push_back(d.info);
+        args.push_back(num(d.opts));
+    }
+    auto alive = alive_;
+    std::string key = d.channel;
+    stats_.presenceUpdates++;
+    (void)eval(redis::presenceUpdateScript(), key, std::move(args),
+               [this, alive, key](const redisReply* r) {
+                   if (*alive) {
+                       presenceEvents(key, r);
+                   }
+               });
+    if (d.member && d.memberConnections == 1) {
+        // the sweep finds this channel if the instance dies before its refresh
+        (void)evalKey(redis::presenceChannelsScript(), redis::instanceChannelsKey(instance),
+                      {num(validMs * 4 + 60000), "add", key}, [](const redisReply*) {});
+    }
+}
+
+void RedisStore::presenceRefresh(const std::string& instance,
+                                 const std::vector<PresenceChannelSnapshot>& channels,
+                                 uint64_t validMs, uint64_t graceMs) {
+    if (!link_->ready()) {
+        return;
+    }
+    auto alive = alive_;
+    std::vector<std::string> keys{num(validMs * 4 + 60000), "replace"};
+    for (const PresenceChannelSnapshot& c : channels) {
+        std::vector<std::string> args;
+        args.reserve(7 + 4 * c.members.size());
+        args.push_back(instance);
+        args.emplace_back("s");
+        args.push_back(num(c.version));
+        args.push_back(num(validMs));
+        args.push_back(num(c.connections));
+        args.push_back(num(c.anonymous));
+        args.emplace_back(link_->sharded() ? "S" : "");
+        for (const PresenceSnapshotMember& m : c.members) {
+            args.push_back(m.id);
+            args.push_back(num(m.connections));
+            args.push_back(m.info);
+            args.push_back(num(m.opts));
+        }
+        keys.push_back(c.channel);
+        std::string key = c.channel;
+        stats_.presenceUpdates++;
+        (void)eval(redis::presenceUpdateScript(), key, std::move(args),
+                   [this, alive, key](const redisReply* r) {
+                       if (*alive) {
+                           presenceEvents(key, r);
+                       }
+                   });
+    }
+    (void)evalKey(redis::presenceChannelsScript(), redis::instanceChannelsKey(instance),
+                  std::move(keys), [](const redisReply*) {});
+    (void)evalKey(redis::presenceBeatScript(), redis::instancesKey(),
+                  {instance, num(validMs), num(graceMs), num(kMaxSweep)},
+                  [this, alive, instance](const redisReply* r) {
+                      if (*alive) {
+                          presenceSweep(instance, r);
+                      }
+                  });
+}
+
+// The channels of each dead instance are reaped (each leave happens in the
+// one script run that removes the member's last part), then the instance
+// is forgotten.  Several instances may sweep the same dead one at once:
+// the scripts make that harmless.
+void RedisStore::presenceSweep(const std::string& instance, const redisReply* dead) {
+    if (dead == nullptr || dead->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+    auto alive = alive_;
+    for (size_t i = 0; i < dead->elements; i++) {
+        const redisReply* e = dead->element[i];
+        if (e == nullptr || e->type != REDIS_REPLY_STRING) {
+            continue;
+        }
+        std::string other(e->str, e->len);
+        if (other == instance) {
+            continue;  // this one is alive: its validity is renewed by the beat
+        }
+        std::string setKey = redis::instanceChannelsKey(other);
+        (void)link_->command(
+            {"SMEMBERS", setKey}, [this, alive, other, setKey](const redisReply* r) {
+                if (!*alive || r == nullptr || r->type != REDIS_REPLY_ARRAY) {
+                    return;
+                }
+                auto left = std::make_shared<size_t>(r->elements + 1);
+                auto failed = std::make_shared<bool>(false);
+                auto finish = [this, alive, other, setKey, left, failed]() {
+                    if (--*left != 0 || *failed || !*alive) {
+                        return;
+                    }
+                    (void)link_->command({"DEL", setKey}, [](const redisReply*) {});
+                    (void)link_->command({"ZREM", redis::instancesKey(), other},
+                                         [](const redisReply*) {});
+                };
+                for (size_t j = 0; j < r->elements; j++) {
+                    const redisReply* k = r->element[j];
+                    if (k == nullptr || k->type != REDIS_REPLY_STRING) {
+                        finish();
+                        continue;
+                    }
+                    std::string key(k->str, k->len);
+                    stats_.presenceSwept++;
+                    bool sent = eval(redis::presenceReapScript(), key,
+                                     {link_->sharded() ? "S" : ""},
+                                     [this, alive, key, finish, failed](const redisReply* rr) {
+                                         if (!*alive) {
+                                             return;
+                                         }
+                                         if (rr == nullptr || rr->type != REDIS_REPLY_ARRAY) {
+                                             *failed = true;
+                                         } else {
+                                             presenceEvents(key, rr);
+                                         }
+                                         finish();
+                                     });
+                    if (!sent) {
+                        *failed = true;
+                        finish();
+                    }
+                }
+                finish();
+            });
+    }
+}
+
+void RedisStore::presenceStats(std::string_view key, PresenceStatsCallback cb) {
+    auto shared = std::make_shared<PresenceStatsCallback>(std::move(cb));
+    auto alive = alive_;
+    std::string k(key);
+    bool sent = link_->ready() &&
+                eval(redis::presenceStatsScript(), key, {link_->sharded() ? "S" : ""},
+                     [this, alive, shared, k](const redisReply* r) {
+                         PresenceStats st;
+                         std::string reason;
+                         if (r == nullptr) {
+                             (*shared)(StoreResult::kUnavailable, st);
+                             return;
+                         }
+                         if (!redis::parsePresenceStats(r, &st, &reason)) {
+                             (*shared)(StoreResult::kError, st);
+                             return;
+                         }
+                         if (*alive) {
+                             presenceEvents(k, r);
+                         }
+                         (*shared)(StoreResult::kOk, st);
+                     });
+    if (!sent) {
+        (*shared)(StoreResult::kUnavailable, PresenceStats());
+    }
+}
+
+void RedisStore::presencePage(std::string_view key, size_t limit, std::string_view cursor,
+                              PresencePageCallback cb) {
+    uint64_t after = 0;
+    if (!cursor.empty() && !redis::parsePresenceListCursor(cursor, &after)) {
+        cb(StoreResult::kNotFound, PresencePage());
+        return;
+    }
+    auto shared = std::make_shared<PresencePageCallback>(std::move(cb));
+    auto alive = alive_;
+    std::string k(key);
+    bool sent = link_->ready() &&
+                eval(redis::presenceListScript(), key,
+                     {link_->sharded() ? "S" : "", cursor.empty() ? std::string() : num(after),
+                      num(limit)},
+                     [this, alive, shared, k](const redisReply* r) {
+                         PresencePage page;
+                         std::string reason;
+                         if (r == nullptr) {
+                             (*shared)(StoreResult::kUnavailable, std::move(page));
+                             return;
+                         }
+                         if (!redis::parsePresenceList(r, &page, &reason)) {
+                             (*shared)(StoreResult::kError, PresencePage());
+                             return;
+                         }
+                         if (*alive) {
+                             presenceEvents(k, r);
+                         }
+                         (*shared)(StoreResult::kOk, std::move(page));
+                     });
+    if (!sent) {
+        (*shared)(StoreResult::kUnavailable, PresencePage());
+    }
+}
+
+void RedisStore::presenceUser(std::string_view id, PresenceUserCallback cb) {
+    auto shared = std::make_shared<PresenceUserCallback>(std::move(cb));
+    bool sent = link_->ready() &&
+                evalKey(redis::presenceUserGetScript(), redis::userKey(id), {},
+                        [shared](const redisReply* r) {
+                            PresenceUserState st;
+                            std::string reason;
+                            if (r == nullptr) {
+                                (*shared)(StoreResult::kUnavailable, std::move(st));
+                            } else if (!redis::parsePresenceUser(r, &st, &reason)) {
+                                (*shared)(StoreResult::kError, PresenceUserState());
+                            } else {
+                                (*shared)(StoreResult::kOk, std::move(st));
+                            }
+                        });
+    if (!sent) {
+        (*shared)(StoreResult::kUnavailable, PresenceUserState());
+    }
+}
+
+}  // namespace pubsub
