@@ -613,6 +613,21 @@ ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
+    if (conf->presence_ttl < 1000 || conf->presence_ttl > 24 * 3600 * 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_presence_ttl must be from 1s to 24h");
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    if (conf->presence && conf->redis) {
+        /* the upstream refreshes presence at the pace of its least ttl */
+        auto *up = static_cast<ngx_pubsub_redis_upstream_t *>(conf->redis);
+        if (!up->presence || conf->presence_ttl < up->presence_ttl) {
+            up->presence_ttl = conf->presence_ttl;
+        }
+        up->presence = 1;
+    }
+
     if (conf->roles) {
         conf->pub_roles = conf->roles & NGX_PUBSUB_PUB_ALL;
         conf->sub_roles = conf->roles & NGX_PUBSUB_SUB_ALL;

@@ -12,14 +12,18 @@
 
 #include "ngx_pubsub_presence.h"
 #include "ngx_pubsub_hooks.h"
+#include "ngx_pubsub_redis.h"
 
 #include <signal.h>
 
+#include <functional>
+#include <memory>
 #include <new>
 #include <string>
 #include <vector>
 
 #include "pubsub/json.h"
+#include "pubsub/redis_store.h"
 
 
 #define NGX_PUBSUB_PRESENCE_TICK      100    /* ms: ring read */
@@ -69,7 +73,10 @@ ngx_pubsub_presence_allocator(ngx_slab_pool_t *shpool)
 }
 
 
-/* a lock held for a scope, with the registry */
+/*
+ * A lock held for a scope, with the registry.  The deltas of Redis
+ * channels made meanwhile are sent to Redis after unlocking.
+ */
 class ngx_pubsub_presence_locked_t {
 public:
     ngx_pubsub_presence_locked_t()
@@ -78,15 +85,29 @@ public:
     {
         /* events go to the ring and hooks only: build no others */
         reg.setRoutedOnly(true);
+        reg.setDeltaSink(&deltas);
         ngx_shmtx_lock(&ngx_pubsub_presence_shpool->mutex);
     }
 
     ~ngx_pubsub_presence_locked_t()
     {
         ngx_shmtx_unlock(&ngx_pubsub_presence_shpool->mutex);
+
+        if (deltas.empty()) {
+            return;
+        }
+
+        try {
+            ngx_pubsub_redis_presence_deltas(deltas,
+                                             ngx_pubsub_presence_root->instance);
+
+        } catch (...) {
+            /* the next refresh sends this instance's whole part */
+        }
     }
 
     pubsub::PresenceRegistry  reg;
+    pubsub::PresenceDeltas    deltas;
 };
 
 
@@ -122,6 +143,16 @@ ngx_pubsub_presence_init_zone(ngx_slab_pool_t *shpool, pubsub::StoreRoot *root,
         proot = pubsub::PresenceRegistry::createRoot(
                     ngx_pubsub_presence_allocator(shpool), 256);
         root->presence = proot;
+
+        if (proot) {
+            /* this instance's name in Redis, for the zone's lifetime */
+            ngx_snprintf(reinterpret_cast<u_char *>(proot->instance),
+                         pubsub::PresenceRoot::kInstanceLen,
+                         "%08xD%08xD%08xD",
+                         (uint32_t) ngx_time(),
+                         (uint32_t) (ngx_random() ^ (ngx_pid << 16)),
+                         (uint32_t) ngx_random());
+        }
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -136,30 +167,22 @@ ngx_pubsub_presence_init_zone(ngx_slab_pool_t *shpool, pubsub::StoreRoot *root,
 }
 
 
-/* hooks, and a wake-up for the ring; after unlocking */
-static void
-ngx_pubsub_presence_dispatch(pubsub::PresenceEvents &evs)
+/* the presence hook of an event (this instance made it) */
+void
+ngx_pubsub_presence_hook_event(const pubsub::PresenceEvent &ev)
 {
-    ngx_uint_t  ring = 0;
     ngx_str_t   body, pid, chid;
+    ngx_uint_t  index = pubsub::presenceHookIndex(ev.opts);
 
-    for (const pubsub::PresenceEvent &ev : evs) {
-        if ((ev.opts & pubsub::kPresenceOptEvents)
-            && (ev.type == pubsub::PresenceEventType::kJoin
-                || ev.type == pubsub::PresenceEventType::kLeave))
-        {
-            ring = 1;
-        }
+    if (index == 0) {
+        return;
+    }
 
-        ngx_uint_t index = pubsub::presenceHookIndex(ev.opts);
-        if (index == 0) {
-            continue;
-        }
-
+    {
         std::string_view id = ngx_pubsub_presence_channel_id(ev.channel);
         std::string json = pubsub::presenceEventJson(ev, id);
         if (json.empty()) {
-            continue;
+            return;
         }
 
         /* hooks also learn when: requests may arrive out of order */
@@ -176,6 +199,25 @@ ngx_pubsub_presence_dispatch(pubsub::PresenceEvents &evs)
         chid.len = id.size();
 
         (void) ngx_pubsub_hook_presence(index, body, pid, chid);
+    }
+}
+
+
+/* hooks, and a wake-up for the ring; after unlocking */
+static void
+ngx_pubsub_presence_dispatch(pubsub::PresenceEvents &evs)
+{
+    ngx_uint_t  ring = 0;
+
+    for (const pubsub::PresenceEvent &ev : evs) {
+        if ((ev.opts & pubsub::kPresenceOptEvents)
+            && (ev.type == pubsub::PresenceEventType::kJoin
+                || ev.type == pubsub::PresenceEventType::kLeave))
+        {
+            ring = 1;
+        }
+
+        ngx_pubsub_presence_hook_event(ev);
     }
 
     if (ring && !ngx_pubsub_presence_ring_ev.posted
@@ -336,6 +378,8 @@ ngx_pubsub_presence_join(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     opts = plcf->presence_events ? pubsub::kPresenceOptEvents : 0;
     opts |= static_cast<uint32_t>(ngx_pubsub_presence_hook_index(r))
             << pubsub::kPresenceHookShift;
+    opts |= static_cast<uint32_t>(ngx_pubsub_redis_index(plcf))
+            << pubsub::kPresenceRedisShift;
 
     {
         ngx_pubsub_presence_locked_t  l;
@@ -343,7 +387,8 @@ ngx_pubsub_presence_join(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         conn = l.reg.join(ngx_pubsub_sv(key), id, info,
                           static_cast<uint32_t>(ngx_process_slot), opts,
                           static_cast<uint32_t>(plcf->presence_leave_delay),
-                          ngx_pubsub_presence_now(), &evs);
+                          ngx_pubsub_presence_now(), &evs,
+                          static_cast<uint32_t>(plcf->presence_ttl));
     }
 
     if (conn == NULL) {
@@ -493,6 +538,53 @@ ngx_pubsub_presence_housekeeping(ngx_uint_t reap)
 }
 
 
+/*
+ * Redis mode: one worker at a time (whichever tick finds it due) sends
+ * this instance's whole part of every Redis channel, its beat, and sweeps
+ * dead instances.
+ */
+static void
+ngx_pubsub_presence_redis_refresh(void)
+{
+    std::vector<pubsub::PresenceChannelSnapshot>  snaps;
+    ngx_msec_t                                    interval;
+    int64_t                                       now;
+
+    interval = ngx_pubsub_redis_presence_interval();
+    if (interval == 0) {
+        return;
+    }
+
+    now = ngx_pubsub_presence_now();
+
+    /* read without the lock: only a hint */
+    if (ngx_pubsub_presence_root->redisRefreshAt > now) {
+        return;
+    }
+
+    {
+        ngx_pubsub_presence_locked_t  l;
+        pubsub::PresenceRoot         *root = l.reg.root();
+
+        if (root->redisRefreshAt > now) {
+            return;
+        }
+
+        root->redisRefreshAt = now + static_cast<int64_t>(interval);
+
+        if (!l.reg.redisSnapshot(&snaps)) {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "pubsub: presence: out of worker memory for the "
+                          "Redis refresh");
+            return;
+        }
+    }
+
+    ngx_pubsub_redis_presence_refresh(snaps,
+                                      ngx_pubsub_presence_root->instance);
+}
+
+
 static void
 ngx_pubsub_presence_tick(ngx_event_t *ev)
 {
@@ -504,6 +596,7 @@ ngx_pubsub_presence_tick(ngx_event_t *ev)
 
     (void) ngx_pubsub_guard(ev->log, [ev] {
         ngx_pubsub_presence_read_ring(ev->log);
+        ngx_pubsub_presence_redis_refresh();
 
         if (ngx_pubsub_presence_ticks % NGX_PUBSUB_PRESENCE_EXPIRE == 0) {
             ngx_pubsub_presence_housekeeping(
@@ -607,25 +700,15 @@ ngx_pubsub_presence_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/* the answers, from the registry's or Redis' results */
+
 static ngx_int_t
-ngx_pubsub_presence_user(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_str_t arg)
+ngx_pubsub_presence_user_answer(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, const std::string &id,
+    const pubsub::PresenceUserState &st)
 {
-    pubsub::PresenceUserState  st;
-    std::string                id, body, prefix;
-    ngx_str_t                  group;
-
-    id = ngx_pubsub_presence_unescape(r, arg);
-
-    if (id.empty()) {
-        return ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST,
-                                         "user must not be empty");
-    }
-
-    if (id.size() > pubsub::PresenceRegistry::kMaxIdLength) {
-        return ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST,
-                                         "user is longer than 1024 bytes");
-    }
+    std::string  body, prefix;
+    ngx_str_t    group;
 
     group.len = 0;
     if (plcf->channel_group
@@ -636,17 +719,6 @@ ngx_pubsub_presence_user(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     prefix = group.len ? std::string(ngx_pubsub_sv(group)) : "default";
     prefix += '/';
-
-    {
-        ngx_pubsub_presence_locked_t  l;
-
-        st = l.reg.user(id);
-    }
-
-    if (st.status != pubsub::PresenceStatus::kOk) {
-        return ngx_pubsub_presence_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                         "out of memory");
-    }
 
     body = "{\"user\":";
     pubsub::appendJsonString(body, id);
@@ -685,9 +757,178 @@ ngx_pubsub_presence_counts(std::string &body, const pubsub::PresenceStats &s)
 
 
 static ngx_int_t
+ngx_pubsub_presence_stats_answer(ngx_http_request_t *r, std::string body,
+    const pubsub::PresenceStats &st)
+{
+    ngx_pubsub_presence_counts(body, st);
+    body += "}\n";
+
+    return ngx_pubsub_presence_json(r, NGX_HTTP_OK, body);
+}
+
+
+static ngx_int_t
+ngx_pubsub_presence_page_answer(ngx_http_request_t *r, std::string body,
+    const pubsub::PresencePage &page)
+{
+    body += "\"members\":[";
+
+    for (size_t i = 0; i < page.members.size(); i++) {
+        const pubsub::PresenceMemberView &m = page.members[i];
+
+        body += i ? ",{\"id\":" : "{\"id\":";
+        pubsub::appendJsonString(body, m.id);
+        body += ",\"info\":";
+        body += m.info.empty() ? std::string("null") : m.info;
+        body += ",\"connections\":" + std::to_string(m.connections);
+        body += ",\"joined_at\":" + std::to_string(m.joinedAt / 1000);
+        body += m.leaving ? ",\"leaving\":true}" : ",\"leaving\":false}";
+    }
+
+    body += "],\"next_cursor\":";
+    if (page.nextCursor.empty()) {
+        body += "null";
+    } else {
+        pubsub::appendJsonString(body, page.nextCursor);
+    }
+    body += ",\"stats\":{";
+    ngx_pubsub_presence_counts(body, page.stats);
+    body += "}}\n";
+
+    return ngx_pubsub_presence_json(r, NGX_HTTP_OK, body);
+}
+
+
+static ngx_int_t
+ngx_pubsub_presence_bad_cursor(ngx_http_request_t *r)
+{
+    return ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST,
+               "cursor is not one this API gave (use next_cursor as is)");
+}
+
+
+/* a Redis store's failure */
+static ngx_int_t
+ngx_pubsub_presence_store_error(ngx_http_request_t *r, pubsub::StoreResult res)
+{
+    if (res == pubsub::StoreResult::kUnavailable) {
+        return ngx_pubsub_presence_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         pubsub::RedisStore::kUnavailable);
+    }
+
+    return ngx_pubsub_presence_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "unexpected reply from Redis");
+}
+
+
+/*
+ * Redis mode: the query runs in Redis.  `run` starts it with a completion
+ * that answers; when it completed before returning (Redis is down), the
+ * answer's status is returned as usual, else the request waits.
+ */
+typedef struct {
+    ngx_int_t  rc;
+    bool       sync;
+    bool       answered;
+} ngx_pubsub_presence_wait_t;
+
+
+template <typename Start>
+static ngx_int_t
+ngx_pubsub_presence_redis(ngx_http_request_t *r, Start start)
+{
+    auto  w = std::make_shared<ngx_pubsub_presence_wait_t>();
+
+    w->sync = true;
+    w->answered = false;
+    w->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    start([r, w](std::function<ngx_int_t()> answer) {
+        ngx_int_t          rc;
+        ngx_connection_t  *c;
+
+        rc = ngx_pubsub_guard(r->connection->log, answer);
+
+        if (w->sync) {
+            w->answered = true;
+            w->rc = rc;
+            return;
+        }
+
+        c = r->connection;
+        ngx_http_finalize_request(r, rc);
+        ngx_http_run_posted_requests(c);
+    });
+
+    w->sync = false;
+
+    if (w->answered) {
+        return w->rc;
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_pubsub_presence_user(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_str_t arg)
+{
+    pubsub::PresenceUserState  st;
+    pubsub::RedisStore        *store;
+    std::string                id;
+
+    id = ngx_pubsub_presence_unescape(r, arg);
+
+    if (id.empty()) {
+        return ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "user must not be empty");
+    }
+
+    if (id.size() > pubsub::PresenceRegistry::kMaxIdLength) {
+        return ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "user is longer than 1024 bytes");
+    }
+
+    store = ngx_pubsub_redis_store(plcf);
+
+    if (store) {
+        return ngx_pubsub_presence_redis(r, [&](auto done) {
+            store->presenceUser(id, [r, plcf, id, done](
+                pubsub::StoreResult res, pubsub::PresenceUserState &&u)
+            {
+                done([&]() {
+                    if (res != pubsub::StoreResult::kOk) {
+                        return ngx_pubsub_presence_store_error(r, res);
+                    }
+                    return ngx_pubsub_presence_user_answer(r, plcf, id, u);
+                });
+            });
+        });
+    }
+
+    {
+        ngx_pubsub_presence_locked_t  l;
+
+        st = l.reg.user(id);
+    }
+
+    if (st.status != pubsub::PresenceStatus::kOk) {
+        return ngx_pubsub_presence_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                         "out of memory");
+    }
+
+    return ngx_pubsub_presence_user_answer(r, plcf, id, st);
+}
+
+
+static ngx_int_t
 ngx_pubsub_presence_api_run(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
 {
     ngx_pubsub_channels_t  *ch;
+    pubsub::RedisStore     *store;
     ngx_str_t               v;
     std::string             body, cursor;
     size_t                  limit = 100;
@@ -737,15 +978,30 @@ ngx_pubsub_presence_api_run(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
     pubsub::appendJsonString(body, ngx_pubsub_sv(ch->id[0]));
     body += ',';
 
+    store = ngx_pubsub_redis_store(plcf);
+
     if (ngx_pubsub_presence_has_arg(r, "stats", NULL)) {
+        if (store) {
+            return ngx_pubsub_presence_redis(r, [&](auto done) {
+                store->presenceStats(key, [r, body, done](
+                    pubsub::StoreResult res, const pubsub::PresenceStats &st)
+                {
+                    done([&]() {
+                        if (res != pubsub::StoreResult::kOk) {
+                            return ngx_pubsub_presence_store_error(r, res);
+                        }
+                        return ngx_pubsub_presence_stats_answer(r, body, st);
+                    });
+                });
+            });
+        }
+
         pubsub::PresenceStats  st;
         {
             ngx_pubsub_presence_locked_t  l;
             st = l.reg.stats(key);
         }
-        ngx_pubsub_presence_counts(body, st);
-        body += "}\n";
-        return ngx_pubsub_presence_json(r, NGX_HTTP_OK, body);
+        return ngx_pubsub_presence_stats_answer(r, body, st);
     }
 
     if (ngx_pubsub_presence_has_arg(r, "limit", &v)) {
@@ -761,6 +1017,24 @@ ngx_pubsub_presence_api_run(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
         cursor = ngx_pubsub_presence_unescape(r, v);
     }
 
+    if (store) {
+        return ngx_pubsub_presence_redis(r, [&](auto done) {
+            store->presencePage(key, limit, cursor, [r, body, done](
+                pubsub::StoreResult res, pubsub::PresencePage &&page)
+            {
+                done([&]() {
+                    if (res == pubsub::StoreResult::kNotFound) {
+                        return ngx_pubsub_presence_bad_cursor(r);
+                    }
+                    if (res != pubsub::StoreResult::kOk) {
+                        return ngx_pubsub_presence_store_error(r, res);
+                    }
+                    return ngx_pubsub_presence_page_answer(r, body, page);
+                });
+            });
+        });
+    }
+
     pubsub::PresencePage  page;
     {
         ngx_pubsub_presence_locked_t  l;
@@ -768,8 +1042,7 @@ ngx_pubsub_presence_api_run(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
     }
 
     if (page.status == pubsub::PresenceStatus::kBadCursor) {
-        return ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST,
-                   "cursor is not one this API gave (use next_cursor as is)");
+        return ngx_pubsub_presence_bad_cursor(r);
     }
 
     if (page.status != pubsub::PresenceStatus::kOk) {
@@ -777,31 +1050,7 @@ ngx_pubsub_presence_api_run(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
                                          "out of memory");
     }
 
-    body += "\"members\":[";
-
-    for (size_t i = 0; i < page.members.size(); i++) {
-        const pubsub::PresenceMemberView &m = page.members[i];
-
-        body += i ? ",{\"id\":" : "{\"id\":";
-        pubsub::appendJsonString(body, m.id);
-        body += ",\"info\":";
-        body += m.info.empty() ? std::string("null") : m.info;
-        body += ",\"connections\":" + std::to_string(m.connections);
-        body += ",\"joined_at\":" + std::to_string(m.joinedAt / 1000);
-        body += m.leaving ? ",\"leaving\":true}" : ",\"leaving\":false}";
-    }
-
-    body += "],\"next_cursor\":";
-    if (page.nextCursor.empty()) {
-        body += "null";
-    } else {
-        pubsub::appendJsonString(body, page.nextCursor);
-    }
-    body += ",\"stats\":{";
-    ngx_pubsub_presence_counts(body, page.stats);
-    body += "}}\n";
-
-    return ngx_pubsub_presence_json(r, NGX_HTTP_OK, body);
+    return ngx_pubsub_presence_page_answer(r, body, page);
 }
 
 

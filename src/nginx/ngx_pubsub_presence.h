@@ -32,6 +32,9 @@ pubsub::PresenceConn *ngx_pubsub_presence_join(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_str_t key);
 void ngx_pubsub_presence_leave(pubsub::PresenceConn *conn);
 
+/* fires the presence hook of an event this instance made (Redis mode) */
+void ngx_pubsub_presence_hook_event(const pubsub::PresenceEvent &ev);
+
 /* the channel id clients know, from a "group/id" key */
 std::string_view ngx_pubsub_presence_channel_id(std::string_view key);
 

@@ -20,6 +20,7 @@
  */
 
 #include "ngx_pubsub_redis.h"
+#include "ngx_pubsub_presence.h"
 
 #include <deque>
 #include <memory>
@@ -1295,6 +1296,7 @@ ngx_pubsub_redis_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *uscf)
 
     up->uscf = uscf;
     up->name = uscf->host;
+    up->index = pmcf->redis_upstreams->nelts;
 
     ups = static_cast<ngx_pubsub_redis_upstream_t **>(
               ngx_array_push(pmcf->redis_upstreams));
@@ -1572,6 +1574,7 @@ ngx_pubsub_redis_init_process(ngx_cycle_t *cycle)
         }
 
         up->link->store = up->store;
+        up->store->setPresenceHook(ngx_pubsub_presence_hook_event);
 
         for (ngx_event_t *ev : {&up->link->reconnect_ev,
                                 &up->link->watchdog_ev, &up->link->tick_ev})
@@ -1629,6 +1632,142 @@ ngx_pubsub_store_for(ngx_pubsub_loc_conf_t *plcf)
     }
 
     return ngx_pubsub_store();
+}
+
+
+/* presence in Redis mode (ngx_pubsub_presence.cpp decides, this sends) */
+
+static ngx_pubsub_redis_upstream_t *
+ngx_pubsub_redis_upstream_at(ngx_uint_t index)
+{
+    ngx_pubsub_main_conf_t        *pmcf;
+    ngx_pubsub_redis_upstream_t  **ups;
+
+    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
+               ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                   ngx_pubsub_module));
+    if (pmcf == NULL || pmcf->redis_upstreams == NULL
+        || index >= pmcf->redis_upstreams->nelts)
+    {
+        return NULL;
+    }
+
+    ups = static_cast<ngx_pubsub_redis_upstream_t **>(
+              pmcf->redis_upstreams->elts);
+
+    return ups[index];
+}
+
+
+ngx_uint_t
+ngx_pubsub_redis_index(ngx_pubsub_loc_conf_t *plcf)
+{
+    auto  *up = static_cast<ngx_pubsub_redis_upstream_t *>(plcf->redis);
+
+    return up ? up->index + 1 : 0;
+}
+
+
+pubsub::RedisStore *
+ngx_pubsub_redis_store(ngx_pubsub_loc_conf_t *plcf)
+{
+    auto  *up = static_cast<ngx_pubsub_redis_upstream_t *>(plcf->redis);
+
+    return up ? up->store : NULL;
+}
+
+
+/* an instance's part of a channel is valid for half the ttl: refreshed
+ * every quarter, a dead instance's members leave within the ttl */
+static uint64_t
+ngx_pubsub_redis_valid_ms(uint32_t ttl)
+{
+    return ttl >= 2000 ? ttl / 2 : 1000;
+}
+
+
+void
+ngx_pubsub_redis_presence_deltas(const pubsub::PresenceDeltas &deltas,
+    const std::string &instance)
+{
+    ngx_pubsub_redis_upstream_t  *up;
+
+    for (const pubsub::PresenceDelta &d : deltas) {
+        up = ngx_pubsub_redis_upstream_at(d.redis - 1);
+        if (up == NULL || up->store == NULL) {
+            continue;
+        }
+        up->store->presenceDelta(instance, d,
+            ngx_pubsub_redis_valid_ms(static_cast<uint32_t>(up->presence_ttl)));
+    }
+}
+
+
+/* how often this instance refreshes its presence parts (0: no presence
+ * in any Redis location) */
+ngx_msec_t
+ngx_pubsub_redis_presence_interval(void)
+{
+    ngx_pubsub_main_conf_t        *pmcf;
+    ngx_pubsub_redis_upstream_t  **ups;
+    ngx_msec_t                     ttl = 0;
+
+    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
+               ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                   ngx_pubsub_module));
+    if (pmcf == NULL || pmcf->redis_upstreams == NULL) {
+        return 0;
+    }
+
+    ups = static_cast<ngx_pubsub_redis_upstream_t **>(
+              pmcf->redis_upstreams->elts);
+
+    for (ngx_uint_t i = 0; i < pmcf->redis_upstreams->nelts; i++) {
+        if (ups[i]->presence && (ttl == 0 || ups[i]->presence_ttl < ttl)) {
+            ttl = ups[i]->presence_ttl;
+        }
+    }
+
+    return ttl ? ngx_max(ttl / 4, 250) : 0;
+}
+
+
+void
+ngx_pubsub_redis_presence_refresh(
+    const std::vector<pubsub::PresenceChannelSnapshot> &snaps,
+    const std::string &instance)
+{
+    ngx_pubsub_main_conf_t        *pmcf;
+    ngx_pubsub_redis_upstream_t  **ups;
+
+    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
+               ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                   ngx_pubsub_module));
+    if (pmcf == NULL || pmcf->redis_upstreams == NULL) {
+        return;
+    }
+
+    ups = static_cast<ngx_pubsub_redis_upstream_t **>(
+              pmcf->redis_upstreams->elts);
+
+    for (ngx_uint_t i = 0; i < pmcf->redis_upstreams->nelts; i++) {
+        if (ups[i]->store == NULL || !ups[i]->presence) {
+            continue;
+        }
+
+        std::vector<pubsub::PresenceChannelSnapshot>  mine;
+
+        for (const pubsub::PresenceChannelSnapshot &s : snaps) {
+            if (s.redis == i + 1) {
+                mine.push_back(s);
+            }
+        }
+
+        ngx_msec_t ttl = ups[i]->presence_ttl;
+        uint64_t valid = ngx_pubsub_redis_valid_ms(static_cast<uint32_t>(ttl));
+
+        ups[i]->store->presenceRefresh(instance, mine, valid, ttl / 4);
+    }
 }
 
 

@@ -9,6 +9,11 @@
 
 #include "ngx_pubsub.h"
 
+#include <string>
+#include <vector>
+
+#include "pubsub/presence.h"
+
 
 typedef struct ngx_pubsub_redis_link_s  ngx_pubsub_redis_link_t;
 
@@ -17,6 +22,9 @@ typedef struct {
     ngx_http_upstream_srv_conf_t  *uscf;
     ngx_str_t                      name;
     ngx_array_t                    servers;   /* ngx_pubsub_redis_server_t */
+    ngx_uint_t                     index;     /* in pmcf->redis_upstreams */
+    ngx_uint_t                     presence;  /* a location has presence on */
+    ngx_msec_t                     presence_ttl;  /* the least of those */
     /* per worker, made in init_process */
     ngx_pubsub_redis_link_t       *link;
     pubsub::RedisStore            *store;
@@ -47,5 +55,17 @@ void ngx_pubsub_redis_exit_process(ngx_cycle_t *cycle);
  */
 ngx_int_t ngx_pubsub_redis_prepare(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_int_t (*handler)(ngx_http_request_t *r));
+
+/* presence (ngx_pubsub_presence.cpp): the upstream index + 1 of a
+ * location (0: memory store), its store, and the sending of this
+ * instance's presence deltas and refreshes */
+ngx_uint_t ngx_pubsub_redis_index(ngx_pubsub_loc_conf_t *plcf);
+pubsub::RedisStore *ngx_pubsub_redis_store(ngx_pubsub_loc_conf_t *plcf);
+void ngx_pubsub_redis_presence_deltas(const pubsub::PresenceDeltas &deltas,
+    const std::string &instance);
+ngx_msec_t ngx_pubsub_redis_presence_interval(void);
+void ngx_pubsub_redis_presence_refresh(
+    const std::vector<pubsub::PresenceChannelSnapshot> &snaps,
+    const std::string &instance);
 
 #endif /* _NGX_PUBSUB_REDIS_H_INCLUDED_ */
