@@ -28,27 +28,40 @@ void RedisStore::presenceEvents(const std::string& key, const redisReply* r) {
         return;  // the next refresh sends this instance's part again
     }
     for (PresenceEvent& ev : evs) {
-        if (presenceHook_) {
-            presenceHook_(ev);
-        }
+        // the hook hears online before join and leave before offline, as
+        // with the memory store
         bool join = ev.type == PresenceEventType::kJoin;
         auto alive = alive_;
-        auto userEv = std::make_shared<PresenceEvent>(std::move(ev));
-        userEv->type = join ? PresenceEventType::kOnline : PresenceEventType::kOffline;
-        (void)evalKey(redis::presenceUserScript(), redis::userKey(userEv->id),
-                      {join ? "+" : "-", key}, [this, alive, userEv](const redisReply* u) {
-                          if (!*alive) {
-                              return;
-                          }
-                          if (u == nullptr || u->type != REDIS_REPLY_INTEGER) {
-                              stats_.presenceErrors++;
-                              return;
-                          }
-                          if (u->integer == 1 && presenceHook_) {
-                              userEv->channel.clear();
-                              presenceHook_(*userEv);
-                          }
-                      });
+        auto event = std::make_shared<PresenceEvent>(std::move(ev));
+        if (!join && presenceHook_) {
+            presenceHook_(*event);
+        }
+        bool sent = evalKey(
+            redis::presenceUserScript(), redis::userKey(event->id), {join ? "+" : "-", key},
+            [this, alive, event, join](const redisReply* u) {
+                if (!*alive) {
+                    return;
+                }
+                bool changed = u != nullptr && u->type == REDIS_REPLY_INTEGER && u->integer == 1;
+                if (u == nullptr || u->type != REDIS_REPLY_INTEGER) {
+                    stats_.presenceErrors++;
+                }
+                if (!presenceHook_) {
+                    return;
+                }
+                if (changed) {
+                    PresenceEvent user = *event;
+                    user.channel.clear();
+                    user.type = join ? PresenceEventType::kOnline : PresenceEventType::kOffline;
+                    presenceHook_(user);
+                }
+                if (join) {
+                    presenceHook_(*event);
+                }
+            });
+        if (!sent && join && presenceHook_) {
+            presenceHook_(*event);
+        }
     }
 }
 
