@@ -1,7 +1,8 @@
 // Replies from Redis: bytes are turned into reply trees by hiredis' own
 // RESP reader (as the engine's connection does), then given to every reply
 // parser of the Redis engine (snapshots, channel info, publish results), and
-// the raw bytes are also parsed as a live pub/sub payload. A reply the
+// the raw bytes are also parsed as a live pub/sub payload (messages and
+// presence events). A reply the
 // parsers accept must satisfy what the engine relies on: ids ascending in a
 // snapshot, a start position inside it.
 #include <hiredis/hiredis.h>
@@ -10,6 +11,7 @@
 
 #include "fuzz_util.h"
 #include "pubsub/redis_cluster.h"
+#include "pubsub/redis_presence.h"
 #include "pubsub/redis_proto.h"
 
 using namespace pubsub;
@@ -17,8 +19,32 @@ using pubsub::fuzz::check;
 
 namespace {
 
+void checkPresence(const redisReply* r) {
+    std::string reason;
+    PresenceEvents evs;
+    if (redis::parsePresenceEvents(r, "g/a", &evs, &reason)) {
+        for (const PresenceEvent& ev : evs) {
+            check(ev.type == PresenceEventType::kJoin || ev.type == PresenceEventType::kLeave,
+                  "scripts make join and leave only");
+        }
+    }
+    PresenceStats st;
+    (void)redis::parsePresenceStats(r, &st, &reason);
+    PresencePage page;
+    if (redis::parsePresenceList(r, &page, &reason)) {
+        uint64_t seq = 0;
+        check(page.nextCursor.empty() || redis::parsePresenceListCursor(page.nextCursor, &seq),
+              "a next cursor the API takes back");
+    }
+    PresenceUserState user;
+    if (redis::parsePresenceUser(r, &user, &reason)) {
+        check(user.online == !user.channels.empty(), "online means some channel");
+    }
+}
+
 void checkReply(const redisReply* r) {
     std::string reason;
+    checkPresence(r);
 
     redis::Snapshot snap;
     if (redis::parseSnapshot(r, &snap, &reason)) {
@@ -99,6 +125,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string reason;
     if (redis::parseLive(bytes, &live, &reason)) {
         check(live.deleted || live.msg, "a live message or a delete");
+    }
+    PresenceEvent pev;
+    if (redis::parsePresenceLive(bytes, "g/a", &pev, &reason)) {
+        check(pev.id.size() < bytes.size(), "the id is inside the payload");
     }
 
     check(redis::keySlot(bytes) < redis::kClusterSlots, "key slot in bounds");
