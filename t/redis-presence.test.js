@@ -643,6 +643,38 @@ describe('redis presence: one redis-server, three instances', () => {
             K.assertCleanLog({ allow });
         });
 
+    it('Redis restarted without its data: the API answers 503 meanwhile, members are back within the ttl',
+        async () => {
+            const ch = chan('rr');
+            const alice = uid('alice');
+            const bob = uid('bob');
+            const a = await sse(A, `/sub/${ch}?user=${alice}`);
+            const b = await sse(B, `/sub/${ch}?user=${bob}`);
+            await waitMembers(Cx, ch, [alice, bob]);
+
+            const port = redis.port;
+            await redis.kill();
+            const down = await pollJson(A, `/presence/${ch}?stats`, (j) => j && j.error, PROPAGATION * 2,
+                'an error while Redis is away');
+            assert.equal(down.error, 'Redis is unavailable');
+            assert.equal((await getJson(A, `/presence/${ch}?stats`)).status, 503);
+
+            redis = await startRedis({ port });
+            const t0 = Date.now();
+            // reconnect (backoff up to 3 s) + one refresh (ttl / 4)
+            for (const n of all) {
+                await waitMembers(n, ch, [alice, bob], 3000 + TTL);
+            }
+            console.log(`# members back ${Date.now() - t0} ms after Redis restarted`);
+            assert.equal(a.bodyEnded, false, 'subscribers stay connected');
+            a.close();
+            b.close();
+            for (const n of all) {
+                await waitStats(n, ch, { members: 0, connections: 0, anonymous: 0 },
+                    LEAVE_DELAY + PROPAGATION);
+            }
+        });
+
     it('every instance stops with a clean error.log', async () => {
         for (const n of all) {
             await n.stop();

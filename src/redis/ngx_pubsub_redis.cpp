@@ -1704,7 +1704,7 @@ ngx_pubsub_redis_presence_deltas(const pubsub::PresenceDeltas &deltas,
 
 
 /* how often this instance refreshes its presence parts (0: no presence
- * in any Redis location) */
+ * in any Redis location, or none of them connected in this worker) */
 ngx_msec_t
 ngx_pubsub_redis_presence_interval(void)
 {
@@ -1722,13 +1722,19 @@ ngx_pubsub_redis_presence_interval(void)
     ups = static_cast<ngx_pubsub_redis_upstream_t **>(
               pmcf->redis_upstreams->elts);
 
+    ngx_uint_t  ready = 0;
+
     for (ngx_uint_t i = 0; i < pmcf->redis_upstreams->nelts; i++) {
         if (ups[i]->presence && (ttl == 0 || ups[i]->presence_ttl < ttl)) {
             ttl = ups[i]->presence_ttl;
         }
+        if (ups[i]->presence && ups[i]->link && ups[i]->link->ready()) {
+            ready = 1;
+        }
     }
 
-    return ttl ? ngx_max(ttl / 4, 250) : 0;
+    /* a worker without Redis leaves the refresh to one that has it */
+    return ttl && ready ? ngx_max(ttl / 4, 250) : 0;
 }
 
 
