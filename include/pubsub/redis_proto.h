@@ -26,6 +26,9 @@
 
 namespace pubsub::redis {
 
+// "<prefix><text>}" with `}` and `%` of the text percent-escaped (so that
+// the text never ends the hash tag early).
+std::string hashTag(std::string_view prefix, std::string_view text);
 // "{channel:<escaped key>}"
 std::string channelTag(std::string_view key);
 // The pubsub channel of a key: channelTag(key) + ":ps".
@@ -88,6 +91,14 @@ struct SnapshotStart {
     bool gap = false;
 };
 SnapshotStart startIn(const Snapshot& snap, const StartSpec& spec);
+
+// Reply helpers.  replyInt() takes an integer or a decimal string;
+// replyArray() fails, with a reason, unless `r` is an array of at least
+// `min` elements (an error reply's reason is its text).
+std::string_view replyText(const redisReply* r);
+bool replyIsText(const redisReply* r);
+bool replyInt(const redisReply* r, long long* v);
+bool replyArray(const redisReply* r, size_t min, std::string* reason);
 
 // Parses "time:tag" as the scripts write it; false otherwise.
 bool parseId(std::string_view s, MsgId* id);

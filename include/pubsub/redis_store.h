@@ -146,6 +146,7 @@ private:
     bool evalKey(const redis::Script& s, std::string key, std::vector<std::string> args,
                  RedisLink::ReplyFn cb);
     void presenceEvents(const std::string& key, const redisReply* r);
+    void presenceUpdate(const std::string& key, std::vector<std::string> args);
     void presenceSweep(const std::string& instance, const redisReply* dead);
     ChanPtr chan(std::string_view key, bool create);
     void addLocal(const std::string& key);

@@ -229,67 +229,16 @@ Script presenceScript(const char* name, const char* body) {
     return scriptFrom(name, std::string(kLuaPresence) + body);
 }
 
-std::string_view str(const redisReply* r) {
-    return std::string_view(r->str, r->len);
-}
-
-bool isText(const redisReply* r) {
-    return r != nullptr && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
-}
-
 template <typename T>
 bool number(std::string_view s, T* v) {
     auto res = std::from_chars(s.data(), s.data() + s.size(), *v);
     return !s.empty() && res.ec == std::errc() && res.ptr == s.data() + s.size();
 }
 
-bool intAt(const redisReply* r, long long* v) {
-    if (r == nullptr) {
-        return false;
-    }
-    if (r->type == REDIS_REPLY_INTEGER) {
-        *v = r->integer;
-        return true;
-    }
-    return isText(r) && number(str(r), v);
-}
-
-bool replyArray(const redisReply* r, size_t min, std::string* reason) {
-    if (r == nullptr) {
-        *reason = "no reply from Redis";
-        return false;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        *reason = "Redis error: " + std::string(str(r));
-        return false;
-    }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < min) {
-        *reason = "unexpected reply from Redis";
-        return false;
-    }
-    return true;
-}
-
-// "%7D"-style escaping of the hash tag's text, as channelTag() does.
-std::string tagged(std::string_view prefix, std::string_view text) {
-    std::string out(prefix);
-    for (char c : text) {
-        if (c == '}') {
-            out += "%7D";
-        } else if (c == '%') {
-            out += "%25";
-        } else {
-            out += c;
-        }
-    }
-    out += '}';
-    return out;
-}
-
 bool counts(const redisReply* r, PresenceStats* out, std::string* reason) {
     long long v[3];
     for (size_t i = 0; i < 3; i++) {
-        if (!intAt(r->element[i + 1], &v[i]) || v[i] < 0) {
+        if (!replyInt(r->element[i + 1], &v[i]) || v[i] < 0) {
             *reason = "unexpected reply from Redis";
             return false;
         }
@@ -344,7 +293,7 @@ const Script& presenceChannelsScript() {
 }
 
 std::string userKey(std::string_view id) {
-    return tagged("{user:", id);
+    return hashTag("{user:", id);
 }
 
 std::string instancesKey() {
@@ -352,7 +301,7 @@ std::string instancesKey() {
 }
 
 std::string instanceChannelsKey(std::string_view instance) {
-    return tagged("{pubsub:presence:", instance) + ":channels";
+    return hashTag("{pubsub:presence:", instance) + ":channels";
 }
 
 bool parsePresenceEvents(const redisReply* r, std::string_view key, PresenceEvents* out,
@@ -368,13 +317,13 @@ bool parsePresenceEvents(const redisReply* r, std::string_view key, PresenceEven
     try {
         for (size_t i = 0; i + 4 <= evs->elements; i += 4) {
             long long opts = 0;
-            if (!isText(evs->element[i]) || !isText(evs->element[i + 1]) ||
-                !isText(evs->element[i + 2]) || !intAt(evs->element[i + 3], &opts) ||
+            if (!replyIsText(evs->element[i]) || !replyIsText(evs->element[i + 1]) ||
+                !replyIsText(evs->element[i + 2]) || !replyInt(evs->element[i + 3], &opts) ||
                 opts < 0 || opts > UINT32_MAX) {
                 *reason = "unexpected reply from Redis";
                 return false;
             }
-            std::string_view kind = str(evs->element[i]);
+            std::string_view kind = replyText(evs->element[i]);
             PresenceEvent ev;
             if (kind == "J") {
                 ev.type = PresenceEventType::kJoin;
@@ -385,8 +334,8 @@ bool parsePresenceEvents(const redisReply* r, std::string_view key, PresenceEven
                 return false;
             }
             ev.channel.assign(key);
-            ev.id.assign(str(evs->element[i + 1]));
-            ev.info.assign(str(evs->element[i + 2]));
+            ev.id.assign(replyText(evs->element[i + 1]));
+            ev.info.assign(replyText(evs->element[i + 2]));
             ev.opts = static_cast<uint32_t>(opts);
             out->push_back(std::move(ev));
         }
@@ -431,7 +380,7 @@ bool parsePresenceStats(const redisReply* r, PresenceStats* out, std::string* re
 bool parsePresenceList(const redisReply* r, PresencePage* out, std::string* reason) {
     long long more = 0;
     if (!replyArray(r, 5, reason) || !counts(r, &out->stats, reason) ||
-        !intAt(r->element[4], &more) || (r->elements - 5) % 4 != 0) {
+        !replyInt(r->element[4], &more) || (r->elements - 5) % 4 != 0) {
         if (reason->empty()) {
             *reason = "unexpected reply from Redis";
         }
@@ -441,19 +390,19 @@ bool parsePresenceList(const redisReply* r, PresencePage* out, std::string* reas
         uint64_t lastSeq = 0;
         for (size_t i = 5; i + 4 <= r->elements; i += 4) {
             for (size_t j = 0; j < 4; j++) {
-                if (!isText(r->element[i + j])) {
+                if (!replyIsText(r->element[i + j])) {
                     *reason = "unexpected reply from Redis";
                     return false;
                 }
             }
             PresenceMemberView v;
-            v.id.assign(str(r->element[i]));
-            if (!number(str(r->element[i + 1]), &lastSeq)) {
+            v.id.assign(replyText(r->element[i]));
+            if (!number(replyText(r->element[i + 1]), &lastSeq)) {
                 *reason = "unexpected reply from Redis";
                 return false;
             }
             // "instances:conns:joinedAtMs:opts"; empty: it left meanwhile
-            std::string_view agg = str(r->element[i + 2]);
+            std::string_view agg = replyText(r->element[i + 2]);
             uint64_t fields[4] = {0, 0, 0, 0};
             for (uint64_t& f : fields) {
                 size_t colon = agg.find(':');
@@ -465,7 +414,7 @@ bool parsePresenceList(const redisReply* r, PresencePage* out, std::string* reas
             v.connections = fields[1];
             v.joinedAt = static_cast<int64_t>(fields[2]);
             v.leaving = fields[1] == 0;
-            v.info.assign(str(r->element[i + 3]));
+            v.info.assign(replyText(r->element[i + 3]));
             out->members.push_back(std::move(v));
         }
         if (more != 0 && !out->members.empty()) {
@@ -484,19 +433,19 @@ bool parsePresenceUser(const redisReply* r, PresenceUserState* out, std::string*
         return false;
     }
     for (size_t i = 0; i < r->elements; i++) {
-        if (!isText(r->element[i])) {
+        if (!replyIsText(r->element[i])) {
             *reason = "unexpected reply from Redis";
             return false;
         }
     }
     long long since = 0;
     out->online = r->elements > 1;
-    if (out->online && number(str(r->element[0]), &since)) {
+    if (out->online && number(replyText(r->element[0]), &since)) {
         out->onlineSince = since;
     }
     try {
         for (size_t i = 1; i < r->elements; i++) {
-            out->channels.emplace_back(str(r->element[i]));
+            out->channels.emplace_back(replyText(r->element[i]));
         }
     } catch (const std::bad_alloc&) {
         out->channels.clear();

@@ -183,56 +183,16 @@ Script makeScript(const char* name, const char* body) {
     return scriptFrom(name, std::string(kLuaCommon) + body);
 }
 
-std::string_view str(const redisReply* r) {
-    return std::string_view(r->str, r->len);
-}
-
-bool isText(const redisReply* r) {
-    return r != nullptr && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
-}
-
-bool toInt(const redisReply* r, long long* v) {
-    if (r == nullptr) {
-        return false;
-    }
-    if (r->type == REDIS_REPLY_INTEGER) {
-        *v = r->integer;
-        return true;
-    }
-    if (isText(r)) {
-        std::string_view s = str(r);
-        auto res = std::from_chars(s.data(), s.data() + s.size(), *v);
-        return res.ec == std::errc() && res.ptr == s.data() + s.size();
-    }
-    return false;
-}
-
-bool checkArray(const redisReply* r, size_t min, std::string* reason) {
-    if (r == nullptr) {
-        *reason = "no reply from Redis";
-        return false;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        *reason = "Redis error: " + std::string(str(r));
-        return false;
-    }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < min) {
-        *reason = "unexpected reply from Redis";
-        return false;
-    }
-    return true;
-}
-
 bool idAt(const redisReply* r, MsgId* id) {
-    return isText(r) && parseId(str(r), id);
+    return replyIsText(r) && parseId(replyText(r), id);
 }
 
 // {found, lastId, messages, subscribers, lastSeen}
 bool parseInfoArray(const redisReply* r, size_t at, ChannelInfo* out, std::string* reason) {
     long long v[3];
     if (r->elements < at + 4 || !idAt(r->element[at], &out->lastId) ||
-        !toInt(r->element[at + 1], &v[0]) || !toInt(r->element[at + 2], &v[1]) ||
-        !toInt(r->element[at + 3], &v[2]) || v[0] < 0 || v[1] < 0) {
+        !replyInt(r->element[at + 1], &v[0]) || !replyInt(r->element[at + 2], &v[1]) ||
+        !replyInt(r->element[at + 3], &v[2]) || v[0] < 0 || v[1] < 0) {
         *reason = "unexpected reply from Redis";
         return false;
     }
@@ -245,11 +205,51 @@ bool parseInfoArray(const redisReply* r, size_t at, ChannelInfo* out, std::strin
 
 }  // namespace
 
-std::string channelTag(std::string_view key) {
+std::string_view replyText(const redisReply* r) {
+    return std::string_view(r->str, r->len);
+}
+
+bool replyIsText(const redisReply* r) {
+    return r != nullptr && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS);
+}
+
+bool replyInt(const redisReply* r, long long* v) {
+    if (r == nullptr) {
+        return false;
+    }
+    if (r->type == REDIS_REPLY_INTEGER) {
+        *v = r->integer;
+        return true;
+    }
+    if (replyIsText(r)) {
+        std::string_view s = replyText(r);
+        auto res = std::from_chars(s.data(), s.data() + s.size(), *v);
+        return res.ec == std::errc() && res.ptr == s.data() + s.size();
+    }
+    return false;
+}
+
+bool replyArray(const redisReply* r, size_t min, std::string* reason) {
+    if (r == nullptr) {
+        *reason = "no reply from Redis";
+        return false;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        *reason = "Redis error: " + std::string(replyText(r));
+        return false;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < min) {
+        *reason = "unexpected reply from Redis";
+        return false;
+    }
+    return true;
+}
+
+std::string hashTag(std::string_view prefix, std::string_view text) {
     std::string out;
-    out.reserve(kTagPrefix.size() + key.size() + 1);
-    out += kTagPrefix;
-    for (char c : key) {
+    out.reserve(prefix.size() + text.size() + 1);
+    out += prefix;
+    for (char c : text) {
         if (c == '}') {
             out += "%7D";
         } else if (c == '%') {
@@ -260,6 +260,10 @@ std::string channelTag(std::string_view key) {
     }
     out += '}';
     return out;
+}
+
+std::string channelTag(std::string_view key) {
+    return hashTag(kTagPrefix, key);
 }
 
 std::string pubsubName(std::string_view key) {
@@ -362,12 +366,12 @@ bool parseId(std::string_view s, MsgId* id) {
 }
 
 bool parseSnapshot(const redisReply* r, Snapshot* out, std::string* reason) {
-    if (!checkArray(r, 4, reason)) {
+    if (!replyArray(r, 4, reason)) {
         return false;
     }
     long long found = 0, published = 0, skipped = 0;
-    if (!toInt(r->element[0], &found) || !idAt(r->element[1], &out->lastId) ||
-        !toInt(r->element[2], &published) || !toInt(r->element[3], &skipped) ||
+    if (!replyInt(r->element[0], &found) || !idAt(r->element[1], &out->lastId) ||
+        !replyInt(r->element[2], &published) || !replyInt(r->element[3], &skipped) ||
         published < 0 || (r->elements - 4) % 5 != 0) {
         *reason = "unexpected reply from Redis";
         return false;
@@ -381,7 +385,7 @@ bool parseSnapshot(const redisReply* r, Snapshot* out, std::string* reason) {
         for (size_t i = 4; i + 5 <= r->elements; i += 5) {
             MsgId id, prev;
             for (size_t j = 0; j < 5; j++) {
-                if (!isText(r->element[i + j])) {
+                if (!replyIsText(r->element[i + j])) {
                     *reason = "unexpected reply from Redis";
                     return false;
                 }
@@ -394,8 +398,8 @@ bool parseSnapshot(const redisReply* r, Snapshot* out, std::string* reason) {
                 *reason = "message ids from Redis out of order";
                 return false;
             }
-            Message* m = Message::create(id, prev, str(r->element[i + 2]),
-                                         str(r->element[i + 3]), str(r->element[i + 4]));
+            Message* m = Message::create(id, prev, replyText(r->element[i + 2]),
+                                         replyText(r->element[i + 3]), replyText(r->element[i + 4]));
             if (m == nullptr) {
                 *reason = "out of worker memory";
                 return false;
@@ -410,11 +414,11 @@ bool parseSnapshot(const redisReply* r, Snapshot* out, std::string* reason) {
 }
 
 bool parseInfo(const redisReply* r, ChannelInfo* out, std::string* reason) {
-    if (!checkArray(r, 1, reason)) {
+    if (!replyArray(r, 1, reason)) {
         return false;
     }
     long long found = 0;
-    if (!toInt(r->element[0], &found)) {
+    if (!replyInt(r->element[0], &found)) {
         *reason = "unexpected reply from Redis";
         return false;
     }
@@ -426,14 +430,14 @@ bool parseInfo(const redisReply* r, ChannelInfo* out, std::string* reason) {
         return false;
     }
     long long members = 0;
-    if (r->elements > 5 && toInt(r->element[5], &members) && members > 0) {
+    if (r->elements > 5 && replyInt(r->element[5], &members) && members > 0) {
         out->presence = static_cast<uint64_t>(members);  // Redis presence members
     }
     return true;
 }
 
 bool parsePublish(const redisReply* r, PublishReply* out, std::string* reason) {
-    if (!checkArray(r, 5, reason)) {
+    if (!replyArray(r, 5, reason)) {
         return false;
     }
     MsgId prev;

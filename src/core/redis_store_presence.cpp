@@ -17,6 +17,22 @@ std::string num(uint64_t v) {
     return std::to_string(v);
 }
 
+// The pupdate arguments before the members.
+std::vector<std::string> updateArgs(const std::string& instance, const char* mode,
+                                    uint64_t version, uint64_t validMs, uint64_t conns,
+                                    uint64_t anon, bool sharded, size_t members) {
+    std::vector<std::string> args;
+    args.reserve(7 + 4 * members);
+    args.push_back(instance);
+    args.emplace_back(mode);
+    args.push_back(num(version));
+    args.push_back(num(validMs));
+    args.push_back(num(conns));
+    args.push_back(num(anon));
+    args.emplace_back(sharded ? "S" : "");
+    return args;
+}
+
 }  // namespace
 
 // Join and leave made by a script of this worker: the hook, then the user.
@@ -65,28 +81,8 @@ void RedisStore::presenceEvents(const std::string& key, const redisReply* r) {
     }
 }
 
-void RedisStore::presenceDelta(const std::string& instance, const PresenceDelta& d,
-                               uint64_t validMs) {
-    if (!link_->ready()) {
-        return;  // the refresh after the reconnect sends the whole part
-    }
-    std::vector<std::string> args;
-    args.reserve(11);
-    args.push_back(instance);
-    args.emplace_back("d");
-    args.push_back(num(d.version));
-    args.push_back(num(validMs));
-    args.push_back(num(d.connections));
-    args.push_back(num(d.anonymous));
-    args.emplace_back(link_->sharded() ? "S" : "");
-    if (d.member) {
-        args.push_back(d.id);
-        args.push_back(std::to_string(d.memberConnections));
-        args.push_back(d.info);
-        args.push_back(num(d.opts));
-    }
+void RedisStore::presenceUpdate(const std::string& key, std::vector<std::string> args) {
     auto alive = alive_;
-    std::string key = d.channel;
     stats_.presenceUpdates++;
     (void)eval(redis::presenceUpdateScript(), key, std::move(args),
                [this, alive, key](const redisReply* r) {
@@ -94,10 +90,26 @@ void RedisStore::presenceDelta(const std::string& instance, const PresenceDelta&
                        presenceEvents(key, r);
                    }
                });
+}
+
+void RedisStore::presenceDelta(const std::string& instance, const PresenceDelta& d,
+                               uint64_t validMs) {
+    if (!link_->ready()) {
+        return;  // the refresh after the reconnect sends the whole part
+    }
+    std::vector<std::string> args = updateArgs(instance, "d", d.version, validMs, d.connections,
+                                               d.anonymous, link_->sharded(), 1);
+    if (d.member) {
+        args.push_back(d.id);
+        args.push_back(std::to_string(d.memberConnections));
+        args.push_back(d.info);
+        args.push_back(num(d.opts));
+    }
+    presenceUpdate(d.channel, std::move(args));
     if (d.member && d.memberConnections == 1) {
         // the sweep finds this channel if the instance dies before its refresh
         (void)evalKey(redis::presenceChannelsScript(), redis::instanceChannelsKey(instance),
-                      {num(validMs * 4 + 60000), "add", key}, [](const redisReply*) {});
+                      {num(validMs * 4 + 60000), "add", d.channel}, [](const redisReply*) {});
     }
 }
 
@@ -110,15 +122,9 @@ void RedisStore::presenceRefresh(const std::string& instance,
     auto alive = alive_;
     std::vector<std::string> keys{num(validMs * 4 + 60000), "replace"};
     for (const PresenceChannelSnapshot& c : channels) {
-        std::vector<std::string> args;
-        args.reserve(7 + 4 * c.members.size());
-        args.push_back(instance);
-        args.emplace_back("s");
-        args.push_back(num(c.version));
-        args.push_back(num(validMs));
-        args.push_back(num(c.connections));
-        args.push_back(num(c.anonymous));
-        args.emplace_back(link_->sharded() ? "S" : "");
+        std::vector<std::string> args =
+            updateArgs(instance, "s", c.version, validMs, c.connections, c.anonymous,
+                       link_->sharded(), c.members.size());
         for (const PresenceSnapshotMember& m : c.members) {
             args.push_back(m.id);
             args.push_back(num(m.connections));
@@ -126,14 +132,7 @@ void RedisStore::presenceRefresh(const std::string& instance,
             args.push_back(num(m.opts));
         }
         keys.push_back(c.channel);
-        std::string key = c.channel;
-        stats_.presenceUpdates++;
-        (void)eval(redis::presenceUpdateScript(), key, std::move(args),
-                   [this, alive, key](const redisReply* r) {
-                       if (*alive) {
-                           presenceEvents(key, r);
-                       }
-                   });
+        presenceUpdate(c.channel, std::move(args));
     }
     (void)evalKey(redis::presenceChannelsScript(), redis::instanceChannelsKey(instance),
                   std::move(keys), [](const redisReply*) {});
