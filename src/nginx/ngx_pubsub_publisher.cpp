@@ -4,6 +4,7 @@
  */
 
 #include "ngx_pubsub.h"
+#include "ngx_pubsub_chevents.h"
 #include "ngx_pubsub_hooks.h"
 
 #include <string>
@@ -223,8 +224,17 @@ ngx_pubsub_delete(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     for (ngx_uint_t i = 0; i < ch->n; i++) {
         ngx_pubsub_store_for(plcf)->remove(ngx_pubsub_sv(ch->key[i]),
-            [op](pubsub::StoreResult res, const pubsub::ChannelInfo &info) {
+            [op, plcf, ch, i](pubsub::StoreResult res,
+                              const pubsub::ChannelInfo &info)
+            {
                 pubsub::ChannelInfo  copy = info;
+
+                /* r waits for the last reply: it is still there */
+                if (res == pubsub::StoreResult::kOk) {
+                    ngx_pubsub_chev_now(op->r, plcf,
+                                        pubsub::ChannelEvent::kChannelDelete,
+                                        ch->id[i], ch->key[i]);
+                }
 
                 copy.presence = 0;
                 ngx_pubsub_op_add_info(op, res, copy);
@@ -490,12 +500,17 @@ ngx_pubsub_publish_data(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     /* the store copies the input before publish() returns */
     for (ngx_uint_t i = 0; i < ch->n; i++) {
         ngx_pubsub_store_for(plcf)->publish(ngx_pubsub_sv(ch->key[i]), in,
-            [op](pubsub::PublishReply &&reply) {
+            [op, plcf, ch, i](pubsub::PublishReply &&reply) {
                 if (reply.status != pubsub::StoreResult::kOk) {
                     op->failed++;
                     op->last = std::move(reply);
 
                 } else {
+                    /* r waits for the last reply: it is still there */
+                    ngx_pubsub_chev_now(op->r, plcf,
+                                        pubsub::ChannelEvent::kChannelPublish,
+                                        ch->id[i], ch->key[i]);
+
                     if (reply.info.subscribers > 0) {
                         op->delivered++;
                     }
