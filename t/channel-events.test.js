@@ -7,7 +7,7 @@
 
 const assert = require('node:assert/strict');
 const { describe, it, before, after } = require('node:test');
-const { useNginx, startNginx } = require('./lib/nginx');
+const { useNginx, startNginx, nginxCheck } = require('./lib/nginx');
 const { startRedis } = require('./lib/redis');
 const { sleep } = require('./lib/util');
 const C = require('./lib/clients');
@@ -58,7 +58,7 @@ server {
         pubsub_publisher;
         pubsub_channel_id $1;
         pubsub_channel_events_channel_id custom_$1;
-        pubsub_channel_event_string "$pubsub_channel_event|$pubsub_channel_id|$request_method|$arg_who";
+        pubsub_channel_event_string "$pubsub_channel_event|$pubsub_channel_id|$request_method|$arg_who|$pubsub_message_id";
     }
     location ~ ^/quiet/(\\w+)$ {
         pubsub_pubsub;
@@ -241,13 +241,14 @@ describe('channel events (memory store)', () => {
 
     it('pubsub_channel_event_string with other variables', async () => {
         const m = await watch(ngx.port, 'custom_c1');
-        assert.equal((await C.publish({ port: ngx.port, path: '/custom/c1?who=bob' }, 'x')).status,
-            202);
-        assert.deepEqual(await take(m, 1), ['channel_publish|c1|POST|bob']);
+        const p = await C.publish({ port: ngx.port, path: '/custom/c1?who=bob' }, 'x');
+        assert.equal(p.status, 202);
+        const id = /last message id: (\S+)/.exec(p.text)[1];
+        assert.deepEqual(await take(m, 1), [`channel_publish|c1|POST|bob|${id}`]);
         const d = await C.httpRequest({ port: ngx.port, method: 'DELETE',
             path: '/custom/c1?who=al' });
         assert.equal(d.status, 200);
-        assert.deepEqual(await take(m, 1), ['channel_delete|c1|DELETE|al']);
+        assert.deepEqual(await take(m, 1), ['channel_delete|c1|DELETE|al|']);
         await m.close();
     });
 
@@ -396,6 +397,22 @@ server {
         await w.close();
         assert.deepEqual(await take(m, 1), ['subscriber_dequeue r1']);
 
+        // a long-poll answered from the stored messages: a pair
+        const lp = await C.httpRequest({ port: ngx.port, path: '/sub/r1' });
+        assert.equal(lp.status, 200);
+        assert.deepEqual(await take(m, 2), ['subscriber_enqueue r1', 'subscriber_dequeue r1']);
+
+        // multiplexed: one pair per channel
+        const mm = await watch(ngx.port, 'mx_r1');
+        const ms = C.sseStream({ port: ngx.port, path: '/msub/r1/r2' });
+        assert.equal((await ms.response).status, 200);
+        assert.deepEqual(await take(mm, 2, { sorted: true }),
+            ['subscriber_enqueue r1', 'subscriber_enqueue r2']);
+        await ms.close();
+        assert.deepEqual(await take(mm, 2, { sorted: true }),
+            ['subscriber_dequeue r1', 'subscriber_dequeue r2']);
+        await mm.close();
+
         const d = await C.httpRequest({ port: ngx.port, method: 'DELETE', path: '/pub/r1' });
         assert.equal(d.status, 200);
         assert.deepEqual(await take(m, 1), ['channel_delete r1']);
@@ -406,5 +423,33 @@ server {
             headers: { Accept: 'application/json' } });
         assert.equal(info.status, 200, info.text);
         assert.ok(JSON.parse(info.text).messages >= 6);
+    });
+});
+
+describe('channel events configuration', () => {
+    const loc = (body) => `server { listen 127.0.0.1:%%PORT%%;
+        location /x { pubsub_pubsub; pubsub_channel_id x; ${body} } }`;
+
+    it('refuses an empty or repeated meta channel id, accepts off', async () => {
+        let r = await nginxCheck({ conf: loc('pubsub_channel_events_channel_id "";') });
+        assert.equal(r.ok, false, r.output);
+        assert.match(r.output, /pubsub_channel_events_channel_id" directive takes a meta channel id/);
+
+        r = await nginxCheck({ conf: loc('pubsub_channel_events_channel_id a; '
+            + 'pubsub_channel_events_channel_id b;') });
+        assert.equal(r.ok, false, r.output);
+        assert.match(r.output, /"pubsub_channel_events_channel_id" directive is duplicate/);
+
+        r = await nginxCheck({ conf: loc('pubsub_channel_event_string a; '
+            + 'pubsub_channel_event_string b;') });
+        assert.equal(r.ok, false, r.output);
+        assert.match(r.output, /"pubsub_channel_event_string" directive is duplicate/);
+
+        r = await nginxCheck({ conf: `server { listen 127.0.0.1:%%PORT%%;
+            pubsub_channel_events_channel_id srv_$host;
+            pubsub_channel_event_string "$pubsub_channel_event:$pubsub_channel_id";
+            location /x { pubsub_pubsub; pubsub_channel_id x; }
+            location /y { pubsub_pubsub; pubsub_channel_id y; pubsub_channel_events_channel_id off; } }` });
+        assert.equal(r.ok, true, r.output);
     });
 });

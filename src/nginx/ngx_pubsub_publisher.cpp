@@ -507,9 +507,14 @@ ngx_pubsub_publish_data(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
                 } else {
                     /* r waits for the last reply: it is still there */
-                    ngx_pubsub_chev_now(op->r, plcf,
-                                        pubsub::ChannelEvent::kChannelPublish,
-                                        ch->id[i], ch->key[i]);
+                    if (ngx_pubsub_chev_enabled(plcf)) {
+                        /* $pubsub_message_id: this channel's new message */
+                        ngx_pubsub_hook_set_message_ids(op->r, reply.id,
+                                                        pubsub::MsgId());
+                        ngx_pubsub_chev_now(op->r, plcf,
+                                   pubsub::ChannelEvent::kChannelPublish,
+                                   ch->id[i], ch->key[i]);
+                    }
 
                     if (reply.info.subscribers > 0) {
                         op->delivered++;
