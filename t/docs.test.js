@@ -148,12 +148,17 @@ function migrationGuide() {
 }
 
 // the variables the module defines: the names in the hooks variable table,
-// plus $pubsub_channel_id_N
+// plus $pubsub_channel_id_N, plus the channel events' variable
 function registeredVariables() {
     const text = fs.readFileSync(path.join(root, 'src', 'nginx', 'ngx_pubsub_hooks.cpp'),
         'utf8');
     const names = new Set();
     for (const m of text.matchAll(/\{\s*"(pubsub_[a-z0-9_]+)",\s*NGX_PUBSUB_VAR_/g)) {
+        names.add(m[1]);
+    }
+    const chev = fs.readFileSync(path.join(root, 'src', 'nginx', 'ngx_pubsub_chevents.cpp'),
+        'utf8');
+    for (const m of chev.matchAll(/name = ngx_string\("(pubsub_[a-z0-9_]+)"\)/g)) {
         names.add(m[1]);
     }
     return names;

@@ -68,6 +68,9 @@ typedef struct {
     ngx_http_complex_value_t     *buffer_length;
     ngx_http_complex_value_t     *message_timeout;
     ngx_flag_t                    existing_only;
+    /* channel events (ngx_pubsub_chevents.cpp); NULL: off */
+    ngx_http_complex_value_t     *chevents_id;
+    ngx_http_complex_value_t     *chevent_string;
 
     ngx_int_t                     first_message_kind;
     ngx_int_t                     first_message_n;

@@ -15,6 +15,7 @@
  */
 
 #include "ngx_pubsub_hooks.h"
+#include "ngx_pubsub_chevents.h"
 
 #include <new>
 #include <string>
@@ -668,6 +669,18 @@ ngx_pubsub_hook_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     return ngx_pubsub_guard(r->connection->log, [r, v, data] {
         ngx_pubsub_hook_ctx_t  *ctx;
         ngx_str_t               s;
+
+        /* in a channel event's string: the event's channel */
+        if (data == NGX_PUBSUB_VAR_CHANNEL_ID
+            && ngx_pubsub_chev_channel_id(&s))
+        {
+            v->len = s.len;
+            v->data = s.data;
+            v->valid = 1;
+            v->no_cacheable = 1;
+            v->not_found = 0;
+            return NGX_OK;
+        }
 
         ctx = ngx_pubsub_hook_get_ctx(r);
         if (ctx == NULL) {

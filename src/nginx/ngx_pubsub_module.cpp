@@ -4,6 +4,7 @@
  */
 
 #include "ngx_pubsub.h"
+#include "ngx_pubsub_chevents.h"
 #include "ngx_pubsub_redis.h"
 
 #include <string>
@@ -131,6 +132,20 @@ static ngx_command_t  ngx_pubsub_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_pubsub_loc_conf_t, existing_only),
+      NULL },
+
+    { ngx_string("pubsub_channel_events_channel_id"),
+      NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
+      ngx_pubsub_chev_id_set,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pubsub_channel_event_string"),
+      NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_loc_conf_t, chevent_string),
       NULL },
 
     { ngx_string("pubsub_subscriber_first_message"),
@@ -334,7 +349,7 @@ static ngx_command_t  ngx_pubsub_commands[] = {
 
 
 static ngx_http_module_t  ngx_pubsub_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_pubsub_chev_add_variables,         /* preconfiguration */
     NULL,                                  /* postconfiguration */
 
     ngx_pubsub_create_main_conf,           /* create main configuration */
@@ -433,6 +448,8 @@ ngx_pubsub_create_loc_conf(ngx_conf_t *cf)
     plcf->last_message_id = static_cast<ngx_array_t *>(NGX_CONF_UNSET_PTR);
     plcf->max_channel_id_length = NGX_CONF_UNSET_UINT;
     plcf->existing_only = NGX_CONF_UNSET;
+    plcf->chevents_id = static_cast<ngx_http_complex_value_t *>(
+                            NGX_CONF_UNSET_PTR);
     plcf->first_message_kind = NGX_CONF_UNSET;
     plcf->first_message_n = NGX_CONF_UNSET;
     plcf->subscriber_timeout = NGX_CONF_UNSET_MSEC;
@@ -521,6 +538,10 @@ ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_value(conf->existing_only, prev->existing_only, 0);
+
+    if (ngx_pubsub_chev_merge(cf, prev, conf) != NGX_CONF_OK) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
 
     if (conf->first_message_kind == NGX_CONF_UNSET) {
         conf->first_message_kind = prev->first_message_kind;
@@ -950,6 +971,7 @@ ngx_pubsub_init_process(ngx_cycle_t *cycle)
 static void
 ngx_pubsub_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_pubsub_chev_exit_process(cycle);
     ngx_pubsub_redis_exit_process(cycle);
     ngx_pubsub_shm_exit_process(cycle);
     ngx_pubsub_stats_exit_process(cycle);

@@ -4,6 +4,7 @@
  */
 
 #include "ngx_pubsub.h"
+#include "ngx_pubsub_chevents.h"
 #include "ngx_pubsub_hooks.h"
 #include "ngx_pubsub_presence.h"
 
@@ -229,8 +230,17 @@ ngx_pubsub_delete(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     for (ngx_uint_t i = 0; i < ch->n; i++) {
         ngx_pubsub_store_for(plcf)->remove(ngx_pubsub_sv(ch->key[i]),
-            [op](pubsub::StoreResult res, const pubsub::ChannelInfo &info) {
+            [op, plcf, ch, i](pubsub::StoreResult res,
+                              const pubsub::ChannelInfo &info)
+            {
                 pubsub::ChannelInfo  copy = info;
+
+                /* r waits for the last reply: it is still there */
+                if (res == pubsub::StoreResult::kOk) {
+                    ngx_pubsub_chev_now(op->r, plcf,
+                                        pubsub::ChannelEvent::kChannelDelete,
+                                        ch->id[i], ch->key[i]);
+                }
 
                 copy.presence = 0;
                 ngx_pubsub_op_add_info(op, res, copy);
@@ -537,12 +547,22 @@ ngx_pubsub_publish_data(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         std::string_view  key = ngx_pubsub_sv(ch->key[i]);
 
         ngx_pubsub_store_for(plcf)->publish(key, in,
-            [op, key, memory](pubsub::PublishReply &&reply) {
+            [op, plcf, ch, i, key, memory](pubsub::PublishReply &&reply) {
                 if (reply.status != pubsub::StoreResult::kOk) {
                     op->failed++;
                     op->last = std::move(reply);
 
                 } else {
+                    /* r waits for the last reply: it is still there */
+                    if (ngx_pubsub_chev_enabled(plcf)) {
+                        /* $pubsub_message_id: this channel's new message */
+                        ngx_pubsub_hook_set_message_ids(op->r, reply.id,
+                                                        pubsub::MsgId());
+                        ngx_pubsub_chev_now(op->r, plcf,
+                                   pubsub::ChannelEvent::kChannelPublish,
+                                   ch->id[i], ch->key[i]);
+                    }
+
                     if (reply.info.subscribers > 0) {
                         op->delivered++;
                     }

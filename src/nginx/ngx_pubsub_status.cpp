@@ -17,6 +17,7 @@
  */
 
 #include "ngx_pubsub.h"
+#include "ngx_pubsub_chevents.h"
 #include "ngx_pubsub_hooks.h"
 #include "pubsub/presence.h"
 
@@ -29,7 +30,7 @@
 
 
 #define NGX_PUBSUB_STATS_MAGIC    0x50535354   /* "PSST" */
-#define NGX_PUBSUB_STATS_VERSION  1
+#define NGX_PUBSUB_STATS_VERSION  2
 #define NGX_PUBSUB_TRANSPORTS     7
 #define NGX_PUBSUB_HOOKS          5
 
@@ -50,6 +51,8 @@ typedef struct {
     time_t                    started;
     ngx_atomic_t              reloads;
     ngx_atomic_t              delivered;
+    ngx_atomic_t              chev_published;  /* channel events */
+    ngx_atomic_t              chev_failed;     /* not evaluated or stored */
     ngx_pubsub_hook_stats_t   hooks;
     ngx_pubsub_stats_slot_t   slots[NGX_MAX_PROCESSES];
 } ngx_pubsub_stats_t;
@@ -305,6 +308,25 @@ ngx_pubsub_stats_delivered(ngx_uint_t n)
 }
 
 
+/* channel events published to their meta channel, or lost (logged) */
+void
+ngx_pubsub_stats_chev(ngx_uint_t published, ngx_uint_t failed)
+{
+    if (ngx_pubsub_stats == NULL) {
+        return;
+    }
+
+    if (published) {
+        (void) ngx_atomic_fetch_add(&ngx_pubsub_stats->chev_published,
+                                    published);
+    }
+
+    if (failed) {
+        (void) ngx_atomic_fetch_add(&ngx_pubsub_stats->chev_failed, failed);
+    }
+}
+
+
 /*
  * The Redis engine reports its connections: `links` and `ready` change by
  * the deltas given; a reply's round trip (ms, nginx's clock) is smoothed.
@@ -367,6 +389,8 @@ typedef struct {
     uint64_t  redis_rtt_x8;          /* sum over workers of 8 x smoothed ms */
     uint64_t  redis_measured;        /* workers that measured a round trip */
     uint64_t  delivered;
+    uint64_t  chev_published;
+    uint64_t  chev_failed;
     uint64_t  reloads;
     uint64_t  uptime;
     uint64_t  presence_members;
@@ -470,6 +494,8 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
     }
 
     s->delivered = st->delivered;
+    s->chev_published = st->chev_published;
+    s->chev_failed = st->chev_failed;
     s->reloads = st->reloads;
     s->uptime = ngx_time() - st->started;
     for (ngx_uint_t i = 0; i < NGX_PUBSUB_HOOKS; i++) {
@@ -520,6 +546,9 @@ ngx_pubsub_status_json(std::string &o, const ngx_pubsub_snapshot_t *s)
                       U(s->message_bytes));
     ngx_pubsub_append(o, "\"published\":%llu,\"delivered\":%llu,\n",
                       U(s->published), U(s->delivered));
+    ngx_pubsub_append(o, "\"channel_events\":{\"published\":%llu,"
+                      "\"failed\":%llu},\n",
+                      U(s->chev_published), U(s->chev_failed));
 
     ngx_pubsub_append(o, "\"subscribers\":{\"total\":%llu",
                       U(s->subscribers_total));
@@ -613,6 +642,12 @@ ngx_pubsub_status_prometheus(std::string &o, const ngx_pubsub_snapshot_t *s)
     ngx_pubsub_prom(o, "delivered_messages_total", "counter",
                     "Messages sent to subscribers (once per subscriber).",
                     s->delivered);
+    ngx_pubsub_prom(o, "channel_events_total", "counter",
+                    "Channel events published to meta channels.",
+                    s->chev_published);
+    ngx_pubsub_prom(o, "channel_event_failures_total", "counter",
+                    "Channel events lost: a bad meta channel id, a full "
+                    "queue or a failed publish (logged).", s->chev_failed);
 
     ngx_pubsub_prom_head(o, "subscribers", "gauge",
                          "Connected subscribers by transport.");

@@ -12,7 +12,7 @@ ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t(ngx_http_request_t *req,
     ngx_pubsub_loc_conf_t *conf)
     : r(req), plcf(conf), transport(0), finishing(0), finish_rc(NGX_OK),
       hook_session(NULL), hook_poll(0), hook_deleted(0), presence(NULL),
-      channel_n(0), hook_sessions(NULL), presences(NULL),
+      channel_n(0), hook_sessions(NULL), presences(NULL), chev_done(0),
       free_(NULL), busy_(NULL), ping_(0)
 {
     key.len = 0;
@@ -28,6 +28,9 @@ ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t(ngx_http_request_t *req,
 ngx_pubsub_http_sub_t::~ngx_pubsub_http_sub_t()
 {
     stop();
+
+    /* queued, published later from a posted event */
+    ngx_pubsub_chev_unsubscribed(&chev_pending);
 
     ngx_pubsub_presence_leave(presence);
     presence = NULL;
@@ -148,6 +151,13 @@ ngx_pubsub_http_sub_t::presence_join()
     if (presence == NULL) {
         presence = ngx_pubsub_presence_join(r, plcf, key);
     }
+
+    /* every transport calls this once attached: channel events too */
+    if (!chev_done) {
+        chev_done = 1;
+        ngx_pubsub_chev_subscribed(r, plcf, ngx_pubsub_chev_id_of(key),
+                                   key, &chev_pending);
+    }
 }
 
 
@@ -204,7 +214,12 @@ ngx_pubsub_http_sub_t::open_channels(ngx_pubsub_channels_t *ch)
         }
 
         presences[i] = ngx_pubsub_presence_join(r, plcf, ch->key[i]);
+
+        ngx_pubsub_chev_subscribed(r, plcf, ch->id[i], ch->key[i],
+                                   &chev_pending);
     }
+
+    chev_done = 1;
 }
 
 

@@ -8,6 +8,7 @@
 #define _NGX_PUBSUB_SUBSCRIBER_H_INCLUDED_
 
 #include "ngx_pubsub.h"
+#include "ngx_pubsub_chevents.h"
 #include "ngx_pubsub_hooks.h"
 #include "ngx_pubsub_presence.h"
 
@@ -129,6 +130,10 @@ public:
     ngx_pubsub_hook_session_t  **hook_sessions;
     pubsub::PresenceConn       **presences;
     ngx_str_t                    hook_next_pos;
+
+    /* channel events: the dequeues to send when the subscriber goes */
+    ngx_pubsub_chev_list_t   chev_pending;
+    ngx_uint_t               chev_done;
 
     /* pubsub_status: counted while subscribed (stop() ends it) */
     ngx_pubsub_sub_count_t   count;

@@ -211,6 +211,8 @@ struct ngx_pubsub_ws_pub_t {
     std::vector<std::string>            keys;
     std::string                         text_type;
     std::string                         event;
+    /* per key: its channel_publish event, evaluated at the handshake */
+    std::vector<std::shared_ptr<const ngx_pubsub_chev_t>>  chev;
 };
 
 
@@ -299,6 +301,8 @@ public:
 
     /* subscribe/unsubscribe hooks: ended by stop(), exactly once */
     ngx_pubsub_hook_session_t          *hook_session = nullptr;
+    /* channel events: the dequeues stop() sends */
+    ngx_pubsub_chev_list_t              chev_pending;
 
     /* what a publishing connection keeps of its request (see detach()) */
     std::unique_ptr<ngx_pubsub_ws_pub_t>  pub_own;
@@ -567,6 +571,9 @@ ngx_pubsub_ws_t::stop()
     }
 
     mux_stop();
+
+    /* queued: published from a posted event */
+    ngx_pubsub_chev_unsubscribed(&chev_pending);
 }
 
 
@@ -1780,15 +1787,26 @@ ngx_pubsub_ws_t::publish(std::string_view data, std::string_view ct)
      * The store copies the input before publish() returns; its replies may
      * come later (Redis), when this connection may be gone: self says.
      */
-    for (const std::string &key : pub_own->keys) {
-        ngx_pubsub_store_for(plcf)->publish(key, in,
-            [st](pubsub::PublishReply &&reply) {
+    for (size_t i = 0; i < pub_own->keys.size(); i++) {
+        std::shared_ptr<const ngx_pubsub_chev_t>  chev;
+
+        if (i < pub_own->chev.size()) {
+            chev = pub_own->chev[i];
+        }
+
+        ngx_pubsub_store_for(plcf)->publish(pub_own->keys[i], in,
+            [st, chev](pubsub::PublishReply &&reply) {
                 if (reply.status != pubsub::StoreResult::kOk) {
                     st->failed++;
                     st->last = std::move(reply);
 
-                } else if (!st->failed) {
-                    st->last = std::move(reply);
+                } else {
+                    /* queued only: published later from a posted event */
+                    ngx_pubsub_chev_emit(chev.get());
+
+                    if (!st->failed) {
+                        st->last = std::move(reply);
+                    }
                 }
 
                 if (--st->left == 0 && *st->self != nullptr) {
@@ -2327,6 +2345,8 @@ ngx_pubsub_ws_t::mux_hooks_open(ngx_pubsub_channels_t *ch)
     for (ngx_uint_t i = 0; i < ch->n && i < mux_hooks.size(); i++) {
         mux_hooks[i] = ngx_pubsub_hook_subscribed(r, ch->id[i],
                                                   NGX_PUBSUB_SUB_WEBSOCKET);
+        ngx_pubsub_chev_subscribed(r, plcf, ch->id[i], ch->key[i],
+                                   &chev_pending);
     }
 }
 
@@ -2619,6 +2639,15 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
             w->pub_own->event.assign(w->pub_in.eventName);
 
+            /* r goes away after the 101 (detach()): evaluate them now */
+            for (ngx_uint_t i = 0;
+                 ngx_pubsub_chev_enabled(plcf) && i < w->pub->n; i++)
+            {
+                w->pub_own->chev.emplace_back(ngx_pubsub_chev_prepare(r,
+                    plcf, pubsub::ChannelEvent::kChannelPublish,
+                    w->pub->id[i], w->pub->key[i]));
+            }
+
         } catch (...) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -2725,6 +2754,8 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     } else if (subscribe) {
         w->hook_session = ngx_pubsub_hook_subscribed(r, sch->id[0],
                                                      NGX_PUBSUB_SUB_WEBSOCKET);
+        ngx_pubsub_chev_subscribed(r, plcf, sch->id[0], sch->key[0],
+                                   &w->chev_pending);
     }
 
     /* from here on, failures end the connection, never the handler */
