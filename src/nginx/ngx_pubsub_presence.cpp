@@ -5,8 +5,8 @@
  * handled after unlocking: hooks are posted (detached requests, nothing
  * waits), and join/leave meant for subscribers are read back from the
  * zone's ring by every worker - the one that produced them from a posted
- * event, the others from their presence timer - and handed to the local
- * hub.  Nothing is ever delivered synchronously from a join or a leave:
+ * event, the others when woken through their eventfd (or, failing that,
+ * from their presence timer) - and handed to the local hub.  Nothing is ever delivered synchronously from a join or a leave:
  * those run from subscriber destructors and hub iterations.
  */
 
@@ -220,10 +220,19 @@ ngx_pubsub_presence_dispatch(pubsub::PresenceEvents &evs)
         ngx_pubsub_presence_hook_event(ev);
     }
 
-    if (ring && !ngx_pubsub_presence_ring_ev.posted
-        && ngx_pubsub_presence_live)
-    {
-        ngx_post_event(&ngx_pubsub_presence_ring_ev, &ngx_posted_events);
+    if (ring && ngx_pubsub_presence_live) {
+        if (!ngx_pubsub_presence_ring_ev.posted) {
+            ngx_post_event(&ngx_pubsub_presence_ring_ev, &ngx_posted_events);
+        }
+
+        /* the other workers read it at once rather than at their tick */
+        for (uint32_t s = 0; s < pubsub::PresenceRoot::kMaxSlots; s++) {
+            if (ngx_pubsub_presence_root->slotPid[s] > 0
+                && (ngx_int_t) s != ngx_process_slot)
+            {
+                ngx_pubsub_shm_wake(s);
+            }
+        }
     }
 }
 
@@ -471,6 +480,18 @@ ngx_pubsub_presence_read_ring(ngx_log_t *log)
     }
 
     if (ngx_pubsub_presence_root->ringSeq != ngx_pubsub_presence_ring_last
+        && !ngx_pubsub_presence_ring_ev.posted)
+    {
+        ngx_post_event(&ngx_pubsub_presence_ring_ev, &ngx_posted_events);
+    }
+}
+
+
+void
+ngx_pubsub_presence_wake(void)
+{
+    if (ngx_pubsub_presence_live
+        && ngx_pubsub_presence_root->ringSeq != ngx_pubsub_presence_ring_last
         && !ngx_pubsub_presence_ring_ev.posted)
     {
         ngx_post_event(&ngx_pubsub_presence_ring_ev, &ngx_posted_events);

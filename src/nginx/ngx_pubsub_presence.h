@@ -40,5 +40,9 @@ std::string_view ngx_pubsub_presence_channel_id(std::string_view key);
 
 /* this worker's hub (shm_store.cpp) */
 pubsub::Hub *ngx_pubsub_local_hub(void);
+/* wakes the worker in a process slot (ngx_pubsub_shm.cpp) */
+void ngx_pubsub_shm_wake(uint32_t slot);
+/* this worker was woken: reads the presence ring if it has news */
+void ngx_pubsub_presence_wake(void);
 
 #endif /* _NGX_PUBSUB_PRESENCE_H_INCLUDED_ */

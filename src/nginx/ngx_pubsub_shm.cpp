@@ -174,6 +174,13 @@ ngx_pubsub_now(void *ctx)
 static void
 ngx_pubsub_wake(void *ctx, uint32_t slot)
 {
+    ngx_pubsub_shm_wake(slot);
+}
+
+
+void
+ngx_pubsub_shm_wake(uint32_t slot)
+{
     uint64_t  one = 1;
 
     if (slot >= ngx_pubsub_nwake_fds) {
@@ -395,6 +402,9 @@ ngx_pubsub_wake_handler(ngx_event_t *ev)
         ngx_pubsub_engine->processNotifications();
         return NGX_OK;
     });
+
+    /* or a join/leave for this worker's subscribers */
+    ngx_pubsub_presence_wake();
 }
 
 
