@@ -37,9 +37,11 @@
 namespace pubsub::redis {
 
 // The ARGV "S" of scripts that PUBLISH: sharded pub/sub.
-// pupdate: KEYS[1]=tag; ARGV instance, "d"|"s", version, validMs, conns, anon,
-//   "S"|"", then id, conns, info, opts per member (one for "d"elta, every
-//   member of the instance for a "s"napshot).  -> {events}
+// pupdate: KEYS[1]=tag; ARGV instance, "d"|"s"|"b", version, validMs, conns,
+//   anon, "S"|"", then id, conns, info, opts per member (one for a "d"elta,
+//   every member of the instance for a "s"napshot), or for a "b"eat (a
+//   refresh) the digest of the instance's part.  -> {events, resync}: 1
+//   when a beat's digest differs from Redis' (send the snapshot).
 const Script& presenceUpdateScript();
 // preap: KEYS[1]=tag; ARGV "S"|"".  Removes the parts of instances whose
 // validity passed.  -> {events}
@@ -79,6 +81,10 @@ bool parsePresenceLive(std::string_view payload, std::string_view key, PresenceE
 bool parsePresenceStats(const redisReply* r, PresenceStats* out, std::string* reason);
 bool parsePresenceList(const redisReply* r, PresencePage* out, std::string* reason);
 bool parsePresenceUser(const redisReply* r, PresenceUserState* out, std::string* reason);
+
+// The digest a beat carries: the XOR over the members of the first 32 bits
+// of SHA1("<id>:<connections>"), as the scripts keep it.
+uint32_t presenceDigest(const std::vector<PresenceSnapshotMember>& members);
 
 // Cursors of the Redis presence API: "r<sequence>".
 std::string presenceListCursor(uint64_t seq);

@@ -56,6 +56,7 @@ struct RedisStoreStats {
     uint64_t presenceUpdates = 0;  // deltas and snapshots sent
     uint64_t presenceErrors = 0;   // presence scripts that failed
     uint64_t presenceSwept = 0;    // channels of dead instances swept
+    uint64_t presenceResyncs = 0;  // refreshes that had to send the whole part
 };
 
 class RedisStore final : public Store {

@@ -26,7 +26,19 @@ local function pevent(tag, out, kind, id, info, opts, sharded)
                kind .. #id .. ' ' .. id .. info)
   end
 end
-local function pset(tag, inst, id, c, ver, info, opts, now, out, sharded)
+-- The digest of an instance's part: the XOR of a 32-bit hash of each
+-- member's "id:connections" (presenceDigest() in C++ makes the same), so
+-- that a refresh of an unchanged part is compared, not rewritten.
+local function phash(id, c)
+  return tonumber(string.sub(redis.sha1hex(id .. ':' .. c), 1, 8), 16)
+end
+local function pdigest(d, id, oc, c)
+  if oc >= 0 then d = bit.bxor(d, phash(id, oc)) end
+  if c >= 0 then d = bit.bxor(d, phash(id, c)) end
+  if d < 0 then d = d + 4294967296 end
+  return d
+end
+local function pset(tag, inst, id, c, ver, info, opts, now, out, sharded, snap, st)
   local pm = tag .. ':pm:' .. inst
   local old = redis.call('HGET', pm, id)
   local oc, ov = -1, 0
@@ -34,12 +46,17 @@ local function pset(tag, inst, id, c, ver, info, opts, now, out, sharded)
     local a, b = string.match(old, '^(-?%d+):(%d+)$')
     oc, ov = tonumber(a) or -1, tonumber(b) or 0
   end
-  if ov >= ver then
+  if ov >= ver or (snap and oc == c) then
+    -- (a snapshot leaves an unchanged member as it is: deltas older than
+    -- the snapshot are refused by the instance's snapshot version anyway)
     return
   end
   redis.call('HSET', pm, id, string.format('%d:%d', c, ver))
   if oc < 0 and c < 0 then
     return
+  end
+  if st and oc ~= c then
+    st.d = pdigest(st.d, id, oc, c)
   end
   local pu, pf = tag .. ':pu', tag .. ':pf'
   local agg = redis.call('HGET', pu, id)
@@ -81,7 +98,7 @@ local function preap(tag, now, out, sharded)
   local all = redis.call('HGETALL', pi)
   local conns, anon = 0, 0
   for i = 1, #all, 2 do
-    local c, a, v = string.match(all[i + 1], '^%d+:%d+:(%d+):(%d+):(%d+)$')
+    local c, a, v = string.match(all[i + 1], '^%d+:%d+:(%d+):(%d+):(%d+):%d+$')
     if v and tonumber(v) >= now then
       conns, anon = conns + tonumber(c), anon + tonumber(a)
     else
@@ -109,41 +126,53 @@ local pi = tag .. ':pi'
 local pm = tag .. ':pm:' .. inst
 local rec = redis.call('HGET', pi, inst)
 local sv, cv, c0, a0 = 0, 0, 0, 0
+local st = {d = 0}
+local resync = 0
 if rec then
-  local a, b, c, d = string.match(rec, '^(%d+):(%d+):(%d+):(%d+):')
+  local a, b, c, d, e = string.match(rec, '^(%d+):(%d+):(%d+):(%d+):%d+:(%d+)$')
   sv, cv, c0, a0 = tonumber(a) or 0, tonumber(b) or 0, tonumber(c) or 0, tonumber(d) or 0
+  st.d = tonumber(e) or 0
 end
 if ver > sv then
-  if mode == 's' then
+  if mode == 'b' then
+    -- a refresh: the same part as the instance's (by digest) is kept as
+    -- it is, another one is asked for whole
+    if rec and st.d == tonumber(ARGV[8]) then
+      sv = ver
+    else
+      resync = 1
+    end
+  elseif mode == 's' then
     local seen = {}
     for i = 8, #ARGV - 3, 4 do
       seen[ARGV[i]] = true
       pset(tag, inst, ARGV[i], tonumber(ARGV[i + 1]), ver, ARGV[i + 2], tonumber(ARGV[i + 3]),
-           now, out, sharded)
+           now, out, sharded, true, st)
     end
     local fields = redis.call('HGETALL', pm)
     for i = 1, #fields, 2 do
       local v = tonumber(string.match(fields[i + 1], ':(%d+)$')) or 0
       if not seen[fields[i]] and v <= ver then
-        pset(tag, inst, fields[i], -1, ver, '', 0, now, out, sharded)
+        pset(tag, inst, fields[i], -1, ver, '', 0, now, out, sharded, false, st)
         redis.call('HDEL', pm, fields[i])
       end
     end
     sv = ver
   elseif #ARGV >= 11 then
     pset(tag, inst, ARGV[8], tonumber(ARGV[9]), ver, ARGV[10], tonumber(ARGV[11]), now, out,
-         sharded)
+         sharded, false, st)
   end
 end
 if ver > cv then
   cv, c0, a0 = ver, tonumber(ARGV[5]), tonumber(ARGV[6])
 end
-redis.call('HSET', pi, inst, string.format('%d:%d:%d:%d:%d', sv, cv, c0, a0, now + valid))
+redis.call('HSET', pi, inst,
+           string.format('%d:%d:%d:%d:%d:%d', sv, cv, c0, a0, now + valid, st.d))
 local keep = valid * 4 + 60000
 for _, k in ipairs({pi, pm, tag .. ':pu', tag .. ':pz', tag .. ':pf', tag .. ':pq'}) do
   redis.call('PEXPIRE', k, keep)
 end
-return {out}
+return {out, resync}
 )LUA";
 
 const char* const kLuaReap = R"LUA(
@@ -453,6 +482,18 @@ bool parsePresenceUser(const redisReply* r, PresenceUserState* out, std::string*
         return false;
     }
     return true;
+}
+
+uint32_t presenceDigest(const std::vector<PresenceSnapshotMember>& members) {
+    uint32_t d = 0;
+    for (const PresenceSnapshotMember& m : members) {
+        std::string text = m.id + ":" + std::to_string(m.connections);
+        std::string hex = sha1Hex(text);
+        uint32_t h = 0;
+        (void)std::from_chars(hex.data(), hex.data() + 8, h, 16);
+        d ^= h;
+    }
+    return d;
 }
 
 std::string presenceListCursor(uint64_t seq) {

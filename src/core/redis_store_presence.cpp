@@ -122,17 +122,37 @@ void RedisStore::presenceRefresh(const std::string& instance,
     auto alive = alive_;
     std::vector<std::string> keys{num(validMs * 4 + 60000), "replace"};
     for (const PresenceChannelSnapshot& c : channels) {
-        std::vector<std::string> args =
+        // a beat with the part's digest; the whole part only if Redis'
+        // differs (a delta lost in an outage, Redis restarted)
+        auto full = std::make_shared<std::vector<std::string>>(
             updateArgs(instance, "s", c.version, validMs, c.connections, c.anonymous,
-                       link_->sharded(), c.members.size());
+                       link_->sharded(), c.members.size()));
         for (const PresenceSnapshotMember& m : c.members) {
-            args.push_back(m.id);
-            args.push_back(num(m.connections));
-            args.push_back(m.info);
-            args.push_back(num(m.opts));
+            full->push_back(m.id);
+            full->push_back(num(m.connections));
+            full->push_back(m.info);
+            full->push_back(num(m.opts));
         }
+        std::vector<std::string> beat = updateArgs(instance, "b", c.version, validMs,
+                                                   c.connections, c.anonymous,
+                                                   link_->sharded(), 1);
+        beat.push_back(num(redis::presenceDigest(c.members)));
         keys.push_back(c.channel);
-        presenceUpdate(c.channel, std::move(args));
+        std::string key = c.channel;
+        stats_.presenceUpdates++;
+        (void)eval(redis::presenceUpdateScript(), key, std::move(beat),
+                   [this, alive, key, full](const redisReply* r) {
+                       if (!*alive) {
+                           return;
+                       }
+                       presenceEvents(key, r);
+                       if (r != nullptr && r->type == REDIS_REPLY_ARRAY && r->elements > 1 &&
+                           r->element[1]->type == REDIS_REPLY_INTEGER &&
+                           r->element[1]->integer == 1) {
+                           stats_.presenceResyncs++;
+                           presenceUpdate(key, std::move(*full));
+                       }
+                   });
     }
     (void)evalKey(redis::presenceChannelsScript(), redis::instanceChannelsKey(instance),
                   std::move(keys), [](const redisReply*) {});

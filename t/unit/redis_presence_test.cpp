@@ -229,6 +229,19 @@ TEST(RedisPresenceParse, StatsListAndUser) {
     EXPECT_FALSE(redis::parsePresenceUser(t.array({t.integer(1)}), &off, &why));
 }
 
+TEST(RedisPresenceParse, DigestIsTheScriptsOne) {
+    // redis-cli eval "return tonumber(string.sub(redis.sha1hex('a:1'),1,8),16)" 0
+    EXPECT_EQ(redis::presenceDigest({{"a", "", 1, 0}}), 3733569455u);
+    // order does not matter; a member twice cancels out
+    PresenceSnapshotMember a{"alice", "", 2, 0};
+    PresenceSnapshotMember b{"bob", "{}", 0, 1};
+    EXPECT_EQ(redis::presenceDigest({a, b}), redis::presenceDigest({b, a}));
+    EXPECT_EQ(redis::presenceDigest({a, b, b}), redis::presenceDigest({a}));
+    EXPECT_EQ(redis::presenceDigest({}), 0u);
+    PresenceSnapshotMember a3{"alice", "", 3, 0};
+    EXPECT_NE(redis::presenceDigest({a}), redis::presenceDigest({a3}));
+}
+
 TEST(RedisPresenceParse, CursorsAndKeys) {
     uint64_t seq = 0;
     EXPECT_TRUE(redis::parsePresenceListCursor(redis::presenceListCursor(42), &seq));
@@ -345,10 +358,22 @@ TEST_F(RedisStorePresence, RefreshSendsSnapshotsBeatAndSweepsDeadInstances) {
     s.members.push_back({"bob", "", 0, 0});
     store.presenceRefresh("inst1", {s}, 15000, 7500);
 
+    // a beat with the part's digest first; the whole part when Redis' differs
+    Link::Cmd part = link.take(redis::presenceUpdateScript().sha);
+    std::string digest = std::to_string(redis::presenceDigest(s.members));
+    EXPECT_EQ(std::vector<std::string>(part.args.begin() + 4, part.args.end()),
+              (std::vector<std::string>{"inst1", "b", "12", "15000", "3", "1", "", digest}));
+    part.cb(eventsReply(t, {}, {t.integer(0)}));
+    EXPECT_EQ(link.count(redis::presenceUpdateScript().sha), 0u) << "same digest: nothing more";
+    store.presenceRefresh("inst1", {s}, 15000, 7500);
+    link.take(redis::presenceUpdateScript().sha).cb(eventsReply(t, {}, {t.integer(1)}));
     Link::Cmd snap = link.take(redis::presenceUpdateScript().sha);
     EXPECT_EQ(std::vector<std::string>(snap.args.begin() + 4, snap.args.end()),
               (std::vector<std::string>{"inst1", "s", "12", "15000", "3", "1", "", "alice", "2",
                                         "{}", "1", "bob", "0", "", "0"}));
+    EXPECT_EQ(store.stats().presenceResyncs, 1u);
+    link.take(redis::presenceChannelsScript().sha);
+    link.take(redis::presenceBeatScript().sha);
     Link::Cmd chans = link.take(redis::presenceChannelsScript().sha);
     EXPECT_EQ(chans.args[5], "replace");
     EXPECT_EQ(chans.args[6], "g/a");
