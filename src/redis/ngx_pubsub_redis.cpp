@@ -86,7 +86,7 @@ struct ngx_pubsub_redis_node_t {
     bool                      up = false;       /* both hellos passed */
     bool                      connecting = false;
     bool                      mark = false;     /* scratch (apply_map) */
-    ngx_uint_t                gen = 0;          /* its connections' generation */
+    ngx_uint_t                gen = 0;          /* of its connections */
     ngx_msec_t                connect_start = 0;
 };
 
