@@ -385,3 +385,133 @@ describe('redis cluster', () => {
         }
     });
 });
+
+// Issue 8 follow-up: one master failing affects only the channels of its
+// slots; the other masters' channels keep their publishes and their
+// subscriptions.
+describe('redis cluster: one master down', () => {
+    let rc;
+
+    before(async () => {
+        rc = await startRedisCluster({ masters: 3, replicas: 1 });
+        // else Redis itself answers CLUSTERDOWN for every slot from the
+        // moment the master is marked failed until its replica took over
+        for (const n of rc.nodes) {
+            assert.equal(await n.command('CONFIG', 'SET', 'cluster-require-full-coverage', 'no'),
+                'OK');
+        }
+    });
+
+    after(async () => {
+        if (rc) {
+            await rc.stop();
+        }
+    });
+
+    // `count` channel names per master, by the hash slot of their keys
+    async function channelsByMaster(count) {
+        const map = await rc.masters[0].command('CLUSTER', 'SLOTS');
+        const byPort = new Map(rc.masters.map((m) => [m.port, []]));
+        for (let i = 0; i < 200 && [...byPort.values()].some((l) => l.length < count); i++) {
+            const name = `p${i}`;
+            const slot = await rc.masters[0].command('CLUSTER', 'KEYSLOT', `{channel:default/${name}}`);
+            const range = map.find((x) => x[0] <= slot && slot <= x[1]);
+            const list = byPort.get(range[2][1]);
+            if (list.length < count) {
+                list.push(name);
+            }
+        }
+        return rc.masters.map((m) => byPort.get(m.port));
+    }
+
+    // ids of the clients of `node` in sharded subscribe mode
+    async function shardSubscribers(node) {
+        const list = await node.command('CLIENT', 'LIST');
+        return list.split('\n').filter((l) => /\bssub=[1-9]/.test(l))
+            .map((l) => /\bid=(\d+)/.exec(l)[1]).sort();
+    }
+
+    it('keeps the other masters\' channels going while one is killed and replaced', async () => {
+        const started = Date.now();
+        const ngxs = await instances(rc.seeds, 2);
+        try {
+            const [c0, c1, c2] = await channelsByMaster(2);
+            const victim = rc.masters[1];
+            const heirNode = rc.replicas[1][0];
+            const survivors = [...c0, ...c2];
+            const chans = [...c0, ...c1, ...c2];
+            const subs = await subscribeAll(ngxs, chans);
+            const kept = [await shardSubscribers(rc.masters[0]),
+                await shardSubscribers(rc.masters[2])];
+            // the workers (of 2 x 2) with subscribers of the master's channels
+            const onVictim = (await shardSubscribers(victim)).length;
+            assert.ok(kept[0].length > 0 && kept[1].length > 0 && onVictim > 0);
+
+            const t = traffic(ngxs, chans);
+            await sleep(500);
+            await victim.kill();
+            const killedAt = Date.now();
+            const deadline = Date.now() + 15000;
+            while (!/role:master/.test(await heirNode.command('INFO', 'replication'))) {
+                assert.ok(Date.now() < deadline, 'the replica did not take over');
+                await sleep(100);
+            }
+            const promotedAfter = Date.now() - killedAt;
+            t.since = Date.now();
+            // the map check (3 s) or the repair (backoff <= 3 s) finds the heir
+            await sleep(4500);
+            await t.stop();
+
+            // the surviving masters' channels: never refused, all delivered
+            for (const ch of survivors) {
+                assert.deepEqual(t.acked[ch], t.tried[ch],
+                    `${ch} (a surviving master's channel) had publishes refused`);
+            }
+            // the killed master's channels: refused for a while, then back;
+            // what was acknowledged after the takeover reaches everyone (a
+            // message acknowledged just before the kill may be lost by
+            // Redis's asynchronous replication)
+            let refused = 0;
+            for (const ch of c1) {
+                refused += t.tried[ch].length - t.acked[ch].length;
+                assert.ok(t.after[ch].length > 5, `${ch}: traffic went on after the takeover`);
+            }
+            // ... and so does everything the heir holds for them (nothing
+            // lost for subscribers: what they missed is read from history)
+            const history = `local out = {}
+for _, id in ipairs(redis.call('LRANGE', KEYS[1] .. ':ids', 0, -1)) do
+  out[#out + 1] = redis.call('HGET', KEYS[1] .. ':m:' .. id, 'd')
+end
+return out`;
+            const mustHave = {};
+            for (const ch of chans) {
+                if (survivors.includes(ch)) {
+                    mustHave[ch] = t.acked[ch];
+                    continue;
+                }
+                const held = await heirNode.command('EVAL', history, 1, `{channel:default/${ch}}`);
+                assert.ok(Array.isArray(held) && held.length > t.after[ch].length, String(held));
+                mustHave[ch] = [...new Set([...t.after[ch], ...held.filter((d) => d !== 'probe')])];
+            }
+            await checkDelivery(subs, chans, t.tried, mustHave);
+
+            // the surviving masters' subscriptions were never re-made
+            assert.deepEqual(await shardSubscribers(rc.masters[0]), kept[0]);
+            assert.deepEqual(await shardSubscribers(rc.masters[2]), kept[1]);
+            // and the workers moved their subscriptions to the heir
+            assert.equal((await shardSubscribers(heirNode)).length, onVictim);
+            for (const x of ngxs) {
+                const log = x.errorLog();
+                assert.equal(log.match(/connected to a cluster of 3 masters/g).length, 2,
+                    'no worker reconnected to every master');
+                assert.match(log, /master 127\.0\.0\.1:\d+: connection lost/);
+                assert.match(log, new RegExp(`master 127\\.0\\.0\\.1:${heirNode.port} is up`));
+            }
+            process.stderr.write(`one master down: ${t.rounds} rounds, ${refused} refused on ` +
+                `its channels, promoted after ${promotedAfter} ms, ` +
+                `test ${Date.now() - started} ms\n`);
+        } finally {
+            await stopAll(ngxs);
+        }
+    });
+});

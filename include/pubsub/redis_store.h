@@ -36,7 +36,15 @@ public:
     using ReplyFn = std::function<void(const redisReply* r)>;
 
     virtual ~RedisLink() = default;
+    // Connected (to at least one Redis Cluster master when a cluster).
     virtual bool ready() const = 0;
+    // Whether commands and subscriptions for `redisKey` (a key or pubsub
+    // channel name; in a cluster, the master owning its hash slot) work
+    // now.  A single server is one node owning every slot: ready().
+    virtual bool readyFor(std::string_view redisKey) const {
+        (void)redisKey;
+        return ready();
+    }
     // Queues a command; false (and `cb` is never called) when the link is
     // not ready or too many commands are waiting.
     virtual bool command(const std::vector<std::string>& args, ReplyFn cb) = 0;
@@ -86,9 +94,16 @@ public:
     // subscribe() answers from `p` until reset with nullptr.
     void usePrepared(Prepared* p) { prepared_ = p; }
 
-    // From the link.
+    // From the link: onReady() and onDown() when the whole link comes up
+    // or goes down (every channel is re-subscribed / reset);
+    // onNodesChanged() when only part of it did (a cluster master failed,
+    // came back or was replaced by its replica): channels whose readyFor()
+    // became false are reset, and channels with local subscribers that are
+    // ready but not subscribed are subscribed again (and, once confirmed,
+    // read the history after their last delivered id).
     void onReady();
     void onDown();
+    void onNodesChanged();
     void onSubscribed(std::string_view channel);
     void onUnsubscribed(std::string_view channel);
     void onMessage(std::string_view channel, std::string_view payload);
@@ -150,6 +165,9 @@ private:
     void presenceUpdate(const std::string& key, std::vector<std::string> args);
     void presenceSweep(const std::string& instance, const redisReply* dead);
     ChanPtr chan(std::string_view key, bool create);
+    // The link can serve the channel `key` (its master is up).
+    bool channelReady(std::string_view key) const;
+    void resetChan(Chan& c);
     void addLocal(const std::string& key);
     void dropLocal(const std::string& key);
     void sendCount(const Chan& c);

@@ -65,7 +65,7 @@ void RedisStore::publish(std::string_view key, const PublishInput& in, PublishCa
     PublishReply fail;
     fail.status = StoreResult::kUnavailable;
     fail.reason = kUnavailable;
-    if (!link_->ready()) {
+    if (!channelReady(key)) {
         cb(std::move(fail));
         return;
     }
@@ -99,7 +99,7 @@ void RedisStore::publish(std::string_view key, const PublishInput& in, PublishCa
 
 void RedisStore::info(std::string_view key, InfoCallback cb) {
     auto shared = std::make_shared<InfoCallback>(std::move(cb));
-    bool sent = link_->ready() &&
+    bool sent = channelReady(key) &&
                 eval(redis::infoScript(), key, {}, [shared](const redisReply* r) {
                     ChannelInfo info;
                     std::string reason;
@@ -120,7 +120,7 @@ void RedisStore::remove(std::string_view key, InfoCallback cb) {
     auto shared = std::make_shared<InfoCallback>(std::move(cb));
     auto alive = alive_;
     std::string k(key);
-    bool sent = link_->ready() &&
+    bool sent = channelReady(key) &&
                 eval(redis::deleteScript(), key, {link_->sharded() ? "S" : ""},
                      [this, shared, alive, k](const redisReply* r) {
                          ChannelInfo info;
@@ -167,7 +167,7 @@ void RedisStore::prepare(const std::vector<std::string>& keys,
     };
     for (const std::string& key : keys) {
         Prepared::Channel& pc = st->prepared->channels[key];
-        if (!link_->ready()) {
+        if (!channelReady(key)) {
             pc.status = StoreResult::kUnavailable;
             pc.reason = kUnavailable;
             finishOne();
@@ -191,6 +191,16 @@ void RedisStore::prepare(const std::vector<std::string>& keys,
         }
     }
     finishOne();
+}
+
+bool RedisStore::channelReady(std::string_view key) const {
+    return link_->readyFor(redis::channelTag(key));
+}
+
+void RedisStore::resetChan(Chan& c) {
+    c.sub = Chan::kNone;
+    c.fetching = false;
+    c.queue.clear();
 }
 
 RedisStore::ChanPtr RedisStore::chan(std::string_view key, bool create) {
@@ -270,7 +280,7 @@ void RedisStore::unsubscribe(Subscriber* sub) {
 void RedisStore::addLocal(const std::string& key) {
     ChanPtr c = chan(key, true);
     c->local++;
-    if (link_->ready()) {
+    if (channelReady(key)) {
         if (c->sub == Chan::kNone) {
             if (link_->subscribe(redis::pubsubName(key))) {
                 c->sub = Chan::kSubscribing;
@@ -286,7 +296,7 @@ void RedisStore::dropLocal(const std::string& key) {
         return;
     }
     c->local--;
-    if (link_->ready()) {
+    if (channelReady(key)) {
         sendCount(*c);
     }
     // the pubsub channel is left on the next tick (no flapping)
@@ -299,7 +309,7 @@ void RedisStore::sendCount(const Chan& c) {
 
 void RedisStore::startFetch(const ChanPtr& c) {
     LocalChannel* lc = hub_.find(c->key);
-    if (lc == nullptr || c->fetching || !link_->ready()) {
+    if (lc == nullptr || c->fetching || !channelReady(c->key)) {
         return;
     }
     c->fetching = true;
@@ -450,16 +460,14 @@ void RedisStore::onUnsubscribed(std::string_view channel) {
         return;
     }
     c->sub = Chan::kNone;
-    if (c->local > 0 && link_->ready() && link_->subscribe(redis::pubsubName(key))) {
+    if (c->local > 0 && channelReady(key) && link_->subscribe(redis::pubsubName(key))) {
         c->sub = Chan::kSubscribing;
     }
 }
 
 void RedisStore::onReady() {
     for (auto& [key, c] : chans_) {
-        c->sub = Chan::kNone;
-        c->fetching = false;
-        c->queue.clear();
+        resetChan(*c);
         if (c->local > 0) {
             if (link_->subscribe(redis::pubsubName(key))) {
                 c->sub = Chan::kSubscribing;
@@ -471,18 +479,31 @@ void RedisStore::onReady() {
 
 void RedisStore::onDown() {
     for (auto& [key, c] : chans_) {
-        c->sub = Chan::kNone;
-        c->fetching = false;
-        c->queue.clear();
+        resetChan(*c);
+    }
+}
+
+void RedisStore::onNodesChanged() {
+    for (auto& [key, c] : chans_) {
+        if (!channelReady(key)) {
+            // its master is gone: so is the subscription, and a fetch in
+            // flight is answered with nothing
+            resetChan(*c);
+        } else if (c->sub == Chan::kNone && c->local > 0) {
+            if (link_->subscribe(redis::pubsubName(key))) {
+                c->sub = Chan::kSubscribing;
+            }
+            sendCount(*c);
+        }
     }
 }
 
 void RedisStore::tick() {
     ticks_++;
     bool refresh = ticks_ % kCountRefreshTicks == 0;
-    bool ready = link_->ready();
     for (auto it = chans_.begin(); it != chans_.end();) {
         Chan& c = *it->second;
+        bool ready = channelReady(c.key);
         if (c.local == 0 && hub_.find(c.key) == nullptr) {
             if (c.sub == Chan::kSubscribed && ready) {
                 if (link_->unsubscribe(redis::pubsubName(c.key))) {

@@ -94,7 +94,7 @@ void RedisStore::presenceUpdate(const std::string& key, std::vector<std::string>
 
 void RedisStore::presenceDelta(const std::string& instance, const PresenceDelta& d,
                                uint64_t validMs) {
-    if (!link_->ready()) {
+    if (!channelReady(d.channel)) {
         return;  // the refresh after the reconnect sends the whole part
     }
     std::vector<std::string> args = updateArgs(instance, "d", d.version, validMs, d.connections,
@@ -234,7 +234,7 @@ void RedisStore::presenceStats(std::string_view key, PresenceStatsCallback cb) {
     auto shared = std::make_shared<PresenceStatsCallback>(std::move(cb));
     auto alive = alive_;
     std::string k(key);
-    bool sent = link_->ready() &&
+    bool sent = channelReady(key) &&
                 eval(redis::presenceStatsScript(), key, {link_->sharded() ? "S" : ""},
                      [this, alive, shared, k](const redisReply* r) {
                          PresenceStats st;
@@ -267,7 +267,7 @@ void RedisStore::presencePage(std::string_view key, size_t limit, std::string_vi
     auto shared = std::make_shared<PresencePageCallback>(std::move(cb));
     auto alive = alive_;
     std::string k(key);
-    bool sent = link_->ready() &&
+    bool sent = channelReady(key) &&
                 eval(redis::presenceListScript(), key,
                      {link_->sharded() ? "S" : "", cursor.empty() ? std::string() : num(after),
                       num(limit)},
@@ -294,8 +294,9 @@ void RedisStore::presencePage(std::string_view key, size_t limit, std::string_vi
 
 void RedisStore::presenceUser(std::string_view id, PresenceUserCallback cb) {
     auto shared = std::make_shared<PresenceUserCallback>(std::move(cb));
-    bool sent = link_->ready() &&
-                evalKey(redis::presenceUserGetScript(), redis::userKey(id), {},
+    std::string userKey = redis::userKey(id);
+    bool sent = link_->readyFor(userKey) &&
+                evalKey(redis::presenceUserGetScript(), userKey, {},
                         [shared](const redisReply* r) {
                             PresenceUserState st;
                             std::string reason;

@@ -13,15 +13,26 @@
  * ASKING).  hiredis's fds are wrapped in ngx_connection_t and their
  * read/write interest goes through nginx's event module (level-triggered,
  * as hiredis reads once per event).  hiredis 0.14 has no timer hook, so a
- * watchdog timer enforces the connect and command timeouts; a failure of
- * any connection drops them all, and the reconnect (with exponential
- * backoff and jitter) reads the slot map again: this is how a failover is
- * followed.
+ * watchdog timer enforces the connect and command timeouts.
+ *
+ * A single server (or a cluster without sharded pub/sub): a failure of any
+ * connection drops them all, and the reconnect (with exponential backoff
+ * and jitter) reads the slot map again.  A cluster with sharded pub/sub: a
+ * failing master is dropped alone ("down"); only the channels of its slots
+ * are refused (RedisLink::readyFor()) and lose their subscription, the
+ * other masters go on.  The link then reads the slot map again with
+ * backoff and jitter (and every 3 s anyway) through a master that is up:
+ * when a replica took over the slots, it connects to it, and the store
+ * re-subscribes those channels there (RedisStore::onNodesChanged()); while
+ * the map still names the failed master, it tries to reconnect to it.
+ * When no master is left up, the whole link fails and reconnects as for a
+ * single server.
  */
 
 #include "ngx_pubsub_redis.h"
 #include "ngx_pubsub_presence.h"
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <new>
@@ -71,6 +82,12 @@ struct ngx_pubsub_redis_node_t {
     ngx_pubsub_redis_conn_t   subc;
     std::deque<ngx_msec_t>    sent;     /* command send times, FIFO */
     bool                      sharded = false;  /* knows SPUBLISH */
+    bool                      in_map = false;   /* a master of the map */
+    bool                      up = false;       /* both hellos passed */
+    bool                      connecting = false;
+    bool                      mark = false;     /* scratch (apply_map) */
+    ngx_uint_t                gen = 0;          /* of its connections */
+    ngx_msec_t                connect_start = 0;
 };
 
 
@@ -83,6 +100,21 @@ struct ngx_pubsub_redis_link_s final : public pubsub::RedisLink {
     ~ngx_pubsub_redis_link_s() override;
 
     bool ready() const override { return state == kReady; }
+    bool readyFor(std::string_view key) const override
+    {
+        ngx_pubsub_redis_node_t  *n;
+
+        if (state != kReady) {
+            return false;
+        }
+        if (!cluster) {
+            return true;
+        }
+        n = slots[pubsub::redis::keySlot(key)];
+        return n != NULL && n->up;
+    }
+    /* one master may fail alone (else any failure drops the link) */
+    bool partial() const { return cluster && shard; }
 
     /* every change of state goes here: pubsub_status counts ready links */
     void set_state(state_e to)
@@ -101,6 +133,17 @@ struct ngx_pubsub_redis_link_s final : public pubsub::RedisLink {
     void check_map();
     void discovered(const redisReply *r);
     void fail(const char *what, const char *detail);
+    void conn_failed(ngx_pubsub_redis_conn_t *conn, const char *what,
+                     const char *detail);
+    void node_down(ngx_pubsub_redis_node_t *n, const char *what,
+                   const char *detail);
+    void close_node(ngx_pubsub_redis_node_t *n);
+    void apply_map(const std::vector<pubsub::redis::SlotRange> &ranges);
+    void reopen_down();
+    void nodes_changed();
+    ngx_pubsub_redis_node_t *new_node(const std::string &host, int port);
+    ngx_pubsub_redis_node_t *first_up();
+    size_t nodes_up();
     void schedule_reconnect();
     bool open(ngx_pubsub_redis_conn_t *conn, const std::string &host,
               int port);
@@ -127,6 +170,9 @@ struct ngx_pubsub_redis_link_s final : public pubsub::RedisLink {
     ngx_uint_t                    gen = 0;        /* connection generation */
     ngx_uint_t                    ticks = 0;
     ngx_msec_t                    connect_start = 0;
+    ngx_msec_t                    repair_at = 0;  /* a master is down */
+    ngx_uint_t                    repair_attempts = 0;
+    bool                          map_checking = false;
     size_t                        inflight = 0;
     std::string                   where;          /* discovery target */
     ngx_pubsub_redis_conn_t       disc;
@@ -145,6 +191,7 @@ struct ngx_pubsub_redis_pending_t {
     bool                              counted;
     ngx_pubsub_redis_node_t          *node;
     ngx_uint_t                        gen;
+    ngx_uint_t                        ngen;   /* node->gen when sent */
     int                               redirects;
     std::vector<std::string>          args;   /* cluster: kept for MOVED/ASK */
 };
@@ -274,7 +321,7 @@ ngx_pubsub_redis_on_connect(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK) {
         /* hiredis frees the context after this returns */
         conn->ac = NULL;
-        conn->link->fail("cannot connect", ac->errstr);
+        conn->link->conn_failed(conn, "cannot connect", ac->errstr);
     }
 }
 
@@ -294,8 +341,8 @@ ngx_pubsub_redis_on_disconnect(const redisAsyncContext *ac, int status)
     if (!conn->link->closing
         && conn->link->state != ngx_pubsub_redis_link_t::kDown)
     {
-        conn->link->fail("connection lost",
-                         status == REDIS_OK ? "closed" : ac->errstr);
+        conn->link->conn_failed(conn, "connection lost",
+                                status == REDIS_OK ? "closed" : ac->errstr);
     }
 }
 
@@ -321,7 +368,9 @@ ngx_pubsub_redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     if (p->counted) {
         p->counted = false;
         link->inflight--;
-        if (p->gen == link->gen && !p->node->sent.empty()) {
+        if (p->gen == link->gen && p->ngen == p->node->gen
+            && !p->node->sent.empty())
+        {
             ngx_pubsub_stats_redis_rtt(ngx_current_msec
                                        - p->node->sent.front());
             p->node->sent.pop_front();
@@ -348,7 +397,13 @@ ngx_pubsub_redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
                 }
 
                 delete p;
-                link->fail("slot map changed", err.c_str());
+
+                if (link->partial()) {
+                    link->check_map();   /* a replica took over? */
+
+                } else {
+                    link->fail("slot map changed", err.c_str());
+                }
                 return;
             }
 
@@ -479,7 +534,7 @@ ngx_pubsub_redis_on_hello(redisAsyncContext *ac, void *r, void *privdata)
 
     if (reply->type == REDIS_REPLY_ERROR) {
         std::string err(reply->str, reply->len);
-        link->fail("refused the connection", err.c_str());
+        link->conn_failed(conn, "refused the connection", err.c_str());
         return;
     }
 
@@ -590,21 +645,21 @@ ngx_pubsub_redis_link_s::open(ngx_pubsub_redis_conn_t *conn,
 
     ac = redisAsyncConnect(host.c_str(), port);
     if (ac == NULL) {
-        fail("cannot connect", "out of memory");
+        conn_failed(conn, "cannot connect", "out of memory");
         return false;
     }
 
     if (ac->err) {
         std::string err(ac->errstr);
         redisAsyncFree(ac);
-        fail("cannot connect", err.c_str());
+        conn_failed(conn, "cannot connect", err.c_str());
         return false;
     }
 
     c = ngx_get_connection(ac->c.fd, log);
     if (c == NULL) {
         redisAsyncFree(ac);
-        fail("cannot connect", "no free worker connection");
+        conn_failed(conn, "cannot connect", "no free worker connection");
         return false;
     }
 
@@ -702,7 +757,37 @@ ngx_pubsub_redis_link_s::hello(ngx_pubsub_redis_conn_t *conn)
 void
 ngx_pubsub_redis_link_s::hello_done(ngx_pubsub_redis_conn_t *conn)
 {
+    ngx_pubsub_redis_node_t  *n = conn->node;
+
     conn->ok = true;
+
+    if (state == kReady && n != NULL && n->connecting) {
+        /* a master that was down, or a replica that took over */
+        if (!n->cmd.ok || !n->subc.ok) {
+            return;
+        }
+
+        if (shard && !n->sharded) {
+            fail("a master has no sharded pub/sub", n->addr.c_str());
+            return;
+        }
+
+        n->connecting = false;
+        n->up = true;
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "pubsub: redis upstream \"%V\": master %s is up, "
+                      "%uz of %uz masters up", &up->name, n->addr.c_str(),
+                      nodes_up(), nnodes);
+
+        if (nodes_up() == nnodes) {
+            repair_at = 0;
+            repair_attempts = 0;
+        }
+
+        nodes_changed();
+        return;
+    }
 
     if (state != kConnecting) {
         return;
@@ -717,8 +802,15 @@ ngx_pubsub_redis_link_s::hello_done(ngx_pubsub_redis_conn_t *conn)
         shard = shard && nodes[i]->sharded;
     }
 
+    for (size_t i = 0; i < nnodes; i++) {
+        nodes[i]->up = true;
+        nodes[i]->connecting = false;
+    }
+
     set_state(kReady);
     attempts = 0;
+    repair_at = 0;
+    repair_attempts = 0;
 
     ngx_uint_t level = was_ready ? NGX_LOG_WARN : NGX_LOG_INFO;
 
@@ -781,16 +873,83 @@ ngx_pubsub_redis_link_s::connect()
 }
 
 
+/* a master of the current map */
 ngx_pubsub_redis_node_t *
 ngx_pubsub_redis_link_s::node_at(const std::string &host, int port)
 {
+    for (auto &n : nodes) {
+        if (n->in_map && n->port == port && n->host == host) {
+            return n.get();
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * A node object for a master joining the map: one no longer used whose
+ * connections hiredis has released (ngx_pubsub_redis_cleanup() ran), else a
+ * new one.  Node objects are never freed before the link.
+ */
+ngx_pubsub_redis_node_t *
+ngx_pubsub_redis_link_s::new_node(const std::string &host, int port)
+{
+    ngx_pubsub_redis_node_t  *n = NULL;
+
+    for (auto &x : nodes) {
+        if (!x->in_map && x->cmd.ac == NULL && x->cmd.c == NULL
+            && x->subc.ac == NULL && x->subc.c == NULL)
+        {
+            n = x.get();
+            break;
+        }
+    }
+
+    if (n == NULL) {
+        nodes.push_back(std::make_unique<ngx_pubsub_redis_node_t>());
+        n = nodes.back().get();
+    }
+
+    n->host = host;
+    n->port = port;
+    n->addr = host + ":" + std::to_string(port);
+    n->sharded = false;
+    n->sent.clear();
+    n->in_map = true;
+    n->up = false;
+    n->connecting = false;
+    n->gen++;
+    n->cmd = ngx_pubsub_redis_conn_t{this, n, NULL, NULL, false, false};
+    n->subc = ngx_pubsub_redis_conn_t{this, n, NULL, NULL, true, false};
+
+    return n;
+}
+
+
+ngx_pubsub_redis_node_t *
+ngx_pubsub_redis_link_s::first_up()
+{
     for (size_t i = 0; i < nnodes; i++) {
-        if (nodes[i]->port == port && nodes[i]->host == host) {
+        if (nodes[i]->up) {
             return nodes[i].get();
         }
     }
 
     return NULL;
+}
+
+
+size_t
+ngx_pubsub_redis_link_s::nodes_up()
+{
+    size_t  k = 0;
+
+    for (size_t i = 0; i < nnodes; i++) {
+        k += nodes[i]->up ? 1 : 0;
+    }
+
+    return k;
 }
 
 
@@ -832,23 +991,15 @@ ngx_pubsub_redis_link_s::discovered(const redisReply *r)
     close_conn(&disc);
 
     /* the masters, reusing node objects (hiredis may still refer to them) */
-    nnodes = 0;
+    for (auto &n : nodes) {
+        n->in_map = false;
+    }
 
     for (const auto &range : ranges) {
         ngx_pubsub_redis_node_t  *n = node_at(range.host, range.port);
 
         if (n == NULL) {
-            if (nnodes == nodes.size()) {
-                nodes.push_back(std::make_unique<ngx_pubsub_redis_node_t>());
-            }
-            n = nodes[nnodes++].get();
-            n->host = range.host;
-            n->port = range.port;
-            n->addr = range.host + ":" + std::to_string(range.port);
-            n->sharded = false;
-            n->sent.clear();
-            n->cmd = ngx_pubsub_redis_conn_t{this, n, NULL, NULL, false, false};
-            n->subc = ngx_pubsub_redis_conn_t{this, n, NULL, NULL, true, false};
+            n = new_node(range.host, range.port);
         }
 
         for (int s = range.first; s <= range.last; s++) {
@@ -856,10 +1007,22 @@ ngx_pubsub_redis_link_s::discovered(const redisReply *r)
         }
     }
 
+    /* the masters of the map first: connect() takes them as seeds */
+    std::stable_partition(nodes.begin(), nodes.end(),
+        [](const std::unique_ptr<ngx_pubsub_redis_node_t> &n) {
+            return n->in_map;
+        });
+    nnodes = 0;
+    while (nnodes < nodes.size() && nodes[nnodes]->in_map) {
+        nnodes++;
+    }
+
     set_state(kConnecting);
 
     for (size_t i = 0; i < nnodes; i++) {
         ngx_pubsub_redis_node_t  *n = nodes[i].get();
+
+        n->connecting = true;
 
         if (!open(&n->cmd, n->host, n->port) || state != kConnecting) {
             return;
@@ -884,6 +1047,13 @@ ngx_pubsub_redis_link_s::fail(const char *what, const char *detail)
     set_state(kDown);
     gen++;
     candidate++;
+    repair_at = 0;
+    map_checking = false;
+
+    for (auto &n : nodes) {
+        n->up = false;
+        n->connecting = false;
+    }
 
     ngx_uint_t level = lost ? NGX_LOG_ERR : NGX_LOG_INFO;
 
@@ -904,6 +1074,260 @@ ngx_pubsub_redis_link_s::fail(const char *what, const char *detail)
     }
 
     schedule_reconnect();
+}
+
+
+/* exponential backoff with jitter: 50%..100% of the delay, so that workers
+ * do not reconnect in step */
+static ngx_msec_t
+ngx_pubsub_redis_backoff(ngx_uint_t attempts)
+{
+    ngx_msec_t  delay;
+
+    delay = NGX_PUBSUB_REDIS_BACKOFF_MIN;
+    for (ngx_uint_t i = 0; i < attempts && delay < NGX_PUBSUB_REDIS_BACKOFF_MAX;
+         i++)
+    {
+        delay *= 2;
+    }
+    if (delay > NGX_PUBSUB_REDIS_BACKOFF_MAX) {
+        delay = NGX_PUBSUB_REDIS_BACKOFF_MAX;
+    }
+
+    return delay / 2 + (ngx_msec_t) (ngx_random() % (delay / 2 + 1));
+}
+
+
+void
+ngx_pubsub_redis_link_s::conn_failed(ngx_pubsub_redis_conn_t *conn,
+    const char *what, const char *detail)
+{
+    if (conn->node != NULL && state == kReady && partial()) {
+        node_down(conn->node, what, detail);
+
+    } else {
+        fail(what, detail);
+    }
+}
+
+
+void
+ngx_pubsub_redis_link_s::close_node(ngx_pubsub_redis_node_t *n)
+{
+    n->up = false;
+    n->connecting = false;
+    n->gen++;               /* its pending replies are not timed */
+    /* pending callbacks run now with no reply (publishers get 503) */
+    close_conn(&n->cmd);
+    close_conn(&n->subc);
+    n->sent.clear();
+}
+
+
+void
+ngx_pubsub_redis_link_s::nodes_changed()
+{
+    if (store == nullptr || state != kReady) {
+        return;
+    }
+
+    try {
+        store->onNodesChanged();
+
+    } catch (...) {
+        fail("cannot resubscribe", "out of memory");
+    }
+}
+
+
+/*
+ * One master failed (sharded pub/sub in a cluster): the channels of its
+ * slots are refused and lose their subscriptions; the other masters go on.
+ * The last master up failing fails the whole link.
+ */
+void
+ngx_pubsub_redis_link_s::node_down(ngx_pubsub_redis_node_t *n,
+    const char *what, const char *detail)
+{
+    bool  was_up = n->up;
+
+    if (closing || state != kReady || (!n->up && !n->connecting)) {
+        return;
+    }
+
+    if (was_up && nodes_up() == 1) {
+        fail(what, detail);     /* no master left: as a single server */
+        return;
+    }
+
+    close_node(n);
+
+    ngx_uint_t level = was_up ? NGX_LOG_ERR : NGX_LOG_INFO;
+
+    ngx_log_error(level, log, 0,
+                  "pubsub: redis upstream \"%V\": master %s: %s: %s%s",
+                  &up->name, n->addr.c_str(), what, detail ? detail : "",
+                  was_up ? " (its slots are unavailable until it is back or "
+                           "replaced)" : "");
+
+    if (!was_up) {
+        return;
+    }
+
+    if (repair_at == 0) {
+        repair_attempts = 0;
+        repair_at = ngx_current_msec
+                    + ngx_pubsub_redis_backoff(repair_attempts);
+        if (repair_at == 0) {
+            repair_at = 1;
+        }
+    }
+
+    nodes_changed();
+}
+
+
+/* connects the masters of the map that are down (a failed one that the
+ * map still lists, or a replica that took over) */
+void
+ngx_pubsub_redis_link_s::reopen_down()
+{
+    for (size_t i = 0; i < nnodes && state == kReady; i++) {
+        ngx_pubsub_redis_node_t  *n = nodes[i].get();
+
+        if (n->up || n->connecting
+            || n->cmd.ac || n->cmd.c || n->subc.ac || n->subc.c)
+        {
+            continue;   /* busy, or hiredis still releasing the last ones */
+        }
+
+        n->connecting = true;
+        n->connect_start = ngx_current_msec;
+        n->cmd.ok = false;
+        n->subc.ok = false;
+
+        if (!open(&n->cmd, n->host, n->port) || !n->connecting) {
+            continue;
+        }
+
+        (void) open(&n->subc, n->host, n->port);
+    }
+}
+
+
+/*
+ * A new slot map while ready (sharded pub/sub): masters no longer listed
+ * (failed over, demoted) are dropped, new ones (promoted replicas) are
+ * connected, and the store moves the subscriptions of their slots.  A slot
+ * moving away from a master that stays up (a resharding) reconnects
+ * everything, as before.
+ */
+void
+ngx_pubsub_redis_link_s::apply_map(
+    const std::vector<pubsub::redis::SlotRange> &ranges)
+{
+    bool  changed = false, dropped = false;
+
+    for (auto &n : nodes) {
+        n->mark = false;
+    }
+
+    for (const auto &range : ranges) {
+        ngx_pubsub_redis_node_t  *n = node_at(range.host, range.port);
+
+        if (n) {
+            n->mark = true;
+        }
+    }
+
+    for (const auto &range : ranges) {
+        ngx_pubsub_redis_node_t  *n = node_at(range.host, range.port);
+
+        for (int s = range.first; s <= range.last; s++) {
+            ngx_pubsub_redis_node_t  *old = slots[s];
+
+            if (old == n && n != NULL) {
+                continue;
+            }
+
+            changed = true;
+
+            if (old != NULL && old->up && old->mark) {
+                fail("slot map changed", "reconnecting to the masters");
+                return;
+            }
+        }
+    }
+
+    if (!changed) {
+        return;
+    }
+
+    /* masters no longer listed */
+    for (size_t i = 0; i < nnodes; i++) {
+        ngx_pubsub_redis_node_t  *n = nodes[i].get();
+
+        if (n->mark) {
+            continue;
+        }
+
+        if (n->up || n->connecting) {
+            if (n->up && nodes_up() == 1) {
+                fail("slot map changed", "no master of the map is up");
+                return;
+            }
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "pubsub: redis upstream \"%V\": master %s no "
+                          "longer serves slots", &up->name, n->addr.c_str());
+            dropped = dropped || n->up;
+            close_node(n);
+        }
+    }
+
+    if (dropped) {
+        nodes_changed();    /* their channels lose their subscriptions */
+        if (state != kReady) {
+            return;
+        }
+    }
+
+    for (size_t i = 0; i < nnodes; i++) {
+        if (!nodes[i]->mark) {
+            nodes[i]->in_map = false;
+        }
+    }
+
+    for (const auto &range : ranges) {
+        ngx_pubsub_redis_node_t  *n = node_at(range.host, range.port);
+
+        if (n == NULL) {
+            n = new_node(range.host, range.port);
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "pubsub: redis upstream \"%V\": slot map changed: "
+                          "master %s joins", &up->name, n->addr.c_str());
+        }
+
+        for (int s = range.first; s <= range.last; s++) {
+            slots[s] = n;
+        }
+    }
+
+    std::stable_partition(nodes.begin(), nodes.end(),
+        [](const std::unique_ptr<ngx_pubsub_redis_node_t> &n) {
+            return n->in_map;
+        });
+    nnodes = 0;
+    while (nnodes < nodes.size() && nodes[nnodes]->in_map) {
+        nnodes++;
+    }
+
+    if (repair_at == 0 && nodes_up() < nnodes) {
+        repair_attempts = 0;
+        repair_at = ngx_current_msec + NGX_PUBSUB_REDIS_CONNECT_TIMEOUT;
+    }
+
+    /* slots that moved to a master already up */
+    nodes_changed();
 }
 
 
@@ -965,6 +1389,7 @@ ngx_pubsub_redis_link_s::send(ngx_pubsub_redis_node_t *n,
     p->counted = true;
     p->node = n;
     p->gen = gen;
+    p->ngen = n->gen;
 
     if (redisAsyncCommandArgv(n->cmd.ac, ngx_pubsub_redis_on_reply, p,
                               static_cast<int>(argv.size()), argv.data(),
@@ -999,13 +1424,16 @@ ngx_pubsub_redis_link_s::command(const std::vector<std::string> &args,
 
     if (cluster) {
         slot = pubsub::redis::commandSlot(args);
-        if (slot >= 0 && slots[slot] != NULL) {
-            n = slots[slot];
-        }
+        n = (slot >= 0 && slots[slot] != NULL) ? slots[slot] : first_up();
+    }
+
+    if (n == NULL || !n->up) {
+        return false;   /* its master is down: fail fast (503) */
     }
 
     p = new (std::nothrow) ngx_pubsub_redis_pending_t{this, std::move(cb),
-                                                      false, n, gen, 0, {}};
+                                                      false, n, gen, 0, 0,
+                                                      {}};
     if (p == NULL) {
         return false;
     }
@@ -1044,7 +1472,7 @@ ngx_pubsub_redis_link_s::sub_node(const std::string &channel)
     /* sharded: the channel's master; plain: any node gets every PUBLISH */
     n = shard ? slots[pubsub::redis::keySlot(channel)] : nodes[0].get();
 
-    return (n && n->subc.ac) ? n : NULL;
+    return (n && n->up && n->subc.ac) ? n : NULL;
 }
 
 
@@ -1165,15 +1593,47 @@ ngx_pubsub_redis_watchdog_handler(ngx_event_t *ev)
         link->fail("cannot connect", "timed out");
 
     } else if (link->state == ngx_pubsub_redis_link_t::kReady) {
-        for (size_t i = 0; i < link->nnodes; i++) {
+        for (size_t i = 0; i < link->nnodes
+                           && link->state == ngx_pubsub_redis_link_t::kReady;
+             i++)
+        {
             ngx_pubsub_redis_node_t  *n = link->nodes[i].get();
 
-            if (!n->sent.empty()
+            if (n->up && !n->sent.empty()
                 && ngx_current_msec - n->sent.front()
                    > NGX_PUBSUB_REDIS_COMMAND_TIMEOUT)
             {
-                link->fail("command timed out", n->addr.c_str());
-                break;
+                if (link->partial()) {
+                    link->node_down(n, "command timed out", "");
+
+                } else {
+                    link->fail("command timed out", n->addr.c_str());
+                }
+
+            } else if (n->connecting
+                       && ngx_current_msec - n->connect_start
+                          > NGX_PUBSUB_REDIS_CONNECT_TIMEOUT)
+            {
+                link->node_down(n, "cannot connect", "timed out");
+            }
+        }
+
+        /* a master is down: read the map again (with backoff) */
+        if (link->state == ngx_pubsub_redis_link_t::kReady
+            && link->repair_at != 0
+            && (ngx_msec_int_t) (ngx_current_msec - link->repair_at) >= 0)
+        {
+            link->repair_attempts++;
+            link->repair_at = ngx_current_msec
+                              + ngx_pubsub_redis_backoff(link->repair_attempts);
+            if (link->repair_at == 0) {
+                link->repair_at = 1;
+            }
+
+            try {
+                link->check_map();
+
+            } catch (...) {
             }
         }
     }
@@ -1195,18 +1655,30 @@ ngx_pubsub_redis_link_s::check_map()
     std::vector<std::string>  args = { "CLUSTER", "SLOTS" };
     ngx_uint_t                g = gen;
 
-    if (state != kReady || !cluster) {
+    if (state != kReady || !cluster || map_checking) {
         return;
     }
 
-    (void) command(args, [this, g](const redisReply *r) {
+    map_checking = command(args, [this, g](const redisReply *r) {
         std::vector<pubsub::redis::SlotRange>  ranges;
         std::string                            reason;
 
-        if (r == nullptr || g != gen || state != kReady
+        if (g != gen) {
+            return;     /* answered by a closed connection */
+        }
+
+        map_checking = false;
+
+        if (r == nullptr || state != kReady
             || !pubsub::redis::parseClusterSlots(r, &ranges, &reason))
         {
             return;     /* a failing connection is noticed elsewhere */
+        }
+
+        if (partial()) {
+            apply_map(ranges);
+            reopen_down();
+            return;
         }
 
         for (const auto &range : ranges) {

@@ -3,6 +3,7 @@
 
 #include <deque>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -22,12 +23,20 @@ struct FakeLink : RedisLink {
     };
     bool up = true;
     bool shard = false;
+    std::set<std::string> downTags;  // hash tags whose master is down
     std::deque<Cmd> cmds;
     std::vector<std::string> subs, unsubs;
 
+    static std::string tagOf(std::string_view key) {
+        size_t close = key.find('}');
+        return std::string(key.substr(0, close == std::string_view::npos ? key.size() : close + 1));
+    }
     bool ready() const override { return up; }
+    bool readyFor(std::string_view key) const override {
+        return up && downTags.count(tagOf(key)) == 0;
+    }
     bool command(const std::vector<std::string>& args, ReplyFn cb) override {
-        if (!up) {
+        if (!up || (args.size() > 3 && args[0].rfind("EVAL", 0) == 0 && !readyFor(args[3]))) {
             return false;
         }
         cmds.push_back({args, std::move(cb)});
@@ -35,7 +44,7 @@ struct FakeLink : RedisLink {
     }
     bool subscribe(const std::string& ch) override {
         subs.push_back(ch);
-        return up;
+        return readyFor(ch);
     }
     bool unsubscribe(const std::string& ch) override {
         unsubs.push_back(ch);
@@ -74,17 +83,18 @@ std::string live(const std::string& id, const std::string& prev, const std::stri
 }
 
 // prepares and subscribes `sub` from the oldest stored message
-void attach(RedisStore& store, FakeLink& link, Tree& t, Sub& sub, redisReply* snapshot) {
+void attach(RedisStore& store, FakeLink& link, Tree& t, Sub& sub, redisReply* snapshot,
+            const std::string& key = kKey) {
     RedisStore::PreparedPtr prepared;
-    store.prepare({kKey}, [&](RedisStore::PreparedPtr p) { prepared = p; });
+    store.prepare({key}, [&](RedisStore::PreparedPtr p) { prepared = p; });
     ASSERT_FALSE(prepared);
     FakeLink::Cmd c = link.take(redis::fetchScript().sha);
-    EXPECT_EQ(c.args[3], "{channel:g/a}");
+    EXPECT_EQ(c.args[3], "{channel:" + key + "}");
     c.cb(snapshot);
     ASSERT_TRUE(prepared);
     store.usePrepared(prepared.get());
     SubscribeRequest req;
-    req.key = kKey;
+    req.key = key;
     SubscribeReply reply;
     store.subscribe(&sub, req, [&](SubscribeReply&& r) { reply = std::move(r); });
     store.usePrepared(nullptr);
@@ -251,4 +261,89 @@ TEST(RedisStore, ScriptsPublishShardedWhenTheLinkIs) {
     for (auto& c : link.cmds) {
         c.cb(nullptr);
     }
+}
+
+// A cluster master failing affects only the channels of its slots: the
+// others keep their subscription and their commands; the failed ones answer
+// 503 at once and are re-subscribed (with a history read) when their slots
+// are served again.
+TEST(RedisStore, OneMasterDownLeavesTheOthersAlone) {
+    FakeLink link;
+    RedisStore store(&link, "w1");
+    Tree t;
+    Sub subA, subB;
+    attach(store, link, t, subA, t.snapshot("5:0", {{"5:0", "0:0", "a0"}}), "g/a");
+    attach(store, link, t, subB, t.snapshot("5:1", {{"5:1", "0:0", "b0"}}), "g/b");
+    ASSERT_EQ(link.subs, (std::vector<std::string>{"{channel:g/a}:ps", "{channel:g/b}:ps"}));
+    store.onSubscribed("{channel:g/a}:ps");
+    link.take(redis::fetchScript().sha).cb(t.snapshot("5:0", {}));
+    store.onSubscribed("{channel:g/b}:ps");
+    // b's catch-up read is in flight when its master dies
+    FakeLink::Cmd inflight = link.take(redis::fetchScript().sha);
+    link.cmds.clear();
+
+    link.downTags.insert("{channel:g/b}");
+    store.onNodesChanged();
+    inflight.cb(nullptr);  // the closed connection answers nothing
+    inflight = FakeLink::Cmd();
+    EXPECT_EQ(link.subs.size(), 2u) << "nothing re-subscribed";
+
+    // b: 503 at once, for publishers, info and new subscribers
+    PublishInput in;
+    in.data = "x";
+    PublishReply pb;
+    store.publish("g/b", in, [&](PublishReply&& r) { pb = std::move(r); });
+    EXPECT_EQ(pb.status, StoreResult::kUnavailable);
+    EXPECT_EQ(pb.reason, "Redis is unavailable");
+    StoreResult ib = StoreResult::kOk;
+    store.info("g/b", [&](StoreResult r, const ChannelInfo&) { ib = r; });
+    EXPECT_EQ(ib, StoreResult::kUnavailable);
+    RedisStore::PreparedPtr prepared;
+    store.prepare({"g/a", "g/b"}, [&](RedisStore::PreparedPtr p) { prepared = p; });
+    ASSERT_FALSE(prepared);  // a's snapshot is read
+    link.take(redis::fetchScript().sha).cb(t.snapshot("5:0", {}));
+    ASSERT_TRUE(prepared);
+    EXPECT_EQ(prepared->channels["g/a"].status, StoreResult::kOk);
+    EXPECT_EQ(prepared->channels["g/b"].status, StoreResult::kUnavailable);
+    EXPECT_TRUE(link.cmds.empty());
+
+    // a: publishes go out, live messages arrive without any history read
+    bool published = false;
+    store.publish("g/a", in, [&](PublishReply&& r) {
+        published = r.status == StoreResult::kOk;
+    });
+    link.take(redis::publishScript().sha)
+        .cb(t.array({t.str("6:0"), t.str("5:0"), t.integer(1), t.integer(0), t.integer(-1)}));
+    EXPECT_TRUE(published);
+    store.onMessage("{channel:g/a}:ps", live("6:0", "5:0", "a1"));
+    EXPECT_EQ(subA.got, (std::vector<std::string>{"a0", "a1"}));
+    EXPECT_TRUE(link.cmds.empty());
+
+    // the tick refreshes a's count, not b's, and unsubscribes nothing
+    for (int i = 0; i < RedisStore::kCountRefreshTicks; i++) {
+        store.tick();
+    }
+    ASSERT_EQ(link.cmds.size(), 1u);
+    EXPECT_EQ(link.cmds[0].args[3], "{channel:g/a}");
+    EXPECT_TRUE(link.unsubs.empty());
+    link.cmds.clear();
+
+    // b's slots are served again (its replica took over): b alone is
+    // re-subscribed, and reads what it missed
+    link.downTags.clear();
+    store.onNodesChanged();
+    ASSERT_EQ(link.subs.size(), 3u);
+    EXPECT_EQ(link.subs[2], "{channel:g/b}:ps");
+    store.onNodesChanged();  // again: still subscribing, nothing more
+    EXPECT_EQ(link.subs.size(), 3u);
+    store.onSubscribed("{channel:g/b}:ps");
+    FakeLink::Cmd f = link.take(redis::fetchScript().sha);
+    EXPECT_EQ(f.args[3], "{channel:g/b}");
+    EXPECT_EQ(f.args[4], "5:1");
+    f.cb(t.snapshot("7:1", {{"7:0", "5:1", "b1"}, {"7:1", "7:0", "b2"}}));
+    EXPECT_EQ(subB.got, (std::vector<std::string>{"b0", "b1", "b2"}));
+    store.onMessage("{channel:g/b}:ps", live("7:2", "7:1", "b3"));
+    EXPECT_EQ(subB.got.back(), "b3");
+    EXPECT_EQ(subA.got.size(), 2u);
+    EXPECT_EQ(subB.gaps + subA.gaps, 0);
 }
