@@ -52,6 +52,7 @@ extern "C" {
 #define NGX_PUBSUB_REDIS_WATCHDOG         250
 #define NGX_PUBSUB_REDIS_BACKOFF_MIN      100
 #define NGX_PUBSUB_REDIS_BACKOFF_MAX      3000
+#define NGX_PUBSUB_REDIS_REPAIR_MAX       1000    /* map reads, a master down */
 #define NGX_PUBSUB_REDIS_MAX_INFLIGHT     20000
 #define NGX_PUBSUB_REDIS_MAX_REDIRECTS    3
 #define NGX_PUBSUB_REDIS_MAP_CHECK        3    /* seconds */
@@ -1080,18 +1081,16 @@ ngx_pubsub_redis_link_s::fail(const char *what, const char *detail)
 /* exponential backoff with jitter: 50%..100% of the delay, so that workers
  * do not reconnect in step */
 static ngx_msec_t
-ngx_pubsub_redis_backoff(ngx_uint_t attempts)
+ngx_pubsub_redis_backoff(ngx_uint_t attempts, ngx_msec_t max)
 {
     ngx_msec_t  delay;
 
     delay = NGX_PUBSUB_REDIS_BACKOFF_MIN;
-    for (ngx_uint_t i = 0; i < attempts && delay < NGX_PUBSUB_REDIS_BACKOFF_MAX;
-         i++)
-    {
+    for (ngx_uint_t i = 0; i < attempts && delay < max; i++) {
         delay *= 2;
     }
-    if (delay > NGX_PUBSUB_REDIS_BACKOFF_MAX) {
-        delay = NGX_PUBSUB_REDIS_BACKOFF_MAX;
+    if (delay > max) {
+        delay = max;
     }
 
     return delay / 2 + (ngx_msec_t) (ngx_random() % (delay / 2 + 1));
@@ -1177,7 +1176,8 @@ ngx_pubsub_redis_link_s::node_down(ngx_pubsub_redis_node_t *n,
     if (repair_at == 0) {
         repair_attempts = 0;
         repair_at = ngx_current_msec
-                    + ngx_pubsub_redis_backoff(repair_attempts);
+                    + ngx_pubsub_redis_backoff(repair_attempts,
+                                               NGX_PUBSUB_REDIS_REPAIR_MAX);
         if (repair_at == 0) {
             repair_at = 1;
         }
@@ -1340,20 +1340,7 @@ ngx_pubsub_redis_link_s::schedule_reconnect()
         return;
     }
 
-    delay = NGX_PUBSUB_REDIS_BACKOFF_MIN;
-    for (ngx_uint_t i = 0; i < attempts && delay < NGX_PUBSUB_REDIS_BACKOFF_MAX;
-         i++)
-    {
-        delay *= 2;
-    }
-    if (delay > NGX_PUBSUB_REDIS_BACKOFF_MAX) {
-        delay = NGX_PUBSUB_REDIS_BACKOFF_MAX;
-    }
-
-    /* jitter: 50%..100% of the delay, so workers do not reconnect in step */
-    delay = delay / 2 + (ngx_msec_t) (ngx_random() % (delay / 2 + 1));
-
-    attempts++;
+    delay = ngx_pubsub_redis_backoff(attempts++, NGX_PUBSUB_REDIS_BACKOFF_MAX);
 
     ngx_add_timer(&reconnect_ev, delay);
 }
@@ -1625,7 +1612,8 @@ ngx_pubsub_redis_watchdog_handler(ngx_event_t *ev)
         {
             link->repair_attempts++;
             link->repair_at = ngx_current_msec
-                              + ngx_pubsub_redis_backoff(link->repair_attempts);
+                              + ngx_pubsub_redis_backoff(link->repair_attempts,
+                                    NGX_PUBSUB_REDIS_REPAIR_MAX);
             if (link->repair_at == 0) {
                 link->repair_at = 1;
             }
