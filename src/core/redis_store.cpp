@@ -62,6 +62,15 @@ bool RedisStore::evalKey(const redis::Script& s, std::string key, std::vector<st
 }
 
 void RedisStore::publish(std::string_view key, const PublishInput& in, PublishCallback cb) {
+    if (in.limits.maxChannels != 0 || in.limits.maxBytes != 0) {
+        publishLimited(key, in, std::move(cb));  // redis_store_groups.cpp
+        return;
+    }
+    publishNow(key, in, std::move(cb), "", nullptr);
+}
+
+void RedisStore::publishNow(std::string_view key, const PublishInput& in, PublishCallback cb,
+                            const char* flags, std::function<void(const redisReply*)> after) {
     PublishReply fail;
     fail.status = StoreResult::kUnavailable;
     fail.reason = kUnavailable;
@@ -76,11 +85,14 @@ void RedisStore::publish(std::string_view key, const PublishInput& in, PublishCa
     args.push_back(toText(in.maxMessages));
     args.push_back(std::to_string(in.ttl > 0 ? in.ttl : 0));
     args.emplace_back(link_->sharded() ? "S" : "");
+    if (*flags != '\0') {
+        args.emplace_back(flags);
+    }
     auto shared = std::make_shared<PublishCallback>(std::move(cb));
     auto alive = alive_;
     RedisStoreStats* stats = &stats_;
     bool sent = eval(redis::publishScript(), key, std::move(args),
-                     [shared, alive, stats](const redisReply* r) {
+                     [shared, alive, stats, after](const redisReply* r) {
                          PublishReply reply;
                          if (r == nullptr) {
                              reply.status = StoreResult::kUnavailable;
@@ -89,6 +101,9 @@ void RedisStore::publish(std::string_view key, const PublishInput& in, PublishCa
                              reply.status = StoreResult::kError;
                          } else if (*alive) {
                              stats->published++;
+                             if (after) {
+                                 after(r);
+                             }
                          }
                          (*shared)(std::move(reply));
                      });
@@ -134,9 +149,11 @@ void RedisStore::remove(std::string_view key, InfoCallback cb) {
                              return;
                          }
                          if (info.found && *alive) {
+                             groupDeleted(k, r);
                              // the "D" on the pubsub channel tells the others
                              ChanPtr c = chan(k, false);
                              if (c) {
+                                 groupLocal(k, -static_cast<int64_t>(c->local));
                                  c->local = 0;
                                  c->queue.clear();
                              }
@@ -270,6 +287,7 @@ void RedisStore::unsubscribe(Subscriber* sub) {
 void RedisStore::addLocal(const std::string& key) {
     ChanPtr c = chan(key, true);
     c->local++;
+    groupLocal(key, 1);
     if (link_->ready()) {
         if (c->sub == Chan::kNone) {
             if (link_->subscribe(redis::pubsubName(key))) {
@@ -286,6 +304,7 @@ void RedisStore::dropLocal(const std::string& key) {
         return;
     }
     c->local--;
+    groupLocal(key, -1);
     if (link_->ready()) {
         sendCount(*c);
     }
@@ -391,6 +410,7 @@ void RedisStore::onMessage(std::string_view channel, std::string_view payload) {
     ChanPtr c = chan(key, false);
     if (live.deleted) {
         if (c) {
+            groupLocal(key, -static_cast<int64_t>(c->local));
             c->local = 0;
             c->queue.clear();
         }
@@ -467,6 +487,7 @@ void RedisStore::onReady() {
             sendCount(*c);
         }
     }
+    groupsReady();
 }
 
 void RedisStore::onDown() {
@@ -498,6 +519,7 @@ void RedisStore::tick() {
         }
         ++it;
     }
+    groupsTick(refresh);
 }
 
 }  // namespace pubsub
