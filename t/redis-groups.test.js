@@ -30,6 +30,12 @@ server {
         pubsub_channel_id $1;
         pubsub_group_max_channels 3;
     }
+    location ~ ^/gk/(\\w+)$ {
+        pubsub_publisher;
+        pubsub_channel_group gk;
+        pubsub_channel_id $1;
+        pubsub_group_max_channels 5;
+    }
     # subscribers: at most 3 in group gs
     location ~ ^/gs/(\\w+)$ {
         pubsub_pubsub;
@@ -159,6 +165,17 @@ describe('redis group limits', () => {
         assert.equal((await pub(a, '/gc/d')).status, 202);
         assert.equal((await pub(b, '/gc/f')).status, 403);
         assert.equal(await redis.command('ZCARD', '{group:gc}:channels'), 3);
+    });
+
+    it('never exceeds the channel limit with concurrent creations', async () => {
+        const [a, b] = ngxs;
+        const all = await Promise.all(Array.from({ length: 24 },
+            (_, i) => pub(i % 2 ? a : b, `/gk/k${i}`)));
+        const ok = all.filter((r) => r.status === 202).length;
+        const no = all.filter((r) => r.status === 403 && CHANNELS.test(r.text)).length;
+        assert.equal(ok, 5);
+        assert.equal(no, 19);
+        assert.equal(await redis.command('ZCARD', '{group:gk}:channels'), 5);
     });
 
     it('counts subscribers across instances', async () => {

@@ -175,7 +175,9 @@ private:
                         bool force);
     void groupsTick(bool refresh);
     void groupsReady();
-    void groupDeleted(const std::string& key, const redisReply* r);
+    // After a delete: tells the group when it may list the channel; true if
+    // so, and `then` runs once the group answered.
+    bool groupDeleted(const std::string& key, const redisReply* r, std::function<void()> then);
     void presenceSweep(const std::string& instance, const redisReply* dead);
     ChanPtr chan(std::string_view key, bool create);
     void addLocal(const std::string& key);

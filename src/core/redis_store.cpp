@@ -148,8 +148,12 @@ void RedisStore::remove(std::string_view key, InfoCallback cb) {
                              (*shared)(StoreResult::kError, info);
                              return;
                          }
+                         bool later = false;
                          if (info.found && *alive) {
-                             groupDeleted(k, r);
+                             // the answer waits for the group to forget it
+                             later = groupDeleted(k, r, [shared, info]() {
+                                 (*shared)(StoreResult::kOk, info);
+                             });
                              // the "D" on the pubsub channel tells the others
                              ChanPtr c = chan(k, false);
                              if (c) {
@@ -159,7 +163,10 @@ void RedisStore::remove(std::string_view key, InfoCallback cb) {
                              }
                              hub_.channelDeleted(k);
                          }
-                         (*shared)(info.found ? StoreResult::kOk : StoreResult::kNotFound, info);
+                         if (!later) {
+                             (*shared)(info.found ? StoreResult::kOk : StoreResult::kNotFound,
+                                       info);
+                         }
                      });
     if (!sent) {
         (*shared)(StoreResult::kUnavailable, ChannelInfo());

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <memory>
 #include <utility>
 
 #include "pubsub/redis_groups.h"
@@ -133,15 +134,18 @@ void RedisStore::groupsReady() {
     }
 }
 
-void RedisStore::groupDeleted(const std::string& key, const redisReply* r) {
+bool RedisStore::groupDeleted(const std::string& key, const redisReply* r,
+                              std::function<void()> then) {
     std::string_view group, id;
     if (!redis::splitGroupKey(key, &group, &id)) {
-        return;
+        return false;
     }
-    if (redis::deletedGroupFlag(r) || groups_.count(std::string(group)) != 0) {
-        evalKey(redis::groupDeleteScript(), redis::groupTag(group), {std::string(id)},
-                ignoreReply);
+    if (!redis::deletedGroupFlag(r) && groups_.count(std::string(group)) == 0) {
+        return false;
     }
+    // the answer waits, so that a request after it finds the slot free
+    return evalKey(redis::groupDeleteScript(), redis::groupTag(group), {std::string(id)},
+                   [then](const redisReply*) { then(); });
 }
 
 void RedisStore::prepare(const std::vector<std::string>& keys,
@@ -321,7 +325,9 @@ void RedisStore::publishLimited(std::string_view key, const PublishInput& in,
         reply.reason = std::move(reason);
         op->cb(std::move(reply));
     };
-    // the publish itself, then the group's record of the channel and sizes
+    // the publish itself, then the group's record of the channel and sizes;
+    // the answer waits for that record, so that a publish after it (on any
+    // instance) counts this one
     auto go = [this, op, alive, answer]() {
         if (!*alive) {
             answer(StoreResult::kUnavailable, kUnavailable);
@@ -330,18 +336,36 @@ void RedisStore::publishLimited(std::string_view key, const PublishInput& in,
         bool memory = op->in.limits.maxBytes != 0;
         bool channels = op->in.limits.maxChannels != 0;
         int64_t life = op->in.ttl > 0 ? op->in.ttl + 60 : 0;
-        publishNow(op->key, op->in, std::move(op->cb), memory ? "GB" : "G",
-                   [this, op, alive, memory, channels, life](const redisReply* r) {
-                       std::string sizes = "-";
-                       if (memory && !redis::publishedSizes(r, &sizes)) {
-                           sizes = "-";
-                       }
-                       if (*alive) {
-                           evalKey(redis::groupUpdateScript(), redis::groupTag(op->group),
-                                   {op->id, std::to_string(life), channels ? "1" : "0", sizes},
-                                   ignoreReply);
-                       }
-                   });
+        auto held = std::make_shared<std::unique_ptr<PublishReply>>();
+        auto waiting = std::make_shared<bool>(false);
+        auto deliver = [op, held]() {
+            if (*held) {
+                op->cb(std::move(**held));
+                held->reset();
+            }
+        };
+        publishNow(
+            op->key, op->in,
+            [op, held, waiting](PublishReply&& reply) {
+                if (!*waiting) {
+                    op->cb(std::move(reply));
+                    return;
+                }
+                *held = std::make_unique<PublishReply>(std::move(reply));
+            },
+            memory ? "GB" : "G",
+            [this, op, alive, memory, channels, life, waiting, deliver](const redisReply* r) {
+                std::string sizes = "-";
+                if (memory && !redis::publishedSizes(r, &sizes)) {
+                    sizes = "-";
+                }
+                if (*alive) {
+                    *waiting = evalKey(
+                        redis::groupUpdateScript(), redis::groupTag(op->group),
+                        {op->id, std::to_string(life), channels ? "1" : "0", sizes},
+                        [deliver](const redisReply*) { deliver(); });
+                }
+            });
     };
     std::vector<std::string> args = {op->id,           num(lim.maxChannels),
                                      "0",              instanceId_,
