@@ -15,10 +15,10 @@
 //   <gtag>:memz      sorted set: channel id -> its earliest nonzero e
 //   <gtag>:memt      string: the sum of every s in <gtag>:mem
 
+#include <hiredis/hiredis.h>
+
 #include <string>
 #include <string_view>
-
-#include <hiredis/hiredis.h>
 
 #include "pubsub/redis_proto.h"
 

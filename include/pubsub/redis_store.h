@@ -148,11 +148,11 @@ private:
 
     // A group this worker served a limited request for (redis_store_groups.cpp).
     struct Group {
-        uint64_t local = 0;       // this worker's attached subscribers in the group
-        uint64_t pending = 0;     // subscriber reservations not settled yet
-        uint64_t written = ~0ULL; // the count last sent
-        bool channels = false;    // a channel limit: local channels refresh their expiry
-        unsigned idle = 0;        // refreshes with nothing local
+        uint64_t local = 0;        // this worker's attached subscribers in the group
+        uint64_t pending = 0;      // subscriber reservations not settled yet
+        uint64_t written = ~0ULL;  // the count last sent
+        bool channels = false;     // a channel limit: local channels refresh their expiry
+        unsigned idle = 0;         // refreshes with nothing local
     };
 
     bool eval(const redis::Script& s, std::string_view key, std::vector<std::string> args,

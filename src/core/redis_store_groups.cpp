@@ -241,35 +241,35 @@ void RedisStore::prepare(const std::vector<std::string>& keys,
         if (maxChannels != 0) {
             g->channels = true;
         }
-        std::vector<std::string> args = {std::string(id), num(maxChannels), num(maxSubs),
-                                         instanceId_,     "0",               "0",
-                                         "0",             num(kCountTtl)};
+        std::vector<std::string> args = {
+            std::string(id), num(maxChannels), num(maxSubs), instanceId_, "0", "0", "0",
+            num(kCountTtl)};
         std::string name = c.group;
-        bool sent = evalKey(
-            redis::groupCheckScript(), redis::groupTag(group), std::move(args),
-            [this, st, alive, finish, i, name, maxSubs](const redisReply* r) {
-                Check& ck = st->checks[i];
-                bool ok = r != nullptr && redis::parseGroupVerdict(r, &ck.verdict, &ck.reason);
-                if (!ok) {
-                    ck.failed = true;
-                    if (r == nullptr) {
-                        ck.reason = kUnavailable;
-                    } else {
-                        ck.failure = StoreResult::kError;
-                    }
-                }
-                if (maxSubs != 0 && *alive) {
-                    auto gi = groups_.find(name);
-                    if (ok && !ck.verdict.subscribers && !ck.verdict.memory) {
-                        ck.reserved = true;  // settled once all answered
-                    } else if (gi != groups_.end()) {
-                        gi->second.pending -= gi->second.pending > 0 ? 1 : 0;
-                        // unknown whether Redis counted it: write the count
-                        sendGroupCount(gi->first, gi->second, {}, !ok);
-                    }
-                }
-                finish();
-            });
+        bool sent = evalKey(redis::groupCheckScript(), redis::groupTag(group), std::move(args),
+                            [this, st, alive, finish, i, name, maxSubs](const redisReply* r) {
+                                Check& ck = st->checks[i];
+                                bool ok = r != nullptr &&
+                                          redis::parseGroupVerdict(r, &ck.verdict, &ck.reason);
+                                if (!ok) {
+                                    ck.failed = true;
+                                    if (r == nullptr) {
+                                        ck.reason = kUnavailable;
+                                    } else {
+                                        ck.failure = StoreResult::kError;
+                                    }
+                                }
+                                if (maxSubs != 0 && *alive) {
+                                    auto gi = groups_.find(name);
+                                    if (ok && !ck.verdict.subscribers && !ck.verdict.memory) {
+                                        ck.reserved = true;  // settled once all answered
+                                    } else if (gi != groups_.end()) {
+                                        gi->second.pending -= gi->second.pending > 0 ? 1 : 0;
+                                        // unknown whether Redis counted it: write the count
+                                        sendGroupCount(gi->first, gi->second, {}, !ok);
+                                    }
+                                }
+                                finish();
+                            });
         if (!sent) {
             c.failed = true;
             c.reason = kUnavailable;
@@ -286,8 +286,7 @@ void RedisStore::prepare(const std::vector<std::string>& keys,
     finish();
 }
 
-void RedisStore::publishLimited(std::string_view key, const PublishInput& in,
-                                PublishCallback cb) {
+void RedisStore::publishLimited(std::string_view key, const PublishInput& in, PublishCallback cb) {
     std::string_view group, id;
     if (!redis::splitGroupKey(key, &group, &id) || !link_->ready()) {
         publishNow(key, in, std::move(cb), "", nullptr);  // no group: no limit
@@ -360,17 +359,15 @@ void RedisStore::publishLimited(std::string_view key, const PublishInput& in,
                     sizes = "-";
                 }
                 if (*alive) {
-                    *waiting = evalKey(
-                        redis::groupUpdateScript(), redis::groupTag(op->group),
-                        {op->id, std::to_string(life), channels ? "1" : "0", sizes},
-                        [deliver](const redisReply*) { deliver(); });
+                    *waiting = evalKey(redis::groupUpdateScript(), redis::groupTag(op->group),
+                                       {op->id, std::to_string(life), channels ? "1" : "0", sizes},
+                                       [deliver](const redisReply*) { deliver(); });
                 }
             });
     };
-    std::vector<std::string> args = {op->id,           num(lim.maxChannels),
-                                     "0",              instanceId_,
-                                     num(lim.maxBytes), num(size),
-                                     num(in.maxMessages), num(kCountTtl)};
+    std::vector<std::string> args = {
+        op->id,    num(lim.maxChannels), "0",           instanceId_, num(lim.maxBytes),
+        num(size), num(in.maxMessages),  num(kCountTtl)};
     bool sent = evalKey(
         redis::groupCheckScript(), redis::groupTag(group), std::move(args),
         [this, op, alive, answer, go](const redisReply* r) {
@@ -386,8 +383,7 @@ void RedisStore::publishLimited(std::string_view key, const PublishInput& in,
             }
             if (!v.channels) {
                 if (v.memory) {
-                    answer(StoreResult::kForbidden,
-                           storeStatusReason(StoreStatus::kGroupMemory));
+                    answer(StoreResult::kForbidden, storeStatusReason(StoreStatus::kGroupMemory));
                 } else {
                     go();
                 }
@@ -397,21 +393,21 @@ void RedisStore::publishLimited(std::string_view key, const PublishInput& in,
             // channel that exists in Redis (made before the limit, or by a
             // location without one) may still be published to
             bool memory = v.memory;
-            bool asked = link_->command(
-                {"EXISTS", redis::channelTag(op->key)},
-                [alive, answer, go, memory](const redisReply* e) {
-                    if (e == nullptr || !*alive) {
-                        answer(StoreResult::kUnavailable, kUnavailable);
-                    } else if (e->type != REDIS_REPLY_INTEGER || e->integer == 0) {
-                        answer(StoreResult::kForbidden,
-                               storeStatusReason(StoreStatus::kGroupChannels));
-                    } else if (memory) {
-                        answer(StoreResult::kForbidden,
-                               storeStatusReason(StoreStatus::kGroupMemory));
-                    } else {
-                        go();
-                    }
-                });
+            bool asked =
+                link_->command({"EXISTS", redis::channelTag(op->key)},
+                               [alive, answer, go, memory](const redisReply* e) {
+                                   if (e == nullptr || !*alive) {
+                                       answer(StoreResult::kUnavailable, kUnavailable);
+                                   } else if (e->type != REDIS_REPLY_INTEGER || e->integer == 0) {
+                                       answer(StoreResult::kForbidden,
+                                              storeStatusReason(StoreStatus::kGroupChannels));
+                                   } else if (memory) {
+                                       answer(StoreResult::kForbidden,
+                                              storeStatusReason(StoreStatus::kGroupMemory));
+                                   } else {
+                                       go();
+                                   }
+                               });
             if (!asked) {
                 answer(StoreResult::kUnavailable, kUnavailable);
             }

@@ -1,5 +1,7 @@
 // Group limits in Redis locations: the group protocol's helpers and
 // RedisStore's commands and answers over a fake link.
+#include "pubsub/redis_groups.h"
+
 #include <gtest/gtest.h>
 
 #include <deque>
@@ -7,7 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "pubsub/redis_groups.h"
 #include "pubsub/redis_store.h"
 #include "redis_tree.h"
 
@@ -178,12 +179,14 @@ TEST(RedisGroups, NoLimitsNoExtraCommand) {
     GroupLimits mem;
     mem.maxBytes = 100;
     RedisStore::PreparedPtr p;
-    store.prepare({"g/a"}, [&](RedisStore::PreparedPtr x) { p = x; }, mem, false);
+    store.prepare(
+        {"g/a"}, [&](RedisStore::PreparedPtr x) { p = x; }, mem, false);
     EXPECT_EQ(link.cmds.size(), 1u);
     // a channel limit with existing channels only: nothing to check either
     GroupLimits chans;
     chans.maxChannels = 2;
-    store.prepare({"g/a"}, [&](RedisStore::PreparedPtr x) { p = x; }, chans, true);
+    store.prepare(
+        {"g/a"}, [&](RedisStore::PreparedPtr x) { p = x; }, chans, true);
     EXPECT_EQ(link.cmds.size(), 2u);
     EXPECT_EQ(link.count(checkSha()), 0u);
     // a key without a group is never limited
@@ -314,7 +317,8 @@ TEST(RedisGroups, SubscribersAreCheckedAndCounted) {
 
     // refused: the snapshot and the check go out together
     RedisStore::PreparedPtr p;
-    store.prepare({"g/a"}, [&](RedisStore::PreparedPtr x) { p = x; }, lim, false);
+    store.prepare(
+        {"g/a"}, [&](RedisStore::PreparedPtr x) { p = x; }, lim, false);
     EXPECT_EQ(link.count(redis::fetchScript().sha), 1u);
     FakeLink::Cmd c = link.take(checkSha());
     EXPECT_EQ(std::vector<std::string>(c.args.begin() + 4, c.args.end()),
@@ -336,12 +340,13 @@ TEST(RedisGroups, SubscribersAreCheckedAndCounted) {
     // this worker's exact count
     p.reset();
     link.cmds.clear();
-    store.prepare({"g/a"},
-                  [&](RedisStore::PreparedPtr x) {
-                      p = x;
-                      r = subscribeWith(store, p, s1, "g/a");
-                  },
-                  lim, false);
+    store.prepare(
+        {"g/a"},
+        [&](RedisStore::PreparedPtr x) {
+            p = x;
+            r = subscribeWith(store, p, s1, "g/a");
+        },
+        lim, false);
     link.take(checkSha()).cb(verdict(t, 0, 0, 0));
     link.take(redis::fetchScript().sha).cb(t.snapshot("10:1", {}));
     ASSERT_TRUE(p);
@@ -356,7 +361,8 @@ TEST(RedisGroups, SubscribersAreCheckedAndCounted) {
     // granted but nothing attached (e.g. the handler failed): written back
     p.reset();
     link.cmds.clear();
-    store.prepare({"g/b"}, [&](RedisStore::PreparedPtr x) { p = x; }, lim, false);
+    store.prepare(
+        {"g/b"}, [&](RedisStore::PreparedPtr x) { p = x; }, lim, false);
     link.take(checkSha()).cb(verdict(t, 0, 0, 0));
     link.take(redis::fetchScript().sha).cb(t.snapshot("10:1", {}));
     c = link.take(subsSha());
@@ -378,7 +384,8 @@ TEST(RedisGroups, SubscribersAreCheckedAndCounted) {
     // no answer: the request fails with 503
     p.reset();
     link.cmds.clear();
-    store.prepare({"g/a"}, [&](RedisStore::PreparedPtr x) { p = x; }, lim, false);
+    store.prepare(
+        {"g/a"}, [&](RedisStore::PreparedPtr x) { p = x; }, lim, false);
     link.take(checkSha()).cb(nullptr);
     link.take(redis::fetchScript().sha).cb(t.snapshot("10:1", {}));
     r = subscribeWith(store, p, s2, "g/a");
@@ -393,7 +400,8 @@ TEST(RedisGroups, SubscribeMayNotCreateOverTheChannelLimit) {
     lim.maxChannels = 1;
     Sub s1, s2;
     RedisStore::PreparedPtr p;
-    store.prepare({"g/a", "g/b", "x"}, [&](RedisStore::PreparedPtr x) { p = x; }, lim, false);
+    store.prepare(
+        {"g/a", "g/b", "x"}, [&](RedisStore::PreparedPtr x) { p = x; }, lim, false);
     EXPECT_EQ(link.count(checkSha()), 2u);  // not for "x", which has no group
     link.take(checkSha()).cb(verdict(t, 0, 1, 0));
     link.take(checkSha()).cb(verdict(t, 0, 1, 0));
