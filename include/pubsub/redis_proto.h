@@ -6,7 +6,7 @@
 //
 // Keys of one channel share the hash tag "{channel:<group/id>}" (a `}` or
 // `%` in the key is percent-escaped), so they live in one cluster slot:
-//   <tag>          hash: lt, lg (last id), n (published), lp, ls (seen)
+//   <tag>          hash: lt, lg (last id), n (published), lp, ls (seen), g (limited)
 //   <tag>:ids      list of stored message ids, oldest first
 //   <tag>:m:<id>   hash: p (prev id), c (content type), e (event), d (data)
 //   <tag>:subs     hash: instance id -> "count:expires" (unix seconds)
@@ -44,15 +44,18 @@ struct Script {
 
 // publish and delete send the live payload with SPUBLISH when their last
 // ARGV is "S" (sharded pub/sub in a cluster), else with PUBLISH.
-// publish: KEYS[1]=tag; ARGV data, content type, event, max messages, ttl, "S"|"".
-//   -> {id, prev, messages, subscribers, lastSeen}
+// publish: KEYS[1]=tag; ARGV data, content type, event, max messages, ttl, "S"|"",
+//   optional flags: "G" marks the channel as limited (field g), "B" adds the
+//   stored messages' sizes (redis_groups.h).
+//   -> {id, prev, messages, subscribers, lastSeen[, sizes]}
 const Script& publishScript();
 // fetch: KEYS[1]=tag; ARGV after id ("" for everything stored).
 //   -> {found, lastId, published, skipped, id1, prev1, ct1, ev1, data1, ...}
 const Script& fetchScript();
 // info: KEYS[1]=tag -> {found, lastId, messages, subscribers, lastSeen, presence members}
 const Script& infoScript();
-// delete: KEYS[1]=tag; ARGV "S"|"" -> like info (found 0: nothing deleted); publishes "D".
+// delete: KEYS[1]=tag; ARGV "S"|"" -> like info (found 0: nothing deleted), then 0 and
+//   whether field g was set; publishes "D".
 const Script& deleteScript();
 // subs: KEYS[1]=tag; ARGV instance id, count, seconds to live -> 1
 const Script& subsScript();

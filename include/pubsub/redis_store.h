@@ -91,6 +91,12 @@ public:
 
     // Reads the channels' snapshots; `done` always runs (maybe at once).
     void prepare(const std::vector<std::string>& keys, std::function<void(PreparedPtr)> done);
+    // The same with the location's group limits (redis_groups.h): a channel
+    // the group does not have yet (unless `existingOnly`), or one more
+    // subscriber, over its limit answers kForbidden with nchan's text.
+    // Without channel or subscriber limits, exactly the call above.
+    void prepare(const std::vector<std::string>& keys, std::function<void(PreparedPtr)> done,
+                 const GroupLimits& limits, bool existingOnly);
     // subscribe() answers from `p` until reset with nullptr.
     void usePrepared(Prepared* p) { prepared_ = p; }
 
@@ -156,6 +162,15 @@ private:
     };
     using ChanPtr = std::shared_ptr<Chan>;
 
+    // A group this worker served a limited request for (redis_store_groups.cpp).
+    struct Group {
+        uint64_t local = 0;        // this worker's attached subscribers in the group
+        uint64_t pending = 0;      // subscriber reservations not settled yet
+        uint64_t written = ~0ULL;  // the count last sent
+        bool channels = false;     // a channel limit: local channels refresh their expiry
+        unsigned idle = 0;         // refreshes with nothing local
+    };
+
     bool eval(const redis::Script& s, std::string_view key, std::vector<std::string> args,
               RedisLink::ReplyFn cb);
     // With the key as is (not a channel's tag).
@@ -163,6 +178,23 @@ private:
                  RedisLink::ReplyFn cb);
     void presenceEvents(const std::string& key, const redisReply* r);
     void presenceUpdate(const std::string& key, std::vector<std::string> args);
+    // `flags` go to the publish script (redis_proto.h); `after` sees a
+    // successful reply before `cb`.
+    void publishNow(std::string_view key, const PublishInput& in, PublishCallback cb,
+                    const char* flags, std::function<void(const redisReply*)> after);
+    // Group limits (redis_store_groups.cpp).
+    void publishLimited(std::string_view key, const PublishInput& in, PublishCallback cb);
+    Group* trackGroup(std::string_view name);
+    void groupLocal(const std::string& key, int64_t delta);
+    // Writes local + pending when it changed (or always with `force`), and
+    // moves the expiry of `channels` (ids) in the group's set.
+    void sendGroupCount(const std::string& name, Group& g, std::vector<std::string> channels,
+                        bool force);
+    void groupsTick(bool refresh);
+    void groupsReady();
+    // After a delete: tells the group when it may list the channel; true if
+    // so, and `then` runs once the group answered.
+    bool groupDeleted(const std::string& key, const redisReply* r, std::function<void()> then);
     void presenceSweep(const std::string& instance, const redisReply* dead);
     ChanPtr chan(std::string_view key, bool create);
     // The link can serve the channel `key` (its master is up).
@@ -184,6 +216,7 @@ private:
     unsigned ticks_ = 0;
     std::shared_ptr<bool> alive_;
     PresenceHookFn presenceHook_;
+    std::unordered_map<std::string, Group> groups_;
 };
 
 }  // namespace pubsub

@@ -68,6 +68,10 @@ local prev = string.format('%d:%d', lt, lg)
 redis.call('HSET', tag, 'lt', string.format('%d', t), 'lg', string.format('%d', g),
            'n', string.format('%d', (tonumber(h[3]) or 0) + 1),
            'lp', string.format('%d', now))
+local flags = ARGV[7] or ''
+if string.find(flags, 'G', 1, true) then
+  redis.call('HSET', tag, 'g', '1')  -- published with group limits
+end
 local ids = tag .. ':ids'
 if max > 0 then
   local mk = tag .. ':m:' .. id
@@ -98,7 +102,22 @@ else
 end
 redis.call(ARGV[6] == 'S' and 'SPUBLISH' or 'PUBLISH', tag .. ':ps',
            'M' .. id .. ' ' .. prev .. ' ' .. #ct .. ' ' .. #ev .. ' ' .. ct .. ev .. data)
-return {id, prev, redis.call('LLEN', ids), subcount(tag, now), tonumber(h[4]) or -1}
+local sizes = nil
+if string.find(flags, 'B', 1, true) then
+  -- each stored message's expiry and size, for the group's memory limit
+  local parts = {}
+  for _, mid in ipairs(redis.call('LRANGE', ids, 0, -1)) do
+    local mk = tag .. ':m:' .. mid
+    local left = redis.call('TTL', mk)
+    if left ~= -2 then
+      local size = redis.call('HSTRLEN', mk, 'd') + redis.call('HSTRLEN', mk, 'c') +
+                   redis.call('HSTRLEN', mk, 'e')
+      parts[#parts + 1] = string.format('%d:%d', left >= 0 and now + left or 0, size)
+    end
+  end
+  sizes = table.concat(parts, ',')
+end
+return {id, prev, redis.call('LLEN', ids), subcount(tag, now), tonumber(h[4]) or -1, sizes}
 )LUA";
 
 const char* const kLuaFetch = R"LUA(
@@ -151,7 +170,7 @@ prune(tag)
 local h = redis.call('HMGET', tag, 'lt', 'lg', 'ls')
 local ids = tag .. ':ids'
 local out = {1, lastid(h[1], h[2]), redis.call('LLEN', ids), subcount(tag, now),
-             tonumber(h[3]) or -1}
+             tonumber(h[3]) or -1, 0, redis.call('HEXISTS', tag, 'g')}
 for _, id in ipairs(redis.call('LRANGE', ids, 0, -1)) do
   redis.call('DEL', tag .. ':m:' .. id)
 end

@@ -62,6 +62,15 @@ bool RedisStore::evalKey(const redis::Script& s, std::string key, std::vector<st
 }
 
 void RedisStore::publish(std::string_view key, const PublishInput& in, PublishCallback cb) {
+    if (in.limits.maxChannels != 0 || in.limits.maxBytes != 0) {
+        publishLimited(key, in, std::move(cb));  // redis_store_groups.cpp
+        return;
+    }
+    publishNow(key, in, std::move(cb), "", nullptr);
+}
+
+void RedisStore::publishNow(std::string_view key, const PublishInput& in, PublishCallback cb,
+                            const char* flags, std::function<void(const redisReply*)> after) {
     PublishReply fail;
     fail.status = StoreResult::kUnavailable;
     fail.reason = kUnavailable;
@@ -76,11 +85,14 @@ void RedisStore::publish(std::string_view key, const PublishInput& in, PublishCa
     args.push_back(toText(in.maxMessages));
     args.push_back(std::to_string(in.ttl > 0 ? in.ttl : 0));
     args.emplace_back(link_->sharded() ? "S" : "");
+    if (*flags != '\0') {
+        args.emplace_back(flags);
+    }
     auto shared = std::make_shared<PublishCallback>(std::move(cb));
     auto alive = alive_;
     RedisStoreStats* stats = &stats_;
     bool sent = eval(redis::publishScript(), key, std::move(args),
-                     [shared, alive, stats](const redisReply* r) {
+                     [shared, alive, stats, after](const redisReply* r) {
                          PublishReply reply;
                          if (r == nullptr) {
                              reply.status = StoreResult::kUnavailable;
@@ -89,6 +101,9 @@ void RedisStore::publish(std::string_view key, const PublishInput& in, PublishCa
                              reply.status = StoreResult::kError;
                          } else if (*alive) {
                              stats->published++;
+                             if (after) {
+                                 after(r);
+                             }
                          }
                          (*shared)(std::move(reply));
                      });
@@ -133,16 +148,25 @@ void RedisStore::remove(std::string_view key, InfoCallback cb) {
                              (*shared)(StoreResult::kError, info);
                              return;
                          }
+                         bool later = false;
                          if (info.found && *alive) {
+                             // the answer waits for the group to forget it
+                             later = groupDeleted(k, r, [shared, info]() {
+                                 (*shared)(StoreResult::kOk, info);
+                             });
                              // the "D" on the pubsub channel tells the others
                              ChanPtr c = chan(k, false);
                              if (c) {
+                                 groupLocal(k, -static_cast<int64_t>(c->local));
                                  c->local = 0;
                                  c->queue.clear();
                              }
                              hub_.channelDeleted(k);
                          }
-                         (*shared)(info.found ? StoreResult::kOk : StoreResult::kNotFound, info);
+                         if (!later) {
+                             (*shared)(info.found ? StoreResult::kOk : StoreResult::kNotFound,
+                                       info);
+                         }
                      });
     if (!sent) {
         (*shared)(StoreResult::kUnavailable, ChannelInfo());
@@ -280,6 +304,7 @@ void RedisStore::unsubscribe(Subscriber* sub) {
 void RedisStore::addLocal(const std::string& key) {
     ChanPtr c = chan(key, true);
     c->local++;
+    groupLocal(key, 1);
     if (channelReady(key)) {
         if (c->sub == Chan::kNone) {
             if (link_->subscribe(redis::pubsubName(key))) {
@@ -296,6 +321,7 @@ void RedisStore::dropLocal(const std::string& key) {
         return;
     }
     c->local--;
+    groupLocal(key, -1);
     if (channelReady(key)) {
         sendCount(*c);
     }
@@ -401,6 +427,7 @@ void RedisStore::onMessage(std::string_view channel, std::string_view payload) {
     ChanPtr c = chan(key, false);
     if (live.deleted) {
         if (c) {
+            groupLocal(key, -static_cast<int64_t>(c->local));
             c->local = 0;
             c->queue.clear();
         }
@@ -475,6 +502,7 @@ void RedisStore::onReady() {
             sendCount(*c);
         }
     }
+    groupsReady();
 }
 
 void RedisStore::onDown() {
@@ -519,6 +547,7 @@ void RedisStore::tick() {
         }
         ++it;
     }
+    groupsTick(refresh);
 }
 
 }  // namespace pubsub

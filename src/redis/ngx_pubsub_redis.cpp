@@ -2303,6 +2303,7 @@ ngx_pubsub_redis_prepare(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     auto sync = std::make_shared<int>(1);
     auto early = std::make_shared<pubsub::RedisStore::PreparedPtr>();
 
+    /* with the location's group limits (nothing more without them) */
     store->prepare(keys, [r, handler, store, sync, early](
                              pubsub::RedisStore::PreparedPtr prepared) {
         ngx_int_t          rc;
@@ -2324,7 +2325,7 @@ ngx_pubsub_redis_prepare(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         c = r->connection;
         ngx_http_finalize_request(r, rc);
         ngx_http_run_posted_requests(c);
-    });
+    }, ngx_pubsub_group_limits(plcf), plcf->existing_only != 0);
 
     if (*early) {
         *sync = 0;

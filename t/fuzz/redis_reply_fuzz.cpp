@@ -1,6 +1,7 @@
 // Replies from Redis: bytes are turned into reply trees by hiredis' own
 // RESP reader (as the engine's connection does), then given to every reply
-// parser of the Redis engine (snapshots, channel info, publish results), and
+// parser of the Redis engine (snapshots, channel info, publish results, group
+// verdicts and sizes), and
 // the raw bytes are also parsed as a live pub/sub payload (messages and
 // presence events). A reply the
 // parsers accept must satisfy what the engine relies on: ids ascending in a
@@ -11,6 +12,7 @@
 
 #include "fuzz_util.h"
 #include "pubsub/redis_cluster.h"
+#include "pubsub/redis_groups.h"
 #include "pubsub/redis_presence.h"
 #include "pubsub/redis_proto.h"
 
@@ -74,6 +76,19 @@ void checkReply(const redisReply* r) {
     if (!redis::parsePublish(r, &pub, &reason)) {
         check(!reason.empty(), "a refused publish reply says why");
     }
+
+    redis::GroupVerdict verdict;
+    reason.clear();
+    if (!redis::parseGroupVerdict(r, &verdict, &reason)) {
+        check(!reason.empty() && !verdict.subscribers && !verdict.channels && !verdict.memory,
+              "a refused group verdict says why and refuses nothing");
+    }
+    std::string sizes;
+    if (redis::publishedSizes(r, &sizes)) {
+        check(sizes.find_first_not_of("0123456789:,") == std::string::npos,
+              "published sizes are digits, colons and commas");
+    }
+    (void)redis::deletedGroupFlag(r);
 
     std::vector<redis::SlotRange> ranges;
     reason.clear();
