@@ -130,50 +130,104 @@ PRESENCE_SCENARIOS = {
 
 
 # Redis engine (run.sh --only redis): ngx_pubsub with pubsub_redis_pass vs
-# nchan with nchan_redis_pass, each run on its own fresh redis-server.
-REDIS_SERVERS = [("oursredis", "ngx_pubsub + Redis"), ("nchanredis", "nchan + Redis")]
+# nchan with nchan_redis_pass, each run on its own fresh redis-server; the
+# presence scenarios add ngx_pubsub with presence on ("oursredispres"), the
+# publish scenarios `return 200` (no Redis) as the ceiling of nginx itself.
+REDIS_SERVERS = [("oursredis", "ngx_pubsub + Redis"),
+                 ("oursredispres", "ngx_pubsub + Redis, presence on"),
+                 ("nchanredis", "nchan + Redis"), ("ret200", "return 200 (no Redis)")]
 REDIS_BEGIN = "<!-- redis:begin (written by bench/report.py) -->"
 REDIS_END = "<!-- redis:end -->"
 # Hand-written notes follow REDIS_END up to this marker; every report keeps them.
 REDIS_NOTES_END = "<!-- redis:notes-end -->"
+REDIS_CPU_PER_OP = ("redis_cpu_us_per_op", "redis CPU µs/op", "{:,.1f}")
+
+
+def _redis_like(memory_sc, title, desc):
+    """A memory-store scenario's entry, run through Redis."""
+    _t, _d, prim, hib, extra = SCENARIOS[memory_sc]
+    return (title, desc, prim, hib, extra)
+
+
+_REDIS_FANOUT_EXTRA = [CPU_PER_OP, REDIS_CPU_PER_OP]
+_REDIS_CHURN_EXTRA = [CPU_PER_OP, REDIS_CPU_PER_OP, ("failures", "failures", "{:.0f}"),
+                      ("presence_members_after", "members left after", "{:.0f}"),
+                      ("latency_us.p50", "p50 µs", "{:,.0f}"),
+                      ("latency_us.p99", "p99 µs", "{:,.0f}")]
 REDIS_SCENARIOS = {
-    "redis-publish-1w": (
-        "Publish throughput through Redis, no subscribers, 1 worker",
+    "redis-publish-1w": _redis_like(
+        "publish-1w", "Publish throughput through Redis, no subscribers, 1 worker",
         "`publish-1w` with both modules in Redis mode: 50 keep-alive connections POST a "
-        "100-byte body to one channel in a closed loop.",
-        ("req_per_sec", "req/s", "{:,.0f}"), True,
-        [("non_2xx", "non-2xx", "{:.0f}"), ("latency_us.p50", "p50 µs", "{:,.0f}"),
-         ("latency_us.p99", "p99 µs", "{:,.0f}")]),
+        "100-byte body to one channel in a closed loop. `return 200` answers the same POST "
+        "from a plain location (no Redis): the ceiling of nginx itself."),
+    "redis-publish-2w": _redis_like(
+        "publish-2w", "Publish throughput through Redis, no subscribers, 2 workers",
+        "As above with `worker_processes 2`; nginx, Redis and the client share both cores "
+        "(no pinning)."),
     "redis-fanout-ws-1k": (
         "Fan-out through Redis to 1,000 WebSocket subscribers of one channel",
-        "1,000 WebSocket subscribers on one channel; one publisher posts 200 messages (40 with `--quick`) back "
-        "to back (next POST when the previous answered), every message going through Redis.",
+        "1,000 WebSocket subscribers on one channel; one publisher posts 200 messages (40 with "
+        "`--quick`) back to back (next POST when the previous answered), every message going "
+        "through Redis. Server / redis CPU µs/op = CPU time over the whole run (connects "
+        "included) / deliveries.",
         ("deliveries_per_sec", "deliveries/s", "{:,.0f}"), True,
-        [("subscribed", "subscribed", "{:.0f}"), ("deliveries", "deliveries", "{:.0f}"),
-         ("lost", "lost", "{:.0f}"), ("duplicates", "dup", "{:.0f}"),
-         ("reorders", "reorder", "{:.0f}"), ("latency_us.p50", "p50 µs", "{:,.0f}"),
-         ("latency_us.p99", "p99 µs", "{:,.0f}")]),
+        _REDIS_FANOUT_EXTRA + [
+            ("subscribed", "subscribed", "{:.0f}"), ("deliveries", "deliveries", "{:.0f}"),
+            ("lost", "lost", "{:.0f}"), ("duplicates", "dup", "{:.0f}"),
+            ("reorders", "reorder", "{:.0f}"), ("latency_us.p50", "p50 µs", "{:,.0f}"),
+            ("latency_us.p99", "p99 µs", "{:,.0f}")]),
     "redis-fanout-ws-1000ch": (
         "Through Redis: 5,000 WebSocket subscribers over 1,000 channels",
         "`fanout-ws-1000ch` in Redis mode: 5 subscribers per channel (1,000 Redis "
         "subscriptions), 50 publisher connections, 20,000 messages (5,000 with `--quick`).",
         ("deliveries_per_sec", "deliveries/s", "{:,.0f}"), True,
-        [("publish_per_sec", "publish/s", "{:,.0f}"), ("subscribed", "subscribed", "{:.0f}"),
-         ("deliveries", "deliveries", "{:.0f}"), ("lost", "lost", "{:.0f}"),
-         ("duplicates", "dup", "{:.0f}"), ("reorders", "reorder", "{:.0f}"),
-         ("wrong_channel", "wrong ch", "{:.0f}"), ("latency_us.p50", "p50 µs", "{:,.0f}"),
-         ("latency_us.p99", "p99 µs", "{:,.0f}")]),
+        _REDIS_FANOUT_EXTRA + [
+            ("publish_per_sec", "publish/s", "{:,.0f}"), ("subscribed", "subscribed", "{:.0f}"),
+            ("deliveries", "deliveries", "{:.0f}"), ("lost", "lost", "{:.0f}"),
+            ("duplicates", "dup", "{:.0f}"), ("reorders", "reorder", "{:.0f}"),
+            ("wrong_channel", "wrong ch", "{:.0f}"), ("latency_us.p50", "p50 µs", "{:,.0f}"),
+            ("latency_us.p99", "p99 µs", "{:,.0f}")]),
+    "redis-idle-ws": _redis_like(
+        "idle-ws", "Through Redis: memory per idle WebSocket subscriber",
+        "`idle-ws` in Redis mode: 10,000 idle WebSocket subscribers on one channel (one "
+        "Redis subscription), worker Private_Dirty per subscriber before and after one "
+        "message (published through Redis) reached every subscriber."),
+    "redis-idle-sse": _redis_like(
+        "idle-sse", "Through Redis: memory per idle EventSource subscriber",
+        "As redis-idle-ws, with `Accept: text/event-stream` subscribers."),
+    "redis-longpoll-rtt-1": _redis_like(
+        "longpoll-rtt-1", "Through Redis: long-poll round trips, 1 pair",
+        "`longpoll-rtt-1` in Redis mode: publish k, wait for the long-poll answer, re-poll "
+        "with If-Modified-Since/If-None-Match, publish k+1; every publish and every re-poll "
+        "that needs the channel's messages goes through Redis."),
+    "redis-longpoll-rtt-20": _redis_like(
+        "longpoll-rtt-20", "Through Redis: long-poll round trips, 20 pairs",
+        "As above with 20 independent pairs (20 channels) in parallel."),
+    "redis-presence-churn-ws": (
+        "Through Redis: subscribe/unsubscribe churn, WebSocket, presence on vs off",
+        "`presence-churn-ws` in Redis mode: 50 slots connect, wait for the `101`, close and "
+        "start again, every connection a new `?user=` on one channel. With presence on "
+        "(cluster-wide in a Redis location) every subscribe is a join and every close a "
+        "leave after the 1 s delay, each sent to Redis. Server / redis CPU µs/op = CPU time "
+        "/ all subscriptions of the run. \"members left after\": members still in Redis "
+        "2.5 s after the run (should be 0).",
+        ("subscriptions_per_sec", "subscriptions/s", "{:,.0f}"), True, _REDIS_CHURN_EXTRA),
+    "redis-presence-churn-sse": (
+        "Through Redis: subscribe/unsubscribe churn, EventSource, presence on vs off",
+        "As above with `Accept: text/event-stream` subscribers (open = the `200` head).",
+        ("subscriptions_per_sec", "subscriptions/s", "{:,.0f}"), True, _REDIS_CHURN_EXTRA),
 }
 
 
-def redis_section(by, commands, a):
+def redis_section(by, commands, a, notes=()):
     o = [REDIS_BEGIN, "## Redis\n"]
     if not any(k[0] in REDIS_SCENARIOS for k in by):
         o.append("No Redis runs yet: `bench/run.sh --only redis`.\n")
         o.append(REDIS_END)
         return o
     o.append("- Command: `{}`; {}; {} repetition(s), median reported; servers alternate run by "
-             "run (ngx_pubsub, nchan), each run on a fresh nginx **and a fresh redis-server** "
+             "run (ngx_pubsub, [ngx_pubsub with presence,] nchan[, return 200]), each run on a "
+             "fresh nginx **and a fresh redis-server** "
              "{}(`--save '' --appendonly no`, loopback, free port, killed after the run).".format(
                  a.command, a.date, a.reps,
                  "{} ".format(a.redis_version) if a.redis_version else ""))
@@ -186,19 +240,60 @@ def redis_section(by, commands, a):
     o.append("- Configs: the memory-store configs plus `upstream r { pubsub_redis_server "
              "redis://127.0.0.1:PORT; }` and `pubsub_redis_pass r;` on `/pub` and `/sub` "
              "(nchan: `nchan_redis_server` / `nchan_redis_pass`, nchan's default "
-             "\"distributed\" mode). \"redis CPU\" = redis-server's CPU time over the run's "
-             "wall time, % of one core.\n")
-    o.append("| scenario | metric | ngx_pubsub + Redis | nchan + Redis | ours/nchan |")
-    o.append("|---|---|---:|---:|---:|")
-    for sc, (title, _d, prim, hib, _extra) in REDIS_SCENARIOS.items():
+             "\"distributed\" mode). Presence on (`redis-presence-*`): `/sub` adds "
+             "`pubsub_presence on; pubsub_presence_id $arg_user; pubsub_presence_leave_delay "
+             "1s;`, plus a `pubsub_presence_api` location with `pubsub_redis_pass r`; nchan has "
+             "no presence and runs its plain Redis config. \"redis CPU\" = redis-server's "
+             "CPU time over the run's wall time, % of one core.")
+    o.append("- The machine is shared with other engineers' jobs: \"others' CPU\" is what "
+             "processes other than nginx, Redis and the client used, as % of all CPUs. Where it "
+             "is high (⚠ below: ≥ 25% in a median run) absolute throughput is depressed and "
+             "noisy and repetitions of the same server spread widely; the ratios come from "
+             "alternating runs in one session, and server / redis CPU µs per operation is the "
+             "steadier comparison.\n")
+    o.append("| scenario | metric | ngx_pubsub + Redis | nchan + Redis | return 200 | ours/nchan "
+             "| ours/return200 |")
+    o.append("|---|---|---:|---:|---:|---:|---:|")
+    flagged = False
+    for sc, (title, _d, prim, hib, extra) in REDIS_SCENARIOS.items():
         if not any((sc, s) in by for s, _ in REDIS_SERVERS):
             continue
-        path, label, f = prim
-        m = {s: median(by.get((sc, s), []), path) for s, _ in REDIS_SERVERS}
-        o.append("| {} | {} | {} | {} | {} |".format(
-            sc, label, fmt(m["oursredis"], f), fmt(m["nchanredis"], f),
-            ratio(m["oursredis"], m["nchanredis"])))
+        metrics = [prim] + [e for e in extra if e[0] in ("cpu_us_per_op", "redis_cpu_us_per_op")]
+        busy = [median(by.get((sc, s), []), "other_cpu_pct") for s, _ in REDIS_SERVERS]
+        cpu_bound = "-idle-" not in sc  # memory does not depend on CPU share
+        flag = " ⚠" if cpu_bound and any(b is not None and b >= 25 for b in busy) else ""
+        flagged = flagged or bool(flag)
+        for path, label, f in metrics:
+            m = {s: median(by.get((sc, s), []), path) for s, _ in REDIS_SERVERS}
+            has_ret = (sc, "ret200") in by
+            o.append("| {} | {} | {} | {} | {} | {} | {} |".format(
+                sc + flag, label, fmt(m["oursredis"], f), fmt(m["nchanredis"], f),
+                fmt(m["ret200"], f) if has_ret else "n/a", ratio(m["oursredis"], m["nchanredis"]),
+                ratio(m["oursredis"], m["ret200"]) if has_ret else "n/a"))
+    if flagged:
+        o.append("\n⚠ = in the median run of at least one server, other processes used "
+                 "≥ 25% of all CPUs: absolute numbers are depressed and noisy.")
     o.append("")
+    if any(k[0].startswith("redis-presence-") and k[1] == "oursredispres" for k in by):
+        o.append("Presence in Redis mode (ngx_pubsub presence off vs on, nchan without presence; "
+                 "\"cost\" = how much worse presence on is than off: throughput off/on − 1, "
+                 "CPU per operation on/off − 1):\n")
+        o.append("| scenario | metric | presence off | presence on | nchan + Redis "
+                 "| cost of presence | on/nchan |")
+        o.append("|---|---|---:|---:|---:|---:|---:|")
+        for sc, (title, _d, prim, hib, extra) in REDIS_SCENARIOS.items():
+            if not sc.startswith("redis-presence-") or not any(
+                    (sc, s) in by for s, _ in REDIS_SERVERS):
+                continue
+            metrics = [(prim, hib)] + [(e, False) for e in extra if e[0] in (
+                "cpu_us_per_op", "redis_cpu_us_per_op")]
+            for (path, label, f), h in metrics:
+                m = {s: median(by.get((sc, s), []), path) for s, _ in REDIS_SERVERS}
+                o.append("| {} | {} | {} | {} | {} | {} | {} |".format(
+                    sc, label, fmt(m["oursredis"], f), fmt(m["oursredispres"], f),
+                    fmt(m["nchanredis"], f), cost(m["oursredispres"], m["oursredis"], h),
+                    ratio(m["oursredispres"], m["nchanredis"])))
+        o.append("")
     for sc, (title, desc, prim, hib, extra) in REDIS_SCENARIOS.items():
         if not any((sc, s) in by for s, _ in REDIS_SERVERS):
             continue
@@ -227,8 +322,22 @@ def redis_section(by, commands, a):
             cells.append(str(len(rs)) + (" ({} failed)".format(errs) if errs else ""))
             o.append("| " + " | ".join(cells) + " |")
         m = {s: median(by.get((sc, s), []), path) for s, _ in REDIS_SERVERS}
-        o.append("\nRatio ngx_pubsub/nchan (both on Redis): {}.\n".format(
-            ratio(m["oursredis"], m["nchanredis"])))
+        line = "\nRatio ngx_pubsub/nchan (both on Redis): {}".format(
+            ratio(m["oursredis"], m["nchanredis"]))
+        if (sc, "oursredispres") in by:
+            line += "; presence on/off {}, cost {}, on/nchan {}".format(
+                ratio(m["oursredispres"], m["oursredis"]),
+                cost(m["oursredispres"], m["oursredis"], hib),
+                ratio(m["oursredispres"], m["nchanredis"]))
+        if (sc, "ret200") in by:
+            line += "; ngx_pubsub/return 200 {}, nchan/return 200 {}".format(
+                ratio(m["oursredis"], m["ret200"]), ratio(m["nchanredis"], m["ret200"]))
+        o.append(line + ".\n")
+    run_notes = [n for n in notes if "redis" in n and not n.startswith(" ")]
+    if run_notes:
+        o.append("Notes of this run (from `run.sh`):\n")
+        o += ["- " + n for n in run_notes]
+        o.append("")
     o.append(REDIS_END)
     return o
 
@@ -259,9 +368,12 @@ def add_derived(r):
         ops = r.get("subscriptions_total")
     elif r.get("mode") == "fanout":
         ops = r.get("deliveries")
-    cpu = r.get("server_cpu_s")
-    if isinstance(ops, (int, float)) and ops > 0 and isinstance(cpu, (int, float)):
-        r["cpu_us_per_op"] = cpu * 1e6 / ops
+    if not isinstance(ops, (int, float)) or ops <= 0:
+        return
+    for src, dst in (("server_cpu_s", "cpu_us_per_op"), ("redis_cpu_s", "redis_cpu_us_per_op")):
+        cpu = r.get(src)
+        if isinstance(cpu, (int, float)):
+            r[dst] = cpu * 1e6 / ops
 
 
 def cost(on, off, hib):
@@ -411,7 +523,7 @@ def main():
         replace_section(a.out, presence_section(by, commands, a))
         return
     if a.redis_only == "1":
-        replace_redis_section(a.out, redis_section(by, commands, a))
+        replace_redis_section(a.out, redis_section(by, commands, a, notes))
         return
 
     o = []
@@ -523,7 +635,7 @@ def main():
         o.append("")
     rb, re_, rn = old.find(REDIS_BEGIN), old.find(REDIS_END), old.find(REDIS_NOTES_END)
     if any(k[0] in REDIS_SCENARIOS for k in by):
-        o += redis_section(by, commands, a)
+        o += redis_section(by, commands, a, notes)
         if re_ >= 0 and rn > re_:
             o.append(old[re_ + len(REDIS_END):rn + len(REDIS_NOTES_END)].strip("\n"))
         o.append("")

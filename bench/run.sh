@@ -24,8 +24,12 @@ ALL_SCENARIOS="publish-1w publish-2w fanout-ws-10k fanout-ws-1000ch idle-ws idle
 PRESENCE_SCENARIOS="presence-idle-ws presence-churn-ws presence-churn-sse presence-fanout-ws-10k"
 # Redis engine: ngx_pubsub with pubsub_redis_pass (server "oursredis") vs nchan
 # with nchan_redis_pass ("nchanredis"), each run on its own fresh redis-server;
+# the memory scenarios' counterparts plus presence in Redis mode ("oursredispres");
 # not in the default run: bench/run.sh --only redis (or a list of these names).
-REDIS_SCENARIOS="redis-publish-1w redis-fanout-ws-1k redis-fanout-ws-1000ch"
+REDIS_SCENARIOS="redis-publish-1w redis-publish-2w redis-fanout-ws-1k redis-fanout-ws-1000ch
+    redis-idle-ws redis-idle-sse redis-longpoll-rtt-1 redis-longpoll-rtt-20
+    redis-presence-churn-ws redis-presence-churn-sse"
+REDIS_SCENARIOS=$(echo $REDIS_SCENARIOS)
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
 
 QUICK=0
@@ -258,6 +262,14 @@ write_config() {
         ups="upstream r { pubsub_redis_server redis://127.0.0.1:${REDIS_PORT:-6379}; }"
         locs="location = /pub { pubsub_publisher; pubsub_channel_id \$arg_id; pubsub_message_buffer_length 10; pubsub_redis_pass r; }
         location = /sub { pubsub_subscriber; pubsub_channel_id \$arg_id; pubsub_redis_pass r; }" ;;
+    oursredispres)
+        # as oursredis with presence on the subscriber location, as ourspres:
+        # in a Redis location presence is cluster-wide (docs/redis.md)
+        load="load_module $OURS_SO;"
+        ups="upstream r { pubsub_redis_server redis://127.0.0.1:${REDIS_PORT:-6379}; }"
+        locs="location = /pub { pubsub_publisher; pubsub_channel_id \$arg_id; pubsub_message_buffer_length 10; pubsub_redis_pass r; }
+        location = /sub { pubsub_subscriber; pubsub_channel_id \$arg_id; pubsub_redis_pass r; pubsub_presence on; pubsub_presence_id \$arg_user; pubsub_presence_leave_delay 1s; }
+        location = /presence { pubsub_presence_api; pubsub_channel_id \$arg_id; pubsub_redis_pass r; }" ;;
     nchanredis)
         # as nchan, in nchan's (default, "distributed") Redis mode
         load="load_module $NCHAN_SO;"
@@ -266,7 +278,7 @@ write_config() {
         location = /sub { nchan_subscriber; nchan_channel_id \$arg_id; nchan_redis_pass r; }" ;;
     esac
     case $server in
-    ours|ourspres|oursredis) locs="$locs
+    ours|ourspres|oursredis|oursredispres) locs="$locs
         location = /status { pubsub_status; }" ;;
     esac
     mkdir -p "$prefix/logs" "$prefix/tmp"
@@ -303,7 +315,7 @@ start_server() {
     free_port
     PREFIX=$WORK/$server-$workers-$PORT
     case $server in
-    *redis) start_redis "$PREFIX/redis" || return 1 ;;
+    *redis*) start_redis "$PREFIX/redis" || return 1 ;;
     esac
     write_config "$server" "$workers" "$PREFIX" "$PORT"
     local pin=(nice -n "$NICE")
@@ -351,7 +363,7 @@ stop_server() {
 }
 
 # ------------------------------------------------------------------ servers
-SERVERS_ALL="ours ourspres nchan ret200"
+SERVERS_ALL="ours ourspres nchan ret200 oursredis oursredispres nchanredis"
 OURS_OK=0
 if [ -f "$OURS_SO" ]; then
     t=$WORK/check-ours
@@ -375,6 +387,9 @@ fi
 scenario_servers() {
     case $1 in
     presence-*) echo "ours ourspres nchan" ;;
+    redis-presence-*) echo "oursredis oursredispres nchanredis" ;;
+    # return 200 (no Redis) as the ceiling of nginx itself, as in publish-*
+    redis-publish-*) echo "oursredis nchanredis ret200" ;;
     redis-*) echo "oursredis nchanredis" ;;
     publish-*) echo "ours nchan ret200" ;;
     *) echo "ours nchan" ;;
@@ -382,7 +397,7 @@ scenario_servers() {
 }
 scenario_workers() {
     case $1 in
-    publish-2w) echo 2 ;;
+    publish-2w|redis-publish-2w) echo 2 ;;
     *) echo 1 ;;
     esac
 }
@@ -401,8 +416,9 @@ scenario_args() {
     presence-idle-ws) echo "idle --transport ws --sub-url $base/sub?id={ch}&user=u{sub} --pub-url $base/pub?id={ch} --subs 10000 --hold $HOLD --measure-pid @WORKER@ @STATUS@" ;;
     presence-churn-ws) echo "churn --transport ws --sub-url $base/sub?id={ch}&user=u{sub} --conns 50 --duration $PUB_DUR --warmup $PUB_WARM" ;;
     presence-churn-sse) echo "churn --transport sse --sub-url $base/sub?id={ch}&user=u{sub} --conns 50 --duration $PUB_DUR --warmup $PUB_WARM" ;;
-    # Redis engine: as publish-1w / fanout-ws-1000ch; fan-out with 1,000 subscribers
-    redis-publish-1w) echo "publish --url $base/pub?id={ch} --conns 50 --duration $PUB_DUR --warmup $PUB_WARM --size 100" ;;
+    # Redis engine: the memory scenarios through Redis; fan-out with 1,000 subscribers
+    redis-publish-*) scenario_args "${1#redis-}" ;;
+    redis-idle-*|redis-longpoll-rtt-*|redis-presence-churn-*) scenario_args "${1#redis-}" ;;
     redis-fanout-ws-1k) echo "fanout --transport ws --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 1000 --channels 1 --messages $((FAN_MSGS * 4)) --size 100" ;;
     redis-fanout-ws-1000ch) echo "fanout --transport ws --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 5000 --channels 1000 --messages $MC_MSGS --pub-conns 50 --size 100" ;;
     presence-fanout-ws-10k) echo "fanout --transport ws --sub-url $base/sub?id={ch}&user=u{sub} --pub-url $base/pub?id={ch} --subs 10000 --channels 1 --messages $FAN_MSGS --size 100" ;;
@@ -446,6 +462,23 @@ for sc in $SCENARIOS; do
             s1=$(proc_jiffies "${spids[@]}")
             rj1=0; [ -n "$REDIS_PID" ] && rj1=$(proc_jiffies "$REDIS_PID")
             read -r b1 t1 < <(stat_totals)
+            # presence through Redis: once the leave delay (1 s) has passed,
+            # every member must have left (members left in the channels'
+            # :pz sets, users left as {user:*} keys; both should be 0)
+            pres_json='{}'
+            if [ "$server" = oursredispres ] && [ -n "$REDIS_PID" ]; then
+                sleep 2.5
+                rc=(redis-cli -h 127.0.0.1 -p "$REDIS_PORT")
+                left=0
+                for k in $("${rc[@]}" --scan --pattern '*:pz' 2>/dev/null); do
+                    left=$((left + $("${rc[@]}" zcard "$k" 2>/dev/null || echo 0)))
+                done
+                users=$("${rc[@]}" --scan --pattern '{user:*' 2>/dev/null | wc -l)
+                pres_json="{\"presence_members_after\":$left,\"presence_user_keys_after\":$users}"
+                if [ "$left" != 0 ] || [ "$users" != 0 ]; then
+                    note "$server/$sc rep $rep: $left member(s) and $users user key(s) still in Redis 2.5 s after the run (leave delay 1 s)"
+                fi
+            fi
             stop_server
             # server CPU as % of one core; other processes' CPU as % of all CPUs
             wall_j=$(( (w1 - w0) * CLK_TCK / 1000000000 ))
@@ -462,14 +495,24 @@ for sc in $SCENARIOS; do
             if [ -z "$json" ] || ! echo "$json" | jq -e . >/dev/null 2>&1; then
                 note "$server/$sc rep $rep: client produced no result (see bench/out/$(basename "$logf"))"
                 json='{"error":"no result"}'
+            else
+                # faults the client counted: worth a line in the notes
+                faults=$(echo "$json" | jq -r 'to_entries | map(select((.key | IN("lost", "duplicates",
+                    "reorders", "wrong_channel", "stalls", "out_of_order", "non_2xx", "failures",
+                    "sub_failed")) and (.value | type == "number") and .value > 0)
+                    | "\(.key) \(.value)") | join(", ")' 2>/dev/null || true)
+                [ -z "$faults" ] || note "$server/$sc rep $rep: the client counted $faults"
             fi
             echo "$json" | jq -c --arg sc "$sc" --arg sv "$server" --argjson rep "$rep" \
                 --argjson w "$workers" --argjson busy "$busy" --argjson spct "$server_pct" \
                 --argjson opct "$other_pct" --argjson cpct "$client_pct" --argjson rpct "$redis_pct" \
                 --argjson scpu "$(( s1 - s0 ))" --argjson tck "$CLK_TCK" \
+                --argjson rcpu "$(( rj1 - rj0 ))" --argjson pres "$pres_json" \
                 '. + {scenario:$sc, server:$sv, rep:$rep, workers:$w, busy_before_pct:$busy,
                       server_cpu_pct:$spct, client_cpu_pct:$cpct, other_cpu_pct:$opct,
-                      server_cpu_s:($scpu / $tck)} + (if $sv | endswith("redis") then {redis_cpu_pct:$rpct} else {} end)' \
+                      server_cpu_s:($scpu / $tck)}
+                   + (if $sv | contains("redis") then {redis_cpu_pct:$rpct, redis_cpu_s:($rcpu / $tck)} else {} end)
+                   + $pres' \
                 >> "$OUT/results.jsonl"
             log "$sc $server rep $rep (server ${server_pct}% of a core, client ${client_pct}%, redis ${redis_pct}%, others ${other_pct}% of all CPUs): $(head -c 300 "$logf" | tr '\n' ' ' | cut -c1-200)"
         done
