@@ -160,6 +160,32 @@ server { listen 127.0.0.1:%%PORT%%; location /x { pubsub_pubsub; pubsub_channel_
         }
     });
 
+    it('a long-poll re-polling while the next message is published gets it, every round',
+        async () => {
+            // the re-poll reads the channel's snapshot, the publish lands
+            // before it attaches: it must still get the message (once)
+            const redis = await startRedis();
+            const [a] = await cluster(redis, 1, { workers: 1 });
+            try {
+                const first = await C.publish({ port: a.port, path: '/pub/lp1' }, 'm0');
+                assert.equal(first.status, 202);
+                const lp = C.longPoll({ port: a.port, path: '/sub/lp1', pollTimeout: 3000 });
+                let m = await lp.next(3000);
+                assert.equal(m.text, 'm0');
+                for (let i = 1; i <= 150; i++) {
+                    const r = await C.publish({ port: a.port, path: '/pub/lp1' }, `m${i}`);
+                    assert.ok(r.status === 201 || r.status === 202, r.text);
+                    m = await lp.next(3000);
+                    assert.equal(m.text, `m${i}`, `round ${i}`);
+                }
+                await lp.stop();
+                assert.ok(lp.responses.every((x) => x.status === 200), 'no 408');
+            } finally {
+                await stopAll([a]);
+                await redis.stop();
+            }
+        });
+
     it('three instances: subscribers on two of them get everything published on all', async () => {
         const redis = await startRedis();
         const ngxs = await cluster(redis, 3);

@@ -61,6 +61,7 @@ struct RedisStoreStats {
     uint64_t published = 0;
     uint64_t fetches = 0;       // history reads to fill a hole in the live stream
     uint64_t liveMessages = 0;  // received on the pubsub connection
+    uint64_t catchUps = 0;      // subscribers that attached behind this worker
     uint64_t presenceUpdates = 0;  // deltas and snapshots sent
     uint64_t presenceErrors = 0;   // presence scripts that failed
     uint64_t presenceSwept = 0;    // channels of dead instances swept
@@ -159,6 +160,12 @@ private:
         Sub sub = kNone;
         bool fetching = false;
         std::vector<MessagePtr> queue;  // live messages waiting for a fetch
+        // The newest live message seen, even with no local subscriber to
+        // take it; a subscriber attaching from an older snapshot needs what
+        // came after its snapshot: the next fetch reads from catchUpFrom.
+        MsgId lastLive;
+        bool catchUp = false;
+        MsgId catchUpFrom;
     };
     using ChanPtr = std::shared_ptr<Chan>;
 
@@ -204,6 +211,7 @@ private:
     void dropLocal(const std::string& key);
     void sendCount(const Chan& c);
     void startFetch(const ChanPtr& c);
+    void catchUpFrom(const std::string& key, const MsgId& cursor);
     void fetched(const ChanPtr& c, const redisReply* r);
     void deliverOne(const std::string& key, const MessagePtr& m);
 

@@ -286,9 +286,32 @@ void RedisStore::subscribe(Subscriber* sub, const SubscribeRequest& req, Subscri
         } else {
             addLocal(std::string(req.key));
             reply.attached = true;
+            catchUpFrom(std::string(req.key), cursor);
         }
     }
     cb(std::move(reply));
+}
+
+// A subscriber attached from a snapshot: messages this worker received or
+// delivered after that snapshot was read (while the pubsub channel was
+// already subscribed, so no subscribe confirmation reads the history) are
+// read from the history and given to it; the others have them already.
+void RedisStore::catchUpFrom(const std::string& key, const MsgId& cursor) {
+    ChanPtr c = chan(key, false);
+    LocalChannel* lc = hub_.find(key);
+    if (!c || lc == nullptr) {
+        return;
+    }
+    MsgId known = c->lastLive > lc->pulled ? c->lastLive : lc->pulled;
+    if (!(known > cursor)) {
+        return;
+    }
+    if (!c->catchUp || cursor < c->catchUpFrom) {
+        c->catchUpFrom = cursor;
+    }
+    c->catchUp = true;
+    stats_.catchUps++;
+    startFetch(c);  // or when the running one is answered
 }
 
 void RedisStore::unsubscribe(Subscriber* sub) {
@@ -338,10 +361,17 @@ void RedisStore::startFetch(const ChanPtr& c) {
     if (lc == nullptr || c->fetching || !channelReady(c->key)) {
         return;
     }
+    MsgId after = lc->pulled;
+    if (c->catchUp) {
+        if (c->catchUpFrom < after) {
+            after = c->catchUpFrom;
+        }
+        c->catchUp = false;
+    }
     c->fetching = true;
     stats_.fetches++;
     auto alive = alive_;
-    bool sent = eval(redis::fetchScript(), c->key, {formatMsgId(lc->pulled)},
+    bool sent = eval(redis::fetchScript(), c->key, {formatMsgId(after)},
                      [this, alive, c](const redisReply* r) {
                          if (*alive) {
                              fetched(c, r);
@@ -378,12 +408,9 @@ void RedisStore::fetched(const ChanPtr& c, const redisReply* r) {
     if (lc == nullptr) {
         return;
     }
-    std::vector<MessagePtr> fresh;
-    for (const MessagePtr& m : snap.messages) {
-        if (m->id() > lc->pulled) {
-            fresh.push_back(m);
-        }
-    }
+    // everything after the fetch's position: subscribers skip what they
+    // have (a catch-up reads from before what others were given)
+    const std::vector<MessagePtr>& fresh = snap.messages;
     bool any = !fresh.empty() || !queue.empty();
     if (!fresh.empty()) {
         hub_.deliver(c->key, fresh);
@@ -402,6 +429,9 @@ void RedisStore::fetched(const ChanPtr& c, const redisReply* r) {
     lc = hub_.find(c->key);
     if (!any && lc != nullptr && snap.lastId > lc->pulled) {
         lc->pulled = snap.lastId;  // what was published meanwhile is gone already
+    }
+    if (c->catchUp) {
+        startFetch(c);  // a subscriber attached meanwhile
     }
 }
 
@@ -430,9 +460,14 @@ void RedisStore::onMessage(std::string_view channel, std::string_view payload) {
             groupLocal(key, -static_cast<int64_t>(c->local));
             c->local = 0;
             c->queue.clear();
+            c->lastLive = MsgId();
+            c->catchUp = false;
         }
         hub_.channelDeleted(key);
         return;
+    }
+    if (c && live.msg->id() > c->lastLive) {
+        c->lastLive = live.msg->id();
     }
     LocalChannel* lc = hub_.find(key);
     if (!c || lc == nullptr) {

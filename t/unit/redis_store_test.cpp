@@ -347,3 +347,71 @@ TEST(RedisStore, OneMasterDownLeavesTheOthersAlone) {
     EXPECT_EQ(subA.got.size(), 2u);
     EXPECT_EQ(subB.gaps + subA.gaps, 0);
 }
+
+// A subscriber attaching from a snapshot read before a message that this
+// worker already received live (the pubsub channel was subscribed, so no
+// confirmation reads the history) gets it from a catch-up read, once.
+TEST(RedisStore, AttachBehindTheWorkerCatchesUp) {
+    FakeLink link;
+    RedisStore store(&link, "w1");
+    Tree t;
+    Sub a;
+    attach(store, link, t, a, t.snapshot("10:1", {{"10:1", "0:0", "x"}}));
+    store.onSubscribed("{channel:g/a}:ps");
+    link.take(redis::fetchScript().sha).cb(t.snapshot("10:1", {}));
+
+    // a long-poll that got its message leaves; the channel stays subscribed
+    store.unsubscribe(&a);
+    RedisStore::PreparedPtr prepared;
+    store.prepare({kKey}, [&](RedisStore::PreparedPtr p) { prepared = p; });
+    FakeLink::Cmd snap = link.take(redis::fetchScript().sha);
+    // published after that read, before the reply: nobody local to take it
+    store.onMessage("{channel:g/a}:ps", live("10:2", "10:1", "y"));
+    snap.cb(t.snapshot("10:1", {{"10:1", "0:0", "x"}}));
+    ASSERT_TRUE(prepared);
+
+    Sub b;
+    store.usePrepared(prepared.get());
+    SubscribeRequest req;
+    req.key = kKey;
+    req.start.kind = StartSpec::kAfter;
+    req.start.after = MsgId{10, 1};
+    req.oneShot = true;
+    SubscribeReply reply;
+    store.subscribe(&b, req, [&](SubscribeReply&& r) { reply = std::move(r); });
+    store.usePrepared(nullptr);
+    ASSERT_TRUE(reply.attached);
+    EXPECT_TRUE(reply.backlog.empty());
+    EXPECT_EQ(store.stats().catchUps, 1u);
+
+    // a live message while the catch-up read is out waits behind it
+    FakeLink::Cmd f = link.take(redis::fetchScript().sha);
+    EXPECT_EQ(f.args[4], "10:1");
+    store.onMessage("{channel:g/a}:ps", live("10:3", "10:2", "z"));
+    EXPECT_TRUE(b.got.empty());
+    f.cb(t.snapshot("10:2", {{"10:2", "10:1", "y"}}));
+    EXPECT_EQ(b.got, (std::vector<std::string>{"y", "z"}));
+    EXPECT_EQ(b.gaps, 0);
+    store.unsubscribe(&b);
+
+    // with a subscriber that has them already: only the newcomer gets them
+    Sub c;
+    attach(store, link, t, c, t.snapshot("10:3", {}));
+    store.onMessage("{channel:g/a}:ps", live("10:4", "10:3", "w"));
+    EXPECT_EQ(c.got, (std::vector<std::string>{"w"}));
+    store.prepare({kKey}, [&](RedisStore::PreparedPtr p) { prepared = p; });
+    link.take(redis::fetchScript().sha).cb(t.snapshot("10:3", {}));
+    Sub d;
+    store.usePrepared(prepared.get());
+    req.start.after = MsgId{10, 3};
+    req.oneShot = false;
+    store.subscribe(&d, req, [&](SubscribeReply&& r) { reply = std::move(r); });
+    store.usePrepared(nullptr);
+    f = link.take(redis::fetchScript().sha);
+    EXPECT_EQ(f.args[4], "10:3");
+    f.cb(t.snapshot("10:4", {{"10:4", "10:3", "w"}}));
+    EXPECT_EQ(d.got, (std::vector<std::string>{"w"}));
+    EXPECT_EQ(c.got, (std::vector<std::string>{"w"})) << "not twice";
+    store.unsubscribe(&c);
+    store.unsubscribe(&d);
+}
