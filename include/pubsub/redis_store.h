@@ -166,6 +166,7 @@ private:
         MsgId lastLive;
         bool catchUp = false;
         MsgId catchUpFrom;
+        bool countDirty = false;  // `local` changed since it was last sent
     };
     using ChanPtr = std::shared_ptr<Chan>;
 
@@ -185,6 +186,7 @@ private:
                  RedisLink::ReplyFn cb);
     void presenceEvents(const std::string& key, const redisReply* r);
     void presenceUpdate(const std::string& key, std::vector<std::string> args);
+    void presenceTick();
     // `flags` go to the publish script (redis_proto.h); `after` sees a
     // successful reply before `cb`.
     void publishNow(std::string_view key, const PublishInput& in, PublishCallback cb,
@@ -209,6 +211,7 @@ private:
     void resetChan(Chan& c);
     void addLocal(const std::string& key);
     void dropLocal(const std::string& key);
+    void countChanged(Chan& c, bool edge);
     void sendCount(const Chan& c);
     void startFetch(const ChanPtr& c);
     void catchUpFrom(const std::string& key, const MsgId& cursor);
@@ -224,6 +227,9 @@ private:
     unsigned ticks_ = 0;
     std::shared_ptr<bool> alive_;
     PresenceHookFn presenceHook_;
+    // channels this instance got its first member in, to register (pchans)
+    std::vector<std::string> presenceNew_;
+    std::string presenceNewOf_;
     std::unordered_map<std::string, Group> groups_;
 };
 

@@ -334,7 +334,7 @@ void RedisStore::addLocal(const std::string& key) {
                 c->sub = Chan::kSubscribing;
             }
         }
-        sendCount(*c);
+        countChanged(*c, c->local == 1);
     }
 }
 
@@ -346,9 +346,21 @@ void RedisStore::dropLocal(const std::string& key) {
     c->local--;
     groupLocal(key, -1);
     if (channelReady(key)) {
-        sendCount(*c);
+        countChanged(*c, c->local == 0);
     }
     // the pubsub channel is left on the next tick (no flapping)
+}
+
+// A worker's count goes to Redis at once when it starts or stops having
+// subscribers of the channel (what makes a publish 201 rather than 202);
+// other changes wait for the next tick, one script for a burst of them.
+void RedisStore::countChanged(Chan& c, bool edge) {
+    if (edge) {
+        c.countDirty = false;
+        sendCount(c);
+    } else {
+        c.countDirty = true;
+    }
 }
 
 void RedisStore::sendCount(const Chan& c) {
@@ -577,12 +589,14 @@ void RedisStore::tick() {
                 it = chans_.erase(it);
                 continue;
             }
-        } else if (refresh && ready) {
+        } else if ((refresh || c.countDirty) && ready) {
+            c.countDirty = false;
             sendCount(c);
         }
         ++it;
     }
     groupsTick(refresh);
+    presenceTick();
 }
 
 }  // namespace pubsub

@@ -107,10 +107,29 @@ void RedisStore::presenceDelta(const std::string& instance, const PresenceDelta&
     }
     presenceUpdate(d.channel, std::move(args));
     if (d.member && d.memberConnections == 1) {
-        // the sweep finds this channel if the instance dies before its refresh
-        (void)evalKey(redis::presenceChannelsScript(), redis::instanceChannelsKey(instance),
-                      {num(validMs * 4 + 60000), "add", d.channel}, [](const redisReply*) {});
+        // the sweep finds this channel if the instance dies before its
+        // refresh: registered with the others of this second on the tick
+        try {
+            if (presenceNew_.empty()) {
+                presenceNew_.push_back(num(validMs * 4 + 60000));
+                presenceNew_.emplace_back("add");
+                presenceNewOf_ = instance;
+            }
+            presenceNew_.push_back(d.channel);
+        } catch (const std::bad_alloc&) {
+            // the next refresh registers it
+        }
     }
+}
+
+void RedisStore::presenceTick() {
+    if (presenceNew_.empty()) {
+        return;
+    }
+    std::vector<std::string> args;
+    args.swap(presenceNew_);
+    (void)evalKey(redis::presenceChannelsScript(), redis::instanceChannelsKey(presenceNewOf_),
+                  std::move(args), [](const redisReply*) {});
 }
 
 void RedisStore::presenceRefresh(const std::string& instance,

@@ -267,13 +267,23 @@ TEST_F(RedisStorePresence, DeltaSendsThisInstancePartAndRegistersTheChannel) {
     EXPECT_EQ(std::vector<std::string>(up.args.begin() + 4, up.args.end()),
               (std::vector<std::string>{"inst1", "d", "7", "15000", "1", "0", "", "alice", "1",
                                         "{\"n\":1}", "257"}));
+    // the channel is registered on the next tick, with others of that second
+    EXPECT_EQ(link.count(redis::presenceChannelsScript().sha), 0u);
+    PresenceDelta other = memberDelta("bob", 1, 8);
+    other.channel = "g/b";
+    store.presenceDelta("inst1", other, 15000);
+    link.take(redis::presenceUpdateScript().sha);
+    store.tick();
     Link::Cmd chans = link.take(redis::presenceChannelsScript().sha);
     EXPECT_EQ(chans.args[3], "{pubsub:presence:inst1}:channels");
-    EXPECT_EQ(chans.args[5], "add");
-    EXPECT_EQ(chans.args[6], "g/a");
+    EXPECT_EQ(std::vector<std::string>(chans.args.begin() + 4, chans.args.end()),
+              (std::vector<std::string>{"120000", "add", "g/a", "g/b"}));
+    store.tick();
+    EXPECT_EQ(link.count(redis::presenceChannelsScript().sha), 0u) << "once";
 
     // a second connection of the same member: no new registration
     store.presenceDelta("inst1", memberDelta("alice", 2, 8), 15000);
+    store.tick();
     EXPECT_EQ(link.count(redis::presenceChannelsScript().sha), 0u);
 
     // an anonymous connection: counts only
