@@ -180,6 +180,21 @@ server { listen 127.0.0.1:%%PORT%%; location /x { pubsub_pubsub; pubsub_channel_
                 }
                 await lp.stop();
                 assert.ok(lp.responses.every((x) => x.status === 200), 'no 408');
+                // the engine's counters reach the status page within a second
+                let st;
+                for (let i = 0; i < 40; i++) {
+                    st = JSON.parse((await C.httpRequest({ port: a.port, path: '/status' })).text);
+                    if (st.redis.published >= 151) {
+                        break;
+                    }
+                    await sleep(100);
+                }
+                assert.equal(st.redis.published, 151);
+                assert.ok(st.redis.live_messages >= 100, JSON.stringify(st.redis));
+                assert.ok(st.redis.history_reads >= 1, JSON.stringify(st.redis));
+                const prom = (await C.httpRequest({ port: a.port, path: '/status?format=prometheus' })).text;
+                assert.match(prom, /^pubsub_redis_published_total 151$/m);
+                assert.match(prom, /^# TYPE pubsub_redis_catch_ups_total counter$/m);
             } finally {
                 await stopAll([a]);
                 await redis.stop();

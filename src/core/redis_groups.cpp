@@ -175,19 +175,7 @@ bool flagAt(const redisReply* r, size_t i, bool* v) {
 }  // namespace
 
 std::string groupTag(std::string_view group) {
-    std::string out = "{group:";
-    out.reserve(out.size() + group.size() + 1);
-    for (char c : group) {
-        if (c == '}') {
-            out += "%7D";
-        } else if (c == '%') {
-            out += "%25";
-        } else {
-            out += c;
-        }
-    }
-    out += '}';
-    return out;
+    return hashTag("{group:", group);
 }
 
 bool splitGroupKey(std::string_view key, std::string_view* group, std::string_view* id) {

@@ -239,6 +239,8 @@ void ngx_pubsub_stats_exit_process(ngx_cycle_t *cycle);
 void ngx_pubsub_stats_delivered(ngx_uint_t n);
 void ngx_pubsub_stats_redis(ngx_int_t links, ngx_int_t ready);
 void ngx_pubsub_stats_redis_rtt(ngx_msec_t ms);
+void ngx_pubsub_stats_redis_engine(const pubsub::RedisStoreStats &now,
+    pubsub::RedisStoreStats *last);
 
 /* one subscriber of a transport (NGX_PUBSUB_SUB_*), from start() to end() */
 struct ngx_pubsub_sub_count_t {

@@ -30,9 +30,10 @@
 
 
 #define NGX_PUBSUB_STATS_MAGIC    0x50535354   /* "PSST" */
-#define NGX_PUBSUB_STATS_VERSION  2
+#define NGX_PUBSUB_STATS_VERSION  3
 #define NGX_PUBSUB_TRANSPORTS     7
 #define NGX_PUBSUB_HOOKS          5
+#define NGX_PUBSUB_REDIS_COUNTERS  8
 
 
 typedef struct {
@@ -53,6 +54,8 @@ typedef struct {
     ngx_atomic_t              delivered;
     ngx_atomic_t              chev_published;  /* channel events */
     ngx_atomic_t              chev_failed;     /* not evaluated or stored */
+    /* the Redis engine, all workers (ngx_pubsub_stats_redis_engine) */
+    ngx_atomic_t              redis_engine[NGX_PUBSUB_REDIS_COUNTERS];
     ngx_pubsub_hook_stats_t   hooks;
     ngx_pubsub_stats_slot_t   slots[NGX_MAX_PROCESSES];
 } ngx_pubsub_stats_t;
@@ -309,6 +312,66 @@ ngx_pubsub_stats_delivered(ngx_uint_t n)
 
 
 /* channel events published to their meta channel, or lost (logged) */
+/* what the Redis engine counted, in the order of its JSON and metrics */
+static const char  *ngx_pubsub_redis_counter_names[NGX_PUBSUB_REDIS_COUNTERS] = {
+    "published", "history_reads", "live_messages", "catch_ups",
+    "presence_updates", "presence_resyncs", "presence_errors",
+    "presence_swept"
+};
+
+static const char  *ngx_pubsub_redis_counter_help[NGX_PUBSUB_REDIS_COUNTERS] = {
+    "Messages published through Redis.",
+    "Reads of a channel's history in Redis to fill a hole or catch up.",
+    "Messages and presence events received from Redis pub/sub.",
+    "Subscribers that attached behind their worker and caught up "
+    "from history.",
+    "Presence deltas and refreshes sent to Redis.",
+    "Presence refreshes whose part differed in Redis and was sent whole.",
+    "Presence scripts that failed (the next refresh repairs them).",
+    "Channels of dead nginx instances swept."
+};
+
+
+static void
+ngx_pubsub_redis_counters(const pubsub::RedisStoreStats &st,
+    uint64_t v[NGX_PUBSUB_REDIS_COUNTERS])
+{
+    v[0] = st.published;
+    v[1] = st.fetches;
+    v[2] = st.liveMessages;
+    v[3] = st.catchUps;
+    v[4] = st.presenceUpdates;
+    v[5] = st.presenceResyncs;
+    v[6] = st.presenceErrors;
+    v[7] = st.presenceSwept;
+}
+
+
+/* adds what a store counted since `last` (this worker's copy) */
+void
+ngx_pubsub_stats_redis_engine(const pubsub::RedisStoreStats &now,
+    pubsub::RedisStoreStats *last)
+{
+    uint64_t  a[NGX_PUBSUB_REDIS_COUNTERS], b[NGX_PUBSUB_REDIS_COUNTERS];
+
+    if (ngx_pubsub_stats == NULL) {
+        return;
+    }
+
+    ngx_pubsub_redis_counters(now, a);
+    ngx_pubsub_redis_counters(*last, b);
+
+    for (ngx_uint_t i = 0; i < NGX_PUBSUB_REDIS_COUNTERS; i++) {
+        if (a[i] > b[i]) {
+            (void) ngx_atomic_fetch_add(&ngx_pubsub_stats->redis_engine[i],
+                                        a[i] - b[i]);
+        }
+    }
+
+    *last = now;
+}
+
+
 void
 ngx_pubsub_stats_chev(ngx_uint_t published, ngx_uint_t failed)
 {
@@ -391,6 +454,7 @@ typedef struct {
     uint64_t  delivered;
     uint64_t  chev_published;
     uint64_t  chev_failed;
+    uint64_t  redis_engine[NGX_PUBSUB_REDIS_COUNTERS];
     uint64_t  reloads;
     uint64_t  uptime;
     uint64_t  presence_members;
@@ -495,6 +559,9 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
 
     s->delivered = st->delivered;
     s->chev_published = st->chev_published;
+    for (ngx_uint_t i = 0; i < NGX_PUBSUB_REDIS_COUNTERS; i++) {
+        s->redis_engine[i] = st->redis_engine[i];
+    }
     s->chev_failed = st->chev_failed;
     s->reloads = st->reloads;
     s->uptime = ngx_time() - st->started;
@@ -582,7 +649,7 @@ ngx_pubsub_status_json(std::string &o, const ngx_pubsub_snapshot_t *s)
     if (s->redis_measured) {
         ngx_pubsub_append(o, "\"redis\":{\"enabled\":%s,\"links\":%llu,"
                           "\"connected_links\":%llu,\"connected\":%s,"
-                          "\"latency_ms\":%.1f}}\n",
+                          "\"latency_ms\":%.1f",
                           s->redis_links ? "true" : "false",
                           U(s->redis_links), U(s->redis_ready),
                           (s->redis_links && s->redis_ready == s->redis_links)
@@ -591,12 +658,18 @@ ngx_pubsub_status_json(std::string &o, const ngx_pubsub_snapshot_t *s)
     } else {
         ngx_pubsub_append(o, "\"redis\":{\"enabled\":%s,\"links\":%llu,"
                           "\"connected_links\":%llu,\"connected\":%s,"
-                          "\"latency_ms\":null}}\n",
+                          "\"latency_ms\":null",
                           s->redis_links ? "true" : "false",
                           U(s->redis_links), U(s->redis_ready),
                           (s->redis_links && s->redis_ready == s->redis_links)
                           ? "true" : "false");
     }
+
+    for (ngx_uint_t i = 0; i < NGX_PUBSUB_REDIS_COUNTERS; i++) {
+        ngx_pubsub_append(o, ",\"%s\":%llu", ngx_pubsub_redis_counter_names[i],
+                          U(s->redis_engine[i]));
+    }
+    o.append("}}\n");
 }
 
 
@@ -708,6 +781,13 @@ ngx_pubsub_status_prometheus(std::string &o, const ngx_pubsub_snapshot_t *s)
                       s->redis_measured
                       ? (double) s->redis_rtt_x8 / 8 / s->redis_measured / 1000
                       : 0.0);
+
+    for (ngx_uint_t i = 0; i < NGX_PUBSUB_REDIS_COUNTERS; i++) {
+        std::string name = std::string("redis_")
+                           + ngx_pubsub_redis_counter_names[i] + "_total";
+        ngx_pubsub_prom(o, name.c_str(), "counter",
+                        ngx_pubsub_redis_counter_help[i], s->redis_engine[i]);
+    }
 }
 
 #undef U

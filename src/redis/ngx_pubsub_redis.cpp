@@ -161,6 +161,7 @@ struct ngx_pubsub_redis_link_s final : public pubsub::RedisLink {
     ngx_pubsub_redis_server_t    *server;   /* credentials (the first seed) */
     ngx_log_t                    *log;
     pubsub::RedisStore           *store = nullptr;
+    pubsub::RedisStoreStats       reported;   /* store counters in the status */
     state_e                       state = kDown;
     bool                          closing = false;
     bool                          was_ready = false;
@@ -1701,6 +1702,7 @@ ngx_pubsub_redis_tick_handler(ngx_event_t *ev)
     if (link->store) {
         try {
             link->store->tick();
+            ngx_pubsub_stats_redis_engine(link->store->stats(), &link->reported);
 
         } catch (...) {
             ngx_log_error(NGX_LOG_ERR, ev->log, 0,

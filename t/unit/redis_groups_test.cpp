@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "pubsub/redis_store.h"
+#include "redis_fake_link.h"
 #include "redis_tree.h"
 
 using namespace pubsub;
@@ -18,45 +19,7 @@ namespace {
 
 using pubsub_test::Tree;
 
-struct FakeLink : RedisLink {
-    struct Cmd {
-        std::vector<std::string> args;
-        ReplyFn cb;
-    };
-    bool up = true;
-    std::deque<Cmd> cmds;
-
-    bool ready() const override { return up; }
-    bool command(const std::vector<std::string>& args, ReplyFn cb) override {
-        if (!up) {
-            return false;
-        }
-        cmds.push_back({args, std::move(cb)});
-        return true;
-    }
-    bool subscribe(const std::string&) override { return up; }
-    bool unsubscribe(const std::string&) override { return up; }
-    // Removes and returns the oldest command of script `sha` (or of command
-    // `name`); others stay queued.
-    Cmd take(const std::string& sha) {
-        for (auto it = cmds.begin(); it != cmds.end(); ++it) {
-            if ((it->args.size() > 1 && it->args[1] == sha) || it->args[0] == sha) {
-                Cmd c = std::move(*it);
-                cmds.erase(it);
-                return c;
-            }
-        }
-        ADD_FAILURE() << "no command " << sha;
-        return {{"none"}, [](const redisReply*) {}};
-    }
-    size_t count(const std::string& sha) const {
-        size_t n = 0;
-        for (const Cmd& c : cmds) {
-            n += (c.args.size() > 1 && c.args[1] == sha) || c.args[0] == sha;
-        }
-        return n;
-    }
-};
+using pubsub_test::FakeLink;
 
 struct Sub : Subscriber {
     void deliver(const MessagePtr&) override {}

@@ -9,6 +9,7 @@
 
 #include "pubsub/redis_presence.h"
 #include "pubsub/redis_store.h"
+#include "redis_fake_link.h"
 #include "redis_tree.h"
 
 using namespace pubsub;
@@ -16,49 +17,7 @@ using pubsub_test::Tree;
 
 namespace {
 
-struct Link : RedisLink {
-    struct Cmd {
-        std::vector<std::string> args;
-        ReplyFn cb;
-    };
-    bool up = true;
-    std::deque<Cmd> cmds;
-    std::vector<std::string> subs;
-
-    bool ready() const override { return up; }
-    bool command(const std::vector<std::string>& args, ReplyFn cb) override {
-        if (!up) {
-            return false;
-        }
-        cmds.push_back({args, std::move(cb)});
-        return true;
-    }
-    bool subscribe(const std::string& ch) override {
-        subs.push_back(ch);
-        return up;
-    }
-    bool unsubscribe(const std::string&) override { return up; }
-
-    // The oldest command that runs `script` (EVALSHA) or is `name`.
-    Cmd take(const std::string& what) {
-        for (auto it = cmds.begin(); it != cmds.end(); ++it) {
-            if ((it->args.size() > 1 && it->args[1] == what) || it->args[0] == what) {
-                Cmd c = std::move(*it);
-                cmds.erase(it);
-                return c;
-            }
-        }
-        ADD_FAILURE() << "no command " << what;
-        return {{}, [](const redisReply*) {}};
-    }
-    size_t count(const std::string& what) const {
-        size_t n = 0;
-        for (const Cmd& c : cmds) {
-            n += (c.args.size() > 1 && c.args[1] == what) || c.args[0] == what;
-        }
-        return n;
-    }
-};
+using Link = pubsub_test::FakeLink;
 
 struct Watcher : Subscriber {
     std::vector<std::string> events;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "pubsub/redis_store.h"
+#include "redis_fake_link.h"
 #include "redis_tree.h"
 
 using namespace pubsub;
@@ -16,56 +17,7 @@ namespace {
 
 using pubsub_test::Tree;
 
-struct FakeLink : RedisLink {
-    struct Cmd {
-        std::vector<std::string> args;
-        ReplyFn cb;
-    };
-    bool up = true;
-    bool shard = false;
-    std::set<std::string> downTags;  // hash tags whose master is down
-    std::deque<Cmd> cmds;
-    std::vector<std::string> subs, unsubs;
-
-    static std::string tagOf(std::string_view key) {
-        size_t close = key.find('}');
-        return std::string(key.substr(0, close == std::string_view::npos ? key.size() : close + 1));
-    }
-    bool ready() const override { return up; }
-    bool readyFor(std::string_view key) const override {
-        return up && downTags.count(tagOf(key)) == 0;
-    }
-    bool command(const std::vector<std::string>& args, ReplyFn cb) override {
-        if (!up || (args.size() > 3 && args[0].rfind("EVAL", 0) == 0 && !readyFor(args[3]))) {
-            return false;
-        }
-        cmds.push_back({args, std::move(cb)});
-        return true;
-    }
-    bool subscribe(const std::string& ch) override {
-        subs.push_back(ch);
-        return readyFor(ch);
-    }
-    bool unsubscribe(const std::string& ch) override {
-        unsubs.push_back(ch);
-        return up;
-    }
-    bool sharded() const override { return shard; }
-    // Answers the oldest command whose script is `sha`; drops others before it
-    // (subscriber-count updates).
-    Cmd take(const std::string& sha) {
-        while (!cmds.empty()) {
-            Cmd c = std::move(cmds.front());
-            cmds.pop_front();
-            if (c.args.size() > 1 && c.args[1] == sha) {
-                return c;
-            }
-            c.cb(nullptr);
-        }
-        ADD_FAILURE() << "no command for script " << sha;
-        return {};
-    }
-};
+using pubsub_test::FakeLink;
 
 struct Sub : Subscriber {
     std::vector<std::string> got;
@@ -88,7 +40,7 @@ void attach(RedisStore& store, FakeLink& link, Tree& t, Sub& sub, redisReply* sn
     RedisStore::PreparedPtr prepared;
     store.prepare({key}, [&](RedisStore::PreparedPtr p) { prepared = p; });
     ASSERT_FALSE(prepared);
-    FakeLink::Cmd c = link.take(redis::fetchScript().sha);
+    FakeLink::Cmd c = link.takeDropping(redis::fetchScript().sha);
     EXPECT_EQ(c.args[3], "{channel:" + key + "}");
     c.cb(snapshot);
     ASSERT_TRUE(prepared);
@@ -121,7 +73,7 @@ TEST(RedisStore, SnapshotThenLiveThenHole) {
 
     // confirmation: one history read after the snapshot's last id
     store.onSubscribed("{channel:g/a}:ps");
-    FakeLink::Cmd f = link.take(redis::fetchScript().sha);
+    FakeLink::Cmd f = link.takeDropping(redis::fetchScript().sha);
     EXPECT_EQ(f.args[4], "10:1");
     f.cb(t.snapshot("10:1", {}));
 
@@ -134,7 +86,7 @@ TEST(RedisStore, SnapshotThenLiveThenHole) {
     store.onMessage("{channel:g/a}:ps", live("10:4", "10:3", "e"));
     store.onMessage("{channel:g/a}:ps", live("10:5", "10:4", "f"));
     EXPECT_EQ(sub.got.size(), 3u);
-    f = link.take(redis::fetchScript().sha);
+    f = link.takeDropping(redis::fetchScript().sha);
     EXPECT_EQ(f.args[4], "10:2");
     f.cb(t.snapshot("10:4", {{"10:3", "10:2", "d"}, {"10:4", "10:3", "e"}}));
     EXPECT_EQ(sub.got, (std::vector<std::string>{"a", "b", "c", "d", "e", "f"}));
@@ -142,7 +94,7 @@ TEST(RedisStore, SnapshotThenLiveThenHole) {
 
     // history lost some: the subscriber is told of the gap
     store.onMessage("{channel:g/a}:ps", live("10:9", "10:8", "z"));
-    f = link.take(redis::fetchScript().sha);
+    f = link.takeDropping(redis::fetchScript().sha);
     f.cb(t.snapshot("10:9", {{"10:8", "10:7", "y"}, {"10:9", "10:8", "z"}}));
     EXPECT_EQ(sub.gaps, 1);
     EXPECT_EQ(sub.got.back(), "z");
@@ -160,7 +112,7 @@ TEST(RedisStore, ReconnectResubscribesAndCatchesUp) {
     Sub sub;
     attach(store, link, t, sub, t.snapshot("5:0", {{"5:0", "0:0", "a"}}));
     store.onSubscribed("{channel:g/a}:ps");
-    link.take(redis::fetchScript().sha).cb(t.snapshot("5:0", {}));
+    link.takeDropping(redis::fetchScript().sha).cb(t.snapshot("5:0", {}));
 
     link.up = false;
     store.onDown();
@@ -170,7 +122,7 @@ TEST(RedisStore, ReconnectResubscribesAndCatchesUp) {
     store.onReady();
     ASSERT_EQ(link.subs.size(), 1u);
     store.onSubscribed("{channel:g/a}:ps");
-    FakeLink::Cmd f = link.take(redis::fetchScript().sha);
+    FakeLink::Cmd f = link.takeDropping(redis::fetchScript().sha);
     EXPECT_EQ(f.args[4], "5:0");
     f.cb(t.snapshot("6:1", {{"6:0", "5:0", "b"}, {"6:1", "6:0", "c"}}));
     EXPECT_EQ(sub.got, (std::vector<std::string>{"a", "b", "c"}));
@@ -213,7 +165,7 @@ TEST(RedisStore, UnavailableAndNoScript) {
         EXPECT_EQ(r.status, StoreResult::kOk) << r.reason;
         EXPECT_EQ(r.id, (MsgId{7, 0}));
     });
-    FakeLink::Cmd c = link.take(redis::publishScript().sha);
+    FakeLink::Cmd c = link.takeDropping(redis::publishScript().sha);
     EXPECT_EQ(c.args[0], "EVALSHA");
     c.cb(t.str("NOSCRIPT No matching script.", REDIS_REPLY_ERROR));
     ASSERT_FALSE(link.cmds.empty());
@@ -276,10 +228,10 @@ TEST(RedisStore, OneMasterDownLeavesTheOthersAlone) {
     attach(store, link, t, subB, t.snapshot("5:1", {{"5:1", "0:0", "b0"}}), "g/b");
     ASSERT_EQ(link.subs, (std::vector<std::string>{"{channel:g/a}:ps", "{channel:g/b}:ps"}));
     store.onSubscribed("{channel:g/a}:ps");
-    link.take(redis::fetchScript().sha).cb(t.snapshot("5:0", {}));
+    link.takeDropping(redis::fetchScript().sha).cb(t.snapshot("5:0", {}));
     store.onSubscribed("{channel:g/b}:ps");
     // b's catch-up read is in flight when its master dies
-    FakeLink::Cmd inflight = link.take(redis::fetchScript().sha);
+    FakeLink::Cmd inflight = link.takeDropping(redis::fetchScript().sha);
     link.cmds.clear();
 
     link.downTags.insert("{channel:g/b}");
@@ -301,7 +253,7 @@ TEST(RedisStore, OneMasterDownLeavesTheOthersAlone) {
     RedisStore::PreparedPtr prepared;
     store.prepare({"g/a", "g/b"}, [&](RedisStore::PreparedPtr p) { prepared = p; });
     ASSERT_FALSE(prepared);  // a's snapshot is read
-    link.take(redis::fetchScript().sha).cb(t.snapshot("5:0", {}));
+    link.takeDropping(redis::fetchScript().sha).cb(t.snapshot("5:0", {}));
     ASSERT_TRUE(prepared);
     EXPECT_EQ(prepared->channels["g/a"].status, StoreResult::kOk);
     EXPECT_EQ(prepared->channels["g/b"].status, StoreResult::kUnavailable);
@@ -312,7 +264,7 @@ TEST(RedisStore, OneMasterDownLeavesTheOthersAlone) {
     store.publish("g/a", in, [&](PublishReply&& r) {
         published = r.status == StoreResult::kOk;
     });
-    link.take(redis::publishScript().sha)
+    link.takeDropping(redis::publishScript().sha)
         .cb(t.array({t.str("6:0"), t.str("5:0"), t.integer(1), t.integer(0), t.integer(-1)}));
     EXPECT_TRUE(published);
     store.onMessage("{channel:g/a}:ps", live("6:0", "5:0", "a1"));
@@ -337,7 +289,7 @@ TEST(RedisStore, OneMasterDownLeavesTheOthersAlone) {
     store.onNodesChanged();  // again: still subscribing, nothing more
     EXPECT_EQ(link.subs.size(), 3u);
     store.onSubscribed("{channel:g/b}:ps");
-    FakeLink::Cmd f = link.take(redis::fetchScript().sha);
+    FakeLink::Cmd f = link.takeDropping(redis::fetchScript().sha);
     EXPECT_EQ(f.args[3], "{channel:g/b}");
     EXPECT_EQ(f.args[4], "5:1");
     f.cb(t.snapshot("7:1", {{"7:0", "5:1", "b1"}, {"7:1", "7:0", "b2"}}));
@@ -358,13 +310,13 @@ TEST(RedisStore, AttachBehindTheWorkerCatchesUp) {
     Sub a;
     attach(store, link, t, a, t.snapshot("10:1", {{"10:1", "0:0", "x"}}));
     store.onSubscribed("{channel:g/a}:ps");
-    link.take(redis::fetchScript().sha).cb(t.snapshot("10:1", {}));
+    link.takeDropping(redis::fetchScript().sha).cb(t.snapshot("10:1", {}));
 
     // a long-poll that got its message leaves; the channel stays subscribed
     store.unsubscribe(&a);
     RedisStore::PreparedPtr prepared;
     store.prepare({kKey}, [&](RedisStore::PreparedPtr p) { prepared = p; });
-    FakeLink::Cmd snap = link.take(redis::fetchScript().sha);
+    FakeLink::Cmd snap = link.takeDropping(redis::fetchScript().sha);
     // published after that read, before the reply: nobody local to take it
     store.onMessage("{channel:g/a}:ps", live("10:2", "10:1", "y"));
     snap.cb(t.snapshot("10:1", {{"10:1", "0:0", "x"}}));
@@ -385,7 +337,7 @@ TEST(RedisStore, AttachBehindTheWorkerCatchesUp) {
     EXPECT_EQ(store.stats().catchUps, 1u);
 
     // a live message while the catch-up read is out waits behind it
-    FakeLink::Cmd f = link.take(redis::fetchScript().sha);
+    FakeLink::Cmd f = link.takeDropping(redis::fetchScript().sha);
     EXPECT_EQ(f.args[4], "10:1");
     store.onMessage("{channel:g/a}:ps", live("10:3", "10:2", "z"));
     EXPECT_TRUE(b.got.empty());
@@ -400,14 +352,14 @@ TEST(RedisStore, AttachBehindTheWorkerCatchesUp) {
     store.onMessage("{channel:g/a}:ps", live("10:4", "10:3", "w"));
     EXPECT_EQ(c.got, (std::vector<std::string>{"w"}));
     store.prepare({kKey}, [&](RedisStore::PreparedPtr p) { prepared = p; });
-    link.take(redis::fetchScript().sha).cb(t.snapshot("10:3", {}));
+    link.takeDropping(redis::fetchScript().sha).cb(t.snapshot("10:3", {}));
     Sub d;
     store.usePrepared(prepared.get());
     req.start.after = MsgId{10, 3};
     req.oneShot = false;
     store.subscribe(&d, req, [&](SubscribeReply&& r) { reply = std::move(r); });
     store.usePrepared(nullptr);
-    f = link.take(redis::fetchScript().sha);
+    f = link.takeDropping(redis::fetchScript().sha);
     EXPECT_EQ(f.args[4], "10:3");
     f.cb(t.snapshot("10:4", {{"10:4", "10:3", "w"}}));
     EXPECT_EQ(d.got, (std::vector<std::string>{"w"}));
