@@ -62,6 +62,7 @@ struct RedisStoreStats {
     uint64_t fetches = 0;       // history reads to fill a hole in the live stream
     uint64_t liveMessages = 0;  // received on the pubsub connection
     uint64_t catchUps = 0;      // subscribers that attached behind this worker
+    uint64_t snapshotsSkipped = 0;  // subscribers attached from what the worker knew
     uint64_t presenceUpdates = 0;  // deltas and snapshots sent
     uint64_t presenceErrors = 0;   // presence scripts that failed
     uint64_t presenceSwept = 0;    // channels of dead instances swept
@@ -91,13 +92,17 @@ public:
     void remove(std::string_view key, InfoCallback cb) override;
 
     // Reads the channels' snapshots; `done` always runs (maybe at once).
-    void prepare(const std::vector<std::string>& keys, std::function<void(PreparedPtr)> done);
+    // With `start` (where a one-channel subscriber starts), a channel this
+    // worker follows in step needs no read when the subscriber is owed
+    // nothing (it resumes from the newest id, or starts at the newest).
+    void prepare(const std::vector<std::string>& keys, std::function<void(PreparedPtr)> done,
+                 const StartSpec* start = nullptr);
     // The same with the location's group limits (redis_groups.h): a channel
     // the group does not have yet (unless `existingOnly`), or one more
     // subscriber, over its limit answers kForbidden with nchan's text.
     // Without channel or subscriber limits, exactly the call above.
     void prepare(const std::vector<std::string>& keys, std::function<void(PreparedPtr)> done,
-                 const GroupLimits& limits, bool existingOnly);
+                 const GroupLimits& limits, bool existingOnly, const StartSpec* start = nullptr);
     // subscribe() answers from `p` until reset with nullptr.
     void usePrepared(Prepared* p) { prepared_ = p; }
 
@@ -167,6 +172,13 @@ private:
         bool catchUp = false;
         MsgId catchUpFrom;
         bool countDirty = false;  // `local` changed since it was last sent
+        // While subscribed without a hole since the last history read: the
+        // channel's newest id (and whether it exists), which lets a
+        // subscriber that resumes from it, or starts at the newest, attach
+        // without reading a snapshot.
+        bool knownValid = false;
+        bool knownFound = false;
+        MsgId known;
     };
     using ChanPtr = std::shared_ptr<Chan>;
 
@@ -208,6 +220,7 @@ private:
     ChanPtr chan(std::string_view key, bool create);
     // The link can serve the channel `key` (its master is up).
     bool channelReady(std::string_view key) const;
+    bool knownSnapshot(const std::string& key, const StartSpec& start, redis::Snapshot* snap);
     void resetChan(Chan& c);
     void addLocal(const std::string& key);
     void dropLocal(const std::string& key);

@@ -174,7 +174,7 @@ void RedisStore::remove(std::string_view key, InfoCallback cb) {
 }
 
 void RedisStore::prepare(const std::vector<std::string>& keys,
-                         std::function<void(PreparedPtr)> done) {
+                         std::function<void(PreparedPtr)> done, const StartSpec* start) {
     struct State {
         PreparedPtr prepared;
         size_t left = 0;
@@ -194,6 +194,10 @@ void RedisStore::prepare(const std::vector<std::string>& keys,
         if (!channelReady(key)) {
             pc.status = StoreResult::kUnavailable;
             pc.reason = kUnavailable;
+            finishOne();
+            continue;
+        }
+        if (start != nullptr && keys.size() == 1 && knownSnapshot(key, *start, &pc.snap)) {
             finishOne();
             continue;
         }
@@ -217,6 +221,27 @@ void RedisStore::prepare(const std::vector<std::string>& keys,
     finishOne();
 }
 
+// A subscriber owed nothing of a channel this worker follows in step: its
+// snapshot is what the worker knows (the newest id), no read needed.
+bool RedisStore::knownSnapshot(const std::string& key, const StartSpec& start,
+                               redis::Snapshot* snap) {
+    ChanPtr c = chan(key, false);
+    if (!c || !c->knownValid || c->sub != Chan::kSubscribed || c->fetching || c->catchUp) {
+        return false;
+    }
+    if (!(start.kind == StartSpec::kNewest ||
+          (start.kind == StartSpec::kAfter && start.after == c->known))) {
+        return false;
+    }
+    snap->found = c->knownFound;
+    snap->lastId = c->known;
+    snap->published = c->knownFound ? 1 : 0;
+    snap->skipped = true;
+    snap->messages.clear();
+    stats_.snapshotsSkipped++;
+    return true;
+}
+
 bool RedisStore::channelReady(std::string_view key) const {
     return link_->readyFor(redis::channelTag(key));
 }
@@ -225,6 +250,7 @@ void RedisStore::resetChan(Chan& c) {
     c.sub = Chan::kNone;
     c.fetching = false;
     c.queue.clear();
+    c.knownValid = false;
 }
 
 RedisStore::ChanPtr RedisStore::chan(std::string_view key, bool create) {
@@ -381,6 +407,7 @@ void RedisStore::startFetch(const ChanPtr& c) {
         c->catchUp = false;
     }
     c->fetching = true;
+    c->knownValid = false;
     stats_.fetches++;
     auto alive = alive_;
     bool sent = eval(redis::fetchScript(), c->key, {formatMsgId(after)},
@@ -416,8 +443,23 @@ void RedisStore::fetched(const ChanPtr& c, const redisReply* r) {
     if (r == nullptr || !redis::parseSnapshot(r, &snap, &reason)) {
         return;  // retried after the reconnect that follows a failure
     }
+    if (c->sub == Chan::kSubscribed) {
+        // in step again: the newest id, and the live messages after it
+        c->known = snap.lastId;
+        c->knownFound = snap.found;
+        for (const MessagePtr& m : queue) {
+            if (m->prev() == c->known) {
+                c->known = m->id();
+                c->knownFound = true;
+            }
+        }
+        c->knownValid = true;
+    }
     LocalChannel* lc = hub_.find(c->key);
     if (lc == nullptr) {
+        if (c->catchUp) {
+            c->catchUp = false;  // nobody left to catch up
+        }
         return;
     }
     // everything after the fetch's position: subscribers skip what they
@@ -474,12 +516,21 @@ void RedisStore::onMessage(std::string_view channel, std::string_view payload) {
             c->queue.clear();
             c->lastLive = MsgId();
             c->catchUp = false;
+            c->knownValid = false;
         }
         hub_.channelDeleted(key);
         return;
     }
     if (c && live.msg->id() > c->lastLive) {
         c->lastLive = live.msg->id();
+    }
+    if (c && c->knownValid) {
+        if (live.msg->prev() == c->known) {
+            c->known = live.msg->id();
+            c->knownFound = true;
+        } else if (live.msg->id() > c->known) {
+            c->knownValid = false;  // a hole: the next read puts it in step
+        }
     }
     LocalChannel* lc = hub_.find(key);
     if (!c || lc == nullptr) {
@@ -534,6 +585,7 @@ void RedisStore::onUnsubscribed(std::string_view channel) {
         return;
     }
     c->sub = Chan::kNone;
+    c->knownValid = false;
     if (c->local > 0 && channelReady(key) && link_->subscribe(redis::pubsubName(key))) {
         c->sub = Chan::kSubscribing;
     }
@@ -583,6 +635,7 @@ void RedisStore::tick() {
             if (c.sub == Chan::kSubscribed && ready) {
                 if (link_->unsubscribe(redis::pubsubName(c.key))) {
                     c.sub = Chan::kUnsubscribing;
+                    c.knownValid = false;
                 }
             }
             if ((c.sub == Chan::kNone || !ready) && !c.fetching && it->second.use_count() == 1) {

@@ -151,11 +151,11 @@ bool RedisStore::groupDeleted(const std::string& key, const redisReply* r,
 
 void RedisStore::prepare(const std::vector<std::string>& keys,
                          std::function<void(PreparedPtr)> done, const GroupLimits& limits,
-                         bool existingOnly) {
+                         bool existingOnly, const StartSpec* start) {
     uint64_t maxChannels = existingOnly ? 0 : limits.maxChannels;
     uint64_t maxSubs = limits.maxSubscribers;
     if ((maxChannels == 0 && maxSubs == 0) || !link_->ready()) {
-        prepare(keys, std::move(done));
+        prepare(keys, std::move(done), start);
         return;
     }
     struct Check {
@@ -283,7 +283,7 @@ void RedisStore::prepare(const std::vector<std::string>& keys,
     prepare(keys, [st, finish](PreparedPtr p) {
         st->prepared = std::move(p);
         finish();
-    });
+    }, start);
     finish();
 }
 

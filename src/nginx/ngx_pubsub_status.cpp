@@ -33,7 +33,7 @@
 #define NGX_PUBSUB_STATS_VERSION  3
 #define NGX_PUBSUB_TRANSPORTS     7
 #define NGX_PUBSUB_HOOKS          5
-#define NGX_PUBSUB_REDIS_COUNTERS  8
+#define NGX_PUBSUB_REDIS_COUNTERS  9
 
 
 typedef struct {
@@ -315,8 +315,8 @@ ngx_pubsub_stats_delivered(ngx_uint_t n)
 /* what the Redis engine counted, in the order of its JSON and metrics */
 static const char  *ngx_pubsub_redis_counter_names[NGX_PUBSUB_REDIS_COUNTERS] = {
     "published", "history_reads", "live_messages", "catch_ups",
-    "presence_updates", "presence_resyncs", "presence_errors",
-    "presence_swept"
+    "snapshots_skipped", "presence_updates", "presence_resyncs",
+    "presence_errors", "presence_swept"
 };
 
 static const char  *ngx_pubsub_redis_counter_help[NGX_PUBSUB_REDIS_COUNTERS] = {
@@ -325,6 +325,7 @@ static const char  *ngx_pubsub_redis_counter_help[NGX_PUBSUB_REDIS_COUNTERS] = {
     "Messages and presence events received from Redis pub/sub.",
     "Subscribers that attached behind their worker and caught up "
     "from history.",
+    "Subscribers owed nothing, attached without reading a snapshot.",
     "Presence deltas and refreshes sent to Redis.",
     "Presence refreshes whose part differed in Redis and was sent whole.",
     "Presence scripts that failed (the next refresh repairs them).",
@@ -340,10 +341,11 @@ ngx_pubsub_redis_counters(const pubsub::RedisStoreStats &st,
     v[1] = st.fetches;
     v[2] = st.liveMessages;
     v[3] = st.catchUps;
-    v[4] = st.presenceUpdates;
-    v[5] = st.presenceResyncs;
-    v[6] = st.presenceErrors;
-    v[7] = st.presenceSwept;
+    v[4] = st.snapshotsSkipped;
+    v[5] = st.presenceUpdates;
+    v[6] = st.presenceResyncs;
+    v[7] = st.presenceErrors;
+    v[8] = st.presenceSwept;
 }
 
 

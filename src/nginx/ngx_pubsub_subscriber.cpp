@@ -717,10 +717,19 @@ ngx_pubsub_strip_etag(ngx_str_t *v)
 }
 
 
+/* set while ngx_pubsub_resume_hint() reads: a bad id is not answered */
+static ngx_uint_t  ngx_pubsub_resume_quiet;
+
+
 static ngx_int_t
 ngx_pubsub_bad_msgid(ngx_http_request_t *r, const std::string &reason,
     ngx_int_t *out)
 {
+    if (ngx_pubsub_resume_quiet) {
+        *out = NGX_HTTP_BAD_REQUEST;
+        return NGX_DECLINED;
+    }
+
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "pubsub: invalid message id: %s", reason.c_str());
 
@@ -729,6 +738,22 @@ ngx_pubsub_bad_msgid(ngx_http_request_t *r, const std::string &reason,
     *out = ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST, "text/plain",
                                    "Message ID invalid.\n");
     return NGX_DECLINED;
+}
+
+
+ngx_uint_t
+ngx_pubsub_resume_hint(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    pubsub::StartSpec *spec)
+{
+    pubsub::ParsedMsgId  full;
+    ngx_int_t            rc, out;
+
+    ngx_pubsub_resume_quiet = 1;
+    rc = ngx_pubsub_resume_id(r, plcf, spec, &full, &out);
+    ngx_pubsub_resume_quiet = 0;
+
+    /* a compound (multiplexed) id is no hint for one channel */
+    return rc == NGX_OK && full.tags.size() <= 1;
 }
 
 

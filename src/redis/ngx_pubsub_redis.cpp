@@ -31,6 +31,7 @@
 
 #include "ngx_pubsub_redis.h"
 #include "ngx_pubsub_presence.h"
+#include "ngx_pubsub_subscriber.h"
 
 #include <algorithm>
 #include <deque>
@@ -2298,6 +2299,10 @@ ngx_pubsub_redis_prepare(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     pubsub::RedisStore *store = up->store;
 
+    /* where a one-channel subscriber starts: owed nothing, no snapshot read */
+    pubsub::StartSpec   spec;
+    ngx_uint_t          hint = ch->n == 1 && ngx_pubsub_resume_hint(r, plcf, &spec);
+
     /*
      * `sync` tells whether prepare() answered before returning (Redis is
      * down or the queue is full): then the handler runs here, as usual.
@@ -2327,7 +2332,8 @@ ngx_pubsub_redis_prepare(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         c = r->connection;
         ngx_http_finalize_request(r, rc);
         ngx_http_run_posted_requests(c);
-    }, ngx_pubsub_group_limits(plcf), plcf->existing_only != 0);
+    }, ngx_pubsub_group_limits(plcf), plcf->existing_only != 0,
+       hint ? &spec : nullptr);
 
     if (*early) {
         *sync = 0;

@@ -367,3 +367,68 @@ TEST(RedisStore, AttachBehindTheWorkerCatchesUp) {
     store.unsubscribe(&c);
     store.unsubscribe(&d);
 }
+
+// A worker following a channel in step knows its newest id: a subscriber
+// resuming from it (a long-poll's re-poll) or starting at the newest is
+// attached without a snapshot read; any other start, or after a hole, reads.
+TEST(RedisStore, InStepChannelNeedsNoSnapshotForASubscriberOwedNothing) {
+    FakeLink link;
+    RedisStore store(&link, "w1");
+    Tree t;
+    Sub a;
+    attach(store, link, t, a, t.snapshot("10:1", {{"10:1", "0:0", "x"}}));
+    store.onSubscribed("{channel:g/a}:ps");
+    link.takeDropping(redis::fetchScript().sha).cb(t.snapshot("10:1", {}));
+    store.onMessage("{channel:g/a}:ps", live("10:2", "10:1", "y"));
+    store.unsubscribe(&a);
+    link.cmds.clear();
+
+    RedisStore::PreparedPtr got;  // outlives the reads answered later
+    auto prep = [&](const StartSpec& start) {
+        got.reset();
+        store.prepare({kKey}, [&](RedisStore::PreparedPtr x) { got = x; }, &start);
+        return got;
+    };
+    StartSpec resume;
+    resume.kind = StartSpec::kAfter;
+    resume.after = MsgId{10, 2};
+    RedisStore::PreparedPtr p = prep(resume);
+    ASSERT_TRUE(p) << "answered at once";
+    EXPECT_TRUE(link.cmds.empty()) << "no read";
+    EXPECT_EQ(store.stats().snapshotsSkipped, 1u);
+    Sub b;
+    store.usePrepared(p.get());
+    SubscribeRequest req;
+    req.key = kKey;
+    req.start = resume;
+    req.oneShot = true;
+    SubscribeReply reply;
+    store.subscribe(&b, req, [&](SubscribeReply&& r) { reply = std::move(r); });
+    store.usePrepared(nullptr);
+    ASSERT_TRUE(reply.attached);
+    EXPECT_TRUE(reply.backlog.empty());
+    EXPECT_FALSE(reply.gap);
+    EXPECT_TRUE(link.cmds.empty() || link.count(redis::fetchScript().sha) == 0);
+    store.onMessage("{channel:g/a}:ps", live("10:3", "10:2", "z"));
+    EXPECT_EQ(b.got, (std::vector<std::string>{"z"}));
+    store.unsubscribe(&b);
+
+    StartSpec newest;
+    newest.kind = StartSpec::kNewest;
+    EXPECT_TRUE(prep(newest));
+    // an older resume id, or the oldest: a read
+    resume.after = MsgId{10, 1};
+    EXPECT_FALSE(prep(resume));
+    link.takeDropping(redis::fetchScript().sha).cb(t.snapshot("10:3", {}));
+    StartSpec oldest;
+    EXPECT_FALSE(prep(oldest));
+    link.takeDropping(redis::fetchScript().sha).cb(t.snapshot("10:3", {}));
+    // a hole: not in step until the next read
+    store.onMessage("{channel:g/a}:ps", live("10:9", "10:8", "h"));
+    resume.after = MsgId{10, 9};
+    EXPECT_FALSE(prep(resume));
+    link.takeDropping(redis::fetchScript().sha).cb(t.snapshot("10:9", {}));
+    // deleted: not in step
+    store.onMessage("{channel:g/a}:ps", "D");
+    EXPECT_FALSE(prep(newest));
+}
