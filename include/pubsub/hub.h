@@ -59,9 +59,6 @@ public:
     // attached to (a deleted and re-created channel has a new one).
     uint64_t serial = 0;
     uint64_t hash = 0;
-    // The glue's mark of the writes of the last message published here
-    // (a publisher's answer waits for the previous message's writes).
-    uint64_t fanoutMark = 0;
 
 private:
     friend class Hub;

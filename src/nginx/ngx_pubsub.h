@@ -202,28 +202,6 @@ ngx_int_t ngx_pubsub_presence_api_handler(ngx_http_request_t *r,
 uint64_t ngx_pubsub_presence_members(std::string_view key);
 
 /* ngx_pubsub_websocket.cpp */
-
-/*
- * A publisher waiting until a fan-out to this worker's WebSocket
- * subscribers is written (ngx_pubsub_publisher.cpp holds its answer so that
- * at most two messages per channel are in flight).
- */
-typedef struct ngx_pubsub_fanout_wait_s  ngx_pubsub_fanout_wait_t;
-
-struct ngx_pubsub_fanout_wait_s {
-    ngx_queue_t       queue;
-    uint64_t          mark;
-    ngx_uint_t        waiting;
-    void             *data;
-    void            (*handler)(ngx_pubsub_fanout_wait_t *wait);
-};
-
-uint64_t ngx_pubsub_ws_fanout_mark(void);
-/* NGX_OK: written already; NGX_AGAIN: wait->handler runs when it is */
-ngx_int_t ngx_pubsub_ws_fanout_wait(ngx_pubsub_fanout_wait_t *wait,
-    uint64_t mark);
-void ngx_pubsub_ws_fanout_cancel(ngx_pubsub_fanout_wait_t *wait);
-
 ngx_int_t ngx_pubsub_websocket_handler(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_uint_t subscribe, ngx_uint_t publish);
 

@@ -6,7 +6,6 @@
 #include "ngx_pubsub.h"
 #include "ngx_pubsub_chevents.h"
 #include "ngx_pubsub_hooks.h"
-#include "ngx_pubsub_presence.h"
 
 #include <string>
 
@@ -62,11 +61,6 @@ struct ngx_pubsub_op_t {
     pubsub::ChannelInfo     sum;
     pubsub::PublishReply    last;
     ngx_int_t             (*answer)(ngx_pubsub_op_t *op);
-    /* a publish: the fan-out of the channel's previous message it waits for */
-    uint64_t                hold;
-    ngx_pubsub_fanout_wait_t  wait;
-
-    ~ngx_pubsub_op_t() { ngx_pubsub_ws_fanout_cancel(&wait); }
 };
 
 
@@ -478,43 +472,6 @@ ngx_pubsub_publish_answer(ngx_pubsub_op_t *op)
 
 
 /*
- * A publisher's answer waits until its channel's previous message has been
- * written to this worker's WebSocket subscribers (whose writes are batched
- * over event loop turns): at most two messages per channel are then in
- * flight, and a closed-loop publisher cannot queue messages faster than
- * they go out, which bounds their latency (bench/RESULTS.md, fanout-ws).
- * The message itself was handed to every local subscriber before this
- * runs, so nothing waits for it but the answer.
- */
-static void
-ngx_pubsub_publish_mark(ngx_pubsub_op_t *op, std::string_view key)
-{
-    pubsub::Hub           *hub = ngx_pubsub_local_hub();
-    pubsub::LocalChannel  *lc;
-    uint64_t               prev;
-
-    lc = hub ? hub->find(key) : NULL;
-    if (lc == NULL) {
-        return;
-    }
-
-    prev = lc->fanoutMark;
-    lc->fanoutMark = ngx_pubsub_ws_fanout_mark();
-
-    if (prev > op->hold) {
-        op->hold = prev;
-    }
-}
-
-
-static void
-ngx_pubsub_publish_released(ngx_pubsub_fanout_wait_t *wait)
-{
-    ngx_pubsub_op_done(static_cast<ngx_pubsub_op_t *>(wait->data));
-}
-
-
-/*
  * Publishes `body` (Content-Type `ct`) to the request's channels.  Returns
  * the answer's rc, or NGX_DONE (after r->main->count++) when the store
  * answers later and finalizes then.
@@ -540,14 +497,10 @@ ngx_pubsub_publish_data(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_uint_t  memory = plcf->redis == NULL;
-
     /* the store copies the input before publish() returns */
     for (ngx_uint_t i = 0; i < ch->n; i++) {
-        std::string_view  key = ngx_pubsub_sv(ch->key[i]);
-
-        ngx_pubsub_store_for(plcf)->publish(key, in,
-            [op, plcf, ch, i, key, memory](pubsub::PublishReply &&reply) {
+        ngx_pubsub_store_for(plcf)->publish(ngx_pubsub_sv(ch->key[i]), in,
+            [op, plcf, ch, i](pubsub::PublishReply &&reply) {
                 if (reply.status != pubsub::StoreResult::kOk) {
                     op->failed++;
                     op->last = std::move(reply);
@@ -569,22 +522,10 @@ ngx_pubsub_publish_data(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
                     if (!op->failed) {
                         op->last = std::move(reply);
                     }
-                    if (memory) {
-                        ngx_pubsub_publish_mark(op, key);
-                    }
                 }
 
                 ngx_pubsub_op_done(op);
             });
-    }
-
-    if (op->hold && !op->failed) {
-        op->wait.data = op;
-        op->wait.handler = ngx_pubsub_publish_released;
-        op->left++;
-        if (ngx_pubsub_ws_fanout_wait(&op->wait, op->hold) == NGX_OK) {
-            op->left--;
-        }
     }
 
     return ngx_pubsub_op_wait(op);

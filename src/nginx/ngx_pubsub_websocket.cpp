@@ -185,22 +185,10 @@ ngx_pubsub_ws_deflate_options()
 class ngx_pubsub_ws_t;
 
 
-/* a connection's place in the worker's list of connections to write */
-struct ngx_pubsub_ws_dirty_t {
-    ngx_queue_t       q;        /* first: the list links this */
-    ngx_pubsub_ws_t  *w;
-    uint64_t          seq;
-};
-
-
 /* connections with queued frames, written by ngx_pubsub_ws_flush_ev */
 ngx_queue_t  ngx_pubsub_ws_dirty;
 ngx_uint_t   ngx_pubsub_ws_ndirty;
 ngx_event_t  ngx_pubsub_ws_flush_ev;
-/* connections ever put in that list: each one's place, for fan-out marks */
-uint64_t     ngx_pubsub_ws_dirtied;
-/* publishers waiting for a fan-out (ngx_pubsub_fanout_wait_t), oldest first */
-ngx_queue_t  ngx_pubsub_ws_waiters;
 
 
 /*
@@ -377,7 +365,10 @@ private:
     std::string                         deferred_reason_;
 
     /* in the worker's list of connections with deliveries to write */
-    ngx_pubsub_ws_dirty_t               dirty_q_;
+    struct {
+        ngx_queue_t                     q;
+        ngx_pubsub_ws_t                *w;
+    }                                   dirty_q_;
     bool                                dirty_ = false;
 
     ngx_pubsub_ws_out_t                *head_ = nullptr;
@@ -855,115 +846,6 @@ ngx_pubsub_ws_t::shutdown_close()
  */
 
 
-static void
-ngx_pubsub_ws_flush_init(void)
-{
-    if (ngx_pubsub_ws_flush_ev.handler == NULL) {
-        ngx_queue_init(&ngx_pubsub_ws_dirty);
-        ngx_queue_init(&ngx_pubsub_ws_waiters);
-        ngx_pubsub_ws_flush_ev.handler = ngx_pubsub_ws_t::flush_dirty_handler;
-        ngx_pubsub_ws_flush_ev.log = ngx_cycle->log;
-        ngx_pubsub_ws_flush_ev.cancelable = 1;
-    }
-}
-
-
-/*
- * Fan-out marks (see ngx_pubsub_publisher.cpp): a mark is the place of the
- * newest connection put in the list; the fan-out it marks is written when
- * every connection up to it has had its write, i.e. when the list is empty
- * or starts after it.  Slow readers do not hold it up: a write that would
- * block leaves the rest in the connection's own buffer.
- */
-}  // namespace
-
-
-uint64_t
-ngx_pubsub_ws_fanout_mark(void)
-{
-    return ngx_pubsub_ws_dirtied;
-}
-
-
-namespace {
-
-
-static bool
-ngx_pubsub_ws_fanout_done(uint64_t mark)
-{
-    ngx_queue_t  *q;
-
-    if (ngx_pubsub_ws_flush_ev.handler == NULL
-        || ngx_queue_empty(&ngx_pubsub_ws_dirty))
-    {
-        return true;
-    }
-
-    q = ngx_queue_head(&ngx_pubsub_ws_dirty);
-
-    return reinterpret_cast<ngx_pubsub_ws_dirty_t *>(q)->seq > mark;
-}
-
-
-}  // namespace
-
-
-ngx_int_t
-ngx_pubsub_ws_fanout_wait(ngx_pubsub_fanout_wait_t *wait, uint64_t mark)
-{
-    if (ngx_pubsub_ws_fanout_done(mark)) {
-        return NGX_OK;
-    }
-
-    /* the list is not empty: the flush event is posted and will run */
-    wait->mark = mark;
-    ngx_queue_insert_tail(&ngx_pubsub_ws_waiters, &wait->queue);
-    wait->waiting = 1;
-
-    return NGX_AGAIN;
-}
-
-
-namespace {
-
-
-}  // namespace
-
-
-void
-ngx_pubsub_ws_fanout_cancel(ngx_pubsub_fanout_wait_t *wait)
-{
-    if (wait->waiting) {
-        ngx_queue_remove(&wait->queue);
-        wait->waiting = 0;
-    }
-}
-
-
-namespace {
-
-
-static void
-ngx_pubsub_ws_release_waiters(void)
-{
-    ngx_queue_t               *q;
-    ngx_pubsub_fanout_wait_t  *wait;
-
-    while (!ngx_queue_empty(&ngx_pubsub_ws_waiters)) {
-        q = ngx_queue_head(&ngx_pubsub_ws_waiters);
-        wait = ngx_queue_data(q, ngx_pubsub_fanout_wait_t, queue);
-
-        if (!ngx_pubsub_ws_fanout_done(wait->mark)) {
-            return;   /* later marks are later still */
-        }
-
-        ngx_queue_remove(q);
-        wait->waiting = 0;
-        wait->handler(wait);
-    }
-}
-
-
 void
 ngx_pubsub_ws_t::schedule_flush()
 {
@@ -971,10 +853,14 @@ ngx_pubsub_ws_t::schedule_flush()
         return;
     }
 
-    ngx_pubsub_ws_flush_init();
+    if (ngx_pubsub_ws_flush_ev.handler == NULL) {
+        ngx_queue_init(&ngx_pubsub_ws_dirty);
+        ngx_pubsub_ws_flush_ev.handler = flush_dirty_handler;
+        ngx_pubsub_ws_flush_ev.log = ngx_cycle->log;
+        ngx_pubsub_ws_flush_ev.cancelable = 1;
+    }
 
     dirty_q_.w = this;
-    dirty_q_.seq = ++ngx_pubsub_ws_dirtied;
     ngx_queue_insert_tail(&ngx_pubsub_ws_dirty, &dirty_q_.q);
     dirty_ = true;
     ngx_pubsub_ws_ndirty++;
@@ -1009,7 +895,6 @@ ngx_pubsub_ws_t::flush_dirty_handler(ngx_event_t *ev)
 
         if (n++ == slice) {
             ngx_post_event(ev, &ngx_posted_next_events);
-            ngx_pubsub_ws_release_waiters();
             return;
         }
 
@@ -1017,7 +902,7 @@ ngx_pubsub_ws_t::flush_dirty_handler(ngx_event_t *ev)
         ngx_queue_remove(q);
 
         /* q is the first member of dirty_q_ */
-        w = reinterpret_cast<ngx_pubsub_ws_dirty_t *>(q)->w;
+        w = reinterpret_cast<decltype(dirty_q_) *>(q)->w;
         w->dirty_ = false;
         ngx_pubsub_ws_ndirty--;
 
@@ -1029,8 +914,6 @@ ngx_pubsub_ws_t::flush_dirty_handler(ngx_event_t *ev)
             w->finish();
         }
     }
-
-    ngx_pubsub_ws_release_waiters();
 }
 
 
