@@ -516,6 +516,15 @@ describe('redis presence: one redis-server, three instances', () => {
             assert.equal(typeof st.online_since, 'number');
             assert.ok(Math.abs(st.online_since - Date.now() / 1000) < 30);
         }
+        // a channel the user key names but whose members do not include
+        // the user (an instance died between the leave and the user's
+        // update) is not reported
+        await redis.command('HSET', `{user:${frank}}`, 'default/ghost', '1');
+        for (const n of all) {
+            const st = (await getJson(n, `/presence?user=${frank}`)).json;
+            assert.ok(same(st.channels, [c1, c2]), JSON.stringify(st));
+        }
+        await redis.command('HDEL', `{user:${frank}}`, 'default/ghost');
         a.close();
         // still online through c2 on B
         for (const n of all) {

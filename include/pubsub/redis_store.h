@@ -199,6 +199,8 @@ private:
     void presenceEvents(const std::string& key, const redisReply* r);
     void presenceUpdate(const std::string& key, std::vector<std::string> args);
     void presenceTick();
+    void presenceUserCheck(const std::string& id, PresenceUserState st,
+                           std::shared_ptr<PresenceUserCallback> cb);
     // `flags` go to the publish script (redis_proto.h); `after` sees a
     // successful reply before `cb`.
     void publishNow(std::string_view key, const PublishInput& in, PublishCallback cb,

@@ -311,25 +311,87 @@ void RedisStore::presencePage(std::string_view key, size_t limit, std::string_vi
     }
 }
 
+// The user's key lists its channels; each is checked against the channel's
+// members before answering, so that a channel left behind by an instance
+// that died between a leave and the user's update is not reported.
 void RedisStore::presenceUser(std::string_view id, PresenceUserCallback cb) {
     auto shared = std::make_shared<PresenceUserCallback>(std::move(cb));
     std::string userKey = redis::userKey(id);
+    auto alive = alive_;
+    std::string member(id);
     bool sent = link_->readyFor(userKey) &&
                 evalKey(redis::presenceUserGetScript(), userKey, {},
-                        [shared](const redisReply* r) {
+                        [this, alive, shared, member](const redisReply* r) {
                             PresenceUserState st;
                             std::string reason;
                             if (r == nullptr) {
                                 (*shared)(StoreResult::kUnavailable, std::move(st));
                             } else if (!redis::parsePresenceUser(r, &st, &reason)) {
                                 (*shared)(StoreResult::kError, PresenceUserState());
-                            } else {
+                            } else if (st.channels.empty() || !*alive) {
                                 (*shared)(StoreResult::kOk, std::move(st));
+                            } else {
+                                presenceUserCheck(member, std::move(st), shared);
                             }
                         });
     if (!sent) {
         (*shared)(StoreResult::kUnavailable, PresenceUserState());
     }
+}
+
+void RedisStore::presenceUserCheck(const std::string& id, PresenceUserState st,
+                                   std::shared_ptr<PresenceUserCallback> cb) {
+    struct Check {
+        PresenceUserState st;
+        std::vector<char> member;  // per channel: still a member
+        size_t left = 0;
+        bool failed = false;
+        std::shared_ptr<PresenceUserCallback> cb;
+    };
+    auto chk = std::make_shared<Check>();
+    size_t n = st.channels.size();
+    chk->st = std::move(st);
+    chk->member.assign(n, 0);
+    chk->left = n + 1;  // +1: held until every command is sent
+    chk->cb = std::move(cb);
+    auto finish = [chk]() {
+        if (--chk->left != 0) {
+            return;
+        }
+        if (chk->failed) {
+            (*chk->cb)(StoreResult::kUnavailable, PresenceUserState());
+            return;
+        }
+        std::vector<std::string> kept;
+        for (size_t i = 0; i < chk->st.channels.size(); i++) {
+            if (chk->member[i]) {
+                kept.push_back(std::move(chk->st.channels[i]));
+            }
+        }
+        chk->st.channels = std::move(kept);
+        chk->st.online = !chk->st.channels.empty();
+        if (!chk->st.online) {
+            chk->st.onlineSince = 0;
+        }
+        (*chk->cb)(StoreResult::kOk, std::move(chk->st));
+    };
+    for (size_t i = 0; i < n; i++) {
+        std::string zkey = redis::channelTag(chk->st.channels[i]) + ":pz";
+        bool sent = link_->readyFor(zkey) &&
+                    link_->command({"ZSCORE", zkey, id}, [chk, i, finish](const redisReply* r) {
+                        if (r == nullptr || r->type == REDIS_REPLY_ERROR) {
+                            chk->failed = true;
+                        } else {
+                            chk->member[i] = r->type != REDIS_REPLY_NIL;
+                        }
+                        finish();
+                    });
+        if (!sent) {
+            chk->failed = true;
+            finish();
+        }
+    }
+    finish();
 }
 
 }  // namespace pubsub

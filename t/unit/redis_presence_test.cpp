@@ -424,9 +424,34 @@ TEST_F(RedisStorePresence, QueriesAnswerFromRedisAndRefuseBadInput) {
     });
     Link::Cmd get = link.take(redis::presenceUserGetScript().sha);
     EXPECT_EQ(get.args[3], "{user:alice}");
-    get.cb(t.array({t.str("1000"), t.str("default/a")}));
+    res = StoreResult::kError;
+    get.cb(t.array({t.str("1000"), t.str("default/a"), t.str("default/b")}));
+    EXPECT_EQ(res, StoreResult::kError) << "each channel is checked first";
+    // still a member of a; b was left behind by an instance that died
+    Link::Cmd za = link.take("ZSCORE");
+    EXPECT_EQ(za.args, (std::vector<std::string>{"ZSCORE", "{channel:default/a}:pz", "alice"}));
+    Link::Cmd zb = link.take("ZSCORE");
+    zb.cb(t.nil());
+    za.cb(t.str("7"));
     EXPECT_EQ(res, StoreResult::kOk);
     EXPECT_TRUE(u.online);
+    EXPECT_EQ(u.onlineSince, 1000);
+    EXPECT_EQ(u.channels, (std::vector<std::string>{"default/a"}));
+
+    // in none of them any more: offline; a check without an answer: 503
+    store.presenceUser("alice", [&](StoreResult r, PresenceUserState&& s) {
+        res = r;
+        u = std::move(s);
+    });
+    link.take(redis::presenceUserGetScript().sha).cb(t.array({t.str("1000"), t.str("default/b")}));
+    link.take("ZSCORE").cb(t.nil());
+    EXPECT_EQ(res, StoreResult::kOk);
+    EXPECT_FALSE(u.online);
+    EXPECT_TRUE(u.channels.empty());
+    store.presenceUser("alice", [&](StoreResult r, PresenceUserState&&) { res = r; });
+    link.take(redis::presenceUserGetScript().sha).cb(t.array({t.str("1000"), t.str("default/b")}));
+    link.take("ZSCORE").cb(nullptr);
+    EXPECT_EQ(res, StoreResult::kUnavailable);
 
     link.up = false;
     store.presenceUser("alice", [&](StoreResult r, PresenceUserState&&) { res = r; });

@@ -25,6 +25,7 @@ public:
         return r;
     }
     redisReply* error(const std::string& s) { return str(s, REDIS_REPLY_ERROR); }
+    redisReply* nil() { return node(REDIS_REPLY_NIL); }
     redisReply* array(std::vector<redisReply*> items) {
         redisReply* r = node(REDIS_REPLY_ARRAY);
         arrays_.push_back(std::make_unique<std::vector<redisReply*>>(std::move(items)));
