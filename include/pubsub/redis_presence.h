@@ -38,10 +38,12 @@ namespace pubsub::redis {
 
 // The ARGV "S" of scripts that PUBLISH: sharded pub/sub.
 // pupdate: KEYS[1]=tag; ARGV instance, "d"|"s"|"b", version, validMs, conns,
-//   anon, "S"|"", then id, conns, info, opts per member (one for a "d"elta,
-//   every member of the instance for a "s"napshot), or for a "b"eat (a
-//   refresh) the digest of the instance's part.  -> {events, resync}: 1
-//   when a beat's digest differs from Redis' (send the snapshot).
+//   anon, "S"|"", then for "d"eltas id, conns, info, opts, version per
+//   changed member (oldest first; `version` and the counts are the newest
+//   delta's), for a "s"napshot id, conns, info, opts of every member of
+//   the instance, for a "b"eat (a refresh) the digest of the instance's
+//   part.  -> {events, resync}: 1 when a beat's digest differs from
+//   Redis' (send the snapshot).
 const Script& presenceUpdateScript();
 // preap: KEYS[1]=tag; ARGV "S"|"".  Removes the parts of instances whose
 // validity passed.  -> {events}

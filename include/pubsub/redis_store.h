@@ -135,7 +135,11 @@ public:
 
     void setPresenceHook(PresenceHookFn fn) { presenceHook_ = std::move(fn); }
     // `validMs`: how long this instance's part stays without a refresh.
+    // Deltas wait for presenceFlush() (the glue calls it at the end of the
+    // event loop turn): one script per channel for all of them.
     void presenceDelta(const std::string& instance, const PresenceDelta& d, uint64_t validMs);
+    // Sends the waiting deltas; false when there were none.
+    bool presenceFlush();
     // The instance's whole part of each channel, its beat, and the sweep of
     // the channels of instances whose beat is older than `graceMs` past
     // their validity.
@@ -242,6 +246,15 @@ private:
     unsigned ticks_ = 0;
     std::shared_ptr<bool> alive_;
     PresenceHookFn presenceHook_;
+    struct PendingDeltas {
+        std::string instance;
+        uint64_t validMs = 0;
+        uint64_t version = 0;  // the newest delta's, with its counts
+        uint64_t connections = 0;
+        uint64_t anonymous = 0;
+        std::vector<std::string> entries;  // id, conns, info, opts, version
+    };
+    std::unordered_map<std::string, PendingDeltas> presencePending_;
     // channels this instance got its first member in, to register (pchans)
     std::vector<std::string> presenceNew_;
     std::string presenceNewOf_;

@@ -133,7 +133,16 @@ if rec then
   sv, cv, c0, a0 = tonumber(a) or 0, tonumber(b) or 0, tonumber(c) or 0, tonumber(d) or 0
   st.d = tonumber(e) or 0
 end
-if ver > sv then
+if mode == 'd' then
+  -- deltas, oldest first, each with its own version
+  for i = 8, #ARGV - 4, 5 do
+    local v = tonumber(ARGV[i + 4])
+    if v > sv then
+      pset(tag, inst, ARGV[i], tonumber(ARGV[i + 1]), v, ARGV[i + 2], tonumber(ARGV[i + 3]),
+           now, out, sharded, false, st)
+    end
+  end
+elseif ver > sv then
   if mode == 'b' then
     -- a refresh: the same part as the instance's (by digest) is kept as
     -- it is, another one is asked for whole
@@ -158,9 +167,6 @@ if ver > sv then
       end
     end
     sv = ver
-  elseif #ARGV >= 11 then
-    pset(tag, inst, ARGV[8], tonumber(ARGV[9]), ver, ARGV[10], tonumber(ARGV[11]), now, out,
-         sharded, false, st)
   end
 end
 if ver > cv then

@@ -97,15 +97,25 @@ void RedisStore::presenceDelta(const std::string& instance, const PresenceDelta&
     if (!channelReady(d.channel)) {
         return;  // the refresh after the reconnect sends the whole part
     }
-    std::vector<std::string> args = updateArgs(instance, "d", d.version, validMs, d.connections,
-                                               d.anonymous, link_->sharded(), 1);
-    if (d.member) {
-        args.push_back(d.id);
-        args.push_back(std::to_string(d.memberConnections));
-        args.push_back(d.info);
-        args.push_back(num(d.opts));
+    // gathered per channel until presenceFlush(): one script for every
+    // change of the channel in this event loop turn
+    try {
+        PendingDeltas& p = presencePending_[d.channel];
+        p.instance = instance;
+        p.validMs = validMs;
+        p.version = d.version;
+        p.connections = d.connections;
+        p.anonymous = d.anonymous;
+        if (d.member) {
+            p.entries.push_back(d.id);
+            p.entries.push_back(std::to_string(d.memberConnections));
+            p.entries.push_back(d.info);
+            p.entries.push_back(num(d.opts));
+            p.entries.push_back(num(d.version));
+        }
+    } catch (const std::bad_alloc&) {
+        stats_.presenceErrors++;  // the next refresh sends the whole part
     }
-    presenceUpdate(d.channel, std::move(args));
     if (d.member && d.memberConnections == 1) {
         // the sweep finds this channel if the instance dies before its
         // refresh: registered with the others of this second on the tick
@@ -120,6 +130,27 @@ void RedisStore::presenceDelta(const std::string& instance, const PresenceDelta&
             // the next refresh registers it
         }
     }
+}
+
+bool RedisStore::presenceFlush() {
+    if (presencePending_.empty()) {
+        return false;
+    }
+    std::unordered_map<std::string, PendingDeltas> pending;
+    pending.swap(presencePending_);
+    for (auto& [key, p] : pending) {
+        if (!channelReady(key)) {
+            continue;
+        }
+        std::vector<std::string> args =
+            updateArgs(p.instance, "d", p.version, p.validMs, p.connections, p.anonymous,
+                       link_->sharded(), p.entries.size() / 5);
+        for (std::string& e : p.entries) {
+            args.push_back(std::move(e));
+        }
+        presenceUpdate(key, std::move(args));
+    }
+    return true;
 }
 
 void RedisStore::presenceTick() {

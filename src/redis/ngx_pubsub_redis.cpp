@@ -53,7 +53,7 @@ extern "C" {
 #define NGX_PUBSUB_REDIS_WATCHDOG         250
 #define NGX_PUBSUB_REDIS_BACKOFF_MIN      100
 #define NGX_PUBSUB_REDIS_BACKOFF_MAX      3000
-#define NGX_PUBSUB_REDIS_REPAIR_MAX       1000    /* map reads, a master down */
+#define NGX_PUBSUB_REDIS_REPAIR_MAX       3000    /* map reads, a master down */
 #define NGX_PUBSUB_REDIS_MAX_INFLIGHT     20000
 #define NGX_PUBSUB_REDIS_MAX_REDIRECTS    3
 #define NGX_PUBSUB_REDIS_MAP_CHECK        3    /* seconds */
@@ -64,6 +64,9 @@ extern "C" {
 
 
 struct ngx_pubsub_redis_node_t;
+
+/* presence deltas of an event loop turn go out together, at its end */
+static ngx_event_t  ngx_pubsub_redis_presence_flush_ev;
 
 struct ngx_pubsub_redis_conn_t {
     ngx_pubsub_redis_link_t  *link;
@@ -2075,6 +2078,10 @@ ngx_pubsub_redis_exit_process(ngx_cycle_t *cycle)
     ups = static_cast<ngx_pubsub_redis_upstream_t **>(
               pmcf->redis_upstreams->elts);
 
+    if (ngx_pubsub_redis_presence_flush_ev.posted) {
+        ngx_delete_posted_event(&ngx_pubsub_redis_presence_flush_ev);
+    }
+
     for (ngx_uint_t i = 0; i < pmcf->redis_upstreams->nelts; i++) {
         /* the link first: its pending callbacks are dropped, not run */
         delete ups[i]->link;
@@ -2149,11 +2156,44 @@ ngx_pubsub_redis_valid_ms(uint32_t ttl)
 }
 
 
+static void
+ngx_pubsub_redis_presence_flush(ngx_event_t *ev)
+{
+    ngx_pubsub_main_conf_t        *pmcf;
+    ngx_pubsub_redis_upstream_t  **ups;
+
+    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
+               ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                   ngx_pubsub_module));
+    if (pmcf == NULL || pmcf->redis_upstreams == NULL) {
+        return;
+    }
+
+    ups = static_cast<ngx_pubsub_redis_upstream_t **>(
+              pmcf->redis_upstreams->elts);
+
+    for (ngx_uint_t i = 0; i < pmcf->redis_upstreams->nelts; i++) {
+        if (ups[i]->store == NULL) {
+            continue;
+        }
+
+        try {
+            (void) ups[i]->store->presenceFlush();
+
+        } catch (...) {
+            ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                          "pubsub: redis presence update failed");
+        }
+    }
+}
+
+
 void
 ngx_pubsub_redis_presence_deltas(const pubsub::PresenceDeltas &deltas,
     const std::string &instance)
 {
     ngx_pubsub_redis_upstream_t  *up;
+    ngx_uint_t                    queued = 0;
 
     for (const pubsub::PresenceDelta &d : deltas) {
         up = ngx_pubsub_redis_upstream_at(d.redis - 1);
@@ -2162,6 +2202,14 @@ ngx_pubsub_redis_presence_deltas(const pubsub::PresenceDeltas &deltas,
         }
         up->store->presenceDelta(instance, d,
             ngx_pubsub_redis_valid_ms(static_cast<uint32_t>(up->presence_ttl)));
+        queued = 1;
+    }
+
+    if (queued && !ngx_pubsub_redis_presence_flush_ev.posted) {
+        ngx_pubsub_redis_presence_flush_ev.handler =
+            ngx_pubsub_redis_presence_flush;
+        ngx_pubsub_redis_presence_flush_ev.log = ngx_cycle->log;
+        ngx_post_event(&ngx_pubsub_redis_presence_flush_ev, &ngx_posted_events);
     }
 }
 

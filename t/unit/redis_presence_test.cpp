@@ -221,16 +221,18 @@ TEST(RedisPresenceParse, CursorsAndKeys) {
 
 TEST_F(RedisStorePresence, DeltaSendsThisInstancePartAndRegistersTheChannel) {
     store.presenceDelta("inst1", memberDelta("alice", 1, 7), 15000);
+    store.presenceFlush();
     Link::Cmd up = link.take(redis::presenceUpdateScript().sha);
     EXPECT_EQ(up.args[3], "{channel:g/a}");
     EXPECT_EQ(std::vector<std::string>(up.args.begin() + 4, up.args.end()),
               (std::vector<std::string>{"inst1", "d", "7", "15000", "1", "0", "", "alice", "1",
-                                        "{\"n\":1}", "257"}));
+                                        "{\"n\":1}", "257", "7"}));
     // the channel is registered on the next tick, with others of that second
     EXPECT_EQ(link.count(redis::presenceChannelsScript().sha), 0u);
     PresenceDelta other = memberDelta("bob", 1, 8);
     other.channel = "g/b";
     store.presenceDelta("inst1", other, 15000);
+    store.presenceFlush();
     link.take(redis::presenceUpdateScript().sha);
     store.tick();
     Link::Cmd chans = link.take(redis::presenceChannelsScript().sha);
@@ -242,6 +244,7 @@ TEST_F(RedisStorePresence, DeltaSendsThisInstancePartAndRegistersTheChannel) {
 
     // a second connection of the same member: no new registration
     store.presenceDelta("inst1", memberDelta("alice", 2, 8), 15000);
+    store.presenceFlush();
     store.tick();
     EXPECT_EQ(link.count(redis::presenceChannelsScript().sha), 0u);
 
@@ -253,6 +256,7 @@ TEST_F(RedisStorePresence, DeltaSendsThisInstancePartAndRegistersTheChannel) {
     anon.connections = 3;
     anon.anonymous = 1;
     store.presenceDelta("inst1", anon, 15000);
+    store.presenceFlush();
     link.take(redis::presenceUpdateScript().sha);
     Link::Cmd a = link.take(redis::presenceUpdateScript().sha);
     EXPECT_EQ(a.args.size(), 11u);
@@ -260,11 +264,43 @@ TEST_F(RedisStorePresence, DeltaSendsThisInstancePartAndRegistersTheChannel) {
 
     link.up = false;
     store.presenceDelta("inst1", memberDelta("bob", 1, 10), 15000);
+    store.presenceFlush();
     EXPECT_TRUE(link.cmds.empty()) << "nothing is queued while Redis is away";
+}
+
+TEST_F(RedisStorePresence, DeltasOfOneTurnGoTogetherPerChannel) {
+    store.presenceDelta("inst1", memberDelta("alice", 1, 11), 15000);
+    PresenceDelta anon;  // counts only, between two members' changes
+    anon.channel = "g/a";
+    anon.redis = 1;
+    anon.version = 12;
+    anon.connections = 2;
+    anon.anonymous = 1;
+    store.presenceDelta("inst1", anon, 15000);
+    PresenceDelta bob = memberDelta("bob", 1, 13);
+    bob.connections = 3;
+    bob.anonymous = 1;
+    store.presenceDelta("inst1", bob, 15000);
+    PresenceDelta other = memberDelta("carol", 1, 14);
+    other.channel = "g/b";
+    store.presenceDelta("inst1", other, 15000);
+    EXPECT_TRUE(link.cmds.empty()) << "nothing before the flush";
+    EXPECT_TRUE(store.presenceFlush());
+    EXPECT_FALSE(store.presenceFlush()) << "nothing left";
+    ASSERT_EQ(link.count(redis::presenceUpdateScript().sha), 2u);
+    Link::Cmd x = link.take(redis::presenceUpdateScript().sha);
+    Link::Cmd y = link.take(redis::presenceUpdateScript().sha);
+    Link::Cmd& a = x.args[3] == "{channel:g/a}" ? x : y;
+    // the newest version and counts, then each member's change with its own
+    EXPECT_EQ(std::vector<std::string>(a.args.begin() + 4, a.args.end()),
+              (std::vector<std::string>{"inst1", "d", "13", "15000", "3", "1", "", "alice", "1",
+                                        "{\"n\":1}", "257", "11", "bob", "1", "{\"n\":1}",
+                                        "257", "13"}));
 }
 
 TEST_F(RedisStorePresence, HookHearsOnlineJoinLeaveOfflineInOrderOnce) {
     store.presenceDelta("inst1", memberDelta("alice", 1, 1), 15000);
+    store.presenceFlush();
     link.take(redis::presenceUpdateScript().sha)
         .cb(eventsReply(t, {{"J", "alice", "{}", "257"}}));
     EXPECT_TRUE(hooks.empty()) << "join waits for the user's online state";
@@ -277,6 +313,7 @@ TEST_F(RedisStorePresence, HookHearsOnlineJoinLeaveOfflineInOrderOnce) {
     hooks.clear();
 
     store.presenceDelta("inst1", memberDelta("alice", -1, 2), 15000);
+    store.presenceFlush();
     link.take(redis::presenceUpdateScript().sha)
         .cb(eventsReply(t, {{"L", "alice", "{}", "257"}}));
     EXPECT_EQ(hooks, (std::vector<std::string>{"leave g/a alice"}));
@@ -288,6 +325,7 @@ TEST_F(RedisStorePresence, HookHearsOnlineJoinLeaveOfflineInOrderOnce) {
 
     // still in another channel: no offline; a lost reply: the join still goes out
     store.presenceDelta("inst1", memberDelta("bob", 1, 3), 15000);
+    store.presenceFlush();
     link.take(redis::presenceUpdateScript().sha).cb(eventsReply(t, {{"J", "bob", "", "256"}}));
     link.take(redis::presenceUserScript().sha).cb(nullptr);
     EXPECT_EQ(hooks, (std::vector<std::string>{"join g/a bob"}));
