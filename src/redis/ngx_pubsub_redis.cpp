@@ -2107,25 +2107,36 @@ ngx_pubsub_store_for(ngx_pubsub_loc_conf_t *plcf)
 
 /* presence in Redis mode (ngx_pubsub_presence.cpp decides, this sends) */
 
-static ngx_pubsub_redis_upstream_t *
-ngx_pubsub_redis_upstream_at(ngx_uint_t index)
+/* this worker's Redis upstreams (their number in *n) */
+static ngx_pubsub_redis_upstream_t **
+ngx_pubsub_redis_all(ngx_uint_t *n)
 {
-    ngx_pubsub_main_conf_t        *pmcf;
-    ngx_pubsub_redis_upstream_t  **ups;
+    ngx_pubsub_main_conf_t  *pmcf;
 
     pmcf = static_cast<ngx_pubsub_main_conf_t *>(
                ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                                    ngx_pubsub_module));
-    if (pmcf == NULL || pmcf->redis_upstreams == NULL
-        || index >= pmcf->redis_upstreams->nelts)
-    {
+    if (pmcf == NULL || pmcf->redis_upstreams == NULL) {
+        *n = 0;
         return NULL;
     }
 
-    ups = static_cast<ngx_pubsub_redis_upstream_t **>(
-              pmcf->redis_upstreams->elts);
+    *n = pmcf->redis_upstreams->nelts;
 
-    return ups[index];
+    return static_cast<ngx_pubsub_redis_upstream_t **>(
+               pmcf->redis_upstreams->elts);
+}
+
+
+static ngx_pubsub_redis_upstream_t *
+ngx_pubsub_redis_upstream_at(ngx_uint_t index)
+{
+    ngx_pubsub_redis_upstream_t  **ups;
+    ngx_uint_t                     n;
+
+    ups = ngx_pubsub_redis_all(&n);
+
+    return index < n ? ups[index] : NULL;
 }
 
 
@@ -2159,20 +2170,12 @@ ngx_pubsub_redis_valid_ms(uint32_t ttl)
 static void
 ngx_pubsub_redis_presence_flush(ngx_event_t *ev)
 {
-    ngx_pubsub_main_conf_t        *pmcf;
     ngx_pubsub_redis_upstream_t  **ups;
+    ngx_uint_t                     n;
 
-    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
-               ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                   ngx_pubsub_module));
-    if (pmcf == NULL || pmcf->redis_upstreams == NULL) {
-        return;
-    }
+    ups = ngx_pubsub_redis_all(&n);
 
-    ups = static_cast<ngx_pubsub_redis_upstream_t **>(
-              pmcf->redis_upstreams->elts);
-
-    for (ngx_uint_t i = 0; i < pmcf->redis_upstreams->nelts; i++) {
+    for (ngx_uint_t i = 0; i < n; i++) {
         if (ups[i]->store == NULL) {
             continue;
         }
@@ -2219,23 +2222,14 @@ ngx_pubsub_redis_presence_deltas(const pubsub::PresenceDeltas &deltas,
 ngx_msec_t
 ngx_pubsub_redis_presence_interval(void)
 {
-    ngx_pubsub_main_conf_t        *pmcf;
     ngx_pubsub_redis_upstream_t  **ups;
+    ngx_uint_t                     n;
     ngx_msec_t                     ttl = 0;
+    ngx_uint_t                     ready = 0;
 
-    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
-               ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                   ngx_pubsub_module));
-    if (pmcf == NULL || pmcf->redis_upstreams == NULL) {
-        return 0;
-    }
+    ups = ngx_pubsub_redis_all(&n);
 
-    ups = static_cast<ngx_pubsub_redis_upstream_t **>(
-              pmcf->redis_upstreams->elts);
-
-    ngx_uint_t  ready = 0;
-
-    for (ngx_uint_t i = 0; i < pmcf->redis_upstreams->nelts; i++) {
+    for (ngx_uint_t i = 0; i < n; i++) {
         if (ups[i]->presence && (ttl == 0 || ups[i]->presence_ttl < ttl)) {
             ttl = ups[i]->presence_ttl;
         }
@@ -2254,20 +2248,12 @@ ngx_pubsub_redis_presence_refresh(
     const std::vector<pubsub::PresenceChannelSnapshot> &snaps,
     const std::string &instance)
 {
-    ngx_pubsub_main_conf_t        *pmcf;
     ngx_pubsub_redis_upstream_t  **ups;
+    ngx_uint_t                     n;
 
-    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
-               ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                   ngx_pubsub_module));
-    if (pmcf == NULL || pmcf->redis_upstreams == NULL) {
-        return;
-    }
+    ups = ngx_pubsub_redis_all(&n);
 
-    ups = static_cast<ngx_pubsub_redis_upstream_t **>(
-              pmcf->redis_upstreams->elts);
-
-    for (ngx_uint_t i = 0; i < pmcf->redis_upstreams->nelts; i++) {
+    for (ngx_uint_t i = 0; i < n; i++) {
         if (ups[i]->store == NULL || !ups[i]->presence) {
             continue;
         }
