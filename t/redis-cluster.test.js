@@ -6,7 +6,7 @@
 
 const assert = require('node:assert/strict');
 const { describe, it, before, after } = require('node:test');
-const { startNginx } = require('./lib/nginx');
+const { startNginxes, stopNginxes } = require('./lib/nginx');
 const { startRedisCluster } = require('./lib/redis');
 const { sleep } = require('./lib/util');
 const C = require('./lib/clients');
@@ -37,39 +37,10 @@ function lastIdOf(text) {
     return m ? m[1] : null;
 }
 
-async function instances(seeds, n) {
-    const out = [];
-    try {
-        for (let i = 0; i < n; i++) {
-            out.push(await startNginx({ conf: confFor(seeds), workers: 2 }));
-        }
-    } catch (e) {
-        await Promise.all(out.map((x) => x.stop()));
-        throw e;
-    }
-    return out;
-}
+const instances = (seeds, n) => startNginxes(n, { conf: confFor(seeds), workers: 2 });
+const stopAll = (ngxs) => stopNginxes(ngxs);
 
-async function stopAll(ngxs) {
-    for (const n of ngxs) {
-        await n.stop();
-        n.assertCleanLog({ allow: [] });
-    }
-}
-
-async function waitPublish(port, path, body, ms = 10000) {
-    const deadline = Date.now() + ms;
-    for (;;) {
-        const r = await C.publish({ port, path }, body).catch((e) => ({ status: 0, text: String(e) }));
-        if (r.status === 201 || r.status === 202) {
-            return r;
-        }
-        if (Date.now() > deadline) {
-            throw new Error(`publish kept failing: ${r.status} ${r.text}`);
-        }
-        await sleep(100);
-    }
-}
+const { waitPublish } = C;
 
 // SSE subscribers on every instance for every channel, attached (a probe
 // published until each of them saw it); returns {key: [streams]}.

@@ -6,7 +6,7 @@
 
 const assert = require('node:assert/strict');
 const { describe, it, before, after } = require('node:test');
-const { startNginx } = require('./lib/nginx');
+const { startNginxes, stopNginxes } = require('./lib/nginx');
 const { startRedis, startRedisCluster } = require('./lib/redis');
 const { sleep } = require('./lib/util');
 const C = require('./lib/clients');
@@ -75,25 +75,8 @@ server {
 }`;
 }
 
-async function instances(servers, n) {
-    const out = [];
-    try {
-        for (let i = 0; i < n; i++) {
-            out.push(await startNginx({ conf: confFor(servers), workers: 2 }));
-        }
-    } catch (e) {
-        await Promise.all(out.map((x) => x.stop()));
-        throw e;
-    }
-    return out;
-}
-
-async function stopAll(ngxs) {
-    for (const n of ngxs) {
-        await n.stop();
-        n.assertCleanLog({ allow: [] });
-    }
-}
+const instances = (servers, n) => startNginxes(n, { conf: confFor(servers), workers: 2 });
+const stopAll = (ngxs) => stopNginxes(ngxs);
 
 function pub(ngx, path, body = 'x') {
     return C.publish({ port: ngx.port, path }, body);

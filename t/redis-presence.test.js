@@ -9,7 +9,7 @@
 const assert = require('node:assert/strict');
 const net = require('node:net');
 const { describe, it, before, after } = require('node:test');
-const { startNginx } = require('./lib/nginx');
+const { startNginxes } = require('./lib/nginx');
 const { startRedis, startRedisCluster } = require('./lib/redis');
 const { startBackend } = require('./lib/backend');
 const { sleep } = require('./lib/util');
@@ -76,18 +76,7 @@ let seq = 0;
 const chan = (p = 'c') => `${p}${Date.now() % 100000}x${++seq}`;
 const uid = (p) => `${p}${++seq}`;
 
-async function startAll(n, opts) {
-    const out = [];
-    try {
-        for (let i = 0; i < n; i++) {
-            out.push(await startNginx({ workers: 2, allow, ...opts }));
-        }
-    } catch (e) {
-        await Promise.all(out.map((x) => x.stop()));
-        throw e;
-    }
-    return out;
-}
+const startAll = (n, opts) => startNginxes(n, { workers: 2, allow, ...opts });
 
 function killInstance(ngx) {
     for (const pid of [ngx.pid, ...ngx.workerPids()]) {

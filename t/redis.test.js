@@ -5,7 +5,7 @@
 
 const assert = require('node:assert/strict');
 const { describe, it } = require('node:test');
-const { startNginx, nginxCheck } = require('./lib/nginx');
+const { startNginxes, stopNginxes, nginxCheck } = require('./lib/nginx');
 const { startRedis } = require('./lib/redis');
 const { sleep } = require('./lib/util');
 const C = require('./lib/clients');
@@ -48,27 +48,8 @@ server {
 // Redis going away is logged at [error]; nothing worse is expected.
 const allow = [];
 
-async function cluster(redis, n, extra = {}) {
-    const out = [];
-    try {
-        for (let i = 0; i < n; i++) {
-            out.push(await startNginx({ conf, redis, workers: 2, ...extra }));
-        }
-    } catch (e) {
-        await Promise.all(out.map((x) => x.stop()));
-        throw e;
-    }
-    return out;
-}
-
-async function stopAll(ngxs, { clean = true } = {}) {
-    for (const n of ngxs) {
-        await n.stop();
-        if (clean) {
-            n.assertCleanLog({ allow });
-        }
-    }
-}
+const cluster = (redis, n, extra = {}) => startNginxes(n, { conf, redis, workers: 2, ...extra });
+const stopAll = (ngxs, { clean = true } = {}) => stopNginxes(ngxs, { allow, clean });
 
 function lastIdOf(text) {
     const m = /last message id: (\S+)/.exec(text);
@@ -83,19 +64,7 @@ async function sseReady(port, path, pubPort, pubPath) {
     return sse;
 }
 
-async function waitPublish(port, path, body, ms = 10000) {
-    const deadline = Date.now() + ms;
-    for (;;) {
-        const r = await C.publish({ port, path }, body).catch((e) => ({ status: 0, text: String(e) }));
-        if (r.status === 201 || r.status === 202) {
-            return r;
-        }
-        if (Date.now() > deadline) {
-            throw new Error(`publish kept failing: ${r.status} ${r.text}`);
-        }
-        await sleep(100);
-    }
-}
+const { waitPublish } = C;
 
 describe('redis engine', () => {
     it('refuses bad configuration', async () => {
@@ -116,6 +85,13 @@ server { listen 127.0.0.1:%%PORT%%; location /x { pubsub_pubsub; pubsub_channel_
         await bad('', 'pubsub_redis_pass nowhere;', /nowhere/);
         await bad('upstream u { server 127.0.0.1:1; }', 'pubsub_redis_pass u;',
             /no upstream with that name has a pubsub_redis_server/);
+        const u = 'upstream u { pubsub_redis_server redis://127.0.0.1:1; }';
+        await bad(u, 'pubsub_redis_pass u; pubsub_presence on; pubsub_presence_ttl 500ms;',
+            /pubsub_presence_ttl must be from 1s to 24h/);
+        await bad(u, 'pubsub_redis_pass u; pubsub_presence on; pubsub_presence_ttl 2d;',
+            /pubsub_presence_ttl must be from 1s to 24h/);
+        await bad(u, 'pubsub_redis_pass u; pubsub_presence_ttl soon;',
+            /"pubsub_presence_ttl" directive invalid value/);
         const ok = await nginxCheck({ conf: `upstream u { pubsub_redis_server redis://:secret@127.0.0.1:1/3; }
 server { listen 127.0.0.1:%%PORT%%; location /x { pubsub_pubsub; pubsub_channel_id x; pubsub_redis_pass u; } }` });
         assert.equal(ok.ok, true, ok.output);

@@ -332,6 +332,7 @@ private:
     PresenceUser* findUser(std::string_view id) const;
 
     void removeMember(PresenceMember* m, PresenceEvents* events);
+    void unlinkLeaving(PresenceMember* m);
     void maybeFreeChannel(PresenceChannel* ch);
     void removeConn(PresenceConn* conn, int64_t nowMs, PresenceEvents* events);
     void emit(PresenceEventType type, std::string_view key, std::string_view id,

@@ -224,6 +224,7 @@ private:
     bool groupDeleted(const std::string& key, const redisReply* r, std::function<void()> then);
     void presenceSweep(const std::string& instance, const redisReply* dead);
     ChanPtr chan(std::string_view key, bool create);
+    ChanPtr chanOf(std::string_view pubsubChannel, std::string* key);
     // The link can serve the channel `key` (its master is up).
     bool channelReady(std::string_view key) const;
     bool knownSnapshot(const std::string& key, const StartSpec& start, redis::Snapshot* snap);

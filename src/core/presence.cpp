@@ -407,17 +407,7 @@ PresenceConn* PresenceRegistry::join(std::string_view key, std::string_view id,
         } else {
             if (m->connections == 0) {
                 // came back within the leave delay: the leave never happens
-                if (m->lprev != nullptr) {
-                    m->lprev->lnext = m->lnext;
-                } else {
-                    root_->leavingHead = m->lnext;
-                }
-                if (m->lnext != nullptr) {
-                    m->lnext->lprev = m->lprev;
-                }
-                m->lprev = m->lnext = nullptr;
-                m->leaveAt = 0;
-                root_->leavingCount--;
+                unlinkLeaving(m);
             }
             m->opts = opts;
             (void)setInfo(m, info);  // keeps the old info when memory is short
@@ -468,15 +458,7 @@ void PresenceRegistry::removeMember(PresenceMember* m, PresenceEvents* events) {
     PresenceUser* u = m->user;
 
     if (m->leaveAt != 0) {
-        if (m->lprev != nullptr) {
-            m->lprev->lnext = m->lnext;
-        } else {
-            root_->leavingHead = m->lnext;
-        }
-        if (m->lnext != nullptr) {
-            m->lnext->lprev = m->lprev;
-        }
-        root_->leavingCount--;
+        unlinkLeaving(m);
     }
     if (m->prev != nullptr) {
         m->prev->next = m->next;
@@ -557,6 +539,21 @@ void PresenceRegistry::removeConn(PresenceConn* conn, int64_t nowMs, PresenceEve
     }
     root_->leavingHead = m;
     root_->leavingCount++;
+}
+
+// Takes a member out of the leaving list (it came back, or it leaves now).
+void PresenceRegistry::unlinkLeaving(PresenceMember* m) {
+    if (m->lprev != nullptr) {
+        m->lprev->lnext = m->lnext;
+    } else {
+        root_->leavingHead = m->lnext;
+    }
+    if (m->lnext != nullptr) {
+        m->lnext->lprev = m->lprev;
+    }
+    m->lprev = m->lnext = nullptr;
+    m->leaveAt = 0;
+    root_->leavingCount--;
 }
 
 void PresenceRegistry::leave(PresenceConn* conn, int64_t nowMs, PresenceEvents* events) {

@@ -42,6 +42,13 @@ end
 local function lastid(a, b)
   return (a or '0') .. ':' .. (b or '0')
 end
+-- an existing channel's info: {1, last id, messages, subscribers, last seen}
+local function chaninfo(tag, now)
+  prune(tag)
+  local h = redis.call('HMGET', tag, 'lt', 'lg', 'ls')
+  return {1, lastid(h[1], h[2]), redis.call('LLEN', tag .. ':ids'), subcount(tag, now),
+          tonumber(h[3]) or -1}
+end
 )LUA";
 
 const char* const kLuaPublish = R"LUA(
@@ -154,10 +161,9 @@ local now = tonumber(redis.call('TIME')[1])
 if redis.call('EXISTS', tag) == 0 then
   return {0}
 end
-prune(tag)
-local h = redis.call('HMGET', tag, 'lt', 'lg', 'ls')
-return {1, lastid(h[1], h[2]), redis.call('LLEN', tag .. ':ids'), subcount(tag, now),
-        tonumber(h[3]) or -1, redis.call('ZCARD', tag .. ':pz')}
+local out = chaninfo(tag, now)
+out[#out + 1] = redis.call('ZCARD', tag .. ':pz')
+return out
 )LUA";
 
 const char* const kLuaDelete = R"LUA(
@@ -166,11 +172,10 @@ local now = tonumber(redis.call('TIME')[1])
 if redis.call('EXISTS', tag) == 0 then
   return {0}
 end
-prune(tag)
-local h = redis.call('HMGET', tag, 'lt', 'lg', 'ls')
 local ids = tag .. ':ids'
-local out = {1, lastid(h[1], h[2]), redis.call('LLEN', ids), subcount(tag, now),
-             tonumber(h[3]) or -1, 0, redis.call('HEXISTS', tag, 'g')}
+local out = chaninfo(tag, now)
+out[#out + 1] = 0
+out[#out + 1] = redis.call('HEXISTS', tag, 'g')
 for _, id in ipairs(redis.call('LRANGE', ids, 0, -1)) do
   redis.call('DEL', tag .. ':m:' .. id)
 end

@@ -561,12 +561,17 @@ void RedisStore::onMessage(std::string_view channel, std::string_view payload) {
     startFetch(c);
 }
 
+// The known channel of a pubsub channel name (nullptr: not one of ours).
+RedisStore::ChanPtr RedisStore::chanOf(std::string_view pubsubChannel, std::string* key) {
+    if (!redis::keyFromPubsubName(pubsubChannel, key)) {
+        return nullptr;
+    }
+    return chan(*key, false);
+}
+
 void RedisStore::onSubscribed(std::string_view channel) {
     std::string key;
-    if (!redis::keyFromPubsubName(channel, &key)) {
-        return;
-    }
-    ChanPtr c = chan(key, false);
+    ChanPtr c = chanOf(channel, &key);
     if (!c) {
         return;
     }
@@ -577,10 +582,7 @@ void RedisStore::onSubscribed(std::string_view channel) {
 
 void RedisStore::onUnsubscribed(std::string_view channel) {
     std::string key;
-    if (!redis::keyFromPubsubName(channel, &key)) {
-        return;
-    }
-    ChanPtr c = chan(key, false);
+    ChanPtr c = chanOf(channel, &key);
     if (!c) {
         return;
     }

@@ -136,6 +136,8 @@ ngx_int_t ngx_pubsub_shm_init_module(ngx_cycle_t *cycle);
 ngx_int_t ngx_pubsub_shm_init_process(ngx_cycle_t *cycle);
 void ngx_pubsub_shm_exit_process(ngx_cycle_t *cycle);
 pubsub::Store *ngx_pubsub_store(void);
+/* zone memory for the core's shared-memory structures (slab, locked) */
+pubsub::ShmAllocator ngx_pubsub_slab_allocator(ngx_slab_pool_t *shpool);
 /* the store of a location: its Redis upstream's, or the memory store */
 pubsub::Store *ngx_pubsub_store_for(ngx_pubsub_loc_conf_t *plcf);
 

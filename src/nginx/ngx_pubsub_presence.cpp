@@ -6,8 +6,11 @@
  * waits), and join/leave meant for subscribers are read back from the
  * zone's ring by every worker - the one that produced them from a posted
  * event, the others when woken through their eventfd (or, failing that,
- * from their presence timer) - and handed to the local hub.  Nothing is ever delivered synchronously from a join or a leave:
- * those run from subscriber destructors and hub iterations.
+ * from their presence timer) - and handed to the local hub.  Nothing is
+ * ever delivered synchronously from a join or a leave: those run from
+ * subscriber destructors and hub iterations.  In Redis locations the
+ * registry's deltas go to Redis instead (ngx_pubsub_redis.cpp), and
+ * join/leave come back from Redis to every instance's subscribers.
  */
 
 #include "ngx_pubsub_presence.h"
@@ -46,33 +49,6 @@ static uint64_t                ngx_pubsub_presence_ring_missed;
 static ngx_uint_t              ngx_pubsub_presence_ticks;
 
 
-static void *
-ngx_pubsub_presence_alloc(void *ctx, size_t size)
-{
-    return ngx_slab_alloc_locked(static_cast<ngx_slab_pool_t *>(ctx), size);
-}
-
-
-static void
-ngx_pubsub_presence_free(void *ctx, void *p)
-{
-    ngx_slab_free_locked(static_cast<ngx_slab_pool_t *>(ctx), p);
-}
-
-
-static pubsub::ShmAllocator
-ngx_pubsub_presence_allocator(ngx_slab_pool_t *shpool)
-{
-    pubsub::ShmAllocator  a;
-
-    a.ctx = shpool;
-    a.alloc = ngx_pubsub_presence_alloc;
-    a.free = ngx_pubsub_presence_free;
-
-    return a;
-}
-
-
 /*
  * A lock held for a scope, with the registry.  The deltas of Redis
  * channels made meanwhile are sent to Redis after unlocking.
@@ -81,7 +57,7 @@ class ngx_pubsub_presence_locked_t {
 public:
     ngx_pubsub_presence_locked_t()
         : reg(ngx_pubsub_presence_root,
-              ngx_pubsub_presence_allocator(ngx_pubsub_presence_shpool))
+              ngx_pubsub_slab_allocator(ngx_pubsub_presence_shpool))
     {
         /* events go to the ring and hooks only: build no others */
         reg.setRoutedOnly(true);
@@ -98,8 +74,8 @@ public:
         }
 
         try {
-            ngx_pubsub_redis_presence_deltas(deltas,
-                                             ngx_pubsub_presence_root->instance);
+            ngx_pubsub_redis_presence_deltas(
+                deltas, ngx_pubsub_presence_root->instance);
 
         } catch (...) {
             /* the next refresh sends this instance's whole part */
@@ -141,7 +117,7 @@ ngx_pubsub_presence_init_zone(ngx_slab_pool_t *shpool, pubsub::StoreRoot *root,
 
     if (!pubsub::PresenceRegistry::compatible(proot)) {
         proot = pubsub::PresenceRegistry::createRoot(
-                    ngx_pubsub_presence_allocator(shpool), 256);
+                    ngx_pubsub_slab_allocator(shpool), 256);
         root->presence = proot;
 
         if (proot) {

@@ -90,8 +90,8 @@ ngx_pubsub_slab_free(void *ctx, void *p)
 }
 
 
-static pubsub::ShmAllocator
-ngx_pubsub_allocator(ngx_slab_pool_t *shpool)
+pubsub::ShmAllocator
+ngx_pubsub_slab_allocator(ngx_slab_pool_t *shpool)
 {
     pubsub::ShmAllocator  a;
 
@@ -135,7 +135,8 @@ ngx_pubsub_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     shpool->log_nomem = 0;   /* a full zone is reported as 507, not [crit] */
 
     ngx_shmtx_lock(&shpool->mutex);
-    root = pubsub::ShmStore::createRoot(ngx_pubsub_allocator(shpool), 1024);
+    root = pubsub::ShmStore::createRoot(ngx_pubsub_slab_allocator(shpool),
+                                        1024);
     ngx_shmtx_unlock(&shpool->mutex);
 
     if (root == NULL) {
@@ -278,7 +279,7 @@ ngx_pubsub_shm_init_process(ngx_cycle_t *cycle)
     ngx_pubsub_shpool = reinterpret_cast<ngx_slab_pool_t *>(
                             pmcf->shm_zone->shm.addr);
 
-    env.alloc = ngx_pubsub_allocator(ngx_pubsub_shpool);
+    env.alloc = ngx_pubsub_slab_allocator(ngx_pubsub_shpool);
     env.root = static_cast<pubsub::StoreRoot *>(ngx_pubsub_shpool->data);
     env.ctx = ngx_pubsub_shpool;
     env.lock = ngx_pubsub_lock;

@@ -313,7 +313,7 @@ ngx_pubsub_stats_delivered(ngx_uint_t n)
 
 /* channel events published to their meta channel, or lost (logged) */
 /* what the Redis engine counted, in the order of its JSON and metrics */
-static const char  *ngx_pubsub_redis_counter_names[NGX_PUBSUB_REDIS_COUNTERS] = {
+static const char *ngx_pubsub_redis_counter_names[NGX_PUBSUB_REDIS_COUNTERS] = {
     "published", "history_reads", "live_messages", "catch_ups",
     "snapshots_skipped", "presence_updates", "presence_resyncs",
     "presence_errors", "presence_swept"

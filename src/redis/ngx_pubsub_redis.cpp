@@ -205,51 +205,56 @@ struct ngx_pubsub_redis_pending_t {
 
 /* hiredis event hooks */
 
+/* hiredis asks for (on) or drops interest in reads or writes */
 static void
-ngx_pubsub_redis_add_read(void *privdata)
+ngx_pubsub_redis_interest(void *privdata, ngx_uint_t write, ngx_uint_t on)
 {
     ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
                                          privdata);
+    ngx_event_t              *ev;
+    ngx_int_t                 event;
 
-    if (conn->c && !conn->c->read->active) {
-        (void) ngx_add_event(conn->c->read, NGX_READ_EVENT, 0);
+    if (conn->c == NULL) {
+        return;
     }
+
+    ev = write ? conn->c->write : conn->c->read;
+    event = write ? NGX_WRITE_EVENT : NGX_READ_EVENT;
+
+    if (on && !ev->active) {
+        (void) ngx_add_event(ev, event, 0);
+
+    } else if (!on && ev->active) {
+        (void) ngx_del_event(ev, event, 0);
+    }
+}
+
+
+static void
+ngx_pubsub_redis_add_read(void *privdata)
+{
+    ngx_pubsub_redis_interest(privdata, 0, 1);
 }
 
 
 static void
 ngx_pubsub_redis_del_read(void *privdata)
 {
-    ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
-                                         privdata);
-
-    if (conn->c && conn->c->read->active) {
-        (void) ngx_del_event(conn->c->read, NGX_READ_EVENT, 0);
-    }
+    ngx_pubsub_redis_interest(privdata, 0, 0);
 }
 
 
 static void
 ngx_pubsub_redis_add_write(void *privdata)
 {
-    ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
-                                         privdata);
-
-    if (conn->c && !conn->c->write->active) {
-        (void) ngx_add_event(conn->c->write, NGX_WRITE_EVENT, 0);
-    }
+    ngx_pubsub_redis_interest(privdata, 1, 1);
 }
 
 
 static void
 ngx_pubsub_redis_del_write(void *privdata)
 {
-    ngx_pubsub_redis_conn_t  *conn = static_cast<ngx_pubsub_redis_conn_t *>(
-                                         privdata);
-
-    if (conn->c && conn->c->write->active) {
-        (void) ngx_del_event(conn->c->write, NGX_WRITE_EVENT, 0);
-    }
+    ngx_pubsub_redis_interest(privdata, 1, 0);
 }
 
 
@@ -1706,7 +1711,8 @@ ngx_pubsub_redis_tick_handler(ngx_event_t *ev)
     if (link->store) {
         try {
             link->store->tick();
-            ngx_pubsub_stats_redis_engine(link->store->stats(), &link->reported);
+            ngx_pubsub_stats_redis_engine(link->store->stats(),
+                                          &link->reported);
 
         } catch (...) {
             ngx_log_error(NGX_LOG_ERR, ev->log, 0,
@@ -2335,7 +2341,9 @@ ngx_pubsub_redis_prepare(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     /* where a one-channel subscriber starts: owed nothing, no snapshot read */
     pubsub::StartSpec   spec;
-    ngx_uint_t          hint = ch->n == 1 && ngx_pubsub_resume_hint(r, plcf, &spec);
+    ngx_uint_t          hint;
+
+    hint = ch->n == 1 && ngx_pubsub_resume_hint(r, plcf, &spec);
 
     /*
      * `sync` tells whether prepare() answered before returning (Redis is

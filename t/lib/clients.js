@@ -834,7 +834,24 @@ function eventSource(url, { headers = {}, events = [] } = {}) {
     return out;
 }
 
+// Publishes until the answer is 201 or 202 (Redis coming back, a cluster
+// failing over); throws after `ms`.
+async function waitPublish(port, path, body, ms = 10000) {
+    const deadline = Date.now() + ms;
+    for (;;) {
+        const r = await publish({ port, path }, body).catch((e) => ({ status: 0, text: String(e) }));
+        if (r.status === 201 || r.status === 202) {
+            return r;
+        }
+        if (Date.now() > deadline) {
+            throw new Error(`publish kept failing: ${r.status} ${r.text}`);
+        }
+        await new Promise((res) => setTimeout(res, 100));
+    }
+}
+
 module.exports = {
+    waitPublish,
     httpRequest, publish, HttpStream, sseStream, chunkedStream, multipartStream, rawStream,
     longPoll, wsConnect, parseWsMeta, parseMultipart, eventSource, MessageQueue,
 };

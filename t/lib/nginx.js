@@ -525,7 +525,32 @@ function useNginx(opts) {
     });
 }
 
+// Starts `n` instances with the same options (several nginx on one Redis);
+// if one fails to start, those already started are stopped.
+async function startNginxes(n, opts = {}) {
+    const out = [];
+    try {
+        for (let i = 0; i < n; i++) {
+            out.push(await startNginx(opts));
+        }
+    } catch (e) {
+        await Promise.all(out.map((x) => x.stop()));
+        throw e;
+    }
+    return out;
+}
+
+// Stops each instance, then (unless clean is false) checks its error.log.
+async function stopNginxes(ngxs, { allow = [], clean = true } = {}) {
+    for (const n of ngxs) {
+        await n.stop();
+        if (clean) {
+            n.assertCleanLog({ allow });
+        }
+    }
+}
+
 module.exports = {
-    startNginx, nginxCheck, withNginx, nginxTest, useNginx,
+    startNginx, startNginxes, stopNginxes, nginxCheck, withNginx, nginxTest, useNginx,
     NGINX_BIN, MODULE_PATH, REPO, childrenOf,
 };

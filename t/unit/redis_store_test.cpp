@@ -34,6 +34,16 @@ std::string live(const std::string& id, const std::string& prev, const std::stri
     return "M" + id + " " + prev + " 10 0 text/plain" + data;
 }
 
+// subscribe() answering from `prepared`, as the glue runs a request's handler
+SubscribeReply subscribeFrom(RedisStore& store, const RedisStore::PreparedPtr& prepared,
+                             Sub& sub, const SubscribeRequest& req) {
+    SubscribeReply reply;
+    store.usePrepared(prepared.get());
+    store.subscribe(&sub, req, [&](SubscribeReply&& r) { reply = std::move(r); });
+    store.usePrepared(nullptr);
+    return reply;
+}
+
 // prepares and subscribes `sub` from the oldest stored message
 void attach(RedisStore& store, FakeLink& link, Tree& t, Sub& sub, redisReply* snapshot,
             const std::string& key = kKey) {
@@ -44,12 +54,9 @@ void attach(RedisStore& store, FakeLink& link, Tree& t, Sub& sub, redisReply* sn
     EXPECT_EQ(c.args[3], "{channel:" + key + "}");
     c.cb(snapshot);
     ASSERT_TRUE(prepared);
-    store.usePrepared(prepared.get());
     SubscribeRequest req;
     req.key = key;
-    SubscribeReply reply;
-    store.subscribe(&sub, req, [&](SubscribeReply&& r) { reply = std::move(r); });
-    store.usePrepared(nullptr);
+    SubscribeReply reply = subscribeFrom(store, prepared, sub, req);
     ASSERT_EQ(reply.status, StoreResult::kOk) << reply.reason;
     ASSERT_TRUE(reply.attached);
     for (auto& m : reply.backlog) {
@@ -323,15 +330,12 @@ TEST(RedisStore, AttachBehindTheWorkerCatchesUp) {
     ASSERT_TRUE(prepared);
 
     Sub b;
-    store.usePrepared(prepared.get());
     SubscribeRequest req;
     req.key = kKey;
     req.start.kind = StartSpec::kAfter;
     req.start.after = MsgId{10, 1};
     req.oneShot = true;
-    SubscribeReply reply;
-    store.subscribe(&b, req, [&](SubscribeReply&& r) { reply = std::move(r); });
-    store.usePrepared(nullptr);
+    SubscribeReply reply = subscribeFrom(store, prepared, b, req);
     ASSERT_TRUE(reply.attached);
     EXPECT_TRUE(reply.backlog.empty());
     EXPECT_EQ(store.stats().catchUps, 1u);
@@ -354,11 +358,9 @@ TEST(RedisStore, AttachBehindTheWorkerCatchesUp) {
     store.prepare({kKey}, [&](RedisStore::PreparedPtr p) { prepared = p; });
     link.takeDropping(redis::fetchScript().sha).cb(t.snapshot("10:3", {}));
     Sub d;
-    store.usePrepared(prepared.get());
     req.start.after = MsgId{10, 3};
     req.oneShot = false;
-    store.subscribe(&d, req, [&](SubscribeReply&& r) { reply = std::move(r); });
-    store.usePrepared(nullptr);
+    reply = subscribeFrom(store, prepared, d, req);
     f = link.takeDropping(redis::fetchScript().sha);
     EXPECT_EQ(f.args[4], "10:3");
     f.cb(t.snapshot("10:4", {{"10:4", "10:3", "w"}}));
@@ -397,14 +399,11 @@ TEST(RedisStore, InStepChannelNeedsNoSnapshotForASubscriberOwedNothing) {
     EXPECT_TRUE(link.cmds.empty()) << "no read";
     EXPECT_EQ(store.stats().snapshotsSkipped, 1u);
     Sub b;
-    store.usePrepared(p.get());
     SubscribeRequest req;
     req.key = kKey;
     req.start = resume;
     req.oneShot = true;
-    SubscribeReply reply;
-    store.subscribe(&b, req, [&](SubscribeReply&& r) { reply = std::move(r); });
-    store.usePrepared(nullptr);
+    SubscribeReply reply = subscribeFrom(store, p, b, req);
     ASSERT_TRUE(reply.attached);
     EXPECT_TRUE(reply.backlog.empty());
     EXPECT_FALSE(reply.gap);
