@@ -25,7 +25,7 @@ fi
 
 # Re-run configure when the module's file list or build files changed.
 stamp="$BUILD/nginx/.pubsub-config-stamp"
-want="$( (cd "$ROOT" && ls src/nginx src/redis include/pubsub && cat config config.make) | sha1sum)"
+want="$( (cd "$ROOT" && find src/nginx src/redis include -type f | sort && cat config config.make) | sha1sum)"
 if [ ! -f "$BUILD/nginx/Makefile" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     (
         cd "$NGX_SRC"

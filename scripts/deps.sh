@@ -10,7 +10,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 pkgs=(nginx nginx-dev libssl-dev zlib1g-dev libhiredis-dev cmake g++ make pkg-config)
 if [ "${1:-}" = "--test" ]; then
     # clang + its runtime libraries: the short libFuzzer pass (t/fuzz/run.sh)
-    pkgs+=(libgtest-dev redis-server chromium curl clang libclang-rt-14-dev)
+    # clang-format: the core's formatting is checked (Debian 12: version 14)
+    pkgs+=(libgtest-dev redis-server chromium curl clang libclang-rt-14-dev clang-format)
 fi
 
 missing=()

@@ -13,6 +13,12 @@ JOBS="${JOBS:-$(nproc)}"
 
 bash scripts/deps.sh --test
 
+# The core's formatting is part of the build (.clang-format; the nginx glue
+# follows nginx's own style and is not reformatted).
+echo "== clang-format: core"
+find src/core include -name '*.cpp' -o -name '*.h' | sort \
+    | xargs clang-format --dry-run -Werror
+
 echo "== build: module"
 bash scripts/build.sh
 

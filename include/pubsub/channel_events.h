@@ -63,8 +63,7 @@ struct PendingChannelEvent {
 // was taken (false: full, or out of memory; counted in dropped()).
 class ChannelEventQueue {
 public:
-    explicit ChannelEventQueue(size_t capacity = kMaxPendingChannelEvents)
-        : capacity_(capacity) {}
+    explicit ChannelEventQueue(size_t capacity = kMaxPendingChannelEvents) : capacity_(capacity) {}
 
     bool push(std::string_view key, std::string_view body, const void* context) noexcept;
     // Moves every waiting event into *out (cleared first), oldest first.

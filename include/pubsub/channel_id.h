@@ -13,11 +13,11 @@ constexpr size_t kMaxChannelIds = 255;
 
 enum class ChannelIdError {
     kNone,
-    kEmpty,         // no id, or an empty first id
-    kTooLong,       // an id over the limit (or a value over limit * kMaxChannelIds)
-    kControlChar,   // a byte below 0x20, or 0x7f
-    kTooMany,       // more ids than `max`
-    kBadGroup,      // a channel group containing '/'
+    kEmpty,        // no id, or an empty first id
+    kTooLong,      // an id over the limit (or a value over limit * kMaxChannelIds)
+    kControlChar,  // a byte below 0x20, or 0x7f
+    kTooMany,      // more ids than `max`
+    kBadGroup,     // a channel group containing '/'
 };
 
 // The 400 response body for an error, with its trailing newline; "" for kNone.
@@ -31,9 +31,8 @@ std::string_view channelIdErrorText(ChannelIdError err);
 // give a and b / a); without one, an empty value fails. Each id must be at
 // most maxIdLength bytes and free of control characters. On error *n and
 // out[] hold what was taken before the failing id.
-ChannelIdError splitChannelIds(std::string_view value, std::string_view delim,
-                               size_t maxIdLength, std::string_view* out, size_t* n,
-                               size_t max);
+ChannelIdError splitChannelIds(std::string_view value, std::string_view delim, size_t maxIdLength,
+                               std::string_view* out, size_t* n, size_t max);
 
 // A channel group ("default" when empty) may be anything but must not
 // contain '/', which separates it from the id in a channel key.

@@ -39,7 +39,7 @@ struct MemoryStoreStats {
     uint64_t channels = 0;
     uint64_t messages = 0;
     uint64_t messageBytes = 0;
-    uint64_t subscribers = 0;       // all workers
+    uint64_t subscribers = 0;  // all workers
     uint64_t published = 0;
     uint64_t localChannels = 0;     // this worker
     uint64_t localSubscribers = 0;  // this worker

@@ -59,8 +59,7 @@ struct ParsedMsgId {
 // Parses "time:tag" (or the multiplexed form).  Returns false, with a short
 // reason, for anything else: empty parts, non-digits, overflow, more than
 // `maxTags` tags, unbalanced brackets.
-bool parseMsgId(std::string_view text, ParsedMsgId* out, std::string* reason,
-                size_t maxTags = 255);
+bool parseMsgId(std::string_view text, ParsedMsgId* out, std::string* reason, size_t maxTags = 255);
 
 // Parses only a tag list ("3", "[2],-,5"), as found in an Etag/If-None-Match
 // header next to a Last-Modified time.

@@ -44,11 +44,13 @@ struct PresenceEvent {
 };
 
 // Member options (set by the connection that joined last).
-constexpr uint32_t kPresenceOptEvents = 1;        // deliver join/leave to subscribers
-constexpr uint32_t kPresenceRedisShift = 2;       // bits 2..7: Redis upstream index + 1
+constexpr uint32_t kPresenceOptEvents = 1;   // deliver join/leave to subscribers
+constexpr uint32_t kPresenceRedisShift = 2;  // bits 2..7: Redis upstream index + 1
 constexpr uint32_t kPresenceRedisMask = 0x3f;
-constexpr uint32_t kPresenceHookShift = 8;        // bits 8..: hook index + 1 (0: none)
-inline uint32_t presenceHookIndex(uint32_t opts) { return opts >> kPresenceHookShift; }
+constexpr uint32_t kPresenceHookShift = 8;  // bits 8..: hook index + 1 (0: none)
+inline uint32_t presenceHookIndex(uint32_t opts) {
+    return opts >> kPresenceHookShift;
+}
 // 0: the channel's presence is this instance's only (memory store); else the
 // index + 1 of the Redis upstream that holds it cluster-wide.
 inline uint32_t presenceRedisIndex(uint32_t opts) {
@@ -69,7 +71,7 @@ struct PresenceDelta {
     uint64_t version = 0;      // from PresenceRoot::redisVersion
     uint64_t connections = 0;  // the channel's connections on this instance, after
     uint64_t anonymous = 0;
-    bool member = false;       // false: only the counts changed (an anonymous connection)
+    bool member = false;  // false: only the counts changed (an anonymous connection)
     std::string id;
     int64_t memberConnections = -1;  // this instance's; 0: in its leave delay; -1: gone
     std::string info;
@@ -113,7 +115,7 @@ struct PresenceMember {
     PresenceNode node;
     PresenceChannel* channel;
     PresenceUser* user;
-    PresenceMember* prev;   // channel's list, in join order
+    PresenceMember* prev;  // channel's list, in join order
     PresenceMember* next;
     PresenceMember* uprev;  // user's list
     PresenceMember* unext;
@@ -129,9 +131,7 @@ struct PresenceMember {
     uint32_t infoLen;
     // followed by the id
 
-    std::string_view id() const {
-        return {reinterpret_cast<const char*>(this + 1), idLen};
-    }
+    std::string_view id() const { return {reinterpret_cast<const char*>(this + 1), idLen}; }
     std::string_view infoJson() const { return {info, infoLen}; }
     bool leaving() const { return connections == 0; }
 };
@@ -149,9 +149,7 @@ struct PresenceChannel {
     uint32_t ttlMs;
     // followed by the key
 
-    std::string_view key() const {
-        return {reinterpret_cast<const char*>(this + 1), keyLen};
-    }
+    std::string_view key() const { return {reinterpret_cast<const char*>(this + 1), keyLen}; }
 };
 
 struct PresenceUser {
@@ -161,9 +159,7 @@ struct PresenceUser {
     int64_t onlineSince;  // unix ms
     uint32_t idLen;
 
-    std::string_view id() const {
-        return {reinterpret_cast<const char*>(this + 1), idLen};
-    }
+    std::string_view id() const { return {reinterpret_cast<const char*>(this + 1), idLen}; }
 };
 
 // One subscriber connection in one channel.  The glue keeps the pointer and
@@ -206,8 +202,8 @@ struct PresenceRoot {
     uint64_t leavingCount;
     uint64_t totalMembers;
     uint64_t totalConnections;
-    uint64_t events;         // events produced, all kinds
-    uint64_t eventsDropped;  // could not be recorded (memory)
+    uint64_t events;            // events produced, all kinds
+    uint64_t eventsDropped;     // could not be recorded (memory)
     volatile uint64_t ringSeq;  // ring entries written (read without the lock)
     PresenceEventRec* ring[kRing];
     int64_t slotPid[kMaxSlots];
@@ -242,7 +238,7 @@ struct PresencePage {
 struct PresenceUserState {
     PresenceStatus status = PresenceStatus::kOk;
     bool online = false;
-    int64_t onlineSince = 0;  // unix ms
+    int64_t onlineSince = 0;            // unix ms
     std::vector<std::string> channels;  // keys
 };
 
@@ -321,8 +317,8 @@ public:
     void clear();
 
 private:
-    PresenceNode* lookup(const PresenceTable& t, uint64_t h, std::string_view a,
-                         std::string_view b, int kind) const;
+    PresenceNode* lookup(const PresenceTable& t, uint64_t h, std::string_view a, std::string_view b,
+                         int kind) const;
     bool insert(PresenceTable* t, PresenceNode* n);
     void unlink(PresenceTable* t, PresenceNode* n);
     void grow(PresenceTable* t);

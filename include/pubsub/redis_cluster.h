@@ -4,12 +4,12 @@
 // the slot a command is routed by, the CLUSTER SLOTS reply and MOVED/ASK
 // redirections.
 
+#include <hiredis/hiredis.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <hiredis/hiredis.h>
 
 namespace pubsub::redis {
 

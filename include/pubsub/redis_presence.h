@@ -24,12 +24,12 @@
 //   {pubsub:presence}:instances       sorted set: instance -> valid until (ms)
 //   {pubsub:presence:<inst>}:channels set of channel keys
 
+#include <hiredis/hiredis.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <hiredis/hiredis.h>
 
 #include "pubsub/presence.h"
 #include "pubsub/redis_proto.h"
@@ -66,8 +66,8 @@ const Script& presenceBeatScript();
 // channel keys...  -> 1
 const Script& presenceChannelsScript();
 
-std::string userKey(std::string_view id);            // "{user:<escaped id>}"
-std::string instancesKey();                          // "{pubsub:presence}:instances"
+std::string userKey(std::string_view id);  // "{user:<escaped id>}"
+std::string instancesKey();                // "{pubsub:presence}:instances"
 std::string instanceChannelsKey(std::string_view instance);
 
 // Events in a presence script's reply: element 0, a flat array of

@@ -12,12 +12,12 @@
 //   <tag>:subs     hash: instance id -> "count:expires" (unix seconds)
 //   <tag>:ps       the pubsub channel ("M..." messages, "D" deleted)
 
+#include <hiredis/hiredis.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <hiredis/hiredis.h>
 
 #include "pubsub/message.h"
 #include "pubsub/msgid.h"
@@ -69,7 +69,7 @@ struct Snapshot {
     bool found = false;
     MsgId lastId;
     uint64_t published = 0;
-    bool skipped = false;  // stored messages at or before the `after` id exist
+    bool skipped = false;              // stored messages at or before the `after` id exist
     std::vector<MessagePtr> messages;  // ascending ids
 };
 

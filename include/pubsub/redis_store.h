@@ -13,14 +13,14 @@
 // request's channels and, once it completes, runs the request's handler with
 // usePrepared() set; subscribe() then answers from that snapshot.
 
+#include <hiredis/hiredis.h>
+
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
-
-#include <hiredis/hiredis.h>
 
 #include "pubsub/hub.h"
 #include "pubsub/presence.h"
@@ -59,14 +59,14 @@ public:
 
 struct RedisStoreStats {
     uint64_t published = 0;
-    uint64_t fetches = 0;       // history reads to fill a hole in the live stream
-    uint64_t liveMessages = 0;  // received on the pubsub connection
-    uint64_t catchUps = 0;      // subscribers that attached behind this worker
+    uint64_t fetches = 0;           // history reads to fill a hole in the live stream
+    uint64_t liveMessages = 0;      // received on the pubsub connection
+    uint64_t catchUps = 0;          // subscribers that attached behind this worker
     uint64_t snapshotsSkipped = 0;  // subscribers attached from what the worker knew
-    uint64_t presenceUpdates = 0;  // deltas and snapshots sent
-    uint64_t presenceErrors = 0;   // presence scripts that failed
-    uint64_t presenceSwept = 0;    // channels of dead instances swept
-    uint64_t presenceResyncs = 0;  // refreshes that had to send the whole part
+    uint64_t presenceUpdates = 0;   // deltas and snapshots sent
+    uint64_t presenceErrors = 0;    // presence scripts that failed
+    uint64_t presenceSwept = 0;     // channels of dead instances swept
+    uint64_t presenceResyncs = 0;   // refreshes that had to send the whole part
 };
 
 class RedisStore final : public Store {

@@ -52,8 +52,8 @@ struct ShmGroup;
 struct ShmChannel {
     ShmChannel* hnext;  // hash chain
     uint64_t hash;
-    uint64_t serial;  // unique per channel ever created: tells a re-created channel apart
-    ShmGroup* group;  // nullptr for a key without a group
+    uint64_t serial;     // unique per channel ever created: tells a re-created channel apart
+    ShmGroup* group;     // nullptr for a key without a group
     uint32_t* slotSubs;  // subscribers per worker slot (nullptr until the first one)
     uint32_t nslotSubs;
     ShmMessage* oldest;
@@ -65,7 +65,7 @@ struct ShmChannel {
     uint64_t published;    // total ever published
     uint64_t subscribers;  // across all workers
     int64_t created;
-    int64_t lastSeen;      // last time a subscriber came or went; -1 never
+    int64_t lastSeen;  // last time a subscriber came or went; -1 never
     int64_t lastPublish;
     uint32_t keyLen;
     uint32_t flags;
@@ -73,9 +73,7 @@ struct ShmChannel {
 
     static constexpr uint32_t kDeleted = 1;
 
-    std::string_view key() const {
-        return {reinterpret_cast<const char*>(this + 1), keyLen};
-    }
+    std::string_view key() const { return {reinterpret_cast<const char*>(this + 1), keyLen}; }
 };
 
 // Per-group accounting (the group is the key's part before the first '/').
@@ -88,9 +86,7 @@ struct ShmGroup {
     uint32_t nameLen;
     // followed by the name
 
-    std::string_view name() const {
-        return {reinterpret_cast<const char*>(this + 1), nameLen};
-    }
+    std::string_view name() const { return {reinterpret_cast<const char*>(this + 1), nameLen}; }
 };
 
 // A worker's mailbox: the channels other workers changed since it last
@@ -124,8 +120,8 @@ struct StoreRoot {
     static constexpr uint32_t kGroupBuckets = 64;
     ShmSlot* slots[kMaxSlots];
     ShmGroup* groups[kGroupBuckets];
-    void* presence;       // PresenceRoot (pubsub/presence.h), made by the glue
-    MsgId lastRemoved;    // newest id of any deleted channel (ids never repeat)
+    void* presence;     // PresenceRoot (pubsub/presence.h), made by the glue
+    MsgId lastRemoved;  // newest id of any deleted channel (ids never repeat)
 };
 
 enum class StoreStatus {

@@ -7,28 +7,28 @@ namespace pubsub {
 
 std::string_view channelEventName(ChannelEvent ev) {
     switch (ev) {
-    case ChannelEvent::kSubscriberEnqueue:
-        return "subscriber_enqueue";
-    case ChannelEvent::kSubscriberDequeue:
-        return "subscriber_dequeue";
-    case ChannelEvent::kChannelPublish:
-        return "channel_publish";
-    case ChannelEvent::kChannelDelete:
-        return "channel_delete";
+        case ChannelEvent::kSubscriberEnqueue:
+            return "subscriber_enqueue";
+        case ChannelEvent::kSubscriberDequeue:
+            return "subscriber_dequeue";
+        case ChannelEvent::kChannelPublish:
+            return "channel_publish";
+        case ChannelEvent::kChannelDelete:
+            return "channel_delete";
     }
     return "";
 }
 
 std::string_view metaIdErrorText(MetaIdError err) {
     switch (err) {
-    case MetaIdError::kNone:
-        return "";
-    case MetaIdError::kEmpty:
-        return "the meta channel id is empty";
-    case MetaIdError::kTooLong:
-        return "the meta channel id is too long";
-    case MetaIdError::kControlChar:
-        return "the meta channel id contains a control character";
+        case MetaIdError::kNone:
+            return "";
+        case MetaIdError::kEmpty:
+            return "the meta channel id is empty";
+        case MetaIdError::kTooLong:
+            return "the meta channel id is too long";
+        case MetaIdError::kControlChar:
+            return "the meta channel id contains a control character";
     }
     return "";
 }
@@ -50,8 +50,8 @@ MetaIdError checkMetaChannelId(std::string_view id, size_t maxIdLength) {
 }
 
 bool isMetaChannelKey(std::string_view key) {
-    return key.size() > kMetaGroup.size() && key.substr(0, kMetaGroup.size()) == kMetaGroup
-           && key[kMetaGroup.size()] == '/';
+    return key.size() > kMetaGroup.size() && key.substr(0, kMetaGroup.size()) == kMetaGroup &&
+           key[kMetaGroup.size()] == '/';
 }
 
 bool ChannelEventQueue::push(std::string_view key, std::string_view body,

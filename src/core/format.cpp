@@ -36,9 +36,8 @@ void forEachListItem(std::string_view value, Fn fn) {
     size_t pos = 0;
     while (pos <= value.size()) {
         size_t comma = value.find(',', pos);
-        std::string_view item = value.substr(pos, comma == std::string_view::npos
-                                                      ? std::string_view::npos
-                                                      : comma - pos);
+        std::string_view item = value.substr(
+            pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
         if (!fn(trim(item))) {
             return;
         }

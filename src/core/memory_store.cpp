@@ -261,8 +261,8 @@ void MemoryStore::subscribe(Subscriber* sub, const SubscribeRequest& req, Subscr
         Guard g(env_);
         int64_t t = now();
         StoreStatus st = StoreStatus::kOk;
-        ShmChannel* ch = req.existingOnly ? shm_.find(req.key)
-                                          : shm_.findOrCreate(req.key, t, req.limits, &st);
+        ShmChannel* ch =
+            req.existingOnly ? shm_.find(req.key) : shm_.findOrCreate(req.key, t, req.limits, &st);
         if (ch == nullptr) {
             if (req.existingOnly) {
                 reply.status = StoreResult::kNotFound;

@@ -117,8 +117,8 @@ bool parseMsgTags(std::string_view text, ParsedMsgId* out, std::string* reason, 
     size_t pos = 0;
     while (true) {
         size_t comma = text.find(',', pos);
-        std::string_view part =
-            text.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
+        std::string_view part = text.substr(
+            pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
         if (out->tags.size() >= maxTags) {
             *reason = "too many message tags";
             return false;

@@ -56,14 +56,14 @@ bool pushEvent(PresenceEvents* events, PresenceEvent&& ev) noexcept {
 
 const char* presenceEventName(PresenceEventType t) {
     switch (t) {
-    case PresenceEventType::kJoin:
-        return "join";
-    case PresenceEventType::kLeave:
-        return "leave";
-    case PresenceEventType::kOnline:
-        return "online";
-    case PresenceEventType::kOffline:
-        return "offline";
+        case PresenceEventType::kJoin:
+            return "join";
+        case PresenceEventType::kLeave:
+            return "leave";
+        case PresenceEventType::kOnline:
+            return "online";
+        case PresenceEventType::kOffline:
+            return "offline";
     }
     return "unknown";
 }
@@ -308,8 +308,8 @@ bool PresenceRegistry::setInfo(PresenceMember* m, std::string_view info) {
 
 PresenceConn* PresenceRegistry::join(std::string_view key, std::string_view id,
                                      std::string_view info, uint32_t slot, uint32_t opts,
-                                     uint32_t leaveDelayMs, int64_t nowMs,
-                                     PresenceEvents* events, uint32_t ttlMs) {
+                                     uint32_t leaveDelayMs, int64_t nowMs, PresenceEvents* events,
+                                     uint32_t ttlMs) {
     if (slot >= PresenceRoot::kMaxSlots || id.size() > kMaxIdLength ||
         info.size() > kMaxInfoLength || key.size() > UINT32_MAX) {
         return nullptr;
@@ -738,8 +738,8 @@ PresencePage PresenceRegistry::page(std::string_view key, size_t limit,
     if (!cursor.empty()) {
         // Fast path: the member the cursor names is still there.
         bool found = false;
-        for (PresenceNode* n = root_->members.buckets[hash % root_->members.nbuckets];
-             n != nullptr; n = n->hnext) {
+        for (PresenceNode* n = root_->members.buckets[hash % root_->members.nbuckets]; n != nullptr;
+             n = n->hnext) {
             auto* c = reinterpret_cast<const PresenceMember*>(n);
             if (n->hash == hash && c->channel == ch && c->seq == seq) {
                 m = c->next;

@@ -391,8 +391,7 @@ bool parsePresenceLive(std::string_view p, std::string_view key, PresenceEvent* 
     p.remove_prefix(1);
     size_t sp = p.find(' ');
     size_t len = 0;
-    if (sp == std::string_view::npos || !number(p.substr(0, sp), &len) ||
-        len > p.size() - sp - 1) {
+    if (sp == std::string_view::npos || !number(p.substr(0, sp), &len) || len > p.size() - sp - 1) {
         *reason = "malformed presence event";
         return false;
     }

@@ -422,8 +422,9 @@ bool parseSnapshot(const redisReply* r, Snapshot* out, std::string* reason) {
                 *reason = "message ids from Redis out of order";
                 return false;
             }
-            Message* m = Message::create(id, prev, replyText(r->element[i + 2]),
-                                         replyText(r->element[i + 3]), replyText(r->element[i + 4]));
+            Message* m =
+                Message::create(id, prev, replyText(r->element[i + 2]),
+                                replyText(r->element[i + 3]), replyText(r->element[i + 4]));
             if (m == nullptr) {
                 *reason = "out of worker memory";
                 return false;

@@ -1,9 +1,9 @@
 #include "pubsub/redis_store.h"
 
-#include "pubsub/redis_presence.h"
-
 #include <new>
 #include <utility>
+
+#include "pubsub/redis_presence.h"
 
 namespace pubsub {
 
@@ -114,18 +114,18 @@ void RedisStore::publishNow(std::string_view key, const PublishInput& in, Publis
 
 void RedisStore::info(std::string_view key, InfoCallback cb) {
     auto shared = std::make_shared<InfoCallback>(std::move(cb));
-    bool sent = channelReady(key) &&
-                eval(redis::infoScript(), key, {}, [shared](const redisReply* r) {
-                    ChannelInfo info;
-                    std::string reason;
-                    if (r == nullptr) {
-                        (*shared)(StoreResult::kUnavailable, info);
-                    } else if (!redis::parseInfo(r, &info, &reason)) {
-                        (*shared)(StoreResult::kError, info);
-                    } else {
-                        (*shared)(info.found ? StoreResult::kOk : StoreResult::kNotFound, info);
-                    }
-                });
+    bool sent =
+        channelReady(key) && eval(redis::infoScript(), key, {}, [shared](const redisReply* r) {
+            ChannelInfo info;
+            std::string reason;
+            if (r == nullptr) {
+                (*shared)(StoreResult::kUnavailable, info);
+            } else if (!redis::parseInfo(r, &info, &reason)) {
+                (*shared)(StoreResult::kError, info);
+            } else {
+                (*shared)(info.found ? StoreResult::kOk : StoreResult::kNotFound, info);
+            }
+        });
     if (!sent) {
         (*shared)(StoreResult::kUnavailable, ChannelInfo());
     }
@@ -135,39 +135,38 @@ void RedisStore::remove(std::string_view key, InfoCallback cb) {
     auto shared = std::make_shared<InfoCallback>(std::move(cb));
     auto alive = alive_;
     std::string k(key);
-    bool sent = channelReady(key) &&
-                eval(redis::deleteScript(), key, {link_->sharded() ? "S" : ""},
-                     [this, shared, alive, k](const redisReply* r) {
-                         ChannelInfo info;
-                         std::string reason;
-                         if (r == nullptr) {
-                             (*shared)(StoreResult::kUnavailable, info);
-                             return;
-                         }
-                         if (!redis::parseInfo(r, &info, &reason)) {
-                             (*shared)(StoreResult::kError, info);
-                             return;
-                         }
-                         bool later = false;
-                         if (info.found && *alive) {
-                             // the answer waits for the group to forget it
-                             later = groupDeleted(k, r, [shared, info]() {
-                                 (*shared)(StoreResult::kOk, info);
-                             });
-                             // the "D" on the pubsub channel tells the others
-                             ChanPtr c = chan(k, false);
-                             if (c) {
-                                 groupLocal(k, -static_cast<int64_t>(c->local));
-                                 c->local = 0;
-                                 c->queue.clear();
-                             }
-                             hub_.channelDeleted(k);
-                         }
-                         if (!later) {
-                             (*shared)(info.found ? StoreResult::kOk : StoreResult::kNotFound,
-                                       info);
-                         }
-                     });
+    bool sent =
+        channelReady(key) &&
+        eval(redis::deleteScript(), key, {link_->sharded() ? "S" : ""},
+             [this, shared, alive, k](const redisReply* r) {
+                 ChannelInfo info;
+                 std::string reason;
+                 if (r == nullptr) {
+                     (*shared)(StoreResult::kUnavailable, info);
+                     return;
+                 }
+                 if (!redis::parseInfo(r, &info, &reason)) {
+                     (*shared)(StoreResult::kError, info);
+                     return;
+                 }
+                 bool later = false;
+                 if (info.found && *alive) {
+                     // the answer waits for the group to forget it
+                     later = groupDeleted(k, r,
+                                          [shared, info]() { (*shared)(StoreResult::kOk, info); });
+                     // the "D" on the pubsub channel tells the others
+                     ChanPtr c = chan(k, false);
+                     if (c) {
+                         groupLocal(k, -static_cast<int64_t>(c->local));
+                         c->local = 0;
+                         c->queue.clear();
+                     }
+                     hub_.channelDeleted(k);
+                 }
+                 if (!later) {
+                     (*shared)(info.found ? StoreResult::kOk : StoreResult::kNotFound, info);
+                 }
+             });
     if (!sent) {
         (*shared)(StoreResult::kUnavailable, ChannelInfo());
     }

@@ -280,10 +280,13 @@ void RedisStore::prepare(const std::vector<std::string>& keys,
             finish();
         }
     }
-    prepare(keys, [st, finish](PreparedPtr p) {
-        st->prepared = std::move(p);
-        finish();
-    }, start);
+    prepare(
+        keys,
+        [st, finish](PreparedPtr p) {
+            st->prepared = std::move(p);
+            finish();
+        },
+        start);
     finish();
 }
 

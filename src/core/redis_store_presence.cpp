@@ -18,9 +18,9 @@ std::string num(uint64_t v) {
 }
 
 // The pupdate arguments before the members.
-std::vector<std::string> updateArgs(const std::string& instance, const char* mode,
-                                    uint64_t version, uint64_t validMs, uint64_t conns,
-                                    uint64_t anon, bool sharded, size_t members) {
+std::vector<std::string> updateArgs(const std::string& instance, const char* mode, uint64_t version,
+                                    uint64_t validMs, uint64_t conns, uint64_t anon, bool sharded,
+                                    size_t members) {
     std::vector<std::string> args;
     args.reserve(7 + 4 * members);
     args.push_back(instance);
@@ -183,9 +183,8 @@ void RedisStore::presenceRefresh(const std::string& instance,
             full->push_back(m.info);
             full->push_back(num(m.opts));
         }
-        std::vector<std::string> beat = updateArgs(instance, "b", c.version, validMs,
-                                                   c.connections, c.anonymous,
-                                                   link_->sharded(), 1);
+        std::vector<std::string> beat = updateArgs(instance, "b", c.version, validMs, c.connections,
+                                                   c.anonymous, link_->sharded(), 1);
         beat.push_back(num(redis::presenceDigest(c.members)));
         keys.push_back(c.channel);
         std::string key = c.channel;
@@ -234,49 +233,48 @@ void RedisStore::presenceSweep(const std::string& instance, const redisReply* de
             continue;  // this one is alive: its validity is renewed by the beat
         }
         std::string setKey = redis::instanceChannelsKey(other);
-        (void)link_->command(
-            {"SMEMBERS", setKey}, [this, alive, other, setKey](const redisReply* r) {
-                if (!*alive || r == nullptr || r->type != REDIS_REPLY_ARRAY) {
+        (void)link_->command({"SMEMBERS", setKey}, [this, alive, other,
+                                                    setKey](const redisReply* r) {
+            if (!*alive || r == nullptr || r->type != REDIS_REPLY_ARRAY) {
+                return;
+            }
+            auto left = std::make_shared<size_t>(r->elements + 1);
+            auto failed = std::make_shared<bool>(false);
+            auto finish = [this, alive, other, setKey, left, failed]() {
+                if (--*left != 0 || *failed || !*alive) {
                     return;
                 }
-                auto left = std::make_shared<size_t>(r->elements + 1);
-                auto failed = std::make_shared<bool>(false);
-                auto finish = [this, alive, other, setKey, left, failed]() {
-                    if (--*left != 0 || *failed || !*alive) {
-                        return;
-                    }
-                    (void)link_->command({"DEL", setKey}, [](const redisReply*) {});
-                    (void)link_->command({"ZREM", redis::instancesKey(), other},
-                                         [](const redisReply*) {});
-                };
-                for (size_t j = 0; j < r->elements; j++) {
-                    const redisReply* k = r->element[j];
-                    if (k == nullptr || k->type != REDIS_REPLY_STRING) {
-                        finish();
-                        continue;
-                    }
-                    std::string key(k->str, k->len);
-                    stats_.presenceSwept++;
-                    bool sent = eval(redis::presenceReapScript(), key,
-                                     {link_->sharded() ? "S" : ""},
-                                     [this, alive, key, finish, failed](const redisReply* rr) {
-                                         if (!*alive) {
-                                             return;
-                                         }
-                                         if (rr == nullptr || rr->type != REDIS_REPLY_ARRAY) {
-                                             *failed = true;
-                                         } else {
-                                             presenceEvents(key, rr);
-                                         }
-                                         finish();
-                                     });
-                    if (!sent) {
-                        *failed = true;
-                        finish();
-                    }
+                (void)link_->command({"DEL", setKey}, [](const redisReply*) {});
+                (void)link_->command({"ZREM", redis::instancesKey(), other},
+                                     [](const redisReply*) {});
+            };
+            for (size_t j = 0; j < r->elements; j++) {
+                const redisReply* k = r->element[j];
+                if (k == nullptr || k->type != REDIS_REPLY_STRING) {
+                    finish();
+                    continue;
                 }
-                finish();
-            });
+                std::string key(k->str, k->len);
+                stats_.presenceSwept++;
+                bool sent = eval(redis::presenceReapScript(), key, {link_->sharded() ? "S" : ""},
+                                 [this, alive, key, finish, failed](const redisReply* rr) {
+                                     if (!*alive) {
+                                         return;
+                                     }
+                                     if (rr == nullptr || rr->type != REDIS_REPLY_ARRAY) {
+                                         *failed = true;
+                                     } else {
+                                         presenceEvents(key, rr);
+                                     }
+                                     finish();
+                                 });
+                if (!sent) {
+                    *failed = true;
+                    finish();
+                }
+            }
+            finish();
+        });
     }
 }
 
@@ -284,24 +282,24 @@ void RedisStore::presenceStats(std::string_view key, PresenceStatsCallback cb) {
     auto shared = std::make_shared<PresenceStatsCallback>(std::move(cb));
     auto alive = alive_;
     std::string k(key);
-    bool sent = channelReady(key) &&
-                eval(redis::presenceStatsScript(), key, {link_->sharded() ? "S" : ""},
-                     [this, alive, shared, k](const redisReply* r) {
-                         PresenceStats st;
-                         std::string reason;
-                         if (r == nullptr) {
-                             (*shared)(StoreResult::kUnavailable, st);
-                             return;
-                         }
-                         if (!redis::parsePresenceStats(r, &st, &reason)) {
-                             (*shared)(StoreResult::kError, st);
-                             return;
-                         }
-                         if (*alive) {
-                             presenceEvents(k, r);
-                         }
-                         (*shared)(StoreResult::kOk, st);
-                     });
+    bool sent =
+        channelReady(key) && eval(redis::presenceStatsScript(), key, {link_->sharded() ? "S" : ""},
+                                  [this, alive, shared, k](const redisReply* r) {
+                                      PresenceStats st;
+                                      std::string reason;
+                                      if (r == nullptr) {
+                                          (*shared)(StoreResult::kUnavailable, st);
+                                          return;
+                                      }
+                                      if (!redis::parsePresenceStats(r, &st, &reason)) {
+                                          (*shared)(StoreResult::kError, st);
+                                          return;
+                                      }
+                                      if (*alive) {
+                                          presenceEvents(k, r);
+                                      }
+                                      (*shared)(StoreResult::kOk, st);
+                                  });
     if (!sent) {
         (*shared)(StoreResult::kUnavailable, PresenceStats());
     }
@@ -317,26 +315,26 @@ void RedisStore::presencePage(std::string_view key, size_t limit, std::string_vi
     auto shared = std::make_shared<PresencePageCallback>(std::move(cb));
     auto alive = alive_;
     std::string k(key);
-    bool sent = channelReady(key) &&
-                eval(redis::presenceListScript(), key,
-                     {link_->sharded() ? "S" : "", cursor.empty() ? std::string() : num(after),
-                      num(limit)},
-                     [this, alive, shared, k](const redisReply* r) {
-                         PresencePage page;
-                         std::string reason;
-                         if (r == nullptr) {
-                             (*shared)(StoreResult::kUnavailable, std::move(page));
-                             return;
-                         }
-                         if (!redis::parsePresenceList(r, &page, &reason)) {
-                             (*shared)(StoreResult::kError, PresencePage());
-                             return;
-                         }
-                         if (*alive) {
-                             presenceEvents(k, r);
-                         }
-                         (*shared)(StoreResult::kOk, std::move(page));
-                     });
+    bool sent =
+        channelReady(key) &&
+        eval(redis::presenceListScript(), key,
+             {link_->sharded() ? "S" : "", cursor.empty() ? std::string() : num(after), num(limit)},
+             [this, alive, shared, k](const redisReply* r) {
+                 PresencePage page;
+                 std::string reason;
+                 if (r == nullptr) {
+                     (*shared)(StoreResult::kUnavailable, std::move(page));
+                     return;
+                 }
+                 if (!redis::parsePresenceList(r, &page, &reason)) {
+                     (*shared)(StoreResult::kError, PresencePage());
+                     return;
+                 }
+                 if (*alive) {
+                     presenceEvents(k, r);
+                 }
+                 (*shared)(StoreResult::kOk, std::move(page));
+             });
     if (!sent) {
         (*shared)(StoreResult::kUnavailable, PresencePage());
     }

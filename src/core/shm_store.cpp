@@ -250,8 +250,7 @@ PublishOutcome ShmStore::publish(std::string_view key, const PublishInput& in, i
         // Messages the new one pushes out of the buffer do not count.
         bool transientIn = in.maxMessages == 0;
         while (ch->oldest != nullptr &&
-               ((!transientIn && !ch->oldest->transient() &&
-                 ch->messages >= in.maxMessages) ||
+               ((!transientIn && !ch->oldest->transient() && ch->messages >= in.maxMessages) ||
                 (transientIn && ch->oldest->transient() && ch->transients >= kMaxTransients)) &&
                ch->group->bytes + size > in.limits.maxBytes) {
             unlinkOldest(ch);
@@ -321,9 +320,8 @@ PublishOutcome ShmStore::publish(std::string_view key, const PublishInput& in, i
     }
     // Keep at most maxMessages replayable and kMaxTransients transient
     // messages; both kinds are dropped from the oldest end.
-    while (ch->oldest != m &&
-           (ch->messages > in.maxMessages || ch->transients > kMaxTransients ||
-            (transient && ch->messages > 0))) {
+    while (ch->oldest != m && (ch->messages > in.maxMessages || ch->transients > kMaxTransients ||
+                               (transient && ch->messages > 0))) {
         unlinkOldest(ch);
     }
     out.message = m;
@@ -403,7 +401,7 @@ StartPosition ShmStore::start(ShmChannel* ch, const StartSpec& spec, int64_t now
 }
 
 StoreStatus ShmStore::addSubscriber(ShmChannel* ch, uint32_t slot, int64_t now,
-                                   const GroupLimits& limits) {
+                                    const GroupLimits& limits) {
     if (slot >= StoreRoot::kMaxSlots) {
         return StoreStatus::kNoMemory;
     }
