@@ -11,14 +11,27 @@ const { test } = require('node:test');
 
 const root = path.resolve(__dirname, '..');
 
+// the text of every glue source (src/nginx and src/redis, any folder)
+function glueSources() {
+    const out = [];
+    const walk = (dir) => {
+        for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+            const p = path.join(dir, e.name);
+            if (e.isDirectory()) {
+                walk(p);
+            } else if (/\.(c|cpp)$/.test(e.name)) {
+                out.push(fs.readFileSync(p, 'utf8'));
+            }
+        }
+    };
+    walk(path.join(root, 'src', 'nginx'));
+    walk(path.join(root, 'src', 'redis'));
+    return out;
+}
+
 function registered() {
     const names = new Set();
-    const dir = path.join(root, 'src', 'nginx');
-    for (const f of fs.readdirSync(dir)) {
-        if (!/\.(c|cpp)$/.test(f)) {
-            continue;
-        }
-        const text = fs.readFileSync(path.join(dir, f), 'utf8');
+    for (const text of glueSources()) {
         // directive names are the ngx_string() first members of ngx_command_t
         for (const m of text.matchAll(/\{\s*ngx_string\("(pubsub_[a-z0-9_]+)"\)/g)) {
             names.add(m[1]);
@@ -150,16 +163,14 @@ function migrationGuide() {
 // the variables the module defines: the names in the hooks variable table,
 // plus $pubsub_channel_id_N, plus the channel events' variable
 function registeredVariables() {
-    const text = fs.readFileSync(path.join(root, 'src', 'nginx', 'ngx_pubsub_hooks.cpp'),
-        'utf8');
     const names = new Set();
-    for (const m of text.matchAll(/\{\s*"(pubsub_[a-z0-9_]+)",\s*NGX_PUBSUB_VAR_/g)) {
-        names.add(m[1]);
-    }
-    const chev = fs.readFileSync(path.join(root, 'src', 'nginx', 'ngx_pubsub_chevents.cpp'),
-        'utf8');
-    for (const m of chev.matchAll(/name = ngx_string\("(pubsub_[a-z0-9_]+)"\)/g)) {
-        names.add(m[1]);
+    for (const text of glueSources()) {
+        for (const m of text.matchAll(/\{\s*"(pubsub_[a-z0-9_]+)",\s*NGX_PUBSUB_VAR_/g)) {
+            names.add(m[1]);
+        }
+        for (const m of text.matchAll(/name = ngx_string\("(pubsub_[a-z0-9_]+)"\)/g)) {
+            names.add(m[1]);
+        }
     }
     return names;
 }

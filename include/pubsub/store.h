@@ -13,7 +13,7 @@
 #include "pubsub/hub.h"
 #include "pubsub/message.h"
 #include "pubsub/msgid.h"
-#include "pubsub/shm_store.h"
+#include "pubsub/memory/shm_store.h"
 
 namespace pubsub {
 

@@ -2,7 +2,7 @@
 
 #include <new>
 
-#include "pubsub/shm_store.h"
+#include "pubsub/memory/shm_store.h"
 
 namespace pubsub {
 

@@ -19,10 +19,10 @@ extern "C" {
 #include <string>
 #include <string_view>
 
-#include "pubsub/format.h"
-#include "pubsub/memory_store.h"
+#include "pubsub/codec/format.h"
+#include "pubsub/memory/memory_store.h"
 #include "pubsub/msgid.h"
-#include "pubsub/redis_store.h"
+#include "pubsub/redis/redis_store.h"
 #include "pubsub/store.h"
 
 

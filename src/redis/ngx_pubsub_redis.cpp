@@ -40,7 +40,7 @@
 #include <string>
 #include <vector>
 
-#include "pubsub/redis_cluster.h"
+#include "pubsub/redis/redis_cluster.h"
 
 extern "C" {
 #include <hiredis/async.h>

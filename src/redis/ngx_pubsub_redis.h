@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "pubsub/presence.h"
+#include "pubsub/memory/presence.h"
 
 
 typedef struct ngx_pubsub_redis_link_s  ngx_pubsub_redis_link_t;

@@ -5,8 +5,8 @@
 #include <string>
 
 #include "fuzz_util.h"
-#include "pubsub/format.h"
-#include "pubsub/websocket.h"
+#include "pubsub/codec/format.h"
+#include "pubsub/codec/websocket.h"
 
 using namespace pubsub;
 using pubsub::fuzz::check;

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "fuzz_util.h"
-#include "pubsub/deflate.h"
+#include "pubsub/codec/deflate.h"
 
 using namespace pubsub;
 using namespace pubsub::ws;

@@ -7,8 +7,8 @@
 #include <string>
 
 #include "fuzz_util.h"
-#include "pubsub/json.h"
-#include "pubsub/utf8.h"
+#include "pubsub/codec/json.h"
+#include "pubsub/codec/utf8.h"
 
 using namespace pubsub;
 using pubsub::fuzz::check;

@@ -9,8 +9,8 @@
 #include <string>
 
 #include "fuzz_util.h"
-#include "pubsub/json.h"
-#include "pubsub/jwt.h"
+#include "pubsub/codec/json.h"
+#include "pubsub/codec/jwt.h"
 
 using namespace pubsub;
 using pubsub::fuzz::check;

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "fuzz_util.h"
-#include "pubsub/presence.h"
+#include "pubsub/memory/presence.h"
 
 using namespace pubsub;
 using pubsub::fuzz::check;

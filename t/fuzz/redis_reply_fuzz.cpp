@@ -11,10 +11,10 @@
 #include <string>
 
 #include "fuzz_util.h"
-#include "pubsub/redis_cluster.h"
-#include "pubsub/redis_groups.h"
-#include "pubsub/redis_presence.h"
-#include "pubsub/redis_proto.h"
+#include "pubsub/redis/redis_cluster.h"
+#include "pubsub/redis/redis_groups.h"
+#include "pubsub/redis/redis_presence.h"
+#include "pubsub/redis/redis_proto.h"
 
 using namespace pubsub;
 using pubsub::fuzz::check;

@@ -6,8 +6,8 @@
 #include <string>
 
 #include "fuzz_util.h"
-#include "pubsub/utf8.h"
-#include "pubsub/websocket.h"
+#include "pubsub/codec/utf8.h"
+#include "pubsub/codec/websocket.h"
 
 using namespace pubsub;
 using namespace pubsub::ws;

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "fuzz_util.h"
-#include "pubsub/websocket.h"
+#include "pubsub/codec/websocket.h"
 
 using namespace pubsub;
 using namespace pubsub::ws;

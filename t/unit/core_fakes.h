@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "pubsub/hub.h"
-#include "pubsub/memory_store.h"
+#include "pubsub/memory/memory_store.h"
 #include "pubsub/message.h"
 #include "pubsub/msgid.h"
-#include "pubsub/shm_store.h"
+#include "pubsub/memory/shm_store.h"
 
 namespace pubsub_test {
 

@@ -20,7 +20,7 @@
 
 #include "core_fakes.h"
 #include "pubsub/hub.h"
-#include "pubsub/memory_store.h"
+#include "pubsub/memory/memory_store.h"
 
 namespace pubsub_test {
 namespace {

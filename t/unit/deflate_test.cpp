@@ -1,4 +1,4 @@
-#include "pubsub/deflate.h"
+#include "pubsub/codec/deflate.h"
 
 #include <gtest/gtest.h>
 

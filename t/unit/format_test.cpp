@@ -1,4 +1,4 @@
-#include "pubsub/format.h"
+#include "pubsub/codec/format.h"
 
 #include <gtest/gtest.h>
 

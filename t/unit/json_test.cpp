@@ -1,5 +1,5 @@
 // Unit tests for the strict JSON parser and the JSON string escaper.
-#include "pubsub/json.h"
+#include "pubsub/codec/json.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // Unit tests for JWT verification. Vectors come from t/unit/data/gen-jwt-vectors.sh
 // (openssl CLI); the generated files are committed under t/unit/data/jwt/.
-#include "pubsub/jwt.h"
+#include "pubsub/codec/jwt.h"
 
 #include <gtest/gtest.h>
 #include <openssl/err.h>

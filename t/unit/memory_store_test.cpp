@@ -1,4 +1,4 @@
-#include "pubsub/memory_store.h"
+#include "pubsub/memory/memory_store.h"
 
 #include <gtest/gtest.h>
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "pubsub/multiplex.h"
-#include "pubsub/presence.h"
+#include "pubsub/memory/presence.h"
 
 namespace {
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "pubsub/memory_store.h"
+#include "pubsub/memory/memory_store.h"
 
 namespace {
 

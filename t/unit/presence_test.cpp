@@ -1,4 +1,4 @@
-#include "pubsub/presence.h"
+#include "pubsub/memory/presence.h"
 
 #include <gtest/gtest.h>
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "pubsub/redis_cluster.h"
-#include "pubsub/redis_proto.h"
+#include "pubsub/redis/redis_cluster.h"
+#include "pubsub/redis/redis_proto.h"
 #include "redis_tree.h"
 
 using namespace pubsub::redis;

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "pubsub/redis_store.h"
+#include "pubsub/redis/redis_store.h"
 
 namespace pubsub_test {
 

@@ -1,6 +1,6 @@
 // Group limits in Redis locations: the group protocol's helpers and
 // RedisStore's commands and answers over a fake link.
-#include "pubsub/redis_groups.h"
+#include "pubsub/redis/redis_groups.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "pubsub/redis_store.h"
+#include "pubsub/redis/redis_store.h"
 #include "redis_fake_link.h"
 #include "redis_tree.h"
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "pubsub/redis_presence.h"
-#include "pubsub/redis_store.h"
+#include "pubsub/redis/redis_presence.h"
+#include "pubsub/redis/redis_store.h"
 #include "redis_fake_link.h"
 #include "redis_tree.h"
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "pubsub/redis_proto.h"
+#include "pubsub/redis/redis_proto.h"
 #include "redis_tree.h"
 
 using namespace pubsub;

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "pubsub/redis_store.h"
+#include "pubsub/redis/redis_store.h"
 #include "redis_fake_link.h"
 #include "redis_tree.h"
 

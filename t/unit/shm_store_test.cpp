@@ -1,4 +1,4 @@
-#include "pubsub/shm_store.h"
+#include "pubsub/memory/shm_store.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "pubsub/utf8.h"
+#include "pubsub/codec/utf8.h"
 
 #include <gtest/gtest.h>
 

@@ -3,7 +3,7 @@
 #include <set>
 #include <string>
 
-#include "pubsub/websocket.h"
+#include "pubsub/codec/websocket.h"
 
 using namespace pubsub::ws;
 

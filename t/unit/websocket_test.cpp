@@ -1,4 +1,4 @@
-#include "pubsub/websocket.h"
+#include "pubsub/codec/websocket.h"
 
 #include <gtest/gtest.h>
 

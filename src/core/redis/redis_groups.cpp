@@ -1,0 +1,270 @@
+#include "pubsub/redis/redis_groups.h"
+
+namespace pubsub::redis {
+
+namespace {
+
+// Shared by the group scripts.  memprune() forgets the sizes of messages
+// that expired (each channel is looked at once its earliest message is
+// due); memset() replaces a channel's sizes and keeps the total exact.
+const char* const kLuaGroupCommon = R"LUA(
+local FOREVER = 1000000000000
+local function fmt(n)
+  return string.format('%d', n)
+end
+local function memset(g, ch, sizes)
+  local h, z, t = g .. ':mem', g .. ':memz', g .. ':memt'
+  local old = 0
+  for _, s in string.gmatch(redis.call('HGET', h, ch) or '', '(%d+):(%d+)') do
+    old = old + tonumber(s)
+  end
+  local new, low = 0, nil
+  for e, s in string.gmatch(sizes, '(%d+):(%d+)') do
+    new = new + tonumber(s)
+    e = tonumber(e)
+    if e ~= 0 and (not low or e < low) then
+      low = e
+    end
+  end
+  if sizes == '' then
+    redis.call('HDEL', h, ch)
+  else
+    redis.call('HSET', h, ch, sizes)
+  end
+  if low then
+    redis.call('ZADD', z, fmt(low), ch)
+  else
+    redis.call('ZREM', z, ch)
+  end
+  if new ~= old then
+    if redis.call('INCRBY', t, new - old) <= 0 then
+      redis.call('DEL', t)
+    end
+  end
+end
+local function memprune(g, now)
+  local h = g .. ':mem'
+  for _, ch in ipairs(redis.call('ZRANGEBYSCORE', g .. ':memz', '-inf', now, 'LIMIT', 0, 512)) do
+    local keep = {}
+    for e, s in string.gmatch(redis.call('HGET', h, ch) or '', '(%d+):(%d+)') do
+      local te = tonumber(e)
+      if te == 0 or te > now then
+        keep[#keep + 1] = e .. ':' .. s
+      end
+    end
+    memset(g, ch, table.concat(keep, ','))
+  end
+end
+)LUA";
+
+const char* const kLuaGroupCheck = R"LUA(
+local g, ch = KEYS[1], ARGV[1]
+local maxc, maxs, inst = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local maxb, size, maxm = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local now = tonumber(redis.call('TIME')[1])
+local sv, cv, mv = 0, 0, 0
+local sk, mine = g .. ':subs', 0
+if maxs > 0 then
+  local all = redis.call('HGETALL', sk)
+  local total = 0
+  for i = 1, #all, 2 do
+    local c, e = string.match(all[i + 1], '^(%d+):(%d+)$')
+    if c and tonumber(e) >= now then
+      total = total + tonumber(c)
+      if all[i] == inst then
+        mine = tonumber(c)
+      end
+    else
+      redis.call('HDEL', sk, all[i])
+    end
+  end
+  if total >= maxs then
+    sv = 1
+  end
+end
+if maxb > 0 and size > 0 then
+  memprune(g, now)
+  local sizes = {}
+  for _, s in string.gmatch(redis.call('HGET', g .. ':mem', ch) or '', '(%d+):(%d+)') do
+    sizes[#sizes + 1] = tonumber(s)
+  end
+  -- what the new message pushes out of the channel's buffer does not count
+  local out = 0
+  if maxm > 0 and #sizes >= maxm then
+    for i = 1, #sizes - maxm + 1 do
+      out = out + sizes[i]
+    end
+  end
+  local total = tonumber(redis.call('GET', g .. ':memt') or '0')
+  if total - out + size > maxb then
+    mv = 1
+  end
+end
+local ck = g .. ':channels'
+if maxc > 0 then
+  redis.call('ZREMRANGEBYSCORE', ck, '-inf', '(' .. now)
+  if not redis.call('ZSCORE', ck, ch) and redis.call('ZCARD', ck) >= maxc then
+    cv = 1
+  end
+end
+if maxs > 0 and sv == 0 and mv == 0 then
+  redis.call('HSET', sk, inst, fmt(mine + 1) .. ':' .. fmt(now + tonumber(ARGV[8])))
+  redis.call('EXPIRE', sk, 120)
+end
+if maxc > 0 and sv == 0 and mv == 0 and cv == 0 and not redis.call('ZSCORE', ck, ch) then
+  redis.call('ZADD', ck, fmt(now + 30), ch)
+end
+return {sv, cv, mv}
+)LUA";
+
+const char* const kLuaGroupUpdate = R"LUA(
+local g, ch = KEYS[1], ARGV[1]
+local now = tonumber(redis.call('TIME')[1])
+local life = tonumber(ARGV[2])
+if ARGV[3] == '1' then
+  local ck = g .. ':channels'
+  redis.call('ZADD', ck, fmt(life > 0 and now + life or FOREVER), ch)
+end
+if ARGV[4] ~= '-' then
+  memprune(g, now)
+  memset(g, ch, ARGV[4])
+end
+return 1
+)LUA";
+
+const char* const kLuaGroupSubs = R"LUA(
+local g = KEYS[1]
+local now = tonumber(redis.call('TIME')[1])
+local sk = g .. ':subs'
+local c = tonumber(ARGV[2])
+if c > 0 then
+  redis.call('HSET', sk, ARGV[1], fmt(c) .. ':' .. fmt(now + tonumber(ARGV[3])))
+  redis.call('EXPIRE', sk, 120)
+else
+  redis.call('HDEL', sk, ARGV[1])
+end
+local ck = g .. ':channels'
+for i = 4, #ARGV do
+  local old = tonumber(redis.call('ZSCORE', ck, ARGV[i]) or '0')
+  if old < now + 120 then
+    redis.call('ZADD', ck, fmt(now + 120), ARGV[i])
+  end
+end
+return 1
+)LUA";
+
+const char* const kLuaGroupDelete = R"LUA(
+local g, ch = KEYS[1], ARGV[1]
+redis.call('ZREM', g .. ':channels', ch)
+memset(g, ch, '')
+return 1
+)LUA";
+
+Script makeGroupScript(const char* name, const char* body) {
+    return scriptFrom(name, std::string(kLuaGroupCommon) + body);
+}
+
+bool flagAt(const redisReply* r, size_t i, bool* v) {
+    if (r->element[i] == nullptr || r->element[i]->type != REDIS_REPLY_INTEGER) {
+        return false;
+    }
+    *v = r->element[i]->integer != 0;
+    return true;
+}
+
+}  // namespace
+
+std::string groupTag(std::string_view group) {
+    return hashTag("{group:", group);
+}
+
+bool splitGroupKey(std::string_view key, std::string_view* group, std::string_view* id) {
+    size_t slash = key.find('/');
+    if (slash == std::string_view::npos || slash == 0) {
+        return false;
+    }
+    *group = key.substr(0, slash);
+    *id = key.substr(slash + 1);
+    return true;
+}
+
+const Script& groupCheckScript() {
+    static const Script s = makeGroupScript("group check", kLuaGroupCheck);
+    return s;
+}
+
+const Script& groupUpdateScript() {
+    static const Script s = makeGroupScript("group update", kLuaGroupUpdate);
+    return s;
+}
+
+const Script& groupSubsScript() {
+    static const Script s = makeGroupScript("group subs", kLuaGroupSubs);
+    return s;
+}
+
+const Script& groupDeleteScript() {
+    static const Script s = makeGroupScript("group delete", kLuaGroupDelete);
+    return s;
+}
+
+bool parseGroupVerdict(const redisReply* r, GroupVerdict* out, std::string* reason) {
+    *out = GroupVerdict();
+    if (r == nullptr) {
+        *reason = "no reply from Redis";
+        return false;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        *reason = "Redis error: " + std::string(r->str, r->len);
+        return false;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || !flagAt(r, 0, &out->subscribers) ||
+        !flagAt(r, 1, &out->channels) || !flagAt(r, 2, &out->memory)) {
+        *out = GroupVerdict();
+        *reason = "unexpected reply from Redis";
+        return false;
+    }
+    return true;
+}
+
+bool publishedSizes(const redisReply* r, std::string* sizes) {
+    if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements < 6) {
+        return false;
+    }
+    const redisReply* e = r->element[5];
+    if (e == nullptr || e->type != REDIS_REPLY_STRING) {
+        return false;
+    }
+    std::string_view s(e->str, e->len);
+    // "e:s,e:s,...": digits, one ':' per pair, ',' between pairs
+    bool colon = false;
+    size_t digits = 0;
+    for (char c : s) {
+        if (c >= '0' && c <= '9') {
+            digits++;
+        } else if (c == ':' && !colon && digits > 0) {
+            colon = true;
+            digits = 0;
+        } else if (c == ',' && colon && digits > 0) {
+            colon = false;
+            digits = 0;
+        } else {
+            return false;
+        }
+    }
+    if (!s.empty() && !(colon && digits > 0)) {
+        return false;
+    }
+    sizes->assign(s);
+    return true;
+}
+
+bool deletedGroupFlag(const redisReply* r) {
+    if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements < 7) {
+        return false;
+    }
+    const redisReply* e = r->element[6];
+    return e != nullptr && e->type == REDIS_REPLY_INTEGER && e->integer != 0;
+}
+
+}  // namespace pubsub::redis

@@ -1,0 +1,324 @@
+/*
+ * ngx_pubsub: EventSource (Server-Sent Events) subscribers.
+ */
+
+#include "ngx_pubsub_subscriber.h"
+
+#include <new>
+#include <string>
+
+#include "pubsub/codec/format.h"
+
+
+namespace {
+
+class ngx_pubsub_es_sub_t final : public ngx_pubsub_http_sub_t {
+public:
+    using ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t;
+
+    void deliver(const pubsub::MessagePtr &msg) override;
+    void gap() override;
+    void channelDeleted() override;
+
+    /* multiplexed */
+    void deliver(size_t, const pubsub::MessagePtr &msg,
+                 std::string_view id) override { emit(msg, id); }
+
+    void emit(const pubsub::MessagePtr &msg, std::string_view id);
+    void on_timeout() override;
+    void on_ping() override;
+    void on_presence(const pubsub::PresenceEvent &ev,
+                     const std::string &json) override;
+
+    ngx_str_t  event;   /* pubsub_eventsource_event at this location */
+};
+
+
+void
+ngx_pubsub_es_sub_t::deliver(const pubsub::MessagePtr &msg)
+{
+    char  id[pubsub::kMaxMsgIdText];
+
+    size_t n = pubsub::writeMsgId(id, msg->id());
+
+    emit(msg, std::string_view(id, n));
+}
+
+
+void
+ngx_pubsub_es_sub_t::emit(const pubsub::MessagePtr &msg, std::string_view id)
+{
+    std::string  out;
+
+    std::string_view ev = event.len ? ngx_pubsub_sv(event) : msg->eventName();
+
+    out.reserve(msg->data().size() + id.size() + 64);
+    pubsub::appendSseEvent(out, ev, id, msg->data());
+
+    if (write(out) == NGX_OK) {
+        ngx_pubsub_stats_delivered(1);
+        reset_timeout();
+    }
+}
+
+
+void
+ngx_pubsub_es_sub_t::gap()
+{
+    std::string  out;
+    std::string  data = "{\"event\":\"gap\",\"reason\":\"messages were "
+                        "dropped before they could be delivered\"}";
+
+    pubsub::appendSseEvent(out, "pubsub.gap", "", data);
+    (void) write(out);
+}
+
+
+/* no id: the browser's Last-Event-ID stays the last message's */
+void
+ngx_pubsub_es_sub_t::on_presence(const pubsub::PresenceEvent &ev,
+    const std::string &json)
+{
+    std::string  out;
+
+    pubsub::appendSseEvent(out, ev.type == pubsub::PresenceEventType::kJoin
+                                ? "pubsub.join" : "pubsub.leave", "", json);
+    (void) write(out);
+}
+
+
+void
+ngx_pubsub_es_sub_t::channelDeleted()
+{
+    (void) write_last(": 410 Gone\n\n");
+}
+
+
+void
+ngx_pubsub_es_sub_t::on_timeout()
+{
+    (void) write_last(": 408 Request Timeout\n\n");
+}
+
+
+void
+ngx_pubsub_es_sub_t::on_ping()
+{
+    std::string  out;
+
+    if (plcf->es_ping_comment.len == 0 && plcf->es_ping_event.len == 0
+        && plcf->es_ping_data.len == 0)
+    {
+        (void) write(":\n\n");
+        return;
+    }
+
+    if (plcf->es_ping_comment.len) {
+        out.append(":");
+        out.append(ngx_pubsub_sv(plcf->es_ping_comment));
+        out.push_back('\n');
+    }
+
+    if (plcf->es_ping_event.len) {
+        out.append("event: ");
+        out.append(ngx_pubsub_sv(plcf->es_ping_event));
+        out.push_back('\n');
+    }
+
+    if (plcf->es_ping_data.len) {
+        out.append("data: ");
+        out.append(ngx_pubsub_sv(plcf->es_ping_data));
+        out.push_back('\n');
+    }
+
+    out.push_back('\n');
+    (void) write(out);
+}
+
+}  // namespace
+
+
+ngx_int_t
+ngx_pubsub_eventsource_start(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
+    const pubsub::StartSpec &spec)
+{
+    ngx_int_t               rc;
+    ngx_pubsub_es_sub_t    *sub;
+    pubsub::SubscribeReply  reply;
+    pubsub::SubscribeRequest req;
+
+    sub = ngx_pubsub_sub_create<ngx_pubsub_es_sub_t>(r, plcf, key,
+              NGX_PUBSUB_SUB_EVENTSOURCE);
+    if (sub == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sub->event.len = 0;
+    sub->event.data = NULL;
+
+    if (plcf->eventsource_event
+        && ngx_http_complex_value(r, plcf->eventsource_event, &sub->event)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    req.key = ngx_pubsub_sv(key);
+    req.start = spec;
+    req.existingOnly = plcf->existing_only;
+    req.limits = ngx_pubsub_group_limits(plcf);
+
+    ngx_pubsub_store_for(plcf)->subscribe(sub, req,
+        [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
+
+    if (reply.status != pubsub::StoreResult::kOk) {
+        rc = (reply.status == pubsub::StoreResult::kNotFound)
+             ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
+        return ngx_pubsub_respond_text(r, rc, "text/plain",
+                                       reply.reason + "\n");
+    }
+
+    ngx_http_set_ctx(r, sub, ngx_pubsub_module);
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = -1;
+    ngx_str_set(&r->headers_out.content_type, "text/event-stream; charset=utf-8");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    if (ngx_pubsub_set_header(r, "Cache-Control", "no-cache") != NGX_OK
+        || ngx_pubsub_set_header(r, "X-Accel-Buffering", "no") != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        sub->stop();
+        return rc;
+    }
+
+    r->main->count++;
+    ngx_pubsub_watch_client(r);
+    r->connection->idle = 1;   /* closed on graceful shutdown */
+
+    /* subscribed: the unsubscribe hook is sent by the destructor */
+    sub->hook_session = ngx_pubsub_hook_subscribed(r, id,
+                                                   NGX_PUBSUB_SUB_EVENTSOURCE);
+    sub->presence_join();
+    sub->count.start(NGX_PUBSUB_SUB_EVENTSOURCE);
+
+    if (sub->write(": hi\n\n") != NGX_OK) {
+        return NGX_DONE;
+    }
+
+    if (reply.gap) {
+        sub->gap();
+    }
+
+    for (const pubsub::MessagePtr &m : reply.backlog) {
+        sub->deliver(m);
+    }
+
+    sub->start_timers(1);
+
+    return NGX_DONE;
+}
+
+
+/* shared by both starts: the response header and the stream's first line */
+static ngx_int_t
+ngx_pubsub_eventsource_header(ngx_http_request_t *r)
+{
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = -1;
+    ngx_str_set(&r->headers_out.content_type,
+                "text/event-stream; charset=utf-8");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    if (ngx_pubsub_set_header(r, "Cache-Control", "no-cache") != NGX_OK
+        || ngx_pubsub_set_header(r, "X-Accel-Buffering", "no") != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_send_header(r);
+}
+
+
+ngx_int_t
+ngx_pubsub_eventsource_start_multi(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs)
+{
+    ngx_int_t                                     rc;
+    ngx_pubsub_es_sub_t                          *sub;
+    pubsub::SubscribeReply                        reply;
+    std::vector<std::vector<pubsub::MessagePtr>>  backlogs;
+    bool                                          gap;
+
+    sub = ngx_pubsub_sub_create<ngx_pubsub_es_sub_t>(r, plcf, ch->key[0],
+              NGX_PUBSUB_SUB_EVENTSOURCE);
+    if (sub == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sub->event.len = 0;
+    sub->event.data = NULL;
+
+    if (plcf->eventsource_event
+        && ngx_http_complex_value(r, plcf->eventsource_event, &sub->event)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sub->mux = pubsub::Multiplexer::create(
+                   static_cast<pubsub::MultiplexSink *>(sub), ch->n);
+    if (!sub->mux) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    reply = ngx_pubsub_subscribe_multi(sub, ch, specs, false, 0, &backlogs,
+                                       &gap);
+
+    if (reply.status != pubsub::StoreResult::kOk) {
+        rc = (reply.status == pubsub::StoreResult::kNotFound)
+             ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
+        return ngx_pubsub_respond_text(r, rc, "text/plain",
+                                       reply.reason + "\n");
+    }
+
+    ngx_http_set_ctx(r, sub, ngx_pubsub_module);
+
+    rc = ngx_pubsub_eventsource_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        sub->stop();
+        return rc;
+    }
+
+    r->main->count++;
+    ngx_pubsub_watch_client(r);
+    r->connection->idle = 1;   /* closed on graceful shutdown */
+
+    /* subscribed: one hook pair and one presence join per channel */
+    sub->open_channels(ch);
+
+    sub->count.start(NGX_PUBSUB_SUB_EVENTSOURCE);
+
+    if (sub->write(": hi\n\n") != NGX_OK) {
+        return NGX_DONE;
+    }
+
+    if (gap) {
+        sub->gap();
+    }
+
+    sub->mux->deliverBacklog(backlogs);
+
+    sub->start_timers(1);
+
+    return NGX_DONE;
+}
