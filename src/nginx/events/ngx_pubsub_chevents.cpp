@@ -245,6 +245,46 @@ ngx_pubsub_chev_subscribed(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 }
 
 
+ngx_pubsub_chev_t *
+ngx_pubsub_chev_open(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_str_t id, ngx_str_t key)
+{
+    std::unique_ptr<ngx_pubsub_chev_t>  enq, deq;
+
+    if (!ngx_pubsub_chev_enabled(plcf)) {
+        return NULL;
+    }
+
+    enq = ngx_pubsub_chev_prepare(r, plcf,
+                                  pubsub::ChannelEvent::kSubscriberEnqueue,
+                                  id, key);
+    if (enq == nullptr) {
+        return NULL;
+    }
+
+    /* the dequeue is evaluated now: the request may be gone by then */
+    deq = ngx_pubsub_chev_prepare(r, plcf,
+                                  pubsub::ChannelEvent::kSubscriberDequeue,
+                                  id, key);
+    if (deq == nullptr) {
+        return NULL;   /* an enqueue without its dequeue would mislead */
+    }
+
+    ngx_pubsub_chev_emit(enq.get());
+
+    return deq.release();
+}
+
+
+void
+ngx_pubsub_chev_close(ngx_pubsub_chev_t *dequeue)
+{
+    std::unique_ptr<ngx_pubsub_chev_t>  ev(dequeue);
+
+    ngx_pubsub_chev_emit(ev.get());
+}
+
+
 void
 ngx_pubsub_chev_unsubscribed(ngx_pubsub_chev_list_t *pending)
 {

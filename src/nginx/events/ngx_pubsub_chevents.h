@@ -87,6 +87,15 @@ void ngx_pubsub_chev_subscribed(ngx_http_request_t *r,
     ngx_pubsub_chev_list_t *pending);
 void ngx_pubsub_chev_unsubscribed(ngx_pubsub_chev_list_t *pending);
 
+/*
+ * The same for one channel of a subscription (ngx_pubsub_subscription.cpp):
+ * queues subscriber_enqueue and returns the prepared dequeue (NULL: none),
+ * which ngx_pubsub_chev_close() queues and frees, exactly once.
+ */
+ngx_pubsub_chev_t *ngx_pubsub_chev_open(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key);
+void ngx_pubsub_chev_close(ngx_pubsub_chev_t *dequeue);
+
 /* while an event string is evaluated: the event's channel id */
 ngx_uint_t ngx_pubsub_chev_channel_id(ngx_str_t *id);
 

@@ -9,16 +9,11 @@
 
 
 ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t(ngx_http_request_t *req,
-    ngx_pubsub_loc_conf_t *conf)
-    : r(req), plcf(conf), transport(0), finishing(0), finish_rc(NGX_OK),
-      hook_session(NULL), hook_poll(0), hook_deleted(0), presence(NULL),
-      channel_n(0), hook_sessions(NULL), presences(NULL), chev_done(0),
+    ngx_pubsub_loc_conf_t *conf, ngx_uint_t t)
+    : r(req), plcf(conf), transport(t), finishing(0), finish_rc(NGX_OK),
+      sink_(this), subscription(req, conf, t, &sink_), mux(NULL),
       free_(NULL), busy_(NULL), ping_(0)
 {
-    key.len = 0;
-    key.data = NULL;
-    hook_next_pos.len = 0;
-    hook_next_pos.data = NULL;
     ngx_memzero(&finish_ev_, sizeof(ngx_event_t));
     ngx_memzero(&timeout_ev_, sizeof(ngx_event_t));
     ngx_memzero(&ping_ev_, sizeof(ngx_event_t));
@@ -27,45 +22,8 @@ ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t(ngx_http_request_t *req,
 
 ngx_pubsub_http_sub_t::~ngx_pubsub_http_sub_t()
 {
-    stop();
-
-    /* queued, published later from a posted event */
-    ngx_pubsub_chev_unsubscribed(&chev_pending);
-
-    ngx_pubsub_presence_leave(presence);
-    presence = NULL;
-
-    if (hook_session) {
-        if (hook_poll) {
-            ngx_pubsub_hook_poll_end(hook_session, hook_next, hook_deleted);
-        } else {
-            ngx_pubsub_hook_unsubscribed(hook_session);
-        }
-        hook_session = NULL;
-    }
-
-    for (ngx_uint_t i = 0; i < channel_n; i++) {
-        if (presences) {
-            ngx_pubsub_presence_leave(presences[i]);
-            presences[i] = NULL;
-        }
-
-        if (hook_sessions == NULL || hook_sessions[i] == NULL) {
-            continue;
-        }
-
-        if (hook_poll) {
-            ngx_pubsub_hook_poll_end_at(hook_sessions[i],
-                                        ngx_pubsub_sv(hook_next_pos),
-                                        hook_deleted);
-        } else {
-            ngx_pubsub_hook_unsubscribed(hook_sessions[i]);
-        }
-
-        hook_sessions[i] = NULL;
-    }
-
-    channel_n = 0;
+    /* unsubscribes; hooks, presence and events end exactly once */
+    subscription.core.close();
 
     if (finish_ev_.posted) {
         ngx_delete_posted_event(&finish_ev_);
@@ -80,7 +38,7 @@ ngx_pubsub_http_sub_t::~ngx_pubsub_http_sub_t()
 
 
 ngx_int_t
-ngx_pubsub_http_sub_t::init(ngx_str_t k, ngx_uint_t t)
+ngx_pubsub_http_sub_t::init()
 {
     ngx_pool_cleanup_t  *cln;
 
@@ -91,9 +49,6 @@ ngx_pubsub_http_sub_t::init(ngx_str_t k, ngx_uint_t t)
 
     cln->handler = cleanup;
     cln->data = this;
-
-    key = k;
-    transport = t;
 
     finish_ev_.handler = finish_handler;
     finish_ev_.data = this;
@@ -112,6 +67,49 @@ ngx_pubsub_http_sub_t::init(ngx_str_t k, ngx_uint_t t)
 }
 
 
+/* one channel: the one-channel virtuals; several: the multiplexed ones */
+void
+ngx_pubsub_http_sub_t::sink_t::deliver(size_t i, const pubsub::MessagePtr &msg,
+    std::string_view id)
+{
+    if (sub->mux) {
+        sub->deliver(i, msg, id);
+    } else {
+        sub->deliver(msg);
+    }
+}
+
+
+void
+ngx_pubsub_http_sub_t::sink_t::gap(size_t i)
+{
+    if (sub->mux) {
+        sub->gap(i);
+    } else {
+        sub->gap();
+    }
+}
+
+
+void
+ngx_pubsub_http_sub_t::sink_t::channelDeleted(size_t i)
+{
+    if (sub->mux) {
+        sub->channelDeleted(i);
+    } else {
+        sub->channelDeleted();
+    }
+}
+
+
+void
+ngx_pubsub_http_sub_t::sink_t::presenceEvent(size_t,
+    const pubsub::PresenceEvent &ev)
+{
+    sub->presenceEvent(ev);
+}
+
+
 void
 ngx_pubsub_http_sub_t::cleanup(void *data)
 {
@@ -122,139 +120,7 @@ ngx_pubsub_http_sub_t::cleanup(void *data)
 void
 ngx_pubsub_http_sub_t::stop()
 {
-    pubsub::Store  *store;
-
-    count.end();
-
-    store = ngx_pubsub_store_for(plcf);
-    if (store == NULL) {
-        return;
-    }
-
-    if (attached()) {
-        store->unsubscribe(this);
-    }
-
-    if (mux) {
-        for (size_t i = 0; i < mux->size(); i++) {
-            if (mux->subscriber(i)->attached()) {
-                store->unsubscribe(mux->subscriber(i));
-            }
-        }
-    }
-}
-
-
-void
-ngx_pubsub_http_sub_t::presence_join()
-{
-    if (presence == NULL) {
-        presence = ngx_pubsub_presence_join(r, plcf, key);
-    }
-
-    /* every transport calls this once attached: channel events too */
-    if (!chev_done) {
-        chev_done = 1;
-        ngx_pubsub_chev_subscribed(r, plcf, ngx_pubsub_chev_id_of(key),
-                                   key, &chev_pending);
-    }
-}
-
-
-bool
-ngx_pubsub_http_sub_t::live() const
-{
-    if (attached()) {
-        return true;
-    }
-
-    if (mux) {
-        for (size_t i = 0; i < mux->size(); i++) {
-            if (mux->subscriber(i)->attached()) {
-                return true;
-            }
-        }
-    }
-
-    return false;
-}
-
-
-void
-ngx_pubsub_http_sub_t::open_channels(ngx_pubsub_channels_t *ch)
-{
-    if (channel_n) {
-        return;
-    }
-
-    hook_sessions = static_cast<ngx_pubsub_hook_session_t **>(
-        ngx_pcalloc(r->pool, ch->n * sizeof(ngx_pubsub_hook_session_t *)));
-    presences = static_cast<pubsub::PresenceConn **>(
-        ngx_pcalloc(r->pool, ch->n * sizeof(pubsub::PresenceConn *)));
-
-    if (hook_sessions == NULL || presences == NULL) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "pubsub: out of memory: no hooks and no presence for "
-                      "a multiplexed subscriber");
-        hook_sessions = NULL;
-        presences = NULL;
-        return;
-    }
-
-    channel_n = ch->n;
-
-    for (ngx_uint_t i = 0; i < ch->n; i++) {
-        if (hook_poll) {
-            hook_sessions[i] = ngx_pubsub_hook_poll_begin_at(r, ch->id[i],
-                                   ch->key[i], transport,
-                                   ngx_pubsub_sv(hook_next_pos));
-        } else {
-            hook_sessions[i] = ngx_pubsub_hook_subscribed(r, ch->id[i],
-                                                          transport);
-        }
-
-        presences[i] = ngx_pubsub_presence_join(r, plcf, ch->key[i]);
-
-        ngx_pubsub_chev_subscribed(r, plcf, ch->id[i], ch->key[i],
-                                   &chev_pending);
-    }
-
-    chev_done = 1;
-}
-
-
-void
-ngx_pubsub_http_sub_t::poll_position()
-{
-    ngx_str_t  pos;
-
-    if (!mux) {
-        return;
-    }
-
-    try {
-        pos = ngx_pubsub_pstr(r->pool, mux->compoundId(mux->size()));
-
-    } catch (...) {
-        return;
-    }
-
-    if (pos.data != NULL) {
-        hook_next_pos = pos;
-    }
-}
-
-
-/*
- * Every channel's polling session is keyed by the compound position of the
- * whole subscription: the next poll sends exactly that position back.
- */
-void
-ngx_pubsub_http_sub_t::open_poll_channels(ngx_pubsub_channels_t *ch)
-{
-    hook_poll = 1;
-    poll_position();
-    open_channels(ch);
+    subscription.core.detach();
 }
 
 
@@ -579,27 +445,19 @@ ngx_pubsub_http_sub_t::stream_preamble(std::string_view preamble)
 
 
 ngx_int_t
-ngx_pubsub_http_sub_t::start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
-    ngx_str_t content_type, std::string_view preamble, ngx_uint_t ping)
+ngx_pubsub_http_sub_t::start_stream(ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs, ngx_str_t content_type,
+    std::string_view preamble, ngx_uint_t ping)
 {
-    ngx_int_t                 rc;
-    pubsub::SubscribeReply    reply;
-    pubsub::SubscribeRequest  req;
+    ngx_int_t                  rc;
+    pubsub::SubscriptionStart  start;
 
-    req.key = ngx_pubsub_sv(key);
-    req.start = spec;
-    req.existingOnly = plcf->existing_only;
-    req.limits = ngx_pubsub_group_limits(plcf);
-
-    ngx_pubsub_store_for(plcf)->subscribe(this, req,
-        [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
-
-    if (reply.status != pubsub::StoreResult::kOk) {
-        rc = (reply.status == pubsub::StoreResult::kNotFound)
-             ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
-        return ngx_pubsub_respond_text(r, rc, "text/plain",
-                                       reply.reason + "\n");
+    start = subscription.subscribe(ch, specs);
+    if (start.status != pubsub::StoreResult::kOk) {
+        return subscription.refuse(start);
     }
+
+    mux = subscription.core.mux();
 
     rc = stream_header(content_type);
     if (rc != NGX_OK) {
@@ -607,73 +465,19 @@ ngx_pubsub_http_sub_t::start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
         return rc == NGX_DECLINED ? NGX_OK : rc;
     }
 
-    /* subscribed: the unsubscribe hook is sent by the destructor */
-    hook_session = ngx_pubsub_hook_subscribed(r, id, transport);
-    presence_join();
-    count.start(transport);
+    /* hooks, presence, events; ended by the destructor */
+    subscription.core.open();
 
     if (stream_preamble(preamble) != NGX_OK) {
         return NGX_DONE;
     }
 
-    if (reply.gap) {
-        gap();
-    }
-
-    for (const pubsub::MessagePtr &m : reply.backlog) {
-        if (finishing) {
-            break;
-        }
-        deliver(m);
-    }
-
-    if (!finishing) {
-        start_timers(ping);
-    }
-
-    return NGX_DONE;
-}
-
-
-ngx_int_t
-ngx_pubsub_http_sub_t::start_stream_multi(ngx_pubsub_channels_t *ch,
-    const std::vector<pubsub::StartSpec> &specs, ngx_str_t content_type,
-    std::string_view preamble, ngx_uint_t ping)
-{
-    ngx_int_t                                     rc;
-    pubsub::SubscribeReply                        reply;
-    std::vector<std::vector<pubsub::MessagePtr>>  backlogs;
-    bool                                          had_gap;
-
-    reply = ngx_pubsub_subscribe_multi(this, ch, specs, false, 0, &backlogs,
-                                       &had_gap);
-
-    if (reply.status != pubsub::StoreResult::kOk) {
-        rc = (reply.status == pubsub::StoreResult::kNotFound)
-             ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
-        return ngx_pubsub_respond_text(r, rc, "text/plain",
-                                       reply.reason + "\n");
-    }
-
-    rc = stream_header(content_type);
-    if (rc != NGX_OK) {
-        return rc == NGX_DECLINED ? NGX_OK : rc;
-    }
-
-    /* subscribed: the unsubscribe hooks are sent by the destructor */
-    open_channels(ch);
-    count.start(transport);
-
-    if (stream_preamble(preamble) != NGX_OK) {
-        return NGX_DONE;
-    }
-
-    if (had_gap) {
+    if (start.gap) {
         gap();
     }
 
     if (!finishing) {
-        mux->deliverBacklog(backlogs);
+        subscription.core.deliverBacklog(start.backlogs);
     }
 
     if (!finishing) {
@@ -916,50 +720,6 @@ ngx_pubsub_set_compound_headers(ngx_http_request_t *r,
 }
 
 
-pubsub::SubscribeReply
-ngx_pubsub_subscribe_multi(ngx_pubsub_http_sub_t *sub,
-    ngx_pubsub_channels_t *ch, const std::vector<pubsub::StartSpec> &specs,
-    bool one_shot, size_t max_backlog,
-    std::vector<std::vector<pubsub::MessagePtr>> *backlogs, bool *gap)
-{
-    pubsub::SubscribeReply    failed;
-    pubsub::SubscribeRequest  req;
-    ngx_pubsub_loc_conf_t    *plcf = sub->plcf;
-
-    *gap = false;
-    backlogs->assign(ch->n, {});
-
-    for (ngx_uint_t i = 0; i < ch->n; i++) {
-        pubsub::SubscribeReply  reply;
-
-        if (specs[i].kind == pubsub::StartSpec::kAfter) {
-            sub->mux->setPosition(i, specs[i].after);
-        }
-
-        req.key = ngx_pubsub_sv(ch->key[i]);
-        req.start = specs[i];
-        req.existingOnly = plcf->existing_only;
-        req.oneShot = one_shot;
-        req.maxBacklog = max_backlog;
-        req.limits = ngx_pubsub_group_limits(plcf);
-
-        ngx_pubsub_store_for(plcf)->subscribe(sub->mux->subscriber(i), req,
-            [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
-
-        if (reply.status != pubsub::StoreResult::kOk) {
-            sub->stop();
-            backlogs->clear();
-            return reply;
-        }
-
-        *gap = *gap || reply.gap;
-        (*backlogs)[i] = std::move(reply.backlog);
-    }
-
-    return failed;   /* kOk */
-}
-
-
 ngx_int_t
 ngx_pubsub_set_msgid_headers(ngx_http_request_t *r, const pubsub::MsgId &id)
 {
@@ -1018,69 +778,38 @@ ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
     /* responses to subscribers must never become 304s */
     r->disable_not_modified = 1;
 
-    if (ch->n > 1) {
-        std::vector<pubsub::StartSpec>  specs(ch->n, spec);
-        std::string                     reason;
+    std::vector<pubsub::StartSpec>  specs(ch->n, spec);
+    std::string                     reason;
 
-        if (spec.kind == pubsub::StartSpec::kAfter
-            && !pubsub::Multiplexer::resumeSpecs(full, ch->n, &specs, &reason))
-        {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "pubsub: invalid message id: %s", reason.c_str());
-            return ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST,
-                                           "text/plain",
-                                           "Message ID invalid.\n");
-        }
-
-        switch (transport) {
-
-        case NGX_PUBSUB_SUB_EVENTSOURCE:
-            return ngx_pubsub_eventsource_start_multi(r, plcf, ch, specs);
-
-        case NGX_PUBSUB_SUB_LONGPOLL:
-            return ngx_pubsub_longpoll_start_multi(r, plcf, ch, specs, 0);
-
-        case NGX_PUBSUB_SUB_INTERVALPOLL:
-            return ngx_pubsub_longpoll_start_multi(r, plcf, ch, specs, 1);
-
-        case NGX_PUBSUB_SUB_CHUNKED:
-            return ngx_pubsub_chunked_start_multi(r, plcf, ch, specs);
-
-        case NGX_PUBSUB_SUB_MULTIPART:
-            return ngx_pubsub_multipart_start_multi(r, plcf, ch, specs);
-
-        case NGX_PUBSUB_SUB_RAWSTREAM:
-            return ngx_pubsub_rawstream_start_multi(r, plcf, ch, specs);
-
-        default:
-            return ngx_pubsub_respond_text(r, NGX_HTTP_NOT_IMPLEMENTED,
-                       "text/plain",
-                       "This transport is not implemented yet.\n");
-        }
+    if (ch->n > 1
+        && spec.kind == pubsub::StartSpec::kAfter
+        && !pubsub::Multiplexer::resumeSpecs(full, ch->n, &specs, &reason))
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "pubsub: invalid message id: %s", reason.c_str());
+        return ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST, "text/plain",
+                                       "Message ID invalid.\n");
     }
 
     switch (transport) {
 
     case NGX_PUBSUB_SUB_EVENTSOURCE:
-        return ngx_pubsub_eventsource_start(r, plcf, ch->id[0], ch->key[0],
-                                            spec);
+        return ngx_pubsub_eventsource_start(r, plcf, ch, specs);
 
     case NGX_PUBSUB_SUB_LONGPOLL:
-        return ngx_pubsub_longpoll_start(r, plcf, ch->id[0], ch->key[0], spec,
-                                         0);
+        return ngx_pubsub_longpoll_start(r, plcf, ch, specs, 0);
 
     case NGX_PUBSUB_SUB_INTERVALPOLL:
-        return ngx_pubsub_longpoll_start(r, plcf, ch->id[0], ch->key[0], spec,
-                                         1);
+        return ngx_pubsub_longpoll_start(r, plcf, ch, specs, 1);
 
     case NGX_PUBSUB_SUB_CHUNKED:
-        return ngx_pubsub_chunked_start(r, plcf, ch->id[0], ch->key[0], spec);
+        return ngx_pubsub_chunked_start(r, plcf, ch, specs);
 
     case NGX_PUBSUB_SUB_MULTIPART:
-        return ngx_pubsub_multipart_start(r, plcf, ch->id[0], ch->key[0], spec);
+        return ngx_pubsub_multipart_start(r, plcf, ch, specs);
 
     case NGX_PUBSUB_SUB_RAWSTREAM:
-        return ngx_pubsub_rawstream_start(r, plcf, ch->id[0], ch->key[0], spec);
+        return ngx_pubsub_rawstream_start(r, plcf, ch, specs);
 
     default:
         break;

@@ -11,6 +11,7 @@
 #include "ngx_pubsub_chevents.h"
 #include "ngx_pubsub_hooks.h"
 #include "ngx_pubsub_presence.h"
+#include "ngx_pubsub_subscription.h"
 
 #include <memory>
 #include <new>
@@ -21,41 +22,42 @@
 
 
 /*
- * A subscription held by one HTTP request.  It lives in the request's pool
- * and is destroyed by the pool's cleanup, which also unsubscribes.  The
- * callbacks from the store (deliver, gap, channelDeleted) never finalize the
- * request directly: they schedule it (finish()), since the store may still
- * be iterating over its subscribers.
+ * A subscriber held by one HTTP request: framing and I/O of a streaming or
+ * polling transport around one ngx_pubsub_subscription_t, which does
+ * everything subscribing implies.  It lives in the request's pool and is
+ * destroyed by the pool's cleanup, which ends the subscription.  The
+ * callbacks of the subscription (deliver, gap, channelDeleted) never
+ * finalize the request directly: they schedule it (finish()), since the
+ * store may still be iterating over its subscribers.
  */
-class ngx_pubsub_http_sub_t : public pubsub::Subscriber,
-                              public pubsub::MultiplexSink {
+class ngx_pubsub_http_sub_t {
 public:
-    ngx_pubsub_http_sub_t(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf);
-    ~ngx_pubsub_http_sub_t() override;
+    ngx_pubsub_http_sub_t(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+                          ngx_uint_t transport);
+    virtual ~ngx_pubsub_http_sub_t();
 
-    using pubsub::Subscriber::deliver;
-    using pubsub::Subscriber::gap;
-    using pubsub::Subscriber::channelDeleted;
+    /* what a one-channel subscription delivers */
+    virtual void deliver(const pubsub::MessagePtr &msg) = 0;
+    virtual void gap() = 0;
+    virtual void channelDeleted() = 0;
 
     /*
-     * Multiplexed (mux made with this as its sink): by default a channel's
-     * message, gap or deletion is handled like a single channel's, and its
-     * presence events like the single channel's; transports that show ids
-     * override deliver(channel, msg, id).
+     * Multiplexed: by default a channel's message, gap or deletion is
+     * handled like a single channel's, and its presence events like the
+     * single channel's; transports that show ids override
+     * deliver(channel, msg, id).
      */
-    void deliver(size_t, const pubsub::MessagePtr &msg,
-                 std::string_view) override { deliver(msg); }
-    void gap(size_t) override { gap(); }
-    void channelDeleted(size_t) override { channelDeleted(); }
-    void channelPresence(size_t, const pubsub::PresenceEvent &ev) override
-        { presenceEvent(ev); }
+    virtual void deliver(size_t, const pubsub::MessagePtr &msg,
+                         std::string_view) { deliver(msg); }
+    virtual void gap(size_t) { gap(); }
+    virtual void channelDeleted(size_t) { channelDeleted(); }
 
     /* registers the cleanup; NGX_ERROR when out of memory */
-    ngx_int_t init(ngx_str_t key, ngx_uint_t transport);
+    ngx_int_t init();
 
     /* unsubscribes and finalizes the request with rc from a posted event */
     void finish(ngx_int_t rc);
-    /* unsubscribes now */
+    /* unsubscribes now (hooks and presence end with the request) */
     void stop();
 
     /* streaming output: queues data, flushes; NGX_ERROR finishes */
@@ -67,76 +69,54 @@ public:
     void reset_timeout();
 
     /*
-     * Subscribes with spec and starts an open-ended 200 response of
-     * content_type (kept by reference: pool memory), sends preamble, any
-     * gap and backlog, and starts the timers (pings when ping is set).
-     * Returns what the content handler returns: NGX_DONE once streaming,
-     * otherwise a status or an already-sent error response's rc.
+     * Subscribes the channels of ch (several: multiplexed), each from its
+     * spec, and starts an open-ended 200 response of content_type (kept by
+     * reference: pool memory), sends preamble, any gap and backlog, and
+     * starts the timers (pings when ping is set).  Returns what the content
+     * handler returns: NGX_DONE once streaming, otherwise a status or an
+     * already-sent error response's rc.
      */
-    ngx_int_t start_stream(ngx_str_t id, const pubsub::StartSpec &spec,
+    ngx_int_t start_stream(ngx_pubsub_channels_t *ch,
+                           const std::vector<pubsub::StartSpec> &specs,
                            ngx_str_t content_type, std::string_view preamble,
                            ngx_uint_t ping);
-    /* the same for a multiplexed subscription (mux is made already) */
-    ngx_int_t start_stream_multi(ngx_pubsub_channels_t *ch,
-                                 const std::vector<pubsub::StartSpec> &specs,
-                                 ngx_str_t content_type,
-                                 std::string_view preamble, ngx_uint_t ping);
 
-    /*
-     * Multiplexed: one subscribe/unsubscribe hook session and one presence
-     * join per channel of ch, ended by the destructor.  Call once
-     * subscribed.  open_poll_channels() is the polling variant: sessions
-     * continue or park at the compound position (poll_position()).
-     */
-    void open_channels(ngx_pubsub_channels_t *ch);
-    void open_poll_channels(ngx_pubsub_channels_t *ch);
-    /* polls: the sessions park at mux's current compound position */
-    void poll_position();
     /* whether the subscription (any of its channels) is attached */
-    bool live() const;
+    bool live() const { return subscription.core.attached(); }
 
     virtual void on_timeout() = 0;
     virtual void on_ping() {}
 
-    /* presence: join now (leave is in the destructor); events to send */
-    void presence_join();
-    void presenceEvent(const pubsub::PresenceEvent &ev) override;
+    /* presence events to send (pubsub_presence_events) */
+    void presenceEvent(const pubsub::PresenceEvent &ev);
     virtual void on_presence(const pubsub::PresenceEvent &ev,
                              const std::string &json) {}
 
     ngx_http_request_t      *r;
     ngx_pubsub_loc_conf_t   *plcf;
-    ngx_str_t                key;
     ngx_uint_t               transport;
     ngx_uint_t               finishing;
     ngx_int_t                finish_rc;
-    /* a multiplexed subscription: one adapter per channel */
-    std::unique_ptr<pubsub::Multiplexer>  mux;
 
-    /*
-     * subscribe/unsubscribe hooks: the session ends in the destructor,
-     * whatever freed the request; a polling session is parked until the
-     * next poll asking for messages after hook_next.
-     */
-    ngx_pubsub_hook_session_t  *hook_session;
-    ngx_uint_t               hook_poll;
-    ngx_uint_t               hook_deleted;
-    pubsub::MsgId            hook_next;
+private:
+    /* what the subscription delivers, to the virtuals above */
+    struct sink_t final : public pubsub::SubscriptionSink {
+        explicit sink_t(ngx_pubsub_http_sub_t *s) : sub(s) {}
+        void deliver(size_t i, const pubsub::MessagePtr &msg,
+                     std::string_view id) override;
+        void gap(size_t i) override;
+        void channelDeleted(size_t i) override;
+        void presenceEvent(size_t i, const pubsub::PresenceEvent &ev) override;
+        ngx_pubsub_http_sub_t *sub;
+    };
 
-    pubsub::PresenceConn    *presence;
+    sink_t                   sink_;
 
-    /* multiplexed: per channel, in r->pool (open_channels()) */
-    ngx_uint_t                   channel_n;
-    ngx_pubsub_hook_session_t  **hook_sessions;
-    pubsub::PresenceConn       **presences;
-    ngx_str_t                    hook_next_pos;
-
-    /* channel events: the dequeues to send when the subscriber goes */
-    ngx_pubsub_chev_list_t   chev_pending;
-    ngx_uint_t               chev_done;
-
-    /* pubsub_status: counted while subscribed (stop() ends it) */
-    ngx_pubsub_sub_count_t   count;
+public:
+    /* the channels and all that subscribing to them implies */
+    ngx_pubsub_subscription_t  subscription;
+    /* multiplexed: the compound ids (owned by the subscription) */
+    pubsub::Multiplexer     *mux;
 
 private:
     ngx_int_t stream_header(ngx_str_t content_type);
@@ -192,7 +172,7 @@ ngx_pubsub_watch_client(ngx_http_request_t *r)
 template <typename T>
 static inline T *
 ngx_pubsub_sub_create(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_str_t key, ngx_uint_t transport)
+    ngx_uint_t transport)
 {
     void  *mem;
     T     *sub;
@@ -202,9 +182,9 @@ ngx_pubsub_sub_create(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         return NULL;
     }
 
-    sub = new (mem) T(r, plcf);
+    sub = new (mem) T(r, plcf, transport);
 
-    if (sub->init(key, transport) != NGX_OK) {
+    if (sub->init() != NGX_OK) {
         sub->~T();
         return NULL;
     }
@@ -237,51 +217,27 @@ ngx_int_t ngx_pubsub_set_compound_headers(ngx_http_request_t *r,
 ngx_int_t ngx_pubsub_set_msgid_headers(ngx_http_request_t *r,
     const pubsub::MsgId &id);
 
+/*
+ * The transports: each subscribes the request's channels (one, or several:
+ * multiplexed) from their start specs and answers the request.
+ */
 ngx_int_t ngx_pubsub_eventsource_start(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
-    const pubsub::StartSpec &spec);
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs);
 ngx_int_t ngx_pubsub_chunked_start(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
-    const pubsub::StartSpec &spec);
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs);
 ngx_int_t ngx_pubsub_multipart_start(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
-    const pubsub::StartSpec &spec);
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs);
 ngx_int_t ngx_pubsub_rawstream_start(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
-    const pubsub::StartSpec &spec);
-
-/* a random 32-character multipart boundary from [0-9A-Za-z] */
-void ngx_pubsub_multipart_boundary(std::string *boundary);
-
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs);
 ngx_int_t ngx_pubsub_longpoll_start(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
-    const pubsub::StartSpec &spec, ngx_uint_t interval);
-
-/* multiplexed: one StartSpec per channel */
-ngx_int_t ngx_pubsub_eventsource_start_multi(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
-    const std::vector<pubsub::StartSpec> &specs);
-ngx_int_t ngx_pubsub_chunked_start_multi(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
-    const std::vector<pubsub::StartSpec> &specs);
-ngx_int_t ngx_pubsub_multipart_start_multi(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
-    const std::vector<pubsub::StartSpec> &specs);
-ngx_int_t ngx_pubsub_rawstream_start_multi(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
-    const std::vector<pubsub::StartSpec> &specs);
-ngx_int_t ngx_pubsub_longpoll_start_multi(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
     const std::vector<pubsub::StartSpec> &specs, ngx_uint_t interval);
 
-/*
- * Subscribes every channel of sub->mux (made by the caller); fills the
- * backlogs and whether any channel has a gap.  On failure everything is
- * unsubscribed and the store's reply is returned.
- */
-pubsub::SubscribeReply ngx_pubsub_subscribe_multi(ngx_pubsub_http_sub_t *sub,
-    ngx_pubsub_channels_t *ch, const std::vector<pubsub::StartSpec> &specs,
-    bool one_shot, size_t max_backlog,
-    std::vector<std::vector<pubsub::MessagePtr>> *backlogs, bool *gap);
+/* a random 32-character multipart boundary from [0-9A-Za-z] */
+void ngx_pubsub_multipart_boundary(std::string *boundary);
 
 #endif /* _NGX_PUBSUB_SUBSCRIBER_H_INCLUDED_ */

@@ -140,126 +140,13 @@ ngx_pubsub_es_sub_t::on_ping()
 
 ngx_int_t
 ngx_pubsub_eventsource_start(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
-    const pubsub::StartSpec &spec)
-{
-    ngx_int_t               rc;
-    ngx_pubsub_es_sub_t    *sub;
-    pubsub::SubscribeReply  reply;
-    pubsub::SubscribeRequest req;
-
-    sub = ngx_pubsub_sub_create<ngx_pubsub_es_sub_t>(r, plcf, key,
-              NGX_PUBSUB_SUB_EVENTSOURCE);
-    if (sub == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    sub->event.len = 0;
-    sub->event.data = NULL;
-
-    if (plcf->eventsource_event
-        && ngx_http_complex_value(r, plcf->eventsource_event, &sub->event)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    req.key = ngx_pubsub_sv(key);
-    req.start = spec;
-    req.existingOnly = plcf->existing_only;
-    req.limits = ngx_pubsub_group_limits(plcf);
-
-    ngx_pubsub_store_for(plcf)->subscribe(sub, req,
-        [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
-
-    if (reply.status != pubsub::StoreResult::kOk) {
-        rc = (reply.status == pubsub::StoreResult::kNotFound)
-             ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
-        return ngx_pubsub_respond_text(r, rc, "text/plain",
-                                       reply.reason + "\n");
-    }
-
-    ngx_http_set_ctx(r, sub, ngx_pubsub_module);
-
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = -1;
-    ngx_str_set(&r->headers_out.content_type, "text/event-stream; charset=utf-8");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    if (ngx_pubsub_set_header(r, "Cache-Control", "no-cache") != NGX_OK
-        || ngx_pubsub_set_header(r, "X-Accel-Buffering", "no") != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_send_header(r);
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        sub->stop();
-        return rc;
-    }
-
-    r->main->count++;
-    ngx_pubsub_watch_client(r);
-    r->connection->idle = 1;   /* closed on graceful shutdown */
-
-    /* subscribed: the unsubscribe hook is sent by the destructor */
-    sub->hook_session = ngx_pubsub_hook_subscribed(r, id,
-                                                   NGX_PUBSUB_SUB_EVENTSOURCE);
-    sub->presence_join();
-    sub->count.start(NGX_PUBSUB_SUB_EVENTSOURCE);
-
-    if (sub->write(": hi\n\n") != NGX_OK) {
-        return NGX_DONE;
-    }
-
-    if (reply.gap) {
-        sub->gap();
-    }
-
-    for (const pubsub::MessagePtr &m : reply.backlog) {
-        sub->deliver(m);
-    }
-
-    sub->start_timers(1);
-
-    return NGX_DONE;
-}
-
-
-/* shared by both starts: the response header and the stream's first line */
-static ngx_int_t
-ngx_pubsub_eventsource_header(ngx_http_request_t *r)
-{
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = -1;
-    ngx_str_set(&r->headers_out.content_type,
-                "text/event-stream; charset=utf-8");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    if (ngx_pubsub_set_header(r, "Cache-Control", "no-cache") != NGX_OK
-        || ngx_pubsub_set_header(r, "X-Accel-Buffering", "no") != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_send_header(r);
-}
-
-
-ngx_int_t
-ngx_pubsub_eventsource_start_multi(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
     const std::vector<pubsub::StartSpec> &specs)
 {
-    ngx_int_t                                     rc;
-    ngx_pubsub_es_sub_t                          *sub;
-    pubsub::SubscribeReply                        reply;
-    std::vector<std::vector<pubsub::MessagePtr>>  backlogs;
-    bool                                          gap;
+    ngx_str_t             ct = ngx_string("text/event-stream; charset=utf-8");
+    ngx_pubsub_es_sub_t  *sub;
 
-    sub = ngx_pubsub_sub_create<ngx_pubsub_es_sub_t>(r, plcf, ch->key[0],
+    sub = ngx_pubsub_sub_create<ngx_pubsub_es_sub_t>(r, plcf,
               NGX_PUBSUB_SUB_EVENTSOURCE);
     if (sub == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -275,50 +162,5 @@ ngx_pubsub_eventsource_start_multi(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    sub->mux = pubsub::Multiplexer::create(
-                   static_cast<pubsub::MultiplexSink *>(sub), ch->n);
-    if (!sub->mux) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    reply = ngx_pubsub_subscribe_multi(sub, ch, specs, false, 0, &backlogs,
-                                       &gap);
-
-    if (reply.status != pubsub::StoreResult::kOk) {
-        rc = (reply.status == pubsub::StoreResult::kNotFound)
-             ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
-        return ngx_pubsub_respond_text(r, rc, "text/plain",
-                                       reply.reason + "\n");
-    }
-
-    ngx_http_set_ctx(r, sub, ngx_pubsub_module);
-
-    rc = ngx_pubsub_eventsource_header(r);
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        sub->stop();
-        return rc;
-    }
-
-    r->main->count++;
-    ngx_pubsub_watch_client(r);
-    r->connection->idle = 1;   /* closed on graceful shutdown */
-
-    /* subscribed: one hook pair and one presence join per channel */
-    sub->open_channels(ch);
-
-    sub->count.start(NGX_PUBSUB_SUB_EVENTSOURCE);
-
-    if (sub->write(": hi\n\n") != NGX_OK) {
-        return NGX_DONE;
-    }
-
-    if (gap) {
-        sub->gap();
-    }
-
-    sub->mux->deliverBacklog(backlogs);
-
-    sub->start_timers(1);
-
-    return NGX_DONE;
+    return sub->start_stream(ch, specs, ct, ": hi\n\n", 1);
 }

@@ -77,9 +77,14 @@ ngx_pubsub_lp_sub_t::respond(const std::vector<pubsub::MessagePtr> &msgs,
     const pubsub::MessagePtr  &last = msgs.back();
     std::string                body, ct, boundary;
 
-    hook_next = last->id();
+    /* the polling sessions park where this answer leaves the client */
+    if (mux) {
+        subscription.core.pollNextCompound();
+    } else {
+        subscription.core.pollNext(last->id());
+    }
+
     ngx_pubsub_stats_delivered(msgs.size());
-    poll_position();
 
     if ((mux ? ngx_pubsub_set_compound_headers(r, *mux, active)
              : ngx_pubsub_set_msgid_headers(r, last->id())) != NGX_OK
@@ -182,12 +187,11 @@ ngx_pubsub_lp_sub_t::on_presence(const pubsub::PresenceEvent &ev,
         return;
     }
 
-    at = cursor();
+    at = subscription.core.subscriber(0)->cursor();
     stop();
 
-    if (!at.isNull()) {
-        hook_next = at;   /* the next poll continues this polling session */
-    }
+    /* the next poll continues this polling session */
+    subscription.core.pollNext(at);
 
     finish([&]() -> ngx_int_t {
         if ((!at.isNull() && ngx_pubsub_set_msgid_headers(r, at) != NGX_OK)
@@ -228,7 +232,7 @@ ngx_pubsub_lp_sub_t::channelDeleted()
         return;
     }
 
-    hook_deleted = 1;
+    subscription.core.markDeleted();
     finish(respond_status(410, "Channel deleted.\n"));
 }
 
@@ -249,148 +253,66 @@ ngx_pubsub_lp_sub_t::on_timeout()
 
 ngx_int_t
 ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_str_t id, ngx_str_t key, const pubsub::StartSpec &spec,
+    ngx_pubsub_channels_t *ch, const std::vector<pubsub::StartSpec> &specs,
     ngx_uint_t interval)
 {
-    ngx_int_t                rc;
-    ngx_pubsub_lp_sub_t     *sub;
-    pubsub::SubscribeReply   reply;
-    pubsub::SubscribeRequest req;
+    ngx_pubsub_lp_sub_t             *sub;
+    pubsub::SubscriptionStart        start;
+    std::vector<pubsub::MessagePtr>  msgs;
+    bool                             any;
+    size_t                           max;
 
-    sub = ngx_pubsub_sub_create<ngx_pubsub_lp_sub_t>(r, plcf, key,
+    sub = ngx_pubsub_sub_create<ngx_pubsub_lp_sub_t>(r, plcf,
               interval ? NGX_PUBSUB_SUB_INTERVALPOLL
                        : NGX_PUBSUB_SUB_LONGPOLL);
     if (sub == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (spec.kind == pubsub::StartSpec::kAfter) {
-        sub->resume = spec.after;
+    if (ch->n == 1 && specs[0].kind == pubsub::StartSpec::kAfter) {
+        sub->resume = specs[0].after;
     }
 
-    req.key = ngx_pubsub_sv(key);
-    req.start = spec;
-    req.existingOnly = plcf->existing_only;
-    req.limits = ngx_pubsub_group_limits(plcf);
-    req.oneShot = true;
-    req.maxBacklog = (plcf->longpoll_multipart == NGX_PUBSUB_LP_MULTIPART_OFF)
-                     ? 1 : 0;
-
-    if (interval) {
-        /* never attach: answer now with what there is, or 304 */
-        req.maxBacklog = req.maxBacklog ? 1 : 0;
-    }
-
-    ngx_pubsub_store_for(plcf)->subscribe(sub, req,
-        [&reply](pubsub::SubscribeReply &&rep) { reply = std::move(rep); });
-
-    if (reply.status != pubsub::StoreResult::kOk) {
-        rc = (reply.status == pubsub::StoreResult::kNotFound)
-             ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
-        return ngx_pubsub_respond_text(r, rc, "text/plain",
-                                       reply.reason + "\n");
-    }
-
-    /* one polling session spans the polls that resume one another */
-    sub->hook_poll = 1;
-    sub->hook_next = sub->resume;
-    sub->hook_session = ngx_pubsub_hook_poll_begin(r, id, key,
-                            interval ? NGX_PUBSUB_SUB_INTERVALPOLL
-                                     : NGX_PUBSUB_SUB_LONGPOLL,
-                            sub->resume);
-    sub->presence_join();
-
-    if (!reply.backlog.empty()) {
-        sub->stop();
-        return sub->respond(reply.backlog, reply.gap);
-    }
-
-    if (interval) {
-        sub->stop();
-        return sub->respond_status(NGX_HTTP_NOT_MODIFIED, "");
-    }
-
-    sub->gap_ = reply.gap;
-
-    ngx_http_set_ctx(r, sub, ngx_pubsub_module);
-
-    sub->count.start(sub->transport);   /* waiting: stop() ends it */
-
-    r->main->count++;
-    ngx_pubsub_watch_client(r);
-    r->connection->idle = 1;
-
-    sub->start_timers(0);
-
-    return NGX_DONE;
-}
-
-
-ngx_int_t
-ngx_pubsub_longpoll_start_multi(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
-    const std::vector<pubsub::StartSpec> &specs, ngx_uint_t interval)
-{
-    ngx_int_t                                     rc;
-    ngx_pubsub_lp_sub_t                          *sub;
-    pubsub::SubscribeReply                        reply;
-    std::vector<std::vector<pubsub::MessagePtr>>  backlogs;
-    std::vector<pubsub::MessagePtr>               msgs;
-    bool                                          gap, any;
-    size_t                                        max;
-
-    sub = ngx_pubsub_sub_create<ngx_pubsub_lp_sub_t>(r, plcf, ch->key[0],
-              interval ? NGX_PUBSUB_SUB_INTERVALPOLL
-                       : NGX_PUBSUB_SUB_LONGPOLL);
-    if (sub == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    sub->mux = pubsub::Multiplexer::create(
-                   static_cast<pubsub::MultiplexSink *>(sub), ch->n);
-    if (!sub->mux) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
+    /* an interval-poll never attaches when anything is owed either */
     max = (plcf->longpoll_multipart == NGX_PUBSUB_LP_MULTIPART_OFF) ? 1 : 0;
 
-    reply = ngx_pubsub_subscribe_multi(sub, ch, specs, true, max, &backlogs,
-                                       &gap);
-
-    if (reply.status != pubsub::StoreResult::kOk) {
-        rc = (reply.status == pubsub::StoreResult::kNotFound)
-             ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
-        return ngx_pubsub_respond_text(r, rc, "text/plain",
-                                       reply.reason + "\n");
+    /* one polling session per channel spans the polls that resume it */
+    start = sub->subscription.subscribe(ch, specs, true, true, max);
+    if (start.status != pubsub::StoreResult::kOk) {
+        return sub->subscription.refuse(start);
     }
 
-    /* one polling session per channel, continued by the next poll */
-    sub->open_poll_channels(ch);
+    sub->mux = sub->subscription.core.mux();
+    sub->subscription.core.open();
 
     any = false;
-    for (const auto &b : backlogs) {
+    for (const auto &b : start.backlogs) {
         any = any || !b.empty();
     }
 
     if (any) {
         sub->stop();
 
+        if (sub->mux == NULL) {
+            return sub->respond(start.backlogs[0], start.gap);
+        }
+
         if (max == 1) {
             /* the earliest message only: the others come next time */
-            size_t c = sub->mux->earliest(backlogs).first;
+            size_t c = sub->mux->earliest(start.backlogs).first;
 
-            for (size_t i = 0; i < backlogs.size(); i++) {
+            for (size_t i = 0; i < start.backlogs.size(); i++) {
                 if (i != c) {
-                    backlogs[i].clear();
+                    start.backlogs[i].clear();
                 }
             }
         }
 
         sub->collect = &msgs;
-        sub->mux->deliverBacklog(backlogs);
+        sub->subscription.core.deliverBacklog(start.backlogs);
         sub->collect = NULL;
 
-        return sub->respond(msgs, gap);
+        return sub->respond(msgs, start.gap);
     }
 
     if (interval) {
@@ -398,11 +320,9 @@ ngx_pubsub_longpoll_start_multi(ngx_http_request_t *r,
         return sub->respond_status(NGX_HTTP_NOT_MODIFIED, "");
     }
 
-    sub->gap_ = gap;
+    sub->gap_ = start.gap;
 
     ngx_http_set_ctx(r, sub, ngx_pubsub_module);
-
-    sub->count.start(sub->transport);   /* waiting: stop() ends it */
 
     r->main->count++;
     ngx_pubsub_watch_client(r);

@@ -127,70 +127,31 @@ ngx_pubsub_mp_sub_t::on_timeout()
 }  // namespace
 
 
-static ngx_pubsub_mp_sub_t *
-ngx_pubsub_multipart_new(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_str_t key, ngx_str_t *ct)
+ngx_int_t
+ngx_pubsub_multipart_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_pubsub_channels_t *ch, const std::vector<pubsub::StartSpec> &specs)
 {
-    ngx_str_t             delim;
+    ngx_str_t             ct, delim;
     std::string           b;
     ngx_pubsub_mp_sub_t  *sub;
 
-    sub = ngx_pubsub_sub_create<ngx_pubsub_mp_sub_t>(r, plcf, key,
+    sub = ngx_pubsub_sub_create<ngx_pubsub_mp_sub_t>(r, plcf,
               NGX_PUBSUB_SUB_MULTIPART);
     if (sub == NULL) {
-        return NULL;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_pubsub_multipart_boundary(&b);
 
-    *ct = ngx_pubsub_pstr(r->pool, "multipart/mixed; boundary=" + b);
+    ct = ngx_pubsub_pstr(r->pool, "multipart/mixed; boundary=" + b);
     delim = ngx_pubsub_pstr(r->pool, "\r\n--" + b);
 
-    if (ct->data == NULL || delim.data == NULL) {
-        return NULL;   /* the pool cleanup destroys sub */
+    if (ct.data == NULL || delim.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;   /* the pool cleanup ends sub */
     }
 
     sub->boundary = ngx_pubsub_sv(delim);
 
-    return sub;
-}
-
-
-ngx_int_t
-ngx_pubsub_multipart_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_str_t id, ngx_str_t key, const pubsub::StartSpec &spec)
-{
-    ngx_str_t             ct;
-    ngx_pubsub_mp_sub_t  *sub;
-
-    sub = ngx_pubsub_multipart_new(r, plcf, key, &ct);
-    if (sub == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     /* the first delimiter has no CRLF before it */
-    return sub->start_stream(id, spec, ct, sub->boundary.substr(2), 0);
-}
-
-
-ngx_int_t
-ngx_pubsub_multipart_start_multi(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
-    const std::vector<pubsub::StartSpec> &specs)
-{
-    ngx_str_t             ct;
-    ngx_pubsub_mp_sub_t  *sub;
-
-    sub = ngx_pubsub_multipart_new(r, plcf, ch->key[0], &ct);
-    if (sub == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    sub->mux = pubsub::Multiplexer::create(
-                   static_cast<pubsub::MultiplexSink *>(sub), ch->n);
-    if (!sub->mux) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return sub->start_stream_multi(ch, specs, ct, sub->boundary.substr(2), 0);
+    return sub->start_stream(ch, specs, ct, sub->boundary.substr(2), 0);
 }

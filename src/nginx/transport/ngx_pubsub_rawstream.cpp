@@ -59,61 +59,21 @@ ngx_pubsub_raw_sub_t::on_timeout()
 }  // namespace
 
 
-static ngx_pubsub_raw_sub_t *
-ngx_pubsub_raw_new(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_str_t key)
-{
-    ngx_pubsub_raw_sub_t  *sub;
-
-    sub = ngx_pubsub_sub_create<ngx_pubsub_raw_sub_t>(r, plcf, key,
-              NGX_PUBSUB_SUB_RAWSTREAM);
-    if (sub == NULL) {
-        return NULL;
-    }
-
-    return sub;
-}
-
-
-ngx_int_t
-ngx_pubsub_rawstream_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_str_t id, ngx_str_t key, const pubsub::StartSpec &spec)
-{
-    ngx_str_t              ct;
-    ngx_pubsub_raw_sub_t  *sub;
-
-    sub = ngx_pubsub_raw_new(r, plcf, key);
-    if (sub == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_str_null(&ct);
-
-    return sub->start_stream(id, spec, ct, {}, 0);
-}
-
-
 /* multiplexed: the payloads of every channel, in the order they come */
 ngx_int_t
-ngx_pubsub_rawstream_start_multi(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
-    const std::vector<pubsub::StartSpec> &specs)
+ngx_pubsub_rawstream_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_pubsub_channels_t *ch, const std::vector<pubsub::StartSpec> &specs)
 {
     ngx_str_t              ct;
     ngx_pubsub_raw_sub_t  *sub;
 
-    sub = ngx_pubsub_raw_new(r, plcf, ch->key[0]);
+    sub = ngx_pubsub_sub_create<ngx_pubsub_raw_sub_t>(r, plcf,
+              NGX_PUBSUB_SUB_RAWSTREAM);
     if (sub == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    sub->mux = pubsub::Multiplexer::create(
-                   static_cast<pubsub::MultiplexSink *>(sub), ch->n);
-    if (!sub->mux) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_str_null(&ct);
 
-    return sub->start_stream_multi(ch, specs, ct, {}, 0);
+    return sub->start_stream(ch, specs, ct, {}, 0);
 }
