@@ -498,6 +498,31 @@ test('the built module loads with nginx -t; bad directives are refused', async (
     assert.equal(fm.ok, false);
 });
 
+// A location has one content handler: a second one would be silently
+// ignored, so nginx -t refuses it, whatever the order (issue #19, item 3).
+test('nginx -t refuses two content handlers in one location, and pubsub_status in if', async () => {
+    const loc = (body) => `server { listen 127.0.0.1:%%PORT%%; location / { ${body} } }`;
+    for (const body of [
+        'pubsub_presence_api; pubsub_subscriber;',
+        'pubsub_subscriber; pubsub_presence_api;',
+        'pubsub_status; pubsub_subscriber;',
+        'pubsub_subscriber; pubsub_status;',
+        'pubsub_presence_api; pubsub_status;',
+        'pubsub_status; pubsub_presence_api;',
+        'proxy_pass http://127.0.0.1:9; pubsub_publisher;',
+        'pubsub_pubsub; proxy_pass http://127.0.0.1:9;',
+    ]) {
+        const r = await nginxCheck({ conf: loc(body) });
+        assert.equal(r.ok, false, `accepted: ${body}`);
+        assert.match(r.output, /\[emerg\]/, body);
+    }
+    const ok = await nginxCheck({ conf: loc('pubsub_status;') });
+    assert.ok(ok.ok, ok.output);
+    const inIf = await nginxCheck({ conf: loc('if ($arg_x) { pubsub_status; }') });
+    assert.equal(inIf.ok, false);
+    assert.match(inIf.output, /"pubsub_status" directive is not allowed here/);
+});
+
 async function infoOf(port, ch) {
     const r = await C.httpRequest({ port, path: `/pub/${ch}`, headers: { Accept: 'application/json' } });
     return r.status === 200 ? JSON.parse(r.text) : { subscribers: 0, messages: 0 };

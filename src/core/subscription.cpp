@@ -22,11 +22,12 @@ private:
 };
 
 struct Subscription::Entry {
+    Entry(Subscription* owner, size_t i) : index(i), adapter(owner, i) {}
     SubChannel ch;
-    size_t index = 0;
-    std::unique_ptr<Adapter> adapter;  // not multiplexed
-    bool subscribed = false;           // the store accepted it
-    bool opened = false;               // hooks, presence, events
+    size_t index;
+    Adapter adapter;          // the store subscriber when not multiplexed
+    bool subscribed = false;  // the store accepted it
+    bool opened = false;      // hooks, presence, events
     SubscriptionHost::Handle hook = nullptr;
     SubscriptionHost::Handle presence = nullptr;
     SubscriptionHost::Handle events = nullptr;
@@ -55,7 +56,7 @@ Subscriber* Subscription::storeSub(Entry& e) {
     if (mux_) {
         return mux_->subscriber(e.index);
     }
-    return e.adapter.get();
+    return &e.adapter;
 }
 
 const Subscriber* Subscription::subscriber(size_t i) const {
@@ -65,7 +66,7 @@ const Subscriber* Subscription::subscriber(size_t i) const {
     if (mux_) {
         return const_cast<Multiplexer*>(mux_.get())->subscriber(i);
     }
-    return entries_[i]->adapter.get();
+    return &entries_[i]->adapter;
 }
 
 const SubChannel* Subscription::channel(size_t i) const {
@@ -118,12 +119,8 @@ SubscriptionStart Subscription::subscribe(std::vector<SubChannel> chans,
     out.backlogs.resize(n);
 
     for (size_t i = 0; i < n; i++) {
-        auto e = std::make_unique<Entry>();
+        auto e = std::make_unique<Entry>(this, i);
         e->ch = std::move(chans[i]);
-        e->index = i;
-        if (!mux_) {
-            e->adapter = std::make_unique<Adapter>(this, i);
-        }
         entries_.push_back(std::move(e));
         live_++;
     }
@@ -288,10 +285,8 @@ void Subscription::add(SubChannel ch, const StartSpec& spec, AddCallback done) {
     }
 
     size_t i = slot();
-    auto fresh = std::make_unique<Entry>();
+    auto fresh = std::make_unique<Entry>(this, i);
     fresh->ch = std::move(ch);
-    fresh->index = i;
-    fresh->adapter = std::make_unique<Adapter>(this, i);
     std::vector<std::string> keys{fresh->ch.key};
     entries_[i] = std::move(fresh);
     live_++;
@@ -316,7 +311,7 @@ void Subscription::add(SubChannel ch, const StartSpec& spec, AddCallback done) {
             return;
         }
 
-        s->host_->store()->subscribe(e->adapter.get(), s->request(*e, spec),
+        s->host_->store()->subscribe(&e->adapter, s->request(*e, spec),
                                      [&reply, &answered](SubscribeReply&& rep) {
                                          reply = std::move(rep);
                                          answered = true;
@@ -328,8 +323,8 @@ void Subscription::add(SubChannel ch, const StartSpec& spec, AddCallback done) {
         }
 
         if (reply.status != StoreResult::kOk) {
-            if (e->adapter->attached()) {
-                s->host_->store()->unsubscribe(e->adapter.get());
+            if (e->adapter.attached()) {
+                s->host_->store()->unsubscribe(&e->adapter);
             }
             s->entries_[i].reset();
             s->live_--;

@@ -184,6 +184,13 @@ ngx_pubsub_group_limits(ngx_pubsub_loc_conf_t *plcf)
     return l;
 }
 
+/*
+ * ngx_pubsub_directives.cpp: installs a location's content handler, or
+ * refuses (an error text for nginx -t) when the location has another one
+ */
+char *ngx_pubsub_conf_content_handler(ngx_conf_t *cf,
+    ngx_http_handler_pt handler);
+
 /* ngx_pubsub_publisher.cpp */
 ngx_int_t ngx_pubsub_publisher_handler(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf);

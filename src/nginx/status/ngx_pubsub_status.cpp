@@ -874,7 +874,5 @@ ngx_pubsub_status_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return const_cast<char *>("is duplicate");
     }
 
-    clcf->handler = ngx_pubsub_status_handler;
-
-    return NGX_CONF_OK;
+    return ngx_pubsub_conf_content_handler(cf, ngx_pubsub_status_handler);
 }

@@ -1,0 +1,328 @@
+/*
+ * ngx_pubsub: the handlers of the directives that need more than nginx's
+ * slot functions - roles, channel ids, first message, long-poll multipart
+ * and the raw-stream separator.
+ */
+
+#include "ngx_pubsub.h"
+#include "ngx_pubsub_conf.h"
+
+#include <string>
+
+
+/*
+ * Makes `handler` the location's content handler.  A location has one:
+ * a second one (pubsub_status, pubsub_presence_api, a role, proxy_pass...)
+ * would silently replace the first, so nginx -t refuses it.
+ */
+char *
+ngx_pubsub_conf_content_handler(ngx_conf_t *cf, ngx_http_handler_pt handler)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = static_cast<ngx_http_core_loc_conf_t *>(
+               ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+
+    if (clcf->handler != NULL && clcf->handler != handler) {
+        return const_cast<char *>("cannot share a location with another "
+                                  "content handler (one of pubsub_publisher, "
+                                  "pubsub_subscriber, pubsub_pubsub, "
+                                  "pubsub_presence_api, pubsub_status, "
+                                  "proxy_pass, return...)");
+    }
+
+    clcf->handler = handler;
+
+    return NGX_CONF_OK;
+}
+
+
+
+char *
+ngx_pubsub_role(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_pubsub_loc_conf_t     *plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
+    ngx_str_t                 *value;
+    ngx_uint_t                 i, role, roles, pub, sub;
+
+    role = *static_cast<ngx_uint_t *>(cmd->post);
+
+    if (plcf->roles != NGX_CONF_UNSET_UINT) {
+        return const_cast<char *>("is duplicate: a location has one of "
+                                  "pubsub_publisher, pubsub_subscriber, "
+                                  "pubsub_pubsub");
+    }
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+    pub = 0;
+    sub = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        std::string_view a = ngx_pubsub_sv(value[i]);
+
+        if (a == "http" && (role & 1)) {
+            pub |= NGX_PUBSUB_PUB_HTTP;
+
+        } else if (a == "websocket") {
+            if (role & 1) {
+                pub |= NGX_PUBSUB_PUB_WEBSOCKET;
+            }
+            if (role & 2) {
+                sub |= NGX_PUBSUB_SUB_WEBSOCKET;
+            }
+
+        } else if (a == "eventsource" && (role & 2)) {
+            sub |= NGX_PUBSUB_SUB_EVENTSOURCE;
+
+        } else if (a == "longpoll" && (role & 2)) {
+            sub |= NGX_PUBSUB_SUB_LONGPOLL;
+
+        } else if (a == "intervalpoll" && (role & 2)) {
+            sub |= NGX_PUBSUB_SUB_INTERVALPOLL;
+
+        } else if (a == "chunked" && (role & 2)) {
+            sub |= NGX_PUBSUB_SUB_CHUNKED;
+
+        } else if ((a == "multipart" || a == "multipart-mixed") && (role & 2)) {
+            sub |= NGX_PUBSUB_SUB_MULTIPART;
+
+        } else if ((a == "rawstream" || a == "http-raw-stream") && (role & 2)) {
+            sub |= NGX_PUBSUB_SUB_RAWSTREAM;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value \"%V\" in \"%V\"",
+                               &value[i], &cmd->name);
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+    }
+
+    if ((role & 1) && pub == 0) {
+        pub = (role == 3 && sub) ? 0 : NGX_PUBSUB_PUB_ALL;
+        if (role == 3 && sub) {
+            /* "pubsub_pubsub eventsource" publishes over http only */
+            pub = NGX_PUBSUB_PUB_HTTP;
+            if (sub & NGX_PUBSUB_SUB_WEBSOCKET) {
+                pub |= NGX_PUBSUB_PUB_WEBSOCKET;
+            }
+        }
+    }
+
+    if ((role & 2) && sub == 0) {
+        sub = NGX_PUBSUB_SUB_DEFAULT;
+    }
+
+    if (plcf->presence_api == 1) {
+        return const_cast<char *>("cannot share a location with "
+                                  "pubsub_presence_api");
+    }
+
+    roles = pub | sub;
+    plcf->roles = roles;
+
+    return ngx_pubsub_conf_content_handler(cf, ngx_pubsub_handler);
+}
+
+
+char *
+ngx_pubsub_presence_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_pubsub_loc_conf_t     *plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
+
+    if (plcf->presence_api != NGX_CONF_UNSET) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    if (plcf->roles != NGX_CONF_UNSET_UINT) {
+        return const_cast<char *>("cannot share a location with "
+                                  "pubsub_publisher, pubsub_subscriber or "
+                                  "pubsub_pubsub");
+    }
+
+    plcf->presence_api = 1;
+
+    return ngx_pubsub_conf_content_handler(cf, ngx_pubsub_handler);
+}
+
+
+/* pubsub_channel_id and friends: arrays of complex values */
+char *
+ngx_pubsub_channel_id_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_pubsub_loc_conf_t             *plcf;
+    ngx_array_t                      **slot;
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_http_complex_value_t          *cv;
+    ngx_http_compile_complex_value_t   ccv;
+
+    plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
+
+    if (cmd->post == NULL) {
+        slot = reinterpret_cast<ngx_array_t **>(
+                   reinterpret_cast<char *>(conf) + cmd->offset);
+
+    } else {
+        switch (*static_cast<ngx_uint_t *>(cmd->post)) {
+        case 1:
+            slot = &plcf->pub_channel_id;
+            break;
+        case 2:
+            slot = &plcf->sub_channel_id;
+            break;
+        default:
+            slot = &plcf->channel_id;
+        }
+    }
+
+    if (*slot != NGX_CONF_UNSET_PTR) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    if (cf->args->nelts - 1 > NGX_PUBSUB_MAX_CHANNELS) {
+        return const_cast<char *>("takes at most 255 values");
+    }
+
+    *slot = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                             sizeof(ngx_http_complex_value_t));
+    if (*slot == NULL) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        cv = static_cast<ngx_http_complex_value_t *>(ngx_array_push(*slot));
+        if (cv == NULL) {
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+        ccv.cf = cf;
+        ccv.value = &value[i];
+        ccv.complex_value = cv;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_pubsub_first_message(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_pubsub_loc_conf_t  *plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
+    ngx_str_t              *value;
+    ngx_int_t               n;
+    ngx_uint_t              neg;
+
+    if (plcf->first_message_kind != NGX_CONF_UNSET) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+    std::string_view a = ngx_pubsub_sv(value[1]);
+
+    if (a == "oldest") {
+        plcf->first_message_kind = pubsub::StartSpec::kOldest;
+        plcf->first_message_n = 0;
+        return NGX_CONF_OK;
+    }
+
+    if (a == "newest") {
+        plcf->first_message_kind = pubsub::StartSpec::kNewest;
+        plcf->first_message_n = 0;
+        return NGX_CONF_OK;
+    }
+
+    neg = (a.size() > 1 && a[0] == '-');
+    n = ngx_atoi(value[1].data + neg, value[1].len - neg);
+
+    if (n == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\": expected oldest, newest, "
+                           "N or -N", &value[1]);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    if (n == 0) {
+        plcf->first_message_kind = pubsub::StartSpec::kNewest;
+
+    } else {
+        plcf->first_message_kind = neg ? pubsub::StartSpec::kFromNewest
+                                       : pubsub::StartSpec::kFromOldest;
+    }
+
+    plcf->first_message_n = n;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_pubsub_longpoll_multipart(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_pubsub_loc_conf_t  *plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
+    ngx_str_t              *value;
+
+    if (plcf->longpoll_multipart != NGX_CONF_UNSET_UINT) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+    std::string_view a = ngx_pubsub_sv(value[1]);
+
+    if (a == "off") {
+        plcf->longpoll_multipart = NGX_PUBSUB_LP_MULTIPART_OFF;
+
+    } else if (a == "on") {
+        plcf->longpoll_multipart = NGX_PUBSUB_LP_MULTIPART_ON;
+
+    } else if (a == "raw") {
+        plcf->longpoll_multipart = NGX_PUBSUB_LP_MULTIPART_RAW;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\": expected off, on or raw",
+                           &value[1]);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the raw-stream separator: "\n" is appended unless the value is empty */
+char *
+ngx_pubsub_separator(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_pubsub_loc_conf_t  *plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
+    ngx_str_t              *value;
+
+    if (plcf->raw_separator.data != NULL) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    if (value[1].len == 0) {
+        plcf->raw_separator.data = value[1].data;
+        plcf->raw_separator.len = 0;
+        return NGX_CONF_OK;
+    }
+
+    plcf->raw_separator.data = static_cast<u_char *>(
+                                   ngx_pnalloc(cf->pool, value[1].len + 1));
+    if (plcf->raw_separator.data == NULL) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    ngx_memcpy(plcf->raw_separator.data, value[1].data, value[1].len);
+    plcf->raw_separator.data[value[1].len] = '\n';
+    plcf->raw_separator.len = value[1].len + 1;
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,434 @@
+/*
+ * ngx_pubsub: the HTTP helpers every handler uses - pool strings, headers,
+ * plain answers, store results as statuses, origins and CORS, and the
+ * evaluation of a request's channel ids.
+ */
+
+#include "ngx_pubsub.h"
+
+#include <string>
+
+#include "pubsub/channel_id.h"
+
+
+
+ngx_str_t
+ngx_pubsub_pstr(ngx_pool_t *pool, std::string_view s)
+{
+    ngx_str_t  r;
+
+    r.len = s.size();
+    r.data = static_cast<u_char *>(ngx_pnalloc(pool, s.size() ? s.size() : 1));
+    if (r.data == NULL) {
+        r.len = 0;
+        return r;
+    }
+
+    ngx_memcpy(r.data, s.data(), s.size());
+
+    return r;
+}
+
+
+ngx_int_t
+ngx_pubsub_set_header(ngx_http_request_t *r, std::string_view name,
+    std::string_view value)
+{
+    ngx_table_elt_t  *h;
+
+    h = static_cast<ngx_table_elt_t *>(ngx_list_push(&r->headers_out.headers));
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key = ngx_pubsub_pstr(r->pool, name);
+    h->value = ngx_pubsub_pstr(r->pool, value);
+
+    if (h->key.data == NULL || h->value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The next request header called `name` after `prev` (NULL: the first);
+ * nginx 1.22 does not chain repeated headers.
+ */
+ngx_table_elt_t *
+ngx_pubsub_next_header(ngx_http_request_t *r, std::string_view name,
+    ngx_table_elt_t *prev)
+{
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+    ngx_uint_t        i, seen;
+
+    part = &r->headers_in.headers.part;
+    h = static_cast<ngx_table_elt_t *>(part->elts);
+    seen = (prev == NULL);
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = static_cast<ngx_table_elt_t *>(part->elts);
+            i = 0;
+        }
+
+        if (!seen) {
+            seen = (&h[i] == prev);
+            continue;
+        }
+
+        if (h[i].key.len == name.size()
+            && ngx_strncasecmp(h[i].key.data,
+                   reinterpret_cast<u_char *>(const_cast<char *>(name.data())),
+                   name.size()) == 0)
+        {
+            return &h[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_table_elt_t *
+ngx_pubsub_find_header(ngx_http_request_t *r, std::string_view name)
+{
+    return ngx_pubsub_next_header(r, name, NULL);
+}
+
+
+ngx_int_t
+ngx_pubsub_respond_text(ngx_http_request_t *r, ngx_uint_t status,
+    std::string_view content_type, std::string_view body)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = body.size();
+
+    if (!content_type.empty()) {
+        r->headers_out.content_type = ngx_pubsub_pstr(r->pool, content_type);
+        r->headers_out.content_type_len = content_type.size();
+        r->headers_out.content_type_lowcase = NULL;
+    }
+
+    if (body.empty() || r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+        return ngx_http_send_header(r);
+    }
+
+    b = ngx_create_temp_buf(r->pool, body.size());
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->pos, body.data(), body.size());
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_pubsub_status_of(pubsub::StoreResult rc)
+{
+    switch (rc) {
+    case pubsub::StoreResult::kOk:
+        return NGX_HTTP_OK;
+    case pubsub::StoreResult::kNoMemory:
+        return 507;
+    case pubsub::StoreResult::kNotFound:
+        return NGX_HTTP_NOT_FOUND;
+    case pubsub::StoreResult::kForbidden:
+        return NGX_HTTP_FORBIDDEN;
+    case pubsub::StoreResult::kUnavailable:
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    case pubsub::StoreResult::kError:
+        break;
+    }
+
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+/*
+ * Whether the request's Origin is among pubsub_allowed_origins (a
+ * space-separated list, "*" for any; default: any).  NGX_OK (also when
+ * there is no Origin), NGX_DECLINED when refused, NGX_ERROR.  *allow gets
+ * the Access-Control-Allow-Origin value (empty without an Origin).
+ */
+static ngx_int_t
+ngx_pubsub_origin_check(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    std::string_view *allow)
+{
+    ngx_table_elt_t  *origin;
+    ngx_str_t         allowed;
+
+    *allow = std::string_view();
+
+    origin = ngx_pubsub_find_header(r, "Origin");
+    if (origin == NULL) {
+        return NGX_OK;
+    }
+
+    std::string_view o = ngx_pubsub_sv(origin->value);
+    *allow = o;
+
+    if (plcf->allowed_origins == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, plcf->allowed_origins, &allowed) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    std::string_view list = ngx_pubsub_sv(allowed);
+    size_t pos = 0;
+
+    while (pos < list.size()) {
+        size_t sp = list.find(' ', pos);
+        std::string_view item = list.substr(pos, sp == std::string_view::npos
+                                                 ? std::string_view::npos
+                                                 : sp - pos);
+        if (item == "*") {
+            *allow = plcf->allow_credentials ? o : "*";
+            return NGX_OK;
+        }
+        if (!item.empty() && item == o) {
+            return NGX_OK;
+        }
+        if (sp == std::string_view::npos) {
+            break;
+        }
+        pos = sp + 1;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_pubsub_origin_allowed(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
+{
+    std::string_view  allow;
+
+    return ngx_pubsub_origin_check(r, plcf, &allow);
+}
+
+
+/*
+ * CORS: checks the Origin (ngx_pubsub_origin_check) and adds the response
+ * headers; returns NGX_DECLINED when the origin is refused.
+ */
+ngx_int_t
+ngx_pubsub_cors(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_uint_t subscriber)
+{
+    ngx_int_t         rc;
+    std::string_view  allow_value;
+
+    rc = ngx_pubsub_origin_check(r, plcf, &allow_value);
+    if (rc != NGX_OK || allow_value.empty()) {
+        return rc;
+    }
+
+    if (ngx_pubsub_set_header(r, "Access-Control-Allow-Origin", allow_value)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (plcf->allow_credentials
+        && ngx_pubsub_set_header(r, "Access-Control-Allow-Credentials", "true")
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (subscriber
+        && ngx_pubsub_set_header(r, "Access-Control-Expose-Headers",
+                                 "Last-Modified, Etag, Content-Type, "
+                                 "X-Pubsub-Gap") != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Evaluates the channel ids of a request without answering it: NGX_OK,
+ * NGX_DECLINED with *err set (a bad id), or NGX_ERROR.
+ */
+ngx_int_t
+ngx_pubsub_channels_eval(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_uint_t publisher, ngx_pubsub_channels_t *ch, const char **err_out)
+{
+    ngx_array_t               *ids;
+    ngx_http_complex_value_t  *cv;
+    ngx_str_t                  value, group;
+    ngx_uint_t                 i;
+    const char                *err;
+
+    ids = publisher ? plcf->pub_channel_id : plcf->sub_channel_id;
+    if (ids == NULL) {
+        ids = plcf->channel_id;
+    }
+
+    group.len = 0;
+    group.data = NULL;
+
+    ch->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ch->n = 0;
+    ch->cap = 4;
+    ch->id = ch->id_inline;
+    ch->key = ch->key_inline;
+    *err_out = NULL;
+
+    if (plcf->channel_group != NULL
+        && ngx_http_complex_value(r, plcf->channel_group, &group) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (group.len == 0) {
+        ngx_str_set(&group, "default");
+    }
+
+    if (pubsub::checkChannelGroup(ngx_pubsub_sv(group))
+        != pubsub::ChannelIdError::kNone)
+    {
+        err = "Channel group must not contain '/'.\n";
+        goto bad;
+    }
+
+    ch->n = 0;
+
+    if (ids == NULL || ids->nelts == 0) {
+        err = "No channel id provided.\n";
+        goto bad;
+    }
+
+    cv = static_cast<ngx_http_complex_value_t *>(ids->elts);
+
+    for (i = 0; i < ids->nelts; i++) {
+        std::string_view   split[NGX_PUBSUB_MAX_CHANNELS];
+        size_t             n, from;
+        pubsub::ChannelIdError  e;
+
+        if (ngx_http_complex_value(r, &cv[i], &value) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        /* the pure splitting and checks are in the core (channel_id.h) */
+        n = ch->n;
+        from = n;
+        e = pubsub::splitChannelIds(ngx_pubsub_sv(value),
+                                    ngx_pubsub_sv(plcf->split_delimiter),
+                                    plcf->max_channel_id_length, split, &n,
+                                    NGX_PUBSUB_MAX_CHANNELS);
+
+        for (size_t k = from; k < n; k++) {
+            std::string_view id = split[k];
+
+            if (ch->n == ch->cap) {
+                ngx_uint_t  cap = ch->cap * 4 < NGX_PUBSUB_MAX_CHANNELS
+                                  ? ch->cap * 4 : NGX_PUBSUB_MAX_CHANNELS;
+                ngx_str_t  *nid, *nkey;
+
+                nid = static_cast<ngx_str_t *>(
+                          ngx_palloc(r->pool, 2 * cap * sizeof(ngx_str_t)));
+                if (nid == NULL) {
+                    return NGX_ERROR;
+                }
+
+                nkey = nid + cap;
+                ngx_memcpy(nid, ch->id, ch->n * sizeof(ngx_str_t));
+                ngx_memcpy(nkey, ch->key, ch->n * sizeof(ngx_str_t));
+                ch->id = nid;
+                ch->key = nkey;
+                ch->cap = cap;
+            }
+
+            /* the id points into the evaluated value (r->pool or the
+               request's own buffers: both live as long as r) */
+            ch->id[ch->n].data = reinterpret_cast<u_char *>(
+                                     const_cast<char *>(id.data()));
+            ch->id[ch->n].len = id.size();
+            ch->key[ch->n].len = group.len + 1 + id.size();
+            ch->key[ch->n].data = static_cast<u_char *>(
+                                      ngx_pnalloc(r->pool, ch->key[ch->n].len));
+            if (ch->key[ch->n].data == NULL) {
+                return NGX_ERROR;
+            }
+
+            u_char *p = ngx_cpymem(ch->key[ch->n].data, group.data, group.len);
+            *p++ = '/';
+            ngx_memcpy(p, id.data(), id.size());
+            ch->n++;
+        }
+
+        if (e != pubsub::ChannelIdError::kNone) {
+            err = pubsub::channelIdErrorText(e).data();
+            goto bad;
+        }
+    }
+
+    return NGX_OK;
+
+bad:
+
+    *err_out = err;
+    return NGX_DECLINED;
+}
+
+
+/*
+ * Evaluates the channel ids of a request.  Returns NGX_OK, or NGX_DECLINED
+ * after answering the request with the reason (ch->rc to return).
+ */
+ngx_int_t
+ngx_pubsub_channels(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_uint_t publisher, ngx_pubsub_channels_t *ch)
+{
+    ngx_int_t    rc;
+    const char  *err;
+
+    rc = ngx_pubsub_channels_eval(r, plcf, publisher, ch, &err);
+
+    if (rc == NGX_OK) {
+        return NGX_OK;
+    }
+
+    ch->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "pubsub: %s", err);
+
+        ch->rc = ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST,
+                                         "text/plain", err);
+    }
+
+    return NGX_DECLINED;
+}

@@ -1,0 +1,267 @@
+/*
+ * ngx_pubsub: the content handler - a request goes to its role (publisher,
+ * subscriber transport, presence API) by method and headers; OPTIONS and
+ * methods a location does not serve are answered here.  The engine is
+ * prepared before the request is routed (Redis: the channels' snapshots).
+ */
+
+#include "ngx_pubsub.h"
+#include "ngx_pubsub_conf.h"
+#include "ngx_pubsub_redis.h"
+
+#include <string>
+
+
+
+static ngx_int_t
+ngx_pubsub_not_allowed(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
+{
+    std::string_view allow;
+
+    if (plcf->pub_roles && plcf->sub_roles) {
+        allow = "GET, POST, PUT, DELETE, OPTIONS";
+
+    } else if (plcf->pub_roles) {
+        allow = "GET, POST, PUT, DELETE, OPTIONS";
+
+    } else {
+        allow = "GET, OPTIONS";
+    }
+
+    if (ngx_pubsub_set_header(r, "Allow", allow) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_discard_request_body(r);
+
+    return ngx_pubsub_respond_text(r, NGX_HTTP_NOT_ALLOWED, "text/plain",
+                                   "Method not allowed.\n");
+}
+
+
+static ngx_int_t
+ngx_pubsub_options(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
+{
+    ngx_int_t         rc;
+    std::string_view  methods, headers;
+
+    rc = ngx_pubsub_cors(r, plcf, 0);
+    if (rc == NGX_DECLINED) {
+        return ngx_pubsub_respond_text(r, NGX_HTTP_FORBIDDEN, "text/plain",
+                                       "Origin not allowed.\n");
+    }
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (plcf->pub_roles) {
+        methods = "GET, POST, PUT, DELETE, OPTIONS";
+    } else {
+        methods = "GET, OPTIONS";
+    }
+
+    if (plcf->sub_roles) {
+        headers = "If-None-Match, If-Modified-Since, Last-Event-ID, "
+                  "Content-Type, Cache-Control, X-EventSource-Event, "
+                  "Authorization";
+    } else {
+        headers = "Content-Type, X-EventSource-Event, Authorization";
+    }
+
+    if (ngx_pubsub_set_header(r, "Allow", methods) != NGX_OK
+        || ngx_pubsub_set_header(r, "Access-Control-Allow-Methods", methods)
+           != NGX_OK
+        || ngx_pubsub_set_header(r, "Access-Control-Allow-Headers", headers)
+           != NGX_OK
+        || ngx_pubsub_set_header(r, "Access-Control-Max-Age", "600")
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_discard_request_body(r);
+
+    r->headers_out.status = NGX_HTTP_NO_CONTENT;
+    r->headers_out.content_length_n = 0;
+    r->header_only = 1;
+
+    return ngx_http_send_header(r);
+}
+
+
+/* whether any request header `name` lists `token` */
+static ngx_uint_t
+ngx_pubsub_header_has(ngx_http_request_t *r, std::string_view name,
+    std::string_view token)
+{
+    ngx_table_elt_t  *h;
+
+    for (h = ngx_pubsub_next_header(r, name, NULL); h;
+         h = ngx_pubsub_next_header(r, name, h))
+    {
+        if (pubsub::headerHasToken(ngx_pubsub_sv(h->value), token)) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+ngx_uint_t
+ngx_pubsub_is_websocket(ngx_http_request_t *r)
+{
+    if (r->headers_in.upgrade == NULL) {
+        return 0;
+    }
+
+    return pubsub::headerHasToken(ngx_pubsub_sv(r->headers_in.upgrade->value),
+                                  "websocket");
+}
+
+
+/* Picks the subscriber transport of a GET, or 0 when none fits. */
+ngx_uint_t
+ngx_pubsub_pick_transport(ngx_http_request_t *r, ngx_uint_t enabled)
+{
+    if ((enabled & NGX_PUBSUB_SUB_EVENTSOURCE)
+        && ngx_pubsub_header_has(r, "Accept", "text/event-stream"))
+    {
+        return NGX_PUBSUB_SUB_EVENTSOURCE;
+    }
+
+    if ((enabled & NGX_PUBSUB_SUB_CHUNKED)
+        && ngx_pubsub_header_has(r, "TE", "chunked"))
+    {
+        return NGX_PUBSUB_SUB_CHUNKED;
+    }
+
+    if ((enabled & NGX_PUBSUB_SUB_MULTIPART)
+        && ngx_pubsub_header_has(r, "Accept", "multipart/mixed"))
+    {
+        return NGX_PUBSUB_SUB_MULTIPART;
+    }
+
+    if (enabled & NGX_PUBSUB_SUB_INTERVALPOLL) {
+        return NGX_PUBSUB_SUB_INTERVALPOLL;
+    }
+
+    if (enabled & NGX_PUBSUB_SUB_RAWSTREAM) {
+        return NGX_PUBSUB_SUB_RAWSTREAM;
+    }
+
+    if (enabled & NGX_PUBSUB_SUB_LONGPOLL) {
+        return NGX_PUBSUB_SUB_LONGPOLL;
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_pubsub_route(ngx_http_request_t *r)
+{
+    ngx_pubsub_loc_conf_t  *plcf;
+    ngx_uint_t              transport;
+
+    plcf = static_cast<ngx_pubsub_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
+
+    if (r->method == NGX_HTTP_OPTIONS) {
+        return ngx_pubsub_options(r, plcf);
+    }
+
+    if (ngx_pubsub_store_for(plcf) == NULL) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    if (plcf->presence_api) {
+        return ngx_pubsub_presence_api_handler(r, plcf);
+    }
+
+    if (r->method == NGX_HTTP_GET && ngx_pubsub_is_websocket(r)) {
+        ngx_uint_t sub = plcf->sub_roles & NGX_PUBSUB_SUB_WEBSOCKET;
+        ngx_uint_t pub = plcf->pub_roles & NGX_PUBSUB_PUB_WEBSOCKET;
+
+        if (!sub && !pub) {
+            ngx_http_discard_request_body(r);
+            return ngx_pubsub_respond_text(r, NGX_HTTP_FORBIDDEN, "text/plain",
+                       "WebSocket is not enabled at this location.\n");
+        }
+
+        switch (ngx_pubsub_origin_allowed(r, plcf)) {
+        case NGX_OK:
+            break;
+        case NGX_DECLINED:
+            ngx_http_discard_request_body(r);
+            return ngx_pubsub_respond_text(r, NGX_HTTP_FORBIDDEN, "text/plain",
+                                           "Origin not allowed.\n");
+        default:
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_pubsub_websocket_handler(r, plcf, sub, pub);
+    }
+
+    switch (r->method) {
+
+    case NGX_HTTP_GET:
+    case NGX_HTTP_HEAD:
+        if (plcf->sub_roles) {
+            transport = ngx_pubsub_pick_transport(r, plcf->sub_roles);
+
+            if (transport) {
+                return ngx_pubsub_subscriber_handler(r, plcf, transport);
+            }
+
+            if (!(plcf->pub_roles & NGX_PUBSUB_PUB_HTTP)) {
+                ngx_http_discard_request_body(r);
+                return ngx_pubsub_respond_text(r, 406,
+                           "text/plain",
+                           "No subscriber transport enabled here fits "
+                           "this request.\n");
+            }
+        }
+
+        if (plcf->pub_roles & NGX_PUBSUB_PUB_HTTP) {
+            return ngx_pubsub_publisher_handler(r, plcf);
+        }
+
+        break;
+
+    case NGX_HTTP_POST:
+    case NGX_HTTP_PUT:
+    case NGX_HTTP_DELETE:
+        if (plcf->pub_roles & NGX_PUBSUB_PUB_HTTP) {
+            return ngx_pubsub_publisher_handler(r, plcf);
+        }
+
+        break;
+
+    default:
+        break;
+    }
+
+    return ngx_pubsub_not_allowed(r, plcf);
+}
+
+
+
+ngx_int_t
+ngx_pubsub_handler(ngx_http_request_t *r)
+{
+    return ngx_pubsub_guard(r->connection->log, [r] {
+        ngx_pubsub_loc_conf_t *plcf = static_cast<ngx_pubsub_loc_conf_t *>(
+            ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
+
+        if (plcf->redis != NULL && r->method != NGX_HTTP_OPTIONS) {
+            /* Redis subscribers: the channels' snapshots come first */
+            ngx_int_t rc = ngx_pubsub_redis_prepare(r, plcf, ngx_pubsub_route);
+            if (rc != NGX_DECLINED) {
+                return rc;
+            }
+        }
+
+        return ngx_pubsub_route(r);
+    });
+}
