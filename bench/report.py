@@ -219,7 +219,184 @@ REDIS_SCENARIOS = {
 }
 
 
+# ngx_pubsub built from an earlier commit (run.sh --baseline): every ngx_pubsub
+# server X has a twin "X-before", run with the same config right after it.
+BEFORE = "-before"
+CPU_COLUMNS = {"server_cpu_pct": "server CPU", "redis_cpu_pct": "redis CPU",
+               "client_cpu_pct": "client CPU", "other_cpu_pct": "others' CPU"}
+
+
+def with_before(servers, a):
+    """servers, each ngx_pubsub one followed by its before twin when run.sh had --baseline."""
+    if not a.baseline:
+        return list(servers)
+    out = []
+    for s, name in servers:
+        out.append((s, name))
+        if s.startswith("ours"):
+            out.append((s + BEFORE, name + " (before)"))
+    return out
+
+
+def baseline_line(a):
+    """The header line saying what "before" is, or None."""
+    if not a.baseline:
+        return None
+    line = "- Before/after: \"(before)\" rows are ngx_pubsub built from `{}` (`{}`, " \
+        "`bench/baseline.sh`), run with the same configs right after the current build " \
+        "in every repetition; \"after/before\" = current / before.".format(
+            a.baseline, a.baseline_so)
+    if a.baseline_ok != "1":
+        line += " **The before module did not pass `nginx -t`: no before runs** (see Notes)."
+    return line
+
+
+def scenario_table(o, sc, spec, servers, by, commands, heading, command_intro, cpu_cols,
+                   pending=()):
+    """Appends one scenario's heading, description, client command and per-server table
+    (median, range, extra metrics, CPU columns, runs); returns the servers' medians of
+    the primary metric."""
+    title, desc, prim, hib, extra = spec
+    path, label, f = prim
+    o.append("{} {} (`{}`)\n".format(heading, title, sc))
+    o.append(desc + " " + ("Higher is better." if hib else "Lower is better.") + "\n")
+    if sc in commands:
+        w, cmd = commands[sc]
+        o.append(command_intro.format(w))
+        o.append("```\nbuild/bench/pubsub-load {}\n```\n".format(cmd))
+    head = ["server", label + " (median)", "min–max"] + [e[1] for e in extra] + [
+        CPU_COLUMNS[k] for k in cpu_cols] + ["runs"]
+    o.append("| " + " | ".join(head) + " |")
+    o.append("|" + "---|" * len(head))
+    for s, name in servers:
+        rs = by.get((sc, s), [])
+        if s in pending:
+            o.append("| {} | pending |".format(name) + " |" * (len(head) - 2))
+            continue
+        if not rs:
+            continue
+        vals = [v for v in (get(r, path) for r in rs) if v is not None]
+        rng = "{}–{}".format(fmt(min(vals), f), fmt(max(vals), f)) if vals else "—"
+        cells = [name, fmt(median(rs, path), f), rng]
+        cells += [fmt(median(rs, e[0]), e[2]) for e in extra]
+        cells += [fmt(median(rs, k), "{:.0f}%") for k in cpu_cols]
+        errs = sum(1 for r in rs if "error" in r)
+        cells.append(str(len(rs)) + (" ({} failed)".format(errs) if errs else ""))
+        o.append("| " + " | ".join(cells) + " |")
+    return {s: median(by.get((sc, s), []), path) for s, _ in servers}
+
+
+def before_ratios(m, servers):
+    """"; after/before: NAME r, ..." for the servers with a before twin, else ""."""
+    names = dict(servers)
+    parts = ["{} {}".format(names[s], ratio(m[s], m[s + BEFORE]))
+             for s, _ in servers if s + BEFORE in names]
+    return "; after/before: " + ", ".join(parts) if parts else ""
+
+
+def summary_rows(o, by, scenarios, servers, ours, other, metric_keys, pending=False):
+    """Appends the summary rows (ours[, before], other, return 200 and their ratios[,
+    after/before]) of every scenario that ran, for the primary metric and the extra
+    metrics named in metric_keys; returns whether a row is flagged as contended."""
+    before = ours + BEFORE in dict(servers)
+    flagged = False
+    for sc, (title, _d, prim, _hib, extra) in scenarios.items():
+        if not any((sc, s) in by for s, _ in servers):
+            continue
+        metrics = [prim] + [e for e in extra if e[0] in metric_keys]
+        busy = [median(by.get((sc, s), []), "other_cpu_pct") for s, _ in servers]
+        cpu_bound = "idle-" not in sc  # memory does not depend on CPU share
+        flag = " ⚠" if cpu_bound and any(b is not None and b >= 25 for b in busy) else ""
+        flagged = flagged or bool(flag)
+        has_ret = (sc, "ret200") in by
+        for path, label, f in metrics:
+            m = {s: median(by.get((sc, s), []), path) for s, _ in servers}
+            cells = [sc + flag, label, "pending" if pending else fmt(m[ours], f)]
+            if before:
+                cells.append(fmt(m[ours + BEFORE], f))
+            cells += [fmt(m[other], f), fmt(m["ret200"], f) if has_ret else "n/a",
+                      ratio(m[ours], m[other]), ratio(m[ours], m["ret200"]) if has_ret else "n/a"]
+            if before:
+                cells.append(ratio(m[ours], m[ours + BEFORE]))
+            o.append("| " + " | ".join(cells) + " |")
+    return flagged
+
+
+def summary_head(ours, other, before):
+    head = ["scenario", "metric", ours] + (["before"] if before else []) + [
+        other, "return 200", "ours/nchan", "ours/return200"] + (["after/before"] if before else [])
+    return ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+
+
+def presence_cost_rows(o, by, scenarios, servers, off, on, other, metric_keys):
+    """Appends presence off / on / other, the cost of presence and on/other for every
+    scenario that ran, for the primary metric and the extra metrics in metric_keys."""
+    for sc, (title, _d, prim, hib, extra) in scenarios.items():
+        if not any((sc, s) in by for s, _ in servers):
+            continue
+        metrics = [(prim, hib)] + [(e, False) for e in extra if e[0] in metric_keys]
+        for (path, label, f), h in metrics:
+            m = {s: median(by.get((sc, s), []), path) for s, _ in servers}
+            c = cost(m[on], m[off], h)
+            if path == "shm_bytes_per_sub":
+                c = "+{} B/member".format(fmt(m[on] - m[off], "{:,.0f}")) if (
+                    m[on] is not None and m[off] is not None) else "—"
+            o.append("| {} | {} | {} | {} | {} | {} | {} |".format(
+                sc, label, fmt(m[off], f), fmt(m[on], f), fmt(m[other], f), c,
+                ratio(m[on], m[other])))
+
+
+def spread(rows, path):
+    """(max − min) / median of a metric over the runs, None with fewer than 2 runs."""
+    vals = [v for v in (get(r, path) for r in rows) if v is not None]
+    if len(vals) < 2 or statistics.median(vals) == 0:
+        return None
+    return (max(vals) - min(vals)) / statistics.median(vals)
+
+
+def before_after_table(o, by, scenarios, servers, metric_keys):
+    """Appends the before/after table: for every ngx_pubsub server with a before twin,
+    every scenario that ran and the primary metric (plus the extra metrics in
+    metric_keys, lower is better), the medians, after/before, the noise (the larger
+    relative range of the two servers' runs) and whether the change exceeds it."""
+    names = dict(servers)
+    pairs = [(s, n) for s, n in servers if s + BEFORE in names]
+    rows = []
+    for sc, (title, _d, prim, hib, extra) in scenarios.items():
+        metrics = [(prim, hib)] + [(e, False) for e in extra if e[0] in metric_keys]
+        for s, name in pairs:
+            ra, rb = by.get((sc, s), []), by.get((sc, s + BEFORE), [])
+            if not rb:
+                continue
+            for (path, label, f), h in metrics:
+                ma, mb = median(ra, path), median(rb, path)
+                noises = [spread(ra, path), spread(rb, path)]
+                noise = None if None in noises else max(noises)
+                if ma is None or mb is None or mb == 0:
+                    verdict = "—"
+                elif noise is None:
+                    verdict = "no noise estimate"
+                else:
+                    r = ma / mb
+                    worse = r < 1 - noise if h else r > 1 + noise
+                    better = r > 1 + noise if h else r < 1 - noise
+                    verdict = "**worse**" if worse else "better" if better else "within noise"
+                rows.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+                    sc, name, label, fmt(ma, f), fmt(mb, f), ratio(ma, mb),
+                    fmt(None if noise is None else 100 * noise, "{:.1f}%"), verdict))
+    if not rows:
+        return
+    o.append("Before/after (\"noise\" = the larger (max − min) / median of the two servers' "
+             "runs; \"worse\" / \"better\" = after/before beyond 1 ± noise in that direction; "
+             "with one run there is no noise estimate):\n")
+    o.append("| scenario | server | metric | after | before | after/before | noise | verdict |")
+    o.append("|---|---|---|---:|---:|---:|---:|---|")
+    o += rows
+    o.append("")
+
+
 def redis_section(by, commands, a, notes=()):
+    servers = with_before(REDIS_SERVERS, a)
     o = [REDIS_BEGIN, "## Redis\n"]
     if not any(k[0] in REDIS_SCENARIOS for k in by):
         o.append("No Redis runs yet: `bench/run.sh --only redis`.\n")
@@ -245,35 +422,21 @@ def redis_section(by, commands, a, notes=()):
              "1s;`, plus a `pubsub_presence_api` location with `pubsub_redis_pass r`; nchan has "
              "no presence and runs its plain Redis config. \"redis CPU\" = redis-server's "
              "CPU time over the run's wall time, % of one core.")
+    if a.baseline:
+        o.append(baseline_line(a))
     o.append("- The machine is shared with other engineers' jobs: \"others' CPU\" is what "
              "processes other than nginx, Redis and the client used, as % of all CPUs. Where it "
              "is high (⚠ below: ≥ 25% in a median run) absolute throughput is depressed and "
              "noisy and repetitions of the same server spread widely; the ratios come from "
              "alternating runs in one session, and server / redis CPU µs per operation is the "
              "steadier comparison.\n")
-    o.append("| scenario | metric | ngx_pubsub + Redis | nchan + Redis | return 200 | ours/nchan "
-             "| ours/return200 |")
-    o.append("|---|---|---:|---:|---:|---:|---:|")
-    flagged = False
-    for sc, (title, _d, prim, hib, extra) in REDIS_SCENARIOS.items():
-        if not any((sc, s) in by for s, _ in REDIS_SERVERS):
-            continue
-        metrics = [prim] + [e for e in extra if e[0] in ("cpu_us_per_op", "redis_cpu_us_per_op")]
-        busy = [median(by.get((sc, s), []), "other_cpu_pct") for s, _ in REDIS_SERVERS]
-        cpu_bound = "-idle-" not in sc  # memory does not depend on CPU share
-        flag = " ⚠" if cpu_bound and any(b is not None and b >= 25 for b in busy) else ""
-        flagged = flagged or bool(flag)
-        for path, label, f in metrics:
-            m = {s: median(by.get((sc, s), []), path) for s, _ in REDIS_SERVERS}
-            has_ret = (sc, "ret200") in by
-            o.append("| {} | {} | {} | {} | {} | {} | {} |".format(
-                sc + flag, label, fmt(m["oursredis"], f), fmt(m["nchanredis"], f),
-                fmt(m["ret200"], f) if has_ret else "n/a", ratio(m["oursredis"], m["nchanredis"]),
-                ratio(m["oursredis"], m["ret200"]) if has_ret else "n/a"))
-    if flagged:
+    o += summary_head("ngx_pubsub + Redis", "nchan + Redis", bool(a.baseline))
+    cpu_keys = ("cpu_us_per_op", "redis_cpu_us_per_op")
+    if summary_rows(o, by, REDIS_SCENARIOS, servers, "oursredis", "nchanredis", cpu_keys):
         o.append("\n⚠ = in the median run of at least one server, other processes used "
                  "≥ 25% of all CPUs: absolute numbers are depressed and noisy.")
     o.append("")
+    before_after_table(o, by, REDIS_SCENARIOS, servers, cpu_keys)
     if any(k[0].startswith("redis-presence-") and k[1] == "oursredispres" for k in by):
         o.append("Presence in Redis mode (ngx_pubsub presence off vs on, nchan without presence; "
                  "\"cost\" = how much worse presence on is than off: throughput off/on − 1, "
@@ -281,58 +444,27 @@ def redis_section(by, commands, a, notes=()):
         o.append("| scenario | metric | presence off | presence on | nchan + Redis "
                  "| cost of presence | on/nchan |")
         o.append("|---|---|---:|---:|---:|---:|---:|")
-        for sc, (title, _d, prim, hib, extra) in REDIS_SCENARIOS.items():
-            if not sc.startswith("redis-presence-") or not any(
-                    (sc, s) in by for s, _ in REDIS_SERVERS):
-                continue
-            metrics = [(prim, hib)] + [(e, False) for e in extra if e[0] in (
-                "cpu_us_per_op", "redis_cpu_us_per_op")]
-            for (path, label, f), h in metrics:
-                m = {s: median(by.get((sc, s), []), path) for s, _ in REDIS_SERVERS}
-                o.append("| {} | {} | {} | {} | {} | {} | {} |".format(
-                    sc, label, fmt(m["oursredis"], f), fmt(m["oursredispres"], f),
-                    fmt(m["nchanredis"], f), cost(m["oursredispres"], m["oursredis"], h),
-                    ratio(m["oursredispres"], m["nchanredis"])))
+        presence_cost_rows(o, by, {k: v for k, v in REDIS_SCENARIOS.items()
+                                   if k.startswith("redis-presence-")},
+                           servers, "oursredis", "oursredispres", "nchanredis", cpu_keys)
         o.append("")
-    for sc, (title, desc, prim, hib, extra) in REDIS_SCENARIOS.items():
-        if not any((sc, s) in by for s, _ in REDIS_SERVERS):
+    for sc, spec in REDIS_SCENARIOS.items():
+        if not any((sc, s) in by for s, _ in servers):
             continue
-        path, label, f = prim
-        o.append("### {} (`{}`)\n".format(title, sc))
-        o.append(desc + " " + ("Higher is better." if hib else "Lower is better.") + "\n")
-        if sc in commands:
-            w, cmd = commands[sc]
-            o.append("Client command, `worker_processes {}`:\n".format(w))
-            o.append("```\nbuild/bench/pubsub-load {}\n```\n".format(cmd))
-        head = ["server", label + " (median)", "min–max"] + [e[1] for e in extra] + [
-            "server CPU", "redis CPU", "client CPU", "others' CPU", "runs"]
-        o.append("| " + " | ".join(head) + " |")
-        o.append("|" + "---|" * len(head))
-        for s, name in REDIS_SERVERS:
-            rs = by.get((sc, s), [])
-            if not rs:
-                continue
-            vals = [v for v in (get(r, path) for r in rs) if v is not None]
-            rng = "{}–{}".format(fmt(min(vals), f), fmt(max(vals), f)) if vals else "—"
-            cells = [name, fmt(median(rs, path), f), rng]
-            cells += [fmt(median(rs, e[0]), e[2]) for e in extra]
-            for k in ("server_cpu_pct", "redis_cpu_pct", "client_cpu_pct", "other_cpu_pct"):
-                cells.append(fmt(median(rs, k), "{:.0f}%"))
-            errs = sum(1 for r in rs if "error" in r)
-            cells.append(str(len(rs)) + (" ({} failed)".format(errs) if errs else ""))
-            o.append("| " + " | ".join(cells) + " |")
-        m = {s: median(by.get((sc, s), []), path) for s, _ in REDIS_SERVERS}
+        m = scenario_table(o, sc, spec, servers, by, commands, "###",
+                           "Client command, `worker_processes {}`:\n",
+                           ("server_cpu_pct", "redis_cpu_pct", "client_cpu_pct", "other_cpu_pct"))
         line = "\nRatio ngx_pubsub/nchan (both on Redis): {}".format(
             ratio(m["oursredis"], m["nchanredis"]))
         if (sc, "oursredispres") in by:
             line += "; presence on/off {}, cost {}, on/nchan {}".format(
                 ratio(m["oursredispres"], m["oursredis"]),
-                cost(m["oursredispres"], m["oursredis"], hib),
+                cost(m["oursredispres"], m["oursredis"], spec[3]),
                 ratio(m["oursredispres"], m["nchanredis"]))
         if (sc, "ret200") in by:
             line += "; ngx_pubsub/return 200 {}, nchan/return 200 {}".format(
                 ratio(m["oursredis"], m["ret200"]), ratio(m["nchanredis"], m["ret200"]))
-        o.append(line + ".\n")
+        o.append(line + before_ratios(m, servers) + ".\n")
     run_notes = [n for n in notes if "redis" in n and not n.startswith(" ")]
     if run_notes:
         o.append("Notes of this run (from `run.sh`):\n")
@@ -342,22 +474,35 @@ def redis_section(by, commands, a, notes=()):
     return o
 
 
-def replace_redis_section(path, section):
+def read_text(path):
     try:
-        old = open(path).read()
+        return open(path).read()
     except FileNotFoundError:
-        old = ""
+        return ""
+
+
+def append_section(old, text):
+    return old.rstrip("\n") + ("\n\n" if old else "") + text + "\n"
+
+
+def insert_redis_section(old, text):
+    """A new Redis section (and its notes marker) goes before "## Notes"."""
+    text += "\n\n" + REDIS_NOTES_END
+    n = old.find("## Notes\n")
+    return old[:n] + text + "\n\n" + old[n:] if n >= 0 else append_section(old, text)
+
+
+def replace_section(path, section, begin=PRESENCE_BEGIN, end=PRESENCE_END,
+                    insert=append_section):
+    """Rewrites the part of the file between begin and end (markers included) with
+    section, or adds section with insert(old text, section text) when there is none."""
+    old = read_text(path)
     text = "\n".join(section)
-    b, e = old.find(REDIS_BEGIN), old.find(REDIS_END)
+    b, e = old.find(begin), old.find(end)
     if b >= 0 and e > b:
-        new = old[:b] + text + old[e + len(REDIS_END):]
+        new = old[:b] + text + old[e + len(end):]
     else:
-        notes = "\n\n" + REDIS_NOTES_END
-        n = old.find("## Notes\n")
-        if n >= 0:
-            new = old[:n] + text + notes + "\n\n" + old[n:]
-        else:
-            new = old.rstrip("\n") + ("\n\n" if old else "") + text + notes + "\n"
+        new = insert(old, text)
     with open(path, "w") as fh:
         fh.write(new)
 
@@ -385,6 +530,7 @@ def cost(on, off, hib):
 
 
 def presence_section(by, commands, a):
+    servers = with_before(PRESENCE_SERVERS, a)
     o = [PRESENCE_BEGIN, "## Presence\n"]
     if not any(k[0] in PRESENCE_SCENARIOS for k in by):
         o.append("No presence runs yet: `bench/run.sh --only presence`.\n")
@@ -403,76 +549,32 @@ def presence_section(by, commands, a):
              "subscriber URL carries a distinct `&user=u{sub}` (ignored by the other two). "
              "nchan has no presence: it runs the plain config. Target (issue 7): presence on "
              "costs ≤ 15%.")
+    if a.baseline:
+        o.append(baseline_line(a))
     o.append("- \"cost\" = how much worse presence on is than off (throughput: off/on − 1; "
              "memory: on/off − 1). Throughput on a shared machine is noisy (see \"others' "
              "CPU\"); server CPU µs per operation is the steadier measure of cost.\n")
     o.append("| scenario | metric | presence off | presence on | nchan | cost of presence "
              "| on/nchan |")
     o.append("|---|---|---:|---:|---:|---:|---:|")
-    for sc, (title, _d, prim, hib, extra) in PRESENCE_SCENARIOS.items():
-        if not any((sc, s) in by for s, _ in PRESENCE_SERVERS):
-            continue
-        metrics = [(prim, hib)] + [(e, False) for e in extra if e[0] in (
-            "shm_bytes_per_sub", "cpu_us_per_op")]
-        for (path, label, f), h in metrics:
-            m = {s: median(by.get((sc, s), []), path) for s, _ in PRESENCE_SERVERS}
-            c = cost(m["ourspres"], m["ours"], h)
-            if path == "shm_bytes_per_sub":
-                c = "+{} B/member".format(fmt(m["ourspres"] - m["ours"], "{:,.0f}")) if (
-                    m["ourspres"] is not None and m["ours"] is not None) else "—"
-            o.append("| {} | {} | {} | {} | {} | {} | {} |".format(
-                sc, label, fmt(m["ours"], f), fmt(m["ourspres"], f), fmt(m["nchan"], f), c,
-                ratio(m["ourspres"], m["nchan"])))
+    presence_keys = ("shm_bytes_per_sub", "cpu_us_per_op")
+    presence_cost_rows(o, by, PRESENCE_SCENARIOS, servers, "ours", "ourspres", "nchan",
+                       presence_keys)
     o.append("")
-    for sc, (title, desc, prim, hib, extra) in PRESENCE_SCENARIOS.items():
-        if not any((sc, s) in by for s, _ in PRESENCE_SERVERS):
+    before_after_table(o, by, PRESENCE_SCENARIOS, servers, presence_keys)
+    for sc, spec in PRESENCE_SCENARIOS.items():
+        if not any((sc, s) in by for s, _ in servers):
             continue
-        path, label, f = prim
-        o.append("### {} (`{}`)\n".format(title, sc))
-        o.append(desc + " " + ("Higher is better." if hib else "Lower is better.") + "\n")
-        if sc in commands:
-            w, cmd = commands[sc]
-            o.append("Client command (`@PORT@`, `@WORKER@` filled per run; `@STATUS@` = "
-                     "`--status-url .../status` for ngx_pubsub), `worker_processes {}`:\n".format(w))
-            o.append("```\nbuild/bench/pubsub-load {}\n```\n".format(cmd))
-        head = ["server", label + " (median)", "min–max"] + [e[1] for e in extra] + [
-            "server CPU", "others' CPU", "runs"]
-        o.append("| " + " | ".join(head) + " |")
-        o.append("|" + "---|" * len(head))
-        for s, name in PRESENCE_SERVERS:
-            rs = by.get((sc, s), [])
-            if not rs:
-                continue
-            vals = [v for v in (get(r, path) for r in rs) if v is not None]
-            rng = "{}–{}".format(fmt(min(vals), f), fmt(max(vals), f)) if vals else "—"
-            cells = [name, fmt(median(rs, path), f), rng]
-            cells += [fmt(median(rs, e[0]), e[2]) for e in extra]
-            cells.append(fmt(median(rs, "server_cpu_pct"), "{:.0f}%"))
-            cells.append(fmt(median(rs, "other_cpu_pct"), "{:.0f}%"))
-            errs = sum(1 for r in rs if "error" in r)
-            cells.append(str(len(rs)) + (" ({} failed)".format(errs) if errs else ""))
-            o.append("| " + " | ".join(cells) + " |")
-        m = {s: median(by.get((sc, s), []), path) for s, _ in PRESENCE_SERVERS}
-        o.append("\nPresence on/off {}, cost {}; on/nchan {}, off/nchan {}.\n".format(
-            ratio(m["ourspres"], m["ours"]), cost(m["ourspres"], m["ours"], hib),
-            ratio(m["ourspres"], m["nchan"]), ratio(m["ours"], m["nchan"])))
+        m = scenario_table(o, sc, spec, servers, by, commands, "###",
+                           "Client command (`@PORT@`, `@WORKER@` filled per run; `@STATUS@` = "
+                           "`--status-url .../status` for ngx_pubsub), `worker_processes {}`:\n",
+                           ("server_cpu_pct", "other_cpu_pct"))
+        o.append("\nPresence on/off {}, cost {}; on/nchan {}, off/nchan {}{}.\n".format(
+            ratio(m["ourspres"], m["ours"]), cost(m["ourspres"], m["ours"], spec[3]),
+            ratio(m["ourspres"], m["nchan"]), ratio(m["ours"], m["nchan"]),
+            before_ratios(m, servers)))
     o.append(PRESENCE_END)
     return o
-
-
-def replace_section(path, section):
-    try:
-        old = open(path).read()
-    except FileNotFoundError:
-        old = ""
-    text = "\n".join(section)
-    b, e = old.find(PRESENCE_BEGIN), old.find(PRESENCE_END)
-    if b >= 0 and e > b:
-        new = old[:b] + text + old[e + len(PRESENCE_END):]
-    else:
-        new = old.rstrip("\n") + ("\n\n" if old else "") + text + "\n"
-    with open(path, "w") as fh:
-        fh.write(new)
 
 
 def get(d, path):
@@ -502,7 +604,8 @@ def main():
     ap = argparse.ArgumentParser()
     for a in ("results", "commands", "notes", "out", "command", "date", "nproc", "cpu",
               "kernel", "nginx", "loadavg", "elapsed", "reps", "ours-ok", "client", "nofile",
-              "worker-conns", "nice", "presence-only", "redis-only", "redis-version"):
+              "worker-conns", "nice", "presence-only", "redis-only", "redis-version",
+              "baseline", "baseline-so", "baseline-ok"):
         ap.add_argument("--" + a, default="")
     a = ap.parse_args()
 
@@ -514,6 +617,7 @@ def main():
             commands[parts[0]] = (parts[1], parts[2])
     notes = [n.rstrip("\n") for n in open(a.notes)] if a.notes else []
     ours_ok = a.ours_ok == "1"
+    servers = with_before(SERVERS, a)
 
     by = {}
     for r in rows:
@@ -523,7 +627,8 @@ def main():
         replace_section(a.out, presence_section(by, commands, a))
         return
     if a.redis_only == "1":
-        replace_redis_section(a.out, redis_section(by, commands, a, notes))
+        replace_section(a.out, redis_section(by, commands, a, notes), REDIS_BEGIN, REDIS_END,
+                        insert_redis_section)
         return
 
     o = []
@@ -535,8 +640,9 @@ def main():
                  "the module builds to fill in ngx_pubsub and the ratios.\n")
     o.append("- Command: `{}` (client: `build/bench/pubsub-load`)".format(a.command))
     o.append("- Date: {}; total run time {} s; {} repetition(s) per server, median reported; "
-             "servers alternate run by run (ngx_pubsub, nchan, return 200, ngx_pubsub, …), "
-             "each run on a fresh nginx".format(a.date, a.elapsed, a.reps))
+             "servers alternate run by run (ngx_pubsub, {}nchan, return 200, ngx_pubsub, …), "
+             "each run on a fresh nginx".format(a.date, a.elapsed, a.reps,
+                                                "ngx_pubsub (before), " if a.baseline else ""))
     o.append("- Machine: {} CPUs, {}, kernel {}, {}; load average at start {}".format(
         a.nproc, a.cpu, a.kernel, a.nginx, a.loadavg))
     if a.nice and a.nice != "0":
@@ -547,6 +653,8 @@ def main():
              "`*_subscriber` locations with `*_channel_id $arg_id`, "
              "`*_message_buffer_length 10`, `access_log off`, `keepalive_requests 10000000`, "
              "`worker_rlimit_nofile {}`, `worker_connections {}`.".format(a.nofile, a.worker_conns))
+    if a.baseline:
+        o.append(baseline_line(a))
     o.append("- The machine is shared with other work. Per run, \"server CPU\" is the "
              "nginx processes' CPU time over the run's wall time (% of one core: ~100% with "
              "1 worker means the server was the bottleneck), \"client CPU\" the same for "
@@ -558,72 +666,35 @@ def main():
 
     # summary
     o.append("## Summary\n")
-    flagged = False
-    o.append("| scenario | metric | ngx_pubsub | nchan | return 200 | ours/nchan | ours/return200 |")
-    o.append("|---|---|---:|---:|---:|---:|---:|")
-    for sc, (title, _desc, prim, _hib, _extra) in SCENARIOS.items():
-        if not any((sc, s) in by for s, _ in SERVERS):
-            continue
-        path, label, f = prim
-        m = {s: median(by.get((sc, s), []), path) for s, _ in SERVERS}
-        ours = fmt(m["ours"], f) if ours_ok else "pending"
-        ret = fmt(m["ret200"], f) if (sc, "ret200") in by else "n/a"
-        busy = [median(by.get((sc, s), []), "other_cpu_pct") for s, _ in SERVERS]
-        cpu_bound = not sc.startswith("idle-")  # memory does not depend on CPU share
-        flag = " ⚠" if cpu_bound and any(b is not None and b >= 25 for b in busy) else ""
-        flagged = flagged or bool(flag)
-        o.append("| {} | {} | {} | {} | {} | {} | {} |".format(
-            sc + flag, label, ours, fmt(m["nchan"], f), ret, ratio(m["ours"], m["nchan"]),
-            ratio(m["ours"], m["ret200"]) if (sc, "ret200") in by else "n/a"))
-    if flagged:
+    o += summary_head("ngx_pubsub", "nchan", bool(a.baseline))
+    if summary_rows(o, by, SCENARIOS, servers, "ours", "nchan", (), pending=not ours_ok):
         o.append("\n⚠ = in the median run of at least one server, other processes used "
                  "≥ 25% of all CPUs (see \"others' CPU\" below): absolute throughput numbers are "
                  "depressed and noisy; re-run with `--wait-idle` on a quieter machine.")
     o.append("")
+    before_after_table(o, by, SCENARIOS, servers, ())
 
-    for sc, (title, desc, prim, hib, extra) in SCENARIOS.items():
-        if not any((sc, s) in by for s, _ in SERVERS):
+    pending = set()
+    if not ours_ok:
+        pending.add("ours")
+    if a.baseline and a.baseline_ok != "1":
+        pending.add("ours" + BEFORE)
+    for sc, spec in SCENARIOS.items():
+        if not any((sc, s) in by for s, _ in servers):
             continue
-        path, label, f = prim
-        o.append("## {} (`{}`)\n".format(title, sc))
-        o.append(desc + " " + ("Higher is better." if hib else "Lower is better.") + "\n")
-        if sc in commands:
-            w, cmd = commands[sc]
-            o.append("Client command (port filled per run; `{{ch}}` = per-run channel id), "
-                     "`worker_processes {}`:\n".format(w))
-            o.append("```\nbuild/bench/pubsub-load {}\n```\n".format(cmd))
-        head = ["server", label + " (median)", "min–max"] + [e[1] for e in extra] + ["server CPU", "client CPU", "others' CPU", "runs"]
-        o.append("| " + " | ".join(head) + " |")
-        o.append("|" + "---|" * len(head))
-        for s, name in SERVERS:
-            rs = by.get((sc, s), [])
-            if s == "ours" and not ours_ok:
-                o.append("| {} | pending | | {}| |".format(name, "| " * (len(extra) + 2)))
-                continue
-            if not rs:
-                continue
-            vals = [v for v in (get(r, path) for r in rs) if v is not None]
-            rng = "{}–{}".format(fmt(min(vals), f), fmt(max(vals), f)) if vals else "—"
-            cells = [name, fmt(median(rs, path), f), rng]
-            cells += [fmt(median(rs, e[0]), e[2]) for e in extra]
-            cells.append(fmt(median(rs, "server_cpu_pct"), "{:.0f}%"))
-            cells.append(fmt(median(rs, "client_cpu_pct"), "{:.0f}%"))
-            cells.append(fmt(median(rs, "other_cpu_pct"), "{:.0f}%"))
-            errs = sum(1 for r in rs if "error" in r)
-            cells.append(str(len(rs)) + (" ({} failed)".format(errs) if errs else ""))
-            o.append("| " + " | ".join(cells) + " |")
-        mo, mn = median(by.get((sc, "ours"), []), path), median(by.get((sc, "nchan"), []), path)
-        line = "\nRatios: ngx_pubsub/nchan {}".format(ratio(mo, mn) if ours_ok else "pending")
+        m = scenario_table(o, sc, spec, servers, by, commands, "##",
+                           "Client command (port filled per run; `{{ch}}` = per-run channel id), "
+                           "`worker_processes {}`:\n",
+                           ("server_cpu_pct", "client_cpu_pct", "other_cpu_pct"), pending)
+        line = "\nRatios: ngx_pubsub/nchan {}".format(
+            ratio(m["ours"], m["nchan"]) if ours_ok else "pending")
         if (sc, "ret200") in by:
-            mr = median(by.get((sc, "ret200"), []), path)
             line += ", ngx_pubsub/return 200 {}, nchan/return 200 {}".format(
-                ratio(mo, mr) if ours_ok else "pending", ratio(mn, mr))
-        o.append(line + ".\n")
+                ratio(m["ours"], m["ret200"]) if ours_ok else "pending",
+                ratio(m["nchan"], m["ret200"]))
+        o.append(line + before_ratios(m, servers) + ".\n")
 
-    try:
-        old = open(a.out).read()
-    except FileNotFoundError:
-        old = ""
+    old = read_text(a.out)
     ob, oe, on = old.find(PRESENCE_BEGIN), old.find(PRESENCE_END), old.find(PRESENCE_NOTES_END)
     if any(k[0] in PRESENCE_SCENARIOS for k in by):
         o += presence_section(by, commands, a)

@@ -2,12 +2,14 @@
 # Side-by-side benchmark: ngx_pubsub vs nchan vs nginx `return 200`.
 #
 #   bench/run.sh [--quick] [--only S1,S2] [--reps N] [--results FILE] [--skip-build]
-#                [--wait-idle SECONDS] [--nice N]
+#                [--wait-idle SECONDS] [--nice N] [--baseline SO [--baseline-label TEXT]]
 #
 # Builds the load client (build/bench/pubsub-load) and, when missing, the
 # module (scripts/build.sh), then runs every scenario against each server,
 # alternating servers run by run, each run on a fresh nginx in its own temp
 # prefix, and writes bench/RESULTS.md (medians over the repetitions).
+# --baseline SO adds "ngx_pubsub (before)": that module (e.g. built by
+# bench/baseline.sh COMMIT) with the same configs, run right after ngx_pubsub.
 # Raw results: bench/out/results.jsonl, client logs: bench/out/*.log.
 set -euo pipefail
 
@@ -39,6 +41,8 @@ RESULTS=$BENCH/RESULTS.md
 SKIP_BUILD=0
 WAIT_IDLE=0
 NICE=0
+BASE_SO=""
+BASE_LABEL=""
 ORIG_ARGS="$*"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -49,8 +53,10 @@ while [ $# -gt 0 ]; do
     --skip-build) SKIP_BUILD=1 ;;
     --wait-idle) WAIT_IDLE=${2:?--wait-idle needs seconds}; shift ;;
     --nice) NICE=${2:?--nice needs a niceness}; shift ;;
+    --baseline) BASE_SO=${2:?--baseline needs a module path}; shift ;;
+    --baseline-label) BASE_LABEL=${2:?--baseline-label needs a text}; shift ;;
     -h|--help)
-        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
         echo "scenarios: $ALL_SCENARIOS"
         echo "presence scenarios (--only presence): $PRESENCE_SCENARIOS"
         echo "redis scenarios (--only redis): $REDIS_SCENARIOS"
@@ -63,6 +69,17 @@ if [ -z "$REPS" ]; then
     if [ $QUICK = 1 ]; then REPS=1; else REPS=3; fi
 fi
 case "$REPS" in ''|*[!0-9]*|0) echo "run.sh: --reps needs a positive integer" >&2; exit 2 ;; esac
+if [ -n "$BASE_SO" ]; then
+    [ -f "$BASE_SO" ] || { echo "run.sh: --baseline: $BASE_SO does not exist (bench/baseline.sh COMMIT builds one)" >&2; exit 2; }
+    BASE_SO=$(cd "$(dirname "$BASE_SO")" && pwd)/$(basename "$BASE_SO")
+    # bench/baseline.sh leaves the commit's hash and subject in COMMIT
+    if [ -z "$BASE_LABEL" ] && [ -f "$(dirname "$BASE_SO")/COMMIT" ]; then
+        BASE_LABEL=$(head -c 7 "$(dirname "$BASE_SO")/COMMIT")
+    fi
+    BASE_LABEL=${BASE_LABEL:-$BASE_SO}
+elif [ -n "$BASE_LABEL" ]; then
+    echo "run.sh: --baseline-label needs --baseline" >&2; exit 2
+fi
 SCENARIOS=$ALL_SCENARIOS
 if [ -n "$ONLY" ]; then
     SCENARIOS=""
@@ -233,13 +250,15 @@ stop_redis() {
     REDIS_PID=""
 }
 
-# write_config SERVER WORKERS PREFIX PORT (redis servers: REDIS_PORT set)
+# write_config SERVER WORKERS PREFIX PORT (redis servers: REDIS_PORT set);
+# SERVER-before is SERVER's config with the --baseline module
 write_config() {
-    local server=$1 workers=$2 prefix=$3 port=$4 load="" locs="" user="" ups=""
+    local server=$1 workers=$2 prefix=$3 port=$4 load="" locs="" user="" ups="" so=$OURS_SO
     [ "$(id -u)" = 0 ] && user="user root;"
+    case $server in *-before) server=${server%-before}; so=$BASE_SO ;; esac
     case $server in
     ours)
-        load="load_module $OURS_SO;"
+        load="load_module $so;"
         locs="location = /pub { pubsub_publisher; pubsub_channel_id \$arg_id; pubsub_message_buffer_length 10; }
         location = /sub { pubsub_subscriber; pubsub_channel_id \$arg_id; }" ;;
     nchan)
@@ -252,20 +271,20 @@ write_config() {
         # as ours, the subscriber location with presence: one member per
         # distinct ?user= (the client's {sub}); leave delay 1s so that leaves
         # happen inside a churn run's window too
-        load="load_module $OURS_SO;"
+        load="load_module $so;"
         locs="location = /pub { pubsub_publisher; pubsub_channel_id \$arg_id; pubsub_message_buffer_length 10; }
         location = /sub { pubsub_subscriber; pubsub_channel_id \$arg_id; pubsub_presence on; pubsub_presence_id \$arg_user; pubsub_presence_leave_delay 1s; }
         location = /presence { pubsub_presence_api; pubsub_channel_id \$arg_id; }" ;;
     oursredis)
         # as ours, with the channels in Redis (docs/redis.md)
-        load="load_module $OURS_SO;"
+        load="load_module $so;"
         ups="upstream r { pubsub_redis_server redis://127.0.0.1:${REDIS_PORT:-6379}; }"
         locs="location = /pub { pubsub_publisher; pubsub_channel_id \$arg_id; pubsub_message_buffer_length 10; pubsub_redis_pass r; }
         location = /sub { pubsub_subscriber; pubsub_channel_id \$arg_id; pubsub_redis_pass r; }" ;;
     oursredispres)
         # as oursredis with presence on the subscriber location, as ourspres:
         # in a Redis location presence is cluster-wide (docs/redis.md)
-        load="load_module $OURS_SO;"
+        load="load_module $so;"
         ups="upstream r { pubsub_redis_server redis://127.0.0.1:${REDIS_PORT:-6379}; }"
         locs="location = /pub { pubsub_publisher; pubsub_channel_id \$arg_id; pubsub_message_buffer_length 10; pubsub_redis_pass r; }
         location = /sub { pubsub_subscriber; pubsub_channel_id \$arg_id; pubsub_redis_pass r; pubsub_presence on; pubsub_presence_id \$arg_user; pubsub_presence_leave_delay 1s; }
@@ -365,6 +384,16 @@ stop_server() {
 # ------------------------------------------------------------------ servers
 SERVERS_ALL="ours ourspres nchan ret200 oursredis oursredispres nchanredis"
 OURS_OK=0
+BASE_OK=0
+if [ -n "$BASE_SO" ]; then
+    t=$WORK/check-ours-before
+    write_config ours-before 1 "$t" 1
+    if "$NGINX" -t -p "$t" -c "$t/nginx.conf" >"$OUT/ours-before-config-test.log" 2>&1; then
+        BASE_OK=1
+    else
+        note "ngx_pubsub (before): SKIPPED - $BASE_SO does not pass nginx -t: $(grep -m1 emerg "$OUT/ours-before-config-test.log" || true)"
+    fi
+fi
 if [ -f "$OURS_SO" ]; then
     t=$WORK/check-ours
     write_config ours 1 "$t" 1
@@ -384,7 +413,16 @@ else
     PUB_DUR=5; PUB_WARM=1; FAN_MSGS=50; MC_MSGS=20000; RTT_DUR=3; HOLD=0.5
 fi
 
+# the servers of a scenario in run order; with --baseline every ngx_pubsub
+# server X is followed by X-before
 scenario_servers() {
+    local s
+    for s in $(scenario_servers_plain "$1"); do
+        echo "$s"
+        case $s in ours*) [ -z "$BASE_SO" ] || echo "$s-before" ;; esac
+    done
+}
+scenario_servers_plain() {
     case $1 in
     presence-*) echo "ours ourspres nchan" ;;
     redis-presence-*) echo "oursredis oursredispres nchanredis" ;;
@@ -433,7 +471,10 @@ for sc in $SCENARIOS; do
     printf '%s\t%s\t%s\n' "$sc" "$workers" "$(scenario_args "$sc")" >> "$OUT/commands.tsv"
     for rep in $(seq 1 "$REPS"); do
         for server in $(scenario_servers "$sc"); do
-            if [ "${server#ours}" != "$server" ] && [ $OURS_OK = 0 ]; then continue; fi
+            case $server in
+            *-before) [ $BASE_OK = 1 ] || continue ;;
+            ours*) [ $OURS_OK = 1 ] || continue ;;
+            esac
             CUR_SERVER=$server; CUR_SCENARIO=$sc; CUR_REP=$rep
             wait_idle
             busy=$(cpu_busy)
@@ -445,7 +486,7 @@ for sc in $SCENARIOS; do
             args=${args//@PORT@/$PORT}
             args=${args//@WORKER@/$WORKER_PID}
             case $server in
-            ours|ourspres) args=${args//@STATUS@/--status-url http://127.0.0.1:$PORT/status} ;;
+            ours|ourspres|ours-before|ourspres-before) args=${args//@STATUS@/--status-url http://127.0.0.1:$PORT/status} ;;
             *) args=${args//@STATUS@/} ;;
             esac
             cpin=(nice -n "$NICE")
@@ -466,7 +507,7 @@ for sc in $SCENARIOS; do
             # every member must have left (members left in the channels'
             # :pz sets, users left as {user:*} keys; both should be 0)
             pres_json='{}'
-            if [ "$server" = oursredispres ] && [ -n "$REDIS_PID" ]; then
+            if [ "${server%-before}" = oursredispres ] && [ -n "$REDIS_PID" ]; then
                 sleep 2.5
                 rc=(redis-cli -h 127.0.0.1 -p "$REDIS_PORT")
                 left=0
@@ -537,5 +578,6 @@ python3 "$BENCH/report.py" \
     --loadavg "$(cut -d' ' -f1-3 /proc/loadavg)" --elapsed "$ELAPSED" --reps "$REPS" \
     --ours-ok "$OURS_OK" --client "$CLIENT" --nofile "$NOFILE" --worker-conns "$WORKER_CONNS" --nice "$NICE" \
     --presence-only "$PRESENCE_ONLY" --redis-only "$REDIS_ONLY" \
+    --baseline "$BASE_LABEL" --baseline-so "$BASE_SO" --baseline-ok "$BASE_OK" \
     --redis-version "$("$REDIS_SERVER" --version 2>/dev/null | sed -n 's/.* v=\([^ ]*\).*/\1/p' || true)"
 log "wrote $RESULTS in ${ELAPSED}s"
