@@ -129,6 +129,14 @@ typedef struct {
 
 extern "C" ngx_module_t  ngx_pubsub_module;
 
+/*
+ * The data of the module's own timer and posted events that belong to no
+ * connection: nginx's debug log reads a timer event's data as a connection
+ * (ngx_event_ident), so it must never be NULL (nginx's cache manager does
+ * the same with a "dumb" connection).
+ */
+extern ngx_connection_t  ngx_pubsub_dumb_conn;
+
 
 /* ngx_pubsub_shm.cpp */
 ngx_int_t ngx_pubsub_shm_conf(ngx_conf_t *cf, ngx_pubsub_main_conf_t *pmcf);

@@ -186,7 +186,7 @@ ngx_pubsub_chev_emit(const ngx_pubsub_chev_t *ev)
 
     if (!ngx_pubsub_chev_flush_ev.posted) {
         ngx_pubsub_chev_flush_ev.handler = ngx_pubsub_chev_flush;
-        ngx_pubsub_chev_flush_ev.data = NULL;
+        ngx_pubsub_chev_flush_ev.data = &ngx_pubsub_dumb_conn;
         ngx_pubsub_chev_flush_ev.log = ngx_cycle->log;
         ngx_post_event(&ngx_pubsub_chev_flush_ev, &ngx_posted_events);
     }

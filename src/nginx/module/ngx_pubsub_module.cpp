@@ -40,6 +40,9 @@ static void ngx_pubsub_exit_process(ngx_cycle_t *cycle);
 
 #define NGX_PUBSUB_LOC  (NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_HTTP_LIF_CONF)
 
+ngx_connection_t  ngx_pubsub_dumb_conn;
+
+
 /* roles given to ngx_pubsub_role() through cmd->post */
 static ngx_uint_t  ngx_pubsub_role_publisher = 1;
 static ngx_uint_t  ngx_pubsub_role_subscriber = 2;
@@ -682,6 +685,8 @@ ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static ngx_int_t
 ngx_pubsub_init_process(ngx_cycle_t *cycle)
 {
+    ngx_pubsub_dumb_conn.fd = (ngx_socket_t) -1;
+
     if (ngx_pubsub_stats_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
     }

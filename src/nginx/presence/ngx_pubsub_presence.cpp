@@ -254,11 +254,13 @@ ngx_pubsub_presence_init_process(ngx_cycle_t *cycle, ngx_slab_pool_t *shpool)
 
     ngx_memzero(&ngx_pubsub_presence_tick_ev, sizeof(ngx_event_t));
     ngx_pubsub_presence_tick_ev.handler = ngx_pubsub_presence_tick;
+    ngx_pubsub_presence_tick_ev.data = &ngx_pubsub_dumb_conn;
     ngx_pubsub_presence_tick_ev.log = cycle->log;
     ngx_pubsub_presence_tick_ev.cancelable = 1;
 
     ngx_memzero(&ngx_pubsub_presence_ring_ev, sizeof(ngx_event_t));
     ngx_pubsub_presence_ring_ev.handler = ngx_pubsub_presence_ring_handler;
+    ngx_pubsub_presence_ring_ev.data = &ngx_pubsub_dumb_conn;
     ngx_pubsub_presence_ring_ev.log = cycle->log;
 
     ngx_add_timer(&ngx_pubsub_presence_tick_ev, NGX_PUBSUB_PRESENCE_TICK);

@@ -329,6 +329,7 @@ ngx_pubsub_shm_init_process(ngx_cycle_t *cycle)
 
     ngx_memzero(&ngx_pubsub_poll_event, sizeof(ngx_event_t));
     ngx_pubsub_poll_event.handler = ngx_pubsub_poll_handler;
+    ngx_pubsub_poll_event.data = &ngx_pubsub_dumb_conn;
     ngx_pubsub_poll_event.log = cycle->log;
     ngx_pubsub_poll_event.cancelable = 1;
 
@@ -345,6 +346,7 @@ ngx_pubsub_shm_init_process(ngx_cycle_t *cycle)
 
     ngx_memzero(&ngx_pubsub_sweep_event, sizeof(ngx_event_t));
     ngx_pubsub_sweep_event.handler = ngx_pubsub_sweep_handler;
+    ngx_pubsub_sweep_event.data = &ngx_pubsub_dumb_conn;
     ngx_pubsub_sweep_event.log = cycle->log;
     ngx_pubsub_sweep_event.data = cycle;
     ngx_pubsub_sweep_event.cancelable = 1;
