@@ -956,7 +956,9 @@ ngx_pubsub_separator(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_pubsub_init_process(ngx_cycle_t *cycle)
 {
-    if (ngx_pubsub_stats_init_process(cycle) != NGX_OK) {
+    if (ngx_pubsub_ws_init_process(cycle) != NGX_OK
+        || ngx_pubsub_stats_init_process(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -975,6 +977,7 @@ ngx_pubsub_exit_process(ngx_cycle_t *cycle)
     ngx_pubsub_redis_exit_process(cycle);
     ngx_pubsub_shm_exit_process(cycle);
     ngx_pubsub_stats_exit_process(cycle);
+    ngx_pubsub_ws_exit_process(cycle);
 }
 
 
