@@ -304,8 +304,7 @@ private:
     ngx_pubsub_ws_in_t                 *in_head_ = nullptr;
     ngx_pubsub_ws_in_t                 *in_tail_ = nullptr;
     ngx_uint_t                          in_count_ = 0;
-    const u_char                       *stash_ = nullptr;
-    size_t                              stash_len_ = 0;
+    std::string                         stash_;
     bool                                paused_ = false;
     bool                                close_deferred_ = false;
     uint16_t                            deferred_code_ = 0;

@@ -103,10 +103,13 @@ ngx_pubsub_ws_t::feed(const u_char *p, size_t len)
             return;   /* discard until the client closes */
         }
 
-        /* too many messages wait for the upstream hook: read no more */
+        /*
+         * Too many messages wait for the upstream hook: read no more.  The
+         * rest is copied: p is in the worker's read buffer, which the next
+         * read of any other WebSocket overwrites.
+         */
         if (in_count_ >= NGX_PUBSUB_WS_UPSTREAM_QUEUE && !close_sent_) {
-            stash_ = p;
-            stash_len_ = len;
+            stash_.assign(reinterpret_cast<const char *>(p), len);
             paused_ = true;
             return;
         }
@@ -422,8 +425,7 @@ ngx_pubsub_ws_t::resume_handler(ngx_event_t *ev)
 void
 ngx_pubsub_ws_t::resume()
 {
-    const u_char  *p;
-    size_t         len;
+    std::string  held;
 
     if (!paused_ || finishing_) {
         return;
@@ -432,13 +434,10 @@ ngx_pubsub_ws_t::resume()
     paused_ = false;
     heard_ = true;    /* pongs were not read while paused */
 
-    p = stash_;
-    len = stash_len_;
-    stash_ = nullptr;
-    stash_len_ = 0;
+    held.swap(stash_);
 
-    if (len) {
-        feed(p, len);
+    if (!held.empty()) {
+        feed(reinterpret_cast<const u_char *>(held.data()), held.size());
     }
 
     if (!paused_ && !finishing_) {
