@@ -380,6 +380,25 @@ test('publisher upstream: order kept with calls in flight; back-pressure bounds 
     await sub.close();
 });
 
+test('publisher upstream: two sockets paused at once keep their own held-back input', async () => {
+    // each sends all its frames in one write: the ones read past the 16th
+    // wait while the other socket is read
+    const n = 40;
+    const chans = [chan('heldA'), chan('heldB')];
+    const subs = await Promise.all(chans.map(metaSub));
+    const pubs = await Promise.all(chans.map((ch) => rawWs(ngx.port, `/wspub/${ch}`)));
+    pubs.forEach((c) => assert.equal(c.status, 101));
+    pubs.forEach((c, k) => c.send(Buffer.concat(Array.from({ length: n },
+        (_, i) => maskedFrame(1, `delay:200:${'ab'[k]}${i}`)))));
+    for (let k = 0; k < 2; k++) {
+        const got = [];
+        for (let i = 0; i < n; i++) got.push((await subs[k].next(8000)).meta.text);
+        assert.deepEqual(got, Array.from({ length: n }, (_, i) => `${'ab'[k]}${i}`));
+    }
+    pubs.forEach((c) => c.sock.destroy());
+    await Promise.all(subs.map((sub) => sub.close()));
+});
+
 test('publisher upstream: a clean close waits for the messages in flight', async () => {
     const ch = chan('drain');
     const sub = await metaSub(ch);

@@ -218,9 +218,12 @@ ngx_int_t ngx_pubsub_presence_api_handler(ngx_http_request_t *r,
 /* members of the channel (joined or leaving), for channel info */
 uint64_t ngx_pubsub_presence_members(std::string_view key);
 
-/* ngx_pubsub_websocket.cpp */
+/* ngx_pubsub_websocket.cpp (and ngx_pubsub_ws_*.cpp) */
 ngx_int_t ngx_pubsub_websocket_handler(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_uint_t subscribe, ngx_uint_t publish);
+/* the worker's WebSocket state (ngx_pubsub_ws_conn.cpp) */
+ngx_int_t ngx_pubsub_ws_init_process(ngx_cycle_t *cycle);
+void ngx_pubsub_ws_exit_process(ngx_cycle_t *cycle);
 
 
 /*

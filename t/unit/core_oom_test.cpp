@@ -1,4 +1,5 @@
-// Worker-memory exhaustion in the hub and the memory store.
+// Worker-memory exhaustion in the hub, the memory store and the WebSocket
+// framing.
 //
 // This file replaces the global operator new/delete of the unit test binary
 // with malloc/free plus a per-thread fault injector: when armed, the n-th
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "core_fakes.h"
+#include "pubsub/codec/ws_frame.h"
 #include "pubsub/hub.h"
 #include "pubsub/memory/memory_store.h"
 
@@ -203,6 +205,115 @@ TEST(CoreOom, MemoryStoreSubscribeAndPublish) {
         }
         w.store->unsubscribe(&sub);
         EXPECT_EQ(zone.root->subscribers, 0u);
+    }
+    EXPECT_TRUE(succeeded);
+}
+
+// ---------------------------------------------------------------- WebSocket frames
+
+namespace ws = pubsub::ws;
+
+// What a client reads from the frame a plan describes (inflating with p).
+std::string wsClientRead(ws::FrameParser& parser, const ws::FramePlan& plan,
+                         const pubsub::Message& msg) {
+    std::string_view payload;
+    if (plan.payload == ws::FramePayload::kMessageData) {
+        payload = msg.data();
+    } else if (plan.payload == ws::FramePayload::kSharedDeflated) {
+        payload = *plan.shared;
+    }
+    uint8_t head[ws::kMaxServerHeaderSize];
+    size_t n =
+        ws::writeFrameHeader(head, plan.opcode, plan.head.size() + payload.size(), true, plan.rsv1);
+    std::string bytes(reinterpret_cast<const char*>(head), n);
+    bytes += plan.head;
+    bytes += payload;
+    ws::Event ev;
+    EXPECT_EQ(parser.feed(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), ev),
+              bytes.size());
+    EXPECT_EQ(ev.type, ws::EventType::Message) << ev.reason;
+    return ev.payload;
+}
+
+ws::ParserConfig wsClientConfig(const ws::DeflateParams& p) {
+    ws::ParserConfig c;
+    c.maxMessageSize = 0;
+    c.expectMasked = false;
+    c.deflate = true;
+    c.inflateWindowBits = p.serverMaxWindowBits;
+    c.inflateNoContextTakeover = p.serverNoContextTakeover;
+    return c;
+}
+
+ws::DeflateOptions wsOptions() {
+    ws::DeflateOptions o;
+    o.windowBits = 10;
+    o.memLevel = 5;
+    return o;
+}
+
+// The connection's Deflater cannot be allocated: this message and the later
+// ones go uncompressed, as zlib failing would have them.
+TEST(CoreOom, WsFrameNoDeflaterSendsUncompressed) {
+    ws::DeflateParams p;
+    ws::MessageFramer framer;
+    framer.configure(false, &p, wsOptions(), false);
+    ws::MessageFactsCache cache;
+    ws::FrameParser client(wsClientConfig(p));
+    auto m1 = pubsub_test::makeMessage(MsgId{1, 0}, MsgId{}, "first");
+    auto m2 = pubsub_test::makeMessage(MsgId{1, 1}, MsgId{}, "second");
+    ws::MessageFacts& f1 = cache.lookup(m1);
+    ws::FramePlan plan;
+    ws::FrameResult rc;
+    {
+        FailNthAllocation f(0);
+        rc = framer.message(*m1, f1, "", plan);
+        EXPECT_TRUE(FailNthAllocation::fired());
+    }
+    ASSERT_EQ(rc, ws::FrameResult::kSend);
+    EXPECT_FALSE(plan.rsv1);
+    EXPECT_EQ(plan.payload, ws::FramePayload::kMessageData);
+    EXPECT_FALSE(framer.deflating());
+    EXPECT_EQ(wsClientRead(client, plan, *m1), "first");
+
+    ASSERT_EQ(framer.message(*m2, cache.lookup(m2), "", plan), ws::FrameResult::kSend);
+    EXPECT_FALSE(plan.rsv1);
+    EXPECT_EQ(wsClientRead(client, plan, *m2), "second");
+}
+
+// Each allocation of a meta, shared-copy frame failing in turn: the frame is
+// right or reported as kNoMemory, and the next one is right.
+TEST(CoreOom, WsFrameEveryAllocation) {
+    bool succeeded = false;
+    const std::string data(3000, 'd');
+    for (long n = 0; n < 50 && !succeeded; n++) {
+        ws::DeflateParams p;
+        ws::MessageFramer framer;
+        framer.configure(true, &p, wsOptions(), true);
+        ws::MessageFactsCache cache;
+        ws::FrameParser client(wsClientConfig(p));
+        auto m1 = pubsub_test::makeMessage(MsgId{1, 0}, MsgId{}, data);
+        auto m2 = pubsub_test::makeMessage(MsgId{1, 1}, MsgId{}, data);
+        ws::MessageFacts& f1 = cache.lookup(m1);
+        ws::MessageFacts& f2 = cache.lookup(m2);
+        f2.deflateTried = true;  // the Deflater's, after the shared copy
+        ws::FramePlan plan;
+        ws::FrameResult rc;
+        bool fired;
+        {
+            FailNthAllocation f(n);
+            rc = framer.message(*m1, f1, "", plan);
+            fired = FailNthAllocation::fired();
+        }
+        if (rc == ws::FrameResult::kSend) {
+            EXPECT_EQ(wsClientRead(client, plan, *m1), "id: 1:0\n\n" + data) << "n=" << n;
+            succeeded = !fired;
+        } else {
+            EXPECT_EQ(rc, ws::FrameResult::kNoMemory);
+            EXPECT_TRUE(fired);
+        }
+        ASSERT_EQ(framer.message(*m2, f2, "", plan), ws::FrameResult::kSend);
+        EXPECT_EQ(wsClientRead(client, plan, *m2), "id: 1:1\n\n" + data) << "n=" << n;
     }
     EXPECT_TRUE(succeeded);
 }

@@ -687,7 +687,9 @@ ngx_pubsub_init_process(ngx_cycle_t *cycle)
 {
     ngx_pubsub_dumb_conn.fd = (ngx_socket_t) -1;
 
-    if (ngx_pubsub_stats_init_process(cycle) != NGX_OK) {
+    if (ngx_pubsub_ws_init_process(cycle) != NGX_OK
+        || ngx_pubsub_stats_init_process(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -706,6 +708,7 @@ ngx_pubsub_exit_process(ngx_cycle_t *cycle)
     ngx_pubsub_redis_exit_process(cycle);
     ngx_pubsub_shm_exit_process(cycle);
     ngx_pubsub_stats_exit_process(cycle);
+    ngx_pubsub_ws_exit_process(cycle);
 }
 
 
