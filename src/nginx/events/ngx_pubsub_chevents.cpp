@@ -208,43 +208,6 @@ ngx_pubsub_chev_now(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 }
 
 
-void
-ngx_pubsub_chev_subscribed(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_str_t id, ngx_str_t key, ngx_pubsub_chev_list_t *pending)
-{
-    std::unique_ptr<ngx_pubsub_chev_t>  enq, deq;
-
-    if (!ngx_pubsub_chev_enabled(plcf)) {
-        return;
-    }
-
-    enq = ngx_pubsub_chev_prepare(r, plcf,
-                                  pubsub::ChannelEvent::kSubscriberEnqueue,
-                                  id, key);
-    if (enq == nullptr) {
-        return;
-    }
-
-    /* the dequeue is evaluated now: the request may be gone by then */
-    deq = ngx_pubsub_chev_prepare(r, plcf,
-                                  pubsub::ChannelEvent::kSubscriberDequeue,
-                                  id, key);
-    if (deq == nullptr) {
-        return;   /* an enqueue without its dequeue would mislead */
-    }
-
-    try {
-        pending->push_back(std::move(deq));
-
-    } catch (...) {
-        ngx_pubsub_stats_chev(0, 1);
-        return;
-    }
-
-    ngx_pubsub_chev_emit(enq.get());
-}
-
-
 ngx_pubsub_chev_t *
 ngx_pubsub_chev_open(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_str_t id, ngx_str_t key)
@@ -282,17 +245,6 @@ ngx_pubsub_chev_close(ngx_pubsub_chev_t *dequeue)
     std::unique_ptr<ngx_pubsub_chev_t>  ev(dequeue);
 
     ngx_pubsub_chev_emit(ev.get());
-}
-
-
-void
-ngx_pubsub_chev_unsubscribed(ngx_pubsub_chev_list_t *pending)
-{
-    for (const std::unique_ptr<ngx_pubsub_chev_t> &ev : *pending) {
-        ngx_pubsub_chev_emit(ev.get());
-    }
-
-    pending->clear();
 }
 
 

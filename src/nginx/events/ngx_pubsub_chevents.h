@@ -33,8 +33,6 @@ struct ngx_pubsub_chev_t {
     std::string             body;
 };
 
-typedef std::vector<std::unique_ptr<ngx_pubsub_chev_t>>  ngx_pubsub_chev_list_t;
-
 
 /* whether r's location emits events at all */
 static inline ngx_uint_t
@@ -77,20 +75,10 @@ void ngx_pubsub_chev_now(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     pubsub::ChannelEvent ev, ngx_str_t id, ngx_str_t key);
 
 /*
- * A subscriber attached to channel (id, key): queues subscriber_enqueue and
- * appends the prepared subscriber_dequeue to *pending.
- * ngx_pubsub_chev_unsubscribed() queues and forgets every pending dequeue
- * (safe from destructors and store callbacks; idempotent).
- */
-void ngx_pubsub_chev_subscribed(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key,
-    ngx_pubsub_chev_list_t *pending);
-void ngx_pubsub_chev_unsubscribed(ngx_pubsub_chev_list_t *pending);
-
-/*
- * The same for one channel of a subscription (ngx_pubsub_subscription.cpp):
- * queues subscriber_enqueue and returns the prepared dequeue (NULL: none),
- * which ngx_pubsub_chev_close() queues and frees, exactly once.
+ * A subscriber attached to channel (id, key) (ngx_pubsub_subscription.cpp):
+ * queues subscriber_enqueue and returns the prepared subscriber_dequeue
+ * (NULL: none), which ngx_pubsub_chev_close() queues and frees, exactly
+ * once (safe from destructors and store callbacks).
  */
 ngx_pubsub_chev_t *ngx_pubsub_chev_open(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_str_t id, ngx_str_t key);

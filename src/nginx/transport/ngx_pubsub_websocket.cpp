@@ -148,13 +148,10 @@ ngx_pubsub_ws_subscriber(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         return NGX_DECLINED;
     }
 
-    if (ch->n > 1
-        && ngx_pubsub_ws_mux_specs(r, w, ch, *spec, full, specs, rc) != NGX_OK)
-    {
+    if (ngx_pubsub_ws_specs(r, ch, *spec, full, specs, rc) != NGX_OK) {
         return NGX_DECLINED;
     }
 
-    w->sub_key = ch->key[0];
     *sch = ch;
 
     return NGX_OK;
@@ -303,20 +300,14 @@ ngx_pubsub_ws_switch(ngx_http_request_t *r, const ngx_pubsub_ws_accept_t &acc)
 }
 
 
-/* the 101 is out: sch (subscribing) gets its hooks, start() the connection */
+/* the 101 is out: start() takes the connection over */
 static void
 ngx_pubsub_ws_opened(ngx_http_request_t *r, ngx_pubsub_ws_t *w,
-    ngx_pubsub_channels_t *sch, const pubsub::SubscribeReply *reply,
     const pubsub::MsgId &resume)
 {
-    /* subscribed, and the client will know: the subscribe hook */
-    if (sch) {
-        w->subscribed(sch);
-    }
-
     /* from here on, failures end the connection, never the handler */
     try {
-        (void) w->start(reply, resume);
+        (void) w->start(resume);
 
     } catch (...) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -361,7 +352,7 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ws::UpgradeRequest        up;
     ngx_pubsub_ws_accept_t    acc;
     pubsub::StartSpec         spec;
-    pubsub::SubscribeReply    reply;
+    pubsub::SubscriptionStart refused;
     std::vector<pubsub::StartSpec>  specs;
 
     if (ngx_pubsub_ws_check_upgrade(r, &up, &rc) != NGX_OK) {
@@ -405,10 +396,10 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     /* the subscription, so that store refusals get an HTTP status */
 
-    if (subscribe && w->subscribe(sch, spec, specs, &reply) != NGX_OK) {
-        rc = (reply.status == pubsub::StoreResult::kNotFound)
-             ? NGX_HTTP_FORBIDDEN : ngx_pubsub_status_of(reply.status);
-        return ngx_pubsub_ws_refuse(r, rc, reply.reason + "\n");
+    if (subscribe && w->subscribe(sch, specs, &refused) != NGX_OK) {
+        return ngx_pubsub_ws_refuse(r,
+                                    ngx_pubsub_subscribe_status(refused.status),
+                                    refused.reason + "\n");
     }
 
     ngx_http_set_ctx(r, w, ngx_pubsub_module);
@@ -421,8 +412,7 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     r->main->count++;
 
-    ngx_pubsub_ws_opened(r, w, sch, subscribe && !w->mux ? &reply : nullptr,
-                         spec.after);
+    ngx_pubsub_ws_opened(r, w, spec.after);
 
     return NGX_DONE;
 }
@@ -441,8 +431,7 @@ ngx_pubsub_websocket_handler(ngx_http_request_t *r,
 
 /* After the 101 went into nginx's output: take the connection over. */
 ngx_int_t
-ngx_pubsub_ws_t::start(const pubsub::SubscribeReply *reply,
-    const pubsub::MsgId &resume)
+ngx_pubsub_ws_t::start(const pubsub::MsgId &resume)
 {
     ngx_connection_t          *c = r->connection;
     ngx_http_core_loc_conf_t  *clcf;
@@ -469,7 +458,7 @@ ngx_pubsub_ws_t::start(const pubsub::SubscribeReply *reply,
     }
 
     /* the status count, presence, the backlog */
-    subscription_start(reply, resume);
+    subscription_start(resume);
 
     if (finishing_ || close_sent_) {
         return NGX_OK;

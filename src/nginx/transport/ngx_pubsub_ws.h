@@ -153,57 +153,34 @@ struct ngx_pubsub_ws_in_t {
 };
 
 
-class ngx_pubsub_ws_t final : public pubsub::Subscriber,
-                              public pubsub::MultiplexSink {
+class ngx_pubsub_ws_t final {
 public:
     ngx_pubsub_ws_t(ngx_http_request_t *req, ngx_pubsub_loc_conf_t *conf);
-    ~ngx_pubsub_ws_t() override;
+    ~ngx_pubsub_ws_t();
 
     ngx_int_t init(ngx_pool_cleanup_t *cln);
-    ngx_int_t start(const pubsub::SubscribeReply *reply,
-                    const pubsub::MsgId &resume);
+    ngx_int_t start(const pubsub::MsgId &resume);
 
-    void deliver(const pubsub::MessagePtr &msg) override;
-    void gap() override;
-    void channelDeleted() override;
-    void presenceEvent(const pubsub::PresenceEvent &ev) override;
+    /* what the subscription delivers (ngx_pubsub_ws_deliver.cpp) */
+    void deliver(const pubsub::MessagePtr &msg);
+    void gap();
+    void channelDeleted();
+    void presenceEvent(const pubsub::PresenceEvent &ev);
 
-    /* multiplexed subscriptions (ngx_pubsub_ws_deliver.cpp) */
+    /* multiplexed subscriptions */
     void deliver(size_t channel, const pubsub::MessagePtr &msg,
-                 std::string_view id) override;
-    void gap(size_t channel) override;
-    void channelDeleted(size_t channel) override;
-    void channelPresence(size_t channel,
-                         const pubsub::PresenceEvent &ev) override;
+                 std::string_view id);
+    void gap(size_t channel);
+    void channelDeleted(size_t channel);
+    void channelPresence(size_t channel, const pubsub::PresenceEvent &ev);
 
-    /* the subscription (ngx_pubsub_ws_subscribe.cpp) */
+    /* when the subscription starts and ends (ngx_pubsub_ws_subscribe.cpp) */
     ngx_int_t subscribe(ngx_pubsub_channels_t *ch,
-                        const pubsub::StartSpec &spec,
                         const std::vector<pubsub::StartSpec> &specs,
-                        pubsub::SubscribeReply *reply);
-    void subscribed(ngx_pubsub_channels_t *ch);
-    void subscription_start(const pubsub::SubscribeReply *reply,
-                            const pubsub::MsgId &resume);
+                        pubsub::SubscriptionStart *refused);
+    void subscription_start(const pubsub::MsgId &resume);
     void stop();
-    void subscription_end();
-    ngx_int_t mux_subscribe(ngx_pubsub_channels_t *ch,
-                            const std::vector<pubsub::StartSpec> &specs,
-                            pubsub::SubscribeReply *failed);
-    void mux_hooks_open(ngx_pubsub_channels_t *ch);
-    void mux_start();
-    void mux_stop();
-
-    /*
-     * A multiplexed subscription: the adapters, and per channel its hook
-     * session and presence join; all heap memory, none of the request's.
-     * The channels (r->pool) and the backlog are only used until start().
-     */
-    std::unique_ptr<pubsub::Multiplexer>                mux;
-    std::vector<ngx_pubsub_hook_session_t *>            mux_hooks;
-    std::vector<pubsub::PresenceConn *>                 mux_presence;
-    ngx_pubsub_channels_t                              *mux_ch = nullptr;
-    std::vector<std::vector<pubsub::MessagePtr>>        mux_backlog;
-    bool                                                mux_gap = false;
+    pubsub::MsgId position() const;
 
     void finish();
 
@@ -212,8 +189,6 @@ public:
     ngx_connection_t                   *c_;
     ngx_pubsub_loc_conf_t              *plcf;
 
-    ngx_str_t                           sub_key;
-    ngx_pubsub_sub_count_t              count;    /* pubsub_status */
     ngx_pubsub_channels_t              *pub;     /* NULL: not publishing */
     pubsub::PublishInput                pub_in;  /* buffer length, ttl, event */
     std::string_view                    text_type;  /* handshake Content-Type */
@@ -223,10 +198,27 @@ public:
     unsigned                            reply_info:1;
     unsigned                            upstream:1;  /* publisher hook */
 
-    /* subscribe/unsubscribe hooks: ended by stop(), exactly once */
-    ngx_pubsub_hook_session_t          *hook_session = nullptr;
-    /* channel events: the dequeues stop() sends */
-    ngx_pubsub_chev_list_t              chev_pending;
+private:
+    /* what the subscription delivers, to the methods above */
+    struct sink_t final : public pubsub::SubscriptionSink {
+        explicit sink_t(ngx_pubsub_ws_t *o) : w(o) {}
+        void deliver(size_t i, const pubsub::MessagePtr &msg,
+                     std::string_view id) override;
+        void gap(size_t i) override;
+        void channelDeleted(size_t i) override;
+        void presenceEvent(size_t i, const pubsub::PresenceEvent &ev) override;
+        ngx_pubsub_ws_t *w;
+    };
+
+    sink_t                              sink_;
+
+public:
+    /* the channels and all that subscribing to them implies */
+    ngx_pubsub_subscription_t           subscription;
+    /* multiplexed: the compound ids (the subscription's) */
+    pubsub::Multiplexer                *mux = nullptr;
+    /* what the client is owed from the handshake until start() */
+    std::unique_ptr<pubsub::SubscriptionStart>  owed_;
 
     /* what a publishing connection keeps of its request (see detach()) */
     std::unique_ptr<ngx_pubsub_ws_pub_t>  pub_own;
@@ -321,8 +313,6 @@ private:
     ngx_pubsub_ws_out_t                *tail_ = nullptr;
     size_t                              pending_ = 0;
 
-    pubsub::PresenceConn               *presence_ = nullptr;
-
     /* cleared by the destructor: late store callbacks check it */
     std::shared_ptr<ngx_pubsub_ws_t *>  self_;
 
@@ -347,10 +337,9 @@ ngx_int_t ngx_pubsub_ws_refuse(ngx_http_request_t *r, ngx_uint_t status,
     std::string_view text);
 
 /* ngx_pubsub_ws_subscribe.cpp */
-ngx_int_t ngx_pubsub_ws_mux_specs(ngx_http_request_t *r, ngx_pubsub_ws_t *w,
-    ngx_pubsub_channels_t *ch, const pubsub::StartSpec &spec,
-    const pubsub::ParsedMsgId &full, std::vector<pubsub::StartSpec> *specs,
-    ngx_int_t *rc);
+ngx_int_t ngx_pubsub_ws_specs(ngx_http_request_t *r, ngx_pubsub_channels_t *ch,
+    const pubsub::StartSpec &spec, const pubsub::ParsedMsgId &full,
+    std::vector<pubsub::StartSpec> *specs, ngx_int_t *rc);
 
 
 /* our deflate settings, also those of the shared pre-deflated copies */

@@ -90,10 +90,9 @@ ngx_pubsub_ws_exit_process(ngx_cycle_t *cycle)
 ngx_pubsub_ws_t::ngx_pubsub_ws_t(ngx_http_request_t *req,
     ngx_pubsub_loc_conf_t *conf)
     : r(req), c_(req->connection), plcf(conf), pub(NULL), subscriber(0),
-      reply_info(0), upstream(0)
+      reply_info(0), upstream(0), sink_(this),
+      subscription(req, conf, NGX_PUBSUB_SUB_WEBSOCKET, &sink_)
 {
-    sub_key.len = 0;
-    sub_key.data = NULL;
     ngx_memzero(&finish_ev_, sizeof(ngx_event_t));
     ngx_memzero(&timeout_ev_, sizeof(ngx_event_t));
     ngx_memzero(&ping_ev_, sizeof(ngx_event_t));
@@ -105,7 +104,7 @@ ngx_pubsub_ws_t::ngx_pubsub_ws_t(ngx_http_request_t *req,
 
 ngx_pubsub_ws_t::~ngx_pubsub_ws_t()
 {
-    subscription_end();
+    stop();
 
     if (dirty_) {
         ngx_queue_remove(&dirty_q_.q);
@@ -329,6 +328,7 @@ ngx_pubsub_ws_t::detach()
     pool_cln_->handler = NULL;
     req_cln_->handler = NULL;
     r = NULL;
+    subscription.r = NULL;   /* channels opened from now on: no request */
 
     c->data = this;
     c->read->handler = conn_read_handler;

@@ -105,7 +105,7 @@ ngx_pubsub_ws_t::send_gap(const pubsub::MsgId &at, std::string_view id)
 void
 ngx_pubsub_ws_t::gap()
 {
-    send_gap(cursor(), {});
+    send_gap(position(), {});
 }
 
 
@@ -138,7 +138,7 @@ ngx_pubsub_ws_t::send_presence(const pubsub::PresenceEvent &ev,
             return;
         }
 
-        send_signal(cursor(), id, json);
+        send_signal(position(), id, json);
 
     } catch (...) {
         finish();
