@@ -173,6 +173,8 @@ private:
     void channelPresence(size_t channel, const PresenceEvent& ev) override;
 
     SubscribeRequest request(const Entry& e, const StartSpec& spec) const;
+    SubscribeReply storeSubscribe(Entry& e, const StartSpec& spec);
+    void unsubscribe(Entry& e);
     Subscriber* storeSub(Entry& e);
     void openEntry(Entry& e);
     void closeEntry(Entry& e);

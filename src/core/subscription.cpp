@@ -41,6 +41,34 @@ Subscription::~Subscription() {
     *self_ = nullptr;
 }
 
+// The store's subscribe of one channel; the engine must answer before
+// returning (its prepare step is done): otherwise it is an error.
+SubscribeReply Subscription::storeSubscribe(Entry& e, const StartSpec& spec) {
+    SubscribeReply reply;
+    bool answered = false;
+
+    host_->store()->subscribe(storeSub(e), request(e, spec),
+                              [&reply, &answered](SubscribeReply&& rep) {
+                                  reply = std::move(rep);
+                                  answered = true;
+                              });
+    if (!answered) {
+        reply.status = StoreResult::kError;
+        reply.reason = "the store did not answer";
+    }
+    if (reply.status != StoreResult::kOk) {
+        unsubscribe(e);
+    }
+    return reply;
+}
+
+void Subscription::unsubscribe(Entry& e) {
+    Subscriber* s = storeSub(e);
+    if (s != nullptr && s->attached()) {
+        host_->store()->unsubscribe(s);
+    }
+}
+
 SubscribeRequest Subscription::request(const Entry& e, const StartSpec& spec) const {
     SubscribeRequest req;
     req.key = e.ch.key;
@@ -131,35 +159,16 @@ SubscriptionStart Subscription::subscribe(std::vector<SubChannel> chans,
 
     for (size_t i = 0; i < n; i++) {
         Entry& e = *entries_[i];
-        SubscribeReply reply;
-        bool answered = false;
 
         if (mux_ && specs[i].kind == StartSpec::kAfter) {
             mux_->setPosition(i, specs[i].after);
         }
 
-        host_->store()->subscribe(storeSub(e), request(e, specs[i]),
-                                  [&reply, &answered](SubscribeReply&& rep) {
-                                      reply = std::move(rep);
-                                      answered = true;
-                                  });
-
-        if (!answered) {
-            // the engine broke its contract (subscribe after prepare completes at once)
-            reply.status = StoreResult::kError;
-            reply.reason = "the store did not answer";
-            Subscriber* s = storeSub(e);
-            if (s->attached()) {
-                host_->store()->unsubscribe(s);
-            }
-        }
+        SubscribeReply reply = storeSubscribe(e, specs[i]);
 
         if (reply.status != StoreResult::kOk) {
             for (size_t j = 0; j < i; j++) {
-                Subscriber* s = storeSub(*entries_[j]);
-                if (s->attached()) {
-                    host_->store()->unsubscribe(s);
-                }
+                unsubscribe(*entries_[j]);
             }
             entries_.clear();
             mux_.reset();
@@ -194,10 +203,7 @@ void Subscription::openEntry(Entry& e) {
 }
 
 void Subscription::closeEntry(Entry& e) {
-    Subscriber* s = storeSub(e);
-    if (s != nullptr && s->attached()) {
-        host_->store()->unsubscribe(s);
-    }
+    unsubscribe(e);
     e.subscribed = false;
 
     if (!e.opened) {
@@ -301,31 +307,18 @@ void Subscription::add(SubChannel ch, const StartSpec& spec, AddCallback done) {
         }
 
         Entry* e = i < s->entries_.size() ? s->entries_[i].get() : nullptr;
-        SubscribeReply reply;
-        bool answered = false;
 
         if (e == nullptr || s->closed_) {
-            reply.status = StoreResult::kError;
-            reply.reason = "subscription closed";
-            done(SIZE_MAX, std::move(reply));
+            SubscribeReply closed;
+            closed.status = StoreResult::kError;
+            closed.reason = "subscription closed";
+            done(SIZE_MAX, std::move(closed));
             return;
         }
 
-        s->host_->store()->subscribe(&e->adapter, s->request(*e, spec),
-                                     [&reply, &answered](SubscribeReply&& rep) {
-                                         reply = std::move(rep);
-                                         answered = true;
-                                     });
-
-        if (!answered) {
-            reply.status = StoreResult::kError;
-            reply.reason = "the store did not answer";
-        }
+        SubscribeReply reply = s->storeSubscribe(*e, spec);
 
         if (reply.status != StoreResult::kOk) {
-            if (e->adapter.attached()) {
-                s->host_->store()->unsubscribe(&e->adapter);
-            }
             s->entries_[i].reset();
             s->live_--;
             done(SIZE_MAX, std::move(reply));
@@ -357,18 +350,11 @@ bool Subscription::remove(std::string_view key) {
 
 void Subscription::detach() {
     for (size_t i = 0; i < entries_.size(); i++) {
-        if (!entries_[i]) {
-            continue;
-        }
-        Subscriber* s = storeSub(*entries_[i]);
-        if (s->attached()) {
-            host_->store()->unsubscribe(s);
+        if (entries_[i]) {
+            unsubscribe(*entries_[i]);
         }
     }
-    if (counted_) {
-        counted_ = false;
-        host_->countEnd();
-    }
+    updateCount();
 }
 
 void Subscription::close() {

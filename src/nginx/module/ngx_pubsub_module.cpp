@@ -22,17 +22,6 @@ static char *ngx_pubsub_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_pubsub_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
-char *ngx_pubsub_role(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_pubsub_presence_api(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_pubsub_channel_id_set(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_pubsub_first_message(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_pubsub_longpoll_multipart(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_pubsub_separator(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
 static ngx_int_t ngx_pubsub_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_pubsub_init_process(ngx_cycle_t *cycle);
 static void ngx_pubsub_exit_process(ngx_cycle_t *cycle);

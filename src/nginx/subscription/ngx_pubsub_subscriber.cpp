@@ -67,49 +67,6 @@ ngx_pubsub_http_sub_t::init()
 }
 
 
-/* one channel: the one-channel virtuals; several: the multiplexed ones */
-void
-ngx_pubsub_http_sub_t::sink_t::deliver(size_t i, const pubsub::MessagePtr &msg,
-    std::string_view id)
-{
-    if (sub->mux) {
-        sub->deliver(i, msg, id);
-    } else {
-        sub->deliver(msg);
-    }
-}
-
-
-void
-ngx_pubsub_http_sub_t::sink_t::gap(size_t i)
-{
-    if (sub->mux) {
-        sub->gap(i);
-    } else {
-        sub->gap();
-    }
-}
-
-
-void
-ngx_pubsub_http_sub_t::sink_t::channelDeleted(size_t i)
-{
-    if (sub->mux) {
-        sub->channelDeleted(i);
-    } else {
-        sub->channelDeleted();
-    }
-}
-
-
-void
-ngx_pubsub_http_sub_t::sink_t::presenceEvent(size_t,
-    const pubsub::PresenceEvent &ev)
-{
-    sub->presenceEvent(ev);
-}
-
-
 void
 ngx_pubsub_http_sub_t::cleanup(void *data)
 {

@@ -51,6 +51,8 @@ public:
                          std::string_view) { deliver(msg); }
     virtual void gap(size_t) { gap(); }
     virtual void channelDeleted(size_t) { channelDeleted(); }
+    void channelPresence(size_t, const pubsub::PresenceEvent &ev)
+        { presenceEvent(ev); }
 
     /* registers the cleanup; NGX_ERROR when out of memory */
     ngx_int_t init();
@@ -100,17 +102,7 @@ public:
 
 private:
     /* what the subscription delivers, to the virtuals above */
-    struct sink_t final : public pubsub::SubscriptionSink {
-        explicit sink_t(ngx_pubsub_http_sub_t *s) : sub(s) {}
-        void deliver(size_t i, const pubsub::MessagePtr &msg,
-                     std::string_view id) override;
-        void gap(size_t i) override;
-        void channelDeleted(size_t i) override;
-        void presenceEvent(size_t i, const pubsub::PresenceEvent &ev) override;
-        ngx_pubsub_http_sub_t *sub;
-    };
-
-    sink_t                   sink_;
+    ngx_pubsub_sub_sink_t<ngx_pubsub_http_sub_t>  sink_;
 
 public:
     /* the channels and all that subscribing to them implies */

@@ -73,6 +73,59 @@ private:
 };
 
 
+/*
+ * What a subscription delivers, to a transport T: a one-channel
+ * subscription to T's one-channel methods (deliver(msg), gap(),
+ * channelDeleted(), presenceEvent(ev)), a multiplexed one (T::mux set) to
+ * the per-channel ones.
+ */
+template <typename T>
+class ngx_pubsub_sub_sink_t final : public pubsub::SubscriptionSink {
+public:
+    explicit ngx_pubsub_sub_sink_t(T *t) : t_(t) {}
+
+    void deliver(size_t i, const pubsub::MessagePtr &msg,
+        std::string_view id) override
+    {
+        if (t_->mux) {
+            t_->deliver(i, msg, id);
+        } else {
+            t_->deliver(msg);
+        }
+    }
+
+    void gap(size_t i) override
+    {
+        if (t_->mux) {
+            t_->gap(i);
+        } else {
+            t_->gap();
+        }
+    }
+
+    void channelDeleted(size_t i) override
+    {
+        if (t_->mux) {
+            t_->channelDeleted(i);
+        } else {
+            t_->channelDeleted();
+        }
+    }
+
+    void presenceEvent(size_t i, const pubsub::PresenceEvent &ev) override
+    {
+        if (t_->mux) {
+            t_->channelPresence(i, ev);
+        } else {
+            t_->presenceEvent(ev);
+        }
+    }
+
+private:
+    T  *t_;
+};
+
+
 /* "refused": the status a store refusal answers a subscriber with */
 ngx_uint_t ngx_pubsub_subscribe_status(pubsub::StoreResult rc);
 

@@ -200,17 +200,7 @@ public:
 
 private:
     /* what the subscription delivers, to the methods above */
-    struct sink_t final : public pubsub::SubscriptionSink {
-        explicit sink_t(ngx_pubsub_ws_t *o) : w(o) {}
-        void deliver(size_t i, const pubsub::MessagePtr &msg,
-                     std::string_view id) override;
-        void gap(size_t i) override;
-        void channelDeleted(size_t i) override;
-        void presenceEvent(size_t i, const pubsub::PresenceEvent &ev) override;
-        ngx_pubsub_ws_t *w;
-    };
-
-    sink_t                              sink_;
+    ngx_pubsub_sub_sink_t<ngx_pubsub_ws_t>  sink_;
 
 public:
     /* the channels and all that subscribing to them implies */

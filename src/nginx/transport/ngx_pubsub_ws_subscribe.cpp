@@ -11,53 +11,6 @@
 #include "ngx_pubsub_ws.h"
 
 
-/* one channel: the one-channel methods; several: the multiplexed ones */
-void
-ngx_pubsub_ws_t::sink_t::deliver(size_t i, const pubsub::MessagePtr &msg,
-    std::string_view id)
-{
-    if (w->mux) {
-        w->deliver(i, msg, id);
-    } else {
-        w->deliver(msg);
-    }
-}
-
-
-void
-ngx_pubsub_ws_t::sink_t::gap(size_t i)
-{
-    if (w->mux) {
-        w->gap(i);
-    } else {
-        w->gap();
-    }
-}
-
-
-void
-ngx_pubsub_ws_t::sink_t::channelDeleted(size_t i)
-{
-    if (w->mux) {
-        w->channelDeleted(i);
-    } else {
-        w->channelDeleted();
-    }
-}
-
-
-void
-ngx_pubsub_ws_t::sink_t::presenceEvent(size_t i,
-    const pubsub::PresenceEvent &ev)
-{
-    if (w->mux) {
-        w->channelPresence(i, ev);
-    } else {
-        w->presenceEvent(ev);
-    }
-}
-
-
 /*
  * Before the 101: NGX_OK with what the client is owed kept for start(), or
  * NGX_ERROR with the store's refusal in *refused.
