@@ -92,6 +92,7 @@ typedef struct {
     ngx_array_t                  *auth_headers;     /* ngx_keyval_t */
 
     ngx_pubsub_hook_call_t       *call;             /* detached requests */
+    ngx_uint_t                    detached;     /* the call's own request */
 } ngx_pubsub_hook_ctx_t;
 
 
@@ -163,6 +164,13 @@ struct ngx_pubsub_hook_call_s {
     ngx_pubsub_hook_result_t      res;
     ngx_uint_t                    answered;
     ngx_uint_t                    finishing;
+
+    /* the answer's body, captured by the hooks' body filter */
+    ngx_http_request_t           *sr;
+    ngx_buf_t                    *out;
+    ngx_uint_t                    body_seen;    /* the body filter ran */
+    ngx_uint_t                    body_done;    /* ... to the last buffer */
+    ngx_uint_t                    body_error;   /* too big, unreadable */
 
     ngx_event_t                   start_ev;
     ngx_event_t                   finish_ev;
@@ -1153,6 +1161,39 @@ ngx_pubsub_hook_call_alloc(ngx_uint_t kind, ngx_log_t *parent_log)
 }
 
 
+/* frees a call: its detached request, its fake connection, its pool */
+static void
+ngx_pubsub_hook_free(ngx_pubsub_hook_call_t *call)
+{
+    ngx_connection_t  *fc = call->fc;
+
+    if (call->fr) {
+        ngx_http_free_request(call->fr, 0);
+    }
+
+    /* nothing of nginx may still point at the fake connection's events */
+    if (fc) {
+        if (fc->read->timer_set) {
+            ngx_del_timer(fc->read);
+        }
+
+        if (fc->write->timer_set) {
+            ngx_del_timer(fc->write);
+        }
+
+        if (fc->read->posted) {
+            ngx_delete_posted_event(fc->read);
+        }
+
+        if (fc->write->posted) {
+            ngx_delete_posted_event(fc->write);
+        }
+    }
+
+    ngx_destroy_pool(call->pool);
+}
+
+
 static ngx_int_t
 ngx_pubsub_hook_push_header(ngx_http_request_t *fr, ngx_str_t key,
     ngx_str_t value)
@@ -1194,6 +1235,16 @@ ngx_pubsub_hook_push_header(ngx_http_request_t *fr, ngx_str_t key,
 static void ngx_pubsub_hook_start_handler(ngx_event_t *ev);
 static void ngx_pubsub_hook_finish_handler(ngx_event_t *ev);
 static void ngx_pubsub_hook_parent_handler(ngx_http_request_t *r);
+
+
+/* the fake connection's events never fire: no socket, no timer of ours */
+static void
+ngx_pubsub_hook_fc_handler(ngx_event_t *ev)
+{
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "pubsub hook: fake connection event, timedout: %d",
+                   ev->timedout);
+}
 
 
 /* builds the fake connection and request; the subrequest starts posted */
@@ -1248,7 +1299,13 @@ ngx_pubsub_hook_launch(ngx_pubsub_hook_call_t *call)
     call->log = log;
     pool->log = log;
 
-    /* never registered with the event module: no epoll call, no timer */
+    /*
+     * Never registered with the event module: no epoll call.  Always
+     * "writable": nothing is ever written to it (the hook's answer is
+     * captured by ngx_pubsub_hooks_body_filter), and a writable downstream
+     * lets an upstream pass the answer on as it arrives instead of
+     * buffering it to a temporary file or arming a send timeout.
+     */
     fc->fd = (ngx_socket_t) -1;
     fc->pool = pool;
     fc->log = log;
@@ -1256,10 +1313,13 @@ ngx_pubsub_hook_launch(ngx_pubsub_hook_call_t *call)
     fc->read->data = fc;
     fc->read->log = log;
     fc->read->active = 1;
+    fc->read->handler = ngx_pubsub_hook_fc_handler;
     fc->write->data = fc;
     fc->write->log = log;
     fc->write->write = 1;
     fc->write->active = 1;
+    fc->write->ready = 1;
+    fc->write->handler = ngx_pubsub_hook_fc_handler;
     fc->tcp_nodelay = NGX_TCP_NODELAY_DISABLED;
     fc->sockaddr = q->sockaddr;
     fc->socklen = q->socklen;
@@ -1358,6 +1418,7 @@ ngx_pubsub_hook_launch(ngx_pubsub_hook_call_t *call)
     vctx->ident.presence_id = q->presence_id;
     vctx->has_ident = q->presence_id.len ? 1 : 0;
     vctx->call = call;
+    vctx->detached = 1;
 
     ngx_http_set_ctx(fr, vctx, ngx_pubsub_hooks_module);
 
@@ -1391,13 +1452,202 @@ ngx_pubsub_hook_launch(ngx_pubsub_hook_call_t *call)
 }
 
 
+/*
+ * The answer's body.  Hook subrequests are in-memory subrequests, but their
+ * body is captured here, at the top of the body filter chain, instead of by
+ * nginx's postpone filter: there, an answer larger than the hook location's
+ * subrequest_output_buffer_size is a filter error, which marks the fake
+ * connection as broken, and nginx then terminates the detached request and
+ * closes a connection that is not its own ("connection already closed"),
+ * destroying the call without an answer: the client would wait forever.
+ * Here an answer too big is read to its end and dropped (or not read at
+ * all when its Content-Length says so), and the hook fails with 502.
+ */
+
+static ngx_http_output_header_filter_pt  ngx_pubsub_hooks_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_pubsub_hooks_next_body_filter;
+
+
+/* the call whose hook subrequest r is, if it is one */
+static ngx_pubsub_hook_call_t *
+ngx_pubsub_hook_call_of(ngx_http_request_t *r)
+{
+    ngx_pubsub_hook_ctx_t  *ctx;
+
+    if (r == r->main || r->parent != r->main) {
+        return NULL;
+    }
+
+    ctx = static_cast<ngx_pubsub_hook_ctx_t *>(
+              ngx_http_get_module_ctx(r->main, ngx_pubsub_hooks_module));
+
+    if (ctx == NULL || !ctx->detached || ctx->call->sr != r) {
+        return NULL;
+    }
+
+    return ctx->call;
+}
+
+
+static size_t
+ngx_pubsub_hook_body_limit(ngx_http_request_t *r)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = static_cast<ngx_http_core_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(r, ngx_http_core_module));
+
+    return clcf->subrequest_output_buffer_size;
+}
+
+
+static void
+ngx_pubsub_hook_too_big(ngx_pubsub_hook_call_t *call, ngx_http_request_t *r)
+{
+    call->body_error = 1;
+
+    ngx_log_error(NGX_LOG_ERR, call->log, 0,
+                  "pubsub: %s hook answer too big: more than the %uz bytes "
+                  "of subrequest_output_buffer_size in the hook location",
+                  ngx_pubsub_hook_names[call->kind],
+                  ngx_pubsub_hook_body_limit(r));
+}
+
+
+static ngx_int_t
+ngx_pubsub_hooks_header_filter(ngx_http_request_t *r)
+{
+    ngx_pubsub_hook_call_t  *call;
+
+    call = ngx_pubsub_hook_call_of(r);
+
+    if (call && r->headers_out.content_length_n > 0
+        && (size_t) r->headers_out.content_length_n
+           > ngx_pubsub_hook_body_limit(r))
+    {
+        /* announced too big: the body is not even read */
+        ngx_pubsub_hook_too_big(call, r);
+        r->header_only = 1;
+    }
+
+    return ngx_pubsub_hooks_next_header_filter(r);
+}
+
+
+/* copies one buffer of the answer into call->out; NGX_DECLINED: too big */
+static ngx_int_t
+ngx_pubsub_hook_capture(ngx_pubsub_hook_call_t *call, ngx_http_request_t *r,
+    ngx_buf_t *b)
+{
+    off_t      size;
+    size_t     len;
+    ssize_t    n;
+    ngx_buf_t *out;
+
+    size = ngx_buf_size(b);
+
+    if (size == 0) {
+        return NGX_OK;
+    }
+
+    if (call->out == NULL) {
+        len = ngx_pubsub_hook_body_limit(r);
+
+        if (r->headers_out.content_length_n >= 0
+            && (size_t) r->headers_out.content_length_n < len)
+        {
+            len = r->headers_out.content_length_n;
+        }
+
+        call->out = ngx_create_temp_buf(r->pool, len ? len : 1);
+        if (call->out == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    out = call->out;
+
+    if (size > out->end - out->last) {
+        return NGX_DECLINED;
+    }
+
+    len = (size_t) size;
+
+    if (ngx_buf_in_memory(b)) {
+        out->last = ngx_cpymem(out->last, b->pos, len);
+        return NGX_OK;
+    }
+
+    /* a file (a static hook answer): read as nginx's copy filter would */
+    n = ngx_read_file(b->file, out->last, len, b->file_pos);
+
+    if (n != (ssize_t) len) {
+        ngx_log_error(NGX_LOG_ERR, call->log, 0,
+                      "pubsub: %s hook answer: could not read \"%V\"",
+                      ngx_pubsub_hook_names[call->kind], &b->file->name);
+        return NGX_ERROR;
+    }
+
+    out->last += len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pubsub_hooks_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_pubsub_hook_call_t  *call;
+    ngx_chain_t             *cl;
+    ngx_buf_t               *b;
+    ngx_int_t                rc;
+
+    call = ngx_pubsub_hook_call_of(r);
+    if (call == NULL) {
+        return ngx_pubsub_hooks_next_body_filter(r, in);
+    }
+
+    /* nothing goes further down: the answer is ours, consumed here */
+
+    call->body_seen = 1;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->last_buf || b->last_in_chain) {
+            call->body_done = 1;
+        }
+
+        if (!call->body_error) {
+            rc = ngx_pubsub_hook_capture(call, r, b);
+
+            if (rc == NGX_DECLINED) {
+                ngx_pubsub_hook_too_big(call, r);
+
+            } else if (rc != NGX_OK) {
+                call->body_error = 1;
+            }
+        }
+
+        if (ngx_buf_in_memory(b)) {
+            b->pos = b->last;
+        }
+
+        if (b->in_file) {
+            b->file_pos = b->file_last;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_pubsub_hook_sr_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 {
     ngx_pubsub_hook_call_t    *call = static_cast<ngx_pubsub_hook_call_t *>(
                                           data);
     ngx_pubsub_hook_result_t  *res = &call->res;
-    ngx_buf_t                 *b;
 
     if (call->answered) {
         return NGX_OK;
@@ -1405,13 +1655,25 @@ ngx_pubsub_hook_sr_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 
     call->answered = 1;
 
+    /*
+     * A broken answer: too big, cut short (the upstream ended it without
+     * its last buffer: "upstream prematurely closed connection"), or a
+     * filter error on the fake connection.  The error flag is cleared: the
+     * detached request is finished by us, nginx would terminate it.
+     */
+    if (call->body_error || (call->body_seen && !call->body_done)
+        || sr->connection->error)
+    {
+        sr->connection->error = 0;
+        rc = NGX_HTTP_BAD_GATEWAY;
+    }
+
     if (rc == NGX_OK && sr->headers_out.status >= 100) {
         res->status = sr->headers_out.status;
 
-        if (sr->out && sr->out->buf) {
-            b = sr->out->buf;
-            res->body.data = b->pos;
-            res->body.len = b->last - b->pos;
+        if (call->out) {
+            res->body.data = call->out->pos;
+            res->body.len = call->out->last - call->out->pos;
         }
 
     } else if (rc >= NGX_HTTP_OK && rc < 600) {
@@ -1471,6 +1733,8 @@ ngx_pubsub_hook_start_handler(ngx_event_t *ev)
         ngx_pubsub_hook_finish(call);
         return;
     }
+
+    call->sr = sr;
 
     sr->request_body = NULL;
     sr->headers_in.content_length_n = -1;
@@ -1584,11 +1848,7 @@ ngx_pubsub_hook_finish_handler(ngx_event_t *ev)
         ngx_http_run_posted_requests(c);
     }
 
-    if (call->fr) {
-        ngx_http_free_request(call->fr, 0);
-    }
-
-    ngx_destroy_pool(call->pool);
+    ngx_pubsub_hook_free(call);
 }
 
 
@@ -1680,11 +1940,7 @@ failed:
                   "pubsub: could not start the %s hook",
                   ngx_pubsub_hook_names[kind]);
 
-    if (call->fr) {
-        ngx_http_free_request(call->fr, 0);
-    }
-
-    ngx_destroy_pool(call->pool);
+    ngx_pubsub_hook_free(call);
 
     return NULL;
 }
@@ -1762,11 +2018,7 @@ failed:
     ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
                   "pubsub: out of memory: an unsubscribe hook was not sent");
 
-    if (call->fr) {
-        ngx_http_free_request(call->fr, 0);
-    }
-
-    ngx_destroy_pool(call->pool);
+    ngx_pubsub_hook_free(call);
     ngx_pubsub_session_destroy(s);
 }
 
@@ -1873,10 +2125,7 @@ ngx_pubsub_hook_subscribed(ngx_http_request_t *r, ngx_str_t id,
                                   &call->req->uri, &call->req->args) != NGX_OK
         || ngx_pubsub_hook_launch(call) != NGX_OK)
     {
-        if (call->fr) {
-            ngx_http_free_request(call->fr, 0);
-        }
-        ngx_destroy_pool(call->pool);
+        ngx_pubsub_hook_free(call);
         ngx_destroy_pool(pool);
         return NULL;
     }
@@ -2778,6 +3027,13 @@ ngx_pubsub_hooks_postconfiguration(ngx_conf_t *cf)
 
     *h = ngx_pubsub_hooks_access;
 
+    /* first in the filter chains (a module loaded after nginx's own) */
+    ngx_pubsub_hooks_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_pubsub_hooks_header_filter;
+
+    ngx_pubsub_hooks_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_pubsub_hooks_body_filter;
+
     return NGX_OK;
 }
 
@@ -2883,11 +3139,7 @@ failed:
     ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                   "pubsub: out of memory: a presence hook was not sent");
 
-    if (call->fr) {
-        ngx_http_free_request(call->fr, 0);
-    }
-
-    ngx_destroy_pool(call->pool);
+    ngx_pubsub_hook_free(call);
 
     return NGX_ERROR;
 }
