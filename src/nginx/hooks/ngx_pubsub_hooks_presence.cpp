@@ -1,0 +1,95 @@
+/*
+ * ngx_pubsub hooks: the presence hook (pubsub_presence_request, docs
+ * presence.md).  Presence events may come long after the client left (a
+ * leave delay, a dead worker), so a presence hook is a request of nobody:
+ * it is built from the location's target (the server it resolves in, its
+ * URI), known by an index that is the same in every worker, and nothing
+ * waits for its answer.
+ */
+
+#include "ngx_pubsub_hooks_internal.h"
+
+
+ngx_uint_t
+ngx_pubsub_presence_hook_index(ngx_http_request_t *r)
+{
+    ngx_uint_t  i = ngx_pubsub_hooks_conf(r)->presence;
+
+    return i == NGX_CONF_UNSET_UINT ? 0 : i;
+}
+
+
+ngx_int_t
+ngx_pubsub_hook_presence(ngx_uint_t index, ngx_str_t json,
+    ngx_str_t presence_id, ngx_str_t channel_id)
+{
+    ngx_pubsub_hooks_main_conf_t  *hmcf;
+    ngx_pubsub_presence_target_t  *t;
+    ngx_pubsub_hook_call_t        *call;
+    ngx_pubsub_hook_req_t          v;
+    struct sockaddr_in             sin;
+    static ngx_str_t               post = ngx_string("POST");
+    static ngx_str_t               ct = ngx_string("application/json");
+    static ngx_str_t               local = ngx_string("127.0.0.1");
+
+    hmcf = static_cast<ngx_pubsub_hooks_main_conf_t *>(
+               ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                   ngx_pubsub_hooks_module));
+
+    if (hmcf == NULL || index == 0 || index > hmcf->presence.nelts) {
+        return NGX_DECLINED;
+    }
+
+    t = static_cast<ngx_pubsub_presence_target_t *>(hmcf->presence.elts)
+        + (index - 1);
+
+    call = ngx_pubsub_hook_call_alloc(NGX_PUBSUB_HOOK_PRESENCE,
+                                      ngx_cycle->log);
+    if (call == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* a request of nobody: events outlive their clients */
+
+    ngx_memzero(&sin, sizeof(struct sockaddr_in));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+    ngx_memzero(&v, sizeof(ngx_pubsub_hook_req_t));
+
+    v.main_conf = t->ctx->main_conf;
+    v.srv_conf = t->ctx->srv_conf;
+    v.loc_conf = t->ctx->loc_conf;
+    v.method = NGX_HTTP_POST;
+    v.method_name = post;
+    v.http_version = NGX_HTTP_VERSION_11;
+    v.sockaddr = reinterpret_cast<struct sockaddr *>(&sin);
+    v.socklen = sizeof(struct sockaddr_in);
+    v.addr_text = local;
+    v.uri = t->uri;
+    v.args = t->args;
+    v.orig_uri = t->uri;
+    v.unparsed_uri = t->uri;
+    v.request_line = t->uri;
+    v.presence_id = presence_id;
+    v.nids = channel_id.len ? 1 : 0;
+    v.ids = &channel_id;
+
+    call->req = ngx_pubsub_hook_req_copy(call->pool, &v, 0);
+    call->post = 1;
+    call->ct = ct;
+
+    if (call->req == NULL
+        || ngx_pubsub_hook_dup(call->pool, &call->body, json) != NGX_OK
+        || ngx_pubsub_hook_launch(call) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "pubsub: out of memory: a presence hook was not sent");
+
+        ngx_pubsub_hook_free(call);
+
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
