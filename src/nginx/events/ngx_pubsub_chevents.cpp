@@ -3,6 +3,7 @@
  */
 
 #include "ngx_pubsub_chevents.h"
+#include "ngx_pubsub_worker.h"
 
 #include <new>
 #include <string>
@@ -16,11 +17,12 @@ static struct {
     ngx_str_t    id;
 } ngx_pubsub_chev_current;
 
-/* events waiting for the posted event that publishes them (per worker) */
-static pubsub::ChannelEventQueue  *ngx_pubsub_chev_queue;
-static ngx_event_t                 ngx_pubsub_chev_flush_ev;
-static ngx_uint_t                  ngx_pubsub_chev_exited;
-static ngx_uint_t                  ngx_pubsub_chev_drop_logged;
+/* the worker's events waiting for the posted event that publishes them */
+struct ngx_pubsub_chev_worker_t {
+    pubsub::ChannelEventQueue      queue;
+    ngx_event_t                    flush_ev;
+    ngx_uint_t                     drop_logged;
+};
 
 /* "pubsub_channel_events_channel_id off" */
 static ngx_http_complex_value_t    ngx_pubsub_chev_off;
@@ -160,35 +162,26 @@ ngx_pubsub_chev_prepare(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 void
 ngx_pubsub_chev_emit(const ngx_pubsub_chev_t *ev)
 {
-    if (ev == NULL || ngx_pubsub_chev_exited) {
+    ngx_pubsub_chev_worker_t  *wk = ngx_pubsub_worker_part(chev);
+
+    if (ev == NULL || wk == NULL) {
         return;
     }
 
-    if (ngx_pubsub_chev_queue == NULL) {
-        ngx_pubsub_chev_queue = new (std::nothrow) pubsub::ChannelEventQueue();
-        if (ngx_pubsub_chev_queue == NULL) {
-            ngx_pubsub_stats_chev(0, 1);
-            return;
-        }
-    }
-
-    if (!ngx_pubsub_chev_queue->push(ev->key, ev->body, ev->plcf)) {
-        if (!ngx_pubsub_chev_drop_logged) {
-            ngx_pubsub_chev_drop_logged = 1;
+    if (!wk->queue.push(ev->key, ev->body, ev->plcf)) {
+        if (!wk->drop_logged) {
+            wk->drop_logged = 1;
             ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                           "pubsub: channel events dropped: %uz wait already",
-                          ngx_pubsub_chev_queue->size());
+                          wk->queue.size());
         }
 
         ngx_pubsub_stats_chev(0, 1);
         return;
     }
 
-    if (!ngx_pubsub_chev_flush_ev.posted) {
-        ngx_pubsub_chev_flush_ev.handler = ngx_pubsub_chev_flush;
-        ngx_pubsub_chev_flush_ev.data = &ngx_pubsub_dumb_conn;
-        ngx_pubsub_chev_flush_ev.log = ngx_cycle->log;
-        ngx_post_event(&ngx_pubsub_chev_flush_ev, &ngx_posted_events);
+    if (!wk->flush_ev.posted) {
+        ngx_post_event(&wk->flush_ev, &ngx_posted_events);
     }
 }
 
@@ -254,14 +247,15 @@ ngx_pubsub_chev_flush(ngx_event_t *ev)
 {
     (void) ngx_pubsub_guard(ev->log, [ev] {
         std::vector<pubsub::PendingChannelEvent>  evs;
+        ngx_pubsub_chev_worker_t                 *wk;
 
-        ngx_pubsub_chev_drop_logged = 0;
-
-        if (ngx_pubsub_chev_queue == NULL || ngx_pubsub_chev_exited) {
+        wk = ngx_pubsub_worker_part(chev);
+        if (wk == NULL) {
             return NGX_OK;
         }
 
-        ngx_pubsub_chev_queue->takeAll(&evs);
+        wk->drop_logged = 0;
+        wk->queue.takeAll(&evs);
 
         for (const pubsub::PendingChannelEvent &e : evs) {
             auto *plcf = static_cast<ngx_pubsub_loc_conf_t *>(
@@ -303,17 +297,41 @@ ngx_pubsub_chev_flush(ngx_event_t *ev)
 }
 
 
+ngx_int_t
+ngx_pubsub_chev_init_process(ngx_cycle_t *cycle)
+{
+    ngx_pubsub_chev_worker_t  *wk;
+
+    wk = new (std::nothrow) ngx_pubsub_chev_worker_t();
+    if (wk == NULL) {
+        return NGX_ERROR;
+    }
+
+    wk->flush_ev.handler = ngx_pubsub_chev_flush;
+    wk->flush_ev.data = &ngx_pubsub_dumb_conn;
+    wk->flush_ev.log = cycle->log;
+
+    ngx_pubsub_worker->chev = wk;
+
+    return NGX_OK;
+}
+
+
 void
 ngx_pubsub_chev_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_pubsub_chev_exited = 1;
+    ngx_pubsub_chev_worker_t  *wk = ngx_pubsub_worker_part(chev);
 
-    if (ngx_pubsub_chev_flush_ev.posted) {
-        ngx_delete_posted_event(&ngx_pubsub_chev_flush_ev);
+    if (wk == NULL) {
+        return;
     }
 
-    delete ngx_pubsub_chev_queue;
-    ngx_pubsub_chev_queue = NULL;
+    if (wk->flush_ev.posted) {
+        ngx_delete_posted_event(&wk->flush_ev);
+    }
+
+    ngx_pubsub_worker->chev = NULL;
+    delete wk;
 }
 
 

@@ -92,6 +92,7 @@ char *ngx_pubsub_chev_id_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_pubsub_chev_add_variables(ngx_conf_t *cf);
 char *ngx_pubsub_chev_merge(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *prev,
     ngx_pubsub_loc_conf_t *conf);
+ngx_int_t ngx_pubsub_chev_init_process(ngx_cycle_t *cycle);
 void ngx_pubsub_chev_exit_process(ngx_cycle_t *cycle);
 
 /* counters for pubsub_status (ngx_pubsub_status.cpp) */

@@ -10,6 +10,9 @@
 #include "ngx_pubsub_conf.h"
 #include "ngx_pubsub_chevents.h"
 #include "ngx_pubsub_redis.h"
+#include "ngx_pubsub_worker.h"
+
+#include <new>
 
 #include <string>
 
@@ -29,7 +32,8 @@ static void ngx_pubsub_exit_process(ngx_cycle_t *cycle);
 
 #define NGX_PUBSUB_LOC  (NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_HTTP_LIF_CONF)
 
-ngx_connection_t  ngx_pubsub_dumb_conn;
+ngx_connection_t      ngx_pubsub_dumb_conn;
+ngx_pubsub_worker_t  *ngx_pubsub_worker;
 
 
 /* roles given to ngx_pubsub_role() through cmd->post */
@@ -676,7 +680,14 @@ ngx_pubsub_init_process(ngx_cycle_t *cycle)
 {
     ngx_pubsub_dumb_conn.fd = (ngx_socket_t) -1;
 
+    /* the worker's root: every subsystem's state hangs off it */
+    ngx_pubsub_worker = new (std::nothrow) ngx_pubsub_worker_t();
+    if (ngx_pubsub_worker == NULL) {
+        return NGX_ERROR;
+    }
+
     if (ngx_pubsub_ws_init_process(cycle) != NGX_OK
+        || ngx_pubsub_chev_init_process(cycle) != NGX_OK
         || ngx_pubsub_stats_init_process(cycle) != NGX_OK)
     {
         return NGX_ERROR;
@@ -698,6 +709,9 @@ ngx_pubsub_exit_process(ngx_cycle_t *cycle)
     ngx_pubsub_shm_exit_process(cycle);
     ngx_pubsub_stats_exit_process(cycle);
     ngx_pubsub_ws_exit_process(cycle);
+
+    delete ngx_pubsub_worker;
+    ngx_pubsub_worker = NULL;
 }
 
 

@@ -32,6 +32,7 @@
 
 #include "ngx_pubsub_subscriber.h"
 #include "ngx_pubsub_hooks.h"
+#include "ngx_pubsub_worker.h"
 
 #include <memory>
 #include <new>
@@ -118,7 +119,8 @@ struct ngx_pubsub_ws_worker_t {
     u_char                              read_buf[NGX_PUBSUB_WS_READ_BUF];
 };
 
-extern ngx_pubsub_ws_worker_t  *ngx_pubsub_ws_worker;
+/* the worker root's WebSocket part (ngx_pubsub_worker.h) */
+#define ngx_pubsub_ws_worker  ngx_pubsub_worker_part(ws)
 
 
 /*

@@ -9,7 +9,6 @@
 #include "ngx_pubsub_ws.h"
 
 
-ngx_pubsub_ws_worker_t  *ngx_pubsub_ws_worker;
 
 
 ngx_int_t
@@ -39,7 +38,7 @@ ngx_pubsub_ws_init_process(ngx_cycle_t *cycle)
     wk->spare = NULL;
     wk->nspare = 0;
 
-    ngx_pubsub_ws_worker = wk;
+    ngx_pubsub_worker->ws = wk;
 
     return NGX_OK;
 }
@@ -62,7 +61,7 @@ ngx_pubsub_ws_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
-    ngx_pubsub_ws_worker = NULL;
+    ngx_pubsub_worker->ws = NULL;
 
     if (wk->flush_ev.posted) {
         ngx_delete_posted_event(&wk->flush_ev);
