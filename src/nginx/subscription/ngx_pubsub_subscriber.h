@@ -229,6 +229,12 @@ ngx_int_t ngx_pubsub_longpoll_start(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
     const std::vector<pubsub::StartSpec> &specs, ngx_uint_t interval);
 
+/* chunked and raw stream: payloads, each followed by `separator` */
+ngx_int_t ngx_pubsub_payload_start(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_channels_t *ch,
+    const std::vector<pubsub::StartSpec> &specs, ngx_uint_t transport,
+    std::string_view separator);
+
 /* a random 32-character multipart boundary from [0-9A-Za-z] */
 void ngx_pubsub_multipart_boundary(std::string *boundary);
 

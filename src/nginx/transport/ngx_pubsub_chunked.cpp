@@ -21,51 +21,6 @@
 
 #include "ngx_pubsub_subscriber.h"
 
-#include <new>
-
-
-namespace {
-
-class ngx_pubsub_chunked_sub_t final : public ngx_pubsub_http_sub_t {
-public:
-    using ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t;
-
-    void deliver(const pubsub::MessagePtr &msg) override;
-    void gap() override {}
-    void channelDeleted() override;
-    void on_timeout() override;
-};
-
-
-void
-ngx_pubsub_chunked_sub_t::deliver(const pubsub::MessagePtr &msg)
-{
-    if (msg->data().empty()) {
-        return;
-    }
-
-    if (write(msg->data()) == NGX_OK) {
-        ngx_pubsub_stats_delivered(1);
-        reset_timeout();
-    }
-}
-
-
-void
-ngx_pubsub_chunked_sub_t::channelDeleted()
-{
-    (void) write_last();
-}
-
-
-void
-ngx_pubsub_chunked_sub_t::on_timeout()
-{
-    (void) write_last();
-}
-
-}  // namespace
-
 
 /* the chunked coding is needed; NGX_OK or the handler's rc in *rc */
 static ngx_int_t
@@ -96,26 +51,17 @@ ngx_pubsub_chunked_check(ngx_http_request_t *r, ngx_int_t *rc)
 }
 
 
-/* multiplexed: the payloads of every channel, in the order they come */
+/* the payloads of every channel, one chunk each (ngx_pubsub_rawstream.cpp) */
 ngx_int_t
 ngx_pubsub_chunked_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_pubsub_channels_t *ch, const std::vector<pubsub::StartSpec> &specs)
 {
-    ngx_int_t                  rc;
-    ngx_str_t                  ct;
-    ngx_pubsub_chunked_sub_t  *sub;
+    ngx_int_t  rc;
 
     if (ngx_pubsub_chunked_check(r, &rc) != NGX_OK) {
         return rc;
     }
 
-    sub = ngx_pubsub_sub_create<ngx_pubsub_chunked_sub_t>(r, plcf,
-              NGX_PUBSUB_SUB_CHUNKED);
-    if (sub == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_str_null(&ct);
-
-    return sub->start_stream(ch, specs, ct, {}, 0);
+    return ngx_pubsub_payload_start(r, plcf, ch, specs,
+                                    NGX_PUBSUB_SUB_CHUNKED, {});
 }

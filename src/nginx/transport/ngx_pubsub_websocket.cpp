@@ -16,51 +16,24 @@
 static std::string_view
 ngx_pubsub_ws_header(ngx_http_request_t *r, std::string_view name)
 {
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-    ngx_uint_t        i;
-    std::string_view  first;
+    ngx_table_elt_t  *h, *next;
     std::string       joined;
-    ngx_uint_t        count = 0;
 
-    part = &r->headers_in.headers.part;
-    h = static_cast<ngx_table_elt_t *>(part->elts);
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = static_cast<ngx_table_elt_t *>(part->elts);
-            i = 0;
-        }
-
-        if (h[i].key.len != name.size()
-            || ngx_strncasecmp(h[i].key.data,
-                   reinterpret_cast<u_char *>(const_cast<char *>(name.data())),
-                   name.size()) != 0)
-        {
-            continue;
-        }
-
-        if (count++ == 0) {
-            first = ngx_pubsub_sv(h[i].value);
-            continue;
-        }
-
-        if (count == 2) {
-            joined.assign(first);
-        }
-
-        joined += ", ";
-        joined += ngx_pubsub_sv(h[i].value);
+    h = ngx_pubsub_find_header(r, name);
+    if (h == NULL) {
+        return {};
     }
 
-    if (count < 2) {
-        return first;
+    next = ngx_pubsub_next_header(r, name, h);
+    if (next == NULL) {
+        return ngx_pubsub_sv(h->value);
+    }
+
+    joined.assign(ngx_pubsub_sv(h->value));
+
+    for (h = next; h; h = ngx_pubsub_next_header(r, name, h)) {
+        joined += ", ";
+        joined += ngx_pubsub_sv(h->value);
     }
 
     ngx_str_t s = ngx_pubsub_pstr(r->pool, joined);
