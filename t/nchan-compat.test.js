@@ -1,0 +1,110 @@
+'use strict';
+// Issue 15, items 1-5: where ngx_pubsub differed from nchan in ways a real
+// client sees.  NchanSubscriber.js (npm nchan@1.0.10, unchanged) in Debian's
+// Chromium where the client is a browser; raw HTTP where it is not.
+
+const assert = require('node:assert/strict');
+const { describe, it, before, after } = require('node:test');
+const { useNginx } = require('./lib/nginx');
+const C = require('./lib/clients');
+const B = require('./lib/browser');
+
+const pubsubConf = `
+server {
+    listen 127.0.0.1:%%PORT%%;
+    ${B.nchanScriptLocation()}
+    ${B.htmlPageLocation('/index.html', { script: '/NchanSubscriber.js' })}
+    location ~ ^/sub/(\\w+)$ {
+        pubsub_subscriber;
+        pubsub_channel_id $1;
+    }
+    location ~ ^/ipoll/(\\w+)$ {
+        pubsub_subscriber intervalpoll;
+        pubsub_channel_id $1;
+    }
+    location ~ ^/pub/(\\w+)$ {
+        pubsub_publisher;
+        pubsub_channel_id $1;
+        pubsub_message_buffer_length 100;
+    }
+}`;
+
+// JSON channel info of `ch` (subscribers, messages, last_message_id).
+async function info(port, ch) {
+    const r = await C.httpRequest({ port, path: `/pub/${ch}`,
+        headers: { Accept: 'application/json' } });
+    return r.status === 200 ? JSON.parse(r.text) : { subscribers: 0, messages: 0 };
+}
+
+async function waitSubscribers(port, ch, n) {
+    const end = Date.now() + 15000;
+    while ((await info(port, ch)).subscribers < n) {
+        assert.ok(Date.now() < end, `${ch}: ${n} subscribers did not connect`);
+        await new Promise((r) => setTimeout(r, 50));
+    }
+}
+
+describe('long-poll responses are never cached (Cache-Control: no-store)', () => {
+    const ngx = useNginx({ conf: pubsubConf, workers: 2, test: { timeout: 90000 } });
+
+    it('every long-poll and interval-poll answer says no-store', async () => {
+        await C.publish({ port: ngx.port, path: '/pub/nostore' }, 'one');
+        const lp = await C.httpRequest({ port: ngx.port, path: '/sub/nostore' });
+        assert.equal(lp.status, 200);
+        assert.equal(lp.headers['cache-control'], 'no-store');
+        const ip = await C.httpRequest({ port: ngx.port, path: '/ipoll/nostore',
+            headers: { 'If-Modified-Since': lp.headers['last-modified'],
+                'If-None-Match': lp.headers.etag } });
+        assert.equal(ip.status, 304);
+        assert.equal(ip.headers['cache-control'], 'no-store');
+    });
+
+    it('several long-pollers of one channel in one Chromium profile each get every message',
+        { timeout: 90000 }, async () => {
+            const browser = await B.launchBrowser();
+            try {
+                // one context = one profile: one HTTP cache for every tab
+                const context = await browser.newContext();
+                const tabs = [];
+                // five pollers: under Chromium's six connections per host
+                for (let i = 0; i < 5; i++) {
+                    const page = await context.newPage();
+                    page.setDefaultTimeout(20000);
+                    await page.goto(ngx.url('/index.html'));
+                    await B.nchanSubscribe(page, 'lp', ngx.url('/sub/tabs'),
+                        { subscriber: 'longpoll', reconnect: false });
+                    tabs.push(page);
+                }
+                // Chromium sends the first poll of one URL alone; the others
+                // wait for its answer (cache lock): start with one
+                await waitSubscribers(ngx.port, 'tabs', 1);
+
+                const want = [];
+                for (let i = 1; i <= 6; i++) {
+                    want.push(`message ${i}`);
+                    const r = await C.publish({ port: ngx.port, path: '/pub/tabs' }, `message ${i}`);
+                    assert.ok(r.status === 201 || r.status === 202, `publish: ${r.status}`);
+                    // every tab has it before the next one is sent: no tab
+                    // may be held back behind another's poll
+                    for (const [n, page] of tabs.entries()) {
+                        const st = await B.nchanWaitMessages(page, 'lp', i, 15000)
+                            .catch(async (e) => {
+                                const s = await B.nchanState(page, 'lp');
+                                throw new Error(`tab ${n}: ${e.message}; got ` +
+                                    `${JSON.stringify(s.messages.map((m) => m.msg))} ` +
+                                    `errors ${JSON.stringify(s.errors)}`);
+                            });
+                        assert.equal(st.messages[i - 1].msg, `message ${i}`, `tab ${n}`);
+                    }
+                }
+                for (const [n, page] of tabs.entries()) {
+                    const st = await B.nchanState(page, 'lp');
+                    assert.deepEqual(st.messages.map((m) => m.msg), want, `tab ${n}`);
+                    assert.deepEqual(st.errors, [], `tab ${n}`);
+                    await B.nchanStop(page, 'lp');
+                }
+            } finally {
+                await browser.close();
+            }
+        });
+});
