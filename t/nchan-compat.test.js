@@ -108,3 +108,60 @@ describe('long-poll responses are never cached (Cache-Control: no-store)', () =>
             }
         });
 });
+
+describe('channel info as text is nchan\'s, byte for byte', () => {
+    const ngx = useNginx({ conf: pubsubConf });
+
+    it('POST, GET and DELETE answer four CRLF-separated lines ending on the id', async () => {
+        const p = await C.publish({ port: ngx.port, path: '/pub/textinfo' }, 'x');
+        assert.equal(p.status, 202);
+        assert.equal(p.headers['content-type'], 'text/plain');
+        const m = /^queued messages: 1\r\nlast requested: -1 sec\. ago\r\nactive subscribers: 0\r\nlast message id: (\d+:\d+)$/
+            .exec(p.text);
+        assert.ok(m, JSON.stringify(p.text));
+        const j = await info(ngx.port, 'textinfo');
+        assert.equal(m[1], j.last_message_id);
+        assert.equal(j.presence, 0, 'presence stays in the JSON form');
+
+        const g = await C.httpRequest({ port: ngx.port, path: '/pub/textinfo' });
+        assert.equal(g.text, `queued messages: 1\r\nlast requested: -1 sec. ago\r\n` +
+            `active subscribers: 0\r\nlast message id: ${m[1]}`);
+        const d = await C.httpRequest({ port: ngx.port, method: 'DELETE', path: '/pub/textinfo' });
+        assert.equal(d.status, 200);
+        assert.match(d.text, /^queued messages: \d+\r\nlast requested: -?\d+ sec\. ago\r\nactive subscribers: \d+\r\nlast message id: \d+:\d+$/);
+    });
+
+    it('an app that reads the id from the reply resumes NchanSubscriber.js right after it',
+        { timeout: 60000 }, async () => {
+            await B.withBrowserPage(async (page) => {
+                await page.goto(ngx.url('/index.html'));
+                // publish from the page and take the id from its line, as
+                // nchan's users do (split on LF, the rest of the line)
+                const id = await page.evaluate(async () => {
+                    const r = await fetch('/pub/textresume', { method: 'POST', body: 'before' });
+                    const key = 'last message id: ';
+                    const line = (await r.text()).split('\n').find((l) => l.startsWith(key));
+                    return line && line.slice(key.length);
+                });
+                assert.match(id, /^\d+:\d+$/);
+                for (const t of ['eventsource', 'longpoll']) {
+                    await B.nchanSubscribe(page, t, ngx.url('/sub/textresume'),
+                        { subscriber: t, id, reconnect: false });
+                }
+                await waitSubscribers(ngx.port, 'textresume', 2);
+                const r = await C.publish({ port: ngx.port, path: '/pub/textresume' }, 'after');
+                assert.equal(r.status, 201);
+                for (const t of ['eventsource', 'longpoll']) {
+                    const st = await B.nchanWaitMessages(page, t, 1, 15000);
+                    assert.deepEqual(st.messages.map((x) => x.msg), ['after'], t);
+                    assert.deepEqual(st.errors, [], t);
+                }
+                await new Promise((res) => setTimeout(res, 300));
+                for (const t of ['eventsource', 'longpoll']) {
+                    const st = await B.nchanState(page, t);
+                    assert.deepEqual(st.messages.map((x) => x.msg), ['after'], `${t}: nothing more`);
+                    await B.nchanStop(page, t);
+                }
+            });
+        });
+});
