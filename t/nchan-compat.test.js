@@ -165,3 +165,89 @@ describe('channel info as text is nchan\'s, byte for byte', () => {
             });
         });
 });
+
+describe('long-poll resume ids nchan refuses are refused (400)', () => {
+    const ngx = useNginx({ conf: `
+server {
+    listen 127.0.0.1:%%PORT%%;
+    location ~ ^/sub/(\\w+)$ {
+        pubsub_subscriber;
+        pubsub_channel_id $1;
+        pubsub_subscriber_timeout 2s;
+    }
+    location ~ ^/mux/(\\w+)$ {
+        pubsub_subscriber;
+        pubsub_channel_id $1_a $1_b $1_c;
+        pubsub_subscriber_timeout 2s;
+    }
+    location ~ ^/pub/(\\w+)$ {
+        pubsub_publisher;
+        pubsub_channel_id $1;
+    }
+}` });
+
+    const lastModified = 'Thu, 26 Nov 2026 08:00:00 GMT';
+    const get = (path, headers) => C.httpRequest({ port: ngx.port, path, headers });
+    const invalid = (r, what) => {
+        assert.equal(r.status, 400, what);
+        assert.equal(r.text, 'Message ID invalid.\n', what);
+    };
+
+    it('If-Modified-Since without If-None-Match', async () => {
+        await C.publish({ port: ngx.port, path: '/pub/imsonly' }, 'm1');
+        invalid(await get('/sub/imsonly', { 'If-Modified-Since': lastModified }), 'long-poll');
+        invalid(await get('/sub/imsonly', { 'If-Modified-Since': lastModified,
+            Accept: 'text/event-stream' }), 'eventsource');
+        // the pair, as every client sends it, resumes
+        const first = await get('/sub/imsonly');
+        assert.equal(first.status, 200);
+        assert.equal(first.text, 'm1');
+        const pub = C.publish({ port: ngx.port, path: '/pub/imsonly' }, 'm2');
+        const next = await get('/sub/imsonly', { 'If-Modified-Since': first.headers['last-modified'],
+            'If-None-Match': first.headers.etag });
+        await pub;
+        assert.equal(next.status, 200);
+        assert.equal(next.text, 'm2');
+        // at the epoch it is no id at all (as nchan): the oldest message
+        const epoch = await get('/sub/imsonly', { 'If-Modified-Since': 'Thu, 01 Jan 1970 00:00:00 GMT' });
+        assert.equal(epoch.status, 200);
+        assert.equal(epoch.text, 'm1');
+    });
+
+    it('several tags for one channel', async () => {
+        await C.publish({ port: ngx.port, path: '/pub/manytags' }, 'm1');
+        for (const tags of ['0,99,110', '[0],99,110', '0,[1]', '[0],-']) {
+            invalid(await get('/sub/manytags', { 'If-Modified-Since': lastModified,
+                'If-None-Match': tags }), `If-None-Match: ${tags}`);
+        }
+        invalid(await get('/sub/manytags', { 'If-None-Match': '1795683054:0,99,110' }),
+            'compound If-None-Match');
+        invalid(await get(`/sub/manytags?last_event_id=${encodeURIComponent('1795683054:0,[1]')}`),
+            'last_event_id');
+        invalid(await get('/sub/manytags', { 'Last-Event-ID': '1795683054:0,1',
+            Accept: 'text/event-stream' }), 'Last-Event-ID');
+        // one tag, bracketed or not, is a resume id
+        for (const tag of ['0', '[0]']) {
+            const r = await get('/sub/manytags', { 'If-Modified-Since': 'Thu, 01 Jan 2015 00:00:00 GMT',
+                'If-None-Match': tag });
+            assert.equal(r.status, 200, tag);
+            assert.equal(r.text, 'm1', tag);
+        }
+    });
+
+    it('a multiplexed subscriber still takes one tag per channel', async () => {
+        await C.publish({ port: ngx.port, path: '/pub/mt_b' }, 'b1');
+        const first = await get('/mux/mt');
+        assert.equal(first.status, 200);
+        assert.equal(first.text, 'b1');
+        assert.equal(first.headers.etag, '-,[0],-');
+        const pub = C.publish({ port: ngx.port, path: '/pub/mt_c' }, 'c1');
+        const next = await get('/mux/mt', { 'If-Modified-Since': first.headers['last-modified'],
+            'If-None-Match': first.headers.etag });
+        await pub;
+        assert.equal(next.status, 200);
+        assert.equal(next.text, 'c1');
+        invalid(await get('/mux/mt', { 'If-Modified-Since': first.headers['last-modified'],
+            'If-None-Match': '0,[1]' }), 'two tags for three channels');
+    });
+});
