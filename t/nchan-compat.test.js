@@ -29,16 +29,17 @@ server {
     }
 }`;
 
-// JSON channel info of `ch` (subscribers, messages, last_message_id).
-async function info(port, ch) {
-    const r = await C.httpRequest({ port, path: `/pub/${ch}`,
+// JSON channel info of `ch` (subscribers, messages, last_message_id), from
+// the publisher location `/<loc>/<ch>`.
+async function info(port, ch, loc = 'pub') {
+    const r = await C.httpRequest({ port, path: `/${loc}/${ch}`,
         headers: { Accept: 'application/json' } });
     return r.status === 200 ? JSON.parse(r.text) : { subscribers: 0, messages: 0 };
 }
 
-async function waitSubscribers(port, ch, n) {
+async function waitSubscribers(port, ch, n, loc = 'pub') {
     const end = Date.now() + 15000;
-    while ((await info(port, ch)).subscribers < n) {
+    while ((await info(port, ch, loc)).subscribers < n) {
         assert.ok(Date.now() < end, `${ch}: ${n} subscribers did not connect`);
         await new Promise((r) => setTimeout(r, 50));
     }
@@ -250,4 +251,158 @@ server {
         invalid(await get('/mux/mt', { 'If-Modified-Since': first.headers['last-modified'],
             'If-None-Match': '0,[1]' }), 'two tags for three channels');
     });
+});
+
+describe('a POST handed to a publisher location with X-Accel-Redirect publishes', () => {
+    const { startBackend } = require('./lib/backend');
+    const { withNginx } = require('./lib/nginx');
+    let be;
+
+    before(async () => {
+        // the application: checks the request, then hands it to `?to=`
+        be = await startBackend({
+            '/app': (call) => ({ headers: { 'X-Accel-Redirect': call.query.get('to'),
+                'Set-Cookie': 'checked=1' } }),
+            '/auth': () => ({ status: 200 }),
+        });
+    });
+    after(async () => {
+        await be.close();
+    });
+
+    const conf = () => `
+server {
+    listen 127.0.0.1:%%PORT%%;
+    client_max_body_size 1m;
+    client_body_buffer_size 16k;
+    location = /app {
+        proxy_pass http://127.0.0.1:%%BACKEND_PORT%%;
+    }
+    location = /app-unbuffered {
+        proxy_request_buffering off;
+        proxy_pass http://127.0.0.1:%%BACKEND_PORT%%/app;
+    }
+    location ~ ^/pub/(\\w+)$ {
+        internal;
+        pubsub_publisher;
+        pubsub_channel_id $1;
+    }
+    location ~ ^/ps/(\\w+)$ {
+        pubsub_pubsub;
+        pubsub_channel_id $1;
+        pubsub_authorize_request /auth;
+    }
+    location = /auth {
+        internal;
+        proxy_pass http://127.0.0.1:%%BACKEND_PORT%%;
+        proxy_set_header X-Publisher-Type $pubsub_publisher_type;
+    }
+    location ~ ^/sub/(\\w+)$ {
+        pubsub_subscriber;
+        pubsub_channel_id $1;
+    }
+    location ~ ^/info/(\\w+)$ {
+        pubsub_publisher;
+        pubsub_channel_id $1;
+    }
+}`;
+    const opts = () => ({ conf: conf(), vars: { BACKEND_PORT: be.port } });
+    const app = (port, to, req = {}) => C.httpRequest({ port, method: 'POST',
+        path: `/app?to=${encodeURIComponent(to)}`, ...req });
+
+    it('publishes the body with its Content-Type and event name: 201 / 202 with channel info',
+        async () => {
+            await withNginx(opts(), async (ngx) => {
+                const alone = await app(ngx.port, '/pub/xa', { body: 'nobody listens',
+                    headers: { 'Content-Type': 'text/plain' } });
+                assert.equal(alone.status, 202, alone.text);
+                assert.match(alone.text, /^queued messages: 1\r\n/);
+                assert.equal(alone.headers['set-cookie'][0], 'checked=1');
+                assert.equal(be.of('/app').at(-1).body, 'nobody listens',
+                    'the application saw the body');
+
+                const lp = C.longPoll({ port: ngx.port, path: '/sub/xa' });
+                assert.equal((await lp.messages.next(5000)).text, 'nobody listens');
+                const sse = C.sseStream({ port: ngx.port, path: '/sub/xa',
+                    headers: { 'Last-Event-ID': (await info(ngx.port, 'xa', 'info')).last_message_id } });
+                await waitSubscribers(ngx.port, 'xa', 2, 'info');
+                const r = await app(ngx.port, '/pub/xa', { body: '{"n":2}',
+                    headers: { 'Content-Type': 'application/json', 'X-EventSource-Event': 'ev2' } });
+                assert.equal(r.status, 201, r.text);
+                const m = await lp.messages.next(5000);
+                assert.equal(m.text, '{"n":2}');
+                assert.equal(m.headers['content-type'], 'application/json');
+                const ev = await sse.events.next(5000);
+                assert.equal(ev.event, 'ev2');
+                assert.equal(ev.data, '{"n":2}');
+                await lp.stop();
+                sse.close();
+                assert.equal((await info(ngx.port, 'xa', 'info')).messages, 2);
+            });
+        });
+
+    it('publishes a body the proxy spooled to a temp file, byte for byte', async () => {
+        await withNginx(opts(), async (ngx) => {
+            const big = Buffer.alloc(300 * 1024);
+            for (let i = 0; i < big.length; i++) {
+                big[i] = (i * 7 + (i >> 9)) & 0xff;
+            }
+            const r = await app(ngx.port, '/pub/xabig', { body: big,
+                headers: { 'Content-Type': 'application/octet-stream' } });
+            assert.equal(r.status, 202, r.text);
+            const got = await C.httpRequest({ port: ngx.port, path: '/sub/xabig' });
+            assert.equal(got.status, 200);
+            assert.equal(got.body.length, big.length);
+            assert.ok(got.body.equals(big), 'same bytes');
+        });
+    });
+
+    it('on a pubsub location it publishes (hooks see a publisher) instead of long-polling',
+        async () => {
+            await withNginx(opts(), async (ngx) => {
+                const before = be.of('/auth').length;
+                const r = await app(ngx.port, '/ps/xaps', { body: 'via pubsub' });
+                assert.equal(r.status, 202, r.text);
+                const auth = be.of('/auth').slice(before);
+                assert.equal(auth.length, 1);
+                assert.equal(auth[0].headers['x-original-method'], 'POST');
+                assert.equal(auth[0].headers['x-publisher-type'], 'http');
+                const got = await C.httpRequest({ port: ngx.port, path: '/sub/xaps' });
+                assert.equal(got.text, 'via pubsub');
+            });
+        });
+
+    it('PUT publishes, DELETE deletes, GET stays channel info', async () => {
+        await withNginx(opts(), async (ngx) => {
+            const put = await app(ngx.port, '/pub/xam', { method: 'PUT', body: 'put' });
+            assert.equal(put.status, 202, put.text);
+            const get = await C.httpRequest({ port: ngx.port,
+                path: `/app?to=${encodeURIComponent('/pub/xam')}` });
+            assert.equal(get.status, 200);
+            assert.match(get.text, /^queued messages: 1\r\n/);
+            const lp = C.longPoll({ port: ngx.port, path: '/sub/xam',
+                lastModified: new Date(Date.now() + 3600e3).toUTCString(), etag: '0' });
+            await waitSubscribers(ngx.port, 'xam', 1, 'info');
+            const del = await app(ngx.port, '/pub/xam', { method: 'DELETE' });
+            assert.equal(del.status, 200, del.text);
+            await lp.loop;
+            assert.equal(lp.endStatus, 410);
+            const gone = await C.httpRequest({ port: ngx.port, path: '/info/xam' });
+            assert.equal(gone.status, 404);
+        });
+    });
+
+    it('a body the proxy streamed to the application (no buffering) is refused, not lost',
+        async () => {
+            await withNginx(opts(), async (ngx) => {
+                // more than nginx reads with the request head: streamed
+                const r = await C.httpRequest({ port: ngx.port, method: 'POST',
+                    path: `/app-unbuffered?to=${encodeURIComponent('/pub/xaunbuf')}`,
+                    body: Buffer.alloc(200 * 1024, 'x') });
+                assert.equal(r.status, 500);
+                assert.equal(r.text, 'The request body was not kept for the publisher.\n');
+                assert.equal((await C.httpRequest({ port: ngx.port, path: '/info/xaunbuf' })).status,
+                    404);
+            });
+        });
 });
