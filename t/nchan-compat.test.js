@@ -406,3 +406,91 @@ server {
             });
         });
 });
+
+describe('an EventSource stream ends with nchan\'s status comment', () => {
+    const ngx = useNginx({ conf: `
+server {
+    listen 127.0.0.1:%%PORT%%;
+    ${B.nchanScriptLocation()}
+    ${B.htmlPageLocation('/index.html', { script: '/NchanSubscriber.js' })}
+    location ~ ^/sub/(\\w+)$ {
+        pubsub_subscriber;
+        pubsub_channel_id $1;
+    }
+    location ~ ^/subto/(\\w+)$ {
+        pubsub_subscriber;
+        pubsub_channel_id $1;
+        pubsub_subscriber_timeout 1s;
+    }
+    location ~ ^/pub/(\\w+)$ {
+        pubsub_publisher;
+        pubsub_channel_id $1;
+    }
+}` });
+
+    // What nchan's own EventSource client (nchan_tools) does with a comment
+    // when the stream ends: "<code>: <message>" is the close status, else 0.
+    const closeStatus = (sse) => {
+        const m = sse.comments.map((c) => /^(\d+): (.*)/.exec(c)).filter(Boolean).pop();
+        return m ? { code: Number(m[1]), message: m[2] } : { code: 0 };
+    };
+
+    it('channel delete: ":410: 410 Gone", then the end of the body', async () => {
+        await C.publish({ port: ngx.port, path: '/pub/esdel' }, 'm1');
+        const sse = C.sseStream({ port: ngx.port, path: '/sub/esdel' });
+        assert.equal((await sse.events.next(5000)).data, 'm1');
+        const d = await C.httpRequest({ port: ngx.port, method: 'DELETE', path: '/pub/esdel' });
+        assert.equal(d.status, 200);
+        await sse.done;
+        assert.ok(sse.bodyEnded, 'the body ended cleanly');
+        assert.ok(sse.text.endsWith('data: m1\n\n:410: 410 Gone\n\n'), JSON.stringify(sse.text));
+        assert.deepEqual(closeStatus(sse), { code: 410, message: '410 Gone' });
+    });
+
+    it('subscriber timeout: ":408: 408 Request Timeout"', async () => {
+        const sse = C.sseStream({ port: ngx.port, path: '/subto/esto' });
+        await sse.done;
+        assert.ok(sse.bodyEnded, 'the body ended cleanly');
+        assert.equal(sse.text, ': hi\n\n:408: 408 Request Timeout\n\n');
+        assert.deepEqual(closeStatus(sse), { code: 408, message: '408 Request Timeout' });
+    });
+
+    it('NchanSubscriber.js in Chromium: the stream ends on delete with those bytes',
+        { timeout: 60000 }, async () => {
+            await B.withBrowserPage(async (page) => {
+                await page.goto(ngx.url('/index.html'));
+                await B.nchanSubscribe(page, 'es', ngx.url('/sub/esbrowser'),
+                    { subscriber: 'eventsource', reconnect: false });
+                // the same stream read by the page's own fetch(), as bytes
+                await page.evaluate((u) => {
+                    window.raw = { text: '', done: false };
+                    fetch(u, { headers: { Accept: 'text/event-stream' } }).then(async (r) => {
+                        const rd = r.body.getReader();
+                        const dec = new TextDecoder();
+                        for (;;) {
+                            const { value, done } = await rd.read();
+                            if (done) {
+                                break;
+                            }
+                            window.raw.text += dec.decode(value, { stream: true });
+                        }
+                        window.raw.done = true;
+                    });
+                }, ngx.url('/sub/esbrowser'));
+                await waitSubscribers(ngx.port, 'esbrowser', 2);
+                await C.publish({ port: ngx.port, path: '/pub/esbrowser' }, 'hello');
+                const st = await B.nchanWaitMessages(page, 'es', 1, 10000);
+                assert.deepEqual(st.messages.map((m) => m.msg), ['hello']);
+                const d = await C.httpRequest({ port: ngx.port, method: 'DELETE',
+                    path: '/pub/esbrowser' });
+                assert.equal(d.status, 200);
+                // NchanSubscriber.js sees the end of the stream
+                await page.waitForFunction(() => window.__nchan.es.events.includes('disconnect'),
+                    null, { timeout: 10000 });
+                await page.waitForFunction(() => window.raw.done, null, { timeout: 10000 });
+                const raw = await page.evaluate(() => window.raw.text);
+                assert.match(raw, /^: hi\n\nid: \d+:0\ndata: hello\n\n:410: 410 Gone\n\n$/);
+                await B.nchanStop(page, 'es');
+            });
+        });
+});
