@@ -18,7 +18,9 @@ enum class InfoFormat { kText, kJson, kXml, kYaml };
 // otherwise.
 InfoFormat infoFormatFromAccept(std::string_view accept);
 std::string_view infoContentType(InfoFormat f);
-// `now` turns lastSeen into "seconds ago" (-1 when never).
+// `now` turns lastSeen into "seconds ago" (-1 when never).  The text form
+// is nchan's byte for byte (CRLF between lines, none after the last id, no
+// presence count); JSON, XML and YAML add the presence count.
 std::string formatChannelInfo(const ChannelInfo& info, InfoFormat f, int64_t now);
 // The same into buf (at least kMaxChannelInfoText bytes); returns the length.
 constexpr size_t kMaxChannelInfoText = 512;

@@ -200,11 +200,12 @@ size_t writeChannelInfo(char* buf, const ChannelInfo& info, InfoFormat f, int64_
             w.str("\npresence: ").unum(info.presence).str("\n");
             break;
         case InfoFormat::kText:
+            // nchan's bytes: nchan's clients read the id from the last line,
+            // which has no line break (a "\r" would end up in the id)
             w.str("queued messages: ").unum(info.messages);
             w.str("\r\nlast requested: ").num(requested);
             w.str(" sec. ago\r\nactive subscribers: ").unum(info.subscribers);
             w.str("\r\nlast message id: ").id(info.lastId);
-            w.str("\r\npresence members: ").unum(info.presence).str("\r\n");
             break;
     }
     return w.size();

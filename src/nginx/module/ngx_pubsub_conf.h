@@ -21,5 +21,7 @@ char *ngx_pubsub_longpoll_multipart(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_pubsub_separator(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 ngx_int_t ngx_pubsub_handler(ngx_http_request_t *r);
+/* postconfiguration: the rewrite-phase handler of ngx_pubsub_router.cpp */
+ngx_int_t ngx_pubsub_router_init(ngx_conf_t *cf);
 
 #endif /* _NGX_PUBSUB_CONF_H_INCLUDED_ */

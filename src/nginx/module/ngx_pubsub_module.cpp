@@ -349,7 +349,7 @@ static ngx_command_t  ngx_pubsub_commands[] = {
 
 static ngx_http_module_t  ngx_pubsub_module_ctx = {
     ngx_pubsub_chev_add_variables,         /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_pubsub_router_init,                /* postconfiguration */
 
     ngx_pubsub_create_main_conf,           /* create main configuration */
     ngx_pubsub_init_main_conf,             /* init main configuration */

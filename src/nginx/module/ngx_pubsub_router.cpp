@@ -247,6 +247,91 @@ ngx_pubsub_route(ngx_http_request_t *r)
 
 
 
+/*
+ * X-Accel-Redirect.  An application location that proxies a POST can hand
+ * it to a publisher location with "X-Accel-Redirect: /pub/..." so that it
+ * publishes after the application's own checks (nchan does this).  nginx's
+ * upstream module turns such a request into a GET before the internal
+ * redirect (ngx_http_upstream_process_headers), but the request line still
+ * has the client's method and the body the proxy read is kept with the
+ * request.  In a location that publishes over HTTP, the method comes back
+ * here, in the rewrite phase, before the hooks' access phase classifies
+ * the request.
+ */
+static ngx_int_t
+ngx_pubsub_x_accel_method(ngx_http_request_t *r)
+{
+    static ngx_str_t        post = ngx_string("POST");
+    static ngx_str_t        put = ngx_string("PUT");
+    static ngx_str_t        del = ngx_string("DELETE");
+    ngx_pubsub_loc_conf_t  *plcf;
+    ngx_str_t              *name;
+    ngx_uint_t              method;
+
+    if (r->method != NGX_HTTP_GET
+        || !r->internal
+        || r->upstream == NULL
+        || r->upstream->headers_in.x_accel_redirect == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    plcf = static_cast<ngx_pubsub_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
+
+    if (plcf == NULL || !(plcf->pub_roles & NGX_PUBSUB_PUB_HTTP)) {
+        return NGX_DECLINED;
+    }
+
+    std::string_view line = ngx_pubsub_sv(r->request_line);
+
+    if (line.substr(0, 5) == "POST ") {
+        method = NGX_HTTP_POST;
+        name = &post;
+
+    } else if (line.substr(0, 4) == "PUT ") {
+        method = NGX_HTTP_PUT;
+        name = &put;
+
+    } else if (line.substr(0, 7) == "DELETE ") {
+        method = NGX_HTTP_DELETE;
+        name = &del;
+
+    } else {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "pubsub: X-Accel-Redirect of a %V", name);
+
+    r->method = method;
+    r->method_name = *name;
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_pubsub_router_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = static_cast<ngx_http_core_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
+
+    h = static_cast<ngx_http_handler_pt *>(
+            ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers));
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_pubsub_x_accel_method;
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_pubsub_handler(ngx_http_request_t *r)
 {

@@ -264,6 +264,22 @@ ngx_pubsub_publisher_handler(ngx_http_request_t *r,
     }
 
     if (r->method == NGX_HTTP_POST || r->method == NGX_HTTP_PUT) {
+
+        /*
+         * Handed over by X-Accel-Redirect (ngx_pubsub_router.cpp): the body
+         * the proxy read is there, and reading it again returns it.  A proxy
+         * that streamed it (proxy_request_buffering off) kept none of it.
+         */
+        if (r->request_body != NULL && r->request_body_no_buffering) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "pubsub: cannot publish the body of a request "
+                          "passed on unbuffered (proxy_request_buffering "
+                          "off) before its X-Accel-Redirect");
+            return ngx_pubsub_respond_text(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                       "text/plain",
+                       "The request body was not kept for the publisher.\n");
+        }
+
         r->request_body_in_single_buf = 1;
 
         rc = ngx_http_read_client_request_body(r, ngx_pubsub_body_handler);

@@ -554,16 +554,20 @@ ngx_pubsub_resume_id(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         }
 
         if (t > 0) {
-            id.tags.clear();
-            id.tags.push_back(0);
+            /*
+             * the time without its tag is no id (nchan: 400 too); every
+             * client that sends the Last-Modified back sends the Etag
+             */
+            if (inm == NULL) {
+                return ngx_pubsub_bad_msgid(r,
+                           "If-Modified-Since without If-None-Match", out);
+            }
 
-            if (inm != NULL) {
-                tags = inm->value;
-                ngx_pubsub_strip_etag(&tags);
+            tags = inm->value;
+            ngx_pubsub_strip_etag(&tags);
 
-                if (!pubsub::parseMsgTags(ngx_pubsub_sv(tags), &id, &reason)) {
-                    return ngx_pubsub_bad_msgid(r, reason, out);
-                }
+            if (!pubsub::parseMsgTags(ngx_pubsub_sv(tags), &id, &reason)) {
+                return ngx_pubsub_bad_msgid(r, reason, out);
             }
 
             spec->kind = pubsub::StartSpec::kAfter;
@@ -737,6 +741,19 @@ ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
 
     std::vector<pubsub::StartSpec>  specs(ch->n, spec);
     std::string                     reason;
+
+    /* a compound id names one tag per channel: several for one channel
+       is a malformed id, not the first of them */
+    if (ch->n == 1
+        && spec.kind == pubsub::StartSpec::kAfter
+        && full.tags.size() > 1)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "pubsub: invalid message id: %uz tags for 1 channel",
+                      full.tags.size());
+        return ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST, "text/plain",
+                                       "Message ID invalid.\n");
+    }
 
     if (ch->n > 1
         && spec.kind == pubsub::StartSpec::kAfter

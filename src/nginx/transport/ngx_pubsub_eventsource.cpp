@@ -87,17 +87,21 @@ ngx_pubsub_es_sub_t::on_presence(const pubsub::PresenceEvent &ev,
 }
 
 
+/*
+ * The stream ends with nchan's status comment, ":<code>: <status line>",
+ * byte for byte: clients written for nchan read the code from it.
+ */
 void
 ngx_pubsub_es_sub_t::channelDeleted()
 {
-    (void) write_last(": 410 Gone\n\n");
+    (void) write_last(":410: 410 Gone\n\n");
 }
 
 
 void
 ngx_pubsub_es_sub_t::on_timeout()
 {
-    (void) write_last(": 408 Request Timeout\n\n");
+    (void) write_last(":408: 408 Request Timeout\n\n");
 }
 
 

@@ -7,6 +7,10 @@
  * with nothing to send it gets 304.  Each response carries the message id
  * in Last-Modified (time) and Etag (tag), which the client sends back as
  * If-Modified-Since and If-None-Match.
+ *
+ * Every answer carries Cache-Control: no-store.  With no-cache Chromium
+ * still makes the polls of one URL (several tabs of one profile) wait, one
+ * after the other, for the cache entry of the poll in flight.
  */
 
 #include "ngx_pubsub_subscriber.h"
@@ -61,7 +65,7 @@ ngx_pubsub_lp_sub_t::respond_status(ngx_uint_t status, std::string_view body)
         return NGX_ERROR;
     }
 
-    if (ngx_pubsub_set_header(r, "Cache-Control", "no-cache") != NGX_OK) {
+    if (ngx_pubsub_set_header(r, "Cache-Control", "no-store") != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -90,7 +94,7 @@ ngx_pubsub_lp_sub_t::respond(const std::vector<pubsub::MessagePtr> &msgs,
              : ngx_pubsub_set_msgid_headers(r, last->id())) != NGX_OK
         || ngx_pubsub_set_header(r, "Vary", "If-None-Match, If-Modified-Since")
            != NGX_OK
-        || ngx_pubsub_set_header(r, "Cache-Control", "no-cache") != NGX_OK)
+        || ngx_pubsub_set_header(r, "Cache-Control", "no-store") != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -170,7 +174,7 @@ ngx_pubsub_lp_sub_t::on_presence(const pubsub::PresenceEvent &ev,
         finish([&]() -> ngx_int_t {
             if (ngx_pubsub_set_compound_headers(r, *mux, mux->size())
                     != NGX_OK
-                || ngx_pubsub_set_header(r, "Cache-Control", "no-cache")
+                || ngx_pubsub_set_header(r, "Cache-Control", "no-store")
                    != NGX_OK
                 || ngx_pubsub_set_header(r, "X-Pubsub-Event",
                        ev.type == pubsub::PresenceEventType::kJoin
@@ -195,7 +199,7 @@ ngx_pubsub_lp_sub_t::on_presence(const pubsub::PresenceEvent &ev,
 
     finish([&]() -> ngx_int_t {
         if ((!at.isNull() && ngx_pubsub_set_msgid_headers(r, at) != NGX_OK)
-            || ngx_pubsub_set_header(r, "Cache-Control", "no-cache")
+            || ngx_pubsub_set_header(r, "Cache-Control", "no-store")
                != NGX_OK
             || ngx_pubsub_set_header(r, "X-Pubsub-Event",
                    ev.type == pubsub::PresenceEventType::kJoin
