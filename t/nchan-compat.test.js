@@ -227,6 +227,13 @@ server {
             'last_event_id');
         invalid(await get('/sub/manytags', { 'Last-Event-ID': '1795683054:0,1',
             Accept: 'text/event-stream' }), 'Last-Event-ID');
+        // a one-channel WebSocket subscriber too, before the 101
+        await assert.rejects(C.wsConnect(`ws://127.0.0.1:${ngx.port}/sub/manytags?last_event_id=${
+            encodeURIComponent('1795683054:0,[1]')}`), (e) => {
+            assert.equal(e.status, 400);
+            assert.match(e.text, /Message ID invalid/);
+            return true;
+        });
         // one tag, bracketed or not, is a resume id
         for (const tag of ['0', '[0]']) {
             const r = await get('/sub/manytags', { 'If-Modified-Since': 'Thu, 01 Jan 2015 00:00:00 GMT',

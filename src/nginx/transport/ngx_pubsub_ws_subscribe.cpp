@@ -109,10 +109,17 @@ ngx_pubsub_ws_specs(ngx_http_request_t *r, ngx_pubsub_channels_t *ch,
         return NGX_DECLINED;
     }
 
-    if (ch->n > 1
-        && spec.kind == pubsub::StartSpec::kAfter
-        && !pubsub::Multiplexer::resumeSpecs(full, ch->n, specs, &reason))
+    /* one channel resumes from one tag, as on the HTTP transports */
+    if (spec.kind == pubsub::StartSpec::kAfter
+        && ((ch->n == 1 && full.tags.size() > 1)
+            || (ch->n > 1
+                && !pubsub::Multiplexer::resumeSpecs(full, ch->n, specs,
+                                                     &reason))))
     {
+        if (reason.empty()) {
+            reason = "several tags for one channel";
+        }
+
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "pubsub: invalid message id: %s", reason.c_str());
         *rc = ngx_pubsub_ws_refuse(r, NGX_HTTP_BAD_REQUEST,
