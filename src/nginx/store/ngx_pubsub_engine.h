@@ -21,7 +21,9 @@
  * - While the handler (or `done`) runs, store->subscribe() for those
  *   channels calls its callback before it returns, in both engines: a
  *   caller may read the reply right after the call.  Outside it, the memory
- *   engine still answers at once; Redis answers kUnavailable at once.
+ *   engine still answers at once; Redis answers kUnavailable at once (as
+ *   it does for a channel id the handler evaluates differently from
+ *   prepare, e.g. one built from $msec).
  * - info() and the presence queries call their callback exactly once:
  *   before returning (memory; Redis when it fails at once) or later from
  *   the event loop (Redis).
