@@ -28,7 +28,7 @@
 #include "pubsub/hub.h"
 #include "pubsub/message.h"
 #include "pubsub/msgid.h"
-#include "pubsub/memory/shm_store.h"
+#include "pubsub/store_model.h"
 
 namespace pubsub {
 

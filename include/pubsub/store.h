@@ -1,8 +1,24 @@
 #pragma once
-// The storage interface every engine implements (shared memory now, Redis
-// later).  Every operation completes through a callback, which an engine
-// may call before returning (shared memory) or later from the event loop
-// (Redis); callers must not assume either.
+// The storage interface every engine implements: the memory engine
+// (memory/memory_store.h, shared memory) and the Redis engine
+// (redis/redis_store.h).  What it speaks is in store_model.h.
+//
+// Completion contract (what completes when):
+//
+// - subscribe() calls its callback exactly once, before it returns, in
+//   every engine: callers may capture by reference and read the reply right
+//   after the call.  The memory engine answers from shared memory.  The
+//   Redis engine answers from the snapshot prepared for the key
+//   (RedisStore::prepare / usePrepared, which the nginx glue runs through
+//   its engine table before a subscriber request's handler): outside such a
+//   scope, or for a key that was not prepared, it answers kUnavailable -
+//   still before returning.  So "prepare, then subscribe" never waits once
+//   prepare has completed.
+// - unsubscribe() is synchronous and never fails.
+// - publish(), info() and remove() call their callback exactly once, either
+//   before returning (the memory engine always; the Redis engine when it
+//   fails at once, e.g. not connected) or later from the event loop (the
+//   Redis engine's replies): callers must handle both.
 
 #include <cstdint>
 #include <functional>
@@ -13,7 +29,7 @@
 #include "pubsub/hub.h"
 #include "pubsub/message.h"
 #include "pubsub/msgid.h"
-#include "pubsub/memory/shm_store.h"
+#include "pubsub/store_model.h"
 
 namespace pubsub {
 
@@ -68,9 +84,9 @@ public:
     virtual ~Store() = default;
 
     virtual void publish(std::string_view key, const PublishInput& in, PublishCallback cb) = 0;
-    // On success the reply carries what the subscriber is owed now (deliver
-    // it before anything else); when attached, later messages reach
-    // sub->deliver().
+    // Completes before returning (see the contract above).  On success the
+    // reply carries what the subscriber is owed now (deliver it before
+    // anything else); when attached, later messages reach sub->deliver().
     virtual void subscribe(Subscriber* sub, const SubscribeRequest& req, SubscribeCallback cb) = 0;
     // Detaches (no-op if not attached).  Never fails.
     virtual void unsubscribe(Subscriber* sub) = 0;

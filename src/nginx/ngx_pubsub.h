@@ -47,6 +47,9 @@ extern "C" {
 
 #define NGX_PUBSUB_MAX_CHANNELS      255
 
+/* a location's storage engine (ngx_pubsub_engine.h) */
+typedef struct ngx_pubsub_engine_s  ngx_pubsub_engine_t;
+
 /* pubsub_longpoll_multipart_response */
 #define NGX_PUBSUB_LP_MULTIPART_OFF  0
 #define NGX_PUBSUB_LP_MULTIPART_ON   1
@@ -92,7 +95,11 @@ typedef struct {
     ngx_flag_t                    deflate_for_websocket;
     size_t                        max_pending;      /* slow-reader bound */
 
-    void                         *redis;  /* ngx_pubsub_redis_upstream_t */
+    /* the store seam (ngx_pubsub_engine.h): chosen at configuration
+     * time, never NULL once merged; engine_conf is the engine's own (Redis:
+     * its upstream) */
+    const ngx_pubsub_engine_t    *engine;
+    void                         *engine_conf;
 
     ngx_uint_t                    group_max_channels;      /* 0: no limit */
     ngx_uint_t                    group_max_subscribers;
@@ -146,7 +153,8 @@ void ngx_pubsub_shm_exit_process(ngx_cycle_t *cycle);
 pubsub::Store *ngx_pubsub_store(void);
 /* zone memory for the core's shared-memory structures (slab, locked) */
 pubsub::ShmAllocator ngx_pubsub_slab_allocator(ngx_slab_pool_t *shpool);
-/* the store of a location: its Redis upstream's, or the memory store */
+/* the store of a location, through its engine (ngx_pubsub_engine.cpp):
+ * NULL when the engine is not up in this process */
 pubsub::Store *ngx_pubsub_store_for(ngx_pubsub_loc_conf_t *plcf);
 
 /*
@@ -174,6 +182,10 @@ ngx_int_t ngx_pubsub_cors(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 ngx_int_t ngx_pubsub_origin_allowed(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf);
 ngx_uint_t ngx_pubsub_is_websocket(ngx_http_request_t *r);
+/* whether r is a subscriber request: a GET/HEAD with a subscriber
+ * transport of the location (engines prepare those, see prepare()) */
+ngx_uint_t ngx_pubsub_subscriber_request(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf);
 /* the subscriber transport a GET asks for (NGX_PUBSUB_SUB_*), or 0 */
 ngx_uint_t ngx_pubsub_pick_transport(ngx_http_request_t *r, ngx_uint_t enabled);
 ngx_int_t ngx_pubsub_status_of(pubsub::StoreResult rc);
@@ -212,7 +224,8 @@ pubsub::InfoFormat ngx_pubsub_info_format(ngx_http_request_t *r);
 ngx_int_t ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_uint_t transport);
 
-/* ngx_pubsub_presence.cpp (more in ngx_pubsub_presence.h) */
+/* ngx_pubsub_presence_api.cpp, ngx_pubsub_presence.cpp (more in
+ * ngx_pubsub_presence.h) */
 ngx_int_t ngx_pubsub_presence_api_handler(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf);
 /* members of the channel (joined or leaving), for channel info */

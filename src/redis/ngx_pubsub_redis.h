@@ -1,13 +1,21 @@
 /*
- * ngx_pubsub: the Redis engine's nginx side - `pubsub_redis_server` /
- * `pubsub_redis_pass`, a hiredis async adapter on nginx's event loop, and
- * one pubsub::RedisStore per upstream per worker.
+ * ngx_pubsub: the Redis engine's nginx side.  Outside src/redis only its
+ * directives are named (the module's command table); everything else goes
+ * through its engine table, ngx_pubsub_redis_engine (ngx_pubsub_engine.h).
+ *
+ *   ngx_pubsub_redis_conf.cpp      directives, upstreams
+ *   ngx_pubsub_redis_engine.cpp    the engine table: workers, prepare,
+ *                                  info, presence queries
+ *   ngx_pubsub_redis_presence.cpp  presence deltas and refreshes
+ *   ngx_pubsub_redis_conn.cpp      the link: hiredis on nginx's event loop
+ *   ngx_pubsub_redis_cluster.cpp   the link: slot map, failures, timers
  */
 
 #ifndef _NGX_PUBSUB_REDIS_H_INCLUDED_
 #define _NGX_PUBSUB_REDIS_H_INCLUDED_
 
 #include "ngx_pubsub.h"
+#include "ngx_pubsub_engine.h"
 
 #include <string>
 #include <vector>
@@ -39,33 +47,30 @@ typedef struct {
 } ngx_pubsub_redis_server_t;
 
 
+/* directives (ngx_pubsub_module.cpp's command table) */
 char *ngx_pubsub_redis_server(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_pubsub_redis_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+
+/* within src/redis */
+
+/* ngx_pubsub_redis_conf.cpp */
 char *ngx_pubsub_redis_check_conf(ngx_conf_t *cf,
     ngx_pubsub_main_conf_t *pmcf);
+char *ngx_pubsub_redis_merge_loc_conf(ngx_conf_t *cf,
+    ngx_pubsub_loc_conf_t *plcf);
+/* this worker's Redis upstreams (their number in *n); one by index */
+ngx_pubsub_redis_upstream_t **ngx_pubsub_redis_all(ngx_uint_t *n);
+ngx_pubsub_redis_upstream_t *ngx_pubsub_redis_upstream_at(ngx_uint_t index);
 
-ngx_int_t ngx_pubsub_redis_init_process(ngx_cycle_t *cycle);
-void ngx_pubsub_redis_exit_process(ngx_cycle_t *cycle);
-
-/*
- * Subscriber requests on Redis locations: reads the channels' snapshots,
- * then runs `handler` with them in place (subscribe() answers from them)
- * and finalizes the request with its result.  NGX_DECLINED when the
- * request needs no preparing (run the handler now), else NGX_DONE.
- */
-ngx_int_t ngx_pubsub_redis_prepare(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_int_t (*handler)(ngx_http_request_t *r));
-
-/* presence (ngx_pubsub_presence.cpp): the upstream index + 1 of a
- * location (0: memory store), its store, and the sending of this
- * instance's presence deltas and refreshes */
-ngx_uint_t ngx_pubsub_redis_index(ngx_pubsub_loc_conf_t *plcf);
-pubsub::RedisStore *ngx_pubsub_redis_store(ngx_pubsub_loc_conf_t *plcf);
+/* ngx_pubsub_redis_presence.cpp: this instance's presence deltas and
+ * refreshes (the engine table's instance-wide presence) */
 void ngx_pubsub_redis_presence_deltas(const pubsub::PresenceDeltas &deltas,
     const std::string &instance);
 ngx_msec_t ngx_pubsub_redis_presence_interval(void);
 void ngx_pubsub_redis_presence_refresh(
     const std::vector<pubsub::PresenceChannelSnapshot> &snaps,
     const std::string &instance);
+void ngx_pubsub_redis_presence_exit(void);
 
 #endif /* _NGX_PUBSUB_REDIS_H_INCLUDED_ */

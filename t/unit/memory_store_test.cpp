@@ -214,6 +214,33 @@ TEST_F(MemoryStoreTest, ExistingOnly) {
     a_->store->unsubscribe(&s);
 }
 
+// store.h's contract: subscribe() answers before it returns, whatever the
+// answer (the glue reads the reply right after the call).
+TEST_F(MemoryStoreTest, SubscribeCompletesBeforeReturning) {
+    RecordingSubscriber s, t;
+    auto subscribeNow = [&](RecordingSubscriber* sub, const SubscribeRequest& r) {
+        bool called = false;
+        SubscribeReply reply;
+        a_->store->subscribe(sub, r, [&](SubscribeReply&& x) {
+            called = true;
+            reply = std::move(x);
+        });
+        EXPECT_TRUE(called);
+        return reply;
+    };
+
+    SubscribeRequest missing = req("g/none");
+    missing.existingOnly = true;
+    EXPECT_EQ(subscribeNow(&s, missing).status, StoreResult::kNotFound);
+
+    SubscribeRequest limited = req("g/a");
+    limited.limits.maxSubscribers = 1;
+    EXPECT_EQ(subscribeNow(&s, limited).status, StoreResult::kOk);
+    limited.key = "g/b";
+    EXPECT_EQ(subscribeNow(&t, limited).status, StoreResult::kForbidden);
+    a_->store->unsubscribe(&s);
+}
+
 TEST_F(MemoryStoreTest, SubscribeCreatesTheChannel) {
     RecordingSubscriber s;
     a_->subscribe(&s, req("ch"));

@@ -431,3 +431,63 @@ TEST(RedisStore, InStepChannelNeedsNoSnapshotForASubscriberOwedNothing) {
     store.onMessage("{channel:g/a}:ps", "D");
     EXPECT_FALSE(prep(newest));
 }
+
+// store.h's contract: subscribe() answers before it returns, prepared or
+// not (the glue reads the reply right after the call).
+TEST(RedisStore, SubscribeCompletesBeforeReturning) {
+    FakeLink link;
+    RedisStore store(&link, "w1");
+    Tree t;
+    Sub sub;
+    SubscribeRequest req;
+    req.key = kKey;
+
+    auto subscribeNow = [&](const SubscribeRequest& r) {
+        bool called = false;
+        SubscribeReply reply;
+        store.subscribe(&sub, r, [&](SubscribeReply&& x) {
+            called = true;
+            reply = std::move(x);
+        });
+        EXPECT_TRUE(called);
+        return reply;
+    };
+
+    // outside a prepared scope: refused at once
+    EXPECT_EQ(subscribeNow(req).status, StoreResult::kUnavailable);
+    EXPECT_TRUE(link.cmds.empty());
+
+    // prepared: answered from the snapshot, nothing sent to wait for
+    RedisStore::PreparedPtr prepared;
+    store.prepare({kKey}, [&](RedisStore::PreparedPtr p) { prepared = p; });
+    link.takeDropping(redis::fetchScript().sha)
+        .cb(t.array({t.integer(0), t.str("0:0"), t.integer(0), t.integer(0)}));
+    ASSERT_TRUE(prepared);
+    store.usePrepared(prepared.get());
+    SubscribeReply ok = subscribeNow(req);
+    EXPECT_EQ(ok.status, StoreResult::kOk) << ok.reason;
+    EXPECT_TRUE(ok.attached);
+
+    // a key the scope did not prepare: refused at once
+    Sub other;
+    SubscribeRequest otherReq;
+    otherReq.key = "g/other";
+    bool called = false;
+    store.subscribe(&other, otherReq, [&](SubscribeReply&& r) {
+        called = true;
+        EXPECT_EQ(r.status, StoreResult::kUnavailable);
+    });
+    EXPECT_TRUE(called);
+    store.usePrepared(nullptr);
+    store.unsubscribe(&sub);
+
+    // prepared while Redis is down: prepare completes at once, and so does
+    // the subscribe that follows
+    link.up = false;
+    prepared.reset();
+    store.prepare({kKey}, [&](RedisStore::PreparedPtr p) { prepared = p; });
+    ASSERT_TRUE(prepared);
+    store.usePrepared(prepared.get());
+    EXPECT_EQ(subscribeNow(req).status, StoreResult::kUnavailable);
+    store.usePrepared(nullptr);
+}

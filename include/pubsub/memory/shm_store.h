@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "pubsub/msgid.h"
+#include "pubsub/store_model.h"
 
 namespace pubsub {
 
@@ -124,47 +125,10 @@ struct StoreRoot {
     MsgId lastRemoved;  // newest id of any deleted channel (ids never repeat)
 };
 
-enum class StoreStatus {
-    kOk,
-    kNoMemory,
-    kNotFound,
-    kGroupChannels,     // pubsub_group_max_channels reached
-    kGroupSubscribers,  // pubsub_group_max_subscribers reached
-    kGroupMemory,       // pubsub_group_max_messages_memory reached
-};
-
-// The reason a client gets for a refused operation.
-const char* storeStatusReason(StoreStatus s);
-
-// Per-group limits; 0 is no limit.
-struct GroupLimits {
-    uint64_t maxChannels = 0;
-    uint64_t maxSubscribers = 0;
-    uint64_t maxBytes = 0;
-};
-
-struct PublishInput {
-    std::string_view data;
-    std::string_view contentType;
-    std::string_view eventName;
-    uint64_t maxMessages = 10;  // 0: deliver only, never replay
-    int64_t ttl = 3600;         // seconds; 0 never expires
-    GroupLimits limits;
-};
-
 struct PublishOutcome {
     StoreStatus status = StoreStatus::kOk;
     ShmChannel* channel = nullptr;
     ShmMessage* message = nullptr;
-};
-
-// Where a subscriber without a resume id starts.
-struct StartSpec {
-    enum Kind { kOldest, kNewest, kFromOldest, kFromNewest, kAfter };
-    Kind kind = kOldest;
-    int64_t n = 0;  // kFromOldest: start at the n-th oldest (1 = oldest);
-                    // kFromNewest: start n messages back from the newest
-    MsgId after;    // kAfter
 };
 
 // What a subscriber is owed at the moment it subscribes.

@@ -21,8 +21,8 @@
 
 #include "pubsub/message.h"
 #include "pubsub/msgid.h"
-#include "pubsub/memory/shm_store.h"
 #include "pubsub/store.h"
+#include "pubsub/store_model.h"
 
 namespace pubsub::redis {
 

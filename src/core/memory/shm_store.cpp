@@ -15,24 +15,6 @@ uint64_t hashKey(std::string_view key) {
     return h;
 }
 
-const char* storeStatusReason(StoreStatus s) {
-    switch (s) {
-        case StoreStatus::kOk:
-            return "ok";
-        case StoreStatus::kNoMemory:
-            return "shared memory is full";
-        case StoreStatus::kNotFound:
-            return "channel does not exist";
-        case StoreStatus::kGroupChannels:
-            return "Group limit reached for number of channels.";
-        case StoreStatus::kGroupSubscribers:
-            return "Group limit reached for number of subscribers.";
-        case StoreStatus::kGroupMemory:
-            return "Group limit reached for messages memory.";
-    }
-    return "error";
-}
-
 std::string_view ShmStore::groupOf(std::string_view key) {
     size_t slash = key.find('/');
     return slash == std::string_view::npos ? std::string_view() : key.substr(0, slash);

@@ -9,7 +9,8 @@
 #include "ngx_pubsub.h"
 #include "ngx_pubsub_conf.h"
 #include "ngx_pubsub_chevents.h"
-#include "ngx_pubsub_redis.h"
+#include "ngx_pubsub_engine.h"
+#include "ngx_pubsub_redis.h"     /* its directives */
 #include "ngx_pubsub_worker.h"
 
 #include <new>
@@ -414,7 +415,7 @@ ngx_pubsub_init_main_conf(ngx_conf_t *cf, void *conf)
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
-    if (ngx_pubsub_redis_check_conf(cf, pmcf) != NGX_CONF_OK) {
+    if (ngx_pubsub_engine_check_conf(cf, pmcf) != NGX_CONF_OK) {
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
@@ -438,6 +439,7 @@ ngx_pubsub_create_loc_conf(ngx_conf_t *cf)
      *     plcf->roles = 0;
      *     plcf->channel_id = NULL;  and the other pointers
      *     plcf->split_delimiter = { 0, NULL };  and the other strings
+     *     plcf->engine = NULL;  until a directive or the merge picks one
      */
 
     plcf->roles = NGX_CONF_UNSET_UINT;
@@ -458,7 +460,6 @@ ngx_pubsub_create_loc_conf(ngx_conf_t *cf)
     plcf->ws_max_message_size = NGX_CONF_UNSET_SIZE;
     plcf->deflate_for_websocket = NGX_CONF_UNSET;
     plcf->max_pending = NGX_CONF_UNSET_SIZE;
-    plcf->redis = NGX_CONF_UNSET_PTR;
     plcf->group_max_channels = NGX_CONF_UNSET_UINT;
     plcf->group_max_subscribers = NGX_CONF_UNSET_UINT;
     plcf->group_max_memory = NGX_CONF_UNSET_SIZE;
@@ -624,7 +625,7 @@ ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                          prev->deflate_for_websocket, 0);
     ngx_conf_merge_size_value(conf->max_pending, prev->max_pending,
                               1024 * 1024);
-    ngx_conf_merge_ptr_value(conf->redis, prev->redis, NULL);
+    ngx_pubsub_engine_inherit(conf, prev);
 
     ngx_conf_merge_uint_value(conf->group_max_channels,
                               prev->group_max_channels, 0);
@@ -657,13 +658,8 @@ ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
-    if (conf->presence && conf->redis) {
-        /* the upstream refreshes presence at the pace of its least ttl */
-        auto *up = static_cast<ngx_pubsub_redis_upstream_t *>(conf->redis);
-        if (!up->presence || conf->presence_ttl < up->presence_ttl) {
-            up->presence_ttl = conf->presence_ttl;
-        }
-        up->presence = 1;
+    if (ngx_pubsub_engine_merge(cf, conf) != NGX_CONF_OK) {
+        return static_cast<char *>(NGX_CONF_ERROR);
     }
 
     if (conf->roles) {
@@ -693,11 +689,7 @@ ngx_pubsub_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    if (ngx_pubsub_shm_init_process(cycle) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return ngx_pubsub_redis_init_process(cycle);
+    return ngx_pubsub_engines_init_process(cycle);
 }
 
 
@@ -705,8 +697,7 @@ static void
 ngx_pubsub_exit_process(ngx_cycle_t *cycle)
 {
     ngx_pubsub_chev_exit_process(cycle);
-    ngx_pubsub_redis_exit_process(cycle);
-    ngx_pubsub_shm_exit_process(cycle);
+    ngx_pubsub_engines_exit_process(cycle);
     ngx_pubsub_stats_exit_process(cycle);
     ngx_pubsub_ws_exit_process(cycle);
 

@@ -7,7 +7,7 @@
 
 #include "ngx_pubsub.h"
 #include "ngx_pubsub_conf.h"
-#include "ngx_pubsub_redis.h"
+#include "ngx_pubsub_engine.h"
 
 #include <string>
 
@@ -155,6 +155,23 @@ ngx_pubsub_pick_transport(ngx_http_request_t *r, ngx_uint_t enabled)
     }
 
     return 0;
+}
+
+
+ngx_uint_t
+ngx_pubsub_subscriber_request(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf)
+{
+    if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
+        return 0;
+    }
+
+    if (ngx_pubsub_is_websocket(r)) {
+        return plcf->sub_roles & NGX_PUBSUB_SUB_WEBSOCKET;
+    }
+
+    return plcf->sub_roles ? ngx_pubsub_pick_transport(r, plcf->sub_roles)
+                           : 0;
 }
 
 
@@ -339,14 +356,7 @@ ngx_pubsub_handler(ngx_http_request_t *r)
         ngx_pubsub_loc_conf_t *plcf = static_cast<ngx_pubsub_loc_conf_t *>(
             ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
 
-        if (plcf->redis != NULL && r->method != NGX_HTTP_OPTIONS) {
-            /* Redis subscribers: the channels' snapshots come first */
-            ngx_int_t rc = ngx_pubsub_redis_prepare(r, plcf, ngx_pubsub_route);
-            if (rc != NGX_DECLINED) {
-                return rc;
-            }
-        }
-
-        return ngx_pubsub_route(r);
+        /* the engine makes subscribe() ready first (Redis: snapshots) */
+        return plcf->engine->prepare(r, plcf, ngx_pubsub_route);
     });
 }

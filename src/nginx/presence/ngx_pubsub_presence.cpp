@@ -8,14 +8,15 @@
  * event, the others when woken through their eventfd (or, failing that,
  * from their presence timer) - and handed to the local hub.  Nothing is
  * ever delivered synchronously from a join or a leave: those run from
- * subscriber destructors and hub iterations.  In Redis locations the
- * registry's deltas go to Redis instead (ngx_pubsub_redis.cpp), and
- * join/leave come back from Redis to every instance's subscribers.
+ * subscriber destructors and hub iterations.  In locations of an engine
+ * that merges presence elsewhere (Redis) the registry's deltas go to that
+ * engine (ngx_pubsub_engine.h), and join/leave come back from it to every
+ * instance's subscribers.  The presence API is ngx_pubsub_presence_api.cpp.
  */
 
 #include "ngx_pubsub_presence.h"
+#include "ngx_pubsub_engine.h"
 #include "ngx_pubsub_hooks.h"
-#include "ngx_pubsub_redis.h"
 
 #include <signal.h>
 
@@ -26,7 +27,6 @@
 #include <vector>
 
 #include "pubsub/codec/json.h"
-#include "pubsub/redis/redis_store.h"
 
 
 #define NGX_PUBSUB_PRESENCE_TICK      100    /* ms: ring read */
@@ -50,8 +50,9 @@ static ngx_uint_t              ngx_pubsub_presence_ticks;
 
 
 /*
- * A lock held for a scope, with the registry.  The deltas of Redis
- * channels made meanwhile are sent to Redis after unlocking.
+ * A lock held for a scope, with the registry.  The deltas of channels of
+ * engines that merge presence elsewhere (Redis), made meanwhile, are sent
+ * to them after unlocking.
  */
 class ngx_pubsub_presence_locked_t {
 public:
@@ -74,7 +75,7 @@ public:
         }
 
         try {
-            ngx_pubsub_redis_presence_deltas(
+            ngx_pubsub_engines_presence_deltas(
                 deltas, ngx_pubsub_presence_root->instance);
 
         } catch (...) {
@@ -365,7 +366,7 @@ ngx_pubsub_presence_join(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     opts = plcf->presence_events ? pubsub::kPresenceOptEvents : 0;
     opts |= static_cast<uint32_t>(ngx_pubsub_presence_hook_index(r))
             << pubsub::kPresenceHookShift;
-    opts |= static_cast<uint32_t>(ngx_pubsub_redis_index(plcf))
+    opts |= static_cast<uint32_t>(plcf->engine->presence_tag(plcf))
             << pubsub::kPresenceRedisShift;
 
     {
@@ -419,6 +420,59 @@ ngx_pubsub_presence_members(std::string_view key)
     ngx_pubsub_presence_locked_t  l;
 
     return l.reg.stats(key).members;
+}
+
+
+ngx_uint_t
+ngx_pubsub_presence_available(void)
+{
+    return ngx_pubsub_presence_live;
+}
+
+
+pubsub::PresenceStats
+ngx_pubsub_presence_local_stats(std::string_view key)
+{
+    if (!ngx_pubsub_presence_live) {
+        return pubsub::PresenceStats();
+    }
+
+    ngx_pubsub_presence_locked_t  l;
+
+    return l.reg.stats(key);
+}
+
+
+pubsub::PresencePage
+ngx_pubsub_presence_local_page(std::string_view key, size_t limit,
+    std::string_view cursor)
+{
+    pubsub::PresencePage  page;
+
+    if (!ngx_pubsub_presence_live) {
+        page.status = pubsub::PresenceStatus::kNoMemory;
+        return page;
+    }
+
+    ngx_pubsub_presence_locked_t  l;
+
+    return l.reg.page(key, limit, cursor);
+}
+
+
+pubsub::PresenceUserState
+ngx_pubsub_presence_local_user(std::string_view id)
+{
+    pubsub::PresenceUserState  st;
+
+    if (!ngx_pubsub_presence_live) {
+        st.status = pubsub::PresenceStatus::kNoMemory;
+        return st;
+    }
+
+    ngx_pubsub_presence_locked_t  l;
+
+    return l.reg.user(id);
 }
 
 
@@ -538,18 +592,18 @@ ngx_pubsub_presence_housekeeping(ngx_uint_t reap)
 
 
 /*
- * Redis mode: one worker at a time (whichever tick finds it due) sends
- * this instance's whole part of every Redis channel, its beat, and sweeps
- * dead instances.
+ * Engines that merge presence elsewhere (Redis): one worker at a time
+ * (whichever tick finds it due) sends this instance's whole part of every
+ * such channel, its beat, and sweeps dead instances.
  */
 static void
-ngx_pubsub_presence_redis_refresh(void)
+ngx_pubsub_presence_remote_refresh(void)
 {
     std::vector<pubsub::PresenceChannelSnapshot>  snaps;
     ngx_msec_t                                    interval;
     int64_t                                       now;
 
-    interval = ngx_pubsub_redis_presence_interval();
+    interval = ngx_pubsub_engines_presence_interval();
     if (interval == 0) {
         return;
     }
@@ -579,8 +633,8 @@ ngx_pubsub_presence_redis_refresh(void)
         }
     }
 
-    ngx_pubsub_redis_presence_refresh(snaps,
-                                      ngx_pubsub_presence_root->instance);
+    ngx_pubsub_engines_presence_refresh(snaps,
+                                        ngx_pubsub_presence_root->instance);
 }
 
 
@@ -595,7 +649,7 @@ ngx_pubsub_presence_tick(ngx_event_t *ev)
 
     (void) ngx_pubsub_guard(ev->log, [ev] {
         ngx_pubsub_presence_read_ring(ev->log);
-        ngx_pubsub_presence_redis_refresh();
+        ngx_pubsub_presence_remote_refresh();
 
         if (ngx_pubsub_presence_ticks % NGX_PUBSUB_PRESENCE_EXPIRE == 0) {
             ngx_pubsub_presence_housekeeping(
@@ -607,457 +661,4 @@ ngx_pubsub_presence_tick(ngx_event_t *ev)
     if (!ngx_exiting && !ngx_quit) {
         ngx_add_timer(ev, NGX_PUBSUB_PRESENCE_TICK);
     }
-}
-
-
-/* ------------------------------------------------------- presence API */
-
-
-/* whether the query string has `name` (with or without a value) */
-static ngx_uint_t
-ngx_pubsub_presence_has_arg(ngx_http_request_t *r, std::string_view name,
-    ngx_str_t *value)
-{
-    std::string_view  args = ngx_pubsub_sv(r->args);
-
-    while (!args.empty()) {
-        size_t amp = args.find('&');
-        std::string_view kv = args.substr(0, amp);
-        size_t eq = kv.find('=');
-        std::string_view k = kv.substr(0, eq);
-
-        if (k == name) {
-            if (value) {
-                std::string_view v = eq == std::string_view::npos
-                                     ? std::string_view() : kv.substr(eq + 1);
-                value->data = reinterpret_cast<u_char *>(
-                                  const_cast<char *>(v.data()));
-                value->len = v.size();
-            }
-            return 1;
-        }
-
-        if (amp == std::string_view::npos) {
-            break;
-        }
-        args.remove_prefix(amp + 1);
-    }
-
-    return 0;
-}
-
-
-/* URL-decoded copy of an argument value */
-static std::string
-ngx_pubsub_presence_unescape(ngx_http_request_t *r, ngx_str_t v)
-{
-    u_char  *dst, *src;
-
-    if (v.len == 0) {
-        return std::string();
-    }
-
-    dst = static_cast<u_char *>(ngx_pnalloc(r->pool, v.len));
-    if (dst == NULL) {
-        throw std::bad_alloc();
-    }
-
-    u_char *start = dst;
-    src = v.data;
-    ngx_unescape_uri(&dst, &src, v.len, 0);
-
-    return std::string(reinterpret_cast<char *>(start), dst - start);
-}
-
-
-static ngx_int_t
-ngx_pubsub_presence_json(ngx_http_request_t *r, ngx_uint_t status,
-    const std::string &body)
-{
-    if (ngx_pubsub_set_header(r, "Cache-Control", "no-cache") != NGX_OK
-        || ngx_pubsub_cors(r, static_cast<ngx_pubsub_loc_conf_t *>(
-               ngx_http_get_module_loc_conf(r, ngx_pubsub_module)), 1)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_pubsub_respond_text(r, status, "application/json", body);
-}
-
-
-static ngx_int_t
-ngx_pubsub_presence_error(ngx_http_request_t *r, ngx_uint_t status,
-    std::string_view reason)
-{
-    std::string  body = "{\"error\":";
-
-    pubsub::appendJsonString(body, reason);
-    body += "}\n";
-
-    return ngx_pubsub_presence_json(r, status, body);
-}
-
-
-/* the answers, from the registry's or Redis' results */
-
-static ngx_int_t
-ngx_pubsub_presence_user_answer(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, const std::string &id,
-    const pubsub::PresenceUserState &st)
-{
-    std::string  body, prefix;
-    ngx_str_t    group;
-
-    group.len = 0;
-    if (plcf->channel_group
-        && ngx_http_complex_value(r, plcf->channel_group, &group) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    prefix = group.len ? std::string(ngx_pubsub_sv(group)) : "default";
-    prefix += '/';
-
-    body = "{\"user\":";
-    pubsub::appendJsonString(body, id);
-    body += st.online ? ",\"online\":true" : ",\"online\":false";
-    if (st.online) {
-        body += ",\"online_since\":" + std::to_string(st.onlineSince / 1000);
-    }
-    body += ",\"channels\":[";
-
-    ngx_uint_t first = 1;
-    for (const std::string &key : st.channels) {
-        if (key.compare(0, prefix.size(), prefix) != 0) {
-            continue;   /* another group's */
-        }
-        if (!first) {
-            body += ',';
-        }
-        first = 0;
-        pubsub::appendJsonString(body, std::string_view(key).substr(
-                                           prefix.size()));
-    }
-
-    body += "]}\n";
-
-    return ngx_pubsub_presence_json(r, NGX_HTTP_OK, body);
-}
-
-
-static void
-ngx_pubsub_presence_counts(std::string &body, const pubsub::PresenceStats &s)
-{
-    body += "\"members\":" + std::to_string(s.members);
-    body += ",\"connections\":" + std::to_string(s.connections);
-    body += ",\"anonymous\":" + std::to_string(s.anonymous);
-}
-
-
-static ngx_int_t
-ngx_pubsub_presence_stats_answer(ngx_http_request_t *r, std::string body,
-    const pubsub::PresenceStats &st)
-{
-    ngx_pubsub_presence_counts(body, st);
-    body += "}\n";
-
-    return ngx_pubsub_presence_json(r, NGX_HTTP_OK, body);
-}
-
-
-static ngx_int_t
-ngx_pubsub_presence_page_answer(ngx_http_request_t *r, std::string body,
-    const pubsub::PresencePage &page)
-{
-    body += "\"members\":[";
-
-    for (size_t i = 0; i < page.members.size(); i++) {
-        const pubsub::PresenceMemberView &m = page.members[i];
-
-        body += i ? ",{\"id\":" : "{\"id\":";
-        pubsub::appendJsonString(body, m.id);
-        body += ",\"info\":";
-        body += m.info.empty() ? std::string("null") : m.info;
-        body += ",\"connections\":" + std::to_string(m.connections);
-        body += ",\"joined_at\":" + std::to_string(m.joinedAt / 1000);
-        body += m.leaving ? ",\"leaving\":true}" : ",\"leaving\":false}";
-    }
-
-    body += "],\"next_cursor\":";
-    if (page.nextCursor.empty()) {
-        body += "null";
-    } else {
-        pubsub::appendJsonString(body, page.nextCursor);
-    }
-    body += ",\"stats\":{";
-    ngx_pubsub_presence_counts(body, page.stats);
-    body += "}}\n";
-
-    return ngx_pubsub_presence_json(r, NGX_HTTP_OK, body);
-}
-
-
-static ngx_int_t
-ngx_pubsub_presence_bad_cursor(ngx_http_request_t *r)
-{
-    return ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST,
-               "cursor is not one this API gave (use next_cursor as is)");
-}
-
-
-/* a Redis store's failure */
-static ngx_int_t
-ngx_pubsub_presence_store_error(ngx_http_request_t *r, pubsub::StoreResult res)
-{
-    if (res == pubsub::StoreResult::kUnavailable) {
-        return ngx_pubsub_presence_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                         pubsub::RedisStore::kUnavailable);
-    }
-
-    return ngx_pubsub_presence_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                     "unexpected reply from Redis");
-}
-
-
-/*
- * Redis mode: the query runs in Redis.  `run` starts it with a completion
- * that answers; when it completed before returning (Redis is down), the
- * answer's status is returned as usual, else the request waits.
- */
-typedef struct {
-    ngx_int_t  rc;
-    bool       sync;
-    bool       answered;
-} ngx_pubsub_presence_wait_t;
-
-
-template <typename Start>
-static ngx_int_t
-ngx_pubsub_presence_redis(ngx_http_request_t *r, Start start)
-{
-    auto  w = std::make_shared<ngx_pubsub_presence_wait_t>();
-
-    w->sync = true;
-    w->answered = false;
-    w->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-
-    start([r, w](std::function<ngx_int_t()> answer) {
-        ngx_int_t          rc;
-        ngx_connection_t  *c;
-
-        rc = ngx_pubsub_guard(r->connection->log, answer);
-
-        if (w->sync) {
-            w->answered = true;
-            w->rc = rc;
-            return;
-        }
-
-        c = r->connection;
-        ngx_http_finalize_request(r, rc);
-        ngx_http_run_posted_requests(c);
-    });
-
-    w->sync = false;
-
-    if (w->answered) {
-        return w->rc;
-    }
-
-    r->main->count++;
-
-    return NGX_DONE;
-}
-
-
-static ngx_int_t
-ngx_pubsub_presence_user(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_str_t arg)
-{
-    pubsub::PresenceUserState  st;
-    pubsub::RedisStore        *store;
-    std::string                id;
-
-    id = ngx_pubsub_presence_unescape(r, arg);
-
-    if (id.empty()) {
-        return ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST,
-                                         "user must not be empty");
-    }
-
-    if (id.size() > pubsub::PresenceRegistry::kMaxIdLength) {
-        return ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST,
-                                         "user is longer than 1024 bytes");
-    }
-
-    store = ngx_pubsub_redis_store(plcf);
-
-    if (store) {
-        return ngx_pubsub_presence_redis(r, [&](auto done) {
-            store->presenceUser(id, [r, plcf, id, done](
-                pubsub::StoreResult res, pubsub::PresenceUserState &&u)
-            {
-                done([&]() {
-                    if (res != pubsub::StoreResult::kOk) {
-                        return ngx_pubsub_presence_store_error(r, res);
-                    }
-                    return ngx_pubsub_presence_user_answer(r, plcf, id, u);
-                });
-            });
-        });
-    }
-
-    {
-        ngx_pubsub_presence_locked_t  l;
-
-        st = l.reg.user(id);
-    }
-
-    if (st.status != pubsub::PresenceStatus::kOk) {
-        return ngx_pubsub_presence_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                         "out of memory");
-    }
-
-    return ngx_pubsub_presence_user_answer(r, plcf, id, st);
-}
-
-
-static ngx_int_t
-ngx_pubsub_presence_api_run(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
-{
-    ngx_pubsub_channels_t  *ch;
-    pubsub::RedisStore     *store;
-    ngx_str_t               v;
-    std::string             body, cursor;
-    size_t                  limit = 100;
-    ngx_int_t               rc;
-
-    if (r->method != NGX_HTTP_GET && r->method != NGX_HTTP_HEAD) {
-        ngx_http_discard_request_body(r);
-        if (ngx_pubsub_set_header(r, "Allow", "GET, OPTIONS") != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-        return ngx_pubsub_presence_error(r, NGX_HTTP_NOT_ALLOWED,
-                                         "the presence API answers GET only");
-    }
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    if (!ngx_pubsub_presence_live) {
-        return ngx_pubsub_presence_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                         "presence is not available");
-    }
-
-    if (ngx_pubsub_presence_has_arg(r, "user", &v)) {
-        return ngx_pubsub_presence_user(r, plcf, v);
-    }
-
-    ch = static_cast<ngx_pubsub_channels_t *>(
-             ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
-    if (ch == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_pubsub_channels(r, plcf, 0, ch) != NGX_OK) {
-        return ch->rc;
-    }
-
-    if (ch->n != 1) {
-        return ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST,
-                                         "the presence API takes one channel");
-    }
-
-    std::string_view key = ngx_pubsub_sv(ch->key[0]);
-
-    body = "{\"channel\":";
-    pubsub::appendJsonString(body, ngx_pubsub_sv(ch->id[0]));
-    body += ',';
-
-    store = ngx_pubsub_redis_store(plcf);
-
-    if (ngx_pubsub_presence_has_arg(r, "stats", NULL)) {
-        if (store) {
-            return ngx_pubsub_presence_redis(r, [&](auto done) {
-                store->presenceStats(key, [r, body, done](
-                    pubsub::StoreResult res, const pubsub::PresenceStats &st)
-                {
-                    done([&]() {
-                        if (res != pubsub::StoreResult::kOk) {
-                            return ngx_pubsub_presence_store_error(r, res);
-                        }
-                        return ngx_pubsub_presence_stats_answer(r, body, st);
-                    });
-                });
-            });
-        }
-
-        pubsub::PresenceStats  st;
-        {
-            ngx_pubsub_presence_locked_t  l;
-            st = l.reg.stats(key);
-        }
-        return ngx_pubsub_presence_stats_answer(r, body, st);
-    }
-
-    if (ngx_pubsub_presence_has_arg(r, "limit", &v)) {
-        ngx_int_t n = v.len ? ngx_atoi(v.data, v.len) : NGX_ERROR;
-        if (n < 1 || n > (ngx_int_t) pubsub::PresenceRegistry::kMaxPage) {
-            return ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST,
-                       "limit must be a number from 1 to 1000");
-        }
-        limit = static_cast<size_t>(n);
-    }
-
-    if (ngx_pubsub_presence_has_arg(r, "cursor", &v)) {
-        cursor = ngx_pubsub_presence_unescape(r, v);
-    }
-
-    if (store) {
-        return ngx_pubsub_presence_redis(r, [&](auto done) {
-            store->presencePage(key, limit, cursor, [r, body, done](
-                pubsub::StoreResult res, pubsub::PresencePage &&page)
-            {
-                done([&]() {
-                    if (res == pubsub::StoreResult::kNotFound) {
-                        return ngx_pubsub_presence_bad_cursor(r);
-                    }
-                    if (res != pubsub::StoreResult::kOk) {
-                        return ngx_pubsub_presence_store_error(r, res);
-                    }
-                    return ngx_pubsub_presence_page_answer(r, body, page);
-                });
-            });
-        });
-    }
-
-    pubsub::PresencePage  page;
-    {
-        ngx_pubsub_presence_locked_t  l;
-        page = l.reg.page(key, limit, cursor);
-    }
-
-    if (page.status == pubsub::PresenceStatus::kBadCursor) {
-        return ngx_pubsub_presence_bad_cursor(r);
-    }
-
-    if (page.status != pubsub::PresenceStatus::kOk) {
-        return ngx_pubsub_presence_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                         "out of memory");
-    }
-
-    return ngx_pubsub_presence_page_answer(r, body, page);
-}
-
-
-ngx_int_t
-ngx_pubsub_presence_api_handler(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf)
-{
-    return ngx_pubsub_guard(r->connection->log, [r, plcf] {
-        return ngx_pubsub_presence_api_run(r, plcf);
-    });
 }

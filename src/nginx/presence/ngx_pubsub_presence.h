@@ -3,7 +3,8 @@
  * (pubsub::PresenceRegistry) in the pubsub zone, joins and leaves of
  * subscriber connections, the per-worker timer that expires leave delays,
  * reads the zone's event ring for local subscribers and cleans up after
- * dead workers, and the pubsub_presence_api location.
+ * dead workers (ngx_pubsub_presence.cpp); the pubsub_presence_api location
+ * (ngx_pubsub_presence_api.cpp).
  */
 
 #ifndef _NGX_PUBSUB_PRESENCE_H_INCLUDED_
@@ -31,6 +32,16 @@ void ngx_pubsub_presence_exit_process(ngx_cycle_t *cycle);
 pubsub::PresenceConn *ngx_pubsub_presence_join(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_str_t key);
 void ngx_pubsub_presence_leave(pubsub::PresenceConn *conn);
+
+/* presence is up in this worker (else the API answers 503) */
+ngx_uint_t ngx_pubsub_presence_available(void);
+
+/* the zone's registry, read under its lock: the memory engine's answers to
+ * the presence API (ngx_pubsub_memory_engine.cpp) */
+pubsub::PresenceStats ngx_pubsub_presence_local_stats(std::string_view key);
+pubsub::PresencePage ngx_pubsub_presence_local_page(std::string_view key,
+    size_t limit, std::string_view cursor);
+pubsub::PresenceUserState ngx_pubsub_presence_local_user(std::string_view id);
 
 /* fires the presence hook of an event this instance made (Redis mode) */
 void ngx_pubsub_presence_hook_event(const pubsub::PresenceEvent &ev);

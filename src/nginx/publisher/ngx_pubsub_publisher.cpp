@@ -5,6 +5,7 @@
 
 #include "ngx_pubsub.h"
 #include "ngx_pubsub_chevents.h"
+#include "ngx_pubsub_engine.h"
 #include "ngx_pubsub_hooks.h"
 
 #include <string>
@@ -186,23 +187,10 @@ ngx_pubsub_channel_info(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     }
 
     for (ngx_uint_t i = 0; i < ch->n; i++) {
-        std::string_view key = ngx_pubsub_sv(ch->key[i]);
-
-        ngx_uint_t  redis = plcf->redis != NULL;
-
-        ngx_pubsub_store_for(plcf)->info(key,
-            [op, key, redis](pubsub::StoreResult res,
-                             const pubsub::ChannelInfo &info)
-            {
-                pubsub::ChannelInfo  copy = info;
-
-                /* the memory engine leaves presence to the registry */
-                if (res == pubsub::StoreResult::kOk && !copy.presence
-                    && !redis)
-                {
-                    copy.presence = ngx_pubsub_presence_members(key);
-                }
-                ngx_pubsub_op_add_info(op, res, copy);
+        /* presence included, however the engine counts it */
+        plcf->engine->info(plcf, ngx_pubsub_sv(ch->key[i]),
+            [op](pubsub::StoreResult res, const pubsub::ChannelInfo &info) {
+                ngx_pubsub_op_add_info(op, res, info);
                 ngx_pubsub_op_done(op);
             });
     }

@@ -1,6 +1,7 @@
 /*
  * ngx_pubsub: the shared-memory zone that holds channels and messages,
- * and the worker's engine (pubsub::MemoryStore) built on it.
+ * and the worker's pubsub::MemoryStore built on it (the memory engine;
+ * its table is ngx_pubsub_memory_engine.cpp).
  *
  * The zone is a slab pool; the store's root hangs off shpool->data.  On
  * reload nginx hands the same mapping to the new cycle when the zone's
@@ -42,7 +43,7 @@ static void ngx_pubsub_poll_handler(ngx_event_t *ev);
 static ngx_str_t  ngx_pubsub_zone_name = ngx_string("ngx_pubsub");
 
 /* this worker's engine; made in init_process, gone in exit_process */
-static pubsub::MemoryStore  *ngx_pubsub_engine;
+static pubsub::MemoryStore  *ngx_pubsub_mem_store;
 static ngx_slab_pool_t      *ngx_pubsub_shpool;
 static ngx_event_t           ngx_pubsub_sweep_event;
 static ngx_event_t           ngx_pubsub_poll_event;
@@ -256,54 +257,21 @@ ngx_pubsub_pid_alive(int64_t pid)
 }
 
 
-ngx_int_t
-ngx_pubsub_shm_init_process(ngx_cycle_t *cycle)
+/*
+ * How this worker learns that other workers changed its channels: its
+ * mailbox in the zone and its eventfd (then a slow poll as a safety net),
+ * else a fast poll.
+ */
+static void
+ngx_pubsub_shm_wakeups(ngx_cycle_t *cycle, uint32_t slot)
 {
-    ngx_pubsub_main_conf_t  *pmcf;
-    pubsub::MemoryStoreEnv   env;
-    ngx_connection_t        *c;
-    uint32_t                 slot;
-
-    if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE)
-    {
-        return NGX_OK;
-    }
-
-    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
-               ngx_http_cycle_get_module_main_conf(cycle, ngx_pubsub_module));
-    if (pmcf == NULL || pmcf->shm_zone == NULL) {
-        return NGX_OK;
-    }
-
-    ngx_pubsub_shpool = reinterpret_cast<ngx_slab_pool_t *>(
-                            pmcf->shm_zone->shm.addr);
-
-    env.alloc = ngx_pubsub_slab_allocator(ngx_pubsub_shpool);
-    env.root = static_cast<pubsub::StoreRoot *>(ngx_pubsub_shpool->data);
-    env.ctx = ngx_pubsub_shpool;
-    env.lock = ngx_pubsub_lock;
-    env.unlock = ngx_pubsub_unlock;
-    env.now = ngx_pubsub_now;
-    env.notify = NULL;
-
-    slot = (ngx_process == NGX_PROCESS_WORKER)
-           ? static_cast<uint32_t>(ngx_process_slot) : 0;
-    env.slot = slot;
-    env.wake = ngx_pubsub_wake;
-
-    ngx_pubsub_engine = new (std::nothrow) pubsub::MemoryStore(env);
-    if (ngx_pubsub_engine == NULL) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "pubsub: cannot allocate the worker's engine");
-        return NGX_ERROR;
-    }
+    ngx_connection_t  *c;
 
     ngx_pubsub_mailbox = 0;
     ngx_pubsub_wake_conn = NULL;
 
     if (ngx_pubsub_guard(cycle->log, [] {
-            return ngx_pubsub_engine->claimSlot(ngx_pid) ? NGX_OK
+            return ngx_pubsub_mem_store->claimSlot(ngx_pid) ? NGX_OK
                                                          : NGX_DECLINED;
         }) == NGX_OK)
     {
@@ -343,6 +311,52 @@ ngx_pubsub_shm_init_process(ngx_cycle_t *cycle)
         /* a safety net: wake-ups from workers older than this one */
         ngx_add_timer(&ngx_pubsub_poll_event, 1000);
     }
+}
+
+
+ngx_int_t
+ngx_pubsub_shm_init_process(ngx_cycle_t *cycle)
+{
+    ngx_pubsub_main_conf_t  *pmcf;
+    pubsub::MemoryStoreEnv   env;
+    uint32_t                 slot;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
+               ngx_http_cycle_get_module_main_conf(cycle, ngx_pubsub_module));
+    if (pmcf == NULL || pmcf->shm_zone == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_pubsub_shpool = reinterpret_cast<ngx_slab_pool_t *>(
+                            pmcf->shm_zone->shm.addr);
+
+    env.alloc = ngx_pubsub_slab_allocator(ngx_pubsub_shpool);
+    env.root = static_cast<pubsub::StoreRoot *>(ngx_pubsub_shpool->data);
+    env.ctx = ngx_pubsub_shpool;
+    env.lock = ngx_pubsub_lock;
+    env.unlock = ngx_pubsub_unlock;
+    env.now = ngx_pubsub_now;
+    env.notify = NULL;
+
+    slot = (ngx_process == NGX_PROCESS_WORKER)
+           ? static_cast<uint32_t>(ngx_process_slot) : 0;
+    env.slot = slot;
+    env.wake = ngx_pubsub_wake;
+
+    ngx_pubsub_mem_store = new (std::nothrow) pubsub::MemoryStore(env);
+    if (ngx_pubsub_mem_store == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "pubsub: cannot allocate the worker's engine");
+        return NGX_ERROR;
+    }
+
+    ngx_pubsub_shm_wakeups(cycle, slot);
 
     ngx_memzero(&ngx_pubsub_sweep_event, sizeof(ngx_event_t));
     ngx_pubsub_sweep_event.handler = ngx_pubsub_sweep_handler;
@@ -376,15 +390,15 @@ ngx_pubsub_shm_exit_process(ngx_cycle_t *cycle)
         ngx_pubsub_wake_conn = NULL;
     }
 
-    if (ngx_pubsub_engine != NULL) {
+    if (ngx_pubsub_mem_store != NULL) {
         (void) ngx_pubsub_guard(cycle->log, [] {
-            ngx_pubsub_engine->releaseSlot();
+            ngx_pubsub_mem_store->releaseSlot();
             return NGX_OK;
         });
     }
 
-    delete ngx_pubsub_engine;
-    ngx_pubsub_engine = NULL;
+    delete ngx_pubsub_mem_store;
+    ngx_pubsub_mem_store = NULL;
 }
 
 
@@ -397,12 +411,12 @@ ngx_pubsub_wake_handler(ngx_event_t *ev)
     /* one read resets the counter; the mailbox says what changed */
     (void) read(c->fd, &n, sizeof(n));
 
-    if (ngx_pubsub_engine == NULL) {
+    if (ngx_pubsub_mem_store == NULL) {
         return;
     }
 
     (void) ngx_pubsub_guard(ev->log, [] {
-        ngx_pubsub_engine->processNotifications();
+        ngx_pubsub_mem_store->processNotifications();
         return NGX_OK;
     });
 
@@ -414,13 +428,13 @@ ngx_pubsub_wake_handler(ngx_event_t *ev)
 static void
 ngx_pubsub_poll_handler(ngx_event_t *ev)
 {
-    if (ngx_pubsub_engine == NULL) {
+    if (ngx_pubsub_mem_store == NULL) {
         return;
     }
 
     (void) ngx_pubsub_guard(ev->log, [] {
         /* without a mailbox nothing tells us what changed: pull it all */
-        ngx_pubsub_engine->processNotifications(!ngx_pubsub_mailbox);
+        ngx_pubsub_mem_store->processNotifications(!ngx_pubsub_mailbox);
         return NGX_OK;
     });
 
@@ -433,31 +447,31 @@ ngx_pubsub_poll_handler(ngx_event_t *ev)
 pubsub::Store *
 ngx_pubsub_store(void)
 {
-    return ngx_pubsub_engine;
+    return ngx_pubsub_mem_store;
 }
 
 
 pubsub::Hub *
 ngx_pubsub_local_hub(void)
 {
-    return ngx_pubsub_engine ? &ngx_pubsub_engine->hub() : NULL;
+    return ngx_pubsub_mem_store ? &ngx_pubsub_mem_store->hub() : NULL;
 }
 
 
 static void
 ngx_pubsub_sweep_handler(ngx_event_t *ev)
 {
-    if (ngx_pubsub_engine == NULL) {
+    if (ngx_pubsub_mem_store == NULL) {
         return;
     }
 
     (void) ngx_pubsub_guard(ev->log, [] {
         /* idle empty channels linger 30s so that counters stay meaningful */
-        ngx_pubsub_engine->sweep(256, 30);
+        ngx_pubsub_mem_store->sweep(256, 30);
 
         /* slots of workers that died without a successor */
         if (++ngx_pubsub_sweeps % 5 == 0) {
-            ngx_pubsub_engine->reapSlots(ngx_pubsub_pid_alive);
+            ngx_pubsub_mem_store->reapSlots(ngx_pubsub_pid_alive);
         }
 
         return NGX_OK;

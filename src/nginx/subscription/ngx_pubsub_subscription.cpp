@@ -9,7 +9,7 @@
 #include "ngx_pubsub_chevents.h"
 #include "ngx_pubsub_hooks.h"
 #include "ngx_pubsub_presence.h"
-#include "ngx_pubsub_redis.h"
+#include "ngx_pubsub_engine.h"
 
 
 ngx_pubsub_subscription_t::ngx_pubsub_subscription_t(ngx_http_request_t *req,
@@ -89,27 +89,14 @@ ngx_pubsub_subscription_t::store()
 
 
 /*
- * A channel added at run time: the Redis engine reads its snapshot first,
- * with the location's group limits, and answers subscribe() from it.
+ * A channel added at run time: the engine makes subscribe() ready for it
+ * (Redis reads its snapshot, with the location's group limits).
  */
 void
 ngx_pubsub_subscription_t::prepare(const std::vector<std::string> &keys,
     std::function<void()> ready)
 {
-    pubsub::RedisStore  *rs = ngx_pubsub_redis_store(plcf);
-
-    if (rs == NULL) {
-        ready();
-        return;
-    }
-
-    rs->prepare(keys,
-        [rs, ready](pubsub::RedisStore::PreparedPtr p) {
-            rs->usePrepared(p.get());
-            ready();
-            rs->usePrepared(nullptr);
-        },
-        ngx_pubsub_group_limits(plcf), plcf->existing_only != 0);
+    (void) plcf->engine->prepare_keys(plcf, keys, std::move(ready));
 }
 
 
