@@ -158,7 +158,7 @@ pubsub::ShmAllocator ngx_pubsub_slab_allocator(ngx_slab_pool_t *shpool);
 pubsub::Store *ngx_pubsub_store_for(ngx_pubsub_loc_conf_t *plcf);
 
 /*
- * ngx_pubsub_module.cpp: helpers used by every transport.
+ * module/ngx_pubsub_http.cpp: helpers used by every transport.
  * ngx_pubsub_channels() returns NGX_OK, or NGX_DECLINED after answering
  * the request (or failing): the handler then returns ch->rc.
  */
