@@ -194,7 +194,11 @@ ngx_pubsub_http_sub_t::write_handler(ngx_http_request_t *r)
         return;
     }
 
-    if (sub->flush(NULL) == NGX_ERROR) {
+    /* nginx calls this: nothing may throw out of it */
+    if (ngx_pubsub_guard(r->connection->log, [sub] {
+            return sub->flush(NULL);
+        }) == NGX_ERROR)
+    {
         sub->finish(NGX_ERROR);
     }
 }
