@@ -719,7 +719,7 @@ function parseWsMeta(data) {
 // handshake fails, with err.status/err.headers/err.body when the server
 // answered with an HTTP response instead of 101.
 //   opts: protocol(s), headers, perMessageDeflate (false), timeout (5000),
-//         maxPayload, origin
+//         maxPayload, origin; wss://: ca (a PEM to trust), rejectUnauthorized
 //   c.messages: MessageQueue of {data: Buffer, text, isBinary, meta?}
 //     (meta = parseWsMeta result when the protocol is ws+meta.nchan)
 //   c.send(data, {binary}); c.close(code, reason); await c.closed -> {code, reason}
@@ -735,6 +735,9 @@ function wsConnect(url, opts = {}) {
             handshakeTimeout: timeout,
             maxPayload: opts.maxPayload || 100 * 1024 * 1024,
             origin: opts.origin,
+            // wss:// to a test's self-signed certificate
+            rejectUnauthorized: opts.rejectUnauthorized,
+            ca: opts.ca,
         });
         const client = {
             ws,

@@ -5,6 +5,7 @@
 
 const crypto = require('node:crypto');
 const net = require('node:net');
+const tls = require('node:tls');
 const { withTimeout } = require('./util');
 
 function maskedFrame(opcode, payload, { fin = true, rsv = 0, mask = true } = {}) {
@@ -73,9 +74,12 @@ function parseFrames(buf) {
 
 // Opens a TCP connection, sends a handshake (plus `after` bytes in the same
 // write) and collects the HTTP response head and then server frames.
-function rawWs(port, path, { headers = {}, omit = [], after = null } = {}) {
+// tlsOpts: connect over TLS (wss://) with these tls.connect() options.
+function rawWs(port, path, { headers = {}, omit = [], after = null, tls: tlsOpts = null } = {}) {
     return new Promise((resolve, reject) => {
-        const sock = net.connect(port, '127.0.0.1');
+        const sock = tlsOpts
+            ? tls.connect({ port, host: '127.0.0.1', ...tlsOpts })
+            : net.connect(port, '127.0.0.1');
         const key = crypto.randomBytes(16).toString('base64');
         const h = {
             Host: `127.0.0.1:${port}`,

@@ -271,6 +271,10 @@ private:
     void send_close(uint16_t code, std::string_view reason);
     ngx_int_t flush();
     bool flush_written();
+    /* nothing queued, nor left in nginx's TLS write buffer */
+    bool written() const {
+        return head_ == nullptr && !(c_->buffered & NGX_LOWLEVEL_BUFFERED);
+    }
     void drained();
     void read_early_input();
 

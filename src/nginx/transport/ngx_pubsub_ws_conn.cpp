@@ -386,6 +386,7 @@ ngx_pubsub_ws_t::detach_output()
         b->start = b->pos;
         b->end = b->last;
         b->memory = 1;
+        b->flush = 1;
         o->cl[0].buf = b;
         o->cl[0].next = head_ ? &head_->cl[0] : NULL;
         o->nbufs = 1;

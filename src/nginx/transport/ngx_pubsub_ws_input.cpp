@@ -180,7 +180,7 @@ ngx_pubsub_ws_t::on_close(ws::Event &ev)
 
     if (close_sent_) {
         /* the reply to our close */
-        if (head_ == nullptr) {
+        if (written()) {
             finish();
         }
         return;

@@ -188,6 +188,9 @@ ngx_pubsub_ws_t::enqueue(ws::Opcode op, bool rsv1, std::string &&extra,
         o->size += sizes[i];
     }
 
+    /* every frame is pushed to the socket (see flush()) */
+    o->buf[o->nbufs - 1].flush = 1;
+
     if (tail_) {
         tail_->cl[tail_->nbufs - 1].next = &o->cl[0];
         tail_->next = o;
@@ -255,21 +258,34 @@ ngx_pubsub_ws_t::flush()
         }
     }
 
-    if (head_ == nullptr) {
+    /*
+     * Over TLS, c->send_chain() (ngx_ssl_send_chain) copies into the
+     * connection's ssl_buffer_size buffer and writes it only when full or
+     * when a buffer says flush: every frame's last buffer does (enqueue()),
+     * so a frame never waits in nginx for more data.  What the buffer
+     * still holds after a partial write is ours to push on the next write
+     * event (c->send_chain() with no input flushes it): the frames copied
+     * into it are released, but the connection is drained only once the
+     * buffer is empty too.
+     */
+    if (written()) {
         drained();
         return NGX_OK;
     }
 
     in = NULL;
-    for (ngx_uint_t i = 0; i < head_->nbufs; i++) {
-        if (head_->buf[i].pos < head_->buf[i].last) {
-            in = &head_->cl[i];
-            break;
-        }
-    }
 
-    if (in == NULL) {
-        in = &head_->cl[head_->nbufs - 1];
+    if (head_) {
+        for (ngx_uint_t i = 0; i < head_->nbufs; i++) {
+            if (head_->buf[i].pos < head_->buf[i].last) {
+                in = &head_->cl[i];
+                break;
+            }
+        }
+
+        if (in == NULL) {
+            in = &head_->cl[head_->nbufs - 1];
+        }
     }
 
     flushing_ = true;
@@ -282,7 +298,7 @@ ngx_pubsub_ws_t::flush()
         return NGX_ERROR;
     }
 
-    if (flush_written()) {
+    if (flush_written() && written()) {
         drained();
         return NGX_OK;
     }
@@ -342,6 +358,18 @@ ngx_pubsub_ws_t::flush_written()
 void
 ngx_pubsub_ws_t::drained()
 {
+#if (NGX_SSL)
+    /*
+     * The TLS write buffer (ssl_buffer_size, 16k by default) is empty: give
+     * it back, as nginx does for idle keep-alive connections, so that an
+     * idle wss:// subscriber costs what a ws:// one does; the next write
+     * allocates it again.
+     */
+    if (c_->ssl && c_->ssl->buf && !(c_->buffered & NGX_SSL_BUFFERED)) {
+        ngx_ssl_free_buffer(c_);
+    }
+#endif
+
     if (!close_sent_ || finishing_) {
         return;
     }
