@@ -524,6 +524,10 @@ TEST(WsFrameSignal, PresenceEvent) {
     ASSERT_EQ(conn.framer.signal(MsgId{8, 1}, "", json, plan), FrameResult::kSend);
     EXPECT_EQ(plan.head, meta("8:1", kSignalContentType) + json);
     EXPECT_EQ(conn.client.read(plan, nullptr).payload, plan.head);
+
+    // on a channel with no message yet: "0:0", never an empty id line
+    ASSERT_EQ(conn.framer.signal(MsgId{}, "", json, plan), FrameResult::kSend);
+    EXPECT_EQ(plan.head, meta("0:0", kSignalContentType) + json);
 }
 
 // Signals go uncompressed and leave the compression context alone.
