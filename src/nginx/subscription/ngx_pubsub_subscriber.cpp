@@ -396,8 +396,14 @@ ngx_pubsub_http_sub_t::watch_shutdown()
     c->idle = 1;   /* closed on graceful shutdown */
 
     if (r != r->main || c->data != r) {
-        return;    /* HTTP/2 streams, subrequests: nginx's own way */
+        return;    /* subrequests: nginx's own way */
     }
+
+#if (NGX_HTTP_V2)
+    if (r->stream) {
+        return;    /* HTTP/2: the connection's GOAWAY, nginx's own way */
+    }
+#endif
 
     if (c->read->handler != conn_read_handler) {
         ngx_pubsub_http_read_handler = c->read->handler;
