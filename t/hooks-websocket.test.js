@@ -465,13 +465,29 @@ test('tokens: checked before the 101, 401 with the reason; channels claim enforc
 });
 
 test('tokens: a pubsub socket\'s publisher channels are in the token\'s scope', async () => {
+    // SPEC section 11: publishing needs "publish" for the publisher
+    // channels; without it the socket is a subscriber whose messages are
+    // refused (before, "channels" covered both, and a miss refused the 101)
     const ch = chan('room');
-    const tok = jwt({ exp: exp(), channels: ['room*'] });
-    const err = await wsConnect(ngx.wsUrl(`/wstokto/${ch}?to=secret&token=${tok}`)).then(() => null, (e) => e);
+    const tok = jwt({ exp: exp(), channels: ['room*'], publish: ['room*'] });
+    const subOnly = jwt({ exp: exp(), channels: ['room*'] });
+    for (const [t, to] of [[tok, 'secret'], [subOnly, 'secret'], [subOnly, `${ch}b`]]) {
+        const c = await wsConnect(ngx.wsUrl(`/wstokto/${ch}?to=${to}&token=${t}`));
+        await c.send('forged');
+        const closed = await c.closed;
+        assert.equal(closed.code, 1008);
+        assert.equal(closed.reason, 'Publishing not allowed.');
+    }
+    const err = await wsConnect(ngx.wsUrl(`/wstokto/other${ch}?to=${ch}b&token=${tok}`)).then(() => null, (e) => e);
     assert.equal(err?.status, 401);
     assert.equal(err.text, 'token not valid for channel\n');
     const c = await wsConnect(ngx.wsUrl(`/wstokto/${ch}?to=${ch}b&token=${tok}`));
+    await c.send('allowed');
+    await waitUntil(async () => /"messages": ?1/.test((await request(ngx.url(`/pub/${ch}b`),
+        { headers: { Accept: 'application/json' } })).body), { timeout: 3000, what: 'the publish' });
     await c.close();
+    const secret = await request(ngx.url('/pub/secret'), { headers: { Accept: 'application/json' } });
+    assert.equal(secret.status, 404, 'nothing was published to "secret"');
 });
 
 // ------------------------------------------------------------ reload (last)

@@ -127,14 +127,14 @@ test('reasons are specific: malformed vs bad signature', async () => {
 });
 
 test('token in the query string (pubsub_token $arg_token)', async () => {
-    const t = jwt('HS256', { exp: now() + 60 }, SECRET);
+    const t = jwt('HS256', { exp: now() + 60, channels: ['x'] }, SECRET);
     const c = await u.eventsource(ng.url(`/hsarg/x?token=${t}`));
     assert.equal(c.status, 200);
     c.close();
 });
 
 test('RS256: valid accepted; another key, alg mismatch and expiry refused', async () => {
-    const ok = jwt('RS256', { exp: now() + 60 }, rsa.privateKey);
+    const ok = jwt('RS256', { exp: now() + 60, channels: ['a'] }, rsa.privateKey);
     const c = await u.eventsource(ng.url('/rs/a'), { Authorization: `Bearer ${ok}` });
     assert.equal(c.status, 200);
     c.close();
@@ -150,14 +150,15 @@ test('RS256: valid accepted; another key, alg mismatch and expiry refused', asyn
 });
 
 test('ES256 on a publisher: valid publishes, out-of-scope refused', async () => {
-    const ok = jwt('ES256', { exp: now() + 60, channels: ['news'] }, ec.privateKey);
+    // SPEC section 11: publishing needs the "publish" claim
+    const ok = jwt('ES256', { exp: now() + 60, publish: ['news'] }, ec.privateKey);
     let r = await u.request(ng.url('/es/news'), { method: 'POST', body: 'x',
         headers: { Authorization: `Bearer ${ok}` } });
     assert.ok(r.status === 201 || r.status === 202, `status ${r.status}`);
     r = await u.request(ng.url('/es/sports'), { method: 'POST', body: 'x',
         headers: { Authorization: `Bearer ${ok}` } });
     assert.equal(r.status, 401);
-    assert.equal(r.body, 'token not valid for channel\n');
+    assert.equal(r.body, 'token does not allow publishing to channel\n');
 });
 
 test('a bad pubsub_token_key is a configuration error with the reason', () => {

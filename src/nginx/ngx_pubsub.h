@@ -158,7 +158,7 @@ pubsub::ShmAllocator ngx_pubsub_slab_allocator(ngx_slab_pool_t *shpool);
 pubsub::Store *ngx_pubsub_store_for(ngx_pubsub_loc_conf_t *plcf);
 
 /*
- * ngx_pubsub_module.cpp: helpers used by every transport.
+ * module/ngx_pubsub_http.cpp: helpers used by every transport.
  * ngx_pubsub_channels() returns NGX_OK, or NGX_DECLINED after answering
  * the request (or failing): the handler then returns ch->rc.
  */
@@ -178,9 +178,18 @@ ngx_table_elt_t *ngx_pubsub_next_header(ngx_http_request_t *r,
     std::string_view name, ngx_table_elt_t *prev);
 ngx_int_t ngx_pubsub_cors(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_uint_t subscriber);
-/* the Origin check alone, no headers added: NGX_OK, NGX_DECLINED, NGX_ERROR */
+/*
+ * the Origin check alone (SPEC section 11, docs/security.md), no headers
+ * added: NGX_OK, NGX_DECLINED (answer 403), NGX_ERROR
+ */
 ngx_int_t ngx_pubsub_origin_allowed(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf);
+/*
+ * The first query argument called exactly `name` (with or without a value;
+ * *value is raw, not decoded, and may be NULL): 1 when there is one.
+ */
+ngx_uint_t ngx_pubsub_query_arg(ngx_http_request_t *r, std::string_view name,
+    ngx_str_t *value);
 ngx_uint_t ngx_pubsub_is_websocket(ngx_http_request_t *r);
 /* whether r is a subscriber request: a GET/HEAD with a subscriber
  * transport of the location (engines prepare those, see prepare()) */

@@ -1,7 +1,7 @@
 // Tokens as clients send them (pubsub_token): verifyToken() with an HS256
 // key. Half of the inputs are taken as "header JSON \0 payload JSON" and
 // signed with the right key, so that the fuzzer reaches the claim checks
-// (exp, nbf, sub, info, channels) and not only the signature check.
+// (exp, nbf, sub, info, channels, publish) and not only the signature check.
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -36,15 +36,16 @@ std::string sign(std::string_view header, std::string_view payload) {
     unsigned int len = 0;
     HMAC(EVP_sha256(), kSecret.data(), static_cast<int>(kSecret.size()),
          reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len);
-    return input + "." +
-           base64UrlEncode(std::string_view(reinterpret_cast<const char*>(mac), len));
+    return input + "." + base64UrlEncode(std::string_view(reinterpret_cast<const char*>(mac), len));
 }
 
 // signedByUs: the fuzzer signed it (raw inputs may also hold a valid token).
 void checkResult(const TokenResult& r, bool signedByUs) {
     if (!r.ok) {
         check(!r.reason.empty() && r.reason.find('\n') == std::string::npos, "reason");
-        check(!r.allowsChannel("a"), "a refused token allows a channel");
+        check(!r.allows(TokenScope::kSubscribe, "default", "a") &&
+                  !r.allows(TokenScope::kPublish, "default", "a"),
+              "a refused token allows a channel");
         return;
     }
     (void)signedByUs;
@@ -53,10 +54,19 @@ void checkResult(const TokenResult& r, bool signedByUs) {
     if (!r.infoJson.empty()) {
         check(static_cast<bool>(json::parse(r.infoJson)), "info is not JSON");
     }
-    (void)r.allowsChannel("");
-    (void)r.allowsChannel("room/1");
+    (void)r.allows(TokenScope::kSubscribe, "default", "");
+    (void)r.allows(TokenScope::kPublish, "g", "room/1");
+    check(r.hasChannels || !r.allows(TokenScope::kSubscribe, "default", "a"),
+          "no channels claim, yet a channel allowed");
+    check(r.hasPublish || !r.allows(TokenScope::kPublish, "default", "a"),
+          "no publish claim, yet publishing allowed");
     for (const std::string& c : r.channels) {
-        check(r.allowsChannel(c) || (!c.empty() && c.back() == '*'), "listed channel refused");
+        check(r.allows(TokenScope::kSubscribe, "default", c) || (!c.empty() && c.back() == '*'),
+              "listed channel refused");
+    }
+    for (const std::string& c : r.publish) {
+        check(r.allows(TokenScope::kPublish, "default", c) || (!c.empty() && c.back() == '*'),
+              "listed publish channel refused");
     }
 }
 

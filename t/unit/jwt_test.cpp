@@ -66,7 +66,8 @@ std::unique_ptr<TokenKey> esKey() {
 std::string reasonOf(const std::string& tok, const TokenKey& key, std::int64_t now = kNow) {
     TokenResult r = verifyToken(tok, key, now);
     EXPECT_FALSE(r.ok);
-    EXPECT_FALSE(r.allowsChannel("room-1"));
+    EXPECT_FALSE(r.allows(TokenScope::kSubscribe, "default", "room-1"));
+    EXPECT_FALSE(r.allows(TokenScope::kPublish, "default", "room-1"));
     EXPECT_FALSE(r.hasSub);
     EXPECT_TRUE(r.infoJson.empty());
     return r.reason;
@@ -147,15 +148,15 @@ TEST(JwtVerify, ValidTokenOfEachAlgorithm) {
     expectFullClaims(verifyToken(token("es256-valid"), *esKey(), kNow));
 }
 
-TEST(JwtVerify, MinimalTokenHasNoRestrictions) {
+TEST(JwtVerify, MinimalTokenAllowsNoChannel) {
     TokenResult r = verifyToken(token("hs256-minimal"), *hsKey(), kNow);
     ASSERT_TRUE(r.ok) << r.reason;
     EXPECT_FALSE(r.hasSub);
     EXPECT_TRUE(r.sub.empty());
     EXPECT_TRUE(r.infoJson.empty());
     EXPECT_FALSE(r.hasChannels);
-    EXPECT_TRUE(r.allowsChannel("anything"));
-    EXPECT_TRUE(r.allowsChannel(""));
+    EXPECT_FALSE(r.allows(TokenScope::kSubscribe, "default", "anything"));
+    EXPECT_FALSE(r.allows(TokenScope::kPublish, "default", ""));
 }
 
 TEST(JwtVerify, InfoKeptAsRawJson) {
@@ -237,7 +238,7 @@ TEST(JwtVerify, TamperedSignature) {
 }
 
 TEST(JwtVerify, WrongKey) {
-    EXPECT_EQ(reasonOf(token("hs256-valid"), *loadKey("hs256:another-secret-of-enough-length")),
+    EXPECT_EQ(reasonOf(token("hs256-valid"), *loadKey("hs256:another-secret-of-enough-length!")),
               "token signature invalid");
     EXPECT_EQ(reasonOf(token("rs256-valid"), *loadKey("rs256:" + dataPath("rsa-other-pub.pem"))),
               "token signature invalid");
@@ -368,29 +369,93 @@ TEST(JwtVerify, BadClaimTypes) {
 TEST(JwtVerify, Channels) {
     TokenResult r = verifyToken(token("es256-valid"), *esKey(), kNow);
     ASSERT_TRUE(r.ok) << r.reason;
-    EXPECT_TRUE(r.allowsChannel("room-1"));    // exact
-    EXPECT_FALSE(r.allowsChannel("room-10"));  // exact means exact
-    EXPECT_FALSE(r.allowsChannel("room-"));
-    EXPECT_FALSE(r.allowsChannel(""));
-    EXPECT_TRUE(r.allowsChannel("team-"));  // prefix "team-"
-    EXPECT_TRUE(r.allowsChannel("team-blue"));
-    EXPECT_FALSE(r.allowsChannel("team"));
-    EXPECT_FALSE(r.allowsChannel("teams-blue"));
-    EXPECT_FALSE(r.allowsChannel("other"));
+    auto sub = [&r](std::string_view id) {
+        return r.allows(TokenScope::kSubscribe, "default", id);
+    };
+    EXPECT_TRUE(sub("room-1"));    // exact
+    EXPECT_FALSE(sub("room-10"));  // exact means exact
+    EXPECT_FALSE(sub("room-"));
+    EXPECT_FALSE(sub(""));
+    EXPECT_TRUE(sub("team-"));  // prefix "team-"
+    EXPECT_TRUE(sub("team-blue"));
+    EXPECT_FALSE(sub("team"));
+    EXPECT_FALSE(sub("teams-blue"));
+    EXPECT_FALSE(sub("other"));
+    // "channels" is for subscribing only: no "publish" claim, no publishing
+    EXPECT_FALSE(r.hasPublish);
+    EXPECT_FALSE(r.allows(TokenScope::kPublish, "default", "room-1"));
     EXPECT_STREQ(kTokenChannelDenied, "token not valid for channel");
 
     TokenResult empty = verifyToken(token("hs256-channels-empty"), *hsKey(), kNow);
     ASSERT_TRUE(empty.ok) << empty.reason;
     EXPECT_TRUE(empty.hasChannels);
-    EXPECT_FALSE(empty.allowsChannel("room-1"));
-    EXPECT_FALSE(empty.allowsChannel(""));
+    EXPECT_FALSE(empty.allows(TokenScope::kSubscribe, "default", "room-1"));
+    EXPECT_FALSE(empty.allows(TokenScope::kSubscribe, "default", ""));
 
     TokenResult star;
     star.ok = true;
     star.hasChannels = true;
     star.channels = {"*"};
-    EXPECT_TRUE(star.allowsChannel("anything"));
-    EXPECT_TRUE(star.allowsChannel(""));
+    EXPECT_TRUE(star.allows(TokenScope::kSubscribe, "default", "anything"));
+    EXPECT_TRUE(star.allows(TokenScope::kSubscribe, "default", ""));
+    EXPECT_TRUE(star.allows(TokenScope::kSubscribe, "tenant", "anything"));
+    EXPECT_FALSE(star.allows(TokenScope::kPublish, "default", "anything"));
+}
+
+TEST(JwtVerify, AbsentClaimsAllowNothing) {
+    // SPEC section 11: a token without the claim for an action does not allow it
+    TokenResult r = verifyToken(token("hs256-minimal"), *hsKey(), kNow);
+    ASSERT_TRUE(r.ok) << r.reason;
+    EXPECT_FALSE(r.hasChannels);
+    EXPECT_FALSE(r.hasPublish);
+    EXPECT_FALSE(r.allows(TokenScope::kSubscribe, "default", "room-1"));
+    EXPECT_FALSE(r.allows(TokenScope::kPublish, "default", "room-1"));
+    EXPECT_FALSE(r.allows(TokenScope::kSubscribe, "default", ""));
+}
+
+TEST(JwtVerify, PublishIsItsOwnClaim) {
+    TokenResult r;
+    r.ok = true;
+    r.hasPublish = true;
+    r.publish = {"news", "feed-*"};
+    EXPECT_TRUE(r.allows(TokenScope::kPublish, "default", "news"));
+    EXPECT_TRUE(r.allows(TokenScope::kPublish, "default", "feed-1"));
+    EXPECT_FALSE(r.allows(TokenScope::kPublish, "default", "newsroom"));
+    // publishing does not give subscribing
+    EXPECT_FALSE(r.allows(TokenScope::kSubscribe, "default", "news"));
+    r.ok = false;
+    EXPECT_FALSE(r.allows(TokenScope::kPublish, "default", "news"));
+}
+
+TEST(JwtVerify, GroupIsPartOfTheName) {
+    // "room1" of group "default" is "room1"; of group "acme", "acme/room1"
+    EXPECT_TRUE(tokenPatternMatches("room1", "default", "room1"));
+    EXPECT_TRUE(tokenPatternMatches("room1", "", "room1"));
+    EXPECT_FALSE(tokenPatternMatches("room1", "acme", "room1"));
+    EXPECT_FALSE(tokenPatternMatches("room*", "acme", "room1"));
+    EXPECT_TRUE(tokenPatternMatches("acme/room1", "acme", "room1"));
+    EXPECT_FALSE(tokenPatternMatches("acme/room1", "acme", "room10"));
+    EXPECT_FALSE(tokenPatternMatches("acme/room1", "acmes", "room1"));
+    EXPECT_FALSE(tokenPatternMatches("acme/room1", "acm", "e/room1"));
+    EXPECT_TRUE(tokenPatternMatches("acme/*", "acme", "room1"));
+    EXPECT_TRUE(tokenPatternMatches("acme/*", "acme", ""));
+    EXPECT_FALSE(tokenPatternMatches("acme/*", "acmeco", "room1"));
+    EXPECT_TRUE(tokenPatternMatches("ac*", "acme", "room1"));
+    EXPECT_TRUE(tokenPatternMatches("acme*", "acme", "room1"));
+    EXPECT_TRUE(tokenPatternMatches("acme/ro*", "acme", "room1"));
+    EXPECT_FALSE(tokenPatternMatches("acme/ro*", "acme", "r"));
+    EXPECT_TRUE(tokenPatternMatches("*", "acme", "room1"));
+    EXPECT_FALSE(tokenPatternMatches("", "acme", "room1"));
+    EXPECT_TRUE(tokenPatternMatches("", "default", ""));
+    EXPECT_FALSE(tokenPatternMatches("acme/", "acme", "room1"));
+    EXPECT_TRUE(tokenPatternMatches("acme/", "acme", ""));
+
+    TokenResult r;
+    r.ok = true;
+    r.hasChannels = true;
+    r.channels = {"room1"};
+    EXPECT_TRUE(r.allows(TokenScope::kSubscribe, "default", "room1"));
+    EXPECT_FALSE(r.allows(TokenScope::kSubscribe, "tenant-b", "room1"));
 }
 
 TEST(JwtVerify, Es256RejectsDerSignature) {
@@ -434,10 +499,10 @@ TEST(TokenKey, LoadsEachAlgorithm) {
     EXPECT_EQ(hsKey()->algorithm(), TokenAlgorithm::HS256);
     EXPECT_EQ(rsKey()->algorithm(), TokenAlgorithm::RS256);
     EXPECT_EQ(esKey()->algorithm(), TokenAlgorithm::ES256);
-    EXPECT_EQ(loadKey("HS256:x")->algorithm(), TokenAlgorithm::HS256);
+    EXPECT_EQ(loadKey("HS256:" + std::string(32, 'x'))->algorithm(), TokenAlgorithm::HS256);
     EXPECT_EQ(loadKey("Es256:" + dataPath("ec-pub.pem"))->algorithm(), TokenAlgorithm::ES256);
     // A secret may itself contain ':'.
-    EXPECT_NE(loadKey("hs256:a:b:c"), nullptr);
+    EXPECT_NE(loadKey("hs256:a:b:c:" + std::string(26, 'x')), nullptr);
     EXPECT_STREQ(tokenAlgorithmName(TokenAlgorithm::ES256), "ES256");
 }
 
@@ -474,6 +539,12 @@ TEST(TokenKey, BadSpecs) {
               "unknown token algorithm \"none\" (expected hs256, rs256 "
               "or es256)");
     EXPECT_EQ(keyError("hs256:"), "hs256 secret is empty");
+    // SPEC section 11: HS256 secrets shorter than 32 bytes are refused
+    EXPECT_EQ(keyError("hs256:x"),
+              "hs256 secret is 1 bytes long, at least 32 are needed "
+              "(e.g. openssl rand -base64 48)");
+    EXPECT_EQ(keyError("hs256:" + std::string(31, 's')).find("hs256 secret is 31 bytes long"), 0u);
+    EXPECT_NE(loadKey("hs256:" + std::string(32, 's')), nullptr);
     EXPECT_EQ(keyError("rs256:"), "rs256 needs the path of a PEM public key file");
     EXPECT_EQ(keyError("es256:"), "es256 needs the path of a PEM public key file");
 }

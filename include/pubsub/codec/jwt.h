@@ -12,11 +12,16 @@
 //   sub       optional non-empty string: the presence id.
 //   info      optional, any JSON value: presence info, kept as its exact raw JSON
 //             text (TokenResult::infoJson).
-//   channels  optional array of strings: the channel ids the token is valid for.
-//             An entry ending in '*' matches every id starting with the part before
-//             the '*' (so "*" alone matches all). When the claim is ABSENT the
-//             token carries no channel restriction (every channel is allowed); an
-//             EMPTY array allows no channel at all.
+//   channels  optional array of strings: the channels the token may subscribe to
+//             and read the presence of (TokenScope::kSubscribe).
+//   publish   optional array of strings: the channels the token may publish to,
+//             over HTTP or WebSocket (TokenScope::kPublish).
+//             In both, an entry ending in '*' matches every name starting with the
+//             part before the '*' (so "*" alone matches all); any other entry
+//             matches exactly. A channel's name is its id in group "default", and
+//             "group/id" in any other group. A token WITHOUT the claim of an
+//             action does not allow that action on any channel (SPEC section 11:
+//             tokens say what they allow); an empty array allows nothing either.
 // Other claims (iat, iss, aud, ...) are ignored.
 //
 // Nothing here throws; nothing keeps global state. Reasons are short, one line,
@@ -40,8 +45,25 @@ const char* tokenAlgorithmName(TokenAlgorithm alg);
 // Tokens longer than this (after stripping "Bearer ") are refused unread.
 constexpr std::size_t kMaxTokenLength = 8192;
 
-// The reason TokenResult::allowsChannel() failures should be reported with.
+// The reasons TokenResult::allows() failures should be reported with.
 constexpr const char* kTokenChannelDenied = "token not valid for channel";
+constexpr const char* kTokenPublishDenied = "token does not allow publishing to channel";
+// ... and a presence query about another user than the token's sub.
+constexpr const char* kTokenUserDenied = "token not valid for user";
+
+// HS256 secrets shorter than this are refused (RFC 7518 section 3.2: a key of at
+// least the hash's size).
+constexpr std::size_t kMinHs256SecretLength = 32;
+
+// What a token is asked to allow.
+enum class TokenScope {
+    kSubscribe,  // the "channels" claim: subscribe, read presence
+    kPublish,    // the "publish" claim: publish over HTTP or WebSocket
+};
+
+// Whether one claim entry `pattern` matches the channel `id` of `group`
+// (the name "id" in group "default", "group/id" in any other).
+bool tokenPatternMatches(std::string_view pattern, std::string_view group, std::string_view id);
 
 struct TokenResult;
 
@@ -54,7 +76,7 @@ class TokenKey {
 public:
     // Parses "hs256:SECRET", "rs256:/path/pub.pem" or "es256:/path/pub.pem" (the
     // algorithm prefix is case-insensitive). The secret is taken as raw bytes and
-    // must not be empty (RFC 7518 wants >= 32 bytes for HS256). The PEM file must
+    // must be at least kMinHs256SecretLength (32) bytes long. The PEM file must
     // hold a public key ("-----BEGIN PUBLIC KEY-----", or "BEGIN RSA PUBLIC KEY"
     // for RSA; private keys and certificates are refused with a hint): an RSA key
     // of >= 2048 bits for rs256, an EC P-256 key for es256. The path is used as
@@ -80,13 +102,16 @@ struct TokenResult {
     bool hasSub = false;
     std::string sub;           // the "sub" claim, decoded
     std::string infoJson;      // raw JSON text of "info"; empty when absent
-    bool hasChannels = false;  // false: no "channels" claim, no restriction
+    bool hasChannels = false;  // false: no "channels" claim, subscribes nowhere
     std::vector<std::string> channels;
+    bool hasPublish = false;  // false: no "publish" claim, publishes nowhere
+    std::vector<std::string> publish;
     std::int64_t exp = 0;  // "exp", rounded down to whole seconds
 
-    // True when the token may be used for channel `id` (see the header comment
-    // for the matching rules). Always false for a token that is not ok.
-    bool allowsChannel(std::string_view id) const;
+    // True when the token allows `scope` on channel `id` of `group` (see the
+    // header comment for the matching rules). Always false for a token that is
+    // not ok, and for a scope whose claim the token does not have.
+    bool allows(TokenScope scope, std::string_view group, std::string_view id) const;
 };
 
 // Returns the token inside an Authorization-style value: surrounding spaces/tabs
@@ -98,7 +123,7 @@ std::string_view stripBearer(std::string_view value);
 // against `key` at time `now` (seconds since the epoch). Checks, in order:
 // presence ("token missing"), length ("token too long"), shape (3 segments),
 // header (base64url, JSON object, alg == key's), signature, payload (base64url,
-// JSON object), claims (exp, nbf, sub, info, channels). Never throws.
+// JSON object), claims (exp, nbf, sub, info, channels, publish). Never throws.
 TokenResult verifyToken(std::string_view token, const TokenKey& key, std::int64_t now) noexcept;
 
 // Strict base64url (RFC 4648 section 5) without padding, as JWS uses it: only

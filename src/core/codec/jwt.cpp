@@ -7,6 +7,7 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -286,6 +287,30 @@ std::int64_t clampToInt64(double d) {
     return static_cast<std::int64_t>(f);
 }
 
+// Reads the optional claim `name`, an array of strings, into `out`; false with
+// `reason` set when it is there but not an array of strings.
+bool readPatterns(const json::Value& payload, const char* name, bool& has,
+                  std::vector<std::string>& out, std::string& reason) {
+    const json::Value* v = payload.find(name);
+    if (v == nullptr) {
+        return true;
+    }
+    if (!v->isArray()) {
+        reason = std::string("token malformed: ") + name + " is not an array of strings";
+        return false;
+    }
+    out.reserve(v->items().size());
+    for (const json::Value& item : v->items()) {
+        if (!item.isString()) {
+            reason = std::string("token malformed: ") + name + " is not an array of strings";
+            return false;
+        }
+        out.push_back(item.asString());
+    }
+    has = true;
+    return true;
+}
+
 // Fills `r` (which starts out !ok); returns with r.reason set on failure.
 void verifyInto(TokenResult& r, std::string_view token, const TokenKey::Impl* key,
                 std::int64_t now) {
@@ -431,20 +456,9 @@ void verifyInto(TokenResult& r, std::string_view token, const TokenKey::Impl* ke
     if (const json::Value* info = p.find("info")) {
         r.infoJson.assign(doc.raw(*info));
     }
-    if (const json::Value* channels = p.find("channels")) {
-        if (!channels->isArray()) {
-            r.reason = "token malformed: channels is not an array of strings";
-            return;
-        }
-        r.channels.reserve(channels->items().size());
-        for (const json::Value& item : channels->items()) {
-            if (!item.isString()) {
-                r.reason = "token malformed: channels is not an array of strings";
-                return;
-            }
-            r.channels.push_back(item.asString());
-        }
-        r.hasChannels = true;
+    if (!readPatterns(p, "channels", r.hasChannels, r.channels, r.reason) ||
+        !readPatterns(p, "publish", r.hasPublish, r.publish, r.reason)) {
+        return;
     }
     r.exp = clampToInt64(exp->asNumber());
     r.ok = true;
@@ -538,6 +552,12 @@ std::unique_ptr<TokenKey> TokenKey::load(std::string_view spec, std::string& err
                 error = "hs256 secret is empty";
                 return nullptr;
             }
+            if (rest.size() < kMinHs256SecretLength) {
+                error = "hs256 secret is " + std::to_string(rest.size()) +
+                        " bytes long, at least " + std::to_string(kMinHs256SecretLength) +
+                        " are needed (e.g. openssl rand -base64 48)";
+                return nullptr;
+            }
             if (rest.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
                 error = "hs256 secret is too long";
                 return nullptr;
@@ -589,11 +609,14 @@ TokenResult verifyToken(std::string_view token, const TokenKey& key, std::int64_
             r.infoJson.clear();
             r.hasChannels = false;
             r.channels.clear();
+            r.hasPublish = false;
+            r.publish.clear();
         }
     } catch (...) {  // only std::bad_alloc can get here
         r.ok = false;
         r.hasSub = false;
         r.hasChannels = false;
+        r.hasPublish = false;
         try {
             r.reason = "token rejected: out of memory";
         } catch (...) {
@@ -602,20 +625,44 @@ TokenResult verifyToken(std::string_view token, const TokenKey& key, std::int64_
     return r;
 }
 
-bool TokenResult::allowsChannel(std::string_view id) const {
+bool tokenPatternMatches(std::string_view pattern, std::string_view group, std::string_view id) {
+    // the channel's name, in pieces: "id" in group "default", "group/id" in any other
+    const bool qualified = !group.empty() && group != "default";
+    const std::string_view pieces[3] = {qualified ? group : std::string_view(),
+                                        qualified ? std::string_view("/") : std::string_view(), id};
+    const bool prefix = !pattern.empty() && pattern.back() == '*';
+    if (prefix) {
+        pattern.remove_suffix(1);
+    }
+    std::size_t length = 0;
+    for (std::string_view piece : pieces) {
+        length += piece.size();
+    }
+    if (prefix ? length < pattern.size() : length != pattern.size()) {
+        return false;
+    }
+    // the name starts with the pattern (the whole name, when exact)
+    for (std::string_view piece : pieces) {
+        const std::size_t n = std::min(piece.size(), pattern.size());
+        if (piece.substr(0, n) != pattern.substr(0, n)) {
+            return false;
+        }
+        pattern.remove_prefix(n);
+    }
+    return true;
+}
+
+bool TokenResult::allows(TokenScope scope, std::string_view group, std::string_view id) const {
     if (!ok) {
         return false;
     }
-    if (!hasChannels) {
-        return true;
+    const bool has = scope == TokenScope::kSubscribe ? hasChannels : hasPublish;
+    const std::vector<std::string>& patterns = scope == TokenScope::kSubscribe ? channels : publish;
+    if (!has) {
+        return false;
     }
-    for (const std::string& entry : channels) {
-        if (!entry.empty() && entry.back() == '*') {
-            const std::string_view prefix(entry.data(), entry.size() - 1);
-            if (id.substr(0, prefix.size()) == prefix) {
-                return true;
-            }
-        } else if (id == entry) {
+    for (const std::string& entry : patterns) {
+        if (tokenPatternMatches(entry, group, id)) {
             return true;
         }
     }

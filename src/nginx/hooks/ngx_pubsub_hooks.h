@@ -10,9 +10,9 @@
  * hook is pending only cancels the callback.
  *
  * Authorize and tokens run in nginx's access phase for every request that
- * reaches a pubsub location (OPTIONS excepted), WebSocket handshakes
- * included: content handlers only run for accepted requests and need to do
- * nothing for them.
+ * reaches a pubsub location or a presence API location (OPTIONS excepted),
+ * WebSocket handshakes included: content handlers only run for accepted
+ * requests and need to do nothing for them.
  */
 
 #ifndef _NGX_PUBSUB_HOOKS_H_INCLUDED_
@@ -50,6 +50,19 @@ ngx_str_t ngx_pubsub_transport_name(ngx_uint_t transport);
 
 /* whether pubsub_publisher_upstream_request applies to r's location */
 ngx_uint_t ngx_pubsub_hook_has_upstream(ngx_http_request_t *r);
+
+/*
+ * whether pubsub_authorize_request applies to r's location (it may read
+ * cookies: cross-origin requests need listed origins there, SPEC section 11)
+ */
+ngx_uint_t ngx_pubsub_hook_has_authorize(ngx_http_request_t *r);
+
+/*
+ * whether the token of r, a WebSocket that both subscribes and publishes,
+ * lets it publish (its "publish" claim covers the publisher channels); 1
+ * without a token
+ */
+ngx_uint_t ngx_pubsub_token_may_publish(ngx_http_request_t *r);
 
 /*
  * POSTs `body` (Content-Type `ct`) to pubsub_publisher_upstream_request.

@@ -1,10 +1,11 @@
 /*
  * ngx_pubsub hooks: the access phase (docs/hooks.md, "Authorize";
- * docs/tokens.md).  For every request that reaches a pubsub location
- * (OPTIONS excepted, WebSocket handshakes included): the token is checked
- * first (pubsub_token_key: JWT, its channel scope, its sub as the presence
- * identity), then the authorize hook is sent and the request waits for it;
- * a refusal or a failed hook is the client's answer.
+ * docs/tokens.md; SPEC section 11).  For every request that reaches a
+ * pubsub location or a presence API location (OPTIONS excepted, WebSocket
+ * handshakes included): the token is checked first (pubsub_token_key: JWT,
+ * its channel scope, its sub as the presence identity), then the authorize
+ * hook is sent and the request waits for it; a refusal or a failed hook is
+ * the client's answer.
  */
 
 #include "ngx_pubsub_hooks_internal.h"
@@ -44,12 +45,63 @@ ngx_pubsub_hook_respond_401(ngx_http_request_t *r,
 }
 
 
+/*
+ * The token's scope (SPEC section 11, docs/tokens.md): "channels" for
+ * subscribing and presence reads, "publish" for publishing; the reason of
+ * a refusal, or NULL.  A WebSocket that both subscribes and publishes is
+ * a subscriber: without "publish" for its publisher channels it stays
+ * one, and the messages it sends are refused (ctx->publish_denied).
+ */
+static const char *
+ngx_pubsub_hook_token_scope(ngx_pubsub_hooks_loc_conf_t *hlcf,
+    ngx_pubsub_hook_ctx_t *ctx, const pubsub::TokenResult &res)
+{
+    ngx_uint_t              i;
+    std::string_view        group = ngx_pubsub_sv(ctx->group);
+    pubsub::TokenScope      scope;
+
+    if (ctx->role_presence && ctx->has_user) {
+        /* a user's whereabouts: that user's token, or the authorize hook */
+        if ((res.hasSub && res.sub == ngx_pubsub_sv(ctx->user))
+            || ngx_pubsub_hook_active(hlcf->authorize))
+        {
+            return NULL;
+        }
+
+        return pubsub::kTokenUserDenied;
+    }
+
+    scope = (ctx->role_sub || ctx->role_presence)
+            ? pubsub::TokenScope::kSubscribe : pubsub::TokenScope::kPublish;
+
+    for (i = 0; i < ctx->nids; i++) {
+        if (!res.allows(scope, group, ngx_pubsub_sv(ctx->ids[i]))) {
+            return scope == pubsub::TokenScope::kSubscribe
+                   ? pubsub::kTokenChannelDenied
+                   : pubsub::kTokenPublishDenied;
+        }
+    }
+
+    for (i = 0; i < ctx->npub_ids; i++) {
+        if (!res.allows(pubsub::TokenScope::kPublish, group,
+                        ngx_pubsub_sv(ctx->pub_ids[i])))
+        {
+            ctx->publish_denied = 1;
+            break;
+        }
+    }
+
+    return NULL;
+}
+
+
 static ngx_int_t
 ngx_pubsub_hook_check_token(ngx_http_request_t *r,
     ngx_pubsub_hooks_loc_conf_t *hlcf, ngx_pubsub_loc_conf_t *plcf,
     ngx_pubsub_hook_ctx_t *ctx)
 {
     ngx_str_t            value;
+    const char          *denied;
     pubsub::TokenResult  res;
 
     if (ngx_http_complex_value(r, hlcf->token, &value) != NGX_OK) {
@@ -63,20 +115,22 @@ ngx_pubsub_hook_check_token(ngx_http_request_t *r,
         return ngx_pubsub_hook_respond_401(r, plcf, ctx, res.reason);
     }
 
-    for (ngx_uint_t i = 0; i < ctx->nids + ctx->npub_ids; i++) {
-        ngx_str_t id = (i < ctx->nids) ? ctx->ids[i]
-                                       : ctx->pub_ids[i - ctx->nids];
-
-        if (!res.allowsChannel(ngx_pubsub_sv(id))) {
-            return ngx_pubsub_hook_respond_401(r, plcf, ctx,
-                       pubsub::kTokenChannelDenied);
-        }
+    denied = ngx_pubsub_hook_token_scope(hlcf, ctx, res);
+    if (denied) {
+        return ngx_pubsub_hook_respond_401(r, plcf, ctx, denied);
     }
 
     if (res.hasSub) {
         ctx->ident.presence_id = ngx_pubsub_pstr(r->pool, res.sub);
         ctx->ident.presence_info = ngx_pubsub_pstr(r->pool, res.infoJson);
-        ctx->ident.presence_info.len = res.infoJson.size();
+
+        /* ngx_pubsub_pstr() gives an empty string when out of memory */
+        if (ctx->ident.presence_id.len != res.sub.size()
+            || ctx->ident.presence_info.len != res.infoJson.size())
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         ctx->has_ident = 1;
     }
 
@@ -288,7 +342,7 @@ ngx_pubsub_hooks_access_impl(ngx_http_request_t *r)
 
     plcf = static_cast<ngx_pubsub_loc_conf_t *>(
                ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
-    if (plcf->roles == 0) {
+    if (plcf->roles == 0 && !plcf->presence_api) {
         return NGX_DECLINED;
     }
 
@@ -315,7 +369,8 @@ ngx_pubsub_hooks_access_impl(ngx_http_request_t *r)
     }
 
     /* requests the content handler refuses anyway (405, 406, 400, 403) */
-    if ((!ctx->role_sub && !ctx->role_pub) || ctx->bad_ids
+    if ((!ctx->role_sub && !ctx->role_pub && !ctx->role_presence)
+        || ctx->bad_ids
         || ngx_pubsub_origin_allowed(r, plcf) != NGX_OK)
     {
         ctx->auth_state = NGX_PUBSUB_AUTH_ACCEPTED;
@@ -357,4 +412,22 @@ ngx_pubsub_hooks_access(ngx_http_request_t *r)
     });
 
     return rc == NGX_ERROR ? NGX_HTTP_INTERNAL_SERVER_ERROR : rc;
+}
+
+
+ngx_uint_t
+ngx_pubsub_hook_has_authorize(ngx_http_request_t *r)
+{
+    return ngx_pubsub_hook_active(ngx_pubsub_hooks_conf(r)->authorize);
+}
+
+
+ngx_uint_t
+ngx_pubsub_token_may_publish(ngx_http_request_t *r)
+{
+    ngx_pubsub_hook_ctx_t  *ctx;
+
+    ctx = ngx_pubsub_hook_find_ctx(r);
+
+    return (ctx == NULL || !ctx->publish_denied) ? 1 : 0;
 }

@@ -1,8 +1,9 @@
 /*
  * ngx_pubsub hooks: the per-request context (ngx_pubsub_hook_ctx_t) that
  * every hook file uses: what a client's request is (subscriber, publisher,
- * transport), its channel ids, its identity (a token's or the authorize
- * hook's), its message ids, and the access check's state.  A detached hook
+ * transport, presence API query), its channel ids and group, its identity
+ * (a token's or the authorize hook's), its message ids, and the access
+ * check's state.  A detached hook
  * request has one too: the hook location's variables read it.
  */
 
@@ -116,6 +117,79 @@ ngx_pubsub_hook_eval_ids(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 }
 
 
+/* the channel group of evaluated ids: their key is "group/id" */
+static void
+ngx_pubsub_hook_set_group(ngx_pubsub_hook_ctx_t *ctx,
+    ngx_pubsub_channels_t *ch)
+{
+    if (ch->n == 0 || ch->key[0].len <= ch->id[0].len) {
+        return;
+    }
+
+    ctx->group.data = ch->key[0].data;
+    ctx->group.len = ch->key[0].len - ch->id[0].len - 1;
+}
+
+
+/*
+ * A presence API GET: a user's state (?user=, as the API reads it: the
+ * first argument of that exact name, URL-decoded) or a channel's members.
+ */
+static ngx_int_t
+ngx_pubsub_hook_classify_presence(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_hook_ctx_t *ctx)
+{
+    ngx_int_t               rc;
+    ngx_str_t               v;
+    u_char                 *dst, *src;
+    ngx_pubsub_channels_t  *ch;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_OK;    /* 405 */
+    }
+
+    ctx->role_presence = 1;
+    ctx->sub_type = ngx_pubsub_hook_cstr("presence-api");
+
+    if (ngx_pubsub_query_arg(r, "user", &v)) {
+        ctx->has_user = 1;
+
+        if (v.len) {
+            dst = static_cast<u_char *>(ngx_pnalloc(r->pool, v.len));
+            if (dst == NULL) {
+                return NGX_ERROR;
+            }
+
+            ctx->user.data = dst;
+            src = v.data;
+            ngx_unescape_uri(&dst, &src, v.len, 0);
+            ctx->user.len = dst - ctx->user.data;
+        }
+
+        return NGX_OK;
+    }
+
+    ch = static_cast<ngx_pubsub_channels_t *>(
+             ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
+    if (ch == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_pubsub_hook_eval_ids(r, plcf, 0, ch, &ctx->nids, &ctx->ids);
+
+    if (rc == NGX_DECLINED) {
+        ctx->bad_ids = 1;    /* 400 */
+        return NGX_OK;
+    }
+
+    if (rc == NGX_OK) {
+        ngx_pubsub_hook_set_group(ctx, ch);
+    }
+
+    return rc;
+}
+
+
 /* what the request is (roles, transport) and its channel ids */
 static ngx_int_t
 ngx_pubsub_hook_classify(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
@@ -124,8 +198,14 @@ ngx_pubsub_hook_classify(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_int_t               rc;
     ngx_pubsub_channels_t  *ch;
 
+    ngx_str_set(&ctx->group, "default");
+
     if (r->method == NGX_HTTP_OPTIONS) {
         return NGX_OK;
+    }
+
+    if (plcf->presence_api) {
+        return ngx_pubsub_hook_classify_presence(r, plcf, ctx);
     }
 
     ngx_pubsub_hook_roles(r, plcf, ctx);
@@ -142,6 +222,10 @@ ngx_pubsub_hook_classify(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     rc = ngx_pubsub_hook_eval_ids(r, plcf, ctx->role_sub ? 0 : 1, ch,
                                   &ctx->nids, &ctx->ids);
+
+    if (rc == NGX_OK) {
+        ngx_pubsub_hook_set_group(ctx, ch);
+    }
 
     /*
      * A WebSocket that subscribes and publishes: its publisher channels
@@ -175,7 +259,7 @@ ngx_pubsub_hook_bare_ctx(ngx_http_request_t *r)
 
     plcf = static_cast<ngx_pubsub_loc_conf_t *>(
                ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
-    if (plcf->roles == 0) {
+    if (plcf->roles == 0 && !plcf->presence_api) {
         return NULL;
     }
 

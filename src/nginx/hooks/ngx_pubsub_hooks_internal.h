@@ -83,7 +83,12 @@ typedef struct {
     ngx_uint_t                    has_ident;
     ngx_uint_t                    role_sub;
     ngx_uint_t                    role_pub;
+    ngx_uint_t                    role_presence;    /* presence API GET */
     ngx_uint_t                    bad_ids;
+    ngx_str_t                     group;        /* of the ids; "default" */
+    ngx_uint_t                    has_user;     /* presence API ?user= */
+    ngx_str_t                     user;         /* ... decoded */
+    ngx_uint_t                    publish_denied;   /* by the token */
 
     ngx_uint_t                    auth_state;
     ngx_uint_t                    auth_status;

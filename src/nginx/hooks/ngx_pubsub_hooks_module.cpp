@@ -472,6 +472,43 @@ ngx_pubsub_hooks_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         static_cast<ngx_pubsub_hooks_loc_conf_t *>(parent);
     ngx_pubsub_hooks_loc_conf_t  *conf =
         static_cast<ngx_pubsub_hooks_loc_conf_t *>(child);
+    ngx_pubsub_loc_conf_t        *plcf;
+
+    /*
+     * A presence API location (written here: the role is not inherited)
+     * runs the token and authorize checks; the other hooks cannot apply
+     * there, and nginx -t says so (SPEC section 11) rather than ignore them.
+     */
+    plcf = static_cast<ngx_pubsub_loc_conf_t *>(
+               ngx_http_conf_get_module_loc_conf(cf, ngx_pubsub_module));
+
+    if (plcf->presence_api == 1) {
+        const struct {
+            const char  *name;
+            ngx_uint_t   set;
+        } hooks[] = {
+            { "pubsub_subscribe_request",
+              ngx_pubsub_hook_active(conf->subscribe) },
+            { "pubsub_unsubscribe_request",
+              ngx_pubsub_hook_active(conf->unsubscribe) },
+            { "pubsub_publisher_upstream_request",
+              ngx_pubsub_hook_active(conf->upstream) },
+            { "pubsub_presence_request",
+              conf->presence != NGX_CONF_UNSET_UINT && conf->presence != 0 },
+            { "pubsub_longpoll_session_grace",
+              conf->poll_grace != NGX_CONF_UNSET_MSEC },
+        };
+
+        for (const auto &h : hooks) {
+            if (h.set) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"%s\" cannot apply in a "
+                                   "pubsub_presence_api location (it has no "
+                                   "subscribers or publishers)", h.name);
+                return static_cast<char *>(NGX_CONF_ERROR);
+            }
+        }
+    }
 
     if (conf->authorize == NULL) {
         conf->authorize = prev->authorize;
@@ -581,7 +618,7 @@ ngx_pubsub_token_key_cleanup(void *data)
 
 
 static char *
-ngx_pubsub_token_key_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_pubsub_token_key_parse(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_pubsub_hooks_loc_conf_t  *hlcf =
         static_cast<ngx_pubsub_hooks_loc_conf_t *>(conf);
@@ -654,6 +691,22 @@ ngx_pubsub_token_key_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     cln->data = hlcf->token_key;
 
     return NGX_CONF_OK;
+}
+
+
+/* the directive's handler: nothing may throw into nginx (std::bad_alloc) */
+static char *
+ngx_pubsub_token_key_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    try {
+        return ngx_pubsub_token_key_parse(cf, cmd, conf);
+
+    } catch (...) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_token_key: out of memory");
+    }
+
+    return static_cast<char *>(NGX_CONF_ERROR);
 }
 
 

@@ -4,7 +4,8 @@
  * configuration, address, headers (hop-by-hop and pubsub's own left out),
  * URI, method, channel ids, identity - copied into a pool of the hook's,
  * so that a hook never depends on the client still being there; and the
- * hook's URI, with the client's query string appended.
+ * hook's URI, with the client's query string merged after its own
+ * arguments (which the client cannot override).
  */
 
 #include "ngx_pubsub_hooks_internal.h"
@@ -25,14 +26,138 @@ ngx_pubsub_hook_skip_header(ngx_str_t key)
 }
 
 
-/* the hook URI of r, split into path and arguments (the client's appended) */
+/*
+ * The name of the argument `kv` ("name=value") as backends may read it,
+ * into dst (room for kv.len bytes): URL-decoded ("+" is a space), lower
+ * case (nginx's $arg_x and some frameworks ignore case), "." and " " as
+ * "_" (PHP), cut at "[" (PHP and Rails arrays: "a[]=1" is "a").
+ */
+static ngx_str_t
+ngx_pubsub_hook_arg_name(ngx_str_t kv, u_char *dst)
+{
+    u_char     *p, *src, *eq;
+    ngx_str_t   name;
+
+    eq = ngx_strlchr(kv.data, kv.data + kv.len, '=');
+
+    p = dst;
+    src = kv.data;
+    ngx_unescape_uri(&p, &src, (eq ? eq : kv.data + kv.len) - kv.data, 0);
+
+    name.data = dst;
+    name.len = p - dst;
+
+    for (p = dst; p < dst + name.len; p++) {
+        if (*p == '[') {
+            name.len = p - dst;
+            break;
+        }
+
+        if (*p == '+' || *p == ' ' || *p == '.') {
+            *p = '_';
+        }
+
+        *p = ngx_tolower(*p);
+    }
+
+    return name;
+}
+
+
+/* the next argument of `args` from *pos ("a=1&b=2"), empty ones skipped */
+static ngx_uint_t
+ngx_pubsub_hook_next_arg(ngx_str_t args, size_t *pos, ngx_str_t *kv)
+{
+    u_char  *p, *end, *amp;
+
+    end = args.data + args.len;
+
+    while (*pos < args.len) {
+        p = args.data + *pos;
+        amp = ngx_strlchr(p, end, '&');
+
+        kv->data = p;
+        kv->len = (amp ? amp : end) - p;
+        *pos += kv->len + 1;
+
+        if (kv->len) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The hook's arguments: its URI's own, then the client's query (SPEC
+ * section 11, docs/hooks.md): the client's arguments whose name is also
+ * one of the URI's (as a backend reads names: ngx_pubsub_hook_arg_name)
+ * are dropped, so the client can neither override nor duplicate them.
+ */
+static ngx_int_t
+ngx_pubsub_hook_args(ngx_http_request_t *r, ngx_pool_t *pool, ngx_str_t own,
+    ngx_str_t *args)
+{
+    u_char      *p, *names, *buf;
+    size_t       pos, npos;
+    ngx_str_t    kv, okv, name, oname;
+    ngx_uint_t   dup;
+
+    args->len = 0;
+    args->data = NULL;
+
+    if (own.len + r->args.len == 0) {
+        return NGX_OK;
+    }
+
+    args->data = static_cast<u_char *>(
+                     ngx_pnalloc(pool, own.len + 1 + r->args.len));
+    names = static_cast<u_char *>(ngx_pnalloc(pool, own.len + 1));
+    buf = static_cast<u_char *>(ngx_pnalloc(pool, r->args.len + 1));
+    if (args->data == NULL || names == NULL || buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(args->data, own.data, own.len);
+
+    pos = 0;
+
+    while (ngx_pubsub_hook_next_arg(r->args, &pos, &kv)) {
+        name = ngx_pubsub_hook_arg_name(kv, buf);
+        dup = 0;
+        npos = 0;
+
+        while (!dup && ngx_pubsub_hook_next_arg(own, &npos, &okv)) {
+            oname = ngx_pubsub_hook_arg_name(okv, names);
+            dup = (oname.len == name.len
+                   && ngx_memcmp(oname.data, name.data, name.len) == 0);
+        }
+
+        if (dup) {
+            continue;
+        }
+
+        if (p != args->data) {
+            *p++ = '&';
+        }
+
+        p = ngx_cpymem(p, kv.data, kv.len);
+    }
+
+    args->len = p - args->data;
+
+    return NGX_OK;
+}
+
+
+/* the hook URI of r, split into path and arguments (the client's merged) */
 ngx_int_t
 ngx_pubsub_hook_target(ngx_http_request_t *r, ngx_http_complex_value_t *cv,
     ngx_pool_t *pool, ngx_str_t *uri, ngx_str_t *args)
 {
-    ngx_str_t   v;
-    u_char     *q, *p;
-    size_t      own;
+    ngx_str_t   v, own;
+    u_char     *q;
 
     if (ngx_http_complex_value(r, cv, &v) != NGX_OK) {
         return NGX_ERROR;
@@ -48,34 +173,14 @@ ngx_pubsub_hook_target(ngx_http_request_t *r, ngx_http_complex_value_t *cv,
 
     uri->data = v.data;
     uri->len = q ? (size_t) (q - v.data) : v.len;
-    own = q ? (size_t) (v.data + v.len - q - 1) : 0;
-
-    args->len = own + (own && r->args.len ? 1 : 0) + r->args.len;
-    args->data = NULL;
+    own.data = q ? q + 1 : NULL;
+    own.len = q ? (size_t) (v.data + v.len - q - 1) : 0;
 
     if (ngx_pubsub_hook_dup(pool, uri, *uri) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (args->len == 0) {
-        return NGX_OK;
-    }
-
-    args->data = static_cast<u_char *>(ngx_pnalloc(pool, args->len));
-    if (args->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = args->data;
-    if (own) {
-        p = ngx_cpymem(p, q + 1, own);
-        if (r->args.len) {
-            *p++ = '&';
-        }
-    }
-    ngx_memcpy(p, r->args.data, r->args.len);
-
-    return NGX_OK;
+    return ngx_pubsub_hook_args(r, pool, own, args);
 }
 
 

@@ -5,6 +5,7 @@
  */
 
 #include "ngx_pubsub.h"
+#include "ngx_pubsub_hooks.h"
 
 #include <string>
 
@@ -171,20 +172,114 @@ ngx_pubsub_status_of(pubsub::StoreResult rc)
 }
 
 
+/* the first query argument called exactly `name` */
+ngx_uint_t
+ngx_pubsub_query_arg(ngx_http_request_t *r, std::string_view name,
+    ngx_str_t *value)
+{
+    std::string_view  args = ngx_pubsub_sv(r->args);
+
+    while (!args.empty()) {
+        size_t amp = args.find('&');
+        std::string_view kv = args.substr(0, amp);
+        size_t eq = kv.find('=');
+
+        if (kv.substr(0, eq) == name) {
+            if (value) {
+                std::string_view v = (eq == std::string_view::npos)
+                                     ? std::string_view() : kv.substr(eq + 1);
+                value->data = reinterpret_cast<u_char *>(
+                                  const_cast<char *>(v.data()));
+                value->len = v.size();
+            }
+            return 1;
+        }
+
+        if (amp == std::string_view::npos) {
+            break;
+        }
+        args.remove_prefix(amp + 1);
+    }
+
+    return 0;
+}
+
+
+static ngx_uint_t
+ngx_pubsub_equal_nocase(std::string_view a, std::string_view b)
+{
+    return a.size() == b.size()
+           && (a.empty()
+               || ngx_strncasecmp(
+                      reinterpret_cast<u_char *>(const_cast<char *>(a.data())),
+                      reinterpret_cast<u_char *>(const_cast<char *>(b.data())),
+                      a.size()) == 0);
+}
+
+
 /*
- * Whether the request's Origin is among pubsub_allowed_origins (a
- * space-separated list, "*" for any; default: any).  NGX_OK (also when
- * there is no Origin), NGX_DECLINED when refused, NGX_ERROR.  *allow gets
- * the Access-Control-Allow-Origin value (empty without an Origin).
+ * Whether Origin `o` is the request's own origin: the scheme of the
+ * connection (the listen's: https with ssl, else http) and the Host
+ * header, a default port (:80, :443) written or not.
+ */
+static ngx_uint_t
+ngx_pubsub_same_origin(ngx_http_request_t *r, std::string_view o)
+{
+    std::string_view  scheme = "http://", port = ":80", host;
+
+#if (NGX_HTTP_SSL)
+    if (r->connection->ssl) {
+        scheme = "https://";
+        port = ":443";
+    }
+#endif
+
+    if (r->headers_in.host == NULL
+        || o.size() <= scheme.size()
+        || !ngx_pubsub_equal_nocase(o.substr(0, scheme.size()), scheme))
+    {
+        return 0;
+    }
+
+    o.remove_prefix(scheme.size());
+    host = ngx_pubsub_sv(r->headers_in.host->value);
+
+    for (std::string_view *v : { &o, &host }) {
+        if (v->size() > port.size()
+            && v->substr(v->size() - port.size()) == port)
+        {
+            v->remove_suffix(port.size());
+        }
+    }
+
+    return !o.empty() && ngx_pubsub_equal_nocase(o, host);
+}
+
+
+/*
+ * The Origin check (SPEC section 11, docs/security.md).  NGX_OK (also
+ * when there is no Origin), NGX_DECLINED when refused, NGX_ERROR.
+ * *allow gets the Access-Control-Allow-Origin value (empty: none) and
+ * *credentials whether Access-Control-Allow-Credentials goes with it.
+ *
+ * Without pubsub_allowed_origins: the request's own origin is allowed with
+ * credentials; another origin is allowed without them (its value is
+ * echoed, "null" never), and refused where an authorize hook, which may
+ * read cookies, decides.  With a list (space-separated): a listed origin
+ * is allowed with credentials (as nchan); "*" allows any other origin
+ * without credentials (Access-Control-Allow-Origin: *); the request's own
+ * origin is always allowed; anything else is refused.
  */
 static ngx_int_t
 ngx_pubsub_origin_check(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    std::string_view *allow)
+    std::string_view *allow, ngx_uint_t *credentials)
 {
     ngx_table_elt_t  *origin;
     ngx_str_t         allowed;
+    ngx_uint_t        any;
 
     *allow = std::string_view();
+    *credentials = 0;
 
     origin = ngx_pubsub_find_header(r, "Origin");
     if (origin == NULL) {
@@ -192,9 +287,27 @@ ngx_pubsub_origin_check(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     }
 
     std::string_view o = ngx_pubsub_sv(origin->value);
-    *allow = o;
+
+    if (o.empty()) {
+        return NGX_OK;
+    }
+
+    if (o != "null" && ngx_pubsub_same_origin(r, o)) {
+        *allow = o;
+        *credentials = plcf->allow_credentials ? 1 : 0;
+        return NGX_OK;
+    }
 
     if (plcf->allowed_origins == NULL) {
+        /* cross-origin: never with the browser's ambient credentials */
+        if (ngx_pubsub_hook_has_authorize(r)) {
+            return NGX_DECLINED;
+        }
+
+        if (o != "null") {
+            *allow = o;
+        }
+
         return NGX_OK;
     }
 
@@ -205,22 +318,31 @@ ngx_pubsub_origin_check(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     std::string_view list = ngx_pubsub_sv(allowed);
     size_t pos = 0;
 
+    any = 0;
+
     while (pos < list.size()) {
         size_t sp = list.find(' ', pos);
         std::string_view item = list.substr(pos, sp == std::string_view::npos
                                                  ? std::string_view::npos
                                                  : sp - pos);
         if (item == "*") {
-            *allow = plcf->allow_credentials ? o : "*";
+            any = 1;
+
+        } else if (!item.empty() && item == o && o != "null") {
+            *allow = o;
+            *credentials = plcf->allow_credentials ? 1 : 0;
             return NGX_OK;
         }
-        if (!item.empty() && item == o) {
-            return NGX_OK;
-        }
+
         if (sp == std::string_view::npos) {
             break;
         }
         pos = sp + 1;
+    }
+
+    if (any) {
+        *allow = "*";
+        return NGX_OK;
     }
 
     return NGX_DECLINED;
@@ -231,8 +353,9 @@ ngx_int_t
 ngx_pubsub_origin_allowed(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
 {
     std::string_view  allow;
+    ngx_uint_t        credentials;
 
-    return ngx_pubsub_origin_check(r, plcf, &allow);
+    return ngx_pubsub_origin_check(r, plcf, &allow, &credentials);
 }
 
 
@@ -245,9 +368,10 @@ ngx_pubsub_cors(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_uint_t subscriber)
 {
     ngx_int_t         rc;
+    ngx_uint_t        credentials;
     std::string_view  allow_value;
 
-    rc = ngx_pubsub_origin_check(r, plcf, &allow_value);
+    rc = ngx_pubsub_origin_check(r, plcf, &allow_value, &credentials);
     if (rc != NGX_OK || allow_value.empty()) {
         return rc;
     }
@@ -258,7 +382,13 @@ ngx_pubsub_cors(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         return NGX_ERROR;
     }
 
-    if (plcf->allow_credentials
+    if (allow_value != "*"
+        && ngx_pubsub_set_header(r, "Vary", "Origin") != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (credentials
         && ngx_pubsub_set_header(r, "Access-Control-Allow-Credentials", "true")
            != NGX_OK)
     {

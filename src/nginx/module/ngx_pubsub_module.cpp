@@ -498,6 +498,80 @@ ngx_pubsub_complex_default(ngx_conf_t *cf, ngx_http_complex_value_t **cv,
 }
 
 
+/*
+ * A presence API location answers queries: it has no subscribers, no
+ * publishers and no members of its own, so what only they use cannot apply
+ * there.  Written in it (before the merge, a field set in this location
+ * is not unset), nginx -t refuses it (SPEC section 11) instead of ignoring
+ * it.  What applies: the channel (id, subscriber id, split delimiter,
+ * group, maximum length), origins and credentials, the Redis upstream.
+ */
+static char *
+ngx_pubsub_presence_api_check(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *conf)
+{
+    const struct {
+        const char  *name;
+        ngx_uint_t   set;
+    } d[] = {
+        { "pubsub_publisher_channel_id",
+          conf->pub_channel_id != NGX_CONF_UNSET_PTR },
+        { "pubsub_message_buffer_length", conf->buffer_length != NULL },
+        { "pubsub_message_timeout", conf->message_timeout != NULL },
+        { "pubsub_subscribe_existing_channels_only",
+          conf->existing_only != NGX_CONF_UNSET },
+        { "pubsub_channel_events_channel_id",
+          conf->chevents_id != NGX_CONF_UNSET_PTR },
+        { "pubsub_channel_event_string", conf->chevent_string != NULL },
+        { "pubsub_subscriber_first_message",
+          conf->first_message_kind != NGX_CONF_UNSET },
+        { "pubsub_subscriber_last_message_id",
+          conf->last_message_id != NGX_CONF_UNSET_PTR },
+        { "pubsub_subscriber_timeout",
+          conf->subscriber_timeout != NGX_CONF_UNSET_MSEC },
+        { "pubsub_ping_interval", conf->ping_interval != NGX_CONF_UNSET_MSEC },
+        { "pubsub_eventsource_event", conf->eventsource_event != NULL },
+        { "pubsub_eventsource_ping_event", conf->es_ping_event.data != NULL },
+        { "pubsub_eventsource_ping_data", conf->es_ping_data.data != NULL },
+        { "pubsub_eventsource_ping_comment",
+          conf->es_ping_comment.data != NULL },
+        { "pubsub_longpoll_multipart_response",
+          conf->longpoll_multipart != NGX_CONF_UNSET_UINT },
+        { "pubsub_subscriber_http_raw_stream_separator",
+          conf->raw_separator.data != NULL },
+        { "pubsub_websocket_max_message_size",
+          conf->ws_max_message_size != NGX_CONF_UNSET_SIZE },
+        { "pubsub_deflate_message_for_websocket",
+          conf->deflate_for_websocket != NGX_CONF_UNSET },
+        { "pubsub_subscriber_max_pending",
+          conf->max_pending != NGX_CONF_UNSET_SIZE },
+        { "pubsub_group_max_channels",
+          conf->group_max_channels != NGX_CONF_UNSET_UINT },
+        { "pubsub_group_max_subscribers",
+          conf->group_max_subscribers != NGX_CONF_UNSET_UINT },
+        { "pubsub_group_max_messages_memory",
+          conf->group_max_memory != NGX_CONF_UNSET_SIZE },
+        { "pubsub_presence", conf->presence != NGX_CONF_UNSET },
+        { "pubsub_presence_id", conf->presence_id != NULL },
+        { "pubsub_presence_events", conf->presence_events != NGX_CONF_UNSET },
+        { "pubsub_presence_leave_delay",
+          conf->presence_leave_delay != NGX_CONF_UNSET_MSEC },
+        { "pubsub_presence_ttl", conf->presence_ttl != NGX_CONF_UNSET_MSEC },
+    };
+
+    for (const auto &e : d) {
+        if (e.set) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%s\" cannot apply in a pubsub_presence_api "
+                               "location (it has no subscribers, publishers "
+                               "or members)", e.name);
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static char *
 ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
@@ -520,6 +594,12 @@ ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                                "content handler");
             return static_cast<char *>(NGX_CONF_ERROR);
         }
+    }
+
+    if (conf->presence_api == 1
+        && ngx_pubsub_presence_api_check(cf, conf) != NGX_CONF_OK)
+    {
+        return static_cast<char *>(NGX_CONF_ERROR);
     }
 
     ngx_conf_merge_uint_value(conf->roles, prev->roles, 0);

@@ -8,6 +8,7 @@
 #include "ngx_pubsub.h"
 #include "ngx_pubsub_conf.h"
 #include "ngx_pubsub_engine.h"
+#include "ngx_pubsub_hooks.h"
 
 #include <string>
 
@@ -175,9 +176,30 @@ ngx_pubsub_subscriber_request(ngx_http_request_t *r,
 }
 
 
+/*
+ * Answers 403 when r's Origin is refused (SPEC section 11): the status to
+ * return, or NGX_DECLINED when the origin is allowed.
+ */
+static ngx_int_t
+ngx_pubsub_origin_refused(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
+{
+    switch (ngx_pubsub_origin_allowed(r, plcf)) {
+    case NGX_OK:
+        return NGX_DECLINED;
+    case NGX_DECLINED:
+        ngx_http_discard_request_body(r);
+        return ngx_pubsub_respond_text(r, NGX_HTTP_FORBIDDEN, "text/plain",
+                                       "Origin not allowed.\n");
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
 static ngx_int_t
 ngx_pubsub_route(ngx_http_request_t *r)
 {
+    ngx_int_t               rc;
     ngx_pubsub_loc_conf_t  *plcf;
     ngx_uint_t              transport;
 
@@ -193,6 +215,11 @@ ngx_pubsub_route(ngx_http_request_t *r)
     }
 
     if (plcf->presence_api) {
+        rc = ngx_pubsub_origin_refused(r, plcf);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
         return ngx_pubsub_presence_api_handler(r, plcf);
     }
 
@@ -216,15 +243,15 @@ ngx_pubsub_route(ngx_http_request_t *r)
                        "WebSocket is not enabled at this location.\n");
         }
 
-        switch (ngx_pubsub_origin_allowed(r, plcf)) {
-        case NGX_OK:
-            break;
-        case NGX_DECLINED:
-            ngx_http_discard_request_body(r);
-            return ngx_pubsub_respond_text(r, NGX_HTTP_FORBIDDEN, "text/plain",
-                                           "Origin not allowed.\n");
-        default:
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        /* WebSocket handshakes are not covered by CORS: checked here */
+        rc = ngx_pubsub_origin_refused(r, plcf);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+        /* a subscriber whose token does not allow publishing stays one */
+        if (sub && pub && !ngx_pubsub_token_may_publish(r)) {
+            pub = 0;
         }
 
         return ngx_pubsub_websocket_handler(r, plcf, sub, pub);

@@ -194,7 +194,11 @@ ngx_pubsub_http_sub_t::write_handler(ngx_http_request_t *r)
         return;
     }
 
-    if (sub->flush(NULL) == NGX_ERROR) {
+    /* nginx calls this: nothing may throw out of it */
+    if (ngx_pubsub_guard(r->connection->log, [sub] {
+            return sub->flush(NULL);
+        }) == NGX_ERROR)
+    {
         sub->finish(NGX_ERROR);
     }
 }
@@ -642,43 +646,33 @@ ngx_pubsub_resume_id(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         return NGX_OK;
     }
 
-    if (inm != NULL) {
-        tags = inm->value;
-        ngx_pubsub_strip_etag(&tags);
-
-        if (ngx_strlchr(tags.data, tags.data + tags.len, ':') != NULL) {
-            if (!pubsub::parseMsgId(ngx_pubsub_sv(tags), &id, &reason)) {
-                return ngx_pubsub_bad_msgid(r, reason, out);
-            }
-
-            spec->kind = pubsub::StartSpec::kAfter;
-            spec->after = id.single();
-            *full = id;
-            return NGX_OK;
-        }
-    }
-
     /*
-     * NchanSubscriber.js resumes a long-poll by sending its last id as an
-     * "Etag" request header ("time:tag"); it only counts when it has the
-     * compound form, and If-Modified-Since above wins over it.
+     * A whole "time:tag" id in If-None-Match, or in the "Etag" request
+     * header NchanSubscriber.js resumes a long-poll with; If-Modified-Since
+     * above wins over both.
      */
     etag = ngx_pubsub_find_header(r, "Etag");
 
-    if (etag != NULL) {
-        tags = etag->value;
+    for (ngx_table_elt_t *h : { inm, etag }) {
+        if (h == NULL) {
+            continue;
+        }
+
+        tags = h->value;
         ngx_pubsub_strip_etag(&tags);
 
-        if (ngx_strlchr(tags.data, tags.data + tags.len, ':') != NULL) {
-            if (!pubsub::parseMsgId(ngx_pubsub_sv(tags), &id, &reason)) {
-                return ngx_pubsub_bad_msgid(r, reason, out);
-            }
-
-            spec->kind = pubsub::StartSpec::kAfter;
-            spec->after = id.single();
-            *full = id;
-            return NGX_OK;
+        if (ngx_strlchr(tags.data, tags.data + tags.len, ':') == NULL) {
+            continue;
         }
+
+        if (!pubsub::parseMsgId(ngx_pubsub_sv(tags), &id, &reason)) {
+            return ngx_pubsub_bad_msgid(r, reason, out);
+        }
+
+        spec->kind = pubsub::StartSpec::kAfter;
+        spec->after = id.single();
+        *full = id;
+        return NGX_OK;
     }
 
     if (plcf->last_message_id == NULL) {

@@ -206,7 +206,7 @@ ngx_pubsub_sub_create(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 ngx_int_t ngx_pubsub_resume_spec(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, pubsub::StartSpec *spec, ngx_int_t *rc);
 /* the same without answering a bad id: 1 when `spec` is where a
- * one-channel subscriber starts (ngx_pubsub_redis.cpp: no snapshot read
+ * one-channel subscriber starts (ngx_pubsub_redis_engine.cpp: no snapshot read
  * for a subscriber owed nothing) */
 ngx_uint_t ngx_pubsub_resume_hint(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, pubsub::StartSpec *spec);

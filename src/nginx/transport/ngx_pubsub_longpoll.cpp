@@ -172,36 +172,26 @@ ngx_pubsub_lp_sub_t::on_presence(const pubsub::PresenceEvent &ev,
         /* the sessions stay at this poll's position */
         stop();
 
-        finish([&]() -> ngx_int_t {
-            if (ngx_pubsub_set_compound_headers(r, *mux, mux->size())
-                    != NGX_OK
-                || ngx_pubsub_set_header(r, "Cache-Control", "no-store")
-                   != NGX_OK
-                || ngx_pubsub_set_header(r, "X-Pubsub-Event",
-                       ev.type == pubsub::PresenceEventType::kJoin
-                       ? "join" : "leave") != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
+    } else {
+        at = subscription.core.subscriber(0)->cursor();
+        stop();
 
-            return ngx_pubsub_respond_text(r, NGX_HTTP_OK,
-                                           "application/vnd.pubsub+json",
-                                           json);
-        }());
-
-        return;
+        /* the next poll continues this polling session */
+        subscription.core.pollNext(at);
     }
 
-    at = subscription.core.subscriber(0)->cursor();
-    stop();
-
-    /* the next poll continues this polling session */
-    subscription.core.pollNext(at);
-
     finish([&]() -> ngx_int_t {
-        if ((!at.isNull() && ngx_pubsub_set_msgid_headers(r, at) != NGX_OK)
-            || ngx_pubsub_set_header(r, "Cache-Control", "no-store")
-               != NGX_OK
+        ngx_int_t  rc;
+
+        if (mux) {
+            rc = ngx_pubsub_set_compound_headers(r, *mux, mux->size());
+
+        } else {
+            rc = at.isNull() ? NGX_OK : ngx_pubsub_set_msgid_headers(r, at);
+        }
+
+        if (rc != NGX_OK
+            || ngx_pubsub_set_header(r, "Cache-Control", "no-store") != NGX_OK
             || ngx_pubsub_set_header(r, "X-Pubsub-Event",
                    ev.type == pubsub::PresenceEventType::kJoin
                    ? "join" : "leave") != NGX_OK)
