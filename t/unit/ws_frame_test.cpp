@@ -501,7 +501,8 @@ TEST(WsFrameSignal, IdOfTheSignal) {
     FramePlan plan;
 
     ASSERT_EQ(conn.framer.gap(MsgId{}, "", plan), FrameResult::kSend);
-    EXPECT_EQ(plan.head.substr(0, 5), "id: \n");  // no position yet
+    // no position yet: "0:0" (issue 19), not an empty id line
+    EXPECT_EQ(plan.head.substr(0, 9), "id: 0:0\nc");
 
     ASSERT_EQ(conn.framer.gap(MsgId{}, "9:1,-", plan), FrameResult::kSend);
     EXPECT_EQ(plan.head.substr(0, 11), "id: 9:1,-\nc");
