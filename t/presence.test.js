@@ -256,6 +256,36 @@ describe('presence', () => {
         assert.equal(evs[evs.length - 1], 'offline');
     });
 
+    it('a percent-encoded pubsub_presence_id ($arg_user) is decoded, as ?user= is', async () => {
+        const ch = chan('enc');
+        const s = await sse(`/sub/${ch}?user=a%20b%2Fc`);
+        await members(ch, 1);
+        const list = (await getJson(`/presence/${ch}`)).json;
+        assert.deepEqual(list.members.map((m) => m.id), ['a b/c']);
+        const user = (await getJson('/presence?user=a%20b%2Fc')).json;
+        assert.equal(user.user, 'a b/c');
+        assert.equal(user.online, true);
+        assert.deepEqual(user.channels, [ch]);
+        // a literal % reaches the id as %25
+        const p = await sse(`/sub/${ch}?user=100%25`);
+        await members(ch, 2);
+        const ids = (await getJson(`/presence/${ch}`)).json.members.map((m) => m.id).sort();
+        assert.deepEqual(ids, ['100%', 'a b/c']);
+        assert.equal((await getJson('/presence?user=100%25')).json.online, true);
+        s.close();
+        p.close();
+        await members(ch, 0);
+    });
+
+    it('answers JSON errors without a channel or user, and for a bad channel id', async () => {
+        for (const path of ['/presence', '/presence?limit=5']) {
+            const r = await getJson(path);
+            assert.equal(r.status, 400, path);
+            assert.match(r.headers['content-type'], /^application\/json/, path);
+            assert.deepEqual(r.json, { error: 'No channel id provided.' }, path);
+        }
+    });
+
     it('join/leave reach SSE, ws+meta.nchan and long-poll subscribers on every worker', async () => {
         const ch = chan();
         // watchers on several connections (so on several workers)
@@ -278,6 +308,9 @@ describe('presence', () => {
         const m = await ws.next(3000);
         assert.equal(m.meta.contentType, 'application/vnd.pubsub+json');
         assert.deepEqual(JSON.parse(m.meta.text).member.id, 'frank');
+        // the channel has no message: not an empty id line
+        assert.equal(m.meta.id, '0:0');
+        assert.match(m.data.toString(), /^id: 0:0\n/);
         const res = await lp.response;
         assert.equal(res.status, 200);
         assert.equal(res.headers['x-pubsub-event'], 'join');

@@ -86,6 +86,15 @@ server {
         pubsub_channel_id $1;
         pubsub_message_timeout 1s;
     }
+    location ~ ^/grp/([^/]+)/(\\w+)$ {
+        pubsub_publisher;
+        pubsub_channel_group $1;
+        pubsub_channel_id $2;
+    }
+    location ~ ^/wsps/(\\w+)$ {
+        pubsub_pubsub;
+        pubsub_channel_id $1;
+    }
 }`;
 
 let seq = 0;
@@ -478,6 +487,31 @@ describe('bad input', () => {
         await waitSubscribersOn(ngx, ch, 0);
         const r = await C.httpRequest({ port: ngx.port, method: 'POST', path: `/pub/${ch}`, body: 'y' });
         assert.equal(r.status, 202);
+    });
+
+    it('a channel group with a control character: 400, like a bad channel id', async () => {
+        const ch = chan('grp');
+        for (const g of ['a%01b', 'a%0Ab', 'x%7F']) {
+            const r = await C.httpRequest({ port: ngx.port, method: 'POST', path: `/grp/${g}/${ch}`, body: 'x' });
+            assert.equal(r.status, 400, g);
+            assert.equal(r.text, 'Channel group contains a control character.\n', g);
+        }
+        const ok = await C.httpRequest({ port: ngx.port, method: 'POST', path: `/grp/a%20b/${ch}`, body: 'x' });
+        assert.equal(ok.status, 202);
+    });
+
+    it('a WebSocket handshake that is not a GET: 400, nothing published', async () => {
+        const ch = chan('wspost');
+        for (const method of ['POST', 'PUT']) {
+            const res = await rawRequest(ngx.port, `${method} /wsps/${ch} HTTP/1.1\r\nHost: a\r\n` +
+                'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n' +
+                'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 5\r\n\r\nhello');
+            assert.match(res, /^HTTP\/1.1 400 /, method);
+        }
+        // nothing was published: the first message of the channel is this one
+        const r = await C.httpRequest({ port: ngx.port, method: 'POST', path: `/pub/${ch}`, body: 'first' });
+        assert.equal(r.status, 202);
+        assert.match(r.text, /^queued messages: 1\r\n/);
     });
 
     it('a WebSocket request where WebSocket is not enabled: 403', async () => {

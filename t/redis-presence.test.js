@@ -282,6 +282,25 @@ describe('redis presence: one redis-server, three instances', () => {
         }
     });
 
+    it('the first subscriber of a channel on a worker sees its own join, as in memory mode', async () => {
+        for (const kind of ['sse', 'ws']) {
+            const ch = chan(`own${kind}`);
+            const me = uid(`me${kind}`);
+            const w = kind === 'sse' ? await sse(A, `/sub/${ch}?user=${me}`)
+                : await C.wsConnect(A.wsUrl(`/sub/${ch}?user=${me}`), { protocol: 'ws+meta.nchan' });
+            await waitEv(w, 'join', me);
+            // a second member on the same instance right after: seen too
+            const other = uid(`other${kind}`);
+            const o = await sse(A, `/sub/${ch}?user=${other}`);
+            await waitEv(w, 'join', other);
+            await sleep(SETTLE);
+            assert.equal(countEv(w, 'join', me), 1, `${kind}: one own join`);
+            assert.equal(countEv(w, 'join', other), 1, `${kind}: one join of the other`);
+            closeAll([w, o]);
+            await waitMembers(A, ch, [], TTL + PROPAGATION);
+        }
+    });
+
     it('members joined on one instance are listed and counted by every instance', async () => {
         const ch = chan('m');
         const alice = uid('alice');

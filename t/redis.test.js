@@ -83,6 +83,13 @@ server { listen 127.0.0.1:%%PORT%%; location /x { pubsub_pubsub; pubsub_channel_
         await bad('upstream u { pubsub_redis_server redis://user:pw@x:1; }', 'pubsub_redis_pass u;',
             /user name/);
         await bad('', 'pubsub_redis_pass nowhere;', /nowhere/);
+        // a mistyped name is reported by its name, not as nginx's "no port"
+        await bad('', 'pubsub_redis_pass nowhere;',
+            /pubsub_redis_pass "nowhere": no upstream with that name has a pubsub_redis_server/);
+        {
+            const r = await nginxCheck({ conf: `server { listen 127.0.0.1:%%PORT%%; location /x { pubsub_pubsub; pubsub_channel_id x; pubsub_redis_pass nowhere; } }` });
+            assert.doesNotMatch(r.output, /no port in upstream/);
+        }
         await bad('upstream u { server 127.0.0.1:1; }', 'pubsub_redis_pass u;',
             /no upstream with that name has a pubsub_redis_server/);
         const u = 'upstream u { pubsub_redis_server redis://127.0.0.1:1; }';

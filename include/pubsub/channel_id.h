@@ -13,11 +13,12 @@ constexpr size_t kMaxChannelIds = 255;
 
 enum class ChannelIdError {
     kNone,
-    kEmpty,        // no id, or an empty first id
-    kTooLong,      // an id over the limit (or a value over limit * kMaxChannelIds)
-    kControlChar,  // a byte below 0x20, or 0x7f
-    kTooMany,      // more ids than `max`
-    kBadGroup,     // a channel group containing '/'
+    kEmpty,             // no id, or an empty first id
+    kTooLong,           // an id over the limit (or a value over limit * kMaxChannelIds)
+    kControlChar,       // a byte below 0x20, or 0x7f
+    kTooMany,           // more ids than `max`
+    kBadGroup,          // a channel group containing '/'
+    kGroupControlChar,  // a channel group with a byte below 0x20, or 0x7f
 };
 
 // The 400 response body for an error, with its trailing newline; "" for kNone.
@@ -35,7 +36,8 @@ ChannelIdError splitChannelIds(std::string_view value, std::string_view delim, s
                                std::string_view* out, size_t* n, size_t max);
 
 // A channel group ("default" when empty) may be anything but must not
-// contain '/', which separates it from the id in a channel key.
+// contain '/', which separates it from the id in a channel key, nor a
+// control character (as a channel id).
 ChannelIdError checkChannelGroup(std::string_view group);
 
 }  // namespace pubsub

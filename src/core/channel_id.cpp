@@ -32,6 +32,8 @@ std::string_view channelIdErrorText(ChannelIdError err) {
             return "Too many channel ids (at most 255).\n";
         case ChannelIdError::kBadGroup:
             return "Channel group must not contain '/'.\n";
+        case ChannelIdError::kGroupControlChar:
+            return "Channel group contains a control character.\n";
     }
     return "Bad channel id.\n";
 }
@@ -72,8 +74,10 @@ ChannelIdError splitChannelIds(std::string_view value, std::string_view delim, s
 }
 
 ChannelIdError checkChannelGroup(std::string_view group) {
-    return group.find('/') == std::string_view::npos ? ChannelIdError::kNone
-                                                     : ChannelIdError::kBadGroup;
+    if (group.find('/') != std::string_view::npos) {
+        return ChannelIdError::kBadGroup;
+    }
+    return hasControlChar(group) ? ChannelIdError::kGroupControlChar : ChannelIdError::kNone;
 }
 
 }  // namespace pubsub

@@ -260,6 +260,16 @@ ngx_pubsub_redis_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
+    /*
+     * a name with no upstream{} block (a typo) would otherwise reach the
+     * round-robin set-up as an implicit "host" upstream and fail with an
+     * unrelated "no port in upstream"; ngx_pubsub_redis_check_conf()
+     * reports it by its name instead
+     */
+    if (uscf->peer.init_upstream == NULL) {
+        uscf->peer.init_upstream = ngx_pubsub_redis_init_upstream;
+    }
+
     plcf->engine = &ngx_pubsub_redis_engine;
 
     return NGX_CONF_OK;

@@ -100,11 +100,15 @@ TEST(ChannelId, Group) {
     EXPECT_EQ(checkChannelGroup("default"), ChannelIdError::kNone);
     EXPECT_EQ(checkChannelGroup(""), ChannelIdError::kNone);
     EXPECT_EQ(checkChannelGroup("a/b"), ChannelIdError::kBadGroup);
+    EXPECT_EQ(checkChannelGroup(std::string_view("a\nb")), ChannelIdError::kGroupControlChar);
+    EXPECT_EQ(checkChannelGroup(std::string_view("a\x7f")), ChannelIdError::kGroupControlChar);
+    EXPECT_EQ(checkChannelGroup(std::string_view("a\0b", 3)), ChannelIdError::kGroupControlChar);
 }
 
 TEST(ChannelId, ErrorTexts) {
     EXPECT_EQ(channelIdErrorText(ChannelIdError::kNone), "");
-    EXPECT_EQ(channelIdErrorText(ChannelIdError::kTooMany), "Too many channel ids (at most 255).\n");
+    EXPECT_EQ(channelIdErrorText(ChannelIdError::kTooMany),
+              "Too many channel ids (at most 255).\n");
     EXPECT_EQ(channelIdErrorText(ChannelIdError::kBadGroup),
               "Channel group must not contain '/'.\n");
 }

@@ -501,7 +501,8 @@ TEST(WsFrameSignal, IdOfTheSignal) {
     FramePlan plan;
 
     ASSERT_EQ(conn.framer.gap(MsgId{}, "", plan), FrameResult::kSend);
-    EXPECT_EQ(plan.head.substr(0, 5), "id: \n");  // no position yet
+    // no position yet: "0:0" (issue 19), not an empty id line
+    EXPECT_EQ(plan.head.substr(0, 9), "id: 0:0\nc");
 
     ASSERT_EQ(conn.framer.gap(MsgId{}, "9:1,-", plan), FrameResult::kSend);
     EXPECT_EQ(plan.head.substr(0, 11), "id: 9:1,-\nc");
@@ -524,6 +525,10 @@ TEST(WsFrameSignal, PresenceEvent) {
     ASSERT_EQ(conn.framer.signal(MsgId{8, 1}, "", json, plan), FrameResult::kSend);
     EXPECT_EQ(plan.head, meta("8:1", kSignalContentType) + json);
     EXPECT_EQ(conn.client.read(plan, nullptr).payload, plan.head);
+
+    // on a channel with no message yet: "0:0", never an empty id line
+    ASSERT_EQ(conn.framer.signal(MsgId{}, "", json, plan), FrameResult::kSend);
+    EXPECT_EQ(plan.head, meta("0:0", kSignalContentType) + json);
 }
 
 // Signals go uncompressed and leave the compression context alone.

@@ -256,6 +256,8 @@ private:
         std::vector<std::string> entries;  // id, conns, info, opts, version
     };
     std::unordered_map<std::string, PendingDeltas> presencePending_;
+    void presenceSend(const std::string& key, PendingDeltas& p);
+    void presenceSubscribed(const std::string& key);
     // channels this instance got its first member in, to register (pchans)
     std::vector<std::string> presenceNew_;
     std::string presenceNewOf_;

@@ -137,7 +137,10 @@ FrameResult MessageFramer::signal(const MsgId& at, std::string_view compoundId,
         char buf[kMaxMsgIdText];
         std::string_view id = compoundId;
 
-        if (id.empty() && !at.isNull()) {
+        // never an empty "id:" line: before any message (a null position)
+        // the id is "0:0", nchan's "no message yet", which resumes from
+        // the oldest stored message (docs/protocol.md)
+        if (id.empty()) {
             id = std::string_view(buf, writeMsgId(buf, at));
         }
 

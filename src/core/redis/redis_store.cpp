@@ -575,6 +575,8 @@ void RedisStore::onSubscribed(std::string_view channel) {
         return;
     }
     c->sub = Chan::kSubscribed;
+    // presence deltas held until this worker listens (presenceFlush)
+    presenceSubscribed(key);
     // messages published between the snapshot (or the outage) and now
     startFetch(c);
 }

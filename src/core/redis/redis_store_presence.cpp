@@ -142,15 +142,38 @@ bool RedisStore::presenceFlush() {
         if (!channelReady(key)) {
             continue;
         }
-        std::vector<std::string> args =
-            updateArgs(p.instance, "d", p.version, p.validMs, p.connections, p.anonymous,
-                       link_->sharded(), p.entries.size() / 5);
-        for (std::string& e : p.entries) {
-            args.push_back(std::move(e));
+        // While this worker's SUBSCRIBE to the channel is on its way, its
+        // joins would be published before it listens: its own subscribers
+        // (the first one's own join among them) would miss them. They wait
+        // for onSubscribed(), as in memory mode where they see them.
+        auto it = chans_.find(key);
+        if (it != chans_.end() && it->second->local > 0 && it->second->sub == Chan::kSubscribing) {
+            presencePending_.emplace(key, std::move(p));
+            continue;
         }
-        presenceUpdate(key, std::move(args));
+        presenceSend(key, p);
     }
     return true;
+}
+
+void RedisStore::presenceSend(const std::string& key, PendingDeltas& p) {
+    std::vector<std::string> args = updateArgs(p.instance, "d", p.version, p.validMs, p.connections,
+                                               p.anonymous, link_->sharded(), p.entries.size() / 5);
+    for (std::string& e : p.entries) {
+        args.push_back(std::move(e));
+    }
+    presenceUpdate(key, std::move(args));
+}
+
+// This worker listens to the channel now: the deltas held for it go out.
+void RedisStore::presenceSubscribed(const std::string& key) {
+    auto it = presencePending_.find(key);
+    if (it == presencePending_.end() || !channelReady(key)) {
+        return;
+    }
+    PendingDeltas p = std::move(it->second);
+    presencePending_.erase(it);
+    presenceSend(key, p);
 }
 
 void RedisStore::presenceTick() {

@@ -446,11 +446,14 @@ ngx_pubsub_channels_eval(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         ngx_str_set(&group, "default");
     }
 
-    if (pubsub::checkChannelGroup(ngx_pubsub_sv(group))
-        != pubsub::ChannelIdError::kNone)
     {
-        err = "Channel group must not contain '/'.\n";
-        goto bad;
+        pubsub::ChannelIdError  ge;
+
+        ge = pubsub::checkChannelGroup(ngx_pubsub_sv(group));
+        if (ge != pubsub::ChannelIdError::kNone) {
+            err = pubsub::channelIdErrorText(ge).data();
+            goto bad;
+        }
     }
 
     ch->n = 0;

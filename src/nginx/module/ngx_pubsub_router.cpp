@@ -223,6 +223,16 @@ ngx_pubsub_route(ngx_http_request_t *r)
         return ngx_pubsub_presence_api_handler(r, plcf);
     }
 
+    if (r->method != NGX_HTTP_GET && ngx_pubsub_is_websocket(r)
+        && ((plcf->sub_roles & NGX_PUBSUB_SUB_WEBSOCKET)
+            || (plcf->pub_roles & NGX_PUBSUB_PUB_WEBSOCKET)))
+    {
+        /* a WebSocket handshake is a GET (RFC 6455 4.1): not a publish */
+        ngx_http_discard_request_body(r);
+        return ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST, "text/plain",
+                   "A WebSocket handshake must be a GET request.\n");
+    }
+
     if (r->method == NGX_HTTP_GET && ngx_pubsub_is_websocket(r)) {
         ngx_uint_t sub = plcf->sub_roles & NGX_PUBSUB_SUB_WEBSOCKET;
         ngx_uint_t pub = plcf->pub_roles & NGX_PUBSUB_PUB_WEBSOCKET;

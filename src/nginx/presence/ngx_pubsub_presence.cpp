@@ -342,6 +342,27 @@ ngx_pubsub_presence_join(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         if (ngx_http_complex_value(r, plcf->presence_id, &v) != NGX_OK) {
             return NULL;
         }
+
+        /*
+         * URL-decoded, as the presence API decodes ?user= and as
+         * last_event_id is: $arg_user keeps the client's %XX escapes
+         * (docs/presence.md)
+         */
+        if (v.len && ngx_strlchr(v.data, v.data + v.len, '%') != NULL) {
+            u_char  *dst, *src, *start;
+
+            start = static_cast<u_char *>(ngx_pnalloc(r->pool, v.len));
+            if (start == NULL) {
+                return NULL;
+            }
+
+            dst = start;
+            src = v.data;
+            ngx_unescape_uri(&dst, &src, v.len, 0);
+            v.data = start;
+            v.len = dst - start;
+        }
+
         id = ngx_pubsub_sv(v);
     }
 

@@ -364,8 +364,23 @@ ngx_pubsub_presence_channel(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_pubsub_channels(r, plcf, 0, ch) != NGX_OK) {
-        return ch->rc;
+    const char  *err;
+    ngx_int_t    rc = ngx_pubsub_channels_eval(r, plcf, 0, ch, &err);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        /* the same reason as elsewhere, as JSON like the rest of the API */
+        std::string_view  reason(err);
+
+        if (!reason.empty() && reason.back() == '\n') {
+            reason.remove_suffix(1);
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "pubsub: %s", err);
+        return ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST, reason);
     }
 
     if (ch->n != 1) {

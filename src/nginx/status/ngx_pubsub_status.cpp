@@ -711,7 +711,7 @@ ngx_pubsub_status_prometheus(std::string &o, const ngx_pubsub_snapshot_t *s)
     ngx_pubsub_prom(o, "messages", "gauge",
                     "Messages stored in shared memory.", s->messages);
     ngx_pubsub_prom(o, "message_bytes", "gauge",
-                    "Bytes of stored message data.", s->message_bytes);
+                    "Bytes stored messages take in the zone, headers included.", s->message_bytes);
     ngx_pubsub_prom(o, "published_messages_total", "counter",
                     "Messages published (once per channel).", s->published);
     ngx_pubsub_prom(o, "delivered_messages_total", "counter",

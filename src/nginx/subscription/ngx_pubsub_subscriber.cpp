@@ -379,9 +379,70 @@ ngx_pubsub_http_sub_t::stream_header(ngx_str_t content_type)
 
     r->main->count++;
     ngx_pubsub_watch_client(r);
-    r->connection->idle = 1;   /* closed on graceful shutdown */
+    watch_shutdown();
 
     return NGX_OK;
+}
+
+
+/*
+ * nginx's own read handler of the connection (ngx_http_request_handler,
+ * not exported): the one conn_read_handler() hands every event on to.
+ */
+static ngx_event_handler_pt  ngx_pubsub_http_read_handler;
+
+
+void
+ngx_pubsub_http_sub_t::watch_shutdown()
+{
+    ngx_connection_t  *c = r->connection;
+
+    c->idle = 1;   /* closed on graceful shutdown */
+
+    if (r != r->main || c->data != r) {
+        return;    /* subrequests: nginx's own way */
+    }
+
+#if (NGX_HTTP_V2)
+    if (r->stream) {
+        return;    /* HTTP/2: the connection's GOAWAY, nginx's own way */
+    }
+#endif
+
+    if (c->read->handler != conn_read_handler) {
+        ngx_pubsub_http_read_handler = c->read->handler;
+        c->read->handler = conn_read_handler;
+    }
+}
+
+
+/*
+ * A graceful shutdown (reload, quit) sets c->close on idle connections and
+ * calls their read handler, which terminates the request at once: before
+ * that, end the response as the transport ends it (the last chunk, the
+ * closing boundary, a long-poll's answer), written now, as the worker may
+ * exit before posted events run.
+ */
+void
+ngx_pubsub_http_sub_t::conn_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t       *c = static_cast<ngx_connection_t *>(ev->data);
+    ngx_http_request_t     *r = static_cast<ngx_http_request_t *>(c->data);
+    ngx_pubsub_http_sub_t  *sub;
+
+    if (c->close && r != NULL) {
+        sub = static_cast<ngx_pubsub_http_sub_t *>(
+                  ngx_http_get_module_ctx(r, ngx_pubsub_module));
+
+        if (sub != NULL && !sub->finishing) {
+            (void) ngx_pubsub_guard(c->log, [sub] {
+                sub->on_shutdown();
+                return NGX_OK;
+            });
+        }
+    }
+
+    ngx_pubsub_http_read_handler(ev);
 }
 
 

@@ -88,6 +88,19 @@ public:
 
     virtual void on_timeout() = 0;
     virtual void on_ping() {}
+    /*
+     * nginx shuts down gracefully (reload, quit) and is about to close the
+     * connection: end the response properly now, synchronously (a stream
+     * as on a timeout).  See watch_shutdown().
+     */
+    virtual void on_shutdown() { on_timeout(); }
+
+    /*
+     * Marks the connection idle, so that a graceful shutdown closes it,
+     * and has on_shutdown() run just before nginx closes it.  The request's
+     * module ctx must be this subscriber.
+     */
+    void watch_shutdown();
 
     /* presence events to send (pubsub_presence_events) */
     void presenceEvent(const pubsub::PresenceEvent &ev);
@@ -119,6 +132,7 @@ private:
     static void timeout_handler(ngx_event_t *ev);
     static void ping_handler(ngx_event_t *ev);
     static void write_handler(ngx_http_request_t *r);
+    static void conn_read_handler(ngx_event_t *ev);
     ngx_int_t flush(ngx_chain_t *in);
 
     ngx_event_t              finish_ev_;

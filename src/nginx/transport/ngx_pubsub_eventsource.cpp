@@ -26,6 +26,8 @@ public:
 
     void emit(const pubsub::MessagePtr &msg, std::string_view id);
     void on_timeout() override;
+    void on_shutdown() override
+        { (void) write_last(":503: 503 Service Unavailable\n\n"); }
     void on_ping() override;
     void on_presence(const pubsub::PresenceEvent &ev,
                      const std::string &json) override;

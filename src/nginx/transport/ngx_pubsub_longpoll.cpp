@@ -30,6 +30,7 @@ public:
     void gap() override { gap_ = 1; }
     void channelDeleted() override;
     void on_timeout() override;
+    void on_shutdown() override;
     void on_presence(const pubsub::PresenceEvent &ev,
                      const std::string &json) override;
 
@@ -242,6 +243,30 @@ ngx_pubsub_lp_sub_t::on_timeout()
     finish(respond_status(NGX_HTTP_REQUEST_TIME_OUT, ""));
 }
 
+
+/*
+ * nginx shuts down (reload, quit): a waiting poll is answered 503 with
+ * Retry-After and the position it was waiting at, so that the client
+ * polls the new workers again from there (docs/operations.md)
+ */
+void
+ngx_pubsub_lp_sub_t::on_shutdown()
+{
+    if (finishing) {
+        return;
+    }
+
+    stop();
+
+    if (ngx_pubsub_set_header(r, "Retry-After", "1") != NGX_OK) {
+        finish(NGX_ERROR);
+        return;
+    }
+
+    finish(respond_status(NGX_HTTP_SERVICE_UNAVAILABLE,
+                          "Server shutting down.\n"));
+}
+
 }  // namespace
 
 
@@ -320,7 +345,7 @@ ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
     r->main->count++;
     ngx_pubsub_watch_client(r);
-    r->connection->idle = 1;
+    sub->watch_shutdown();
 
     sub->start_timers(0);
 
