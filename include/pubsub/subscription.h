@@ -105,7 +105,9 @@ struct SubscriptionStart {
 
 class Subscription final : private MultiplexSink {
 public:
-    Subscription(SubscriptionHost* host, SubscriptionSink* sink, SubscriptionOptions opts);
+    Subscription(SubscriptionHost* host, SubscriptionSink* sink, SubscriptionOptions opts = {});
+    // Options for what comes next (before subscribe() or add()).
+    void setOptions(const SubscriptionOptions& opts) { opts_ = opts; }
     ~Subscription() override;
     Subscription(const Subscription&) = delete;
     Subscription& operator=(const Subscription&) = delete;
