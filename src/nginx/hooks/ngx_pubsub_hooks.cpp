@@ -22,6 +22,7 @@
 #include <unordered_map>
 
 #include "pubsub/codec/jwt.h"
+#include "pubsub/keyed_hash.h"
 
 
 #define NGX_PUBSUB_HOOK_AUTHORIZE    0
@@ -197,7 +198,9 @@ static const char  *ngx_pubsub_hook_names[] = {
 /* a hook directive set to "off" */
 static ngx_http_complex_value_t  ngx_pubsub_hook_off;
 
-typedef std::unordered_multimap<std::string, ngx_pubsub_hook_session_t *>
+/* keyed by client-chosen channel ids: a keyed hash (see keyed_hash.h) */
+typedef std::unordered_multimap<std::string, ngx_pubsub_hook_session_t *,
+                                pubsub::KeyedStringHash>
     ngx_pubsub_poll_map_t;
 
 static ngx_pubsub_poll_map_t  *ngx_pubsub_poll_sessions;
