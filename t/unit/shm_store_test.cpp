@@ -961,6 +961,32 @@ TEST_F(ShmStoreTest, FreshChannelsStopAtTheirShareOfTheZone) {
               nullptr);
 }
 
+TEST_F(ShmStoreTest, TheFreshLimitCountsTheSubscribersWorkerSlot) {
+    root_->freshLimit = 10000;
+    ShmStore s = store();
+    std::vector<ShmChannel*> made;
+    for (int i = 0;; i++) {
+        StoreStatus st;
+        ShmChannel* ch = s.findOrCreate("k" + std::to_string(i), kT0, {}, &st,
+                                        ShmStore::Creator::kSubscriber, 40);
+        if (ch == nullptr) {
+            EXPECT_EQ(st, StoreStatus::kFreshChannels);
+            break;
+        }
+        ASSERT_EQ(s.addSubscriber(ch, 40, kT0), StoreStatus::kOk);  // 64 counts
+        made.push_back(ch);
+        EXPECT_LE(root_->freshBytes, root_->freshLimit);
+    }
+    // Each took its channel and 256 bytes of counts: the next did not fit.
+    uint64_t each = ShmStore::zoneCharge(sizeof(ShmChannel) + 2) + 256;
+    EXPECT_EQ(root_->freshBytes, made.size() * each);
+    EXPECT_GT(root_->freshBytes + each, root_->freshLimit);
+    for (ShmChannel* ch : made) {
+        s.removeSubscriber(ch, 40, kT0);
+        EXPECT_TRUE(s.releaseIfUnused(ch));
+    }
+}
+
 TEST_F(ShmStoreTest, APublishThatFailsLeavesNoChannelBehind) {
     ShmStore s = store();
     PublishInput in;
@@ -989,6 +1015,8 @@ TEST_F(ShmStoreTest, AFullZoneFreesIdleEmptyChannelsBeforeRefusingAPublish) {
     for (int i = 0; i < 50; i++) {
         pub("idle" + std::to_string(i), "x", 10, 1, kT0);
     }
+    s.sweep(kT0 + 2, root_->nbuckets, 30);  // their messages go, they stay
+    ASSERT_EQ(root_->channels, 51u);
     MsgId newestIdle = s.find("idle49")->lastId;
     // One that has a subscriber stays whatever happens.
     ShmChannel* kept = s.findOrCreate("waiting", kT0, {}, nullptr, ShmStore::Creator::kSubscriber);

@@ -224,9 +224,11 @@ public:
     // is reached (*status tells which, when given).  A channel created for
     // a subscriber counts as fresh (never published to) until its first
     // publish; it is refused with kFreshChannels when fresh channels would
-    // pass their limit.
+    // pass their limit once that subscriber (in worker slot `slot`) is
+    // counted.
     ShmChannel* findOrCreate(std::string_view key, int64_t now, const GroupLimits& limits = {},
-                             StoreStatus* status = nullptr, Creator by = Creator::kPublisher);
+                             StoreStatus* status = nullptr, Creator by = Creator::kPublisher,
+                             uint32_t slot = 0);
     // The group of a key ("a/b" -> "a"; no '/': none, not accounted).
     static std::string_view groupOf(std::string_view key);
     const ShmGroup* findGroup(std::string_view name) const;
@@ -292,6 +294,14 @@ public:
 
 private:
     static constexpr uint32_t kInitialSlots = 8;  // subscriber counts first allocated
+    // How many subscriber counts a channel has once `slot` has one.
+    static uint32_t slotsFor(uint32_t slot, uint32_t have) {
+        uint32_t n = have == 0 ? kInitialSlots : have;
+        while (n <= slot) {
+            n *= 2;
+        }
+        return n;
+    }
 
     // Stores a message in `ch` (publish() without the lookup).
     StoreStatus append(ShmChannel* ch, const PublishInput& in, int64_t now, ShmMessage** stored);
@@ -301,9 +311,10 @@ private:
     void enqueue(uint32_t slot, uint64_t hash, uint32_t* wake, size_t* nwake);
     void freeChannel(ShmChannel* ch);
     void maybeGrow();
-    // Drops expired messages everywhere and frees channels without messages
-    // and subscribers (except `keep`); true when memory was given back.
-    bool makeRoom(int64_t now, const ShmChannel* keep);
+    // Allocates; when the zone is full, drops expired messages everywhere
+    // and tries again, then frees channels without messages and subscribers
+    // (except `keep`) and tries once more.  nullptr when still full.
+    void* allocRoom(size_t size, int64_t now, const ShmChannel* keep);
     // What a fresh channel counts against the limit: the channel, its
     // group (as if it were its own) and its subscriber counts.
     static uint64_t freshCharge(uint64_t keyLen, std::string_view group, uint32_t nslotSubs);

@@ -262,9 +262,10 @@ void MemoryStore::subscribe(Subscriber* sub, const SubscribeRequest& req, Subscr
         Guard g(env_);
         int64_t t = now();
         StoreStatus st = StoreStatus::kOk;
-        ShmChannel* ch = req.existingOnly ? shm_.find(req.key)
-                                          : shm_.findOrCreate(req.key, t, req.limits, &st,
-                                                              ShmStore::Creator::kSubscriber);
+        ShmChannel* ch = req.existingOnly
+                             ? shm_.find(req.key)
+                             : shm_.findOrCreate(req.key, t, req.limits, &st,
+                                                 ShmStore::Creator::kSubscriber, env_.slot);
         if (ch == nullptr) {
             if (req.existingOnly) {
                 reply.status = StoreResult::kNotFound;

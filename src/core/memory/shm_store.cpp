@@ -138,7 +138,7 @@ void ShmStore::maybeGrow() {
 }
 
 ShmChannel* ShmStore::findOrCreate(std::string_view key, int64_t now, const GroupLimits& limits,
-                                   StoreStatus* status, Creator by) {
+                                   StoreStatus* status, Creator by, uint32_t slot) {
     StoreStatus dummy;
     if (status == nullptr) {
         status = &dummy;
@@ -156,7 +156,7 @@ ShmChannel* ShmStore::findOrCreate(std::string_view key, int64_t now, const Grou
     }
     bool fresh = by == Creator::kSubscriber;
     if (fresh && root_->freshLimit != 0 &&
-        root_->freshBytes + freshCharge(key.size(), groupOf(key), kInitialSlots) >
+        root_->freshBytes + freshCharge(key.size(), groupOf(key), slotsFor(slot, 0)) >
             root_->freshLimit) {
         // Refused before it could take memory a publish needs.
         root_->freshRefused++;
@@ -165,11 +165,9 @@ ShmChannel* ShmStore::findOrCreate(std::string_view key, int64_t now, const Grou
     }
     *status = StoreStatus::kNoMemory;
     size_t size = sizeof(ShmChannel) + key.size();
-    void* mem = alloc_.alloc(alloc_.ctx, size);
+    void* mem = allocRoom(size, now, nullptr);
     if (mem == nullptr) {
-        if (!makeRoom(now, nullptr) || (mem = alloc_.alloc(alloc_.ctx, size)) == nullptr) {
-            return nullptr;
-        }
+        return nullptr;
     }
     ShmGroup* g = groupFor(key);
     if (g == nullptr && !groupOf(key).empty()) {
@@ -229,18 +227,31 @@ void ShmStore::expire(ShmChannel* ch, int64_t now) {
     }
 }
 
-bool ShmStore::makeRoom(int64_t now, const ShmChannel* keep) {
+void* ShmStore::allocRoom(size_t size, int64_t now, const ShmChannel* keep) {
+    void* mem = alloc_.alloc(alloc_.ctx, size);
+    if (mem != nullptr) {
+        return mem;
+    }
+    // First the messages that expired, everywhere.
     uint64_t before = root_->messageBytes;
+    for (uint64_t i = 0; i < root_->nbuckets; i++) {
+        for (ShmChannel* ch = root_->buckets[i]; ch != nullptr; ch = ch->hnext) {
+            expire(ch, now);
+        }
+    }
+    if (root_->messageBytes < before && (mem = alloc_.alloc(alloc_.ctx, size)) != nullptr) {
+        return mem;
+    }
+    // Then channels with neither messages nor subscribers: they would go
+    // at the end of the sweep's grace anyway.
     uint64_t freed = 0;
     for (uint64_t i = 0; i < root_->nbuckets; i++) {
         ShmChannel** pp = &root_->buckets[i];
         while (*pp != nullptr) {
             ShmChannel* ch = *pp;
-            expire(ch, now);
             if (ch != keep && ch->oldest == nullptr && ch->subscribers == 0) {
-                // Idle and empty: it would go at the next sweep anyway.
                 if (root_->lastRemoved < ch->lastId) {
-                    root_->lastRemoved = ch->lastId;
+                    root_->lastRemoved = ch->lastId;  // ids of a re-made channel go on
                 }
                 *pp = ch->hnext;
                 freeChannel(ch);
@@ -251,7 +262,7 @@ bool ShmStore::makeRoom(int64_t now, const ShmChannel* keep) {
         }
     }
     root_->reclaimed += freed;
-    return freed != 0 || root_->messageBytes < before;
+    return freed != 0 ? alloc_.alloc(alloc_.ctx, size) : nullptr;
 }
 
 PublishOutcome ShmStore::publish(std::string_view key, const PublishInput& in, int64_t now) {
@@ -292,11 +303,9 @@ StoreStatus ShmStore::append(ShmChannel* ch, const PublishInput& in, int64_t now
             return StoreStatus::kGroupMemory;
         }
     }
-    void* mem = alloc_.alloc(alloc_.ctx, size);
+    void* mem = allocRoom(size, now, ch);
     if (mem == nullptr) {
-        if (!makeRoom(now, ch) || (mem = alloc_.alloc(alloc_.ctx, size)) == nullptr) {
-            return StoreStatus::kNoMemory;
-        }
+        return StoreStatus::kNoMemory;
     }
     auto* m = static_cast<ShmMessage*>(mem);
     m->next = nullptr;
@@ -442,10 +451,7 @@ StoreStatus ShmStore::addSubscriber(ShmChannel* ch, uint32_t slot, int64_t now,
         return StoreStatus::kGroupSubscribers;
     }
     if (slot >= ch->nslotSubs) {
-        uint32_t n = ch->nslotSubs == 0 ? kInitialSlots : ch->nslotSubs;
-        while (n <= slot) {
-            n *= 2;
-        }
+        uint32_t n = slotsFor(slot, ch->nslotSubs);
         auto* counts = static_cast<uint32_t*>(alloc_.alloc(alloc_.ctx, sizeof(uint32_t) * n));
         if (counts == nullptr) {
             return StoreStatus::kNoMemory;
