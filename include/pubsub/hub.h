@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "pubsub/keyed_hash.h"
 #include "pubsub/message.h"
 #include "pubsub/msgid.h"
 
@@ -58,7 +59,7 @@ public:
     // The store's identity of the channel this worker's subscribers are
     // attached to (a deleted and re-created channel has a new one).
     uint64_t serial = 0;
-    uint64_t hash = 0;
+    uint64_t hash = 0;  // keyedHash() of the key with the hub's key
 
 private:
     friend class Hub;
@@ -75,7 +76,11 @@ private:
 
 class Hub {
 public:
-    Hub() = default;
+    // `key` hashes channel keys, for the local table and for `hash`; the
+    // memory store gives its zone's key so that every worker computes the
+    // hashes other workers put in its mailbox (keysWithHash()).
+    explicit Hub(const HashKey& key = processHashKey())
+        : key_(key), channels_(0, KeyedStringHash(key)) {}
     Hub(const Hub&) = delete;
     Hub& operator=(const Hub&) = delete;
 
@@ -114,7 +119,8 @@ private:
     void compact(LocalChannel* lc);
     void release(LocalChannel* lc);
 
-    std::unordered_map<std::string_view, std::unique_ptr<LocalChannel>> channels_;
+    HashKey key_;
+    std::unordered_map<std::string_view, std::unique_ptr<LocalChannel>, KeyedStringHash> channels_;
     std::unordered_multimap<uint64_t, LocalChannel*> byHash_;
     size_t subscribers_ = 0;
 };

@@ -20,6 +20,7 @@ enum class StoreStatus {
     kGroupChannels,     // pubsub_group_max_channels reached
     kGroupSubscribers,  // pubsub_group_max_subscribers reached
     kGroupMemory,       // pubsub_group_max_messages_memory reached
+    kFreshChannels,     // channels without messages have used their share of the zone
 };
 
 // The reason a client gets for a refused operation.

@@ -2,8 +2,6 @@
 
 #include <new>
 
-#include "pubsub/memory/shm_store.h"
-
 namespace pubsub {
 
 LocalChannel* Hub::find(std::string_view key) {
@@ -18,7 +16,7 @@ bool Hub::attach(Subscriber* sub, std::string_view key, const MsgId& cursor,
         if (lc == nullptr) {
             auto owned = std::make_unique<LocalChannel>(std::string(key));
             owned->pulled = storeLast;
-            owned->hash = hashKey(key);
+            owned->hash = keyedHash(key_, key);
             LocalChannel* fresh = owned.get();
             std::string_view k = fresh->key();
             auto byHash = byHash_.emplace(fresh->hash, fresh);

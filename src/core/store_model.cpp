@@ -16,6 +16,8 @@ const char* storeStatusReason(StoreStatus s) {
             return "Group limit reached for number of subscribers.";
         case StoreStatus::kGroupMemory:
             return "Group limit reached for messages memory.";
+        case StoreStatus::kFreshChannels:
+            return "Too many channels without messages: shared memory is kept for messages.";
     }
     return "error";
 }

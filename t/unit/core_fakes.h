@@ -179,6 +179,14 @@ struct Zone {
     Zone(const Zone&) = delete;
     Zone& operator=(const Zone&) = delete;
 
+    // Makes this a zone of `bytes` (counted from now), as nginx's glue does
+    // for pubsub_shm_size: the allocator's budget, and the share of it that
+    // channels without messages may take.
+    void limitTo(size_t bytes) {
+        alloc.setBudget(alloc.liveBytes() + bytes);
+        root->freshLimit = bytes / pubsub::ShmStore::kFreshShare;
+    }
+
     void lock() {
         EXPECT_FALSE(locked) << "zone lock taken twice (re-entered)";
         locked = true;

@@ -323,6 +323,9 @@ TEST_F(MemoryStoreTest, RemoveWithoutOtherWorkersDoesNotNotify) {
 
 TEST_F(MemoryStoreTest, UnsubscribeUpdatesCounts) {
     RecordingSubscriber s;
+    // Published to: the channel outlives its subscribers (one that never
+    // had a message goes with its last one: see below).
+    a_->publish("ch", "x");
     a_->subscribe(&s, req("ch"));
     EXPECT_EQ(shmSubscribers("ch"), 1u);
     zone_->now += 3;
@@ -634,6 +637,128 @@ TEST_F(MemoryStoreTest, SweepReleasesEverything) {
     EXPECT_EQ(zone_->root->channels, 0u);
     EXPECT_EQ(zone_->alloc.liveCount(), 2u);  // the root and its buckets
     EXPECT_FALSE(zone_->locked);
+}
+
+
+// ------------------------------------------------- channels without messages
+
+TEST_F(MemoryStoreTest, AChannelNobodyPublishedToGoesWithItsLastSubscriber) {
+    RecordingSubscriber s1("s1"), s2("s2");
+    ASSERT_TRUE(a_->subscribe(&s1, req("ch")).attached);
+    ASSERT_TRUE(b_->subscribe(&s2, req("ch")).attached);
+    a_->store->unsubscribe(&s1);
+    EXPECT_EQ(a_->info("ch").first, StoreResult::kOk);  // s2 still waits
+    b_->store->unsubscribe(&s2);
+    EXPECT_EQ(a_->info("ch").first, StoreResult::kNotFound);
+    EXPECT_EQ(zone_->root->channels, 0u);
+    EXPECT_EQ(zone_->root->freshBytes, 0u);
+    EXPECT_EQ(zone_->alloc.liveCount(), 2u);  // the root and its buckets
+    // Made again, it works as a new channel in every worker.
+    ASSERT_TRUE(a_->subscribe(&s1, req("ch")).attached);
+    ASSERT_TRUE(b_->subscribe(&s2, req("ch")).attached);
+    EXPECT_EQ(b_->publish("ch", "hello").status, StoreResult::kOk);
+    EXPECT_EQ(s1.data, std::vector<std::string>{"hello"});
+    EXPECT_EQ(s2.data, std::vector<std::string>{"hello"});
+    a_->store->unsubscribe(&s1);
+    b_->store->unsubscribe(&s2);
+    EXPECT_EQ(zone_->root->channels, 1u);  // it has a message now
+}
+
+TEST_F(MemoryStoreTest, ARefusedSubscriberLeavesNoChannel) {
+    RecordingSubscriber s;
+    SubscribeRequest r = req("g/ch");
+    r.limits.maxSubscribers = 1;
+    RecordingSubscriber other;
+    ASSERT_TRUE(a_->subscribe(&other, req("g/other")).attached);
+    r.limits.maxSubscribers = 1;  // the group is full
+    SubscribeReply sr = a_->subscribe(&s, r);
+    EXPECT_EQ(sr.status, StoreResult::kForbidden);
+    EXPECT_EQ(a_->info("g/ch").first, StoreResult::kNotFound);
+    a_->store->unsubscribe(&other);
+    EXPECT_EQ(zone_->root->channels, 0u);
+}
+
+TEST_F(MemoryStoreTest, LongPollsToFreshChannelsLeaveNothingBehind) {
+    zone_->limitTo(64 * 1024);
+    for (int i = 0; i < 5000; i++) {
+        RecordingSubscriber s;
+        Worker* w = i % 2 ? a_.get() : b_.get();
+        ASSERT_TRUE(w->subscribe(&s, req("poll-" + std::to_string(i))).attached) << i;
+        w->store->unsubscribe(&s);
+    }
+    EXPECT_EQ(zone_->root->channels, 0u);
+    EXPECT_EQ(zone_->root->freshRefused, 0u);
+}
+
+TEST_F(MemoryStoreTest, AnonymousSubscribersCannotStarvePublishers) {
+    zone_->limitTo(512 * 1024);
+    ASSERT_EQ(a_->publish("news", "first").status, StoreResult::kOk);
+    RecordingSubscriber reader("reader");
+    ASSERT_TRUE(b_->subscribe(&reader, req("news")).attached);
+
+    // Thousands of subscribers to channels nobody publishes to, from both
+    // workers, some multiplexed over a few keys each.
+    std::deque<RecordingSubscriber> subs;
+    int refused = 0;
+    for (int i = 0; i < 10000; i++) {
+        subs.emplace_back("anon");
+        Worker* w = i % 2 ? a_.get() : b_.get();
+        SubscribeReply sr = w->subscribe(&subs.back(), req("fresh-" + std::to_string(i)));
+        if (!sr.attached) {
+            EXPECT_EQ(sr.status, StoreResult::kNoMemory);
+            EXPECT_EQ(sr.reason,
+                      "Too many channels without messages: shared memory is kept for messages.");
+            refused++;
+            subs.pop_back();
+        }
+    }
+    EXPECT_GT(refused, 5000);
+    EXPECT_GT(subs.size(), 400u);  // 128 KB of channels of about 288 bytes
+    EXPECT_LE(zone_->root->freshBytes, zone_->root->freshLimit);
+
+    // Publishers to existing channels still have the rest of the zone.
+    std::string payload(1000, 'p');
+    for (int i = 0; i < 200; i++) {
+        PublishReply pr = a_->publish("news", payload, 200, 3600);
+        ASSERT_EQ(pr.status, StoreResult::kOk) << i;
+    }
+    EXPECT_EQ(reader.data.size(), 200u);
+    // A subscriber to a channel that has messages is still accepted.
+    RecordingSubscriber late("late");
+    EXPECT_TRUE(a_->subscribe(&late, req("news")).attached);
+    // A channel the subscribers made can still get its first message (and
+    // so stops counting).
+    EXPECT_EQ(a_->publish("fresh-0", "hi").status, StoreResult::kOk);
+    EXPECT_EQ(subs.front().data, std::vector<std::string>{"hi"});
+
+    for (RecordingSubscriber& s : subs) {
+        (s.attached() && a_->store->hub().find(s.channel()->key()) == s.channel() ? a_ : b_)
+            ->store->unsubscribe(&s);
+    }
+    a_->store->unsubscribe(&late);
+    b_->store->unsubscribe(&reader);
+    EXPECT_EQ(zone_->root->channels, 2u);  // news, fresh-0
+    EXPECT_EQ(zone_->root->freshBytes, 0u);
+    EXPECT_EQ(zone_->root->freshChannels, 0u);
+    EXPECT_EQ(zone_->root->subscribers, 0u);
+    // Subscribers to new channels are welcome again.
+    RecordingSubscriber again;
+    EXPECT_TRUE(a_->subscribe(&again, req("fresh-again")).attached);
+    a_->store->unsubscribe(&again);
+}
+
+TEST_F(MemoryStoreTest, WorkersHashLikeTheZone) {
+    RecordingSubscriber s1, s2;
+    a_->subscribe(&s1, req("room"));
+    b_->subscribe(&s2, req("room"));
+    uint64_t h = pubsub::ShmStore(zone_->root, zone_->alloc.shm()).hashOf("room");
+    EXPECT_EQ(a_->store->hub().find("room")->hash, h);
+    EXPECT_EQ(b_->store->hub().find("room")->hash, h);
+    std::vector<std::string> keys;
+    a_->store->hub().keysWithHash(h, &keys);
+    EXPECT_EQ(keys, std::vector<std::string>{"room"});
+    a_->store->unsubscribe(&s1);
+    b_->store->unsubscribe(&s2);
 }
 
 TEST_F(MemoryStoreTest, LockIsTakenForEveryOperationAndReleased) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core_fakes.h"
+#include "fnv_collide.h"
 
 using pubsub::PresenceConn;
 using pubsub::PresenceEvent;
@@ -383,6 +384,59 @@ TEST_F(PresenceTest, ThousandChannelsOfTenMembers) {
     EXPECT_EQ(root->totalMembers, 0u);
     EXPECT_EQ(root->channels.count, 0u);
     EXPECT_EQ(root->users.count, 0u);
+}
+
+
+// The longest chain of a table, for the hash flood tests.
+uint64_t longestChain(const pubsub::PresenceTable& t) {
+    uint64_t longest = 0;
+    for (uint64_t b = 0; b < t.nbuckets; b++) {
+        uint64_t n = 0;
+        for (pubsub::PresenceNode* e = t.buckets[b]; e != nullptr; e = e->hnext) {
+            n++;
+        }
+        longest = n > longest ? n : longest;
+    }
+    return longest;
+}
+
+TEST_F(PresenceTest, TablesAreKeyedPerZone) {
+    PresenceRoot* other = PresenceRegistry::createRoot(alloc.shm(), 4);
+    ASSERT_NE(other, nullptr);
+    EXPECT_FALSE(other->hashKey.k0 == root->hashKey.k0 && other->hashKey.k1 == root->hashKey.k1);
+    PresenceRegistry::destroyRoot(other, alloc.shm());
+    // Another worker's registry on the same root finds what this one made,
+    // and a cursor made by one pages in the other.
+    for (int i = 0; i < 5; i++) {
+        ASSERT_NE(join("g/a", "m" + std::to_string(i)), nullptr);
+    }
+    PresenceRegistry second(root, alloc.shm());
+    EXPECT_EQ(second.stats("g/a").members, 5u);
+    EXPECT_TRUE(second.user("m3").online);
+    auto first = reg->page("g/a", 2, "");
+    ASSERT_FALSE(first.nextCursor.empty());
+    auto next = second.page("g/a", 2, first.nextCursor);
+    ASSERT_EQ(next.members.size(), 2u);
+    EXPECT_EQ(next.members[0].id, "m2");
+    reg->removeWorkerConnections(0, now, &events);
+}
+
+TEST_F(PresenceTest, FnvCollidingIdsDoNotShareABucket) {
+    std::vector<std::string> ids = pubsub_test::fnvCollidingIds(2048);
+    std::vector<PresenceConn*> conns;
+    for (const std::string& id : ids) {
+        // as member ids of one channel, and as channel keys
+        conns.push_back(join("g/room", id, 0, 0));
+        conns.push_back(join(id, "", 0, 0));
+        ASSERT_NE(conns.back(), nullptr);
+    }
+    EXPECT_LT(longestChain(root->users), 12u);
+    EXPECT_LT(longestChain(root->members), 12u);
+    EXPECT_LT(longestChain(root->channels), 12u);
+    for (PresenceConn* c : conns) {
+        reg->leave(c, now, &events);
+    }
+    EXPECT_EQ(root->totalMembers, 0u);
 }
 
 }  // namespace

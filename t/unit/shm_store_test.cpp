@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core_fakes.h"
+#include "fnv_collide.h"
 
 namespace {
 
@@ -35,6 +36,8 @@ protected:
             EXPECT_EQ(root_->messages, 0u);
             EXPECT_EQ(root_->messageBytes, 0u);
             EXPECT_EQ(root_->subscribers, 0u);
+            EXPECT_EQ(root_->freshChannels, 0u);
+            EXPECT_EQ(root_->freshBytes, 0u);
             // clear() keeps exactly the root and its bucket array.
             EXPECT_EQ(alloc_.liveCount(), 2u);
             alloc_.free(root_->buckets);
@@ -567,7 +570,7 @@ TEST_F(ShmStoreTest, RemoveFromTheMiddleOfAHashChain) {
     std::vector<std::string> keys;
     for (int i = 0; keys.size() < 3 && i < 100000; i++) {
         std::string k = "k" + std::to_string(i);
-        if (pubsub::hashKey(k) % root_->nbuckets == 5) {
+        if (store().hashOf(k) % root_->nbuckets == 5) {
             keys.push_back(k);
         }
     }
@@ -811,6 +814,224 @@ TEST_F(ShmStoreTest, ClearReleasesEverythingButTheRoot) {
     // Still usable afterwards.
     EXPECT_EQ(pub("c1", "again").status, StoreStatus::kOk);
     EXPECT_EQ(store().find("c1")->messages, 1u);
+}
+
+
+// ------------------------------------------------------------ keyed hash
+
+TEST_F(ShmStoreTest, EveryZoneHasItsOwnHashKeyAndEveryWorkerUsesIt) {
+    StoreRoot* other = ShmStore::createRoot(alloc_.shm(), 16);
+    ASSERT_NE(other, nullptr);
+    EXPECT_FALSE(other->hashKey.k0 == root_->hashKey.k0 && other->hashKey.k1 == root_->hashKey.k1);
+    EXPECT_NE(ShmStore(other, alloc_.shm()).hashOf("ch"), store().hashOf("ch"));
+    pubsub_test::destroyRoot(alloc_, other);
+    // Two accessors of one root (two workers, or the next configuration
+    // after a reload) hash alike and find each other's channels.
+    ShmStore a = store();
+    ShmStore b(root_, alloc_.shm());
+    ShmChannel* ch = a.findOrCreate("room", kT0);
+    EXPECT_EQ(ch->hash, b.hashOf("room"));
+    EXPECT_EQ(ch->hash, pubsub::keyedHash(root_->hashKey, "room"));
+    EXPECT_EQ(b.find("room"), ch);
+    a.remove(ch);
+}
+
+TEST_F(ShmStoreTest, FnvCollidingIdsDoNotShareABucket) {
+    reset(1024);
+    std::vector<std::string> ids = pubsub_test::fnvCollidingIds(3000);
+    ShmStore s = store();
+    for (const std::string& id : ids) {
+        ASSERT_EQ(pub("g/" + id, "x").status, StoreStatus::kOk);
+    }
+    ASSERT_EQ(root_->channels, 3000u);
+    uint64_t longest = 0;
+    for (uint64_t b = 0; b < root_->nbuckets; b++) {
+        uint64_t n = 0;
+        for (ShmChannel* ch = root_->buckets[b]; ch != nullptr; ch = ch->hnext) {
+            n++;
+        }
+        longest = n > longest ? n : longest;
+    }
+    EXPECT_LT(longest, 12u);  // FNV-1a put all 3000 in one chain
+    // The group table is keyed too.
+    EXPECT_NE(s.findGroup("g"), nullptr);
+    EXPECT_EQ(s.findGroup("g")->hash, s.hashOf("g"));
+}
+
+// ------------------------------------------------- channels without messages
+
+TEST_F(ShmStoreTest, ZoneCharge) {
+    EXPECT_EQ(ShmStore::zoneCharge(1), 8u);
+    EXPECT_EQ(ShmStore::zoneCharge(8), 8u);
+    EXPECT_EQ(ShmStore::zoneCharge(9), 16u);
+    EXPECT_EQ(ShmStore::zoneCharge(200), 256u);
+    EXPECT_EQ(ShmStore::zoneCharge(2048), 2048u);
+    EXPECT_EQ(ShmStore::zoneCharge(2049), 4096u);
+    EXPECT_EQ(ShmStore::zoneCharge(8193), 12288u);
+}
+
+TEST_F(ShmStoreTest, ChannelsMadeForSubscribersAreCountedUntilPublished) {
+    ShmStore s = store();
+    ShmChannel* ch = s.findOrCreate("g/a", kT0, {}, nullptr, ShmStore::Creator::kSubscriber);
+    ASSERT_NE(ch, nullptr);
+    EXPECT_EQ(root_->freshChannels, 1u);
+    uint64_t bare = root_->freshBytes;
+    EXPECT_EQ(bare, ShmStore::zoneCharge(sizeof(ShmChannel) + 3) +
+                        ShmStore::zoneCharge(sizeof(pubsub::ShmGroup) + 1));
+    // Its subscriber counts are counted as they grow (a high worker slot).
+    ASSERT_EQ(s.addSubscriber(ch, 20, kT0), StoreStatus::kOk);
+    EXPECT_EQ(root_->freshBytes, bare + ShmStore::zoneCharge(32 * sizeof(uint32_t)));
+    // A publisher's channel never counts.
+    pub("g/b", "x");
+    EXPECT_EQ(root_->freshChannels, 1u);
+    // The first message ends it.
+    pub("g/a", "x");
+    EXPECT_EQ(root_->freshChannels, 0u);
+    EXPECT_EQ(root_->freshBytes, 0u);
+    s.removeSubscriber(ch, 20, kT0);
+    EXPECT_FALSE(s.releaseIfUnused(ch));  // it has a message
+}
+
+TEST_F(ShmStoreTest, ReleaseIfUnused) {
+    ShmStore s = store();
+    ShmChannel* ch = s.findOrCreate("a", kT0, {}, nullptr, ShmStore::Creator::kSubscriber);
+    s.addSubscriber(ch, kT0);
+    EXPECT_FALSE(s.releaseIfUnused(ch));  // a subscriber waits
+    s.removeSubscriber(ch, kT0);
+    EXPECT_TRUE(s.releaseIfUnused(ch));
+    EXPECT_EQ(s.find("a"), nullptr);
+    EXPECT_EQ(root_->channels, 0u);
+    EXPECT_EQ(root_->freshBytes, 0u);
+    // Published to once, its messages gone: it stays for the sweep (its
+    // last id keeps ids increasing).
+    pub("b", "x", 10, 1, kT0);
+    ch = s.find("b");
+    s.expire(ch, kT0 + 1);
+    EXPECT_FALSE(s.releaseIfUnused(ch));
+}
+
+TEST_F(ShmStoreTest, FreshChannelsStopAtTheirShareOfTheZone) {
+    alloc_.setBudget(256 * 1024);
+    pubsub_test::destroyRoot(alloc_, root_);
+    root_ = ShmStore::createRoot(alloc_.shm(), 16, 256 * 1024);
+    ASSERT_NE(root_, nullptr);
+    EXPECT_EQ(root_->freshLimit, 64u * 1024);
+    ShmStore s = store();
+    pub("news", "first");
+    size_t before = alloc_.liveBytes();
+    std::vector<ShmChannel*> made;
+    StoreStatus st = StoreStatus::kOk;
+    for (int i = 0; i < 100000 && st == StoreStatus::kOk; i++) {
+        ShmChannel* ch = s.findOrCreate("anon-" + std::to_string(i), kT0, {}, &st,
+                                        ShmStore::Creator::kSubscriber);
+        if (ch != nullptr) {
+            ASSERT_EQ(s.addSubscriber(ch, 0, kT0), StoreStatus::kOk);
+            made.push_back(ch);
+        }
+    }
+    EXPECT_EQ(st, StoreStatus::kFreshChannels);
+    EXPECT_EQ(std::string(pubsub::storeStatusReason(st)),
+              "Too many channels without messages: shared memory is kept for messages.");
+    EXPECT_GT(made.size(), 100u);
+    EXPECT_LE(root_->freshBytes, root_->freshLimit);
+    EXPECT_EQ(root_->freshRefused, 1u);
+    EXPECT_LE(alloc_.liveBytes() - before, root_->freshLimit);
+    // Existing channels and publishers are not affected: messages fill the
+    // rest of the zone.
+    std::string big(1000, 'm');
+    int stored = 0;
+    for (int i = 0; i < 100; i++) {
+        if (pub("news", big, 1000).status == StoreStatus::kOk) {
+            stored++;
+        }
+    }
+    EXPECT_EQ(stored, 100);
+    EXPECT_EQ(pub("new-by-publisher", "x").status, StoreStatus::kOk);
+    // A subscriber to an existing channel is not refused either.
+    ShmChannel* news = s.find("news");
+    EXPECT_EQ(s.addSubscriber(news, 0, kT0), StoreStatus::kOk);
+    s.removeSubscriber(news, kT0);
+    // As subscribers leave, their channels go and others can come.
+    for (ShmChannel* ch : made) {
+        s.removeSubscriber(ch, kT0);
+        EXPECT_TRUE(s.releaseIfUnused(ch));
+    }
+    EXPECT_EQ(root_->freshBytes, 0u);
+    EXPECT_NE(s.findOrCreate("anon-again", kT0, {}, nullptr, ShmStore::Creator::kSubscriber),
+              nullptr);
+}
+
+TEST_F(ShmStoreTest, TheFreshLimitCountsTheSubscribersWorkerSlot) {
+    root_->freshLimit = 10000;
+    ShmStore s = store();
+    std::vector<ShmChannel*> made;
+    for (int i = 0;; i++) {
+        StoreStatus st;
+        ShmChannel* ch = s.findOrCreate("k" + std::to_string(i), kT0, {}, &st,
+                                        ShmStore::Creator::kSubscriber, 40);
+        if (ch == nullptr) {
+            EXPECT_EQ(st, StoreStatus::kFreshChannels);
+            break;
+        }
+        ASSERT_EQ(s.addSubscriber(ch, 40, kT0), StoreStatus::kOk);  // 64 counts
+        made.push_back(ch);
+        EXPECT_LE(root_->freshBytes, root_->freshLimit);
+    }
+    // Each took its channel and 256 bytes of counts: the next did not fit.
+    uint64_t each = ShmStore::zoneCharge(sizeof(ShmChannel) + 2) + 256;
+    EXPECT_EQ(root_->freshBytes, made.size() * each);
+    EXPECT_GT(root_->freshBytes + each, root_->freshLimit);
+    for (ShmChannel* ch : made) {
+        s.removeSubscriber(ch, 40, kT0);
+        EXPECT_TRUE(s.releaseIfUnused(ch));
+    }
+}
+
+TEST_F(ShmStoreTest, APublishThatFailsLeavesNoChannelBehind) {
+    ShmStore s = store();
+    PublishInput in;
+    in.data = std::string(500, 'x');
+    in.limits.maxBytes = 100;
+    PublishOutcome out = s.publish("g/new", in, kT0);
+    EXPECT_EQ(out.status, StoreStatus::kGroupMemory);
+    EXPECT_EQ(out.channel, nullptr);
+    EXPECT_EQ(s.find("g/new"), nullptr);
+    EXPECT_EQ(root_->channels, 0u);
+    EXPECT_EQ(s.findGroup("g"), nullptr);
+    // A channel with a subscriber stays.
+    ShmChannel* ch = s.findOrCreate("g/subbed", kT0, {}, nullptr, ShmStore::Creator::kSubscriber);
+    s.addSubscriber(ch, kT0);
+    EXPECT_EQ(s.publish("g/subbed", in, kT0).status, StoreStatus::kGroupMemory);
+    EXPECT_EQ(s.find("g/subbed"), ch);
+    s.removeSubscriber(ch, kT0);
+    EXPECT_TRUE(s.releaseIfUnused(ch));
+}
+
+TEST_F(ShmStoreTest, AFullZoneFreesIdleEmptyChannelsBeforeRefusingAPublish) {
+    ShmStore s = store();
+    pub("busy", "x", 10, 0, kT0);
+    // Channels whose messages expired, no subscribers: they would linger
+    // for the sweep's grace.
+    for (int i = 0; i < 50; i++) {
+        pub("idle" + std::to_string(i), "x", 10, 1, kT0);
+    }
+    s.sweep(kT0 + 2, root_->nbuckets, 30);  // their messages go, they stay
+    ASSERT_EQ(root_->channels, 51u);
+    MsgId newestIdle = s.find("idle49")->lastId;
+    // One that has a subscriber stays whatever happens.
+    ShmChannel* kept = s.findOrCreate("waiting", kT0, {}, nullptr, ShmStore::Creator::kSubscriber);
+    s.addSubscriber(kept, kT0);
+    alloc_.setBudget(alloc_.liveBytes() + 100);
+    std::string msg(400, 'y');
+    PublishOutcome out = pub("busy", msg, 10, 0, kT0 + 5);
+    ASSERT_EQ(out.status, StoreStatus::kOk);
+    EXPECT_EQ(root_->reclaimed, 50u);
+    EXPECT_EQ(root_->channels, 2u);
+    EXPECT_EQ(s.find("waiting"), kept);
+    EXPECT_EQ(s.find("idle0"), nullptr);
+    EXPECT_FALSE(root_->lastRemoved < newestIdle);  // ids of a re-made channel go on
+    s.removeSubscriber(kept, kT0);
+    alloc_.setBudget(TestAllocator::kUnlimited);
 }
 
 }  // namespace

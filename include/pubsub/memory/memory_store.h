@@ -48,7 +48,8 @@ struct MemoryStoreStats {
 
 class MemoryStore final : public Store {
 public:
-    explicit MemoryStore(const MemoryStoreEnv& env) : env_(env), shm_(env.root, env.alloc) {}
+    explicit MemoryStore(const MemoryStoreEnv& env)
+        : env_(env), shm_(env.root, env.alloc), hub_(env.root->hashKey) {}
 
     void publish(std::string_view key, const PublishInput& in, PublishCallback cb) override;
     void subscribe(Subscriber* sub, const SubscribeRequest& req, SubscribeCallback cb) override;

@@ -190,6 +190,7 @@ struct PresenceRoot {
     static constexpr size_t kInstanceLen = 24;
     uint32_t magic;
     uint32_t version;
+    HashKey hashKey;  // keys the three tables' hash; random, made with the zone
     // Redis mode: this instance's name in Redis (made with the zone, kept
     // over reloads), the delta counter, and when the next refresh is due.
     char instance[kInstanceLen + 1];
@@ -247,7 +248,7 @@ using PresenceEvents = std::vector<PresenceEvent>;
 class PresenceRegistry {
 public:
     static constexpr uint32_t kMagic = 0x50525331;  // "PRS1"
-    static constexpr uint32_t kVersion = 2;
+    static constexpr uint32_t kVersion = 3;
     static constexpr size_t kMaxIdLength = 1024;
     static constexpr size_t kMaxInfoLength = 16384;
     static constexpr size_t kMaxPage = 1000;

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "pubsub/keyed_hash.h"
 #include "pubsub/msgid.h"
 #include "pubsub/store_model.h"
 
@@ -73,6 +74,7 @@ struct ShmChannel {
     // followed by the key
 
     static constexpr uint32_t kDeleted = 1;
+    static constexpr uint32_t kFresh = 2;  // made for a subscriber, never published to
 
     std::string_view key() const { return {reinterpret_cast<const char*>(this + 1), keyLen}; }
 };
@@ -123,6 +125,16 @@ struct StoreRoot {
     ShmGroup* groups[kGroupBuckets];
     void* presence;     // PresenceRoot (pubsub/presence.h), made by the glue
     MsgId lastRemoved;  // newest id of any deleted channel (ids never repeat)
+    HashKey hashKey;    // keys every table hash; random, made with the zone
+    // Channels nobody has published to (what subscribers alone can make):
+    // their memory, counted as the zone's allocator would round it, is kept
+    // under `freshLimit` (0: no limit) so that it never takes the memory
+    // publishers need.
+    uint64_t freshChannels;
+    uint64_t freshBytes;
+    uint64_t freshLimit;
+    uint64_t freshRefused;  // subscribers refused for it (statistics)
+    uint64_t reclaimed;     // idle empty channels freed early for a publish
 };
 
 struct PublishOutcome {
@@ -141,16 +153,25 @@ struct StartPosition {
 class ShmStore {
 public:
     static constexpr uint32_t kMagic = 0x50534231;  // "PSB1"
-    static constexpr uint32_t kVersion = 2;
+    static constexpr uint32_t kVersion = 3;
     // Transient messages (buffer length 0) stay this long so that every
     // worker can deliver them, and at most this many per channel.
     static constexpr int64_t kTransientTtl = 10;
     static constexpr uint64_t kMaxTransients = 64;
+    // Channels that were never published to may take at most this share
+    // of the zone (1/kFreshShare of `zoneBytes` given to createRoot).
+    static constexpr uint64_t kFreshShare = 4;
+
+    // Who asks for a channel that may not exist yet.
+    enum class Creator { kPublisher, kSubscriber };
 
     ShmStore(StoreRoot* root, const ShmAllocator& alloc) : root_(root), alloc_(alloc) {}
 
-    // Allocates and initialises a root; nullptr when memory is exhausted.
-    static StoreRoot* createRoot(const ShmAllocator& alloc, uint64_t buckets = 1024);
+    // Allocates and initialises a root with a new random hash key; nullptr
+    // when memory is exhausted.  `zoneBytes` (the zone's size; 0: unknown)
+    // sets the limit of channels without messages.
+    static StoreRoot* createRoot(const ShmAllocator& alloc, uint64_t buckets = 1024,
+                                 uint64_t zoneBytes = 0);
     // True when `root` was made by this version of the code.
     static bool compatible(const StoreRoot* root) {
         return root != nullptr && root->magic == kMagic && root->version == kVersion;
@@ -158,17 +179,26 @@ public:
 
     StoreRoot* root() const { return root_; }
 
+    // The zone's keyed hash of a channel key (the same in every worker).
+    uint64_t hashOf(std::string_view key) const { return keyedHash(root_->hashKey, key); }
+
     ShmChannel* find(std::string_view key) const;
     // Finds or creates; nullptr when memory is exhausted or a group limit
-    // is reached (*status tells which, when given).
+    // is reached (*status tells which, when given).  A channel created for
+    // a subscriber counts as fresh (never published to) until its first
+    // publish; it is refused with kFreshChannels when fresh channels would
+    // pass their limit once that subscriber (in worker slot `slot`) is
+    // counted.
     ShmChannel* findOrCreate(std::string_view key, int64_t now, const GroupLimits& limits = {},
-                             StoreStatus* status = nullptr);
+                             StoreStatus* status = nullptr, Creator by = Creator::kPublisher,
+                             uint32_t slot = 0);
     // The group of a key ("a/b" -> "a"; no '/': none, not accounted).
     static std::string_view groupOf(std::string_view key);
     const ShmGroup* findGroup(std::string_view name) const;
 
     // Stores a message.  When memory is exhausted it first drops expired
-    // messages of every channel, then gives up with kNoMemory.
+    // messages of every channel and frees channels that have neither
+    // messages nor subscribers, then gives up with kNoMemory.
     PublishOutcome publish(std::string_view key, const PublishInput& in, int64_t now);
 
     // Drops the channel's expired messages (oldest first).
@@ -209,6 +239,10 @@ public:
     // Deletes the channel and its messages.
     void remove(ShmChannel* ch);
 
+    // Deletes the channel if nobody ever published to it and it has no
+    // subscribers left; true when it did (`ch` is gone then).
+    bool releaseIfUnused(ShmChannel* ch);
+
     // Incremental maintenance: expires messages and removes channels that
     // have neither messages nor subscribers and were idle for `idleGrace`
     // seconds.  Visits at most `maxBuckets` hash buckets per call.
@@ -217,19 +251,42 @@ public:
     // Releases everything (used when a zone cannot be reused).
     void clear();
 
+    // What `size` bytes take in the zone: nginx's slab allocator gives the
+    // next power of two up to half a page, whole 4 KB pages above.
+    static uint64_t zoneCharge(uint64_t size);
+
 private:
+    static constexpr uint32_t kInitialSlots = 8;  // subscriber counts first allocated
+    // How many subscriber counts a channel has once `slot` has one.
+    static uint32_t slotsFor(uint32_t slot, uint32_t have) {
+        uint32_t n = have == 0 ? kInitialSlots : have;
+        while (n <= slot) {
+            n *= 2;
+        }
+        return n;
+    }
+
+    // Stores a message in `ch` (publish() without the lookup).
+    StoreStatus append(ShmChannel* ch, const PublishInput& in, int64_t now, ShmMessage** stored);
     void unlinkOldest(ShmChannel* ch);
     ShmGroup* groupFor(std::string_view key);
     void dropGroupIfEmpty(ShmGroup* g);
     void enqueue(uint32_t slot, uint64_t hash, uint32_t* wake, size_t* nwake);
     void freeChannel(ShmChannel* ch);
     void maybeGrow();
-    bool expireAll(int64_t now);
+    // Allocates; when the zone is full, drops expired messages everywhere
+    // and tries again, then frees channels without messages and subscribers
+    // (except `keep`) and tries once more.  nullptr when still full.
+    void* allocRoom(size_t size, int64_t now, const ShmChannel* keep);
+    // What a fresh channel counts against the limit: the channel, its
+    // group (as if it were its own) and its subscriber counts.
+    static uint64_t freshCharge(uint64_t keyLen, std::string_view group, uint32_t nslotSubs);
+    static uint64_t freshCharge(const ShmChannel* ch);
+    // The channel is published to: it no longer counts as fresh.
+    void unfresh(ShmChannel* ch);
 
     StoreRoot* root_;
     ShmAllocator alloc_;
 };
-
-uint64_t hashKey(std::string_view key);
 
 }  // namespace pubsub

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "pubsub/hub.h"
+#include "pubsub/keyed_hash.h"
 #include "pubsub/memory/presence.h"
 #include "pubsub/redis/redis_proto.h"
 #include "pubsub/store.h"
@@ -77,7 +78,7 @@ public:
             std::string reason;
             redis::Snapshot snap;
         };
-        std::unordered_map<std::string, Channel> channels;
+        std::unordered_map<std::string, Channel, KeyedStringHash> channels;
     };
     using PreparedPtr = std::shared_ptr<Prepared>;
 
@@ -241,7 +242,7 @@ private:
     RedisLink* link_;
     std::string instanceId_;
     Hub hub_;
-    std::unordered_map<std::string, ChanPtr> chans_;
+    std::unordered_map<std::string, ChanPtr, KeyedStringHash> chans_;
     Prepared* prepared_ = nullptr;
     RedisStoreStats stats_;
     unsigned ticks_ = 0;
@@ -255,13 +256,13 @@ private:
         uint64_t anonymous = 0;
         std::vector<std::string> entries;  // id, conns, info, opts, version
     };
-    std::unordered_map<std::string, PendingDeltas> presencePending_;
+    std::unordered_map<std::string, PendingDeltas, KeyedStringHash> presencePending_;
     void presenceSend(const std::string& key, PendingDeltas& p);
     void presenceSubscribed(const std::string& key);
     // channels this instance got its first member in, to register (pchans)
     std::vector<std::string> presenceNew_;
     std::string presenceNewOf_;
-    std::unordered_map<std::string, Group> groups_;
+    std::unordered_map<std::string, Group, KeyedStringHash> groups_;
 };
 
 }  // namespace pubsub

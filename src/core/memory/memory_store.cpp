@@ -13,6 +13,7 @@ StoreResult resultOf(StoreStatus s) {
         case StoreStatus::kOk:
             return StoreResult::kOk;
         case StoreStatus::kNoMemory:
+        case StoreStatus::kFreshChannels:
             return StoreResult::kNoMemory;
         case StoreStatus::kNotFound:
             return StoreResult::kNotFound;
@@ -261,8 +262,10 @@ void MemoryStore::subscribe(Subscriber* sub, const SubscribeRequest& req, Subscr
         Guard g(env_);
         int64_t t = now();
         StoreStatus st = StoreStatus::kOk;
-        ShmChannel* ch =
-            req.existingOnly ? shm_.find(req.key) : shm_.findOrCreate(req.key, t, req.limits, &st);
+        ShmChannel* ch = req.existingOnly
+                             ? shm_.find(req.key)
+                             : shm_.findOrCreate(req.key, t, req.limits, &st,
+                                                 ShmStore::Creator::kSubscriber, env_.slot);
         if (ch == nullptr) {
             if (req.existingOnly) {
                 reply.status = StoreResult::kNotFound;
@@ -304,6 +307,11 @@ void MemoryStore::subscribe(Subscriber* sub, const SubscribeRequest& req, Subscr
             } else {
                 ch->lastSeen = t;
             }
+            if (!reply.attached) {
+                // A channel nobody published to goes with its last
+                // subscriber, also when this one was refused.
+                shm_.releaseIfUnused(ch);
+            }
         }
     }
     cb(std::move(reply));
@@ -319,6 +327,9 @@ void MemoryStore::unsubscribe(Subscriber* sub) {
         ShmChannel* ch = shm_.find(lc->key());
         if (ch != nullptr && ch->serial == lc->serial) {
             shm_.removeSubscriber(ch, env_.slot, now());
+            // Nobody published to it and nobody waits any more: free it
+            // now, so that clients cannot fill the zone with such channels.
+            shm_.releaseIfUnused(ch);
         }
     }
     hub_.detach(sub);

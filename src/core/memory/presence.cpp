@@ -14,16 +14,6 @@ constexpr int kKindChannel = 0;
 constexpr int kKindMember = 1;
 constexpr int kKindUser = 2;
 
-uint64_t fnv(uint64_t h, std::string_view s) {
-    for (unsigned char c : s) {
-        h ^= c;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
-constexpr uint64_t kFnvBasis = 1469598103934665603ULL;
-
 // memcpy that accepts an empty view (whose data() may be null).
 char* put(char* dst, std::string_view s) {
     if (!s.empty()) {
@@ -32,11 +22,17 @@ char* put(char* dst, std::string_view s) {
     return dst + s.size();
 }
 
-uint64_t memberHash(std::string_view key, std::string_view id) {
-    uint64_t h = fnv(kFnvBasis, key);
-    h ^= 0xff;  // a byte no UTF-8 text has: "a"+"bc" differs from "ab"+"c"
-    h *= 1099511628211ULL;
-    return fnv(h, id);
+uint64_t memberHash(const HashKey& k, std::string_view key, std::string_view id) {
+    // The key's length first: "a"+"bc" differs from "ab"+"c".
+    unsigned char len[4];
+    for (int i = 0; i < 4; i++) {
+        len[i] = static_cast<unsigned char>(key.size() >> (8 * i));
+    }
+    SipHasher h(k);
+    h.update(len, sizeof(len));
+    h.update(key);
+    h.update(id);
+    return h.finish();
 }
 
 // Appends without throwing; false when memory ran out.
@@ -93,6 +89,7 @@ PresenceRoot* PresenceRegistry::createRoot(const ShmAllocator& alloc, uint64_t b
         std::memset(static_cast<void*>(t->buckets), 0, sizeof(PresenceNode*) * buckets);
         t->nbuckets = buckets;
     }
+    root->hashKey = randomHashKey();
     root->magic = kMagic;
     root->version = kVersion;
     return root;
@@ -181,17 +178,17 @@ void PresenceRegistry::unlink(PresenceTable* t, PresenceNode* n) {
 
 PresenceChannel* PresenceRegistry::findChannel(std::string_view key) const {
     return reinterpret_cast<PresenceChannel*>(
-        lookup(root_->channels, fnv(kFnvBasis, key), key, {}, kKindChannel));
+        lookup(root_->channels, keyedHash(root_->hashKey, key), key, {}, kKindChannel));
 }
 
 PresenceMember* PresenceRegistry::findMember(std::string_view key, std::string_view id) const {
     return reinterpret_cast<PresenceMember*>(
-        lookup(root_->members, memberHash(key, id), key, id, kKindMember));
+        lookup(root_->members, memberHash(root_->hashKey, key, id), key, id, kKindMember));
 }
 
 PresenceUser* PresenceRegistry::findUser(std::string_view id) const {
     return reinterpret_cast<PresenceUser*>(
-        lookup(root_->users, fnv(kFnvBasis, id), id, {}, kKindUser));
+        lookup(root_->users, keyedHash(root_->hashKey, id), id, {}, kKindUser));
 }
 
 // ---------------------------------------------------------------- events
@@ -330,7 +327,7 @@ PresenceConn* PresenceRegistry::join(std::string_view key, std::string_view id,
         }
         std::memset(mem, 0, sizeof(PresenceChannel));
         ch = static_cast<PresenceChannel*>(mem);
-        ch->node.hash = fnv(kFnvBasis, key);
+        ch->node.hash = keyedHash(root_->hashKey, key);
         ch->keyLen = static_cast<uint32_t>(key.size());
         ch->redis = presenceRedisIndex(opts);
         put(reinterpret_cast<char*>(ch + 1), key);
@@ -351,7 +348,7 @@ PresenceConn* PresenceRegistry::join(std::string_view key, std::string_view id,
                 }
                 std::memset(um, 0, sizeof(PresenceUser));
                 u = static_cast<PresenceUser*>(um);
-                u->node.hash = fnv(kFnvBasis, id);
+                u->node.hash = keyedHash(root_->hashKey, id);
                 u->idLen = static_cast<uint32_t>(id.size());
                 u->onlineSince = nowMs;
                 std::memcpy(reinterpret_cast<char*>(u + 1), id.data(), id.size());
@@ -378,7 +375,7 @@ PresenceConn* PresenceRegistry::join(std::string_view key, std::string_view id,
             if (newUser) {
                 insert(&root_->users, &u->node);
             }
-            m->node.hash = memberHash(key, id);
+            m->node.hash = memberHash(root_->hashKey, key, id);
             m->channel = ch;
             m->user = u;
             m->seq = ++ch->nextSeq;

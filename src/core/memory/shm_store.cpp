@@ -5,14 +5,6 @@
 
 namespace pubsub {
 
-uint64_t hashKey(std::string_view key) {
-    // FNV-1a, 64 bit.
-    uint64_t h = 1469598103934665603ULL;
-    for (unsigned char c : key) {
-        h ^= c;
-        h *= 1099511628211ULL;
-    }
-    return h;
 }
 
 std::string_view ShmStore::groupOf(std::string_view key) {
@@ -21,7 +13,7 @@ std::string_view ShmStore::groupOf(std::string_view key) {
 }
 
 const ShmGroup* ShmStore::findGroup(std::string_view name) const {
-    uint64_t h = hashKey(name);
+    uint64_t h = hashOf(name);
     for (ShmGroup* g = root_->groups[h % StoreRoot::kGroupBuckets]; g != nullptr; g = g->next) {
         if (g->hash == h && g->name() == name) {
             return g;
@@ -45,7 +37,7 @@ ShmGroup* ShmStore::groupFor(std::string_view key) {
     }
     std::memset(mem, 0, sizeof(ShmGroup));
     g = static_cast<ShmGroup*>(mem);
-    g->hash = hashKey(name);
+    g->hash = hashOf(name);
     g->nameLen = static_cast<uint32_t>(name.size());
     std::memcpy(reinterpret_cast<char*>(g + 1), name.data(), name.size());
     ShmGroup** head = &root_->groups[g->hash % StoreRoot::kGroupBuckets];
@@ -68,7 +60,7 @@ void ShmStore::dropGroupIfEmpty(ShmGroup* g) {
     alloc_.free(alloc_.ctx, g);
 }
 
-StoreRoot* ShmStore::createRoot(const ShmAllocator& alloc, uint64_t buckets) {
+StoreRoot* ShmStore::createRoot(const ShmAllocator& alloc, uint64_t buckets, uint64_t zoneBytes) {
     if (buckets == 0) {
         buckets = 1;
     }
@@ -85,13 +77,15 @@ StoreRoot* ShmStore::createRoot(const ShmAllocator& alloc, uint64_t buckets) {
     }
     std::memset(static_cast<void*>(root->buckets), 0, sizeof(ShmChannel*) * buckets);
     root->nbuckets = buckets;
+    root->hashKey = randomHashKey();
+    root->freshLimit = zoneBytes / kFreshShare;
     root->magic = kMagic;
     root->version = kVersion;
     return root;
 }
 
 ShmChannel* ShmStore::find(std::string_view key) const {
-    uint64_t h = hashKey(key);
+    uint64_t h = hashOf(key);
     for (ShmChannel* ch = root_->buckets[h % root_->nbuckets]; ch != nullptr; ch = ch->hnext) {
         if (ch->hash == h && ch->key() == key) {
             return ch;
@@ -126,7 +120,7 @@ void ShmStore::maybeGrow() {
 }
 
 ShmChannel* ShmStore::findOrCreate(std::string_view key, int64_t now, const GroupLimits& limits,
-                                   StoreStatus* status) {
+                                   StoreStatus* status, Creator by, uint32_t slot) {
     StoreStatus dummy;
     if (status == nullptr) {
         status = &dummy;
@@ -142,13 +136,20 @@ ShmChannel* ShmStore::findOrCreate(std::string_view key, int64_t now, const Grou
         *status = StoreStatus::kGroupChannels;
         return nullptr;
     }
+    bool fresh = by == Creator::kSubscriber;
+    if (fresh && root_->freshLimit != 0 &&
+        root_->freshBytes + freshCharge(key.size(), groupOf(key), slotsFor(slot, 0)) >
+            root_->freshLimit) {
+        // Refused before it could take memory a publish needs.
+        root_->freshRefused++;
+        *status = StoreStatus::kFreshChannels;
+        return nullptr;
+    }
     *status = StoreStatus::kNoMemory;
     size_t size = sizeof(ShmChannel) + key.size();
-    void* mem = alloc_.alloc(alloc_.ctx, size);
+    void* mem = allocRoom(size, now, nullptr);
     if (mem == nullptr) {
-        if (!expireAll(now) || (mem = alloc_.alloc(alloc_.ctx, size)) == nullptr) {
-            return nullptr;
-        }
+        return nullptr;
     }
     ShmGroup* g = groupFor(key);
     if (g == nullptr && !groupOf(key).empty()) {
@@ -163,12 +164,17 @@ ShmChannel* ShmStore::findOrCreate(std::string_view key, int64_t now, const Grou
     ch = static_cast<ShmChannel*>(mem);
     ch->group = g;
     ch->serial = ++root_->nextSerial;
-    ch->hash = hashKey(key);
+    ch->hash = hashOf(key);
     ch->keyLen = static_cast<uint32_t>(key.size());
     ch->created = now;
     ch->lastSeen = -1;
     ch->lastPublish = now;
     std::memcpy(reinterpret_cast<char*>(ch + 1), key.data(), key.size());
+    if (fresh) {
+        ch->flags |= ShmChannel::kFresh;
+        root_->freshChannels++;
+        root_->freshBytes += freshCharge(ch);
+    }
     uint64_t b = ch->hash % root_->nbuckets;
     ch->hnext = root_->buckets[b];
     root_->buckets[b] = ch;
@@ -203,14 +209,42 @@ void ShmStore::expire(ShmChannel* ch, int64_t now) {
     }
 }
 
-bool ShmStore::expireAll(int64_t now) {
+void* ShmStore::allocRoom(size_t size, int64_t now, const ShmChannel* keep) {
+    void* mem = alloc_.alloc(alloc_.ctx, size);
+    if (mem != nullptr) {
+        return mem;
+    }
+    // First the messages that expired, everywhere.
     uint64_t before = root_->messageBytes;
     for (uint64_t i = 0; i < root_->nbuckets; i++) {
         for (ShmChannel* ch = root_->buckets[i]; ch != nullptr; ch = ch->hnext) {
             expire(ch, now);
         }
     }
-    return root_->messageBytes < before;
+    if (root_->messageBytes < before && (mem = alloc_.alloc(alloc_.ctx, size)) != nullptr) {
+        return mem;
+    }
+    // Then channels with neither messages nor subscribers: they would go
+    // at the end of the sweep's grace anyway.
+    uint64_t freed = 0;
+    for (uint64_t i = 0; i < root_->nbuckets; i++) {
+        ShmChannel** pp = &root_->buckets[i];
+        while (*pp != nullptr) {
+            ShmChannel* ch = *pp;
+            if (ch != keep && ch->oldest == nullptr && ch->subscribers == 0) {
+                if (root_->lastRemoved < ch->lastId) {
+                    root_->lastRemoved = ch->lastId;  // ids of a re-made channel go on
+                }
+                *pp = ch->hnext;
+                freeChannel(ch);
+                freed++;
+                continue;
+            }
+            pp = &ch->hnext;
+        }
+    }
+    root_->reclaimed += freed;
+    return freed != 0 ? alloc_.alloc(alloc_.ctx, size) : nullptr;
 }
 
 PublishOutcome ShmStore::publish(std::string_view key, const PublishInput& in, int64_t now) {
@@ -221,12 +255,22 @@ PublishOutcome ShmStore::publish(std::string_view key, const PublishInput& in, i
     }
     out.channel = ch;
     expire(ch, now);
+    out.status = append(ch, in, now, &out.message);
+    if (out.status != StoreStatus::kOk) {
+        // A channel this publish made for nothing does not linger.
+        if (releaseIfUnused(ch)) {
+            out.channel = nullptr;
+        }
+    }
+    return out;
+}
 
+StoreStatus ShmStore::append(ShmChannel* ch, const PublishInput& in, int64_t now,
+                             ShmMessage** stored) {
     size_t size = sizeof(ShmMessage) + in.contentType.size() + in.eventName.size() + in.data.size();
     if (in.data.size() > UINT32_MAX || in.contentType.size() > UINT32_MAX ||
         in.eventName.size() > UINT32_MAX) {
-        out.status = StoreStatus::kNoMemory;
-        return out;
+        return StoreStatus::kNoMemory;
     }
     if (in.limits.maxBytes != 0 && ch->group != nullptr) {
         // Messages the new one pushes out of the buffer do not count.
@@ -238,16 +282,12 @@ PublishOutcome ShmStore::publish(std::string_view key, const PublishInput& in, i
             unlinkOldest(ch);
         }
         if (ch->group->bytes + size > in.limits.maxBytes) {
-            out.status = StoreStatus::kGroupMemory;
-            return out;
+            return StoreStatus::kGroupMemory;
         }
     }
-    void* mem = alloc_.alloc(alloc_.ctx, size);
+    void* mem = allocRoom(size, now, ch);
     if (mem == nullptr) {
-        if (!expireAll(now) || (mem = alloc_.alloc(alloc_.ctx, size)) == nullptr) {
-            out.status = StoreStatus::kNoMemory;
-            return out;
-        }
+        return StoreStatus::kNoMemory;
     }
     auto* m = static_cast<ShmMessage*>(mem);
     m->next = nullptr;
@@ -287,6 +327,7 @@ PublishOutcome ShmStore::publish(std::string_view key, const PublishInput& in, i
     ch->newest = m;
     ch->lastId = m->id;
     ch->published++;
+    unfresh(ch);
     ch->lastPublish = now;
     ch->bytes += m->allocSize();
     if (ch->group != nullptr) {
@@ -306,8 +347,8 @@ PublishOutcome ShmStore::publish(std::string_view key, const PublishInput& in, i
                                (transient && ch->messages > 0))) {
         unlinkOldest(ch);
     }
-    out.message = m;
-    return out;
+    *stored = m;
+    return StoreStatus::kOk;
 }
 
 ShmMessage* ShmStore::firstAfter(const ShmChannel* ch, const MsgId& after, bool withTransient,
@@ -392,10 +433,7 @@ StoreStatus ShmStore::addSubscriber(ShmChannel* ch, uint32_t slot, int64_t now,
         return StoreStatus::kGroupSubscribers;
     }
     if (slot >= ch->nslotSubs) {
-        uint32_t n = ch->nslotSubs == 0 ? 8 : ch->nslotSubs;
-        while (n <= slot) {
-            n *= 2;
-        }
+        uint32_t n = slotsFor(slot, ch->nslotSubs);
         auto* counts = static_cast<uint32_t*>(alloc_.alloc(alloc_.ctx, sizeof(uint32_t) * n));
         if (counts == nullptr) {
             return StoreStatus::kNoMemory;
@@ -405,8 +443,15 @@ StoreStatus ShmStore::addSubscriber(ShmChannel* ch, uint32_t slot, int64_t now,
             std::memcpy(counts, ch->slotSubs, sizeof(uint32_t) * ch->nslotSubs);
             alloc_.free(alloc_.ctx, ch->slotSubs);
         }
+        bool fresh = (ch->flags & ShmChannel::kFresh) != 0;
+        if (fresh) {
+            root_->freshBytes -= freshCharge(ch);
+        }
         ch->slotSubs = counts;
         ch->nslotSubs = n;
+        if (fresh) {
+            root_->freshBytes += freshCharge(ch);
+        }
     }
     ch->slotSubs[slot]++;
     ch->subscribers++;
@@ -438,6 +483,7 @@ void ShmStore::removeSubscriber(ShmChannel* ch, uint32_t slot, int64_t now) {
 }
 
 void ShmStore::freeChannel(ShmChannel* ch) {
+    unfresh(ch);
     while (ch->oldest != nullptr) {
         unlinkOldest(ch);
     }
@@ -571,6 +617,51 @@ void ShmStore::remove(ShmChannel* ch) {
         *pp = ch->hnext;
     }
     freeChannel(ch);
+}
+
+bool ShmStore::releaseIfUnused(ShmChannel* ch) {
+    if (ch->published != 0 || ch->subscribers != 0 || ch->oldest != nullptr) {
+        return false;
+    }
+    remove(ch);
+    return true;
+}
+
+uint64_t ShmStore::zoneCharge(uint64_t size) {
+    constexpr uint64_t kPage = 4096;
+    if (size > kPage / 2) {
+        return (size + kPage - 1) / kPage * kPage;
+    }
+    uint64_t c = 8;
+    while (c < size) {
+        c <<= 1;
+    }
+    return c;
+}
+
+uint64_t ShmStore::freshCharge(uint64_t keyLen, std::string_view group, uint32_t nslotSubs) {
+    uint64_t c = zoneCharge(sizeof(ShmChannel) + keyLen);
+    if (!group.empty()) {
+        c += zoneCharge(sizeof(ShmGroup) + group.size());
+    }
+    if (nslotSubs != 0) {
+        c += zoneCharge(sizeof(uint32_t) * uint64_t{nslotSubs});
+    }
+    return c;
+}
+
+uint64_t ShmStore::freshCharge(const ShmChannel* ch) {
+    return freshCharge(ch->keyLen, ch->group != nullptr ? ch->group->name() : std::string_view(),
+                       ch->nslotSubs);
+}
+
+void ShmStore::unfresh(ShmChannel* ch) {
+    if ((ch->flags & ShmChannel::kFresh) == 0) {
+        return;
+    }
+    ch->flags &= ~ShmChannel::kFresh;
+    root_->freshChannels--;
+    root_->freshBytes -= freshCharge(ch);
 }
 
 void ShmStore::sweep(int64_t now, uint64_t maxBuckets, int64_t idleGrace) {

@@ -92,7 +92,7 @@ void RedisStore::groupsTick(bool refresh) {
     // recount from the channels (a deleted channel's subscribers leave
     // without going through dropLocal) and refresh the expiry of the
     // channels that have subscribers here
-    std::unordered_map<std::string, std::vector<std::string>> ids;
+    std::unordered_map<std::string, std::vector<std::string>, KeyedStringHash> ids;
     for (auto& [name, g] : groups_) {
         g.local = 0;
     }

@@ -136,7 +136,7 @@ bool RedisStore::presenceFlush() {
     if (presencePending_.empty()) {
         return false;
     }
-    std::unordered_map<std::string, PendingDeltas> pending;
+    std::unordered_map<std::string, PendingDeltas, KeyedStringHash> pending;
     pending.swap(presencePending_);
     for (auto& [key, p] : pending) {
         if (!channelReady(key)) {

@@ -15,6 +15,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "pubsub/keyed_hash.h"
+
 
 struct ngx_pubsub_hook_session_s {
     ngx_pool_t                   *pool;
@@ -36,7 +38,9 @@ struct ngx_pubsub_hook_session_s {
 };
 
 
-typedef std::unordered_multimap<std::string, ngx_pubsub_hook_session_t *>
+/* keyed by client-chosen channel ids: a keyed hash (see keyed_hash.h) */
+typedef std::unordered_multimap<std::string, ngx_pubsub_hook_session_t *,
+                                pubsub::KeyedStringHash>
     ngx_pubsub_poll_map_t;
 
 /* the parked polling sessions of this worker */

@@ -462,6 +462,11 @@ typedef struct {
     uint64_t  presence_members;
     uint64_t  presence_connections;
     uint64_t  generation;
+    uint64_t  fresh_channels;        /* channels nobody published to */
+    uint64_t  fresh_bytes;
+    uint64_t  fresh_limit;
+    uint64_t  fresh_refused;
+    uint64_t  reclaimed;
     uint64_t  hook_calls[NGX_PUBSUB_HOOKS];
     uint64_t  hook_failures[NGX_PUBSUB_HOOKS];
     uint64_t  hook_refused;
@@ -511,6 +516,11 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
         s->message_bytes = root->messageBytes;
         s->published = root->published;
         s->generation = root->generation;
+        s->fresh_channels = root->freshChannels;
+        s->fresh_bytes = root->freshBytes;
+        s->fresh_limit = root->freshLimit;
+        s->fresh_refused = root->freshRefused;
+        s->reclaimed = root->reclaimed;
 
         const pubsub::PresenceRoot *pr =
             static_cast<const pubsub::PresenceRoot *>(root->presence);
@@ -632,6 +642,13 @@ ngx_pubsub_status_json(std::string &o, const ngx_pubsub_snapshot_t *s)
                       U(s->shm_size), U(s->shm_used), U(s->shm_free),
                       U(s->pages_total), U(s->pages_free));
 
+    ngx_pubsub_append(o, "\"unpublished_channels\":{\"channels\":%llu,"
+                      "\"bytes\":%llu,\"limit\":%llu,\"refused\":%llu,"
+                      "\"reclaimed\":%llu},\n",
+                      U(s->fresh_channels), U(s->fresh_bytes),
+                      U(s->fresh_limit), U(s->fresh_refused),
+                      U(s->reclaimed));
+
     ngx_pubsub_append(o, "\"presence\":{\"members\":%llu,"
                       "\"connections\":%llu},\n",
                       U(s->presence_members), U(s->presence_connections));
@@ -740,6 +757,19 @@ ngx_pubsub_status_prometheus(std::string &o, const ngx_pubsub_snapshot_t *s)
                     s->shm_used);
     ngx_pubsub_prom(o, "shm_free_bytes", "gauge",
                     "Shared memory in free slab pages.", s->shm_free);
+
+    ngx_pubsub_prom(o, "unpublished_channels", "gauge",
+                    "Channels nobody has published to (made by "
+                    "subscribers).", s->fresh_channels);
+    ngx_pubsub_prom(o, "unpublished_channel_bytes", "gauge",
+                    "Shared memory they take, at most "
+                    "pubsub_shm_size / 4.", s->fresh_bytes);
+    ngx_pubsub_prom(o, "unpublished_channels_refused_total", "counter",
+                    "Subscribers to new channels refused (507) because "
+                    "such channels used their share.", s->fresh_refused);
+    ngx_pubsub_prom(o, "idle_channels_reclaimed_total", "counter",
+                    "Idle empty channels freed early for a publish in a "
+                    "full zone.", s->reclaimed);
 
     ngx_pubsub_prom(o, "presence_members", "gauge",
                     "Presence members (joined or leaving) over all channels.",

@@ -136,8 +136,9 @@ ngx_pubsub_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     shpool->log_nomem = 0;   /* a full zone is reported as 507, not [crit] */
 
     ngx_shmtx_lock(&shpool->mutex);
+    /* a random hash key; channels without messages get a quarter */
     root = pubsub::ShmStore::createRoot(ngx_pubsub_slab_allocator(shpool),
-                                        1024);
+                                        1024, shm_zone->shm.size);
     ngx_shmtx_unlock(&shpool->mutex);
 
     if (root == NULL) {
