@@ -5,8 +5,6 @@
 
 namespace pubsub {
 
-}
-
 std::string_view ShmStore::groupOf(std::string_view key) {
     size_t slash = key.find('/');
     return slash == std::string_view::npos ? std::string_view() : key.substr(0, slash);
