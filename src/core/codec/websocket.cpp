@@ -496,6 +496,27 @@ size_t writeHeader(uint8_t* out, Opcode op, uint64_t len, bool fin, bool rsv1,
     return n;
 }
 
+// Header and payload appended to out, the payload masked when mask is not
+// null; false (out as it was) when memory runs out.
+bool appendWholeFrame(std::string& out, Opcode op, std::string_view payload, bool fin, bool rsv1,
+                      const uint8_t* mask) {
+    uint8_t hdr[kMaxClientHeaderSize];
+    size_t n = writeHeader(hdr, op, payload.size(), fin, rsv1, mask);
+    size_t start = out.size();
+    try {
+        out.reserve(start + n + payload.size());
+        out.append(reinterpret_cast<const char*>(hdr), n);
+        out.append(payload);
+    } catch (const std::bad_alloc&) {
+        out.resize(std::min(out.size(), start));
+        return false;
+    }
+    if (mask != nullptr) {
+        maskPayload(reinterpret_cast<uint8_t*>(&out[start + n]), payload.size(), mask);
+    }
+    return true;
+}
+
 }  // namespace
 
 size_t writeFrameHeader(uint8_t* out, Opcode op, uint64_t payloadLen, bool fin, bool rsv1) {
@@ -538,35 +559,12 @@ size_t writeCloseFrame(uint8_t* out, uint16_t code, std::string_view reason) {
 }
 
 bool appendFrame(std::string& out, Opcode op, std::string_view payload, bool rsv1, bool fin) {
-    uint8_t hdr[kMaxServerHeaderSize];
-    size_t n = writeHeader(hdr, op, payload.size(), fin, rsv1, nullptr);
-    size_t start = out.size();
-    try {
-        out.reserve(start + n + payload.size());
-        out.append(reinterpret_cast<const char*>(hdr), n);
-        out.append(payload);
-    } catch (const std::bad_alloc&) {
-        out.resize(std::min(out.size(), start));
-        return false;
-    }
-    return true;
+    return appendWholeFrame(out, op, payload, fin, rsv1, nullptr);
 }
 
 bool appendMaskedFrame(std::string& out, Opcode op, std::string_view payload, const uint8_t mask[4],
                        bool rsv1, bool fin) {
-    uint8_t hdr[kMaxClientHeaderSize];
-    size_t n = writeHeader(hdr, op, payload.size(), fin, rsv1, mask);
-    size_t start = out.size();
-    try {
-        out.reserve(start + n + payload.size());
-        out.append(reinterpret_cast<const char*>(hdr), n);
-        out.append(payload);
-    } catch (const std::bad_alloc&) {
-        out.resize(std::min(out.size(), start));
-        return false;
-    }
-    maskPayload(reinterpret_cast<uint8_t*>(&out[start + n]), payload.size(), mask);
-    return true;
+    return appendWholeFrame(out, op, payload, fin, rsv1, mask);
 }
 
 bool appendCloseFrame(std::string& out, uint16_t code, std::string_view reason) {
