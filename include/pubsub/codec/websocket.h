@@ -219,6 +219,7 @@ private:
     bool finishFrame(Event& ev);
     bool appendMessage(const uint8_t* p, size_t n);
     bool inflateChunk(const uint8_t* p, size_t n);
+    bool afterInflate(InflateStatus s);
     bool checkText();
     bool fail(uint16_t code, std::string_view reason);
     void reportError(Event& ev) const;

@@ -217,23 +217,28 @@ bool FrameParser::inflateChunk(const uint8_t* p, size_t n) {
             maskPos_ += k;
             src = buf;
         }
-        InflateStatus s = inflater_->feed(src, k, msg_, cfg_.maxMessageSize);
-        if (s == InflateStatus::TooBig) {
-            return fail(close_code::kMessageTooBig, "message too big");
-        }
-        if (s == InflateStatus::Corrupt) {
-            return fail(close_code::kInvalidPayload, "invalid compressed data");
-        }
-        if (s == InflateStatus::NoMemory) {
-            return fail(close_code::kInternalError, "out of memory");
-        }
-        if (!checkText()) {
+        if (!afterInflate(inflater_->feed(src, k, msg_, cfg_.maxMessageSize))) {
             return false;
         }
         p += k;
         n -= k;
     }
     return true;
+}
+
+// An inflater error closes the connection; otherwise the text inflated so
+// far is validated.
+bool FrameParser::afterInflate(InflateStatus s) {
+    if (s == InflateStatus::TooBig) {
+        return fail(close_code::kMessageTooBig, "message too big");
+    }
+    if (s == InflateStatus::Corrupt) {
+        return fail(close_code::kInvalidPayload, "invalid compressed data");
+    }
+    if (s == InflateStatus::NoMemory) {
+        return fail(close_code::kInternalError, "out of memory");
+    }
+    return checkText();
 }
 
 bool FrameParser::checkText() {
@@ -307,17 +312,7 @@ bool FrameParser::finishFrame(Event& ev) {
         return true;  // more fragments to come
     }
     if (msgCompressed_) {
-        InflateStatus s = inflater_->finish(msg_, cfg_.maxMessageSize);
-        if (s == InflateStatus::TooBig) {
-            return fail(close_code::kMessageTooBig, "message too big");
-        }
-        if (s == InflateStatus::Corrupt) {
-            return fail(close_code::kInvalidPayload, "invalid compressed data");
-        }
-        if (s == InflateStatus::NoMemory) {
-            return fail(close_code::kInternalError, "out of memory");
-        }
-        if (!checkText()) {
+        if (!afterInflate(inflater_->finish(msg_, cfg_.maxMessageSize))) {
             return false;
         }
     }
