@@ -111,6 +111,11 @@ private:
     bool broken_ = false;
 };
 
+// Grows s's capacity to hold `need` bytes without letting it pass cap
+// (0 = unlimited) just because of doubling: the inflater's output and the
+// frame parser's message buffer stay within the message size limit.
+void reserveBounded(std::string& s, size_t need, size_t cap);
+
 // One-shot compression of a message with no context (empty window, nothing
 // kept): the publish-time pre-deflated copy. keepSyncTail keeps the final
 // 00 00 ff ff (only for a prefix that is followed by more deflate data).

@@ -13,31 +13,30 @@ namespace {
 constexpr size_t kChunk = 16384;
 constexpr uint8_t kSyncTail[4] = {0x00, 0x00, 0xff, 0xff};
 
-// Appends without letting the capacity grow past cap (0 = unlimited).
-void appendBounded(std::string& s, const uint8_t* p, size_t n, size_t cap) {
-    size_t need = s.size() + n;
-    if (need > s.capacity()) {
-        size_t newCap = std::max(need, s.capacity() * 2);
-        if (cap != 0 && newCap > cap) {
-            newCap = std::max(need, cap);
-            // reserve() may round up to twice the old capacity (libstdc++
-            // does), past the limit: grow into a fresh string instead.
-            std::string grown;
-            grown.reserve(newCap);
-            grown.append(s);
-            s.swap(grown);
-        } else {
-            s.reserve(newCap);
-        }
-    }
-    s.append(reinterpret_cast<const char*>(p), n);
-}
-
 int clampBits(int bits, int lo) {
     return std::min(15, std::max(lo, bits));
 }
 
 }  // namespace
+
+void reserveBounded(std::string& s, size_t need, size_t cap) {
+    if (need <= s.capacity()) {
+        return;
+    }
+    size_t newCap = std::max(need, s.capacity() * 2);
+    if (cap != 0 && newCap > cap) {
+        newCap = std::max(need, cap);
+        // reserve() on a string that already has room may round the request
+        // up to twice its old capacity (libstdc++ does), past the limit: grow
+        // into a fresh string, which gets exactly what is asked.
+        std::string grown;
+        grown.reserve(newCap);
+        grown.append(s);
+        s.swap(grown);
+        return;
+    }
+    s.reserve(newCap);
+}
 
 // ---------------------------------------------------------------- Inflater
 
@@ -94,7 +93,8 @@ InflateStatus Inflater::run(const uint8_t* data, size_t len, std::string& out, s
                     broken_ = true;
                     return InflateStatus::TooBig;
                 }
-                appendBounded(out, st_->out, produced, maxOut);
+                reserveBounded(out, out.size() + produced, maxOut);
+                out.append(reinterpret_cast<const char*>(st_->out), produced);
             }
             if (rc == Z_STREAM_END) {
                 // A block with BFINAL=1 (RFC 7692 7.2.3.4): start a new raw

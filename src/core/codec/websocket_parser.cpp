@@ -15,27 +15,6 @@ bool isControl(Opcode op) {
     return (static_cast<uint8_t>(op) & 0x08) != 0;
 }
 
-// Grows s to hold `need` bytes without letting the capacity pass cap
-// (0 = unlimited) just because of doubling.
-void reserveBounded(std::string& s, size_t need, size_t cap) {
-    if (need <= s.capacity()) {
-        return;
-    }
-    size_t newCap = std::max(need, s.capacity() * 2);
-    if (cap != 0 && newCap > cap) {
-        newCap = std::max(need, cap);
-        // reserve() on a string that already has room may round the request
-        // up to twice its old capacity (libstdc++ does), past the limit: grow
-        // into a fresh string, which gets exactly what is asked.
-        std::string grown;
-        grown.reserve(newCap);
-        grown.append(s);
-        s.swap(grown);
-        return;
-    }
-    s.reserve(newCap);
-}
-
 }  // namespace
 
 FrameParser::FrameParser(const ParserConfig& cfg) : cfg_(cfg) {
