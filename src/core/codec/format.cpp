@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 
 namespace pubsub {
 
@@ -171,42 +172,45 @@ private:
     char* start_;
 };
 
+// The text around the values of writeChannelInfo, one row a format in
+// InfoFormat's order: before messages, before requested, before subscribers,
+// before the last message id, before presence (empty: no presence count),
+// after presence. The text form is nchan's bytes: no presence count, and no
+// line break after the id (nchan's clients read the id from the last line;
+// a "\r" would end up in it).
+constexpr std::string_view kInfoText[][6] = {
+    // kText
+    {"queued messages: ", "\r\nlast requested: ", " sec. ago\r\nactive subscribers: ",
+     "\r\nlast message id: ", "", ""},
+    // kJson
+    {"{\"messages\": ", ", \"requested\": ", ", \"subscribers\": ", ", \"last_message_id\": \"",
+     "\", \"presence\": ", "}\n"},
+    // kXml
+    {"<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<channel>\n  <messages>",
+     "</messages>\n  <requested>", "</requested>\n  <subscribers>",
+     "</subscribers>\n  <last_message_id>", "</last_message_id>\n  <presence>",
+     "</presence>\n</channel>\n"},
+    // kYaml
+    {"---\nmessages: ", "\nrequested: ", "\nsubscribers: ", "\nlast_message_id: ", "\npresence: ",
+     "\n"},
+};
+
 }  // namespace
 
 size_t writeChannelInfo(char* buf, const ChannelInfo& info, InfoFormat f, int64_t now) {
+    size_t row = static_cast<size_t>(f);
+    if (row >= std::size(kInfoText)) {
+        return 0;
+    }
+    const std::string_view* t = kInfoText[row];
     int64_t requested = info.lastSeen < 0 ? -1 : now - info.lastSeen;
     InfoWriter w(buf);
-    switch (f) {
-        case InfoFormat::kJson:
-            w.str("{\"messages\": ").unum(info.messages);
-            w.str(", \"requested\": ").num(requested);
-            w.str(", \"subscribers\": ").unum(info.subscribers);
-            w.str(", \"last_message_id\": \"").id(info.lastId);
-            w.str("\", \"presence\": ").unum(info.presence).str("}\n");
-            break;
-        case InfoFormat::kXml:
-            w.str("<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<channel>\n");
-            w.str("  <messages>").unum(info.messages).str("</messages>\n");
-            w.str("  <requested>").num(requested).str("</requested>\n");
-            w.str("  <subscribers>").unum(info.subscribers).str("</subscribers>\n");
-            w.str("  <last_message_id>").id(info.lastId).str("</last_message_id>\n");
-            w.str("  <presence>").unum(info.presence).str("</presence>\n</channel>\n");
-            break;
-        case InfoFormat::kYaml:
-            w.str("---\nmessages: ").unum(info.messages);
-            w.str("\nrequested: ").num(requested);
-            w.str("\nsubscribers: ").unum(info.subscribers);
-            w.str("\nlast_message_id: ").id(info.lastId);
-            w.str("\npresence: ").unum(info.presence).str("\n");
-            break;
-        case InfoFormat::kText:
-            // nchan's bytes: nchan's clients read the id from the last line,
-            // which has no line break (a "\r" would end up in the id)
-            w.str("queued messages: ").unum(info.messages);
-            w.str("\r\nlast requested: ").num(requested);
-            w.str(" sec. ago\r\nactive subscribers: ").unum(info.subscribers);
-            w.str("\r\nlast message id: ").id(info.lastId);
-            break;
+    w.str(t[0]).unum(info.messages);
+    w.str(t[1]).num(requested);
+    w.str(t[2]).unum(info.subscribers);
+    w.str(t[3]).id(info.lastId);
+    if (!t[4].empty()) {
+        w.str(t[4]).unum(info.presence).str(t[5]);
     }
     return w.size();
 }
