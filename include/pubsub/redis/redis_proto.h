@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "pubsub/memory/shm_store.h"
 #include "pubsub/message.h"
 #include "pubsub/msgid.h"
 #include "pubsub/store.h"
@@ -59,6 +60,15 @@ const Script& infoScript();
 const Script& deleteScript();
 // subs: KEYS[1]=tag; ARGV instance id, count, seconds to live -> 1
 const Script& subsScript();
+
+// Lua that the channel and group scripts start with, over a hash of
+// instance id -> "count:valid-until" (<tag>:subs, <gtag>:subs):
+//   setcount(k, inst, c, valid, now): records instance inst's count c for
+//     `valid` more seconds (a number or its text) and keeps the hash
+//     120 s; a count of 0 removes the instance.
+//   sumcounts(k, now, inst) -> the sum of the live counts, and inst's
+//     (0 when it has none or inst is nil); expired entries are removed.
+extern const char* const kLuaInstanceCounts;
 
 std::string sha1Hex(std::string_view text);
 // A script of `text` with its SHA1.

@@ -65,19 +65,8 @@ local now = tonumber(redis.call('TIME')[1])
 local sv, cv, mv = 0, 0, 0
 local sk, mine = g .. ':subs', 0
 if maxs > 0 then
-  local all = redis.call('HGETALL', sk)
-  local total = 0
-  for i = 1, #all, 2 do
-    local c, e = string.match(all[i + 1], '^(%d+):(%d+)$')
-    if c and tonumber(e) >= now then
-      total = total + tonumber(c)
-      if all[i] == inst then
-        mine = tonumber(c)
-      end
-    else
-      redis.call('HDEL', sk, all[i])
-    end
-  end
+  local total
+  total, mine = sumcounts(sk, now, inst)
   if total >= maxs then
     sv = 1
   end
@@ -108,8 +97,7 @@ if maxc > 0 then
   end
 end
 if maxs > 0 and sv == 0 and mv == 0 then
-  redis.call('HSET', sk, inst, fmt(mine + 1) .. ':' .. fmt(now + tonumber(ARGV[8])))
-  redis.call('EXPIRE', sk, 120)
+  setcount(sk, inst, mine + 1, ARGV[8], now)
 end
 if maxc > 0 and sv == 0 and mv == 0 and cv == 0 and not redis.call('ZSCORE', ck, ch) then
   redis.call('ZADD', ck, fmt(now + 30), ch)
@@ -135,14 +123,7 @@ return 1
 const char* const kLuaGroupSubs = R"LUA(
 local g = KEYS[1]
 local now = tonumber(redis.call('TIME')[1])
-local sk = g .. ':subs'
-local c = tonumber(ARGV[2])
-if c > 0 then
-  redis.call('HSET', sk, ARGV[1], fmt(c) .. ':' .. fmt(now + tonumber(ARGV[3])))
-  redis.call('EXPIRE', sk, 120)
-else
-  redis.call('HDEL', sk, ARGV[1])
-end
+setcount(g .. ':subs', ARGV[1], tonumber(ARGV[2]), ARGV[3], now)
 local ck = g .. ':channels'
 for i = 4, #ARGV do
   local old = tonumber(redis.call('ZSCORE', ck, ARGV[i]) or '0')
@@ -161,7 +142,7 @@ return 1
 )LUA";
 
 Script makeGroupScript(const char* name, const char* body) {
-    return scriptFrom(name, std::string(kLuaGroupCommon) + body);
+    return scriptFrom(name, std::string(kLuaInstanceCounts) + kLuaGroupCommon + body);
 }
 
 bool flagAt(const redisReply* r, size_t i, bool* v) {

@@ -7,6 +7,33 @@
 
 namespace pubsub::redis {
 
+extern const char* const kLuaInstanceCounts = R"LUA(
+local function setcount(k, inst, c, valid, now)
+  if c > 0 then
+    redis.call('HSET', k, inst, string.format('%d:%d', c, now + tonumber(valid)))
+    redis.call('EXPIRE', k, 120)
+  else
+    redis.call('HDEL', k, inst)
+  end
+end
+local function sumcounts(k, now, inst)
+  local all = redis.call('HGETALL', k)
+  local total, mine = 0, 0
+  for i = 1, #all, 2 do
+    local c, e = string.match(all[i + 1], '^(%d+):(%d+)$')
+    if c and tonumber(e) >= now then
+      total = total + tonumber(c)
+      if all[i] == inst then
+        mine = tonumber(c)
+      end
+    else
+      redis.call('HDEL', k, all[i])
+    end
+  end
+  return total, mine
+end
+)LUA";
+
 namespace {
 
 constexpr std::string_view kTagPrefix = "{channel:";
@@ -26,18 +53,7 @@ local function prune(tag)
   end
 end
 local function subcount(tag, now)
-  local k = tag .. ':subs'
-  local all = redis.call('HGETALL', k)
-  local total = 0
-  for i = 1, #all, 2 do
-    local c, e = string.match(all[i + 1], '^(%d+):(%d+)$')
-    if c and tonumber(e) >= now then
-      total = total + tonumber(c)
-    else
-      redis.call('HDEL', k, all[i])
-    end
-  end
-  return total
+  return (sumcounts(tag .. ':subs', now))
 end
 local function lastid(a, b)
   return (a or '0') .. ':' .. (b or '0')
@@ -187,14 +203,7 @@ return out
 const char* const kLuaSubs = R"LUA(
 local tag = KEYS[1]
 local now = tonumber(redis.call('TIME')[1])
-local k = tag .. ':subs'
-local c = tonumber(ARGV[2])
-if c > 0 then
-  redis.call('HSET', k, ARGV[1], string.format('%d:%d', c, now + tonumber(ARGV[3])))
-  redis.call('EXPIRE', k, 120)
-else
-  redis.call('HDEL', k, ARGV[1])
-end
+setcount(tag .. ':subs', ARGV[1], tonumber(ARGV[2]), ARGV[3], now)
 redis.call('HSET', tag, 'ls', string.format('%d', now))
 local ttl = redis.call('TTL', tag)
 if (ttl >= 0 and ttl < 120) or (ttl == -1 and redis.call('HEXISTS', tag, 'lt') == 0) then
@@ -204,7 +213,7 @@ return 1
 )LUA";
 
 Script makeScript(const char* name, const char* body) {
-    return scriptFrom(name, std::string(kLuaCommon) + body);
+    return scriptFrom(name, std::string(kLuaInstanceCounts) + kLuaCommon + body);
 }
 
 bool idAt(const redisReply* r, MsgId* id) {
