@@ -58,8 +58,13 @@ end
 local function lastid(a, b)
   return (a or '0') .. ':' .. (b or '0')
 end
--- an existing channel's info: {1, last id, messages, subscribers, last seen}
-local function chaninfo(tag, now)
+-- a channel's info: {1, last id, messages, subscribers, last seen}, or nil
+-- when Redis does not have the channel
+local function chaninfo(tag)
+  local now = tonumber(redis.call('TIME')[1])
+  if redis.call('EXISTS', tag) == 0 then
+    return nil
+  end
   prune(tag)
   local h = redis.call('HMGET', tag, 'lt', 'lg', 'ls')
   return {1, lastid(h[1], h[2]), redis.call('LLEN', tag .. ':ids'), subcount(tag, now),
@@ -173,23 +178,21 @@ return out
 
 const char* const kLuaInfo = R"LUA(
 local tag = KEYS[1]
-local now = tonumber(redis.call('TIME')[1])
-if redis.call('EXISTS', tag) == 0 then
+local out = chaninfo(tag)
+if not out then
   return {0}
 end
-local out = chaninfo(tag, now)
 out[#out + 1] = redis.call('ZCARD', tag .. ':pz')
 return out
 )LUA";
 
 const char* const kLuaDelete = R"LUA(
 local tag = KEYS[1]
-local now = tonumber(redis.call('TIME')[1])
-if redis.call('EXISTS', tag) == 0 then
+local out = chaninfo(tag)
+if not out then
   return {0}
 end
 local ids = tag .. ':ids'
-local out = chaninfo(tag, now)
 out[#out + 1] = 0
 out[#out + 1] = redis.call('HEXISTS', tag, 'g')
 for _, id in ipairs(redis.call('LRANGE', ids, 0, -1)) do
