@@ -16,7 +16,7 @@ const { execFileSync } = require('node:child_process');
 const { useNginx } = require('./lib/nginx');
 const { httpRequest, publish, wsConnect } = require('./lib/clients');
 const { maskedFrame, rawWs } = require('./lib/rawws');
-const { sleep, withTimeout, waitUntil } = require('./lib/util');
+const { sleep, withTimeout, waitUntil, tcpQueues } = require('./lib/util');
 
 // ------------------------------------------------------------ certificate
 
@@ -102,30 +102,6 @@ const CONF = `
         ${LOCATIONS}
     }
 `;
-
-// Bytes in the kernel between two local ports (from -> to): the sender's
-// send queue plus the receiver's receive queue, from /proc/net/tcp.
-function inKernel(from, to) {
-    const hex = (p) => p.toString(16).toUpperCase().padStart(4, '0');
-    let sent = null;
-    let received = null;
-    for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
-        const f = line.trim().split(/\s+/);
-        if (f.length < 5) {
-            continue;
-        }
-        const [tx, rx] = f[4].split(':').map((x) => parseInt(x, 16));
-        if (f[1].endsWith(`:${hex(from)}`) && f[2].endsWith(`:${hex(to)}`)) {
-            sent = tx;
-        } else if (f[1].endsWith(`:${hex(to)}`) && f[2].endsWith(`:${hex(from)}`)) {
-            received = rx;
-        }
-    }
-    if (sent === null || received === null) {
-        throw new Error(`no connection ${from} -> ${to} in /proc/net/tcp`);
-    }
-    return { sent, received };
-}
 
 let chanSeq = 0;
 function chan(name) {
@@ -281,7 +257,8 @@ describe('websocket over TLS (wss://)', () => {
             // let the worker write it and the peers acknowledge (delayed
             // ACKs), then see whether the kernel took any of it
             await sleep(100);
-            const k = inKernel(ngx.ports[2], sock.localPort);
+            const k = tcpQueues(ngx.ports[2], sock.localPort);
+            assert.ok(k, 'the connection is established');
             if (last && k.sent > 0 && k.sent === last.sent && k.received === last.received) {
                 break;   // nothing more went in: the last frame is in nginx
             }

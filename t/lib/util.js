@@ -85,6 +85,30 @@ function canConnect(port, host = LOOPBACK, ms = 500) {
     });
 }
 
+// The kernel's queues of the loopback TCP connection from local port `from`
+// to local port `to`, from /proc/net/tcp: {sent, received}, where sent is
+// what `from` wrote that `to` has not acknowledged and received what `to`
+// got and its process has not read. null when there is no such connection.
+function tcpQueues(from, to) {
+    const fs = require('node:fs');
+    const hex = (p) => p.toString(16).toUpperCase().padStart(4, '0');
+    let sent = null;
+    let received = null;
+    for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+        const f = line.trim().split(/\s+/);
+        if (f.length < 5 || f[3] !== '01') {
+            continue;
+        }
+        const [tx, rx] = f[4].split(':').map((x) => parseInt(x, 16));
+        if (f[1].endsWith(`:${hex(from)}`) && f[2].endsWith(`:${hex(to)}`)) {
+            sent = tx;
+        } else if (f[1].endsWith(`:${hex(to)}`) && f[2].endsWith(`:${hex(from)}`)) {
+            received = rx;
+        }
+    }
+    return sent === null || received === null ? null : { sent, received };
+}
+
 // A queue of received items that tests can await with a timeout.
 //   q.push(item); await q.next(ms); await q.waitFor(n, ms); q.items
 // `fail(err)` / `end()` wake every waiter.
@@ -171,4 +195,7 @@ class MessageQueue {
     }
 }
 
-module.exports = { LOOPBACK, sleep, withTimeout, raceTimeout, waitUntil, freePort, canConnect, MessageQueue };
+module.exports = {
+    LOOPBACK, sleep, withTimeout, raceTimeout, waitUntil, freePort, canConnect, MessageQueue,
+    tcpQueues,
+};

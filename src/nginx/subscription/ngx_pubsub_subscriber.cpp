@@ -8,11 +8,20 @@
 #include <string>
 
 
+/*
+ * What a queued message costs besides its buffer's bytes: its chain link
+ * and buffer header, the pool's record of the buffer's allocation and the
+ * allocator's own, the write filter's link, and the chunked filter's chunk
+ * header and trailer (links, buffers, the size line).
+ */
+#define NGX_PUBSUB_SUB_BUF_OVERHEAD  384
+
+
 ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t(ngx_http_request_t *req,
     ngx_pubsub_loc_conf_t *conf, ngx_uint_t t)
     : r(req), plcf(conf), transport(t), finishing(0), finish_rc(NGX_OK),
       sink_(this), subscription(req, conf, t, &sink_), mux(NULL),
-      free_(NULL), busy_(NULL), ping_(0)
+      free_(NULL), busy_(NULL), busy_tail_(NULL), held_(0), ping_(0)
 {
     ngx_memzero(&finish_ev_, sizeof(ngx_event_t));
     ngx_memzero(&timeout_ev_, sizeof(ngx_event_t));
@@ -204,32 +213,73 @@ ngx_pubsub_http_sub_t::write_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * What an unsent message holds, not its bytes on the wire: its buffer whole
+ * (at least 512 bytes) and the bookkeeping that goes with it until it is
+ * sent, so that tiny messages to a client that does not read are bounded
+ * by pubsub_subscriber_max_pending too.
+ */
+static size_t
+ngx_pubsub_sub_buf_cost(ngx_buf_t *b)
+{
+    return (b->end - b->start) + NGX_PUBSUB_SUB_BUF_OVERHEAD;
+}
+
+
+/*
+ * in: one new buffer of ours, or NULL.  Our buffers go to busy_ once given
+ * to the output filter and back to free_ once written, in order (as
+ * ngx_chain_update_chains() would, without walking the list: held_ counts
+ * what busy_ holds).
+ */
 ngx_int_t
 ngx_pubsub_http_sub_t::flush(ngx_chain_t *in)
 {
     ngx_int_t          rc;
+    ngx_chain_t       *cl;
     ngx_connection_t  *c = r->connection;
 
     rc = ngx_http_output_filter(r, in);
 
-    ngx_chain_update_chains(r->pool, &free_, &busy_, &in,
-                            (ngx_buf_tag_t) &ngx_pubsub_module);
+    if (in) {
+        if (busy_ == NULL) {
+            busy_ = in;
+        } else {
+            busy_tail_->next = in;
+        }
+
+        busy_tail_ = in;
+        held_ += ngx_pubsub_sub_buf_cost(in->buf);
+    }
+
+    while (busy_ && ngx_buf_size(busy_->buf) == 0) {
+        cl = busy_;
+        busy_ = cl->next;
+
+        held_ -= ngx_pubsub_sub_buf_cost(cl->buf);
+        cl->buf->pos = cl->buf->start;
+        cl->buf->last = cl->buf->start;
+        cl->next = free_;
+        free_ = cl;
+    }
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
 
     if (busy_ != NULL || c->buffered) {
-        size_t pending = 0;
 
-        for (ngx_chain_t *cl = busy_; cl; cl = cl->next) {
-            pending += ngx_buf_size(cl->buf);
-        }
+        if (held_ > plcf->max_pending) {
+            size_t unsent = 0;
 
-        if (pending > plcf->max_pending) {
+            for (cl = busy_; cl; cl = cl->next) {
+                unsent += ngx_buf_size(cl->buf);
+            }
+
             ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                          "pubsub: subscriber dropped: %uz bytes unsent "
-                          "(pubsub_subscriber_max_pending)", pending);
+                          "pubsub: subscriber dropped: %uz bytes unsent, "
+                          "%uz bytes held (pubsub_subscriber_max_pending)",
+                          unsent, held_);
             return NGX_ERROR;
         }
 
@@ -273,6 +323,7 @@ ngx_pubsub_http_sub_t::write(std::string_view a, std::string_view b,
     if (buf->start == NULL || (size_t) (buf->end - buf->start) < size) {
         if (buf->start != NULL) {
             ngx_pfree(r->pool, buf->start);
+            buf->start = NULL;
         }
 
         size_t cap = size < 512 ? 512 : size;

@@ -139,7 +139,9 @@ private:
     ngx_event_t              timeout_ev_;
     ngx_event_t              ping_ev_;
     ngx_chain_t             *free_;
-    ngx_chain_t             *busy_;
+    ngx_chain_t             *busy_;        /* given to the output filter */
+    ngx_chain_t             *busy_tail_;
+    size_t                   held_;        /* what busy_ holds (flush()) */
     ngx_uint_t               ping_;
 };
 

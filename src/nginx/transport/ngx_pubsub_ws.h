@@ -66,6 +66,9 @@ namespace ws = pubsub::ws;
 /* spare queue items kept per worker (see ngx_pubsub_ws_out_alloc()) */
 #define NGX_PUBSUB_WS_OUT_SPARE_MAX   4096
 
+/* what the allocator adds to each heap block (ngx_pubsub_ws_out_cost()) */
+#define NGX_PUBSUB_WS_HEAP_OVERHEAD   16
+
 
 class ngx_pubsub_ws_t;
 
@@ -84,7 +87,8 @@ struct ngx_pubsub_ws_out_t {
     ngx_buf_t                           buf[3];
     ngx_chain_t                         cl[3];
     ngx_uint_t                          nbufs = 0;
-    size_t                              size = 0;
+    size_t                              size = 0;    /* bytes on the wire */
+    size_t                              cost = 0;    /* memory held */
 };
 
 
@@ -268,6 +272,9 @@ private:
     ngx_int_t send_data(ws::Opcode op, std::string &&extra,
         std::string_view payload, const pubsub::MessagePtr &msg);
     ngx_int_t send_control(ws::Opcode op, std::string_view payload);
+    ngx_int_t send_pong(std::string_view payload);
+    void link(ngx_pubsub_ws_out_t *o);
+    ngx_int_t bound();
     void send_close(uint16_t code, std::string_view reason);
     ngx_int_t flush();
     bool flush_written();
@@ -307,7 +314,12 @@ private:
 
     ngx_pubsub_ws_out_t                *head_ = nullptr;
     ngx_pubsub_ws_out_t                *tail_ = nullptr;
+    /* what the queue holds (items' cost), against max_pending */
     size_t                              pending_ = 0;
+    /* its frames' bytes (for the log) */
+    size_t                              unsent_ = 0;
+    /* the queued pong, while none of it is written (send_pong()) */
+    ngx_pubsub_ws_out_t                *pong_ = nullptr;
 
     /* cleared by the destructor: late store callbacks check it */
     std::shared_ptr<ngx_pubsub_ws_t *>  self_;
@@ -327,6 +339,7 @@ private:
 /* ngx_pubsub_ws_output.cpp */
 ngx_pubsub_ws_out_t *ngx_pubsub_ws_out_alloc();
 void ngx_pubsub_ws_out_free(ngx_pubsub_ws_out_t *o);
+size_t ngx_pubsub_ws_out_cost(const ngx_pubsub_ws_out_t *o);
 
 /* ngx_pubsub_websocket.cpp */
 ngx_int_t ngx_pubsub_ws_refuse(ngx_http_request_t *r, ngx_uint_t status,

@@ -391,12 +391,14 @@ ngx_pubsub_ws_t::detach_output()
         o->cl[0].next = head_ ? &head_->cl[0] : NULL;
         o->nbufs = 1;
         o->size = o->extra.size();
+        o->cost = ngx_pubsub_ws_out_cost(o);
         o->next = head_;
         head_ = o;
         if (tail_ == nullptr) {
             tail_ = o;
         }
-        pending_ += o->size;
+        pending_ += o->cost;
+        unsent_ += o->size;
 
     } else {
         ngx_pubsub_ws_out_free(o);

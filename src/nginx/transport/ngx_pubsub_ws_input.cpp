@@ -131,7 +131,7 @@ ngx_pubsub_ws_t::feed(const u_char *p, size_t len)
 
         case ws::EventType::Ping:
             if (!close_sent_) {
-                (void) send_control(ws::Opcode::Pong, ev.payload);
+                (void) send_pong(ev.payload);
             }
             break;
 

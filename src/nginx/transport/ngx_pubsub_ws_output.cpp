@@ -2,8 +2,9 @@
  * ngx_pubsub: WebSocket output (ngx_pubsub_ws.h): the connection's queue of
  * frames, written with c->send_chain() from the worker's list of
  * connections with something to write (schedule_flush()), the bound on
- * unsent bytes, the closing handshake's linger, and data and control
- * frames sent at once (info replies, signals, ping, pong, close).
+ * what the queue holds, the closing handshake's linger, and data and
+ * control frames sent at once (info replies, signals, ping, coalesced
+ * pongs, close).
  */
 
 #include "ngx_pubsub_ws.h"
@@ -48,6 +49,7 @@ ngx_pubsub_ws_out_free(ngx_pubsub_ws_out_t *o)
     o->extra.clear();
     o->nbufs = 0;
     o->size = 0;
+    o->cost = 0;
     o->next = wk->spare;
     wk->spare = o;
     wk->nspare++;
@@ -138,22 +140,15 @@ ngx_pubsub_ws_t::flush_dirty_handler(ngx_event_t *ev)
 }
 
 
-ngx_int_t
-ngx_pubsub_ws_t::enqueue(ws::Opcode op, bool rsv1, std::string &&extra,
-    std::string_view payload, const pubsub::MessagePtr &msg,
-    std::shared_ptr<const std::string> shared)
+/*
+ * The frame's header into o->head and the buffers of header, o->extra and
+ * payload, chained; the last one says flush (see flush()).
+ */
+static void
+ngx_pubsub_ws_out_frame(ngx_pubsub_ws_out_t *o, ws::Opcode op, bool rsv1,
+    std::string_view payload)
 {
-    ngx_pubsub_ws_out_t  *o;
-    size_t                n;
-
-    o = ngx_pubsub_ws_out_alloc();
-    if (o == nullptr) {
-        return NGX_ERROR;
-    }
-
-    o->extra = std::move(extra);
-    o->msg = msg;
-    o->shared = std::move(shared);
+    size_t  n;
 
     n = ws::writeFrameHeader(o->head, op, o->extra.size() + payload.size(),
                              true, rsv1);
@@ -164,6 +159,9 @@ ngx_pubsub_ws_t::enqueue(ws::Opcode op, bool rsv1, std::string &&extra,
         reinterpret_cast<const u_char *>(payload.data())
     };
     size_t sizes[3] = { n, o->extra.size(), payload.size() };
+
+    o->nbufs = 0;
+    o->size = 0;
 
     for (ngx_uint_t i = 0; i < 3; i++) {
         if (sizes[i] == 0) {
@@ -190,6 +188,78 @@ ngx_pubsub_ws_t::enqueue(ws::Opcode op, bool rsv1, std::string &&extra,
 
     /* every frame is pushed to the socket (see flush()) */
     o->buf[o->nbufs - 1].flush = 1;
+}
+
+
+/*
+ * What a queued item costs while it waits, which is what
+ * pubsub_subscriber_max_pending bounds (not the bytes on the wire: an empty
+ * pong is 2 bytes on the wire and some 400 in memory): the item, the bytes
+ * it owns, and what it keeps alive, the message (header and data) or the
+ * shared deflated copy, each heap block with the allocator's overhead.  A
+ * message shared by several queues counts in each: any of them may be the
+ * last to hold it.
+ */
+size_t
+ngx_pubsub_ws_out_cost(const ngx_pubsub_ws_out_t *o)
+{
+    size_t       cost;
+    const char  *p, *obj;
+
+    cost = sizeof(ngx_pubsub_ws_out_t) + NGX_PUBSUB_WS_HEAP_OVERHEAD;
+
+    /* owned bytes outside the string object itself (no short string) */
+    p = o->extra.data();
+    obj = reinterpret_cast<const char *>(&o->extra);
+
+    if (p < obj || p >= obj + sizeof(o->extra)) {
+        cost += o->extra.capacity() + 1 + NGX_PUBSUB_WS_HEAP_OVERHEAD;
+    }
+
+    if (o->msg) {
+        cost += o->msg->memorySize() + NGX_PUBSUB_WS_HEAP_OVERHEAD;
+    }
+
+    if (o->shared) {
+        /* the control block with the string, and its bytes */
+        cost += 2 * sizeof(void *) + sizeof(std::string)
+                + o->shared->capacity() + 1
+                + 2 * NGX_PUBSUB_WS_HEAP_OVERHEAD;
+    }
+
+    return cost;
+}
+
+
+ngx_int_t
+ngx_pubsub_ws_t::enqueue(ws::Opcode op, bool rsv1, std::string &&extra,
+    std::string_view payload, const pubsub::MessagePtr &msg,
+    std::shared_ptr<const std::string> shared)
+{
+    ngx_pubsub_ws_out_t  *o;
+
+    o = ngx_pubsub_ws_out_alloc();
+    if (o == nullptr) {
+        return NGX_ERROR;
+    }
+
+    o->extra = std::move(extra);
+    o->msg = msg;
+    o->shared = std::move(shared);
+
+    ngx_pubsub_ws_out_frame(o, op, rsv1, payload);
+
+    link(o);
+
+    return bound();
+}
+
+
+/* o at the end of the queue */
+void
+ngx_pubsub_ws_t::link(ngx_pubsub_ws_out_t *o)
+{
+    o->cost = ngx_pubsub_ws_out_cost(o);
 
     if (tail_) {
         tail_->cl[tail_->nbufs - 1].next = &o->cl[0];
@@ -200,9 +270,25 @@ ngx_pubsub_ws_t::enqueue(ws::Opcode op, bool rsv1, std::string &&extra,
     }
 
     tail_ = o;
-    pending_ += o->size;
+    pending_ += o->cost;
+    unsent_ += o->size;
+}
 
-    return NGX_OK;
+
+/*
+ * pubsub_subscriber_max_pending, checked as each frame is queued, so that
+ * a queue never holds more than the bound and one frame: over it, what the
+ * socket takes is written at once, and a client still over it is dropped
+ * (flush()).  NGX_ERROR: dropped.  The close frame goes past the bound.
+ */
+ngx_int_t
+ngx_pubsub_ws_t::bound()
+{
+    if (pending_ <= plcf->max_pending || close_sent_ || flushing_) {
+        return NGX_OK;
+    }
+
+    return flush() == NGX_ERROR ? NGX_ERROR : NGX_OK;
 }
 
 
@@ -307,8 +393,9 @@ again:
 
     if (pending_ > plcf->max_pending && !close_sent_) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "pubsub: websocket client dropped: %uz bytes unsent "
-                      "(pubsub_subscriber_max_pending)", pending_);
+                      "pubsub: websocket client dropped: %uz bytes unsent, "
+                      "%uz bytes held (pubsub_subscriber_max_pending)",
+                      unsent_, pending_);
         finish();
         return NGX_ERROR;
     }
@@ -346,7 +433,12 @@ ngx_pubsub_ws_t::flush_written()
             tail_ = nullptr;
         }
 
-        pending_ -= o->size;
+        if (o == pong_) {
+            pong_ = nullptr;
+        }
+
+        pending_ -= o->cost;
+        unsent_ -= o->size;
         ngx_pubsub_ws_out_free(o);
     }
 
@@ -428,6 +520,69 @@ ngx_pubsub_ws_t::send_data(ws::Opcode op, std::string &&extra,
         != NGX_OK)
     {
         finish();
+        return NGX_ERROR;
+    }
+
+    return flush() == NGX_ERROR ? NGX_ERROR : NGX_OK;
+}
+
+
+/*
+ * The answer to a ping.  A pong already queued and not begun takes the new
+ * ping's payload instead of a second pong being queued (RFC 6455 5.5.3
+ * allows answering only the most recent ping): a client that sends pings
+ * and never reads holds one pong, not one per ping.
+ */
+ngx_int_t
+ngx_pubsub_ws_t::send_pong(std::string_view payload)
+{
+    ngx_pubsub_ws_out_t  *o = pong_;
+
+    if (payload.size() > ws::kMaxControlPayload) {
+        payload = payload.substr(0, ws::kMaxControlPayload);
+    }
+
+    if (o && o->buf[0].pos == o->buf[0].start) {
+        pending_ -= o->cost;
+        unsent_ -= o->size;
+
+        try {
+            o->extra.assign(payload);
+
+        } catch (...) {
+            finish();
+            return NGX_ERROR;
+        }
+
+        ngx_pubsub_ws_out_frame(o, ws::Opcode::Pong, false, {});
+        o->cl[o->nbufs - 1].next = o->next ? &o->next->cl[0] : NULL;
+        o->cost = ngx_pubsub_ws_out_cost(o);
+        pending_ += o->cost;
+        unsent_ += o->size;
+
+        return NGX_OK;
+    }
+
+    o = ngx_pubsub_ws_out_alloc();
+    if (o == nullptr) {
+        finish();
+        return NGX_ERROR;
+    }
+
+    try {
+        o->extra.assign(payload);
+
+    } catch (...) {
+        ngx_pubsub_ws_out_free(o);
+        finish();
+        return NGX_ERROR;
+    }
+
+    ngx_pubsub_ws_out_frame(o, ws::Opcode::Pong, false, {});
+    link(o);
+    pong_ = o;
+
+    if (bound() != NGX_OK) {
         return NGX_ERROR;
     }
 
