@@ -16,40 +16,6 @@
 #include "pubsub/codec/json.h"
 
 
-/* whether the query string has `name` (with or without a value) */
-static ngx_uint_t
-ngx_pubsub_presence_has_arg(ngx_http_request_t *r, std::string_view name,
-    ngx_str_t *value)
-{
-    std::string_view  args = ngx_pubsub_sv(r->args);
-
-    while (!args.empty()) {
-        size_t amp = args.find('&');
-        std::string_view kv = args.substr(0, amp);
-        size_t eq = kv.find('=');
-        std::string_view k = kv.substr(0, eq);
-
-        if (k == name) {
-            if (value) {
-                std::string_view v = eq == std::string_view::npos
-                                     ? std::string_view() : kv.substr(eq + 1);
-                value->data = reinterpret_cast<u_char *>(
-                                  const_cast<char *>(v.data()));
-                value->len = v.size();
-            }
-            return 1;
-        }
-
-        if (amp == std::string_view::npos) {
-            break;
-        }
-        args.remove_prefix(amp + 1);
-    }
-
-    return 0;
-}
-
-
 /* URL-decoded copy of an argument value */
 static std::string
 ngx_pubsub_presence_unescape(ngx_http_request_t *r, ngx_str_t v)
@@ -341,7 +307,7 @@ ngx_pubsub_presence_api_run(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
                                          "presence is not available");
     }
 
-    if (ngx_pubsub_presence_has_arg(r, "user", &v)) {
+    if (ngx_pubsub_query_arg(r, "user", &v)) {
         return ngx_pubsub_presence_user(r, plcf, v);
     }
 
@@ -394,7 +360,7 @@ ngx_pubsub_presence_channel(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
     pubsub::appendJsonString(body, ngx_pubsub_sv(ch->id[0]));
     body += ',';
 
-    if (ngx_pubsub_presence_has_arg(r, "stats", NULL)) {
+    if (ngx_pubsub_query_arg(r, "stats", NULL)) {
         return ngx_pubsub_presence_query(r, [&](auto done) {
             plcf->engine->presence_stats(plcf, key, [r, body, done](
                 pubsub::StoreResult res, const pubsub::PresenceStats &st)
@@ -409,7 +375,7 @@ ngx_pubsub_presence_channel(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
         });
     }
 
-    if (ngx_pubsub_presence_has_arg(r, "limit", &v)) {
+    if (ngx_pubsub_query_arg(r, "limit", &v)) {
         ngx_int_t n = v.len ? ngx_atoi(v.data, v.len) : NGX_ERROR;
         if (n < 1 || n > (ngx_int_t) pubsub::PresenceRegistry::kMaxPage) {
             return ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST,
@@ -418,7 +384,7 @@ ngx_pubsub_presence_channel(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
         limit = static_cast<size_t>(n);
     }
 
-    if (ngx_pubsub_presence_has_arg(r, "cursor", &v)) {
+    if (ngx_pubsub_query_arg(r, "cursor", &v)) {
         cursor = ngx_pubsub_presence_unescape(r, v);
     }
 
