@@ -1,0 +1,53 @@
+/*
+ * ngx_pubsub Pusher: Pusher Channels protocol 7 (SPEC section 12), a
+ * third nginx module (ngx_pubsub_pusher_module) beside ngx_pubsub_module
+ * and ngx_pubsub_hooks_module.  This header is what its files share: the
+ * apps (pubsub_pusher_app), their lookup, and the module's configuration.
+ *
+ * Signatures and channel names are the core's (include/pubsub/pusher/).
+ * A Pusher channel is an ngx_pubsub channel in group "pusher:<app id>".
+ */
+
+#ifndef _NGX_PUBSUB_PUSHER_H_INCLUDED_
+#define _NGX_PUBSUB_PUSHER_H_INCLUDED_
+
+#include "ngx_pubsub.h"
+
+
+#define NGX_PUBSUB_PUSHER_MAX_PRESENCE_MEMBERS  100
+#define NGX_PUBSUB_PUSHER_MAX_CLIENT_EVENTS     10     /* per second */
+#define NGX_PUBSUB_PUSHER_GROUP_PREFIX          "pusher:"
+
+
+/* one pubsub_pusher_app */
+typedef struct {
+    ngx_str_t                     id;
+    ngx_str_t                     key;
+    ngx_str_t                     secret;
+    ngx_str_t                     group;       /* "pusher:<id>" */
+    ngx_uint_t                    max_presence_members;
+    ngx_uint_t                    max_client_events;   /* per second */
+} ngx_pubsub_pusher_app_t;
+
+
+typedef struct {
+    ngx_array_t                  *apps;       /* ngx_pubsub_pusher_app_t */
+} ngx_pubsub_pusher_main_conf_t;
+
+
+typedef struct {
+    ngx_array_t                  *apps;       /* this server's own */
+} ngx_pubsub_pusher_srv_conf_t;
+
+
+extern "C" ngx_module_t  ngx_pubsub_pusher_module;
+
+
+/* The app of a request's server (its own apps first, then http's) by key
+ * or by id; NULL when there is none. */
+ngx_pubsub_pusher_app_t *ngx_pubsub_pusher_app_by_key(ngx_http_request_t *r,
+    ngx_str_t *key);
+ngx_pubsub_pusher_app_t *ngx_pubsub_pusher_app_by_id(ngx_http_request_t *r,
+    ngx_str_t *id);
+
+#endif /* _NGX_PUBSUB_PUSHER_H_INCLUDED_ */

@@ -1,0 +1,403 @@
+/*
+ * ngx_pubsub Pusher: the module (ngx_pubsub_pusher_module), its
+ * configuration and the apps (pubsub_pusher_app, docs/pusher.md).
+ */
+
+#include "ngx_pubsub_pusher.h"
+
+
+static void *ngx_pubsub_pusher_create_main_conf(ngx_conf_t *cf);
+static void *ngx_pubsub_pusher_create_srv_conf(ngx_conf_t *cf);
+static char *ngx_pubsub_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+static ngx_command_t  ngx_pubsub_pusher_commands[] = {
+
+    { ngx_string("pubsub_pusher_app"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_2MORE,
+      ngx_pubsub_pusher_app,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_pubsub_pusher_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_pubsub_pusher_create_main_conf,    /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    ngx_pubsub_pusher_create_srv_conf,     /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_pubsub_pusher_module = {
+    NGX_MODULE_V1,
+    &ngx_pubsub_pusher_module_ctx,         /* module context */
+    ngx_pubsub_pusher_commands,            /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_pubsub_pusher_create_main_conf(ngx_conf_t *cf)
+{
+    return ngx_pcalloc(cf->pool, sizeof(ngx_pubsub_pusher_main_conf_t));
+}
+
+
+static void *
+ngx_pubsub_pusher_create_srv_conf(ngx_conf_t *cf)
+{
+    return ngx_pcalloc(cf->pool, sizeof(ngx_pubsub_pusher_srv_conf_t));
+}
+
+
+/* ids and keys: what fits in a URL path segment and a channel group */
+static ngx_int_t
+ngx_pubsub_pusher_name_ok(ngx_str_t *s)
+{
+    u_char  *p;
+
+    if (s->len == 0 || s->len > 64) {
+        return 0;
+    }
+
+    for (p = s->data; p < s->data + s->len; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'
+              || *p == '.'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* "@/path": the secret is the file's content, one trailing newline off */
+static char *
+ngx_pubsub_pusher_read_secret(ngx_conf_t *cf, ngx_str_t *secret)
+{
+    ssize_t          n;
+    ngx_str_t        path;
+    ngx_file_t       file;
+    ngx_file_info_t  fi;
+
+    path.len = secret->len - 1;
+    path.data = secret->data + 1;
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = path;
+    file.log = cf->log;
+
+    file.fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "pubsub_pusher_app: cannot open secret file "
+                           "\"%V\"", &path);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) > 4096)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_pusher_app: secret file \"%V\" is not "
+                           "a readable file of at most 4096 bytes", &path);
+        ngx_close_file(file.fd);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    secret->len = static_cast<size_t>(ngx_file_size(&fi));
+    secret->data = static_cast<u_char *>(ngx_pnalloc(cf->pool,
+                                                     secret->len + 1));
+    if (secret->data == NULL) {
+        ngx_close_file(file.fd);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    n = ngx_read_file(&file, secret->data, secret->len, 0);
+    ngx_close_file(file.fd);
+
+    if (n != static_cast<ssize_t>(secret->len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_pusher_app: cannot read secret file "
+                           "\"%V\"", &path);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    if (secret->len && secret->data[secret->len - 1] == '\n') {
+        secret->len--;
+        if (secret->len && secret->data[secret->len - 1] == '\r') {
+            secret->len--;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_pubsub_pusher_app_clash(ngx_array_t *apps, ngx_pubsub_pusher_app_t *app)
+{
+    ngx_uint_t                i;
+    ngx_pubsub_pusher_app_t  *a;
+
+    if (apps == NULL) {
+        return 0;
+    }
+
+    a = static_cast<ngx_pubsub_pusher_app_t *>(apps->elts);
+
+    for (i = 0; i < apps->nelts; i++) {
+        if ((a[i].id.len == app->id.len
+             && ngx_strncmp(a[i].id.data, app->id.data, app->id.len) == 0)
+            || (a[i].key.len == app->key.len
+                && ngx_strncmp(a[i].key.data, app->key.data, app->key.len)
+                   == 0))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* pubsub_pusher_app id=ID key=KEY secret=SECRET [max_presence_members=N]
+ *                   [max_client_events=N/s] */
+static char *
+ngx_pubsub_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char                           *rv;
+    ngx_int_t                       n;
+    ngx_str_t                      *value, v;
+    ngx_uint_t                      i;
+    ngx_array_t                   **apps;
+    ngx_pubsub_pusher_app_t         app, *slot;
+    ngx_pubsub_pusher_main_conf_t  *ppmcf;
+    ngx_pubsub_pusher_srv_conf_t   *ppscf;
+
+    ngx_memzero(&app, sizeof(app));
+    app.max_presence_members = NGX_PUBSUB_PUSHER_MAX_PRESENCE_MEMBERS;
+    app.max_client_events = NGX_PUBSUB_PUSHER_MAX_CLIENT_EVENTS;
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "id=", 3) == 0) {
+            app.id.data = value[i].data + 3;
+            app.id.len = value[i].len - 3;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
+            app.key.data = value[i].data + 4;
+            app.key.len = value[i].len - 4;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "secret=", 7) == 0) {
+            app.secret.data = value[i].data + 7;
+            app.secret.len = value[i].len - 7;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_presence_members=", 21) == 0) {
+            n = ngx_atoi(value[i].data + 21, value[i].len - 21);
+            if (n < 1 || n > 100000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "pubsub_pusher_app: invalid "
+                                   "\"%V\" (1 to 100000)", &value[i]);
+                return static_cast<char *>(NGX_CONF_ERROR);
+            }
+            app.max_presence_members = static_cast<ngx_uint_t>(n);
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_client_events=", 18) == 0) {
+            v.data = value[i].data + 18;
+            v.len = value[i].len - 18;
+            if (v.len > 2 && ngx_strncmp(v.data + v.len - 2, "/s", 2) == 0) {
+                v.len -= 2;
+            }
+            n = ngx_atoi(v.data, v.len);
+            if (n < 0 || n > 1000000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "pubsub_pusher_app: invalid \"%V\" "
+                                   "(N/s, 0 refuses client events)",
+                                   &value[i]);
+                return static_cast<char *>(NGX_CONF_ERROR);
+            }
+            app.max_client_events = static_cast<ngx_uint_t>(n);
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_pusher_app: unknown parameter \"%V\"",
+                           &value[i]);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    if (!ngx_pubsub_pusher_name_ok(&app.id)
+        || !ngx_pubsub_pusher_name_ok(&app.key))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_pusher_app: id= and key= are required, "
+                           "1 to 64 characters of letters, digits, "
+                           "'-', '_' and '.'");
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    if (app.secret.len > 1 && app.secret.data[0] == '@') {
+        rv = ngx_pubsub_pusher_read_secret(cf, &app.secret);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+    }
+
+    /* Pusher and Reverb issue 20-character secrets */
+    if (app.secret.len < 16) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_pusher_app: the secret of app \"%V\" is "
+                           "missing or shorter than 16 bytes", &app.id);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    app.group.len = sizeof(NGX_PUBSUB_PUSHER_GROUP_PREFIX) - 1 + app.id.len;
+    app.group.data = static_cast<u_char *>(ngx_pnalloc(cf->pool,
+                                                       app.group.len));
+    if (app.group.data == NULL) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+    ngx_memcpy(ngx_cpymem(app.group.data, NGX_PUBSUB_PUSHER_GROUP_PREFIX,
+                          sizeof(NGX_PUBSUB_PUSHER_GROUP_PREFIX) - 1),
+               app.id.data, app.id.len);
+
+    ppmcf = static_cast<ngx_pubsub_pusher_main_conf_t *>(
+                ngx_http_conf_get_module_main_conf(cf,
+                                                   ngx_pubsub_pusher_module));
+
+    if (cf->cmd_type == NGX_HTTP_MAIN_CONF) {
+        apps = &ppmcf->apps;
+
+    } else {
+        ppscf = static_cast<ngx_pubsub_pusher_srv_conf_t *>(conf);
+        apps = &ppscf->apps;
+    }
+
+    if (ngx_pubsub_pusher_app_clash(ppmcf->apps, &app)
+        || (apps != &ppmcf->apps && ngx_pubsub_pusher_app_clash(*apps, &app)))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_pusher_app: id \"%V\" or key \"%V\" "
+                           "is already used", &app.id, &app.key);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    if (*apps == NULL) {
+        *apps = ngx_array_create(cf->pool, 2,
+                                 sizeof(ngx_pubsub_pusher_app_t));
+        if (*apps == NULL) {
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+    }
+
+    slot = static_cast<ngx_pubsub_pusher_app_t *>(ngx_array_push(*apps));
+    if (slot == NULL) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    *slot = app;
+
+    (void) cmd;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_pubsub_pusher_app_t *
+ngx_pubsub_pusher_find(ngx_array_t *apps, ngx_str_t *name, ngx_uint_t by_key)
+{
+    ngx_str_t                *s;
+    ngx_uint_t                i;
+    ngx_pubsub_pusher_app_t  *a;
+
+    if (apps == NULL) {
+        return NULL;
+    }
+
+    a = static_cast<ngx_pubsub_pusher_app_t *>(apps->elts);
+
+    for (i = 0; i < apps->nelts; i++) {
+        s = by_key ? &a[i].key : &a[i].id;
+
+        if (s->len == name->len
+            && ngx_strncmp(s->data, name->data, name->len) == 0)
+        {
+            return &a[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_pubsub_pusher_app_t *
+ngx_pubsub_pusher_lookup(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_uint_t by_key)
+{
+    ngx_pubsub_pusher_app_t        *app;
+    ngx_pubsub_pusher_srv_conf_t   *ppscf;
+    ngx_pubsub_pusher_main_conf_t  *ppmcf;
+
+    ppscf = static_cast<ngx_pubsub_pusher_srv_conf_t *>(
+                ngx_http_get_module_srv_conf(r, ngx_pubsub_pusher_module));
+    app = ngx_pubsub_pusher_find(ppscf->apps, name, by_key);
+    if (app != NULL) {
+        return app;
+    }
+
+    ppmcf = static_cast<ngx_pubsub_pusher_main_conf_t *>(
+                ngx_http_get_module_main_conf(r, ngx_pubsub_pusher_module));
+
+    return ngx_pubsub_pusher_find(ppmcf->apps, name, by_key);
+}
+
+
+ngx_pubsub_pusher_app_t *
+ngx_pubsub_pusher_app_by_key(ngx_http_request_t *r, ngx_str_t *key)
+{
+    return ngx_pubsub_pusher_lookup(r, key, 1);
+}
+
+
+ngx_pubsub_pusher_app_t *
+ngx_pubsub_pusher_app_by_id(ngx_http_request_t *r, ngx_str_t *id)
+{
+    return ngx_pubsub_pusher_lookup(r, id, 0);
+}
