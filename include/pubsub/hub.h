@@ -36,6 +36,9 @@ public:
     // A member joined or left the channel (pubsub_presence_events).  Not a
     // message: no id, no buffer slot.  May detach this subscriber.
     virtual void presenceEvent(const PresenceEvent& ev) { (void)ev; }
+    // pubsub_subscriber_info: the subscriber is asked to publish what it
+    // reports on channel `replyKey`.  Not a message: no id, no cursor.
+    virtual void infoRequest(std::string_view replyKey) { (void)replyKey; }
 
     const MsgId& cursor() const { return cursor_; }
     bool attached() const { return channel_ != nullptr; }
@@ -102,6 +105,9 @@ public:
 
     // Hands a presence event to every subscriber of the channel.
     void presenceEvent(std::string_view key, const PresenceEvent& ev);
+
+    // Asks every subscriber of the channel to report (infoRequest()).
+    void infoRequest(std::string_view key, std::string_view replyKey);
 
     // Detaches every subscriber of the channel and tells each of them.
     void channelDeleted(std::string_view key);

@@ -44,6 +44,11 @@ public:
         (void)channel;
         (void)ev;
     }
+    // pubsub_subscriber_info asks channel i's subscriber (Subscriber::infoRequest).
+    virtual void channelInfoRequest(size_t channel, std::string_view replyKey) {
+        (void)channel;
+        (void)replyKey;
+    }
 };
 
 class Multiplexer {
@@ -91,6 +96,9 @@ private:
         void channelDeleted() override { mux_->sink_->channelDeleted(index_); }
         void presenceEvent(const PresenceEvent& ev) override {
             mux_->sink_->channelPresence(index_, ev);
+        }
+        void infoRequest(std::string_view replyKey) override {
+            mux_->sink_->channelInfoRequest(index_, replyKey);
         }
 
     private:

@@ -19,6 +19,18 @@
 //   before returning (the memory engine always; the Redis engine when it
 //   fails at once, e.g. not connected) or later from the event loop (the
 //   Redis engine's replies): callers must handle both.
+// - groupInfo(), setGroupLimits() and removeGroup() are the same: their
+//   callback runs exactly once, before returning (memory; Redis when it
+//   fails at once) or later from the event loop (Redis).  removeGroup()
+//   answers once every channel of the group is deleted (each as remove()
+//   deletes one: its subscribers everywhere get channelDeleted()).
+//
+// Group limits: every operation that can create a channel, add a
+// subscriber or store a message carries the location's own limits
+// (GroupLimits, 0: none of its own).  Limits stored with the group by
+// setGroupLimits() apply to each limit the operation does not set (its 0):
+// a location's own limit always wins, the group's stored limit is the
+// default for locations without one.
 
 #include <cstdint>
 #include <functional>
@@ -51,6 +63,25 @@ struct ChannelInfo {
     uint64_t presence = 0;
 };
 
+// A channel group ("G" of the keys "G/id") as the engine counts it.
+struct GroupInfo {
+    bool found = false;  // the engine has counts or stored limits for it
+    uint64_t channels = 0;
+    uint64_t subscribers = 0;
+    uint64_t messages = 0;  // stored, replayable messages
+    uint64_t bytes = 0;     // memory of the stored messages (each engine's measure)
+    GroupLimits limits;     // the limits stored with the group (0: none)
+};
+
+// Which of the group's stored limits setGroupLimits() changes (a limit of 0
+// removes the stored one).
+struct GroupLimitsUpdate {
+    GroupLimits limits;
+    bool channels = false;
+    bool subscribers = false;
+    bool bytes = false;
+};
+
 struct PublishReply {
     StoreResult status = StoreResult::kOk;
     std::string reason;
@@ -80,6 +111,7 @@ public:
     using PublishCallback = std::function<void(PublishReply&&)>;
     using SubscribeCallback = std::function<void(SubscribeReply&&)>;
     using InfoCallback = std::function<void(StoreResult, const ChannelInfo&)>;
+    using GroupCallback = std::function<void(StoreResult, const GroupInfo&)>;
 
     virtual ~Store() = default;
 
@@ -93,6 +125,17 @@ public:
     virtual void info(std::string_view key, InfoCallback cb) = 0;
     // Deletes the channel: its subscribers everywhere get channelDeleted().
     virtual void remove(std::string_view key, InfoCallback cb) = 0;
+
+    // A group's counts and stored limits (kOk also for a group the engine
+    // knows nothing of: all zero, found false).
+    virtual void groupInfo(std::string_view group, GroupCallback cb) = 0;
+    // Stores limits with the group (see "Group limits" above); answers the
+    // group's info after the change.
+    virtual void setGroupLimits(std::string_view group, const GroupLimitsUpdate& up,
+                                GroupCallback cb) = 0;
+    // Deletes every channel of the group; answers the group's info after.
+    // The stored limits stay.
+    virtual void removeGroup(std::string_view group, GroupCallback cb) = 0;
 };
 
 }  // namespace pubsub

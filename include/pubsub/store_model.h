@@ -26,11 +26,17 @@ enum class StoreStatus {
 // The reason a client gets for a refused operation.
 const char* storeStatusReason(StoreStatus s);
 
-// Per-group limits; 0 is no limit.
+// Per-group limits; 0 is no limit of the location's own (the limit stored
+// with the group applies then: store.h "Group limits").
 struct GroupLimits {
     uint64_t maxChannels = 0;
     uint64_t maxSubscribers = 0;
     uint64_t maxBytes = 0;
+    // The Redis engine counts a group's channels, subscribers and memory,
+    // and applies its stored limits, only for operations that ask for it
+    // (a location with a pubsub_group_max_* directive): without a limit
+    // of their own they cost nothing.  The memory engine always does.
+    bool useStored = false;
 };
 
 struct PublishInput {

@@ -73,6 +73,12 @@ public:
     // The status count of the subscription's transport.
     virtual void countStart() = 0;
     virtual void countEnd() = 0;
+    // pubsub_subscriber_info asks the subscriber of `ch` to report on
+    // channel `replyKey` (nothing by default).
+    virtual void infoRequest(const SubChannel& ch, std::string_view replyKey) {
+        (void)ch;
+        (void)replyKey;
+    }
 };
 
 // What the transport gets.  `compoundId` is set for multiplexed
@@ -171,6 +177,7 @@ private:
     void gap(size_t channel) override;
     void channelDeleted(size_t channel) override;
     void channelPresence(size_t channel, const PresenceEvent& ev) override;
+    void channelInfoRequest(size_t channel, std::string_view replyKey) override;
 
     SubscribeRequest request(const Entry& e, const StartSpec& spec) const;
     SubscribeReply storeSubscribe(Entry& e, const StartSpec& spec);

@@ -188,6 +188,28 @@ void Hub::presenceEvent(std::string_view key, const PresenceEvent& ev) {
     }
 }
 
+void Hub::infoRequest(std::string_view key, std::string_view replyKey) {
+    LocalChannel* lc = find(key);
+    if (lc == nullptr) {
+        return;
+    }
+    lc->iterating_++;
+    size_t n = lc->subs_.size();
+    for (size_t i = 0; i < n; i++) {
+        Subscriber* s = lc->subs_[i];
+        if (s != nullptr) {
+            s->infoRequest(replyKey);
+        }
+    }
+    lc->iterating_--;
+    if (lc->iterating_ == 0) {
+        if (lc->holes_) {
+            compact(lc);
+        }
+        release(lc);
+    }
+}
+
 void Hub::channelDeleted(std::string_view key) {
     LocalChannel* lc = find(key);
     if (lc == nullptr) {

@@ -15,6 +15,9 @@ public:
     void presenceEvent(const PresenceEvent& ev) override {
         owner_->sink_->presenceEvent(index_, ev);
     }
+    void infoRequest(std::string_view replyKey) override {
+        owner_->channelInfoRequest(index_, replyKey);
+    }
 
 private:
     Subscription* owner_;
@@ -396,6 +399,13 @@ void Subscription::channelDeleted(size_t channel) {
 
 void Subscription::channelPresence(size_t channel, const PresenceEvent& ev) {
     sink_->presenceEvent(channel, ev);
+}
+
+void Subscription::channelInfoRequest(size_t channel, std::string_view replyKey) {
+    const SubChannel* ch = this->channel(channel);
+    if (ch != nullptr) {
+        host_->infoRequest(*ch, replyKey);
+    }
 }
 
 }  // namespace pubsub

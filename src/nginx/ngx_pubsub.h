@@ -56,6 +56,22 @@ typedef struct ngx_pubsub_engine_s  ngx_pubsub_engine_t;
 #define NGX_PUBSUB_LP_MULTIPART_RAW  2
 
 
+/*
+ * A group limit (pubsub_group_max_*): a number parsed once, or a complex
+ * value evaluated per request (ngx_pubsub_group.cpp).
+ */
+typedef struct {
+    ngx_http_complex_value_t     *cv;     /* NULL: the constant `value` */
+    uint64_t                      value;  /* 0: none of the location's own */
+    ngx_int_t                     set;    /* NGX_CONF_UNSET: not written */
+} ngx_pubsub_limit_t;
+
+/* pubsub_group_location methods */
+#define NGX_PUBSUB_GROUP_GET         0x01
+#define NGX_PUBSUB_GROUP_SET         0x02
+#define NGX_PUBSUB_GROUP_DELETE      0x04
+
+
 typedef struct {
     ngx_uint_t                    roles;
     ngx_uint_t                    pub_roles;   /* publisher-side roles */
@@ -101,9 +117,15 @@ typedef struct {
     const ngx_pubsub_engine_t    *engine;
     void                         *engine_conf;
 
-    ngx_uint_t                    group_max_channels;      /* 0: no limit */
-    ngx_uint_t                    group_max_subscribers;
-    size_t                        group_max_memory;
+    ngx_pubsub_limit_t            group_max_channels;
+    ngx_pubsub_limit_t            group_max_subscribers;
+    ngx_pubsub_limit_t            group_max_memory;
+    /* pubsub_group_location: NGX_PUBSUB_GROUP_*; 0: not one */
+    ngx_uint_t                    group_location;
+    /* pubsub_subscriber_info (a location that asks), and the string a
+     * subscriber of this location answers with (NULL: it does not) */
+    ngx_flag_t                    subscriber_info;
+    ngx_http_complex_value_t     *subscriber_info_string;
     /* presence (ngx_pubsub_presence.cpp) */
     ngx_flag_t                    presence;
     ngx_http_complex_value_t     *presence_id;
@@ -200,18 +222,28 @@ ngx_uint_t ngx_pubsub_pick_transport(ngx_http_request_t *r, ngx_uint_t enabled);
 ngx_int_t ngx_pubsub_status_of(pubsub::StoreResult rc);
 ngx_str_t ngx_pubsub_pstr(ngx_pool_t *pool, std::string_view s);
 
-/* the group limits of a location, for the store */
-static inline pubsub::GroupLimits
-ngx_pubsub_group_limits(ngx_pubsub_loc_conf_t *plcf)
-{
-    pubsub::GroupLimits  l;
+/*
+ * ngx_pubsub_group.cpp: the group limits of a location for r, for the
+ * store (r NULL: limits with variables count as none of the location's
+ * own).  NGX_OK, or NGX_DECLINED with *err (a value is not a number: the
+ * caller answers 403 with it), or NGX_ERROR.
+ */
+ngx_int_t ngx_pubsub_group_limits(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, pubsub::GroupLimits *l, const char **err);
+char *ngx_pubsub_conf_set_limit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_pubsub_group_location(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_pubsub_merge_limit(ngx_pubsub_limit_t *conf,
+    const ngx_pubsub_limit_t *prev);
+ngx_int_t ngx_pubsub_group_handler(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf);
 
-    l.maxChannels = plcf->group_max_channels;
-    l.maxSubscribers = plcf->group_max_subscribers;
-    l.maxBytes = plcf->group_max_memory;
-
-    return l;
-}
+/* ngx_pubsub_subinfo.cpp: pubsub_subscriber_info */
+char *ngx_pubsub_subscriber_info(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_pubsub_subinfo_handler(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf);
 
 /*
  * ngx_pubsub_directives.cpp: installs a location's content handler, or

@@ -161,10 +161,18 @@ ngx_pubsub_redis_run_prepared(pubsub::RedisStore *store,
  * subscriber starts (one owed nothing needs no read).
  */
 static ngx_int_t
-ngx_pubsub_redis_snapshots(pubsub::RedisStore *store,
+ngx_pubsub_redis_snapshots(ngx_http_request_t *r, pubsub::RedisStore *store,
     ngx_pubsub_loc_conf_t *plcf, const std::vector<std::string> &keys,
     const pubsub::StartSpec *hint, std::function<void()> done)
 {
+    pubsub::GroupLimits  limits;
+    const char          *err;
+
+    /* an invalid limit: none here, the subscribe refuses it */
+    if (ngx_pubsub_group_limits(r, plcf, &limits, &err) != NGX_OK) {
+        limits = pubsub::GroupLimits();
+    }
+
     auto  sync = std::make_shared<int>(1);
     auto  early = std::make_shared<pubsub::RedisStore::PreparedPtr>();
     auto  run = std::make_shared<std::function<void()>>(std::move(done));
@@ -178,7 +186,7 @@ ngx_pubsub_redis_snapshots(pubsub::RedisStore *store,
         }
 
         ngx_pubsub_redis_run_prepared(store, prepared.get(), *run);
-    }, ngx_pubsub_group_limits(plcf), plcf->existing_only != 0, hint);
+    }, limits, plcf->existing_only != 0, hint);
 
     *sync = 0;
 
@@ -237,7 +245,8 @@ ngx_pubsub_redis_prepare(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     st->rc = NGX_ERROR;
     st->late = 0;
 
-    if (ngx_pubsub_redis_snapshots(store, plcf, keys, hint ? &spec : nullptr,
+    if (ngx_pubsub_redis_snapshots(r, store, plcf, keys,
+            hint ? &spec : nullptr,
             [r, handler, st]() {
                 ngx_int_t          rc;
                 ngx_connection_t  *c;
@@ -279,7 +288,7 @@ ngx_pubsub_redis_prepare_keys(ngx_pubsub_loc_conf_t *plcf,
         return NGX_OK;
     }
 
-    return ngx_pubsub_redis_snapshots(store, plcf, keys, nullptr,
+    return ngx_pubsub_redis_snapshots(NULL, store, plcf, keys, nullptr,
                                       std::move(done));
 }
 
@@ -355,6 +364,20 @@ ngx_pubsub_redis_presence_user(ngx_pubsub_loc_conf_t *plcf,
 }
 
 
+static ngx_int_t
+ngx_pubsub_redis_ask_info(ngx_pubsub_loc_conf_t *plcf, std::string_view key,
+    std::string_view reply_key)
+{
+    pubsub::RedisStore  *store = ngx_pubsub_redis_store_of(plcf);
+
+    if (store == NULL || !store->requestInfo(key, reply_key)) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 const ngx_pubsub_engine_t  ngx_pubsub_redis_engine = {
     "redis",
     ngx_pubsub_redis_check_conf,
@@ -366,6 +389,7 @@ const ngx_pubsub_engine_t  ngx_pubsub_redis_engine = {
     ngx_pubsub_redis_prepare,
     ngx_pubsub_redis_prepare_keys,
     ngx_pubsub_redis_info,
+    ngx_pubsub_redis_ask_info,
     ngx_pubsub_redis_presence_tag,
     ngx_pubsub_redis_presence_stats,
     ngx_pubsub_redis_presence_page,

@@ -26,6 +26,12 @@ std::string formatChannelInfo(const ChannelInfo& info, InfoFormat f, int64_t now
 constexpr size_t kMaxChannelInfoText = 512;
 size_t writeChannelInfo(char* buf, const ChannelInfo& info, InfoFormat f, int64_t now);
 
+// A channel group's counts and stored limits (pubsub_group_location).  The
+// text form is nchan's group info byte for byte (CRLF after every line;
+// nchan's disk and message-count figures are there, always 0); JSON, XML
+// and YAML carry nchan's keys in the publisher's style.
+std::string formatGroupInfo(const GroupInfo& info, InfoFormat f);
+
 // One EventSource event: "event: E\n" (when E is not empty), "id: ID\n",
 // one "data: " line per payload line, then a blank line.  CR, LF and CRLF
 // all end a payload line (EventSource cannot carry a bare CR).

@@ -56,6 +56,10 @@ public:
     void unsubscribe(Subscriber* sub) override;
     void info(std::string_view key, InfoCallback cb) override;
     void remove(std::string_view key, InfoCallback cb) override;
+    void groupInfo(std::string_view group, GroupCallback cb) override;
+    void setGroupLimits(std::string_view group, const GroupLimitsUpdate& up,
+                        GroupCallback cb) override;
+    void removeGroup(std::string_view group, GroupCallback cb) override;
 
     // Another worker changed the channel: deliver what is new to local
     // subscribers (or tell them it was deleted).
@@ -95,6 +99,7 @@ private:
 
     int64_t now() const { return env_.now(env_.ctx); }
     static ChannelInfo infoOf(const ShmChannel* ch);
+    static GroupInfo groupInfoOf(const ShmGroup* g);
     // Copies `from` and the messages after it; false when memory ran out.
     static bool copyOut(const ShmMessage* from, size_t max, std::vector<MessagePtr>* out);
     // Pulls and delivers one channel now.

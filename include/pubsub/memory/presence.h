@@ -31,7 +31,16 @@
 
 namespace pubsub {
 
-enum class PresenceEventType : uint8_t { kJoin = 0, kLeave = 1, kOnline = 2, kOffline = 3 };
+// kInfoRequest is no presence event: the ring also carries
+// pubsub_subscriber_info's question to every worker's subscribers of a
+// channel (`id` is the reply key; see signal()).
+enum class PresenceEventType : uint8_t {
+    kJoin = 0,
+    kLeave = 1,
+    kOnline = 2,
+    kOffline = 3,
+    kInfoRequest = 4,
+};
 
 const char* presenceEventName(PresenceEventType t);  // "join", "leave", ...
 
@@ -313,6 +322,9 @@ public:
     // be read.
     size_t readRing(uint64_t* last, size_t max, PresenceEvents* out, uint64_t* missed) const;
     uint64_t ringSeq() const { return root_->ringSeq; }
+    // Writes a record to the ring that is not a member's event (every
+    // worker's reader gets it); false when the zone has no memory.
+    bool signal(PresenceEventType type, std::string_view key, std::string_view id);
 
     // Removes everything (a channel's members when the zone is reset).
     void clear();
@@ -332,6 +344,8 @@ private:
     void unlinkLeaving(PresenceMember* m);
     void maybeFreeChannel(PresenceChannel* ch);
     void removeConn(PresenceConn* conn, int64_t nowMs, PresenceEvents* events);
+    bool ringWrite(PresenceEventType type, std::string_view key, std::string_view id,
+                   std::string_view info, uint32_t opts);
     void emit(PresenceEventType type, std::string_view key, std::string_view id,
               std::string_view info, uint32_t opts, PresenceEvents* events);
     bool setInfo(PresenceMember* m, std::string_view info);

@@ -18,6 +18,7 @@
 
 #include "pubsub/keyed_hash.h"
 #include "pubsub/msgid.h"
+#include "pubsub/store.h"
 #include "pubsub/store_model.h"
 
 namespace pubsub {
@@ -80,12 +81,15 @@ struct ShmChannel {
 };
 
 // Per-group accounting (the group is the key's part before the first '/').
+// A group lives while it has channels or stored limits.
 struct ShmGroup {
     ShmGroup* next;
     uint64_t hash;
     uint64_t channels;
     uint64_t subscribers;
-    uint64_t bytes;  // memory of stored messages
+    uint64_t bytes;      // memory of stored messages
+    uint64_t messages;   // stored, replayable messages
+    GroupLimits limits;  // stored with the group (pubsub_group_location); 0: none
     uint32_t nameLen;
     // followed by the name
 
@@ -153,7 +157,7 @@ struct StartPosition {
 class ShmStore {
 public:
     static constexpr uint32_t kMagic = 0x50534231;  // "PSB1"
-    static constexpr uint32_t kVersion = 3;
+    static constexpr uint32_t kVersion = 4;
     // Transient messages (buffer length 0) stay this long so that every
     // worker can deliver them, and at most this many per channel.
     static constexpr int64_t kTransientTtl = 10;
@@ -195,6 +199,25 @@ public:
     // The group of a key ("a/b" -> "a"; no '/': none, not accounted).
     static std::string_view groupOf(std::string_view key);
     const ShmGroup* findGroup(std::string_view name) const;
+    // The limits that apply to an operation in group `g` (nullptr: none):
+    // each of `own` that is set, else the group's stored one.
+    static GroupLimits effectiveLimits(const GroupLimits& own, const ShmGroup* g);
+    // Stores limits with the group (made if needed); kNoMemory when it
+    // cannot be made.  The group is forgotten once it has neither channels
+    // nor stored limits.
+    StoreStatus setGroupLimits(std::string_view name, const GroupLimitsUpdate& up);
+    // Calls fn(channel) for every channel of the group (fn must not change
+    // the table).  Visits the whole table.
+    template <typename Fn>
+    void forEachInGroup(std::string_view name, Fn fn) const {
+        for (uint64_t i = 0; i < root_->nbuckets; i++) {
+            for (ShmChannel* ch = root_->buckets[i]; ch != nullptr; ch = ch->hnext) {
+                if (ch->group != nullptr && ch->group->name() == name) {
+                    fn(ch);
+                }
+            }
+        }
+    }
 
     // Stores a message.  When memory is exhausted it first drops expired
     // messages of every channel and frees channels that have neither
@@ -269,7 +292,7 @@ private:
     // Stores a message in `ch` (publish() without the lookup).
     StoreStatus append(ShmChannel* ch, const PublishInput& in, int64_t now, ShmMessage** stored);
     void unlinkOldest(ShmChannel* ch);
-    ShmGroup* groupFor(std::string_view key);
+    ShmGroup* groupFor(std::string_view key, bool isName = false);
     void dropGroupIfEmpty(ShmGroup* g);
     void enqueue(uint32_t slot, uint64_t hash, uint32_t* wake, size_t* nwake);
     void freeChannel(ShmChannel* ch);

@@ -14,6 +14,12 @@
 //                    s: data + content type + event name bytes)
 //   <gtag>:memz      sorted set: channel id -> its earliest nonzero e
 //   <gtag>:memt      string: the sum of every s in <gtag>:mem
+//   <gtag>:limits    hash: c, s, b -> the limits stored with the group
+//                    (pubsub_group_location POST)
+//
+// Counting: a limit argument of -1 means "none of the location's own": the
+// stored one applies, and the group is counted (channels, subscribers,
+// sizes) even when none is stored.  0 means neither.
 
 #include <hiredis/hiredis.h>
 
@@ -21,6 +27,7 @@
 #include <string_view>
 
 #include "pubsub/redis/redis_proto.h"
+#include "pubsub/store.h"
 
 namespace pubsub::redis {
 
@@ -46,6 +53,16 @@ const Script& groupUpdateScript();
 const Script& groupSubsScript();
 // delete: KEYS[1]=gtag; ARGV channel id.  -> 1
 const Script& groupDeleteScript();
+
+// info: KEYS[1]=gtag -> {channels, subscribers, messages, bytes, stored
+//   max channels, max subscribers, max bytes}
+const Script& groupInfoScript();
+// limits: KEYS[1]=gtag; ARGV pairs of field (c, s, b) and value (0: removed).
+//   -> 1
+const Script& groupLimitsScript();
+// channels: KEYS[1]=gtag -> the ids the group lists
+const Script& groupChannelsScript();
+bool parseGroupInfo(const redisReply* r, GroupInfo* out, std::string* reason);
 
 struct GroupVerdict {
     bool subscribers = false;  // refused: the group has its maximum

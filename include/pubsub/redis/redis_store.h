@@ -91,6 +91,16 @@ public:
     void unsubscribe(Subscriber* sub) override;
     void info(std::string_view key, InfoCallback cb) override;
     void remove(std::string_view key, InfoCallback cb) override;
+    // pubsub_subscriber_info: asks every instance's subscribers of `key`
+    // to report on channel `replyKey` (an "I" on the channel's pubsub
+    // channel, which no message starts with).  false: not sent.
+    bool requestInfo(std::string_view key, std::string_view replyKey);
+    // Groups (redis_store_groups.cpp): the counts are what locations with
+    // group limits (or GroupLimits::useStored) recorded in Redis.
+    void groupInfo(std::string_view group, GroupCallback cb) override;
+    void setGroupLimits(std::string_view group, const GroupLimitsUpdate& up,
+                        GroupCallback cb) override;
+    void removeGroup(std::string_view group, GroupCallback cb) override;
 
     // Reads the channels' snapshots; `done` always runs (maybe at once).
     // With `start` (where a one-channel subscriber starts), a channel this

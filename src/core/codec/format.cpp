@@ -273,3 +273,87 @@ void appendSseComment(std::string& out, std::string_view text) {
 }
 
 }  // namespace pubsub
+
+namespace pubsub {
+
+std::string formatGroupInfo(const GroupInfo& info, InfoFormat f) {
+    const uint64_t v[] = {info.channels,
+                          info.subscribers,
+                          info.messages,
+                          info.bytes,
+                          0,
+                          info.limits.maxChannels,
+                          info.limits.maxSubscribers,
+                          0,
+                          info.limits.maxBytes,
+                          0};
+    // the text before each value, and after the last
+    static constexpr std::string_view kText[] = {"channels: ",
+                                                 "\r\nsubscribers: ",
+                                                 "\r\nmessages: ",
+                                                 "\r\nshared memory used by messages: ",
+                                                 " bytes\r\ndisk space used by messages: ",
+                                                 " bytes\r\nlimits:\r\n  max channels: ",
+                                                 "\r\n  max subscribers: ",
+                                                 "\r\n  max messages: ",
+                                                 "\r\n  max messages shared memory: ",
+                                                 "\r\n  max messages disk space: ",
+                                                 "\r\n"};
+    static constexpr std::string_view kJson[] = {"{\"channels\": ",
+                                                 ", \"subscribers\": ",
+                                                 ", \"messages\": ",
+                                                 ", \"messages_memory\": ",
+                                                 ", \"messages_disk\": ",
+                                                 ", \"limits\": {\"channels\": ",
+                                                 ", \"subscribers\": ",
+                                                 ", \"messages\": ",
+                                                 ", \"messages_memory\": ",
+                                                 ", \"messages_disk\": ",
+                                                 "}}\n"};
+    static constexpr std::string_view kXml[] = {
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<group>\n  <channels>",
+        "</channels>\n  <subscribers>",
+        "</subscribers>\n  <messages>",
+        "</messages>\n  <messages_memory>",
+        "</messages_memory>\n  <messages_disk>",
+        "</messages_disk>\n  <limits>\n    <channels>",
+        "</channels>\n    <subscribers>",
+        "</subscribers>\n    <messages>",
+        "</messages>\n    <messages_memory>",
+        "</messages_memory>\n    <messages_disk>",
+        "</messages_disk>\n  </limits>\n</group>\n"};
+    static constexpr std::string_view kYaml[] = {"---\nchannels: ",
+                                                 "\nsubscribers: ",
+                                                 "\nmessages: ",
+                                                 "\nmessages_memory: ",
+                                                 "\nmessages_disk: ",
+                                                 "\nlimits:\n  channels: ",
+                                                 "\n  subscribers: ",
+                                                 "\n  messages: ",
+                                                 "\n  messages_memory: ",
+                                                 "\n  messages_disk: ",
+                                                 "\n"};
+    const std::string_view* t = kText;
+    switch (f) {
+        case InfoFormat::kJson:
+            t = kJson;
+            break;
+        case InfoFormat::kXml:
+            t = kXml;
+            break;
+        case InfoFormat::kYaml:
+            t = kYaml;
+            break;
+        case InfoFormat::kText:
+            break;
+    }
+    std::string out;
+    for (size_t i = 0; i < std::size(v); i++) {
+        out += t[i];
+        out += std::to_string(v[i]);
+    }
+    out += t[std::size(v)];
+    return out;
+}
+
+}  // namespace pubsub

@@ -374,6 +374,55 @@ void MemoryStore::remove(std::string_view key, InfoCallback cb) {
     cb(info.found ? StoreResult::kOk : StoreResult::kNotFound, info);
 }
 
+GroupInfo MemoryStore::groupInfoOf(const ShmGroup* g) {
+    GroupInfo info;
+    if (g == nullptr) {
+        return info;
+    }
+    info.found = true;
+    info.channels = g->channels;
+    info.subscribers = g->subscribers;
+    info.messages = g->messages;
+    info.bytes = g->bytes;
+    info.limits = g->limits;
+    return info;
+}
+
+void MemoryStore::groupInfo(std::string_view group, GroupCallback cb) {
+    GroupInfo info;
+    {
+        Guard g(env_);
+        info = groupInfoOf(shm_.findGroup(group));
+    }
+    cb(StoreResult::kOk, info);
+}
+
+void MemoryStore::setGroupLimits(std::string_view group, const GroupLimitsUpdate& up,
+                                 GroupCallback cb) {
+    GroupInfo info;
+    StoreStatus st;
+    {
+        Guard g(env_);
+        st = shm_.setGroupLimits(group, up);
+        info = groupInfoOf(shm_.findGroup(group));
+    }
+    cb(st == StoreStatus::kOk ? StoreResult::kOk : StoreResult::kNoMemory, info);
+}
+
+void MemoryStore::removeGroup(std::string_view group, GroupCallback cb) {
+    std::vector<std::string> keys;
+    {
+        Guard g(env_);
+        shm_.forEachInGroup(group, [&keys](const ShmChannel* ch) { keys.emplace_back(ch->key()); });
+    }
+    // one at a time, as a DELETE of each would (other workers' subscribers
+    // are told through their mailboxes)
+    for (const std::string& key : keys) {
+        remove(key, [](StoreResult, const ChannelInfo&) {});
+    }
+    groupInfo(group, std::move(cb));
+}
+
 void MemoryStore::sweep(uint64_t maxBuckets, int64_t idleGrace) {
     Guard g(env_);
     shm_.sweep(now(), maxBuckets, idleGrace);

@@ -60,6 +60,8 @@ const char* presenceEventName(PresenceEventType t) {
             return "online";
         case PresenceEventType::kOffline:
             return "offline";
+        case PresenceEventType::kInfoRequest:
+            return "info";
     }
     return "unknown";
 }
@@ -201,27 +203,8 @@ void PresenceRegistry::emit(PresenceEventType type, std::string_view key, std::s
     }
     bool ring = (opts & kPresenceOptEvents) != 0 &&
                 (type == PresenceEventType::kJoin || type == PresenceEventType::kLeave);
-    if (ring) {
-        size_t size = sizeof(PresenceEventRec) + key.size() + id.size() + info.size();
-        auto* rec = static_cast<PresenceEventRec*>(alloc_.alloc(alloc_.ctx, size));
-        if (rec == nullptr) {
-            root_->eventsDropped++;
-        } else {
-            rec->seq = root_->ringSeq + 1;
-            rec->opts = opts;
-            rec->type = static_cast<uint8_t>(type);
-            rec->keyLen = static_cast<uint32_t>(key.size());
-            rec->idLen = static_cast<uint32_t>(id.size());
-            rec->infoLen = static_cast<uint32_t>(info.size());
-            char* p = reinterpret_cast<char*>(rec + 1);
-            put(put(put(p, key), id), info);
-            PresenceEventRec** slot = &root_->ring[rec->seq % PresenceRoot::kRing];
-            if (*slot != nullptr) {
-                alloc_.free(alloc_.ctx, *slot);
-            }
-            *slot = rec;
-            root_->ringSeq = rec->seq;
-        }
+    if (ring && !ringWrite(type, key, id, info, opts)) {
+        root_->eventsDropped++;
     }
     if (events == nullptr || (routedOnly_ && !ring && presenceHookIndex(opts) == 0)) {
         return;
@@ -240,6 +223,34 @@ void PresenceRegistry::emit(PresenceEventType type, std::string_view key, std::s
     if (!pushEvent(events, std::move(ev))) {
         root_->eventsDropped++;
     }
+}
+
+bool PresenceRegistry::ringWrite(PresenceEventType type, std::string_view key, std::string_view id,
+                                 std::string_view info, uint32_t opts) {
+    size_t size = sizeof(PresenceEventRec) + key.size() + id.size() + info.size();
+    auto* rec = static_cast<PresenceEventRec*>(alloc_.alloc(alloc_.ctx, size));
+    if (rec == nullptr) {
+        return false;
+    }
+    rec->seq = root_->ringSeq + 1;
+    rec->opts = opts;
+    rec->type = static_cast<uint8_t>(type);
+    rec->keyLen = static_cast<uint32_t>(key.size());
+    rec->idLen = static_cast<uint32_t>(id.size());
+    rec->infoLen = static_cast<uint32_t>(info.size());
+    char* p = reinterpret_cast<char*>(rec + 1);
+    put(put(put(p, key), id), info);
+    PresenceEventRec** slot = &root_->ring[rec->seq % PresenceRoot::kRing];
+    if (*slot != nullptr) {
+        alloc_.free(alloc_.ctx, *slot);
+    }
+    *slot = rec;
+    root_->ringSeq = rec->seq;
+    return true;
+}
+
+bool PresenceRegistry::signal(PresenceEventType type, std::string_view key, std::string_view id) {
+    return ringWrite(type, key, id, {}, 0);
 }
 
 size_t PresenceRegistry::readRing(uint64_t* last, size_t max, PresenceEvents* out,

@@ -20,8 +20,8 @@ const ShmGroup* ShmStore::findGroup(std::string_view name) const {
     return nullptr;
 }
 
-ShmGroup* ShmStore::groupFor(std::string_view key) {
-    std::string_view name = groupOf(key);
+ShmGroup* ShmStore::groupFor(std::string_view key, bool isName) {
+    std::string_view name = isName ? key : groupOf(key);
     if (name.empty()) {
         return nullptr;
     }
@@ -44,8 +44,54 @@ ShmGroup* ShmStore::groupFor(std::string_view key) {
     return g;
 }
 
+GroupLimits ShmStore::effectiveLimits(const GroupLimits& own, const ShmGroup* g) {
+    GroupLimits l = own;
+    if (g != nullptr) {
+        if (l.maxChannels == 0) {
+            l.maxChannels = g->limits.maxChannels;
+        }
+        if (l.maxSubscribers == 0) {
+            l.maxSubscribers = g->limits.maxSubscribers;
+        }
+        if (l.maxBytes == 0) {
+            l.maxBytes = g->limits.maxBytes;
+        }
+    }
+    return l;
+}
+
+StoreStatus ShmStore::setGroupLimits(std::string_view name, const GroupLimitsUpdate& up) {
+    if (name.empty()) {
+        return StoreStatus::kNotFound;
+    }
+    ShmGroup* g = const_cast<ShmGroup*>(findGroup(name));
+    if (g == nullptr) {
+        if (!(up.channels && up.limits.maxChannels != 0) &&
+            !(up.subscribers && up.limits.maxSubscribers != 0) &&
+            !(up.bytes && up.limits.maxBytes != 0)) {
+            return StoreStatus::kOk;  // nothing to store
+        }
+        g = groupFor(name, true);
+        if (g == nullptr) {
+            return StoreStatus::kNoMemory;
+        }
+    }
+    if (up.channels) {
+        g->limits.maxChannels = up.limits.maxChannels;
+    }
+    if (up.subscribers) {
+        g->limits.maxSubscribers = up.limits.maxSubscribers;
+    }
+    if (up.bytes) {
+        g->limits.maxBytes = up.limits.maxBytes;
+    }
+    dropGroupIfEmpty(g);
+    return StoreStatus::kOk;
+}
+
 void ShmStore::dropGroupIfEmpty(ShmGroup* g) {
-    if (g == nullptr || g->channels != 0) {
+    if (g == nullptr || g->channels != 0 || g->limits.maxChannels != 0 ||
+        g->limits.maxSubscribers != 0 || g->limits.maxBytes != 0) {
         return;
     }
     ShmGroup** pp = &root_->groups[g->hash % StoreRoot::kGroupBuckets];
@@ -129,8 +175,8 @@ ShmChannel* ShmStore::findOrCreate(std::string_view key, int64_t now, const Grou
         return ch;
     }
     const ShmGroup* existing = findGroup(groupOf(key));
-    if (limits.maxChannels != 0 && existing != nullptr &&
-        existing->channels >= limits.maxChannels) {
+    uint64_t maxChannels = effectiveLimits(limits, existing).maxChannels;
+    if (maxChannels != 0 && existing != nullptr && existing->channels >= maxChannels) {
         *status = StoreStatus::kGroupChannels;
         return nullptr;
     }
@@ -192,6 +238,9 @@ void ShmStore::unlinkOldest(ShmChannel* ch) {
     } else {
         ch->messages--;
         root_->messages--;
+        if (ch->group != nullptr) {
+            ch->group->messages--;
+        }
     }
     ch->bytes -= m->allocSize();
     if (ch->group != nullptr) {
@@ -270,16 +319,17 @@ StoreStatus ShmStore::append(ShmChannel* ch, const PublishInput& in, int64_t now
         in.eventName.size() > UINT32_MAX) {
         return StoreStatus::kNoMemory;
     }
-    if (in.limits.maxBytes != 0 && ch->group != nullptr) {
+    uint64_t maxBytes = effectiveLimits(in.limits, ch->group).maxBytes;
+    if (maxBytes != 0 && ch->group != nullptr) {
         // Messages the new one pushes out of the buffer do not count.
         bool transientIn = in.maxMessages == 0;
         while (ch->oldest != nullptr &&
                ((!transientIn && !ch->oldest->transient() && ch->messages >= in.maxMessages) ||
                 (transientIn && ch->oldest->transient() && ch->transients >= kMaxTransients)) &&
-               ch->group->bytes + size > in.limits.maxBytes) {
+               ch->group->bytes + size > maxBytes) {
             unlinkOldest(ch);
         }
-        if (ch->group->bytes + size > in.limits.maxBytes) {
+        if (ch->group->bytes + size > maxBytes) {
             return StoreStatus::kGroupMemory;
         }
     }
@@ -338,6 +388,9 @@ StoreStatus ShmStore::append(ShmChannel* ch, const PublishInput& in, int64_t now
     } else {
         ch->messages++;
         root_->messages++;
+        if (ch->group != nullptr) {
+            ch->group->messages++;
+        }
     }
     // Keep at most maxMessages replayable and kMaxTransients transient
     // messages; both kinds are dropped from the oldest end.
@@ -426,8 +479,8 @@ StoreStatus ShmStore::addSubscriber(ShmChannel* ch, uint32_t slot, int64_t now,
     if (slot >= StoreRoot::kMaxSlots) {
         return StoreStatus::kNoMemory;
     }
-    if (limits.maxSubscribers != 0 && ch->group != nullptr &&
-        ch->group->subscribers >= limits.maxSubscribers) {
+    uint64_t maxSubscribers = effectiveLimits(limits, ch->group).maxSubscribers;
+    if (maxSubscribers != 0 && ch->group != nullptr && ch->group->subscribers >= maxSubscribers) {
         return StoreStatus::kGroupSubscribers;
     }
     if (slot >= ch->nslotSubs) {

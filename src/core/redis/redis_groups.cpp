@@ -1,5 +1,7 @@
 #include "pubsub/redis/redis_groups.h"
 
+#include <iterator>
+
 namespace pubsub::redis {
 
 namespace {
@@ -62,12 +64,21 @@ local g, ch = KEYS[1], ARGV[1]
 local maxc, maxs, inst = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local maxb, size, maxm = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local now = tonumber(redis.call('TIME')[1])
+-- a limit of -1: none of the location's own, the group's stored one applies
+-- (and the group is counted even when it has none)
+local countc, counts = maxc ~= 0, maxs ~= 0
+if maxc < 0 or maxs < 0 or maxb < 0 then
+  local lim = redis.call('HMGET', g .. ':limits', 'c', 's', 'b')
+  if maxc < 0 then maxc = tonumber(lim[1]) or 0 end
+  if maxs < 0 then maxs = tonumber(lim[2]) or 0 end
+  if maxb < 0 then maxb = tonumber(lim[3]) or 0 end
+end
 local sv, cv, mv = 0, 0, 0
 local sk, mine = g .. ':subs', 0
-if maxs > 0 then
+if counts then
   local total
   total, mine = sumcounts(sk, now, inst)
-  if total >= maxs then
+  if maxs > 0 and total >= maxs then
     sv = 1
   end
 end
@@ -90,16 +101,16 @@ if maxb > 0 and size > 0 then
   end
 end
 local ck = g .. ':channels'
-if maxc > 0 then
+if countc then
   redis.call('ZREMRANGEBYSCORE', ck, '-inf', '(' .. now)
-  if not redis.call('ZSCORE', ck, ch) and redis.call('ZCARD', ck) >= maxc then
+  if maxc > 0 and not redis.call('ZSCORE', ck, ch) and redis.call('ZCARD', ck) >= maxc then
     cv = 1
   end
 end
-if maxs > 0 and sv == 0 and mv == 0 then
+if counts and sv == 0 and mv == 0 then
   setcount(sk, inst, mine + 1, ARGV[8], now)
 end
-if maxc > 0 and sv == 0 and mv == 0 and cv == 0 and not redis.call('ZSCORE', ck, ch) then
+if countc and sv == 0 and mv == 0 and cv == 0 and not redis.call('ZSCORE', ck, ch) then
   redis.call('ZADD', ck, fmt(now + 30), ch)
 end
 return {sv, cv, mv}
@@ -139,6 +150,47 @@ local g, ch = KEYS[1], ARGV[1]
 redis.call('ZREM', g .. ':channels', ch)
 memset(g, ch, '')
 return 1
+)LUA";
+
+// the group's counts and stored limits:
+// {channels, subscribers, messages, bytes, max c, max s, max b}
+const char* const kLuaGroupInfo = R"LUA(
+local g = KEYS[1]
+local now = tonumber(redis.call('TIME')[1])
+local ck = g .. ':channels'
+redis.call('ZREMRANGEBYSCORE', ck, '-inf', '(' .. now)
+local subs = sumcounts(g .. ':subs', now, '')
+memprune(g, now)
+local messages = 0
+for _, v in ipairs(redis.call('HVALS', g .. ':mem')) do
+  for _ in string.gmatch(v, '(%d+):(%d+)') do
+    messages = messages + 1
+  end
+end
+local lim = redis.call('HMGET', g .. ':limits', 'c', 's', 'b')
+return {redis.call('ZCARD', ck), subs, messages,
+        tonumber(redis.call('GET', g .. ':memt') or '0'),
+        tonumber(lim[1]) or 0, tonumber(lim[2]) or 0, tonumber(lim[3]) or 0}
+)LUA";
+
+// limits: ARGV pairs field ("c", "s", "b"), value (0 removes it)
+const char* const kLuaGroupLimits = R"LUA(
+local k = KEYS[1] .. ':limits'
+for i = 1, #ARGV, 2 do
+  if tonumber(ARGV[i + 1]) > 0 then
+    redis.call('HSET', k, ARGV[i], ARGV[i + 1])
+  else
+    redis.call('HDEL', k, ARGV[i])
+  end
+end
+return 1
+)LUA";
+
+// the group's channel ids (those its counting locations recorded)
+const char* const kLuaGroupChannels = R"LUA(
+local ck = KEYS[1] .. ':channels'
+redis.call('ZREMRANGEBYSCORE', ck, '-inf', '(' .. tonumber(redis.call('TIME')[1]))
+return redis.call('ZRANGE', ck, 0, -1)
 )LUA";
 
 Script makeGroupScript(const char* name, const char* body) {
@@ -187,6 +239,53 @@ const Script& groupSubsScript() {
 const Script& groupDeleteScript() {
     static const Script s = makeGroupScript("group delete", kLuaGroupDelete);
     return s;
+}
+
+const Script& groupInfoScript() {
+    static const Script s = makeGroupScript("group info", kLuaGroupInfo);
+    return s;
+}
+
+const Script& groupLimitsScript() {
+    static const Script s = makeGroupScript("group limits", kLuaGroupLimits);
+    return s;
+}
+
+const Script& groupChannelsScript() {
+    static const Script s = makeGroupScript("group channels", kLuaGroupChannels);
+    return s;
+}
+
+bool parseGroupInfo(const redisReply* r, GroupInfo* out, std::string* reason) {
+    *out = GroupInfo();
+    if (r == nullptr) {
+        *reason = "no reply from Redis";
+        return false;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        *reason = "Redis error: " + std::string(r->str, r->len);
+        return false;
+    }
+    uint64_t* fields[] = {
+        &out->channels,           &out->subscribers,           &out->messages,       &out->bytes,
+        &out->limits.maxChannels, &out->limits.maxSubscribers, &out->limits.maxBytes};
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != std::size(fields)) {
+        *reason = "unexpected reply from Redis";
+        return false;
+    }
+    for (size_t i = 0; i < std::size(fields); i++) {
+        const redisReply* e = r->element[i];
+        if (e == nullptr || e->type != REDIS_REPLY_INTEGER || e->integer < 0) {
+            *out = GroupInfo();
+            *reason = "unexpected reply from Redis";
+            return false;
+        }
+        *fields[i] = static_cast<uint64_t>(e->integer);
+        if (e->integer != 0) {
+            out->found = true;
+        }
+    }
+    return true;
 }
 
 bool parseGroupVerdict(const redisReply* r, GroupVerdict* out, std::string* reason) {

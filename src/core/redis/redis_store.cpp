@@ -62,7 +62,7 @@ bool RedisStore::evalKey(const redis::Script& s, std::string key, std::vector<st
 }
 
 void RedisStore::publish(std::string_view key, const PublishInput& in, PublishCallback cb) {
-    if (in.limits.maxChannels != 0 || in.limits.maxBytes != 0) {
+    if (in.limits.maxChannels != 0 || in.limits.maxBytes != 0 || in.limits.useStored) {
         publishLimited(key, in, std::move(cb));  // redis_store_groups.cpp
         return;
     }
@@ -239,6 +239,15 @@ bool RedisStore::knownSnapshot(const std::string& key, const StartSpec& start,
     snap->messages.clear();
     stats_.snapshotsSkipped++;
     return true;
+}
+
+bool RedisStore::requestInfo(std::string_view key, std::string_view replyKey) {
+    if (!channelReady(key)) {
+        return false;
+    }
+    return link_->command({link_->sharded() ? "SPUBLISH" : "PUBLISH", redis::pubsubName(key),
+                           "I" + std::string(replyKey)},
+                          [](const redisReply*) {});
 }
 
 bool RedisStore::channelReady(std::string_view key) const {
@@ -494,6 +503,10 @@ void RedisStore::onMessage(std::string_view channel, std::string_view payload) {
         return;
     }
     stats_.liveMessages++;
+    if (!payload.empty() && payload[0] == 'I') {
+        hub_.infoRequest(key, payload.substr(1));  // pubsub_subscriber_info
+        return;
+    }
     if (!payload.empty() && (payload[0] == 'J' || payload[0] == 'L')) {
         PresenceEvent ev;
         std::string why;

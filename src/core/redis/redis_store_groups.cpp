@@ -26,6 +26,12 @@ std::string num(uint64_t v) {
 
 void ignoreReply(const redisReply*) {}
 
+// A limit for the group scripts: the location's own, else -1 when the
+// group's stored limit applies (and the group is counted), else 0.
+std::string limitArg(uint64_t own, bool useStored) {
+    return own != 0 ? num(own) : useStored ? "-1" : "0";
+}
+
 }  // namespace
 
 RedisStore::Group* RedisStore::trackGroup(std::string_view name) {
@@ -154,7 +160,11 @@ void RedisStore::prepare(const std::vector<std::string>& keys,
                          bool existingOnly, const StartSpec* start) {
     uint64_t maxChannels = existingOnly ? 0 : limits.maxChannels;
     uint64_t maxSubs = limits.maxSubscribers;
-    if ((maxChannels == 0 && maxSubs == 0) || !link_->ready()) {
+    bool stored = limits.useStored;
+    // what the group counts for this request
+    bool countChannels = !existingOnly && (maxChannels != 0 || stored);
+    bool countSubs = maxSubs != 0 || stored;
+    if ((!countChannels && !countSubs) || !link_->ready()) {
         prepare(keys, std::move(done), start);
         return;
     }
@@ -236,18 +246,23 @@ void RedisStore::prepare(const std::vector<std::string>& keys,
         std::string_view group, id;
         redis::splitGroupKey(c.key, &group, &id);
         Group* g = trackGroup(c.group);
-        if (maxSubs != 0) {
+        if (countSubs) {
             g->pending++;
         }
-        if (maxChannels != 0) {
+        if (countChannels) {
             g->channels = true;
         }
-        std::vector<std::string> args = {
-            std::string(id), num(maxChannels), num(maxSubs), instanceId_, "0", "0", "0",
-            num(kCountTtl)};
+        std::vector<std::string> args = {std::string(id),
+                                         countChannels ? limitArg(maxChannels, stored) : "0",
+                                         limitArg(maxSubs, stored),
+                                         instanceId_,
+                                         "0",
+                                         "0",
+                                         "0",
+                                         num(kCountTtl)};
         std::string name = c.group;
         bool sent = evalKey(redis::groupCheckScript(), redis::groupTag(group), std::move(args),
-                            [this, st, alive, finish, i, name, maxSubs](const redisReply* r) {
+                            [this, st, alive, finish, i, name, countSubs](const redisReply* r) {
                                 Check& ck = st->checks[i];
                                 bool ok = r != nullptr &&
                                           redis::parseGroupVerdict(r, &ck.verdict, &ck.reason);
@@ -259,7 +274,7 @@ void RedisStore::prepare(const std::vector<std::string>& keys,
                                         ck.failure = StoreResult::kError;
                                     }
                                 }
-                                if (maxSubs != 0 && *alive) {
+                                if (countSubs && *alive) {
                                     auto gi = groups_.find(name);
                                     if (ok && !ck.verdict.subscribers && !ck.verdict.memory) {
                                         ck.reserved = true;  // settled once all answered
@@ -274,7 +289,7 @@ void RedisStore::prepare(const std::vector<std::string>& keys,
         if (!sent) {
             c.failed = true;
             c.reason = kUnavailable;
-            if (maxSubs != 0 && g->pending > 0) {
+            if (countSubs && g->pending > 0) {
                 g->pending--;
             }
             finish();
@@ -322,7 +337,7 @@ void RedisStore::publishLimited(std::string_view key, const PublishInput& in, Pu
     op->in.eventName = op->eventName;
     op->cb = std::move(cb);
     const GroupLimits& lim = in.limits;
-    if (lim.maxChannels != 0) {
+    if (lim.maxChannels != 0 || lim.useStored) {
         trackGroup(group)->channels = true;
     }
     uint64_t size =
@@ -343,8 +358,8 @@ void RedisStore::publishLimited(std::string_view key, const PublishInput& in, Pu
             answer(StoreResult::kUnavailable, kUnavailable);
             return;
         }
-        bool memory = op->in.limits.maxBytes != 0;
-        bool channels = op->in.limits.maxChannels != 0;
+        bool memory = op->in.limits.maxBytes != 0 || op->in.limits.useStored;
+        bool channels = op->in.limits.maxChannels != 0 || op->in.limits.useStored;
         int64_t life = op->in.ttl > 0 ? op->in.ttl + 60 : 0;
         auto held = std::make_shared<std::unique_ptr<PublishReply>>();
         auto waiting = std::make_shared<bool>(false);
@@ -376,9 +391,14 @@ void RedisStore::publishLimited(std::string_view key, const PublishInput& in, Pu
                 }
             });
     };
-    std::vector<std::string> args = {
-        op->id,    num(lim.maxChannels), "0",           instanceId_, num(lim.maxBytes),
-        num(size), num(in.maxMessages),  num(kCountTtl)};
+    std::vector<std::string> args = {op->id,
+                                     limitArg(lim.maxChannels, lim.useStored),
+                                     "0",
+                                     instanceId_,
+                                     limitArg(lim.maxBytes, lim.useStored),
+                                     num(size),
+                                     num(in.maxMessages),
+                                     num(kCountTtl)};
     bool sent = evalKey(
         redis::groupCheckScript(), redis::groupTag(group), std::move(args),
         [this, op, alive, answer, go](const redisReply* r) {
@@ -425,6 +445,124 @@ void RedisStore::publishLimited(std::string_view key, const PublishInput& in, Pu
         });
     if (!sent) {
         answer(StoreResult::kUnavailable, kUnavailable);
+    }
+}
+
+void RedisStore::groupInfo(std::string_view group, GroupCallback cb) {
+    auto shared = std::make_shared<GroupCallback>(std::move(cb));
+    std::string tag = redis::groupTag(group);
+    bool sent = link_->readyFor(tag) &&
+                evalKey(redis::groupInfoScript(), tag, {}, [shared](const redisReply* r) {
+                    GroupInfo info;
+                    std::string why;
+                    if (r == nullptr) {
+                        (*shared)(StoreResult::kUnavailable, info);
+                    } else if (!redis::parseGroupInfo(r, &info, &why)) {
+                        (*shared)(StoreResult::kError, info);
+                    } else {
+                        (*shared)(StoreResult::kOk, info);
+                    }
+                });
+    if (!sent) {
+        (*shared)(StoreResult::kUnavailable, GroupInfo());
+    }
+}
+
+void RedisStore::setGroupLimits(std::string_view group, const GroupLimitsUpdate& up,
+                                GroupCallback cb) {
+    std::vector<std::string> args;
+    if (up.channels) {
+        args.insert(args.end(), {"c", num(up.limits.maxChannels)});
+    }
+    if (up.subscribers) {
+        args.insert(args.end(), {"s", num(up.limits.maxSubscribers)});
+    }
+    if (up.bytes) {
+        args.insert(args.end(), {"b", num(up.limits.maxBytes)});
+    }
+    if (args.empty()) {
+        groupInfo(group, std::move(cb));
+        return;
+    }
+    auto shared = std::make_shared<GroupCallback>(std::move(cb));
+    auto alive = alive_;
+    std::string name(group);
+    std::string tag = redis::groupTag(group);
+    bool sent =
+        link_->readyFor(tag) && evalKey(redis::groupLimitsScript(), tag, std::move(args),
+                                        [this, shared, alive, name](const redisReply* r) {
+                                            if (r == nullptr || !*alive) {
+                                                (*shared)(StoreResult::kUnavailable, GroupInfo());
+                                            } else if (r->type == REDIS_REPLY_ERROR) {
+                                                (*shared)(StoreResult::kError, GroupInfo());
+                                            } else {
+                                                groupInfo(name, std::move(*shared));
+                                            }
+                                        });
+    if (!sent) {
+        (*shared)(StoreResult::kUnavailable, GroupInfo());
+    }
+}
+
+void RedisStore::removeGroup(std::string_view group, GroupCallback cb) {
+    auto shared = std::make_shared<GroupCallback>(std::move(cb));
+    auto alive = alive_;
+    std::string name(group);
+    std::string tag = redis::groupTag(group);
+    bool sent =
+        link_->readyFor(tag) &&
+        evalKey(redis::groupChannelsScript(), tag, {},
+                [this, shared, alive, name](const redisReply* r) {
+                    if (r == nullptr || !*alive) {
+                        (*shared)(StoreResult::kUnavailable, GroupInfo());
+                        return;
+                    }
+                    if (r->type != REDIS_REPLY_ARRAY) {
+                        (*shared)(StoreResult::kError, GroupInfo());
+                        return;
+                    }
+                    // each channel as a DELETE deletes it; the answer once all are
+                    struct State {
+                        size_t left = 1;
+                        bool failed = false;
+                    };
+                    auto st = std::make_shared<State>();
+                    auto done = [this, shared, alive, name, st]() {
+                        if (--st->left != 0) {
+                            return;
+                        }
+                        if (!*alive || st->failed) {
+                            (*shared)(StoreResult::kUnavailable, GroupInfo());
+                            return;
+                        }
+                        groupInfo(name, std::move(*shared));
+                    };
+                    for (size_t i = 0; i < r->elements; i++) {
+                        const redisReply* e = r->element[i];
+                        if (e == nullptr || e->type != REDIS_REPLY_STRING) {
+                            continue;
+                        }
+                        st->left++;
+                        std::string id(e->str, e->len);
+                        remove(name + "/" + id, [this, st, done, alive, name, id](
+                                                    StoreResult res, const ChannelInfo&) {
+                            if (res == StoreResult::kNotFound && *alive) {
+                                // listed but gone: the group forgets it too
+                                st->left++;
+                                if (!evalKey(redis::groupDeleteScript(), redis::groupTag(name),
+                                             {id}, [done](const redisReply*) { done(); })) {
+                                    st->left--;
+                                }
+                            } else if (res != StoreResult::kOk) {
+                                st->failed = true;
+                            }
+                            done();
+                        });
+                    }
+                    done();
+                });
+    if (!sent) {
+        (*shared)(StoreResult::kUnavailable, GroupInfo());
     }
 }
 

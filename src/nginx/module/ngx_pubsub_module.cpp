@@ -48,6 +48,10 @@ static ngx_uint_t  ngx_pubsub_ids_pub = 1;
 static ngx_uint_t  ngx_pubsub_ids_sub = 2;
 
 
+/* the post of pubsub_group_max_messages_memory: a size, not a count */
+static ngx_uint_t  ngx_pubsub_limit_size = 1;
+
+
 static ngx_command_t  ngx_pubsub_commands[] = {
 
     { ngx_string("pubsub_publisher"),
@@ -269,23 +273,44 @@ static ngx_command_t  ngx_pubsub_commands[] = {
 
     { ngx_string("pubsub_group_max_channels"),
       NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
+      ngx_pubsub_conf_set_limit,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_pubsub_loc_conf_t, group_max_channels),
       NULL },
 
     { ngx_string("pubsub_group_max_subscribers"),
       NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
-      ngx_conf_set_num_slot,
+      ngx_pubsub_conf_set_limit,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_pubsub_loc_conf_t, group_max_subscribers),
       NULL },
 
     { ngx_string("pubsub_group_max_messages_memory"),
       NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
-      ngx_conf_set_size_slot,
+      ngx_pubsub_conf_set_limit,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_pubsub_loc_conf_t, group_max_memory),
+      &ngx_pubsub_limit_size },
+
+    { ngx_string("pubsub_group_location"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE123,
+      ngx_pubsub_group_location,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pubsub_subscriber_info"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_pubsub_subscriber_info,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pubsub_subscriber_info_string"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_loc_conf_t, subscriber_info_string),
       NULL },
 
     { ngx_string("pubsub_status"),
@@ -460,9 +485,10 @@ ngx_pubsub_create_loc_conf(ngx_conf_t *cf)
     plcf->ws_max_message_size = NGX_CONF_UNSET_SIZE;
     plcf->deflate_for_websocket = NGX_CONF_UNSET;
     plcf->max_pending = NGX_CONF_UNSET_SIZE;
-    plcf->group_max_channels = NGX_CONF_UNSET_UINT;
-    plcf->group_max_subscribers = NGX_CONF_UNSET_UINT;
-    plcf->group_max_memory = NGX_CONF_UNSET_SIZE;
+    plcf->group_max_channels.set = NGX_CONF_UNSET;
+    plcf->group_max_subscribers.set = NGX_CONF_UNSET;
+    plcf->group_max_memory.set = NGX_CONF_UNSET;
+    plcf->subscriber_info = NGX_CONF_UNSET;
     plcf->presence = NGX_CONF_UNSET;
     plcf->presence_events = NGX_CONF_UNSET;
     plcf->presence_leave_delay = NGX_CONF_UNSET_MSEC;
@@ -545,11 +571,11 @@ ngx_pubsub_presence_api_check(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *conf)
         { "pubsub_subscriber_max_pending",
           conf->max_pending != NGX_CONF_UNSET_SIZE },
         { "pubsub_group_max_channels",
-          conf->group_max_channels != NGX_CONF_UNSET_UINT },
+          conf->group_max_channels.set != NGX_CONF_UNSET },
         { "pubsub_group_max_subscribers",
-          conf->group_max_subscribers != NGX_CONF_UNSET_UINT },
+          conf->group_max_subscribers.set != NGX_CONF_UNSET },
         { "pubsub_group_max_messages_memory",
-          conf->group_max_memory != NGX_CONF_UNSET_SIZE },
+          conf->group_max_memory.set != NGX_CONF_UNSET },
         { "pubsub_presence", conf->presence != NGX_CONF_UNSET },
         { "pubsub_presence_id", conf->presence_id != NULL },
         { "pubsub_presence_events", conf->presence_events != NGX_CONF_UNSET },
@@ -707,12 +733,15 @@ ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               1024 * 1024);
     ngx_pubsub_engine_inherit(conf, prev);
 
-    ngx_conf_merge_uint_value(conf->group_max_channels,
-                              prev->group_max_channels, 0);
-    ngx_conf_merge_uint_value(conf->group_max_subscribers,
-                              prev->group_max_subscribers, 0);
-    ngx_conf_merge_size_value(conf->group_max_memory,
-                              prev->group_max_memory, 0);
+    ngx_pubsub_merge_limit(&conf->group_max_channels,
+                           &prev->group_max_channels);
+    ngx_pubsub_merge_limit(&conf->group_max_subscribers,
+                           &prev->group_max_subscribers);
+    ngx_pubsub_merge_limit(&conf->group_max_memory, &prev->group_max_memory);
+    ngx_conf_merge_value(conf->subscriber_info, prev->subscriber_info, 0);
+    if (conf->subscriber_info_string == NULL) {
+        conf->subscriber_info_string = prev->subscriber_info_string;
+    }
     ngx_conf_merge_value(conf->presence, prev->presence, 0);
     if (conf->presence_id == NULL) {
         conf->presence_id = prev->presence_id;

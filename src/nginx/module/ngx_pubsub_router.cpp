@@ -57,6 +57,8 @@ ngx_pubsub_options(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
 
     if (plcf->pub_roles) {
         methods = "GET, POST, PUT, DELETE, OPTIONS";
+    } else if (plcf->group_location) {
+        methods = "GET, POST, DELETE, OPTIONS";
     } else {
         methods = "GET, OPTIONS";
     }
@@ -221,6 +223,16 @@ ngx_pubsub_route(ngx_http_request_t *r)
         }
 
         return ngx_pubsub_presence_api_handler(r, plcf);
+    }
+
+    if (plcf->group_location || plcf->subscriber_info == 1) {
+        rc = ngx_pubsub_origin_refused(r, plcf);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+        return plcf->group_location ? ngx_pubsub_group_handler(r, plcf)
+                                    : ngx_pubsub_subinfo_handler(r, plcf);
     }
 
     if (r->method != NGX_HTTP_GET && ngx_pubsub_is_websocket(r)

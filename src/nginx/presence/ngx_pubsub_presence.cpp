@@ -529,7 +529,11 @@ ngx_pubsub_presence_read_ring(ngx_log_t *log)
     }
 
     for (const pubsub::PresenceEvent &ev : evs) {
-        hub->presenceEvent(ev.channel, ev);
+        if (ev.type == pubsub::PresenceEventType::kInfoRequest) {
+            hub->infoRequest(ev.channel, ev.id);
+        } else {
+            hub->presenceEvent(ev.channel, ev);
+        }
     }
 
     if (ngx_pubsub_presence_root->ringSeq != ngx_pubsub_presence_ring_last
@@ -537,6 +541,48 @@ ngx_pubsub_presence_read_ring(ngx_log_t *log)
     {
         ngx_post_event(&ngx_pubsub_presence_ring_ev, &ngx_posted_events);
     }
+}
+
+
+/*
+ * pubsub_subscriber_info in memory locations: the question goes through
+ * the ring every worker reads (this one included), and the others are
+ * woken to read it at once.
+ */
+ngx_int_t
+ngx_pubsub_presence_ask_info(ngx_pubsub_loc_conf_t *plcf, std::string_view key,
+    std::string_view reply_key)
+{
+    bool  ok;
+
+    if (!ngx_pubsub_presence_live) {
+        return NGX_ERROR;
+    }
+
+    {
+        ngx_pubsub_presence_locked_t  l;
+
+        ok = l.reg.signal(pubsub::PresenceEventType::kInfoRequest, key,
+                          reply_key);
+    }
+
+    if (!ok) {
+        return NGX_ERROR;
+    }
+
+    if (!ngx_pubsub_presence_ring_ev.posted) {
+        ngx_post_event(&ngx_pubsub_presence_ring_ev, &ngx_posted_events);
+    }
+
+    for (uint32_t s = 0; s < pubsub::PresenceRoot::kMaxSlots; s++) {
+        if (ngx_pubsub_presence_root->slotPid[s] > 0
+            && (ngx_int_t) s != ngx_process_slot)
+        {
+            ngx_pubsub_shm_wake(s);
+        }
+    }
+
+    return NGX_OK;
 }
 
 

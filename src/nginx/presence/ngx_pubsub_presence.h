@@ -55,5 +55,8 @@ pubsub::Hub *ngx_pubsub_local_hub(void);
 void ngx_pubsub_shm_wake(uint32_t slot);
 /* this worker was woken: reads the presence ring if it has news */
 void ngx_pubsub_presence_wake(void);
+/* pubsub_subscriber_info's question to every worker (engine ask_info) */
+ngx_int_t ngx_pubsub_presence_ask_info(ngx_pubsub_loc_conf_t *plcf,
+    std::string_view key, std::string_view reply_key);
 
 #endif /* _NGX_PUBSUB_PRESENCE_H_INCLUDED_ */

@@ -447,7 +447,20 @@ ngx_pubsub_publish_params(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     in->eventName = ngx_pubsub_sv(event);
     in->maxMessages = buflen;
     in->ttl = ttl;
-    in->limits = ngx_pubsub_group_limits(plcf);
+
+    {
+        const char  *err;
+        ngx_int_t    rc;
+
+        rc = ngx_pubsub_group_limits(r, plcf, &in->limits, &err);
+        if (rc == NGX_DECLINED) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "pubsub: %s", err);
+        }
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
 
     return NGX_OK;
 }
@@ -487,7 +500,13 @@ ngx_pubsub_publish_data(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     pubsub::PublishInput    in;
     ngx_pubsub_op_t        *op;
 
-    if (ngx_pubsub_publish_params(r, plcf, &in) != NGX_OK) {
+    switch (ngx_pubsub_publish_params(r, plcf, &in)) {
+    case NGX_OK:
+        break;
+    case NGX_DECLINED:
+        return ngx_pubsub_respond_text(r, NGX_HTTP_FORBIDDEN, "text/plain",
+                                       "Invalid group limit value.\n");
+    default:
         return ngx_pubsub_respond_text(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
                    "text/plain",
                    "Invalid message buffer length or timeout.\n");

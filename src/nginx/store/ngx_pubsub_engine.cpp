@@ -71,7 +71,9 @@ ngx_pubsub_engine_use(ngx_pubsub_loc_conf_t *conf)
 char *
 ngx_pubsub_engine_merge(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *conf)
 {
-    if (conf->roles || conf->presence_api == 1) {
+    if (conf->roles || conf->presence_api == 1 || conf->group_location
+        || conf->subscriber_info == 1)
+    {
         ngx_pubsub_engine_use(conf);
     }
 

@@ -88,6 +88,14 @@ struct ngx_pubsub_engine_s {
                        pubsub::Store::InfoCallback cb);
 
     /*
+     * pubsub_subscriber_info: asks every subscriber of `key` (every worker,
+     * every instance) to publish its report on `reply_key`
+     * (pubsub::Subscriber::infoRequest).  NGX_ERROR: not sent.
+     */
+    ngx_int_t  (*ask_info)(ngx_pubsub_loc_conf_t *plcf, std::string_view key,
+                           std::string_view reply_key);
+
+    /*
      * Presence.  presence_tag: what the registry records with a channel's
      * members - 0 when this instance's registry is the whole truth (memory),
      * else the engine's number of where they are merged (Redis: the

@@ -125,6 +125,7 @@ const ngx_pubsub_engine_t  ngx_pubsub_memory_engine = {
     ngx_pubsub_memory_prepare,
     ngx_pubsub_memory_prepare_keys,
     ngx_pubsub_memory_info,
+    ngx_pubsub_presence_ask_info,
     ngx_pubsub_memory_presence_tag,
     ngx_pubsub_memory_presence_stats,
     ngx_pubsub_memory_presence_page,

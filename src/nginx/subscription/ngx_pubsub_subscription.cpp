@@ -56,7 +56,35 @@ ngx_pubsub_subscription_t::subscribe(ngx_pubsub_channels_t *ch,
     std::vector<pubsub::SubChannel> chans;
 
     opts.existingOnly = plcf->existing_only;
-    opts.limits = ngx_pubsub_group_limits(plcf);
+
+    if (plcf->subscriber_info_string != NULL && r != NULL && !info_) {
+        ngx_str_t  v;
+
+        if (ngx_http_complex_value(r, plcf->subscriber_info_string, &v)
+            == NGX_OK)
+        {
+            info_.reset(new std::string(reinterpret_cast<char *>(v.data),
+                                        ngx_min(v.len,
+                                                NGX_PUBSUB_SUBINFO_MAX)));
+        }
+    }
+
+    {
+        const char                *err;
+        ngx_int_t                  rc;
+        pubsub::SubscriptionStart  refused;
+
+        rc = ngx_pubsub_group_limits(r, plcf, &opts.limits, &err);
+        if (rc != NGX_OK) {
+            refused.status = rc == NGX_DECLINED
+                             ? pubsub::StoreResult::kForbidden
+                             : pubsub::StoreResult::kError;
+            refused.reason = err ? std::string(err, ngx_strlen(err) - 1)
+                                 : "Group limits failed.";
+            return refused;
+        }
+    }
+
     opts.poll = poll;
     opts.oneShot = one_shot;
     opts.maxBacklog = max_backlog;
@@ -185,4 +213,34 @@ void
 ngx_pubsub_subscription_t::countEnd()
 {
     count_.end();
+}
+
+
+/*
+ * pubsub_subscriber_info asks: the report goes to the reply channel in this
+ * location's store (never to a client: its key has no group, which no
+ * client's channel lacks).
+ */
+void
+ngx_pubsub_subscription_t::infoRequest(const pubsub::SubChannel &ch,
+    std::string_view reply_key)
+{
+    pubsub::Store         *st;
+    pubsub::PublishInput   in;
+
+    if (!info_ || reply_key.empty() || reply_key.find('/') != reply_key.npos) {
+        return;
+    }
+
+    st = store();
+    if (st == NULL) {
+        return;
+    }
+
+    in.data = *info_;
+    in.contentType = "text/plain";
+    in.maxMessages = NGX_PUBSUB_SUBINFO_REPLIES;
+    in.ttl = 10;
+
+    st->publish(reply_key, in, [](pubsub::PublishReply &&) {});
 }

@@ -21,6 +21,8 @@
 
 #include "ngx_pubsub.h"
 
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "pubsub/subscription.h"
@@ -67,10 +69,21 @@ public:
     void eventsClose(Handle h) override;
     void countStart() override;
     void countEnd() override;
+    void infoRequest(const pubsub::SubChannel &ch,
+        std::string_view reply_key) override;
 
 private:
     ngx_pubsub_sub_count_t   count_;
+    /* pubsub_subscriber_info_string, evaluated when subscribing (NULL: the
+     * location has none, the subscriber does not report) */
+    std::unique_ptr<std::string>  info_;
 };
+
+
+/* the longest report a subscriber sends (longer ones are cut) */
+#define NGX_PUBSUB_SUBINFO_MAX       1024
+/* how many reports one question keeps (the reply channel's buffer) */
+#define NGX_PUBSUB_SUBINFO_REPLIES   4096
 
 
 /*

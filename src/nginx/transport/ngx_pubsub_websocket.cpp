@@ -153,7 +153,14 @@ ngx_pubsub_ws_publisher(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         return NGX_DECLINED;
     }
 
-    if (ngx_pubsub_publish_params(r, plcf, &w->pub_in) != NGX_OK) {
+    switch (ngx_pubsub_publish_params(r, plcf, &w->pub_in)) {
+    case NGX_OK:
+        break;
+    case NGX_DECLINED:
+        *rc = ngx_pubsub_ws_refuse(r, NGX_HTTP_FORBIDDEN,
+                  "Invalid group limit value.\n");
+        return NGX_DECLINED;
+    default:
         *rc = ngx_pubsub_ws_refuse(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
                   "Invalid message buffer length or timeout.\n");
         return NGX_DECLINED;
