@@ -240,5 +240,93 @@ ${locations.replace('%%ACCOUNT%%', '')}
     });
 });
 
+describe('pubsub_group_location (Redis, two nginx on one redis-server)', () => {
+    let redis;
+    let ngxs;
+
+    before(async () => {
+        redis = await startRedis();
+        ngxs = await startNginxes(2, { conf: `
+upstream redis_up {
+    pubsub_redis_server ${redis.url};
+}
+server {
+    listen 127.0.0.1:%%PORT%%;
+    pubsub_redis_pass redis_up;
+${locations.replace('%%ACCOUNT%%', 'pubsub_group_max_channels 0;')}
+}`, workers: 2 });
+    });
+
+    after(async () => {
+        if (ngxs) {
+            await stopNginxes(ngxs);
+        }
+        if (redis) {
+            await redis.stop();
+        }
+    });
+
+    it('counts across instances, from either', async () => {
+        const [a, b] = ngxs;
+        const g = group('r');
+        const subs = [];
+        for (const [n, c] of [[a, 'c0'], [b, 'c0'], [b, 'c1']]) {
+            const s = await sse(n, `/ps/${g}/${c}`);
+            assert.equal(s.status, 200);
+            subs.push(s.s);
+        }
+        await published(a, `/ps/${g}/c0`, 'abc');
+        await published(b, `/ps/${g}/c0`, 'abc');
+        await published(b, `/ps/${g}/c2`, 'x'.repeat(100));
+        await waitUntil(async () => (await info(a, g)).subscribers === 3,
+            { what: '3 subscribers in the group' });
+        for (const n of [a, b]) {
+            const i = await info(n, g);
+            assert.equal(i.channels, 3);
+            assert.equal(i.subscribers, 3);
+            assert.equal(i.messages, 3);
+            // data + content type + event name, as Redis counts memory
+            assert.equal(i.messages_memory, 2 * (3 + 10) + 100 + 10);
+        }
+        // DELETE on one instance: subscribers of both get a channel delete
+        const d = await info(b, g, { method: 'DELETE' });
+        assert.equal(d.channels, 0);
+        assert.equal(d.messages, 0);
+        for (const s of subs) {
+            assert.equal((await s.done).bodyEnded, true);
+        }
+        await waitUntil(async () => (await info(a, g)).subscribers === 0,
+            { what: 'no subscribers left' });
+    });
+
+    it('limits stored on one instance apply on the other; variables per tenant', async () => {
+        const [a, b] = ngxs;
+        const g = group('rs');
+        const set = await info(a, g, { method: 'POST', query: '?max_channels=2' });
+        assert.equal(set.limits.channels, 2);
+        await published(b, `/ps/${g}/a`);
+        await published(a, `/ps/${g}/b`);
+        for (const n of [a, b]) {
+            const r = await pub(n, `/ps/${g}/c`);
+            assert.equal(r.status, 403, r.text);
+            assert.match(r.text, CHANNELS);
+        }
+        // a location's own limit wins
+        await published(b, `/tenant/${g}/c?max_channels=3`);
+        assert.equal((await pub(a, `/tenant/${g}/d?max_channels=3`)).status, 403);
+        // removed: free again
+        await info(b, g, { method: 'POST', query: '?max_channels=0' });
+        await published(a, `/ps/${g}/d`);
+        // per-tenant subscriber limit from a variable, across instances
+        const t = group('rt');
+        const s1 = await sse(a, `/tenant/${t}/a?max_subscribers=1`);
+        assert.equal(s1.status, 200);
+        const s2 = await get(b, `/tenant/${t}/b?max_subscribers=1`);
+        assert.equal(s2.status, 403);
+        assert.match(s2.text, SUBSCRIBERS);
+        s1.s.close();
+    });
+});
+
 module.exports = { locations, info, pub, published, sse, get, group, CHANNELS, SUBSCRIBERS,
     startNginxes, stopNginxes, startRedis };
