@@ -36,7 +36,13 @@ window.ExampleApp = (function () {
     else if (m.type === 'message') say(m.name + ': ' + m.text, 'msg', m.user);
   }
 
+  var present = {};   // ids in the member list
+  var lastState = null;
+
   function renderMembers(list) {
+    present = {};
+    list.forEach(function (m) { present[m.id] = true; });
+    if (lastState) renderSeen(lastState.users);
     var ul = $('members');
     ul.textContent = '';
     list.forEach(function (m) {
@@ -71,20 +77,27 @@ window.ExampleApp = (function () {
   }
 
   // The app's own view, from its hooks: who left and when they were last
-  // seen (subscribe/unsubscribe hooks), and the activity log (presence hook).
+  // seen (subscribe/unsubscribe hooks; not those still in the member list,
+  // which keeps a member for the leave delay), and the activity log
+  // (presence hook).
+  function renderSeen(users) {
+    var seen = $('seen');
+    seen.textContent = '';
+    users.filter(function (u) { return u.connections === 0 && u.lastSeen && !present[u.id]; })
+      .sort(function (a, b) { return b.lastSeen - a.lastSeen; })
+      .forEach(function (u) {
+        var li = document.createElement('li');
+        li.dataset.id = u.id;
+        li.textContent = u.name + ', last seen ' + time(u.lastSeen);
+        seen.appendChild(li);
+      });
+  }
+
   function refreshState() {
     return fetch('/app/api/state', { cache: 'no-store' }).then(function (r) { return r.json(); })
       .then(function (s) {
-        var seen = $('seen');
-        seen.textContent = '';
-        s.users.filter(function (u) { return u.connections === 0 && u.lastSeen; })
-          .sort(function (a, b) { return b.lastSeen - a.lastSeen; })
-          .forEach(function (u) {
-            var li = document.createElement('li');
-            li.dataset.id = u.id;
-            li.textContent = u.name + ', last seen ' + time(u.lastSeen);
-            seen.appendChild(li);
-          });
+        lastState = s;
+        renderSeen(s.users);
         var act = $('activity');
         act.textContent = '';
         s.activity.slice().reverse().forEach(function (a) {
