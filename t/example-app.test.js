@@ -108,6 +108,11 @@ test('the example app: two users, messages, a refusal, a leave; paired hooks',
                 await p.waitForFunction(() => document.querySelectorAll('#members li').length === 2);
                 assert.deepEqual(await members(p), ['alice', 'bob']);
             }
+            // and the app's own table (subscribe hooks) says since when
+            await alice.waitForFunction(() => {
+                const since = document.querySelector('#members li[data-id="bob"] .since');
+                return since && / since /.test(since.textContent);
+            });
 
             // messages both ways, through the app's hook
             await say(alice, 'hello bob');

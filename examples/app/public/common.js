@@ -51,9 +51,24 @@ window.ExampleApp = (function () {
         (m.connections > 1 ? ' (' + m.connections + ')' : '');
       li.dataset.id = m.id;
       if (m.leaving) li.className = 'leaving';
+      var since = document.createElement('span');
+      since.className = 'since';
+      li.appendChild(since);
       ul.appendChild(li);
     });
     $('count').textContent = list.length;
+    renderSince();
+  }
+
+  // "online since", from the app's table (subscribe hooks)
+  function renderSince() {
+    if (!lastState) return;
+    var by = {};
+    lastState.users.forEach(function (u) { by[u.id] = u; });
+    [].forEach.call(document.querySelectorAll('#members li'), function (li) {
+      var u = by[li.dataset.id];
+      li.lastChild.textContent = u && u.connections > 0 && u.since ? ' since ' + time(u.since) : '';
+    });
   }
 
   // nginx's presence API, page by page (events only say what changed).
@@ -77,7 +92,8 @@ window.ExampleApp = (function () {
   }
 
   // The app's own view, from its hooks: who left and when they were last
-  // seen (subscribe/unsubscribe hooks; not those still in the member list,
+  // seen (its "online now / last seen" table, kept by the subscribe and
+  // unsubscribe hooks; not those still in the member list,
   // which keeps a member for the leave delay), and the activity log
   // (presence hook).
   function renderSeen(users) {
@@ -98,6 +114,7 @@ window.ExampleApp = (function () {
       .then(function (s) {
         lastState = s;
         renderSeen(s.users);
+        renderSince();
         var act = $('activity');
         act.textContent = '';
         s.activity.slice().reverse().forEach(function (a) {
