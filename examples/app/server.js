@@ -103,7 +103,11 @@ function cookies(req) {
     for (const part of (req.headers.cookie || '').split(';')) {
         const i = part.indexOf('=');
         if (i > 0) {
-            out[part.slice(0, i).trim()] = decodeURIComponent(part.slice(i + 1).trim());
+            try {
+                out[part.slice(0, i).trim()] = decodeURIComponent(part.slice(i + 1).trim());
+            } catch {
+                // not ours: a malformed escape
+            }
         }
     }
     return out;
