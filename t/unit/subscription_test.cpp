@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -70,6 +71,9 @@ public:
     void countEnd() override {
         counted--;
         log.push_back("count-");
+    }
+    void infoRequest(const SubChannel& ch, std::string_view replyKey) override {
+        log.push_back("info " + ch.key + " " + std::string(replyKey));
     }
 
     // open handles per kind and key: each must come back to zero
@@ -468,3 +472,24 @@ TEST_F(SubscriptionTest, BacklogOfAMultiplexedSetIsMergedInTimeOrder) {
 }
 
 }  // namespace
+
+TEST_F(SubscriptionTest, InfoRequestsReachTheHostForEachChannelNeverTheSink) {
+    auto one = std::make_unique<Subscription>(host_.get(), &sink_, SubscriptionOptions{});
+    ASSERT_EQ(one->subscribe({SubChannel{"a", "default/a"}}, {newest()}).status, StoreResult::kOk);
+    auto mux = std::make_unique<Subscription>(host_.get(), &sink_, SubscriptionOptions{});
+    ASSERT_EQ(mux->subscribe({SubChannel{"a", "default/a"}, SubChannel{"b", "default/b"}},
+                             {newest(), newest()})
+                  .status,
+              StoreResult::kOk);
+    ASSERT_TRUE(mux->multiplexed());
+    host_->log.clear();
+    worker_->store->hub().infoRequest("default/a", "subinfo:1");
+    worker_->store->hub().infoRequest("default/b", "subinfo:2");
+    std::vector<std::string> log = host_->log;
+    std::sort(log.begin(), log.end());
+    EXPECT_EQ(log, (std::vector<std::string>{"info default/a subinfo:1", "info default/a subinfo:1",
+                                             "info default/b subinfo:2"}));
+    EXPECT_TRUE(sink_.got.empty());
+    one.reset();
+    mux.reset();
+}
