@@ -200,6 +200,11 @@ ngx_pubsub_group_location(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = static_cast<ngx_str_t *>(cf->args->elts);
     methods = 0;
 
+    /* nchan's "off": not a group location (what leaving it out does) */
+    if (cf->args->nelts == 2 && ngx_pubsub_sv(value[1]) == "off") {
+        return NGX_CONF_OK;
+    }
+
     for (i = 1; i < cf->args->nelts; i++) {
         std::string_view  a = ngx_pubsub_sv(value[i]);
 
