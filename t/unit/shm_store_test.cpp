@@ -816,7 +816,6 @@ TEST_F(ShmStoreTest, ClearReleasesEverythingButTheRoot) {
     EXPECT_EQ(store().find("c1")->messages, 1u);
 }
 
-
 // ------------------------------------------------------------ keyed hash
 
 TEST_F(ShmStoreTest, EveryZoneHasItsOwnHashKeyAndEveryWorkerUsesIt) {
@@ -1060,4 +1059,22 @@ TEST(ShmStoreIds, RecreatedChannelDoesNotReuseIds) {
     EXPECT_EQ(store.publish("g/c", in, 1001).message->id, (pubsub::MsgId{1001, 0}));
     store.clear();
     pubsub_test::destroyRoot(a, root);
+}
+
+TEST_F(ShmStoreTest, GroupsWithStoredLimitsStayAndClearReleasesThem) {
+    pubsub::GroupLimitsUpdate up;
+    up.channels = true;
+    up.limits.maxChannels = 1;
+    ASSERT_EQ(store().setGroupLimits("g", up), StoreStatus::kOk);
+    ASSERT_NE(store().findGroup("g"), nullptr);
+    StoreStatus st;
+    ASSERT_NE(store().findOrCreate("g/a", kT0, {}, &st), nullptr);
+    EXPECT_EQ(store().findOrCreate("g/b", kT0, {}, &st), nullptr);
+    EXPECT_EQ(st, StoreStatus::kGroupChannels);
+    // the channel goes, the group stays for its limit
+    store().remove(store().find("g/a"));
+    ASSERT_NE(store().findGroup("g"), nullptr);
+    EXPECT_EQ(store().findGroup("g")->channels, 0u);
+    ASSERT_EQ(store().setGroupLimits("h", up), StoreStatus::kOk);
+    // the TearDown's clear() must free both groups
 }

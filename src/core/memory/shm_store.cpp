@@ -741,6 +741,14 @@ void ShmStore::clear() {
             freeChannel(ch);
         }
     }
+    // groups kept for their stored limits
+    for (ShmGroup*& head : root_->groups) {
+        while (head != nullptr) {
+            ShmGroup* g = head;
+            head = g->next;
+            alloc_.free(alloc_.ctx, g);
+        }
+    }
 }
 
 }  // namespace pubsub
