@@ -665,24 +665,20 @@ ngx_pubsub_status_json(std::string &o, const ngx_pubsub_snapshot_t *s)
                       U(s->hook_in_flight));
 
     /* Redis: upstream links of all workers, how many are connected */
+    char  latency[32] = "null";
+
     if (s->redis_measured) {
-        ngx_pubsub_append(o, "\"redis\":{\"enabled\":%s,\"links\":%llu,"
-                          "\"connected_links\":%llu,\"connected\":%s,"
-                          "\"latency_ms\":%.1f",
-                          s->redis_links ? "true" : "false",
-                          U(s->redis_links), U(s->redis_ready),
-                          (s->redis_links && s->redis_ready == s->redis_links)
-                          ? "true" : "false",
-                          (double) s->redis_rtt_x8 / 8 / s->redis_measured);
-    } else {
-        ngx_pubsub_append(o, "\"redis\":{\"enabled\":%s,\"links\":%llu,"
-                          "\"connected_links\":%llu,\"connected\":%s,"
-                          "\"latency_ms\":null",
-                          s->redis_links ? "true" : "false",
-                          U(s->redis_links), U(s->redis_ready),
-                          (s->redis_links && s->redis_ready == s->redis_links)
-                          ? "true" : "false");
+        snprintf(latency, sizeof(latency), "%.1f",
+                 (double) s->redis_rtt_x8 / 8 / s->redis_measured);
     }
+
+    ngx_pubsub_append(o, "\"redis\":{\"enabled\":%s,\"links\":%llu,"
+                      "\"connected_links\":%llu,\"connected\":%s,"
+                      "\"latency_ms\":%s",
+                      s->redis_links ? "true" : "false",
+                      U(s->redis_links), U(s->redis_ready),
+                      (s->redis_links && s->redis_ready == s->redis_links)
+                      ? "true" : "false", latency);
 
     for (ngx_uint_t i = 0; i < NGX_PUBSUB_REDIS_COUNTERS; i++) {
         ngx_pubsub_append(o, ",\"%s\":%llu", ngx_pubsub_redis_counter_names[i],
@@ -710,102 +706,129 @@ ngx_pubsub_prom(std::string &o, const char *name, const char *type,
 }
 
 
+/* a Prometheus metric that is one field of the snapshot */
+typedef struct {
+    const char                  *name;
+    const char                  *type;
+    const char                  *help;
+    uint64_t ngx_pubsub_snapshot_t::*field;
+} ngx_pubsub_metric_t;
+
+
+#define M(name, type, field, help)                                           \
+    { name, type, help, &ngx_pubsub_snapshot_t::field }
+
+static const ngx_pubsub_metric_t  ngx_pubsub_metrics_store[] = {
+    M("uptime_seconds", "gauge", uptime,
+      "Seconds since the counters were created."),
+    M("reloads_total", "counter", reloads,
+      "Configuration reloads that kept the counters."),
+    M("workers", "gauge", workers, "Worker processes counted."),
+    M("channels", "gauge", channels, "Channels in shared memory."),
+    M("subscriptions", "gauge", subscriptions,
+      "Channel subscriptions (a multiplexed subscriber counts once per "
+      "channel)."),
+    M("messages", "gauge", messages, "Messages stored in shared memory."),
+    M("message_bytes", "gauge", message_bytes,
+      "Bytes stored messages take in the zone, headers included."),
+    M("published_messages_total", "counter", published,
+      "Messages published (once per channel)."),
+    M("delivered_messages_total", "counter", delivered,
+      "Messages sent to subscribers (once per subscriber)."),
+    M("channel_events_total", "counter", chev_published,
+      "Channel events published to meta channels."),
+    M("channel_event_failures_total", "counter", chev_failed,
+      "Channel events lost: a bad meta channel id, a full queue or a "
+      "failed publish (logged)."),
+};
+
+static const ngx_pubsub_metric_t  ngx_pubsub_metrics_zone[] = {
+    M("shm_size_bytes", "gauge", shm_size,
+      "Size of the shared memory zone (pubsub_shm_size)."),
+    M("shm_used_bytes", "gauge", shm_used,
+      "Shared memory in use (size minus free pages)."),
+    M("shm_free_bytes", "gauge", shm_free,
+      "Shared memory in free slab pages."),
+    M("unpublished_channels", "gauge", fresh_channels,
+      "Channels nobody has published to (made by subscribers)."),
+    M("unpublished_channel_bytes", "gauge", fresh_bytes,
+      "Shared memory they take, at most pubsub_shm_size / 4."),
+    M("unpublished_channels_refused_total", "counter", fresh_refused,
+      "Subscribers to new channels refused (507) because such channels "
+      "used their share."),
+    M("idle_channels_reclaimed_total", "counter", reclaimed,
+      "Idle empty channels freed early for a publish in a full zone."),
+    M("presence_members", "gauge", presence_members,
+      "Presence members (joined or leaving) over all channels."),
+    M("presence_connections", "gauge", presence_connections,
+      "Subscriber connections in presence channels (anonymous "
+      "included)."),
+};
+
+static const ngx_pubsub_metric_t  ngx_pubsub_metrics_hooks[] = {
+    M("authorize_refused_total", "counter", hook_refused,
+      "Requests the authorize hook refused."),
+    M("token_refused_total", "counter", token_refused,
+      "Requests refused for their token (401)."),
+    M("hooks_in_flight", "gauge", hook_in_flight,
+      "Hook subrequests waiting for an answer."),
+    M("redis_links", "gauge", redis_links,
+      "Redis upstream links of all workers."),
+    M("redis_connected_links", "gauge", redis_ready,
+      "Redis upstream links that are connected."),
+};
+
+#undef M
+
+
+template <size_t N>
+static void
+ngx_pubsub_prom_table(std::string &o, const ngx_pubsub_metric_t (&m)[N],
+    const ngx_pubsub_snapshot_t *s)
+{
+    for (size_t i = 0; i < N; i++) {
+        ngx_pubsub_prom(o, m[i].name, m[i].type, m[i].help, s->*m[i].field);
+    }
+}
+
+
+/* a metric with one value per label (transport, hook) */
+static void
+ngx_pubsub_prom_labelled(std::string &o, const char *name, const char *type,
+    const char *help, const char *label, const char *const *values,
+    const uint64_t *v, ngx_uint_t n)
+{
+    ngx_pubsub_prom_head(o, name, type, help);
+    for (ngx_uint_t i = 0; i < n; i++) {
+        ngx_pubsub_append(o, "pubsub_%s{%s=\"%s\"} %llu\n",
+                          name, label, values[i], U(v[i]));
+    }
+}
+
+
 static void
 ngx_pubsub_status_prometheus(std::string &o, const ngx_pubsub_snapshot_t *s)
 {
-    ngx_pubsub_prom(o, "uptime_seconds", "gauge",
-                    "Seconds since the counters were created.", s->uptime);
-    ngx_pubsub_prom(o, "reloads_total", "counter",
-                    "Configuration reloads that kept the counters.",
-                    s->reloads);
-    ngx_pubsub_prom(o, "workers", "gauge",
-                    "Worker processes counted.", s->workers);
-    ngx_pubsub_prom(o, "channels", "gauge",
-                    "Channels in shared memory.", s->channels);
-    ngx_pubsub_prom(o, "subscriptions", "gauge",
-                    "Channel subscriptions (a multiplexed subscriber counts "
-                    "once per channel).", s->subscriptions);
-    ngx_pubsub_prom(o, "messages", "gauge",
-                    "Messages stored in shared memory.", s->messages);
-    ngx_pubsub_prom(o, "message_bytes", "gauge",
-                    "Bytes stored messages take in the zone, headers included.", s->message_bytes);
-    ngx_pubsub_prom(o, "published_messages_total", "counter",
-                    "Messages published (once per channel).", s->published);
-    ngx_pubsub_prom(o, "delivered_messages_total", "counter",
-                    "Messages sent to subscribers (once per subscriber).",
-                    s->delivered);
-    ngx_pubsub_prom(o, "channel_events_total", "counter",
-                    "Channel events published to meta channels.",
-                    s->chev_published);
-    ngx_pubsub_prom(o, "channel_event_failures_total", "counter",
-                    "Channel events lost: a bad meta channel id, a full "
-                    "queue or a failed publish (logged).", s->chev_failed);
+    ngx_pubsub_prom_table(o, ngx_pubsub_metrics_store, s);
 
-    ngx_pubsub_prom_head(o, "subscribers", "gauge",
-                         "Connected subscribers by transport.");
-    for (ngx_uint_t t = 0; t < NGX_PUBSUB_TRANSPORTS; t++) {
-        ngx_pubsub_append(o, "pubsub_subscribers{transport=\"%s\"} %llu\n",
-                          ngx_pubsub_transport_names[t],
-                          U(s->subscribers[t]));
-    }
+    ngx_pubsub_prom_labelled(o, "subscribers", "gauge",
+                             "Connected subscribers by transport.",
+                             "transport", ngx_pubsub_transport_names,
+                             s->subscribers, NGX_PUBSUB_TRANSPORTS);
 
-    ngx_pubsub_prom(o, "shm_size_bytes", "gauge",
-                    "Size of the shared memory zone (pubsub_shm_size).",
-                    s->shm_size);
-    ngx_pubsub_prom(o, "shm_used_bytes", "gauge",
-                    "Shared memory in use (size minus free pages).",
-                    s->shm_used);
-    ngx_pubsub_prom(o, "shm_free_bytes", "gauge",
-                    "Shared memory in free slab pages.", s->shm_free);
+    ngx_pubsub_prom_table(o, ngx_pubsub_metrics_zone, s);
 
-    ngx_pubsub_prom(o, "unpublished_channels", "gauge",
-                    "Channels nobody has published to (made by "
-                    "subscribers).", s->fresh_channels);
-    ngx_pubsub_prom(o, "unpublished_channel_bytes", "gauge",
-                    "Shared memory they take, at most "
-                    "pubsub_shm_size / 4.", s->fresh_bytes);
-    ngx_pubsub_prom(o, "unpublished_channels_refused_total", "counter",
-                    "Subscribers to new channels refused (507) because "
-                    "such channels used their share.", s->fresh_refused);
-    ngx_pubsub_prom(o, "idle_channels_reclaimed_total", "counter",
-                    "Idle empty channels freed early for a publish in a "
-                    "full zone.", s->reclaimed);
+    ngx_pubsub_prom_labelled(o, "hook_calls_total", "counter",
+                             "Hook subrequests sent, by hook.",
+                             "hook", ngx_pubsub_hook_labels,
+                             s->hook_calls, NGX_PUBSUB_HOOKS);
+    ngx_pubsub_prom_labelled(o, "hook_failures_total", "counter",
+                             "Hook subrequests that got no answer or a 5xx.",
+                             "hook", ngx_pubsub_hook_labels,
+                             s->hook_failures, NGX_PUBSUB_HOOKS);
 
-    ngx_pubsub_prom(o, "presence_members", "gauge",
-                    "Presence members (joined or leaving) over all channels.",
-                    s->presence_members);
-    ngx_pubsub_prom(o, "presence_connections", "gauge",
-                    "Subscriber connections in presence channels "
-                    "(anonymous included).", s->presence_connections);
+    ngx_pubsub_prom_table(o, ngx_pubsub_metrics_hooks, s);
 
-    ngx_pubsub_prom_head(o, "hook_calls_total", "counter",
-                         "Hook subrequests sent, by hook.");
-    for (ngx_uint_t i = 0; i < NGX_PUBSUB_HOOKS; i++) {
-        ngx_pubsub_append(o, "pubsub_hook_calls_total{hook=\"%s\"} %llu\n",
-                          ngx_pubsub_hook_labels[i], U(s->hook_calls[i]));
-    }
-
-    ngx_pubsub_prom_head(o, "hook_failures_total", "counter",
-                         "Hook subrequests that got no answer or a 5xx.");
-    for (ngx_uint_t i = 0; i < NGX_PUBSUB_HOOKS; i++) {
-        ngx_pubsub_append(o, "pubsub_hook_failures_total{hook=\"%s\"} %llu\n",
-                          ngx_pubsub_hook_labels[i], U(s->hook_failures[i]));
-    }
-
-    ngx_pubsub_prom(o, "authorize_refused_total", "counter",
-                    "Requests the authorize hook refused.", s->hook_refused);
-    ngx_pubsub_prom(o, "token_refused_total", "counter",
-                    "Requests refused for their token (401).",
-                    s->token_refused);
-    ngx_pubsub_prom(o, "hooks_in_flight", "gauge",
-                    "Hook subrequests waiting for an answer.",
-                    s->hook_in_flight);
-
-    ngx_pubsub_prom(o, "redis_links", "gauge",
-                    "Redis upstream links of all workers.", s->redis_links);
-    ngx_pubsub_prom(o, "redis_connected_links", "gauge",
-                    "Redis upstream links that are connected.",
-                    s->redis_ready);
     ngx_pubsub_prom_head(o, "redis_latency_seconds", "gauge",
                          "Smoothed Redis command round trip (1 ms "
                          "resolution), averaged over workers.");
