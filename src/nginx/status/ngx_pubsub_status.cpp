@@ -19,6 +19,7 @@
 #include "ngx_pubsub.h"
 #include "ngx_pubsub_chevents.h"
 #include "ngx_pubsub_hooks.h"
+#include "ngx_pubsub_worker.h"
 #include "pubsub/memory/presence.h"
 
 #include <errno.h>
@@ -26,6 +27,7 @@
 
 #include <algorithm>
 #include <cstdarg>
+#include <new>
 #include <string>
 
 
@@ -75,8 +77,11 @@ static const char  *ngx_pubsub_hook_labels[NGX_PUBSUB_HOOKS] = {
 
 static ngx_str_t  ngx_pubsub_stats_zone_name = ngx_string("ngx_pubsub_stats");
 
-static ngx_pubsub_stats_t       *ngx_pubsub_stats;       /* this cycle's */
-static ngx_pubsub_stats_slot_t  *ngx_pubsub_stats_slot;  /* this worker's */
+/* the worker root's "stats" part: the zone, and this worker's slot */
+struct ngx_pubsub_stats_worker_t {
+    ngx_pubsub_stats_t       *zone;   /* this cycle's */
+    ngx_pubsub_stats_slot_t  *slot;   /* this worker's; NULL: none */
+};
 
 /* until a worker has the zone (and outside workers), count here */
 static ngx_pubsub_hook_stats_t   ngx_pubsub_hook_stats_local;
@@ -178,12 +183,32 @@ ngx_pubsub_stats_find_zone(ngx_cycle_t *cycle)
 }
 
 
+static ngx_pubsub_stats_t *
+ngx_pubsub_stats_zone(void)
+{
+    ngx_pubsub_stats_worker_t  *sw = ngx_pubsub_worker_part(stats);
+
+    return sw ? sw->zone : NULL;
+}
+
+
+static ngx_pubsub_stats_slot_t *
+ngx_pubsub_stats_slot(void)
+{
+    ngx_pubsub_stats_worker_t  *sw = ngx_pubsub_worker_part(stats);
+
+    return sw ? sw->slot : NULL;
+}
+
+
 ngx_int_t
 ngx_pubsub_stats_init_process(ngx_cycle_t *cycle)
 {
-    ngx_shm_zone_t           *zone;
-    ngx_slab_pool_t          *shpool;
-    ngx_pubsub_stats_slot_t  *slot;
+    ngx_shm_zone_t             *zone;
+    ngx_slab_pool_t            *shpool;
+    ngx_pubsub_stats_t         *st;
+    ngx_pubsub_stats_slot_t    *slot;
+    ngx_pubsub_stats_worker_t  *sw;
 
     if (ngx_process != NGX_PROCESS_WORKER
         && ngx_process != NGX_PROCESS_SINGLE)
@@ -197,19 +222,30 @@ ngx_pubsub_stats_init_process(ngx_cycle_t *cycle)
     }
 
     shpool = reinterpret_cast<ngx_slab_pool_t *>(zone->shm.addr);
-    ngx_pubsub_stats = static_cast<ngx_pubsub_stats_t *>(shpool->data);
-    if (ngx_pubsub_stats == NULL) {
+    st = static_cast<ngx_pubsub_stats_t *>(shpool->data);
+    if (st == NULL) {
         return NGX_OK;
     }
 
-    ngx_pubsub_hook_stats = &ngx_pubsub_stats->hooks;
+    sw = new (std::nothrow) ngx_pubsub_stats_worker_t();
+    if (sw == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "pubsub: cannot allocate the worker's status state");
+        return NGX_ERROR;
+    }
+
+    sw->zone = st;
+    sw->slot = NULL;
+    ngx_pubsub_worker->stats = sw;
+
+    ngx_pubsub_hook_stats = &st->hooks;
 
     if (ngx_process_slot < 0 || ngx_process_slot >= NGX_MAX_PROCESSES) {
         return NGX_OK;
     }
 
     /* whatever a previous owner of the slot left is forgotten */
-    slot = &ngx_pubsub_stats->slots[ngx_process_slot];
+    slot = &st->slots[ngx_process_slot];
 
     for (ngx_uint_t i = 0; i < NGX_PUBSUB_TRANSPORTS; i++) {
         slot->subscribers[i] = 0;
@@ -220,7 +256,7 @@ ngx_pubsub_stats_init_process(ngx_cycle_t *cycle)
     slot->redis_rtt_ms = 0;
     slot->redis_replies = 0;
     slot->pid = ngx_pid;
-    ngx_pubsub_stats_slot = slot;
+    sw->slot = slot;
 
     return NGX_OK;
 }
@@ -229,14 +265,24 @@ ngx_pubsub_stats_init_process(ngx_cycle_t *cycle)
 void
 ngx_pubsub_stats_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_pubsub_stats_slot_t  *slot = ngx_pubsub_stats_slot;
+    ngx_pubsub_stats_worker_t  *sw = ngx_pubsub_worker_part(stats);
+    ngx_pubsub_stats_slot_t    *slot;
+
+    if (sw == NULL) {
+        return;
+    }
+
+    slot = sw->slot;
+
+    ngx_pubsub_worker->stats = NULL;
+    delete sw;
+
+    /* hooks counted later (their module exits after this one) stay local */
+    ngx_pubsub_hook_stats = &ngx_pubsub_hook_stats_local;
 
     if (slot == NULL) {
         return;
     }
-
-    ngx_pubsub_stats_slot = NULL;
-    ngx_pubsub_hook_stats = &ngx_pubsub_hook_stats_local;
 
     for (ngx_uint_t i = 0; i < NGX_PUBSUB_TRANSPORTS; i++) {
         slot->subscribers[i] = 0;
@@ -265,9 +311,10 @@ ngx_pubsub_transport_index(ngx_uint_t transport)
 void
 ngx_pubsub_sub_count_t::start(ngx_uint_t t)
 {
-    ngx_int_t  i;
+    ngx_int_t                 i;
+    ngx_pubsub_stats_slot_t  *slot = ngx_pubsub_stats_slot();
 
-    if (transport || ngx_pubsub_stats_slot == NULL) {
+    if (transport || slot == NULL) {
         return;
     }
 
@@ -277,14 +324,15 @@ ngx_pubsub_sub_count_t::start(ngx_uint_t t)
     }
 
     transport = static_cast<uint32_t>(t);
-    (void) ngx_atomic_fetch_add(&ngx_pubsub_stats_slot->subscribers[i], 1);
+    (void) ngx_atomic_fetch_add(&slot->subscribers[i], 1);
 }
 
 
 void
 ngx_pubsub_sub_count_t::end()
 {
-    ngx_int_t  i;
+    ngx_int_t                 i;
+    ngx_pubsub_stats_slot_t  *slot;
 
     if (transport == 0) {
         return;
@@ -294,19 +342,22 @@ ngx_pubsub_sub_count_t::end()
     transport = 0;
 
     /* the slot was zeroed at exit: nothing to take back */
-    if (i < 0 || ngx_pubsub_stats_slot == NULL) {
+    slot = ngx_pubsub_stats_slot();
+    if (i < 0 || slot == NULL) {
         return;
     }
 
-    (void) ngx_atomic_fetch_add(&ngx_pubsub_stats_slot->subscribers[i], -1);
+    (void) ngx_atomic_fetch_add(&slot->subscribers[i], -1);
 }
 
 
 void
 ngx_pubsub_stats_delivered(ngx_uint_t n)
 {
-    if (ngx_pubsub_stats) {
-        (void) ngx_atomic_fetch_add(&ngx_pubsub_stats->delivered, n);
+    ngx_pubsub_stats_t  *st = ngx_pubsub_stats_zone();
+
+    if (st) {
+        (void) ngx_atomic_fetch_add(&st->delivered, n);
     }
 }
 
@@ -354,9 +405,11 @@ void
 ngx_pubsub_stats_redis_engine(const pubsub::RedisStoreStats &now,
     pubsub::RedisStoreStats *last)
 {
-    uint64_t  a[NGX_PUBSUB_REDIS_COUNTERS], b[NGX_PUBSUB_REDIS_COUNTERS];
+    uint64_t             a[NGX_PUBSUB_REDIS_COUNTERS];
+    uint64_t             b[NGX_PUBSUB_REDIS_COUNTERS];
+    ngx_pubsub_stats_t  *st = ngx_pubsub_stats_zone();
 
-    if (ngx_pubsub_stats == NULL) {
+    if (st == NULL) {
         return;
     }
 
@@ -365,8 +418,7 @@ ngx_pubsub_stats_redis_engine(const pubsub::RedisStoreStats &now,
 
     for (ngx_uint_t i = 0; i < NGX_PUBSUB_REDIS_COUNTERS; i++) {
         if (a[i] > b[i]) {
-            (void) ngx_atomic_fetch_add(&ngx_pubsub_stats->redis_engine[i],
-                                        a[i] - b[i]);
+            (void) ngx_atomic_fetch_add(&st->redis_engine[i], a[i] - b[i]);
         }
     }
 
@@ -377,17 +429,18 @@ ngx_pubsub_stats_redis_engine(const pubsub::RedisStoreStats &now,
 void
 ngx_pubsub_stats_chev(ngx_uint_t published, ngx_uint_t failed)
 {
-    if (ngx_pubsub_stats == NULL) {
+    ngx_pubsub_stats_t  *st = ngx_pubsub_stats_zone();
+
+    if (st == NULL) {
         return;
     }
 
     if (published) {
-        (void) ngx_atomic_fetch_add(&ngx_pubsub_stats->chev_published,
-                                    published);
+        (void) ngx_atomic_fetch_add(&st->chev_published, published);
     }
 
     if (failed) {
-        (void) ngx_atomic_fetch_add(&ngx_pubsub_stats->chev_failed, failed);
+        (void) ngx_atomic_fetch_add(&st->chev_failed, failed);
     }
 }
 
@@ -399,16 +452,18 @@ ngx_pubsub_stats_chev(ngx_uint_t published, ngx_uint_t failed)
 void
 ngx_pubsub_stats_redis(ngx_int_t links, ngx_int_t ready)
 {
-    if (ngx_pubsub_stats_slot == NULL) {
+    ngx_pubsub_stats_slot_t  *slot = ngx_pubsub_stats_slot();
+
+    if (slot == NULL) {
         return;
     }
 
     if (links) {
-        (void) ngx_atomic_fetch_add(&ngx_pubsub_stats_slot->redis_links, links);
+        (void) ngx_atomic_fetch_add(&slot->redis_links, links);
     }
 
     if (ready) {
-        (void) ngx_atomic_fetch_add(&ngx_pubsub_stats_slot->redis_ready, ready);
+        (void) ngx_atomic_fetch_add(&slot->redis_ready, ready);
     }
 }
 
@@ -416,7 +471,7 @@ ngx_pubsub_stats_redis(ngx_int_t links, ngx_int_t ready)
 void
 ngx_pubsub_stats_redis_rtt(ngx_msec_t ms)
 {
-    ngx_pubsub_stats_slot_t  *slot = ngx_pubsub_stats_slot;
+    ngx_pubsub_stats_slot_t  *slot = ngx_pubsub_stats_slot();
 
     if (slot == NULL) {
         return;
@@ -492,7 +547,7 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
     ngx_pubsub_main_conf_t   *pmcf;
     ngx_slab_pool_t          *shpool;
     pubsub::StoreRoot        *root;
-    ngx_pubsub_stats_t       *st = ngx_pubsub_stats;
+    ngx_pubsub_stats_t       *st = ngx_pubsub_stats_zone();
     ngx_pubsub_stats_slot_t  *slot;
 
     ngx_memzero(s, sizeof(ngx_pubsub_snapshot_t));
