@@ -72,8 +72,8 @@ public:
         counted--;
         log.push_back("count-");
     }
-    void infoRequest(const SubChannel& ch, std::string_view replyKey) override {
-        log.push_back("info " + ch.key + " " + std::string(replyKey));
+    void infoRequest(std::string_view key, std::string_view replyKey) override {
+        log.push_back("info " + std::string(key) + " " + std::string(replyKey));
     }
 
     // open handles per kind and key: each must come back to zero

@@ -269,7 +269,8 @@ ngx_int_t
 ngx_pubsub_subinfo_handler(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
 {
     static uint64_t          seq;
-    ngx_pubsub_channels_t    ch;
+    ngx_int_t                rc;
+    ngx_pubsub_channels_t   *ch;
     ngx_pool_cleanup_t      *cln;
     ngx_pubsub_subinfo_t    *si;
     u_char                   rnd[32], *p;
@@ -285,8 +286,9 @@ ngx_pubsub_subinfo_handler(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
 
     ngx_http_discard_request_body(r);
 
-    if (ngx_pubsub_channels(r, plcf, 0, &ch) != NGX_OK) {
-        return ch.rc;
+    ch = ngx_pubsub_channels(r, plcf, 0, &rc);
+    if (ch == NULL) {
+        return rc;
     }
 
     cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_pubsub_subinfo_t));
@@ -307,8 +309,8 @@ ngx_pubsub_subinfo_handler(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
     si->timer.ev.log = r->connection->log;
     si->timer.si = si;
 
-    for (ngx_uint_t i = 0; i < ch.n; i++) {
-        si->keys.emplace_back(ngx_pubsub_sv(ch.key[i]));
+    for (ngx_uint_t i = 0; i < ch->n; i++) {
+        si->keys.emplace_back(ngx_pubsub_sv(ch->key[i]));
     }
 
     /* no '/' (no group: no client names it), unguessable */

@@ -53,7 +53,7 @@ public:
 
     ngx_http_request_t      *r;      /* NULL once the request is gone */
     ngx_pubsub_loc_conf_t   *plcf;
-    ngx_uint_t               transport;
+    uint32_t                 transport;
 
     /* pubsub::SubscriptionHost */
     pubsub::Store *store() override;
@@ -69,7 +69,7 @@ public:
     void eventsClose(Handle h) override;
     void countStart() override;
     void countEnd() override;
-    void infoRequest(const pubsub::SubChannel &ch,
+    void infoRequest(std::string_view key,
         std::string_view reply_key) override;
 
 private:
