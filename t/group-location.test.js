@@ -6,7 +6,7 @@
 
 const assert = require('node:assert/strict');
 const { describe, it, before, after } = require('node:test');
-const { useNginx, startNginxes, stopNginxes } = require('./lib/nginx');
+const { useNginx, startNginxes, stopNginxes, nginxCheck } = require('./lib/nginx');
 const { startRedis } = require('./lib/redis');
 const { waitUntil } = require('./lib/util');
 const C = require('./lib/clients');
@@ -237,6 +237,32 @@ ${locations.replace('%%ACCOUNT%%', '')}
         assert.equal(after.channels, 0);
         assert.equal(after.limits.subscribers, 3);
         assert.equal(after.limits.messages_memory, 1024 * 1024);
+    });
+});
+
+describe('pubsub_group_location configuration', () => {
+    const conf = (body) => `server { listen 127.0.0.1:%%PORT%%; location /x { ${body} } }`;
+
+    it('takes get, set, delete or off; shares its location with no other role', async () => {
+        for (const ok of ['pubsub_group_location;', 'pubsub_group_location get delete;',
+            'pubsub_group_location off;', 'pubsub_subscriber_info; pubsub_channel_id a;',
+            'pubsub_group_max_channels $arg_n; pubsub_group_max_messages_memory 2m; pubsub_pubsub; pubsub_channel_id a;']) {
+            const r = await nginxCheck(conf(ok));
+            assert.ok(r.ok, `${ok}: ${r.output}`);
+        }
+        for (const bad of ['pubsub_group_location put;',
+            'pubsub_group_location; pubsub_publisher;',
+            'pubsub_publisher; pubsub_group_location;',
+            'pubsub_subscriber_info; pubsub_subscriber;',
+            'pubsub_subscriber; pubsub_subscriber_info;',
+            'pubsub_group_location; pubsub_subscriber_info;',
+            'pubsub_presence_api; pubsub_group_location;',
+            'pubsub_group_location; pubsub_presence_api;',
+            'pubsub_group_max_channels lots;',
+            'pubsub_group_max_messages_memory 2q;']) {
+            const r = await nginxCheck(conf(bad));
+            assert.equal(r.ok, false, `${bad} should fail nginx -t`);
+        }
     });
 });
 

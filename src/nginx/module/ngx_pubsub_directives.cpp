@@ -112,9 +112,12 @@ ngx_pubsub_role(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         sub = NGX_PUBSUB_SUB_DEFAULT;
     }
 
-    if (plcf->presence_api == 1) {
+    if (plcf->presence_api == 1 || plcf->group_location
+        || plcf->subscriber_info == 1)
+    {
         return const_cast<char *>("cannot share a location with "
-                                  "pubsub_presence_api");
+                                  "pubsub_presence_api, pubsub_group_location "
+                                  "or pubsub_subscriber_info");
     }
 
     roles = pub | sub;
@@ -133,10 +136,13 @@ ngx_pubsub_presence_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return const_cast<char *>("is duplicate");
     }
 
-    if (plcf->roles != NGX_CONF_UNSET_UINT) {
+    if (plcf->roles != NGX_CONF_UNSET_UINT || plcf->group_location
+        || plcf->subscriber_info == 1)
+    {
         return const_cast<char *>("cannot share a location with "
-                                  "pubsub_publisher, pubsub_subscriber or "
-                                  "pubsub_pubsub");
+                                  "pubsub_publisher, pubsub_subscriber, "
+                                  "pubsub_pubsub, pubsub_group_location or "
+                                  "pubsub_subscriber_info");
     }
 
     plcf->presence_api = 1;
