@@ -26,6 +26,11 @@ const locations = `
         pubsub_channel_id $1;
         pubsub_subscriber_info_string $arg_blob;
     }
+    location ~ ^/nl/(\\w+)$ {
+        pubsub_subscriber;
+        pubsub_channel_id $1;
+        pubsub_subscriber_info_string "one\\r\\ntwo";
+    }
     # subscribers here do not report
     location ~ ^/quiet/(\\w+)$ {
         pubsub_subscriber;
@@ -136,18 +141,22 @@ ${locations}
         assert.equal(j.text, '[]\n');
     });
 
-    it('a huge string is cut to 1024 bytes; a location without the string does not report', async () => {
+    it('a huge string is cut to 1024 bytes, line breaks become spaces; a location without the string does not report', async () => {
         const ch = chan();
         const big = C.sseStream({ port: ngx.port, path: `/big/${ch}?blob=${'a'.repeat(6000)}` });
+        const nl = C.sseStream({ port: ngx.port, path: `/nl/${ch}` });
+        assert.equal((await nl.response).status, 200);
         assert.equal((await big.response).status, 200);
         const quiet = C.sseStream({ port: ngx.port, path: `/quiet/${ch}` });
         assert.equal((await quiet.response).status, 200);
-        await waitUntil(async () => (await subscribers(ngx.port, ch)) === 2,
-            { what: '2 subscribers' });
-        // the quiet one never answers: the request ends at its bound
+        await waitUntil(async () => (await subscribers(ngx.port, ch)) === 3,
+            { what: '3 subscribers' });
+        // the quiet one never answers: the request ends at its bound; a
+        // line break in a report becomes a space
         const r = await ask(ngx.port, ch);
-        assert.deepEqual(lines(r.text), ['a'.repeat(1024)]);
+        assert.deepEqual(lines(r.text).sort(), ['a'.repeat(1024), 'one  two'].sort());
         big.close();
+        nl.close();
         quiet.close();
     });
 

@@ -67,6 +67,13 @@ ngx_pubsub_subscription_t::subscribe(ngx_pubsub_channels_t *ch,
             info_.reset(new std::string(reinterpret_cast<char *>(v.data),
                                         ngx_min(v.len,
                                                 NGX_PUBSUB_SUBINFO_MAX)));
+
+            /* one report is one line of the text answer */
+            for (char &c : *info_) {
+                if (c == '\n' || c == '\r') {
+                    c = ' ';
+                }
+            }
         }
     }
 
