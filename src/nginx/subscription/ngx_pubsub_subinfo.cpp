@@ -152,8 +152,8 @@ ngx_pubsub_subinfo_finish(ngx_pubsub_subinfo_t *si)
     store = ngx_pubsub_store_for(si->plcf);
     if (store != NULL && si->expected != 0) {
         (void) ngx_pubsub_guard(c->log, [store, si] {
-            store->remove(si->reply,
-                          [](pubsub::StoreResult, const pubsub::ChannelInfo &) {});
+            store->remove(si->reply, [](pubsub::StoreResult,
+                                        const pubsub::ChannelInfo &) {});
             return NGX_OK;
         });
     }
