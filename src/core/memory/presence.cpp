@@ -223,7 +223,9 @@ void PresenceRegistry::emit(PresenceEventType type, std::string_view key, std::s
             root_->ringSeq = rec->seq;
         }
     }
-    if (events == nullptr || (routedOnly_ && !ring && presenceHookIndex(opts) == 0)) {
+    bool webhook = (opts & kPresenceOptWebhook) != 0 &&
+                   (type == PresenceEventType::kJoin || type == PresenceEventType::kLeave);
+    if (events == nullptr || (routedOnly_ && !ring && !webhook && presenceHookIndex(opts) == 0)) {
         return;
     }
     PresenceEvent ev;

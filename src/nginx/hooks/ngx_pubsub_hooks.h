@@ -153,9 +153,9 @@ ngx_int_t ngx_pubsub_hook_presence(ngx_uint_t index, ngx_str_t json,
 
 /* hook counters for pubsub_status, in shared memory (ngx_pubsub_status.cpp) */
 typedef struct {
-    ngx_atomic_uint_t  calls[5];        /* authorize, subscribe, unsubscribe,
-                                           upstream, presence */
-    ngx_atomic_uint_t  failures[5];     /* no answer or a 5xx */
+    ngx_atomic_uint_t  calls[6];        /* authorize, subscribe, unsubscribe,
+                                           upstream, presence, webhook */
+    ngx_atomic_uint_t  failures[6];     /* no answer or a 5xx */
     ngx_atomic_uint_t  refused;         /* authorize: not 2xx */
     ngx_atomic_uint_t  token_refused;   /* 401 for a token */
     ngx_atomic_uint_t  in_flight;

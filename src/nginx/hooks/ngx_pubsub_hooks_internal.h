@@ -30,6 +30,8 @@
 #define NGX_PUBSUB_HOOK_UNSUBSCRIBE  2
 #define NGX_PUBSUB_HOOK_UPSTREAM     3
 #define NGX_PUBSUB_HOOK_PRESENCE     4
+#define NGX_PUBSUB_HOOK_WEBHOOK      5    /* Pusher webhooks */
+#define NGX_PUBSUB_HOOK_KINDS        6
 
 #define NGX_PUBSUB_AUTH_NONE         0
 #define NGX_PUBSUB_AUTH_WAITING      1
@@ -59,6 +61,7 @@ typedef struct {
 
 typedef struct {
     ngx_array_t                   presence;  /* ngx_pubsub_presence_target_t */
+    size_t                        queue_size;    /* pubsub_hook_queue_size */
 } ngx_pubsub_hooks_main_conf_t;
 
 

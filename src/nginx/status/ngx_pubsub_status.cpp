@@ -30,9 +30,9 @@
 
 
 #define NGX_PUBSUB_STATS_MAGIC    0x50535354   /* "PSST" */
-#define NGX_PUBSUB_STATS_VERSION  3
+#define NGX_PUBSUB_STATS_VERSION  4
 #define NGX_PUBSUB_TRANSPORTS     7
-#define NGX_PUBSUB_HOOKS          5
+#define NGX_PUBSUB_HOOKS          6
 #define NGX_PUBSUB_REDIS_COUNTERS  9
 
 
@@ -69,7 +69,8 @@ static const char  *ngx_pubsub_transport_names[NGX_PUBSUB_TRANSPORTS] = {
 
 /* in the order of ngx_pubsub_hook_stats_t's arrays */
 static const char  *ngx_pubsub_hook_labels[NGX_PUBSUB_HOOKS] = {
-    "authorize", "subscribe", "unsubscribe", "publisher_upstream", "presence"
+    "authorize", "subscribe", "unsubscribe", "publisher_upstream", "presence",
+    "pusher_webhook"
 };
 
 
