@@ -87,10 +87,12 @@ ngx_pubsub_hookq_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     shpool = reinterpret_cast<ngx_slab_pool_t *>(shm_zone->shm.addr);
 
+    /* `data`: the previous cycle's zone->data, when nginx kept the zone */
     if (data || shm_zone->shm.exists) {
         /* a reload that kept the zone: its queue goes on */
         root = static_cast<pubsub::HookQueueRoot *>(shpool->data);
         if (pubsub::HookQueue::compatible(root)) {
+            shm_zone->data = root;
             return NGX_OK;
         }
     }
@@ -109,6 +111,7 @@ ngx_pubsub_hookq_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     shpool->data = root;
+    shm_zone->data = root;
 
     return NGX_OK;
 }
