@@ -28,6 +28,9 @@ extern "C" ngx_module_t  ngx_pubsub_hooks_module;
 typedef struct {
     ngx_uint_t         status;        /* the backend's status, or ours */
     ngx_uint_t         failed;        /* no backend answer: error, timeout */
+    ngx_uint_t         backend_status;  /* the status line the backend
+                                           sent, 0 none (its body may still
+                                           be too big or cut short) */
     ngx_str_t          content_type;
     ngx_str_t          body;
     ngx_list_t        *headers;       /* ngx_table_elt_t, hash 0 = deleted */

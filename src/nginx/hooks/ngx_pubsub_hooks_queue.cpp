@@ -528,7 +528,13 @@ ngx_pubsub_hookq_done(ngx_pubsub_hook_call_t *call,
 
     ngx_pubsub_hookq_inflight--;
 
-    ok = !res->failed && res->status >= 200 && res->status < 300;
+    /*
+     * Delivered: the backend answered 2xx.  Its body is not used by these
+     * hooks: an answer too big or cut short after a 2xx status line still
+     * counts (the backend took the request).
+     */
+    ok = (!res->failed && res->status >= 200 && res->status < 300)
+         || (res->backend_status >= 200 && res->backend_status < 300);
     now = ngx_pubsub_hookq_now();
 
     if (!ngx_pubsub_hookq_live) {
