@@ -1,6 +1,6 @@
 /*
  * ngx_pubsub Pusher: webhooks (see ngx_pubsub_pusher_webhook.h,
- * docs/pusher.md "Webhooks").
+ * docs/pusher-webhooks.md).
  *
  * Which webhook an app's events go to: the first pubsub_pusher_webhook
  * directive, in configuration order, written where the app is known (in a

@@ -1,6 +1,6 @@
 /*
  * ngx_pubsub Pusher: webhooks (pubsub_pusher_webhook, SPEC section 12,
- * docs/pusher.md "Webhooks").  Events are batched per app in each worker
+ * docs/pusher-webhooks.md).  Events are batched per app in each worker
  * for NGX_PUBSUB_PUSHER_WEBHOOK_BATCH ms, signed, and delivered at least
  * once through the hooks' queue (ngx_pubsub_hooks_queue.h).
  */
