@@ -77,6 +77,7 @@ class HookQueue {
 public:
     static constexpr int64_t kGiveUpMs = 300000;
     static constexpr int64_t kMaxBackoffMs = 30000;
+    static constexpr size_t kDefaultScan = 4096;
 
     HookQueue(HookQueueRoot* root, ShmAllocator alloc) : root_(root), alloc_(alloc) {}
 
@@ -94,8 +95,11 @@ public:
     bool push(std::string_view payload, uint64_t orderKey, int64_t nowMs);
 
     // Claims for `owner`, oldest first, up to `max` entries that are due,
-    // unowned, and not behind an older entry of their order key.
-    size_t claim(int64_t owner, int64_t nowMs, size_t max, std::vector<HookClaim>* out);
+    // unowned, and not behind an older entry of their order key, looking
+    // at the `scan` oldest entries at most (a call costs O(scan) under the
+    // zone's lock; what is further waits until older entries went).
+    size_t claim(int64_t owner, int64_t nowMs, size_t max, std::vector<HookClaim>* out,
+                 size_t scan = kDefaultScan);
 
     // The result of the attempt of a claim (`entry` is only read when its
     // owner is `owner` with the claim's seq: a claim is never freed by

@@ -81,10 +81,13 @@ bool HookQueue::push(std::string_view payload, uint64_t orderKey, int64_t nowMs)
     return true;
 }
 
-size_t HookQueue::claim(int64_t owner, int64_t nowMs, size_t max, std::vector<HookClaim>* out) {
+size_t HookQueue::claim(int64_t owner, int64_t nowMs, size_t max, std::vector<HookClaim>* out,
+                        size_t scan) {
     size_t n = 0;
+    size_t seen = 0;
     std::unordered_set<uint64_t> blocked;
-    for (HookQueueEntry* e = root_->head; e != nullptr && n < max; e = e->next) {
+    for (HookQueueEntry* e = root_->head; e != nullptr && n < max && seen < scan;
+         e = e->next, seen++) {
         bool ordered = e->orderKey != 0;
         if (ordered && blocked.count(e->orderKey) != 0) {
             continue;

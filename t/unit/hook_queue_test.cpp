@@ -202,6 +202,23 @@ TEST_F(QueueFixture, ReleasedAndReclaimedClaimsAreSentAgain) {
     EXPECT_FALSE(q.reclaim([](int64_t) { return true; }));
 }
 
+TEST_F(QueueFixture, AClaimLooksAtTheOldestEntriesOnly) {
+    HookQueue q = make();
+    for (int i = 0; i < 10; i++) {
+        ASSERT_TRUE(q.push(std::to_string(i), 0, 0));
+    }
+    std::vector<HookClaim> c;
+    EXPECT_EQ(q.claim(1, 0, 100, &c, 3), 3u);
+    // the three oldest are in flight: the next three are looked at
+    std::vector<HookClaim> c2;
+    EXPECT_EQ(q.claim(1, 0, 100, &c2, 3), 0u);
+    for (auto& x : c) {
+        q.finish(x.entry, x.seq, 1, true, 0);
+    }
+    EXPECT_EQ(q.claim(1, 0, 100, &c2, 3), 3u);
+    EXPECT_EQ(payloads(c2), (std::vector<std::string>{"3", "4", "5"}));
+}
+
 TEST(HookOrderKey, EmptyIsUnordered) {
     EXPECT_EQ(pubsub::hookOrderKey(""), 0u);
     EXPECT_NE(pubsub::hookOrderKey("a"), 0u);
