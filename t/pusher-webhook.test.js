@@ -19,11 +19,13 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const APP = { appId: 'app1', key: 'key1', secret: 'webhook-secret-0123456789' };
 const pusher = new Pusher({ ...APP, cluster: 'mt1' });
 
-function confWith({ events = '', redis = false } = {}) {
+function confWith({ events = '', redis = false, httpLevel = false } = {}) {
     const engine = redis ? 'pubsub_redis_pass redis_up;' : '';
+    const webhook = `pubsub_pusher_webhook /hook/pusher${events ? ` events=${events}` : ''};`;
     return `
 ${redis ? 'upstream redis_up { pubsub_redis_server %%REDIS_URL%%; }' : ''}
 pubsub_pusher_app id=${APP.appId} key=${APP.key} secret=${APP.secret};
+${httpLevel ? webhook : ''}
 server {
     listen 127.0.0.1:%%PORT%%;
 
@@ -38,7 +40,7 @@ server {
         pubsub_presence_id $arg_user;
         pubsub_presence_leave_delay 0;
         ${engine}
-        pubsub_pusher_webhook /hook/pusher${events ? ` events=${events}` : ''};
+        ${httpLevel ? '' : webhook}
     }
     location ~ ^/presence/([\\w-]+)$ {
         pubsub_presence_api;
@@ -142,10 +144,10 @@ describe('pusher webhooks', () => {
         }
     });
 
-    it('events= sends only the events listed', async () => {
+    it('events= sends only the events listed (at http level)', async () => {
         const be = await backend(0);
         const ngx = await startNginx({
-            conf: confWith({ events: 'channel_vacated,member_added' }),
+            conf: confWith({ events: 'channel_vacated,member_added', httpLevel: true }),
             vars: { BE: be.port },
         });
         try {

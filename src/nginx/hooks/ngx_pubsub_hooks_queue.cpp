@@ -204,7 +204,10 @@ public:
 }  /* namespace */
 
 
-/* the position of the server of `srv_conf` in the configuration */
+/*
+ * The position of the server of `srv_conf` in the configuration; the first
+ * server for a configuration above the servers (a directive at http level).
+ */
 static ngx_int_t
 ngx_pubsub_hookq_server_index(void **main_conf, void **srv_conf)
 {
@@ -224,7 +227,7 @@ ngx_pubsub_hookq_server_index(void **main_conf, void **srv_conf)
         }
     }
 
-    return NGX_ERROR;
+    return cmcf->servers.nelts ? 0 : NGX_ERROR;
 }
 
 
@@ -502,6 +505,10 @@ ngx_pubsub_hookq_push(ngx_uint_t kind, const ngx_pubsub_hook_req_t *q,
     /* the guarantee is lost for this one: sent once, counted, logged */
     ngx_pubsub_hookq_unqueued++;
 
+    if (server == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
     if (!ngx_pubsub_hookq_ready) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "pubsub: the hook queue is not available: a %s hook "
@@ -510,7 +517,24 @@ ngx_pubsub_hookq_push(ngx_uint_t kind, const ngx_pubsub_hook_req_t *q,
         ngx_pubsub_hookq_unqueued = 0;
     }
 
-    return ngx_pubsub_hookq_send_once(kind, q, body, ct);
+    {
+        ngx_pubsub_hook_req_t        v = *q;
+        ngx_http_core_main_conf_t   *cmcf;
+        ngx_http_core_srv_conf_t   **cscfp;
+
+        cmcf = static_cast<ngx_http_core_main_conf_t *>(
+                   q->main_conf[ngx_http_core_module.ctx_index]);
+        cscfp = static_cast<ngx_http_core_srv_conf_t **>(
+                    cmcf->servers.elts);
+
+        v.main_conf = cscfp[server]->ctx->main_conf;
+        v.srv_conf = cscfp[server]->ctx->srv_conf;
+        if (cscfp[server]->ctx->srv_conf != q->srv_conf) {
+            v.loc_conf = cscfp[server]->ctx->loc_conf;
+        }
+
+        return ngx_pubsub_hookq_send_once(kind, &v, body, ct);
+    }
 }
 
 
