@@ -190,6 +190,36 @@ describe('hook delivery: at least once', () => {
         }
     });
 
+    it('a worker killed during an attempt: the others send the hook again', async () => {
+        // the first unsubscribe attempt hangs until its worker is killed
+        let hang = true;
+        const be = await hookBackend((call) => (call.path === '/hook/unsub' && hang
+            ? { status: 200, delay: 4000 } : { status: 200 }));
+        const slow = conf.replace('proxy_read_timeout 1s;', 'proxy_read_timeout 10s;');
+        const ngx = await startNginx({
+            conf: slow, workers: 2, vars: { BE: be.port }, allow: [/exited on signal 9/],
+        });
+        try {
+            const channel = chan();
+            await subscribeAndLeave(ngx.port, channel, 'dave');
+            await u.waitFor(() => be.calls.some((c) => c.path === '/hook/unsub'), 10000,
+                'the first unsubscribe attempt');
+            hang = false;
+            for (const pid of ngx.workerPids()) {
+                process.kill(pid, 'SIGKILL');
+            }
+            await u.waitFor(() => be.calls.filter((c) => c.path === '/hook/unsub').length >= 2,
+                15000, 'the unsubscribe sent again');
+            const again = be.calls.filter((c) => c.path === '/hook/unsub')[1];
+            assert.equal(again.headers['x-channel-id'], channel);
+            assert.match(ngx.errorLog(), /hooks of a worker that is gone are sent again/);
+        } finally {
+            await ngx.stop();
+            ngx.assertCleanLog({ allow: [/exited on signal 9/] });
+            await be.close().catch(() => {});
+        }
+    });
+
     it('keeps pending hooks across nginx -s reload', async () => {
         let accept = false;
         const be = await hookBackend(() => ({ status: accept ? 200 : 503 }));
