@@ -85,6 +85,7 @@ server {
         pubsub_unsubscribe_request /hook/unsub;
     }
     location ~ ^/presence/(\\w+)$ { pubsub_presence_api; pubsub_channel_id $1; }
+    location = /status { pubsub_status; }
 }`;
 
 let seq = 0;
@@ -181,6 +182,16 @@ describe('hook delivery: at least once', () => {
             }
             // the first one failed: it was retried
             assert.ok([...byEvent.values()].some((cs) => cs.length >= 2));
+            // pubsub_status: nothing left, the retries counted
+            let q;
+            await u.waitFor(async () => {
+                q = JSON.parse((await C.httpRequest({ port: ngx.port, path: '/status' })).text)
+                    .hooks.queue;
+                return q.pending === 0;
+            }, 10000, 'an empty queue');
+            assert.ok(q.delivered >= 5 && q.retried >= 1 && q.queued >= 5, JSON.stringify(q));
+            assert.equal(q.given_up, 0);
+            assert.equal(q.dropped, 0);
             const log = ngx.errorLog();
             assert.match(log, /\[warn\].*pubsub: (presence|unsubscribe) hook attempt 1 failed \(500\), retried in 1000 ms/);
         } finally {

@@ -166,4 +166,21 @@ typedef struct {
 
 extern ngx_pubsub_hook_stats_t  *ngx_pubsub_hook_stats;
 
+/*
+ * The at-least-once queue (docs/hooks.md "Delivery: at least once"), for
+ * pubsub_status: hooks queued now, and since the zone was made: queued,
+ * delivered, failed attempts retried, given up, not queued (full).  0 when
+ * this process has no queue.
+ */
+typedef struct {
+    uint64_t           pending;
+    uint64_t           queued;
+    uint64_t           delivered;
+    uint64_t           retried;
+    uint64_t           given_up;
+    uint64_t           dropped;
+} ngx_pubsub_hook_queue_stats_t;
+
+void ngx_pubsub_hook_queue_stats(ngx_pubsub_hook_queue_stats_t *st);
+
 #endif /* _NGX_PUBSUB_HOOKS_H_INCLUDED_ */

@@ -745,6 +745,31 @@ ngx_pubsub_hookq_tick(ngx_event_t *ev)
 }
 
 
+void
+ngx_pubsub_hook_queue_stats(ngx_pubsub_hook_queue_stats_t *st)
+{
+    pubsub::HookQueueRoot  *root;
+
+    ngx_memzero(st, sizeof(ngx_pubsub_hook_queue_stats_t));
+
+    if (!ngx_pubsub_hookq_ready) {
+        return;
+    }
+
+    root = static_cast<pubsub::HookQueueRoot *>(
+               ngx_pubsub_hookq_shpool->data);
+
+    ngx_shmtx_lock(&ngx_pubsub_hookq_shpool->mutex);
+    st->pending = root->entries;
+    st->queued = root->queued;
+    st->delivered = root->delivered;
+    st->retried = root->retried;
+    st->given_up = root->givenUp;
+    st->dropped = root->dropped;
+    ngx_shmtx_unlock(&ngx_pubsub_hookq_shpool->mutex);
+}
+
+
 ngx_int_t
 ngx_pubsub_hookq_init_process(ngx_cycle_t *cycle)
 {

@@ -473,6 +473,7 @@ typedef struct {
     uint64_t  hook_refused;
     uint64_t  token_refused;
     uint64_t  hook_in_flight;
+    ngx_pubsub_hook_queue_stats_t  hook_queue;
 } ngx_pubsub_snapshot_t;
 
 
@@ -586,6 +587,7 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
     s->hook_refused = st->hooks.refused;
     s->token_refused = st->hooks.token_refused;
     s->hook_in_flight = st->hooks.in_flight;
+    ngx_pubsub_hook_queue_stats(&s->hook_queue);
 
     return NGX_OK;
 }
@@ -661,9 +663,15 @@ ngx_pubsub_status_json(std::string &o, const ngx_pubsub_snapshot_t *s)
                           U(s->hook_failures[i]));
     }
     ngx_pubsub_append(o, "\"authorize_refused\":%llu,\"token_refused\":%llu,"
-                      "\"in_flight\":%llu},\n",
+                      "\"in_flight\":%llu,",
                       U(s->hook_refused), U(s->token_refused),
                       U(s->hook_in_flight));
+    ngx_pubsub_append(o, "\"queue\":{\"pending\":%llu,\"queued\":%llu,"
+                      "\"delivered\":%llu,\"retried\":%llu,"
+                      "\"given_up\":%llu,\"dropped\":%llu}},\n",
+                      U(s->hook_queue.pending), U(s->hook_queue.queued),
+                      U(s->hook_queue.delivered), U(s->hook_queue.retried),
+                      U(s->hook_queue.given_up), U(s->hook_queue.dropped));
 
     /* Redis: upstream links of all workers, how many are connected */
     if (s->redis_measured) {
@@ -801,6 +809,21 @@ ngx_pubsub_status_prometheus(std::string &o, const ngx_pubsub_snapshot_t *s)
     ngx_pubsub_prom(o, "hooks_in_flight", "gauge",
                     "Hook subrequests waiting for an answer.",
                     s->hook_in_flight);
+    ngx_pubsub_prom(o, "hook_queue_pending", "gauge",
+                    "Hooks queued for at-least-once delivery.",
+                    s->hook_queue.pending);
+    ngx_pubsub_prom(o, "hook_queue_delivered_total", "counter",
+                    "Queued hooks the backend took.",
+                    s->hook_queue.delivered);
+    ngx_pubsub_prom(o, "hook_queue_retried_total", "counter",
+                    "Failed attempts of queued hooks, retried.",
+                    s->hook_queue.retried);
+    ngx_pubsub_prom(o, "hook_queue_given_up_total", "counter",
+                    "Queued hooks given up after 5 minutes of failures.",
+                    s->hook_queue.given_up);
+    ngx_pubsub_prom(o, "hook_queue_dropped_total", "counter",
+                    "Hooks not queued (the queue was full): sent once.",
+                    s->hook_queue.dropped);
 
     ngx_pubsub_prom(o, "redis_links", "gauge",
                     "Redis upstream links of all workers.", s->redis_links);
