@@ -231,6 +231,33 @@ describe('hook delivery: at least once', () => {
         }
     });
 
+    it('a full queue: hooks sent once, the count logged at error', async () => {
+        const be = await hookBackend(() => ({ status: 503 }));
+        const ngx = await startNginx({
+            conf: `pubsub_hook_queue_size 64k;\n${conf}`, vars: { BE: be.port },
+        });
+        try {
+            // each unsubscribe holds the client's 8 KB header: a few fill 64k
+            const big = 'x'.repeat(8000);
+            const n = 20;
+            for (let i = 0; i < n; i++) {
+                const s = C.sseStream({ port: ngx.port, path: `/sub/${chan()}`, headers: { 'X-Big': big } });
+                assert.equal((await s.response).status, 200);
+                s.close();
+            }
+            await u.waitFor(() => be.calls.filter((c) => c.path === '/hook/unsub').length >= n,
+                10000, 'every unsubscribe sent at least once');
+            await ngx.waitForLog(/\[error\].*pubsub: the hook queue is full: \d+ hooks were not queued, sent once without retry/);
+            const q = JSON.parse((await C.httpRequest({ port: ngx.port, path: '/status' })).text)
+                .hooks.queue;
+            assert.ok(q.dropped >= 1 && q.pending >= 1, JSON.stringify(q));
+        } finally {
+            await ngx.stop();
+            ngx.assertCleanLog();
+            await be.close().catch(() => {});
+        }
+    });
+
     it('keeps pending hooks across nginx -s reload', async () => {
         let accept = false;
         const be = await hookBackend(() => ({ status: accept ? 200 : 503 }));

@@ -270,9 +270,14 @@ ngx_pubsub_hookq_serialize(ngx_uint_t kind, uint32_t server,
 }
 
 
-/* a call from a payload; NULL when it cannot be sent (logged) */
+/*
+ * A call from a payload; NULL when it cannot be sent now (out of memory)
+ * or ever (*gone: a payload of another version, a server no longer there;
+ * logged).
+ */
 static ngx_pubsub_hook_call_t *
-ngx_pubsub_hookq_call(const std::string &payload, ngx_log_t *log)
+ngx_pubsub_hookq_call(const std::string &payload, ngx_log_t *log,
+    ngx_uint_t *gone)
 {
     ngx_pubsub_hook_call_t      *call;
     ngx_pubsub_hook_req_t       *q;
@@ -383,6 +388,7 @@ ngx_pubsub_hookq_call(const std::string &payload, ngx_log_t *log)
                       "server is no longer in the configuration",
                       ngx_pubsub_hook_names[kind], &q->uri);
         ngx_pubsub_hook_free(call);
+        *gone = 1;
         return NULL;
     }
 
@@ -405,6 +411,7 @@ bad:
     ngx_log_error(NGX_LOG_ERR, log, 0,
                   "pubsub: a queued hook of an older version was dropped");
     ngx_pubsub_hook_free(call);
+    *gone = 1;
     return NULL;
 
 failed:
@@ -602,13 +609,15 @@ ngx_pubsub_hookq_send(const pubsub::HookClaim &c, ngx_log_t *log)
 {
     ngx_pubsub_hook_call_t    *call;
     ngx_pubsub_hookq_claim_t  *cl;
-    pubsub::HookOutcome        o;
+    ngx_uint_t                 gone = 0;
 
-    call = ngx_pubsub_hookq_call(c.payload, log);
+    call = ngx_pubsub_hookq_call(c.payload, log, &gone);
 
-    if (call) {
-        cl = static_cast<ngx_pubsub_hookq_claim_t *>(
-                 ngx_palloc(call->pool, sizeof(ngx_pubsub_hookq_claim_t)));
+    if (call || !gone) {
+        cl = call ? static_cast<ngx_pubsub_hookq_claim_t *>(
+                        ngx_palloc(call->pool,
+                                   sizeof(ngx_pubsub_hookq_claim_t)))
+                  : NULL;
 
         if (cl) {
             cl->entry = c.entry;
@@ -625,14 +634,15 @@ ngx_pubsub_hookq_send(const pubsub::HookClaim &c, ngx_log_t *log)
             }
         }
 
-        ngx_pubsub_hook_free(call);
+        if (call) {
+            ngx_pubsub_hook_free(call);
+        }
 
         /* out of memory: an attempt that failed */
         ngx_shmtx_lock(&ngx_pubsub_hookq_shpool->mutex);
-        o = ngx_pubsub_hookq().finish(c.entry, c.seq, ngx_pid, false,
-                                      ngx_pubsub_hookq_now());
+        (void) ngx_pubsub_hookq().finish(c.entry, c.seq, ngx_pid, false,
+                                         ngx_pubsub_hookq_now());
         ngx_shmtx_unlock(&ngx_pubsub_hookq_shpool->mutex);
-        (void) o;
         return;
     }
 
