@@ -201,11 +201,21 @@ describe('hook delivery: at least once', () => {
         }
     });
 
-    it('a worker killed during an attempt: the others send the hook again', async () => {
-        // the first unsubscribe attempt hangs until its worker is killed
+    it('a worker killed during a retry: the others send the hook again', async () => {
+        // the first unsubscribe attempt fails, the second hangs until its
+        // worker is killed
         let hang = true;
-        const be = await hookBackend((call) => (call.path === '/hook/unsub' && hang
-            ? { status: 200, delay: 4000 } : { status: 200 }));
+        let unsubs = 0;
+        const be = await hookBackend((call) => {
+            if (call.path !== '/hook/unsub') {
+                return { status: 200 };
+            }
+            unsubs++;
+            if (unsubs === 1) {
+                return { status: 503 };
+            }
+            return hang ? { status: 200, delay: 4000 } : { status: 200 };
+        });
         const slow = conf.replace('proxy_read_timeout 1s;', 'proxy_read_timeout 10s;');
         const ngx = await startNginx({
             conf: slow, workers: 2, vars: { BE: be.port }, allow: [/exited on signal 9/],
@@ -213,17 +223,18 @@ describe('hook delivery: at least once', () => {
         try {
             const channel = chan();
             await subscribeAndLeave(ngx.port, channel, 'dave');
-            await u.waitFor(() => be.calls.some((c) => c.path === '/hook/unsub'), 10000,
-                'the first unsubscribe attempt');
+            await u.waitFor(() => be.calls.filter((c) => c.path === '/hook/unsub').length >= 2,
+                10000, 'the second unsubscribe attempt');
             hang = false;
             for (const pid of ngx.workerPids()) {
                 process.kill(pid, 'SIGKILL');
             }
-            await u.waitFor(() => be.calls.filter((c) => c.path === '/hook/unsub').length >= 2,
+            await u.waitFor(() => be.calls.filter((c) => c.path === '/hook/unsub').length >= 3,
                 15000, 'the unsubscribe sent again');
-            const again = be.calls.filter((c) => c.path === '/hook/unsub')[1];
+            const again = be.calls.filter((c) => c.path === '/hook/unsub')[2];
             assert.equal(again.headers['x-channel-id'], channel);
-            assert.match(ngx.errorLog(), /hooks of a worker that is gone are sent again/);
+            assert.match(ngx.errorLog(),
+                /a worker that is gone was sending \d+ hooks: [1-9]\d* retries are sent again/);
         } finally {
             await ngx.stop();
             ngx.assertCleanLog({ allow: [/exited on signal 9/] });

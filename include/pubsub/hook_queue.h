@@ -17,7 +17,7 @@
 // meanwhile.  A failed attempt makes the entry wait backoffMs(attempts)
 // (1 s, 2 s, 4 s, 8 s, 16 s, then 30 s), unless it was queued giveUpMs ago
 // or more (5 minutes): then it is given up.  A worker that exits releases
-// its claims; the claims of a dead worker are released by reclaim().
+// its claims; the claims of a dead worker are taken back by reclaim().
 
 #include <cstddef>
 #include <cstdint>
@@ -56,6 +56,7 @@ struct HookQueueRoot {
     uint64_t retried;
     uint64_t givenUp;
     uint64_t dropped;  // not queued: full
+    uint64_t assumed;  // first attempts of a dead worker, taken as delivered
 };
 
 // An entry a worker claimed: what it sends, and how to report the result.
@@ -111,8 +112,13 @@ public:
     // attempts kept (a worker exits with attempts in flight).
     size_t release(int64_t owner);
 
-    // Releases the claims of owners `alive` says are gone.
-    size_t reclaim(bool (*alive)(int64_t owner));
+    // The claims of owners `alive` says are gone (killed, crashed during an
+    // attempt): a retry (an entry that failed before) goes back to the
+    // queue, due at once, and is counted in the result; a first attempt is
+    // taken as delivered (the request was on its way to a backend that had
+    // not failed: it most likely has it, and sending it again would
+    // duplicate it), removed and counted in `assumed`.
+    size_t reclaim(bool (*alive)(int64_t owner), size_t* assumed = nullptr);
 
     // The earliest due time of an unowned entry (-1: none), and whether an
     // entry is owned.

@@ -163,13 +163,26 @@ size_t HookQueue::release(int64_t owner) {
     return n;
 }
 
-size_t HookQueue::reclaim(bool (*alive)(int64_t owner)) {
+size_t HookQueue::reclaim(bool (*alive)(int64_t owner), size_t* assumed) {
     size_t n = 0;
-    for (HookQueueEntry* e = root_->head; e != nullptr; e = e->next) {
-        if (e->owner != 0 && !alive(e->owner)) {
-            e->owner = 0;
+    size_t gone = 0;
+    HookQueueEntry* next = nullptr;
+    for (HookQueueEntry* e = root_->head; e != nullptr; e = next) {
+        next = e->next;
+        if (e->owner == 0 || alive(e->owner)) {
+            continue;
+        }
+        e->owner = 0;
+        if (e->attempts == 0) {
+            root_->assumed++;
+            unlink(e);
+            gone++;
+        } else {
             n++;
         }
+    }
+    if (assumed != nullptr) {
+        *assumed = gone;
     }
     return n;
 }

@@ -183,22 +183,33 @@ TEST_F(QueueFixture, ReleasedAndReclaimedClaimsAreSentAgain) {
     HookQueue q = make();
     ASSERT_TRUE(q.push("a", 0, 0));
     ASSERT_TRUE(q.push("b", 0, 0));
+    ASSERT_TRUE(q.push("c", 0, 0));
     std::vector<HookClaim> c;
     q.claim(11, 0, 1, &c);
-    q.claim(22, 0, 1, &c);
-    ASSERT_EQ(c.size(), 2u);
+    q.claim(22, 0, 2, &c);
+    ASSERT_EQ(c.size(), 3u);
+    // b failed once; its retry is in flight with 22 again
+    EXPECT_EQ(q.finish(c[1].entry, c[1].seq, 22, false, 0), HookOutcome::kRetry);
+    std::vector<HookClaim> retry;
+    ASSERT_EQ(q.claim(22, 1000, 1, &retry), 1u);
+    EXPECT_EQ(retry[0].payload, "b");
     EXPECT_TRUE(q.hasOwned());
     EXPECT_EQ(q.nextDue(), -1);
     // 11 exits: its claim is due again, attempts kept
     EXPECT_EQ(q.release(11), 1u);
     EXPECT_EQ(q.nextDue(), 0);
-    // 22 died
-    EXPECT_EQ(q.reclaim([](int64_t pid) { return pid != 22; }), 1u);
+    // 22 died: the retry of b goes back, the first attempt of c is taken
+    // as delivered
+    size_t assumed = 0;
+    EXPECT_EQ(q.reclaim([](int64_t pid) { return pid != 22; }, &assumed), 1u);
+    EXPECT_EQ(assumed, 1u);
+    EXPECT_EQ(root->assumed, 1u);
     // a late report of the dead owner changes nothing
     std::vector<HookClaim> again;
-    EXPECT_EQ(q.claim(33, 0, 10, &again), 2u);
-    EXPECT_EQ(q.finish(c[1].entry, c[1].seq, 22, true, 0), HookOutcome::kNotOwned);
+    EXPECT_EQ(q.claim(33, 1000, 10, &again), 2u);
+    EXPECT_EQ(q.finish(retry[0].entry, retry[0].seq, 22, true, 0), HookOutcome::kNotOwned);
     EXPECT_EQ(payloads(again), (std::vector<std::string>{"a", "b"}));
+    EXPECT_EQ(again[1].attempts, 1u);  // the cut attempt is not counted
     EXPECT_FALSE(q.reclaim([](int64_t) { return true; }));
 }
 

@@ -685,11 +685,15 @@ ngx_pubsub_hookq_dispatch(ngx_log_t *log)
         pubsub::HookQueue  q = ngx_pubsub_hookq();
 
         if (ngx_pubsub_hookq_ticks % NGX_PUBSUB_HOOKQ_REAP == 0) {
-            n = q.reclaim(ngx_pubsub_hookq_alive);
-            if (n) {
+            size_t  assumed = 0;
+
+            n = q.reclaim(ngx_pubsub_hookq_alive, &assumed);
+            if (n || assumed) {
                 ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                              "pubsub: %uz hooks of a worker that is gone "
-                              "are sent again", n);
+                              "pubsub: a worker that is gone was sending "
+                              "%uz hooks: %uz retries are sent again, %uz "
+                              "first attempts are taken as delivered",
+                              n + assumed, n, assumed);
             }
         }
 
