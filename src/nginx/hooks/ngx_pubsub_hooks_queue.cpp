@@ -292,7 +292,8 @@ ngx_pubsub_hookq_call(const std::string &payload, ngx_log_t *log,
         ngx_memcpy(&kind, payload.data() + 4, 4);
     }
 
-    call = ngx_pubsub_hook_call_alloc(kind < NGX_PUBSUB_HOOK_KINDS ? kind : 0, log);
+    call = ngx_pubsub_hook_call_alloc(kind < NGX_PUBSUB_HOOK_KINDS ? kind : 0,
+                                      log);
     if (call == NULL) {
         return NULL;
     }
