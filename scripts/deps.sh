@@ -20,8 +20,13 @@ for p in "${pkgs[@]}"; do
         missing+=("$p")
     fi
 done
-if ! command -v node >/dev/null 2>&1 && [ "${1:-}" = "--test" ]; then
-    missing+=(nodejs npm)
+# Node runs the example application's backend (examples/app/server.js) and
+# the integration tests (with npm for their packages).
+if ! command -v node >/dev/null 2>&1; then
+    missing+=(nodejs)
+    if [ "${1:-}" = "--test" ]; then
+        missing+=(npm)
+    fi
 fi
 
 if [ "${#missing[@]}" -gt 0 ]; then

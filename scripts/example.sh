@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the module and starts nginx with examples/nginx.conf on
-# 127.0.0.1:8080 (memory store; no Redis needed).
+# 127.0.0.1:8080 (memory store; no Redis needed), and the example
+# application's backend (examples/app/server.js) on 127.0.0.1:8090.
 #   scripts/example.sh          start (stops a running example first)
 #   scripts/example.sh stop     stop it
 set -euo pipefail
@@ -9,7 +10,19 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PREFIX="$ROOT/build/example"
 NGINX="${NGINX_BIN:-/usr/sbin/nginx}"
 
+APP_PID="$PREFIX/app.pid"
+
+# the backend, if the pid file names our server.js
+app_pid() {
+    local pid
+    pid="$(cat "$APP_PID" 2>/dev/null)" || return 1
+    [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null \
+        | grep -q "examples/app/server.js" && echo "$pid"
+}
+
+# nginx first: its graceful exit sends the unsubscribe hooks to the app
 stop() {
+    local pid
     if [ -f "$PREFIX/logs/nginx.pid" ]; then
         run_nginx -s quit 2>/dev/null || true
         for _ in $(seq 50); do
@@ -17,6 +30,14 @@ stop() {
             sleep 0.1
         done
     fi
+    if pid="$(app_pid)"; then
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
+    rm -f "$APP_PID"
 }
 
 # As root, workers run as root too so that they can read the example page
@@ -45,16 +66,29 @@ ln -sfn "$ROOT/examples/chat" "$PREFIX/chat"
 
 stop
 run_nginx -t -q
+
+# the app's backend, detached, logging to logs/app.log
+setsid nohup node "$ROOT/examples/app/server.js" >> "$PREFIX/logs/app.log" 2>&1 < /dev/null &
+echo $! > "$APP_PID"
+
 run_nginx
 
 for _ in $(seq 50); do
-    curl -fs -o /dev/null http://127.0.0.1:8080/ 2>/dev/null && break
+    curl -fs -o /dev/null http://127.0.0.1:8080/ 2>/dev/null \
+        && curl -fs -o /dev/null http://127.0.0.1:8080/app/ 2>/dev/null && break
     sleep 0.1
 done
+if ! app_pid >/dev/null; then
+    tail -5 "$PREFIX/logs/app.log" >&2
+    echo "example: the app's backend did not start (build/example/logs/app.log)" >&2
+    exit 1
+fi
 
 cat <<'MSG'
 ngx_pubsub example running on http://127.0.0.1:8080/  (open it in a browser)
-  chat room with presence:  http://127.0.0.1:8080/chat/  (open it in two tabs)
+  the example app:          http://127.0.0.1:8080/app/   (log in as two users, in two
+                            browsers or a private window; password: demo)
+  chat room, no backend:    http://127.0.0.1:8080/chat/  (open it in two tabs)
 
   subscribe (EventSource):  curl -N -H 'Accept: text/event-stream' http://127.0.0.1:8080/sub/demo
   subscribe (long-poll):    curl -i http://127.0.0.1:8080/sub/demo
@@ -63,5 +97,6 @@ ngx_pubsub example running on http://127.0.0.1:8080/  (open it in a browser)
   who is in the chat room:  curl http://127.0.0.1:8080/chat/presence/lobby
   metrics (Prometheus):     curl 'http://127.0.0.1:8081/pubsub_status?format=prometheus'
 
-  logs: build/example/logs/error.log     stop: scripts/example.sh stop
+  logs: build/example/logs/error.log, app.log (the app's hooks)
+  stop: scripts/example.sh stop
 MSG

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds everything and runs every test: the C++ unit tests (plain and under
 # AddressSanitizer + UBSan), a short libFuzzer pass over the core parsers
-# (t/fuzz) and the integration tests in t/ against real nginx and Redis
-# processes that the tests start on 127.0.0.1.
+# (t/fuzz), the Debian package (scripts/package.sh) and the integration
+# tests in t/ against real nginx, Redis and Chromium processes that the
+# tests start on 127.0.0.1 (t/package.test.js installs the package into a
+# scratch root).
 #   scripts/test.sh                 everything
 #   scripts/test.sh t/foo.test.js   unit tests + only these integration files
 set -euo pipefail
@@ -45,11 +47,20 @@ else
     echo "== fuzz: skipped (no clang++ or PUBSUB_FUZZ_SECONDS=0)"
 fi
 
-echo "== integration tests"
 export PUBSUB_MODULE="$ROOT/build/nginx/ngx_pubsub_module.so"
 if [ "$#" -gt 0 ]; then
     files=("$@")
 else
     files=(t/*.test.js)
 fi
+
+# The Debian package, which t/package.test.js installs into a scratch root
+# and runs (built here rather than inside the test run, which runs two test
+# files at a time; rebuilt only when its sources changed).
+if printf '%s\n' "${files[@]}" | grep -q 'package\.test\.js$'; then
+    echo "== package: libnginx-mod-pubsub"
+    JOBS="$JOBS" bash scripts/package.sh
+fi
+
+echo "== integration tests"
 node --test --test-concurrency=2 "${files[@]}"

@@ -501,3 +501,45 @@ server {
             });
         });
 });
+
+// Item 6: a worker connects only to the Redis upstreams some location
+// stores in.  Both upstreams point to loopback addresses where nothing
+// listens: only the used one may be tried (and logged).
+describe('Redis upstreams no location uses are not connected to', () => {
+    const ngx = useNginx({
+        conf: `
+upstream redis_used {
+    pubsub_redis_server redis://127.0.0.2:9;
+}
+upstream redis_unused {
+    pubsub_redis_server redis://127.0.0.3:9;
+}
+server {
+    listen 127.0.0.1:%%PORT%%;
+    pubsub_redis_pass redis_unused;
+    location = /plain {
+        return 200 "plain\\n";
+    }
+    location ~ ^/sub/(\\w+)$ {
+        pubsub_subscriber;
+        pubsub_channel_id $1;
+        pubsub_redis_pass redis_used;
+    }
+}`,
+        workers: 2,
+    });
+
+    it('tries the used upstream and never the unused one', async () => {
+        const r = await C.httpRequest({ port: ngx.port, path: '/plain' });
+        assert.equal(r.status, 200);
+        const end = Date.now() + 15000;
+        while (!/127\.0\.0\.2:9\b/.test(ngx.errorLog())) {
+            assert.ok(Date.now() < end, 'the used upstream was never tried');
+            await new Promise((res) => setTimeout(res, 100));
+        }
+        // both workers tried the used one by now (they start together);
+        // give the unused one the same time and more
+        await new Promise((res) => setTimeout(res, 1500));
+        assert.doesNotMatch(ngx.errorLog(), /127\.0\.0\.3/);
+    });
+});

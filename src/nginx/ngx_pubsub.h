@@ -159,11 +159,11 @@ pubsub::Store *ngx_pubsub_store_for(ngx_pubsub_loc_conf_t *plcf);
 
 /*
  * module/ngx_pubsub_http.cpp: helpers used by every transport.
- * ngx_pubsub_channels() returns NGX_OK, or NGX_DECLINED after answering
- * the request (or failing): the handler then returns ch->rc.
+ * ngx_pubsub_channels() returns the request's channels (r->pool), or NULL
+ * after answering the request (or failing): the handler then returns *rc.
  */
-ngx_int_t ngx_pubsub_channels(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_uint_t publisher, ngx_pubsub_channels_t *ch);
+ngx_pubsub_channels_t *ngx_pubsub_channels(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_uint_t publisher, ngx_int_t *rc);
 /* the same without answering: NGX_OK, NGX_DECLINED (*err: why), NGX_ERROR */
 ngx_int_t ngx_pubsub_channels_eval(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_uint_t publisher,
@@ -264,7 +264,7 @@ void ngx_pubsub_stats_redis_engine(const pubsub::RedisStoreStats &now,
 
 /* one subscriber of a transport (NGX_PUBSUB_SUB_*), from start() to end() */
 struct ngx_pubsub_sub_count_t {
-    ngx_uint_t  transport = 0;
+    uint32_t    transport = 0;
 
     void start(ngx_uint_t t);
     void end();     /* idempotent; also run by the destructor */

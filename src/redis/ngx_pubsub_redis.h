@@ -33,6 +33,7 @@ typedef struct {
     ngx_uint_t                     index;     /* in pmcf->redis_upstreams */
     ngx_uint_t                     presence;  /* a location has presence on */
     ngx_msec_t                     presence_ttl;  /* the least of those */
+    ngx_uint_t                     used;      /* a location serves from it */
     /* per worker, made in init_process */
     ngx_pubsub_redis_link_t       *link;
     pubsub::RedisStore            *store;
@@ -57,6 +58,7 @@ char *ngx_pubsub_redis_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 /* ngx_pubsub_redis_conf.cpp */
 char *ngx_pubsub_redis_check_conf(ngx_conf_t *cf,
     ngx_pubsub_main_conf_t *pmcf);
+void ngx_pubsub_redis_use(ngx_pubsub_loc_conf_t *plcf);
 char *ngx_pubsub_redis_merge_loc_conf(ngx_conf_t *cf,
     ngx_pubsub_loc_conf_t *plcf);
 /* this worker's Redis upstreams (their number in *n); one by index */

@@ -320,6 +320,18 @@ ngx_pubsub_redis_merge_loc_conf(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *plcf)
 }
 
 
+/* a location serves clients from the upstream: workers connect to it */
+void
+ngx_pubsub_redis_use(ngx_pubsub_loc_conf_t *plcf)
+{
+    auto  *up = static_cast<ngx_pubsub_redis_upstream_t *>(plcf->engine_conf);
+
+    if (up != NULL) {
+        up->used = 1;
+    }
+}
+
+
 /* this worker's Redis upstreams (their number in *n) */
 ngx_pubsub_redis_upstream_t **
 ngx_pubsub_redis_all(ngx_uint_t *n)

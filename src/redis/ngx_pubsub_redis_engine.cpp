@@ -45,6 +45,11 @@ ngx_pubsub_redis_init_process(ngx_cycle_t *cycle)
     for (ngx_uint_t i = 0; i < pmcf->redis_upstreams->nelts; i++) {
         up = ups[i];
 
+        if (!up->used) {
+            /* no location stores in it: no connection, no store */
+            continue;
+        }
+
         n = snprintf(id, sizeof(id), "%d:%08lx:%08lx", (int) ngx_pid,
                      (unsigned long) ngx_random(),
                      (unsigned long) ngx_time());
@@ -360,6 +365,7 @@ const ngx_pubsub_engine_t  ngx_pubsub_redis_engine = {
     "redis",
     ngx_pubsub_redis_check_conf,
     ngx_pubsub_redis_merge_loc_conf,
+    ngx_pubsub_redis_use,
     ngx_pubsub_redis_init_process,
     ngx_pubsub_redis_exit_process,
     ngx_pubsub_redis_store,

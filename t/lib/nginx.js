@@ -552,5 +552,5 @@ async function stopNginxes(ngxs, { allow = [], clean = true } = {}) {
 
 module.exports = {
     startNginx, startNginxes, stopNginxes, nginxCheck, withNginx, nginxTest, useNginx,
-    NGINX_BIN, MODULE_PATH, REPO, childrenOf,
+    NGINX_BIN, MODULE_PATH, REPO, childrenOf, Nginx, makePrefix,
 };

@@ -176,22 +176,22 @@ end
 return out
 )LUA";
 
-const char* const kLuaInfo = R"LUA(
+// The start of a script about one existing channel: {0} when there is
+// none, else its chaninfo() in `out`.
+const char* const kLuaChannelHead = R"LUA(
 local tag = KEYS[1]
 local out = chaninfo(tag)
 if not out then
   return {0}
 end
+)LUA";
+
+const char* const kLuaInfo = R"LUA(
 out[#out + 1] = redis.call('ZCARD', tag .. ':pz')
 return out
 )LUA";
 
 const char* const kLuaDelete = R"LUA(
-local tag = KEYS[1]
-local out = chaninfo(tag)
-if not out then
-  return {0}
-end
 local ids = tag .. ':ids'
 out[#out + 1] = 0
 out[#out + 1] = redis.call('HEXISTS', tag, 'g')
@@ -217,8 +217,8 @@ end
 return {before, after}
 )LUA";
 
-Script makeScript(const char* name, const char* body) {
-    return scriptFrom(name, std::string(kLuaInstanceCounts) + kLuaCommon + body);
+Script makeScript(const char* name, const char* body, const char* head = "") {
+    return scriptFrom(name, std::string(kLuaInstanceCounts) + kLuaCommon + head + body);
 }
 
 bool idAt(const redisReply* r, MsgId* id) {
@@ -371,12 +371,12 @@ const Script& fetchScript() {
 }
 
 const Script& infoScript() {
-    static const Script s = makeScript("info", kLuaInfo);
+    static const Script s = makeScript("info", kLuaInfo, kLuaChannelHead);
     return s;
 }
 
 const Script& deleteScript() {
-    static const Script s = makeScript("delete", kLuaDelete);
+    static const Script s = makeScript("delete", kLuaDelete, kLuaChannelHead);
     return s;
 }
 

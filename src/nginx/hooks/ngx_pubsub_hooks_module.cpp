@@ -134,7 +134,9 @@ ngx_module_t  ngx_pubsub_hooks_module = {
     ngx_pubsub_hooks_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    ngx_pubsub_hooks_exit_process,         /* exit process */
+    ngx_pubsub_hooks_exit_process,         /* exit process (the queue; the
+                                              parked sessions end with
+                                              ngx_pubsub_module's) */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -780,6 +782,5 @@ ngx_pubsub_hooks_init_process(ngx_cycle_t *cycle)
 static void
 ngx_pubsub_hooks_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_pubsub_hook_poll_forget();
     ngx_pubsub_hookq_exit_process(cycle);
 }

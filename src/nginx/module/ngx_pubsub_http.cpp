@@ -538,30 +538,38 @@ bad:
 
 
 /*
- * Evaluates the channel ids of a request.  Returns NGX_OK, or NGX_DECLINED
- * after answering the request with the reason (ch->rc to return).
+ * Evaluates the channel ids of a request into channels of r->pool.
+ * NULL after answering the request with the reason, or failing: *rc is
+ * what the handler returns.
  */
-ngx_int_t
+ngx_pubsub_channels_t *
 ngx_pubsub_channels(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_uint_t publisher, ngx_pubsub_channels_t *ch)
+    ngx_uint_t publisher, ngx_int_t *rc)
 {
-    ngx_int_t    rc;
-    const char  *err;
+    ngx_int_t               res;
+    const char             *err;
+    ngx_pubsub_channels_t  *ch;
 
-    rc = ngx_pubsub_channels_eval(r, plcf, publisher, ch, &err);
+    *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
 
-    if (rc == NGX_OK) {
-        return NGX_OK;
+    ch = static_cast<ngx_pubsub_channels_t *>(
+             ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
+    if (ch == NULL) {
+        return NULL;
     }
 
-    ch->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    res = ngx_pubsub_channels_eval(r, plcf, publisher, ch, &err);
 
-    if (rc == NGX_DECLINED) {
+    if (res == NGX_OK) {
+        return ch;
+    }
+
+    if (res == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "pubsub: %s", err);
 
-        ch->rc = ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST,
-                                         "text/plain", err);
+        *rc = ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST,
+                                      "text/plain", err);
     }
 
-    return NGX_DECLINED;
+    return NULL;
 }

@@ -10,6 +10,7 @@
 #include "ngx_pubsub_conf.h"
 #include "ngx_pubsub_chevents.h"
 #include "ngx_pubsub_engine.h"
+#include "ngx_pubsub_hooks.h"
 #include "ngx_pubsub_redis.h"     /* its directives */
 #include "ngx_pubsub_worker.h"
 
@@ -773,6 +774,12 @@ ngx_pubsub_init_process(ngx_cycle_t *cycle)
 }
 
 
+/*
+ * Every part of the worker root ends here, then the root goes: channel
+ * events first (nothing is queued any more), the engines, status, the
+ * WebSocket lists, and the hooks' parked long-poll sessions too (this runs
+ * before ngx_pubsub_hooks_module's exit_process, when the root still is).
+ */
 static void
 ngx_pubsub_exit_process(ngx_cycle_t *cycle)
 {
@@ -780,6 +787,7 @@ ngx_pubsub_exit_process(ngx_cycle_t *cycle)
     ngx_pubsub_engines_exit_process(cycle);
     ngx_pubsub_stats_exit_process(cycle);
     ngx_pubsub_ws_exit_process(cycle);
+    ngx_pubsub_hook_poll_forget();
 
     delete ngx_pubsub_worker;
     ngx_pubsub_worker = NULL;

@@ -59,9 +59,22 @@ ngx_pubsub_engine_inherit(ngx_pubsub_loc_conf_t *conf,
 }
 
 
+void
+ngx_pubsub_engine_use(ngx_pubsub_loc_conf_t *conf)
+{
+    if (conf->engine->use != NULL) {
+        conf->engine->use(conf);
+    }
+}
+
+
 char *
 ngx_pubsub_engine_merge(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *conf)
 {
+    if (conf->roles || conf->presence_api == 1) {
+        ngx_pubsub_engine_use(conf);
+    }
+
     if (conf->engine->merge_loc_conf == NULL) {
         return NGX_CONF_OK;
     }

@@ -62,6 +62,12 @@ struct ngx_pubsub_engine_s {
      */
     char      *(*check_conf)(ngx_conf_t *cf, ngx_pubsub_main_conf_t *pmcf);
     char      *(*merge_loc_conf)(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *plcf);
+    /*
+     * A location serves clients from the engine (NULL: nothing to do).
+     * Redis connects in workers only to the upstreams that some location
+     * uses this way.
+     */
+    void       (*use)(ngx_pubsub_loc_conf_t *plcf);
 
     /* per worker, for every engine (unused ones do nothing) */
     ngx_int_t  (*init_process)(ngx_cycle_t *cycle);
@@ -123,6 +129,12 @@ char *ngx_pubsub_engine_check_conf(ngx_conf_t *cf,
 void ngx_pubsub_engine_inherit(ngx_pubsub_loc_conf_t *conf,
     ngx_pubsub_loc_conf_t *prev);
 char *ngx_pubsub_engine_merge(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *conf);
+/*
+ * A location of another module (e.g. ngx_pubsub_pusher_module) that serves
+ * clients from its pubsub engine says so at its merge; locations with a
+ * pubsub role or the presence API are counted by ngx_pubsub_engine_merge.
+ */
+void ngx_pubsub_engine_use(ngx_pubsub_loc_conf_t *conf);
 
 /* every engine, in order (exit: in reverse) */
 ngx_int_t ngx_pubsub_engines_init_process(ngx_cycle_t *cycle);

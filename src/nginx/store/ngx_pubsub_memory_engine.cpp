@@ -118,6 +118,7 @@ const ngx_pubsub_engine_t  ngx_pubsub_memory_engine = {
     "memory",
     NULL,                               /* check_conf */
     NULL,                               /* merge_loc_conf */
+    NULL,                               /* use */
     ngx_pubsub_shm_init_process,
     ngx_pubsub_shm_exit_process,
     ngx_pubsub_memory_store,

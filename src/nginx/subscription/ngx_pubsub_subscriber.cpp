@@ -828,14 +828,9 @@ ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ch = static_cast<ngx_pubsub_channels_t *>(
-             ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
+    ch = ngx_pubsub_channels(r, plcf, 0, &rc);
     if (ch == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_pubsub_channels(r, plcf, 0, ch) != NGX_OK) {
-        return ch->rc;
+        return rc;
     }
 
     if (ngx_pubsub_resume_id(r, plcf, &spec, &full, &rc) != NGX_OK) {
