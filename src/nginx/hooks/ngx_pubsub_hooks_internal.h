@@ -15,6 +15,9 @@
  *                                  sessions
  *   ngx_pubsub_hooks_access.cpp    the access phase: token, authorize
  *   ngx_pubsub_hooks_presence.cpp  the presence hook
+ *   ngx_pubsub_hooks_queue.cpp     at-least-once delivery: the queue in
+ *                                  its own zone (unsubscribe, presence,
+ *                                  Pusher webhooks)
  */
 
 #ifndef _NGX_PUBSUB_HOOKS_INTERNAL_H_INCLUDED_
