@@ -112,6 +112,15 @@ public:
     using SubscribeCallback = std::function<void(SubscribeReply&&)>;
     using InfoCallback = std::function<void(StoreResult, const ChannelInfo&)>;
     using GroupCallback = std::function<void(StoreResult, const GroupInfo&)>;
+    // A channel's subscriber count, everywhere the engine counts (memory:
+    // every worker of the zone; Redis: every instance), went from `before`
+    // to `after` through a change made by this store.  Each change is seen
+    // by exactly one store: the one that made it (memory: under the zone's
+    // lock; Redis: in the script that wrote this worker's count, which may
+    // hold several local changes).  Called outside any lock, never from
+    // inside subscribe()'s callback.
+    using CountHookFn = std::function<void(std::string_view key, uint64_t before, uint64_t after)>;
+    void setCountHook(CountHookFn fn) { countHook_ = std::move(fn); }
 
     virtual ~Store() = default;
 
@@ -136,6 +145,9 @@ public:
     // Deletes every channel of the group; answers the group's info after.
     // The stored limits stay.
     virtual void removeGroup(std::string_view group, GroupCallback cb) = 0;
+
+protected:
+    CountHookFn countHook_;
 };
 
 }  // namespace pubsub

@@ -54,6 +54,7 @@ struct PresenceEvent {
 
 // Member options (set by the connection that joined last).
 constexpr uint32_t kPresenceOptEvents = 1;   // deliver join/leave to subscribers
+constexpr uint32_t kPresenceOptWebhook = 2;  // join/leave go to a Pusher webhook
 constexpr uint32_t kPresenceRedisShift = 2;  // bits 2..7: Redis upstream index + 1
 constexpr uint32_t kPresenceRedisMask = 0x3f;
 constexpr uint32_t kPresenceHookShift = 8;  // bits 8..: hook index + 1 (0: none)
@@ -274,7 +275,8 @@ public:
     PresenceRoot* root() const { return root_; }
 
     // With `on`, an event that nobody receives (its member's options have
-    // neither kPresenceOptEvents, for join/leave, nor a hook index) is only
+    // neither kPresenceOptEvents nor kPresenceOptWebhook, for join/leave,
+    // nor a hook index) is only
     // counted, not copied into the caller's `events`: a channel with
     // presence but no events and no hook builds no event strings.  Off by
     // default (every event is returned).

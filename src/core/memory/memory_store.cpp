@@ -258,6 +258,7 @@ void MemoryStore::subscribe(Subscriber* sub, const SubscribeRequest& req, Subscr
             hub_.channelDeleted(req.key);
         }
     }
+    uint64_t counted = UINT64_MAX;  // the count this subscriber made
     {
         Guard g(env_);
         int64_t t = now();
@@ -303,6 +304,7 @@ void MemoryStore::subscribe(Subscriber* sub, const SubscribeRequest& req, Subscr
                 } else {
                     hub_.find(req.key)->serial = ch->serial;
                     reply.attached = true;
+                    counted = ch->subscribers;
                 }
             } else {
                 ch->lastSeen = t;
@@ -314,6 +316,9 @@ void MemoryStore::subscribe(Subscriber* sub, const SubscribeRequest& req, Subscr
             }
         }
     }
+    if (countHook_ && counted != UINT64_MAX) {
+        countHook_(req.key, counted - 1, counted);
+    }
     cb(std::move(reply));
 }
 
@@ -322,15 +327,29 @@ void MemoryStore::unsubscribe(Subscriber* sub) {
     if (lc == nullptr) {
         return;
     }
+    uint64_t counted = UINT64_MAX;
+    std::string key;
     {
         Guard g(env_);
         ShmChannel* ch = shm_.find(lc->key());
         if (ch != nullptr && ch->serial == lc->serial) {
+            uint64_t before = ch->subscribers;
             shm_.removeSubscriber(ch, env_.slot, now());
+            if (countHook_ && ch->subscribers != before) {
+                try {
+                    key.assign(lc->key());
+                    counted = ch->subscribers;
+                } catch (const std::bad_alloc&) {
+                    // unsubscribe never fails: the change goes unreported
+                }
+            }
             // Nobody published to it and nobody waits any more: free it
             // now, so that clients cannot fill the zone with such channels.
             shm_.releaseIfUnused(ch);
         }
+    }
+    if (counted != UINT64_MAX) {
+        countHook_(key, counted + 1, counted);
     }
     hub_.detach(sub);
 }

@@ -206,7 +206,9 @@ void PresenceRegistry::emit(PresenceEventType type, std::string_view key, std::s
     if (ring && !ringWrite(type, key, id, info, opts)) {
         root_->eventsDropped++;
     }
-    if (events == nullptr || (routedOnly_ && !ring && presenceHookIndex(opts) == 0)) {
+    bool webhook = (opts & kPresenceOptWebhook) != 0 &&
+                   (type == PresenceEventType::kJoin || type == PresenceEventType::kLeave);
+    if (events == nullptr || (routedOnly_ && !ring && !webhook && presenceHookIndex(opts) == 0)) {
         return;
     }
     PresenceEvent ev;

@@ -206,13 +206,15 @@ return out
 const char* const kLuaSubs = R"LUA(
 local tag = KEYS[1]
 local now = tonumber(redis.call('TIME')[1])
+local before = subcount(tag, now)
 setcount(tag .. ':subs', ARGV[1], tonumber(ARGV[2]), ARGV[3], now)
+local after = subcount(tag, now)
 redis.call('HSET', tag, 'ls', string.format('%d', now))
 local ttl = redis.call('TTL', tag)
 if (ttl >= 0 and ttl < 120) or (ttl == -1 and redis.call('HEXISTS', tag, 'lt') == 0) then
   redis.call('EXPIRE', tag, 120)
 end
-return 1
+return {before, after}
 )LUA";
 
 Script makeScript(const char* name, const char* body, const char* head = "") {

@@ -397,9 +397,28 @@ void RedisStore::countChanged(Chan& c, bool edge) {
     }
 }
 
+// The script answers the channel's count over all instances before and
+// after this one's: the count hook hears each change once in the cluster.
 void RedisStore::sendCount(const Chan& c) {
+    if (!countHook_) {
+        eval(redis::subsScript(), c.key, {instanceId_, toText(c.local), std::to_string(kCountTtl)},
+             [](const redisReply*) {});
+        return;
+    }
+    auto alive = alive_;
+    std::string key = c.key;
     eval(redis::subsScript(), c.key, {instanceId_, toText(c.local), std::to_string(kCountTtl)},
-         [](const redisReply*) {});
+         [this, alive, key](const redisReply* r) {
+             if (!*alive || r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+                 r->element[0]->type != REDIS_REPLY_INTEGER ||
+                 r->element[1]->type != REDIS_REPLY_INTEGER || !countHook_) {
+                 return;
+             }
+             long long before = r->element[0]->integer, after = r->element[1]->integer;
+             if (before != after && before >= 0 && after >= 0) {
+                 countHook_(key, static_cast<uint64_t>(before), static_cast<uint64_t>(after));
+             }
+         });
 }
 
 void RedisStore::startFetch(const ChanPtr& c) {

@@ -28,6 +28,9 @@ extern "C" ngx_module_t  ngx_pubsub_hooks_module;
 typedef struct {
     ngx_uint_t         status;        /* the backend's status, or ours */
     ngx_uint_t         failed;        /* no backend answer: error, timeout */
+    ngx_uint_t         backend_status;  /* the status line the backend
+                                           sent, 0 none (its body may still
+                                           be too big or cut short) */
     ngx_str_t          content_type;
     ngx_str_t          body;
     ngx_list_t        *headers;       /* ngx_table_elt_t, hash 0 = deleted */
@@ -158,14 +161,31 @@ ngx_int_t ngx_pubsub_hook_presence(ngx_uint_t index, ngx_str_t json,
 
 /* hook counters for pubsub_status, in shared memory (ngx_pubsub_status.cpp) */
 typedef struct {
-    ngx_atomic_uint_t  calls[5];        /* authorize, subscribe, unsubscribe,
-                                           upstream, presence */
-    ngx_atomic_uint_t  failures[5];     /* no answer or a 5xx */
+    ngx_atomic_uint_t  calls[6];        /* authorize, subscribe, unsubscribe,
+                                           upstream, presence, webhook */
+    ngx_atomic_uint_t  failures[6];     /* no answer or a 5xx */
     ngx_atomic_uint_t  refused;         /* authorize: not 2xx */
     ngx_atomic_uint_t  token_refused;   /* 401 for a token */
     ngx_atomic_uint_t  in_flight;
 } ngx_pubsub_hook_stats_t;
 
 extern ngx_pubsub_hook_stats_t  *ngx_pubsub_hook_stats;
+
+/*
+ * The at-least-once queue (docs/hooks.md "Delivery: at least once"), for
+ * pubsub_status: hooks queued now, and since the zone was made: queued,
+ * delivered, failed attempts retried, given up, not queued (full).  0 when
+ * this process has no queue.
+ */
+typedef struct {
+    uint64_t           pending;
+    uint64_t           queued;
+    uint64_t           delivered;
+    uint64_t           retried;
+    uint64_t           given_up;
+    uint64_t           dropped;
+} ngx_pubsub_hook_queue_stats_t;
+
+void ngx_pubsub_hook_queue_stats(ngx_pubsub_hook_queue_stats_t *st);
 
 #endif /* _NGX_PUBSUB_HOOKS_H_INCLUDED_ */

@@ -213,6 +213,9 @@ ngx_pubsub_hook_sr_done(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 
     call->answered = 1;
 
+    res->backend_status = sr->headers_out.status >= 100
+                          ? sr->headers_out.status : 0;
+
     /*
      * A broken answer: too big, cut short (the upstream ended it without
      * its last buffer: "upstream prematurely closed connection"), or a

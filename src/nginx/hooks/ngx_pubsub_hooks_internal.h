@@ -15,6 +15,9 @@
  *                                  sessions
  *   ngx_pubsub_hooks_access.cpp    the access phase: token, authorize
  *   ngx_pubsub_hooks_presence.cpp  the presence hook
+ *   ngx_pubsub_hooks_queue.cpp     at-least-once delivery: the queue in
+ *                                  its own zone (unsubscribe, presence,
+ *                                  Pusher webhooks)
  */
 
 #ifndef _NGX_PUBSUB_HOOKS_INTERNAL_H_INCLUDED_
@@ -30,6 +33,8 @@
 #define NGX_PUBSUB_HOOK_UNSUBSCRIBE  2
 #define NGX_PUBSUB_HOOK_UPSTREAM     3
 #define NGX_PUBSUB_HOOK_PRESENCE     4
+#define NGX_PUBSUB_HOOK_WEBHOOK      5    /* Pusher webhooks */
+#define NGX_PUBSUB_HOOK_KINDS        6
 
 #define NGX_PUBSUB_AUTH_NONE         0
 #define NGX_PUBSUB_AUTH_WAITING      1
@@ -59,6 +64,7 @@ typedef struct {
 
 typedef struct {
     ngx_array_t                   presence;  /* ngx_pubsub_presence_target_t */
+    size_t                        queue_size;    /* pubsub_hook_queue_size */
 } ngx_pubsub_hooks_main_conf_t;
 
 

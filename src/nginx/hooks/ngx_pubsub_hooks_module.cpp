@@ -7,13 +7,15 @@
  */
 
 #include "ngx_pubsub_hooks_internal.h"
+#include "ngx_pubsub_hooks_queue.h"
 #include "ngx_pubsub_chevents.h"
 
 #include <string>
 
 
 const char * const  ngx_pubsub_hook_names[] = {
-    "authorize", "subscribe", "unsubscribe", "publisher upstream", "presence"
+    "authorize", "subscribe", "unsubscribe", "publisher upstream", "presence",
+    "pusher webhook"
 };
 
 ngx_http_complex_value_t  ngx_pubsub_hook_off;
@@ -31,6 +33,9 @@ static char *ngx_pubsub_hook_uri_set(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_pubsub_token_key_set(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static void ngx_pubsub_hooks_exit_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_pubsub_hooks_init_process(ngx_cycle_t *cycle);
+static char *ngx_pubsub_hooks_init_main_conf(ngx_conf_t *cf, void *conf);
 
 
 #define NGX_PUBSUB_LOC  (NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_HTTP_LIF_CONF)
@@ -86,6 +91,13 @@ static ngx_command_t  ngx_pubsub_hooks_commands[] = {
       0,
       NULL },
 
+    { ngx_string("pubsub_hook_queue_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_pubsub_hooks_main_conf_t, queue_size),
+      NULL },
+
     { ngx_string("pubsub_longpoll_session_grace"),
       NGX_HTTP_MAIN_CONF|NGX_PUBSUB_LOC|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -102,7 +114,7 @@ static ngx_http_module_t  ngx_pubsub_hooks_module_ctx = {
     ngx_pubsub_hooks_postconfiguration,    /* postconfiguration */
 
     ngx_pubsub_hooks_create_main_conf,     /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_pubsub_hooks_init_main_conf,       /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -119,12 +131,12 @@ ngx_module_t  ngx_pubsub_hooks_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_pubsub_hooks_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process: the parked
-                                              sessions end with
-                                              ngx_pubsub_module's */
+    ngx_pubsub_hooks_exit_process,         /* exit process (the queue; the
+                                              parked sessions end with
+                                              ngx_pubsub_module's) */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -401,7 +413,32 @@ ngx_pubsub_hooks_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    hmcf->queue_size = NGX_CONF_UNSET_SIZE;
+
     return hmcf;
+}
+
+
+/* the zone of the at-least-once queue (ngx_pubsub_hooks_queue.cpp) */
+static char *
+ngx_pubsub_hooks_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_pubsub_hooks_main_conf_t  *hmcf =
+        static_cast<ngx_pubsub_hooks_main_conf_t *>(conf);
+
+    ngx_conf_init_size_value(hmcf->queue_size, 4 * 1024 * 1024);
+
+    if (hmcf->queue_size < 64 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_hook_queue_size must be at least 64k");
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    if (ngx_pubsub_hookq_conf(cf, hmcf->queue_size) != NGX_OK) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -735,3 +772,15 @@ ngx_pubsub_hooks_postconfiguration(ngx_conf_t *cf)
 }
 
 
+static ngx_int_t
+ngx_pubsub_hooks_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_pubsub_hookq_init_process(cycle);
+}
+
+
+static void
+ngx_pubsub_hooks_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_pubsub_hookq_exit_process(cycle);
+}

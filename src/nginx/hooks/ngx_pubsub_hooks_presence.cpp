@@ -8,6 +8,7 @@
  */
 
 #include "ngx_pubsub_hooks_internal.h"
+#include "ngx_pubsub_hooks_queue.h"
 
 
 ngx_uint_t
@@ -25,7 +26,6 @@ ngx_pubsub_hook_presence(ngx_uint_t index, ngx_str_t json,
 {
     ngx_pubsub_hooks_main_conf_t  *hmcf;
     ngx_pubsub_presence_target_t  *t;
-    ngx_pubsub_hook_call_t        *call;
     ngx_pubsub_hook_req_t          v;
     struct sockaddr_in             sin;
     static ngx_str_t               post = ngx_string("POST");
@@ -42,12 +42,6 @@ ngx_pubsub_hook_presence(ngx_uint_t index, ngx_str_t json,
 
     t = static_cast<ngx_pubsub_presence_target_t *>(hmcf->presence.elts)
         + (index - 1);
-
-    call = ngx_pubsub_hook_call_alloc(NGX_PUBSUB_HOOK_PRESENCE,
-                                      ngx_cycle->log);
-    if (call == NULL) {
-        return NGX_ERROR;
-    }
 
     /* a request of nobody: events outlive their clients */
 
@@ -75,19 +69,13 @@ ngx_pubsub_hook_presence(ngx_uint_t index, ngx_str_t json,
     v.nids = channel_id.len ? 1 : 0;
     v.ids = &channel_id;
 
-    call->req = ngx_pubsub_hook_req_copy(call->pool, &v, 0);
-    call->post = 1;
-    call->ct = ct;
-
-    if (call->req == NULL
-        || ngx_pubsub_hook_dup(call->pool, &call->body, json) != NGX_OK
-        || ngx_pubsub_hook_launch(call) != NGX_OK)
+    /* at least once, in order per presence id (ngx_pubsub_hooks_queue.cpp) */
+    if (ngx_pubsub_hookq_push(NGX_PUBSUB_HOOK_PRESENCE, &v, json, ct,
+                              ngx_pubsub_sv(presence_id))
+        != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "pubsub: out of memory: a presence hook was not sent");
-
-        ngx_pubsub_hook_free(call);
-
         return NGX_ERROR;
     }
 

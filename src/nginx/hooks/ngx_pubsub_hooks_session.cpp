@@ -10,6 +10,7 @@
  */
 
 #include "ngx_pubsub_hooks_internal.h"
+#include "ngx_pubsub_hooks_queue.h"
 #include "ngx_pubsub_worker.h"
 
 #include <new>
@@ -99,17 +100,30 @@ ngx_pubsub_session_send(ngx_pubsub_hook_session_t *s, ngx_uint_t kind,
 }
 
 
+/*
+ * The unsubscribe goes through the at-least-once queue
+ * (ngx_pubsub_hooks_queue.cpp): retried while the backend fails, in order
+ * per presence id.
+ */
 static void
 ngx_pubsub_session_unsub_now(ngx_pubsub_hook_session_t *s)
 {
-    if (s->has_unsub
-        && ngx_pubsub_session_send(s, NGX_PUBSUB_HOOK_UNSUBSCRIBE,
-                                   s->unsub_uri, s->unsub_args,
-                                   ngx_cycle->log) == NULL)
-    {
-        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                      "pubsub: out of memory: an unsubscribe hook was not "
-                      "sent");
+    ngx_pubsub_hook_req_t  v;
+    ngx_str_t              none = ngx_null_string;
+
+    if (s->has_unsub) {
+        v = *s->req;
+        v.uri = s->unsub_uri;
+        v.args = s->unsub_args;
+
+        if (ngx_pubsub_hookq_push(NGX_PUBSUB_HOOK_UNSUBSCRIBE, &v, none,
+                                  none, ngx_pubsub_sv(v.presence_id))
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                          "pubsub: out of memory: an unsubscribe hook was "
+                          "not sent");
+        }
     }
 
     ngx_pubsub_session_destroy(s);

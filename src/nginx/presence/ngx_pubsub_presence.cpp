@@ -17,6 +17,7 @@
 #include "ngx_pubsub_presence.h"
 #include "ngx_pubsub_engine.h"
 #include "ngx_pubsub_hooks.h"
+#include "ngx_pubsub_pusher_webhook.h"
 #include "ngx_pubsub_worker.h"
 
 #include <signal.h>
@@ -174,6 +175,15 @@ ngx_pubsub_presence_hook_event(const pubsub::PresenceEvent &ev)
 {
     ngx_str_t   body, pid, chid;
     ngx_uint_t  index = pubsub::presenceHookIndex(ev.opts);
+
+    /* Pusher's member_added / member_removed (once per cluster, as hooks) */
+    if ((ev.opts & pubsub::kPresenceOptWebhook)
+        && (ev.type == pubsub::PresenceEventType::kJoin
+            || ev.type == pubsub::PresenceEventType::kLeave))
+    {
+        ngx_pubsub_pusher_webhook_member(
+            ev.channel, ev.id, ev.type == pubsub::PresenceEventType::kJoin);
+    }
 
     if (index == 0) {
         return;
@@ -350,12 +360,16 @@ ngx_pubsub_presence_exit_process(ngx_cycle_t *cycle)
     ngx_pubsub_worker->presence = NULL;
     delete pw;
 
-    /* leaves with no delay: their hooks cannot be sent any more */
-    if (!evs.empty()) {
-        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
-                      "pubsub: presence: %uz events at worker exit were not "
-                      "sent to the presence hook", evs.size());
-    }
+    /*
+     * Leaves with no delay: their hooks are queued (the hook queue's exit
+     * comes after this one) and sent by the next workers.
+     */
+    (void) ngx_pubsub_guard(cycle->log, [&evs] {
+        for (const pubsub::PresenceEvent &ev : evs) {
+            ngx_pubsub_presence_hook_event(ev);
+        }
+        return NGX_OK;
+    });
 }
 
 
@@ -431,6 +445,12 @@ ngx_pubsub_presence_join(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
             << pubsub::kPresenceHookShift;
     opts |= static_cast<uint32_t>(plcf->engine->presence_tag(plcf))
             << pubsub::kPresenceRedisShift;
+
+    if (!id.empty()
+        && ngx_pubsub_pusher_webhook_wants_members(ngx_pubsub_sv(key)))
+    {
+        opts |= pubsub::kPresenceOptWebhook;
+    }
 
     {
         ngx_pubsub_presence_locked_t  l;

@@ -30,14 +30,27 @@ typedef struct {
 } ngx_pubsub_pusher_app_t;
 
 
+typedef struct ngx_pubsub_pusher_webhook_conf_s
+    ngx_pubsub_pusher_webhook_conf_t;
+
+
 typedef struct {
     ngx_array_t                  *apps;       /* ngx_pubsub_pusher_app_t */
+
+    /* webhook: every pubsub_pusher_webhook, in configuration order */
+    ngx_array_t                  *webhooks;   /* webhook_conf_t * */
 } ngx_pubsub_pusher_main_conf_t;
 
 
 typedef struct {
     ngx_array_t                  *apps;       /* this server's own */
 } ngx_pubsub_pusher_srv_conf_t;
+
+
+typedef struct {
+    /* webhook: pubsub_pusher_webhook (ngx_pubsub_pusher_webhook.cpp) */
+    ngx_pubsub_pusher_webhook_conf_t  *webhook;   /* NULL: off */
+} ngx_pubsub_pusher_loc_conf_t;
 
 
 extern "C" ngx_module_t  ngx_pubsub_pusher_module;

@@ -4,12 +4,17 @@
  */
 
 #include "ngx_pubsub_pusher.h"
+#include "ngx_pubsub_pusher_webhook.h"
 
 
 static void *ngx_pubsub_pusher_create_main_conf(ngx_conf_t *cf);
 static void *ngx_pubsub_pusher_create_srv_conf(ngx_conf_t *cf);
 static char *ngx_pubsub_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static void *ngx_pubsub_pusher_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_pubsub_pusher_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static void ngx_pubsub_pusher_exit_process(ngx_cycle_t *cycle);
 
 
 static ngx_command_t  ngx_pubsub_pusher_commands[] = {
@@ -18,6 +23,14 @@ static ngx_command_t  ngx_pubsub_pusher_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_2MORE,
       ngx_pubsub_pusher_app,
       NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    /* webhook */
+    { ngx_string("pubsub_pusher_webhook"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_pubsub_pusher_webhook_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
@@ -35,8 +48,8 @@ static ngx_http_module_t  ngx_pubsub_pusher_module_ctx = {
     ngx_pubsub_pusher_create_srv_conf,     /* create server configuration */
     NULL,                                  /* merge server configuration */
 
-    NULL,                                  /* create location configuration */
-    NULL                                   /* merge location configuration */
+    ngx_pubsub_pusher_create_loc_conf,     /* create location configuration */
+    ngx_pubsub_pusher_merge_loc_conf       /* merge location configuration */
 };
 
 
@@ -50,7 +63,7 @@ ngx_module_t  ngx_pubsub_pusher_module = {
     NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_pubsub_pusher_exit_process,        /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -67,6 +80,50 @@ static void *
 ngx_pubsub_pusher_create_srv_conf(ngx_conf_t *cf)
 {
     return ngx_pcalloc(cf->pool, sizeof(ngx_pubsub_pusher_srv_conf_t));
+}
+
+
+static void *
+ngx_pubsub_pusher_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_pubsub_pusher_loc_conf_t  *conf;
+
+    conf = static_cast<ngx_pubsub_pusher_loc_conf_t *>(
+               ngx_pcalloc(cf->pool, sizeof(ngx_pubsub_pusher_loc_conf_t)));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /* webhook */
+    conf->webhook = static_cast<ngx_pubsub_pusher_webhook_conf_t *>(
+                        NGX_CONF_UNSET_PTR);
+
+    return conf;
+}
+
+
+static char *
+ngx_pubsub_pusher_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_pubsub_pusher_loc_conf_t  *prev =
+        static_cast<ngx_pubsub_pusher_loc_conf_t *>(parent);
+    ngx_pubsub_pusher_loc_conf_t  *conf =
+        static_cast<ngx_pubsub_pusher_loc_conf_t *>(child);
+
+    (void) cf;
+
+    /* webhook */
+    ngx_conf_merge_ptr_value(conf->webhook, prev->webhook, NULL);
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_pubsub_pusher_exit_process(ngx_cycle_t *cycle)
+{
+    /* webhook */
+    ngx_pubsub_pusher_webhook_exit_process(cycle);
 }
 
 

@@ -32,9 +32,9 @@
 
 
 #define NGX_PUBSUB_STATS_MAGIC    0x50535354   /* "PSST" */
-#define NGX_PUBSUB_STATS_VERSION  3
+#define NGX_PUBSUB_STATS_VERSION  4
 #define NGX_PUBSUB_TRANSPORTS     7
-#define NGX_PUBSUB_HOOKS          5
+#define NGX_PUBSUB_HOOKS          6
 #define NGX_PUBSUB_REDIS_COUNTERS  9
 
 
@@ -71,7 +71,8 @@ static const char  *ngx_pubsub_transport_names[NGX_PUBSUB_TRANSPORTS] = {
 
 /* in the order of ngx_pubsub_hook_stats_t's arrays */
 static const char  *ngx_pubsub_hook_labels[NGX_PUBSUB_HOOKS] = {
-    "authorize", "subscribe", "unsubscribe", "publisher_upstream", "presence"
+    "authorize", "subscribe", "unsubscribe", "publisher_upstream", "presence",
+    "pusher_webhook"
 };
 
 
@@ -527,6 +528,13 @@ typedef struct {
     uint64_t  hook_refused;
     uint64_t  token_refused;
     uint64_t  hook_in_flight;
+    ngx_pubsub_hook_queue_stats_t  hook_queue;
+    /* the same, flat for the Prometheus table */
+    uint64_t  hookq_pending;
+    uint64_t  hookq_delivered;
+    uint64_t  hookq_retried;
+    uint64_t  hookq_given_up;
+    uint64_t  hookq_dropped;
 } ngx_pubsub_snapshot_t;
 
 
@@ -640,6 +648,12 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
     s->hook_refused = st->hooks.refused;
     s->token_refused = st->hooks.token_refused;
     s->hook_in_flight = st->hooks.in_flight;
+    ngx_pubsub_hook_queue_stats(&s->hook_queue);
+    s->hookq_pending = s->hook_queue.pending;
+    s->hookq_delivered = s->hook_queue.delivered;
+    s->hookq_retried = s->hook_queue.retried;
+    s->hookq_given_up = s->hook_queue.given_up;
+    s->hookq_dropped = s->hook_queue.dropped;
 
     return NGX_OK;
 }
@@ -715,9 +729,15 @@ ngx_pubsub_status_json(std::string &o, const ngx_pubsub_snapshot_t *s)
                           U(s->hook_failures[i]));
     }
     ngx_pubsub_append(o, "\"authorize_refused\":%llu,\"token_refused\":%llu,"
-                      "\"in_flight\":%llu},\n",
+                      "\"in_flight\":%llu,",
                       U(s->hook_refused), U(s->token_refused),
                       U(s->hook_in_flight));
+    ngx_pubsub_append(o, "\"queue\":{\"pending\":%llu,\"queued\":%llu,"
+                      "\"delivered\":%llu,\"retried\":%llu,"
+                      "\"given_up\":%llu,\"dropped\":%llu}},\n",
+                      U(s->hook_queue.pending), U(s->hook_queue.queued),
+                      U(s->hook_queue.delivered), U(s->hook_queue.retried),
+                      U(s->hook_queue.given_up), U(s->hook_queue.dropped));
 
     /* Redis: upstream links of all workers, how many are connected */
     char  latency[32] = "null";
@@ -827,6 +847,16 @@ static const ngx_pubsub_metric_t  ngx_pubsub_metrics_hooks[] = {
       "Requests refused for their token (401)."),
     M("hooks_in_flight", "gauge", hook_in_flight,
       "Hook subrequests waiting for an answer."),
+    M("hook_queue_pending", "gauge", hookq_pending,
+      "Hooks queued for at-least-once delivery."),
+    M("hook_queue_delivered_total", "counter", hookq_delivered,
+      "Queued hooks the backend took."),
+    M("hook_queue_retried_total", "counter", hookq_retried,
+      "Failed attempts of queued hooks, retried."),
+    M("hook_queue_given_up_total", "counter", hookq_given_up,
+      "Queued hooks given up after 5 minutes of failures."),
+    M("hook_queue_dropped_total", "counter", hookq_dropped,
+      "Hooks not queued (the queue was full): sent once."),
     M("redis_links", "gauge", redis_links,
       "Redis upstream links of all workers."),
     M("redis_connected_links", "gauge", redis_ready,

@@ -24,6 +24,7 @@
 
 #include "ngx_pubsub.h"
 #include "ngx_pubsub_presence.h"
+#include "ngx_pubsub_pusher_webhook.h"
 #include "ngx_pubsub_worker.h"
 
 #include <memory>
@@ -379,6 +380,11 @@ ngx_pubsub_shm_init_process(ngx_cycle_t *cycle)
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "pubsub: cannot allocate the worker's engine");
         return NGX_ERROR;
+    }
+
+    /* channel_occupied/vacated, subscription_count of Pusher channels */
+    if (ngx_pubsub_pusher_webhook_configured()) {
+        mw->store->setCountHook(ngx_pubsub_pusher_webhook_count);
     }
 
     ngx_pubsub_shm_wakeups(cycle, mw, slot);
