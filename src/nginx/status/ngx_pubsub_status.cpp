@@ -549,25 +549,14 @@ ngx_pubsub_pid_alive(ngx_pid_t pid)
 }
 
 
-static ngx_int_t
-ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
+/* the engine's zone: its counts and how full it is */
+static void
+ngx_pubsub_snapshot_zone(ngx_pubsub_snapshot_t *s, ngx_shm_zone_t *zone)
 {
-    ngx_pubsub_main_conf_t   *pmcf;
-    ngx_slab_pool_t          *shpool;
-    pubsub::StoreRoot        *root;
-    ngx_pubsub_stats_t       *st = ngx_pubsub_stats_zone();
-    ngx_pubsub_stats_slot_t  *slot;
+    ngx_slab_pool_t    *shpool;
+    pubsub::StoreRoot  *root;
 
-    ngx_memzero(s, sizeof(ngx_pubsub_snapshot_t));
-
-    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
-               ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                   ngx_pubsub_module));
-    if (pmcf == NULL || pmcf->shm_zone == NULL || st == NULL) {
-        return NGX_ERROR;
-    }
-
-    shpool = reinterpret_cast<ngx_slab_pool_t *>(pmcf->shm_zone->shm.addr);
+    shpool = reinterpret_cast<ngx_slab_pool_t *>(zone->shm.addr);
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -594,7 +583,7 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
         }
     }
 
-    s->shm_size = pmcf->shm_zone->shm.size;
+    s->shm_size = zone->shm.size;
     s->pages_free = shpool->pfree;
     s->pages_total = (shpool->end - shpool->start) / ngx_pagesize;
 
@@ -602,6 +591,14 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
 
     s->shm_free = s->pages_free * ngx_pagesize;
     s->shm_used = s->shm_size - s->shm_free;
+}
+
+
+/* the slots of the workers alive: subscribers and Redis links */
+static void
+ngx_pubsub_snapshot_workers(ngx_pubsub_snapshot_t *s, ngx_pubsub_stats_t *st)
+{
+    ngx_pubsub_stats_slot_t  *slot;
 
     for (ngx_uint_t i = 0; i < NGX_MAX_PROCESSES; i++) {
         slot = &st->slots[i];
@@ -631,7 +628,13 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
             }
         }
     }
+}
 
+
+/* the instance-wide counters */
+static void
+ngx_pubsub_snapshot_counters(ngx_pubsub_snapshot_t *s, ngx_pubsub_stats_t *st)
+{
     s->delivered = st->delivered;
     s->chev_published = st->chev_published;
     for (ngx_uint_t i = 0; i < NGX_PUBSUB_REDIS_COUNTERS; i++) {
@@ -654,6 +657,27 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
     s->hookq_retried = s->hook_queue.retried;
     s->hookq_given_up = s->hook_queue.given_up;
     s->hookq_dropped = s->hook_queue.dropped;
+}
+
+
+static ngx_int_t
+ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
+{
+    ngx_pubsub_main_conf_t  *pmcf;
+    ngx_pubsub_stats_t      *st = ngx_pubsub_stats_zone();
+
+    ngx_memzero(s, sizeof(ngx_pubsub_snapshot_t));
+
+    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
+               ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                   ngx_pubsub_module));
+    if (pmcf == NULL || pmcf->shm_zone == NULL || st == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_pubsub_snapshot_zone(s, pmcf->shm_zone);
+    ngx_pubsub_snapshot_workers(s, st);
+    ngx_pubsub_snapshot_counters(s, st);
 
     return NGX_OK;
 }
@@ -677,6 +701,58 @@ ngx_pubsub_append(std::string &out, const char *fmt, ...)
 
 
 #define U(v)  static_cast<unsigned long long>(v)
+
+/* the JSON's "hooks" object */
+static void
+ngx_pubsub_status_json_hooks(std::string &o, const ngx_pubsub_snapshot_t *s)
+{
+    o.append("\"hooks\":{");
+    for (ngx_uint_t i = 0; i < NGX_PUBSUB_HOOKS; i++) {
+        ngx_pubsub_append(o, "\"%s\":{\"calls\":%llu,\"failures\":%llu},",
+                          ngx_pubsub_hook_labels[i], U(s->hook_calls[i]),
+                          U(s->hook_failures[i]));
+    }
+    ngx_pubsub_append(o, "\"authorize_refused\":%llu,\"token_refused\":%llu,"
+                      "\"in_flight\":%llu,",
+                      U(s->hook_refused), U(s->token_refused),
+                      U(s->hook_in_flight));
+    ngx_pubsub_append(o, "\"queue\":{\"pending\":%llu,\"queued\":%llu,"
+                      "\"delivered\":%llu,\"retried\":%llu,"
+                      "\"given_up\":%llu,\"dropped\":%llu}},\n",
+                      U(s->hook_queue.pending), U(s->hook_queue.queued),
+                      U(s->hook_queue.delivered), U(s->hook_queue.retried),
+                      U(s->hook_queue.given_up), U(s->hook_queue.dropped));
+}
+
+
+/* the JSON's "redis" object, the last one */
+static void
+ngx_pubsub_status_json_redis(std::string &o, const ngx_pubsub_snapshot_t *s)
+{
+    char  latency[32] = "null";
+
+    /* upstream links of all workers, how many are connected */
+
+    if (s->redis_measured) {
+        snprintf(latency, sizeof(latency), "%.1f",
+                 (double) s->redis_rtt_x8 / 8 / s->redis_measured);
+    }
+
+    ngx_pubsub_append(o, "\"redis\":{\"enabled\":%s,\"links\":%llu,"
+                      "\"connected_links\":%llu,\"connected\":%s,"
+                      "\"latency_ms\":%s",
+                      s->redis_links ? "true" : "false",
+                      U(s->redis_links), U(s->redis_ready),
+                      (s->redis_links && s->redis_ready == s->redis_links)
+                      ? "true" : "false", latency);
+
+    for (ngx_uint_t i = 0; i < NGX_PUBSUB_REDIS_COUNTERS; i++) {
+        ngx_pubsub_append(o, ",\"%s\":%llu", ngx_pubsub_redis_counter_names[i],
+                          U(s->redis_engine[i]));
+    }
+    o.append("}}\n");
+}
+
 
 static void
 ngx_pubsub_status_json(std::string &o, const ngx_pubsub_snapshot_t *s)
@@ -722,44 +798,8 @@ ngx_pubsub_status_json(std::string &o, const ngx_pubsub_snapshot_t *s)
                       "\"connections\":%llu},\n",
                       U(s->presence_members), U(s->presence_connections));
 
-    o.append("\"hooks\":{");
-    for (ngx_uint_t i = 0; i < NGX_PUBSUB_HOOKS; i++) {
-        ngx_pubsub_append(o, "\"%s\":{\"calls\":%llu,\"failures\":%llu},",
-                          ngx_pubsub_hook_labels[i], U(s->hook_calls[i]),
-                          U(s->hook_failures[i]));
-    }
-    ngx_pubsub_append(o, "\"authorize_refused\":%llu,\"token_refused\":%llu,"
-                      "\"in_flight\":%llu,",
-                      U(s->hook_refused), U(s->token_refused),
-                      U(s->hook_in_flight));
-    ngx_pubsub_append(o, "\"queue\":{\"pending\":%llu,\"queued\":%llu,"
-                      "\"delivered\":%llu,\"retried\":%llu,"
-                      "\"given_up\":%llu,\"dropped\":%llu}},\n",
-                      U(s->hook_queue.pending), U(s->hook_queue.queued),
-                      U(s->hook_queue.delivered), U(s->hook_queue.retried),
-                      U(s->hook_queue.given_up), U(s->hook_queue.dropped));
-
-    /* Redis: upstream links of all workers, how many are connected */
-    char  latency[32] = "null";
-
-    if (s->redis_measured) {
-        snprintf(latency, sizeof(latency), "%.1f",
-                 (double) s->redis_rtt_x8 / 8 / s->redis_measured);
-    }
-
-    ngx_pubsub_append(o, "\"redis\":{\"enabled\":%s,\"links\":%llu,"
-                      "\"connected_links\":%llu,\"connected\":%s,"
-                      "\"latency_ms\":%s",
-                      s->redis_links ? "true" : "false",
-                      U(s->redis_links), U(s->redis_ready),
-                      (s->redis_links && s->redis_ready == s->redis_links)
-                      ? "true" : "false", latency);
-
-    for (ngx_uint_t i = 0; i < NGX_PUBSUB_REDIS_COUNTERS; i++) {
-        ngx_pubsub_append(o, ",\"%s\":%llu", ngx_pubsub_redis_counter_names[i],
-                          U(s->redis_engine[i]));
-    }
-    o.append("}}\n");
+    ngx_pubsub_status_json_hooks(o, s);
+    ngx_pubsub_status_json_redis(o, s);
 }
 
 
