@@ -264,7 +264,7 @@ void ngx_pubsub_stats_redis_engine(const pubsub::RedisStoreStats &now,
 
 /* one subscriber of a transport (NGX_PUBSUB_SUB_*), from start() to end() */
 struct ngx_pubsub_sub_count_t {
-    ngx_uint_t  transport = 0;
+    uint32_t    transport = 0;
 
     void start(ngx_uint_t t);
     void end();     /* idempotent; also run by the destructor */

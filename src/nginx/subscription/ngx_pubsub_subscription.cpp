@@ -14,7 +14,8 @@
 
 ngx_pubsub_subscription_t::ngx_pubsub_subscription_t(ngx_http_request_t *req,
     ngx_pubsub_loc_conf_t *conf, ngx_uint_t t, pubsub::SubscriptionSink *sink)
-    : core(this, sink), r(req), plcf(conf), transport(t)
+    : core(this, sink), r(req), plcf(conf),
+      transport(static_cast<uint32_t>(t))
 {
 }
 
