@@ -680,19 +680,18 @@ void
 ngx_pubsub_pusher_conn_t::deliver(size_t channel,
     const pubsub::MessagePtr &msg)
 {
-    const pubsub::SubChannel  *sc;
     pp::Origin                 origin;
-    std::string_view           ev, user;
+    std::string_view           ev, user, name;
 
-    sc = w_->subscription.core.channel(channel);
-    if (sc == nullptr) {
+    name = w_->subscription.core.id(channel);
+    if (name.empty()) {
         return;
     }
 
     ev = msg->eventName();
 
-    if (sc->id.compare(0, sizeof(NGX_PUBSUB_PUSHER_S2U_PREFIX) - 1,
-                       NGX_PUBSUB_PUSHER_S2U_PREFIX) == 0
+    if (name.compare(0, sizeof(NGX_PUBSUB_PUSHER_S2U_PREFIX) - 1,
+                     NGX_PUBSUB_PUSHER_S2U_PREFIX) == 0
         && ev == "pusher_internal:terminate")
     {
         /* contract 4: the API terminates this user's connections */
@@ -713,7 +712,7 @@ ngx_pubsub_pusher_conn_t::deliver(size_t channel,
                          socket_id */
         }
 
-        if (pp::channelKind(sc->id) == pp::ChannelKind::Presence
+        if (pp::channelKind(name) == pp::ChannelKind::Presence
             && ev.compare(0, 7, "client-") == 0)
         {
             user = origin.userId;
@@ -722,7 +721,7 @@ ngx_pubsub_pusher_conn_t::deliver(size_t channel,
 
     try {
         send(pp::serverFrame(ev.empty() ? std::string_view("message") : ev,
-                             sc->id, msg->data(), user),
+                             name, msg->data(), user),
              false);
 
     } catch (...) {
@@ -777,11 +776,11 @@ ngx_pubsub_pusher_conn_t::presence(size_t channel,
 void
 ngx_pubsub_pusher_conn_t::deleted(size_t channel)
 {
-    const pubsub::SubChannel  *sc = w_->subscription.core.channel(channel);
+    std::string_view  name = w_->subscription.core.id(channel);
 
     /* the channel was deleted (publisher's DELETE): no more events */
-    if (sc) {
-        chans_.erase(sc->id);
+    if (!name.empty()) {
+        chans_.erase(std::string(name));
     }
 }
 
