@@ -149,6 +149,11 @@ ngx_pubsub_pusher_ws(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     plcf->ws = 1;
 
+    /* presence- channels always have presence (Redis: refreshes) */
+    static_cast<ngx_pubsub_loc_conf_t *>(
+        ngx_http_conf_get_module_loc_conf(cf, ngx_pubsub_module))
+        ->presence_channels = 1;
+
     return ngx_pubsub_conf_content_handler(cf, ngx_pubsub_pusher_ws_handler);
 }
 
