@@ -422,6 +422,16 @@ ngx_pubsub_pusher_conn_t::subscribe(pp::ClientMessage &m)
         return;
     }
 
+    if (chans_.size() >= NGX_PUBSUB_PUSHER_MAX_CHANNELS
+        && chans_.find(channel) == chans_.end())
+    {
+        subscription_error(channel, "LimitReached",
+                           "Too many channels on one connection (at most "
+                           + std::to_string(NGX_PUBSUB_PUSHER_MAX_CHANNELS)
+                           + ")", 403);
+        return;
+    }
+
     ngx_pubsub_pusher_chan_t &st = chans_[channel];
 
     st.kind = kind;

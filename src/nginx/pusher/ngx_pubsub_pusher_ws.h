@@ -27,6 +27,8 @@ namespace pp = pubsub::pusher;
 
 #define NGX_PUBSUB_PUSHER_PONG_TIMEOUT  30000   /* ms */
 #define NGX_PUBSUB_PUSHER_S2U_PREFIX    "#server-to-user-"
+/* channels one connection may be subscribed to */
+#define NGX_PUBSUB_PUSHER_MAX_CHANNELS  1000
 
 
 /* what the connection knows of one channel it subscribed to */
