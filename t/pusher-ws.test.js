@@ -395,6 +395,41 @@ describe('pusher: protocol 7 over WebSocket', () => {
             await P.withTimeout(closed, 5000, 'terminated');
         });
 
+    it('watchlist: online now, then online/offline of watched users (4302 over 100)',
+        async () => {
+            const [ua, ub, uc] = [uniq('wa'), uniq('wb'), uniq('wc')];
+            const signIn = async (p) => {
+                await P.connected(p);
+                p.signin();
+                await p.user.signinDone;
+            };
+            const b = client({ user: ub });
+            await signIn(b);
+            const a = client({ user: ua, signin: { id: ua, watchlist: [ub, uc] } });
+            const events = new (require('./lib/clients').MessageQueue)('watchlist');
+            a.user.watchlist.bind('online', (e) => events.push(['online', e.user_ids]));
+            a.user.watchlist.bind('offline', (e) => events.push(['offline', e.user_ids]));
+            await signIn(a);
+            assert.deepEqual(await events.next(), ['online', [ub]]);
+            const c = client({ user: uc });
+            await signIn(c);
+            assert.deepEqual(await events.next(), ['online', [uc]]);
+            c.disconnect();
+            assert.deepEqual(await events.next(), ['offline', [uc]]);   // after the leave delay
+
+            const r = await P.raw(ngx.port);
+            const est = await r.frame();
+            const userData = JSON.stringify({ id: 'x',
+                watchlist: Array.from({ length: 101 }, (_, i) => `u${i}`) });
+            const auth = P.sdk(ngx.port).authenticateUser(est.json.socket_id,
+                JSON.parse(userData)).auth;
+            await r.sendJson({ event: 'pusher:signin', data: { auth, user_data: userData } });
+            const f = await r.frame();
+            assert.equal(f.event, 'pusher:error');
+            assert.equal(f.json.code, 4302);
+            await r.close();
+        });
+
     it('sign-in with a bad signature is an error 4009; server-to-user needs the sign-in',
         async () => {
             const r = await P.raw(ngx.port);

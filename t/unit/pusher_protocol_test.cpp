@@ -95,3 +95,19 @@ TEST(PusherProtocol, PresenceData) {
     EXPECT_EQ(memberAddedData("a", ""), R"({"user_id":"a","user_info":null})");
     EXPECT_EQ(memberRemovedData("a"), R"({"user_id":"a"})");
 }
+
+TEST(PusherProtocol, Watchlist) {
+    std::string id, err;
+    std::vector<std::string> wl;
+    ASSERT_TRUE(parseUserData(R"({"id":"1","watchlist":["2",3]})", &id, &err, &wl));
+    EXPECT_EQ(wl, (std::vector<std::string>{"2", "3"}));
+    std::string many = R"({"id":"1","watchlist":[)";
+    for (int i = 0; i < 101; i++) {
+        many += (i ? ",\"" : "\"") + std::to_string(i) + "\"";
+    }
+    many += "]}";
+    EXPECT_FALSE(parseUserData(many, &id, &err, &wl));
+    EXPECT_EQ(err, "watchlist has more than 100 user ids");
+    EXPECT_EQ(watchlistEventsData("online", {"a", "b"}),
+              R"({"events":[{"name":"online","user_ids":["a","b"]}]})");
+}

@@ -60,8 +60,14 @@ struct ChannelData {
 bool parseChannelData(std::string_view channelData, ChannelData* out, std::string* error);
 
 // A sign-in's user_data: a JSON object with a non-empty "id" (string or
-// number).
-bool parseUserData(std::string_view userData, std::string* id, std::string* error);
+// number) and optionally a "watchlist" of at most 100 user ids (the reason
+// then starts with "watchlist").
+constexpr size_t kMaxWatchlist = 100;
+bool parseUserData(std::string_view userData, std::string* id, std::string* error,
+                   std::vector<std::string>* watchlist = nullptr);
+
+// pusher_internal:watchlist_events' data: {"events":[{"name":N,"user_ids":[…]}]}
+std::string watchlistEventsData(std::string_view name, const std::vector<std::string>& ids);
 
 // pusher_internal:subscription_succeeded's data for a presence channel:
 // {"presence":{"ids":[…],"hash":{id:info|null},"count":n}}, members as

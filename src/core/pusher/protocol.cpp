@@ -184,7 +184,8 @@ bool parseChannelData(std::string_view channelData, ChannelData* out, std::strin
     return true;
 }
 
-bool parseUserData(std::string_view userData, std::string* id, std::string* error) {
+bool parseUserData(std::string_view userData, std::string* id, std::string* error,
+                   std::vector<std::string>* watchlist) {
     json::ParseOptions po;
     po.maxSize = kMaxMessageSize;
     json::ParseResult doc = json::parse(userData, po);
@@ -201,7 +202,41 @@ bool parseUserData(std::string_view userData, std::string* id, std::string* erro
         *error = "user id is longer than 128 characters";
         return false;
     }
+    const json::Value* wl = doc.document->root().find("watchlist");
+    if (watchlist != nullptr && wl != nullptr && !wl->isNull()) {
+        if (!wl->isArray()) {
+            *error = "watchlist is not an array";
+            return false;
+        }
+        if (wl->items().size() > kMaxWatchlist) {
+            *error = "watchlist has more than 100 user ids";
+            return false;
+        }
+        watchlist->clear();
+        for (const json::Value& item : wl->items()) {
+            std::string w;
+            if (!idOf(item, &w) || w.empty() || w.size() > kMaxUserIdLength) {
+                *error = "watchlist holds an invalid user id";
+                return false;
+            }
+            watchlist->push_back(std::move(w));
+        }
+    }
     return true;
+}
+
+std::string watchlistEventsData(std::string_view name, const std::vector<std::string>& ids) {
+    std::string out = "{\"events\":[{\"name\":";
+    appendString(out, name);
+    out += ",\"user_ids\":[";
+    for (size_t i = 0; i < ids.size(); i++) {
+        if (i) {
+            out += ',';
+        }
+        appendString(out, ids[i]);
+    }
+    out += "]}]}";
+    return out;
 }
 
 std::string presenceData(const std::vector<std::pair<std::string, std::string>>& members) {

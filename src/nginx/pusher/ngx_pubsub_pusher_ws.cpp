@@ -687,6 +687,18 @@ ngx_pubsub_pusher_conn_t::presence_event(const pubsub::PresenceEvent &ev)
 {
     std::string name(ngx_pubsub_presence_channel_id(ev.channel));
 
+    if (name == NGX_PUBSUB_PUSHER_ONLINE) {
+        for (const auto &wid : watchlist_) {
+            if (wid == ev.id && ev.id != user_id_) {
+                watchlist_event(ev.type == pubsub::PresenceEventType::kJoin
+                                ? "online" : "offline", { ev.id });
+                break;
+            }
+        }
+
+        return;
+    }
+
     auto it = chans_.find(name);
 
     if (it == chans_.end() || it->second.kind != pp::ChannelKind::Presence

@@ -27,6 +27,8 @@ namespace pp = pubsub::pusher;
 
 #define NGX_PUBSUB_PUSHER_PONG_TIMEOUT  30000   /* ms */
 #define NGX_PUBSUB_PUSHER_S2U_PREFIX    "#server-to-user-"
+/* the app's signed-in users: a presence channel clients cannot name */
+#define NGX_PUBSUB_PUSHER_ONLINE        "#online"
 /* channels one connection may be subscribed to */
 #define NGX_PUBSUB_PUSHER_MAX_CHANNELS  1000
 
@@ -79,6 +81,8 @@ private:
     static void upstream_done(ngx_http_request_t *r, void *data,
         ngx_pubsub_hook_result_t *res);
     void unlink(ngx_pubsub_pusher_in_t *in);
+    void online();
+    void watchlist_event(std::string_view name, std::vector<std::string> ids);
     static void activity_handler(ngx_event_t *ev);
     static void pong_handler(ngx_event_t *ev);
 
@@ -112,6 +116,7 @@ private:
 
     std::string                     socket_id_;
     std::string                     user_id_;      /* signed in as */
+    std::vector<std::string>        watchlist_;
     pubsub::PublishInput            pub_in_;       /* buffer length, ttl */
 
     std::unordered_map<std::string, ngx_pubsub_pusher_chan_t>  chans_;

@@ -6,6 +6,7 @@
  */
 
 #include "ngx_pubsub_pusher_ws.h"
+#include "ngx_pubsub_engine.h"
 
 #include "pubsub/codec/json.h"
 #include "pubsub/pusher/origin.h"
@@ -226,16 +227,21 @@ ngx_pubsub_pusher_conn_t::signin(pp::ClientMessage &m)
         return;
     }
 
-    if (!pp::parseUserData(m.userData, &id, &err)) {
-        error(4009, err);
+    std::vector<std::string>  wl;
+
+    if (!pp::parseUserData(m.userData, &id, &err, &wl)) {
+        error(err.compare(0, 9, "watchlist") == 0 ? 4302 : 4009, err);
         return;
     }
 
     if (!user_id_.empty() && user_id_ != id) {
         unsubscribe(NGX_PUBSUB_PUSHER_S2U_PREFIX + user_id_);
+        (void) w_->subscription.core.remove(
+                   key_of(NGX_PUBSUB_PUSHER_ONLINE));
     }
 
     user_id_ = id;
+    watchlist_ = std::move(wl);
 
     data = "{\"user_data\":";
     if (!pubsub::appendJsonString(data, m.userData)) {
@@ -250,11 +256,90 @@ ngx_pubsub_pusher_conn_t::signin(pp::ClientMessage &m)
 
     ngx_pubsub_pusher_chan_t &st = chans_[channel];
 
-    if (st.ready) {
-        return;
+    if (!st.ready) {
+        st.kind = pp::ChannelKind::ServerToUser;
+        st.gen = 0;
+        add(channel, 0, nullptr, nullptr);
     }
 
-    st.kind = pp::ChannelKind::ServerToUser;
-    st.gen = 0;
-    add(channel, 0, nullptr, nullptr);
+    online();
+}
+
+
+/*
+ * Watchlists: every signed-in connection is a member of the app's
+ * "#online" presence channel (a name clients cannot subscribe to), whose
+ * join/leave of a watched user are its online/offline events; who is
+ * online when the connection signs in comes from the channel's members.
+ */
+void
+ngx_pubsub_pusher_conn_t::online()
+{
+    pubsub::SubChannel  sc;
+    pubsub::StartSpec   spec;
+
+    std::string key = key_of(NGX_PUBSUB_PUSHER_ONLINE);
+    auto alive = alive_;
+    std::string me = user_id_;
+
+    if (!watchlist_.empty()) {
+        plcf_->engine->presence_page(plcf_, key,
+            pubsub::PresenceRegistry::kMaxPage, std::string(),
+            [this, alive, me](pubsub::StoreResult rc,
+                              pubsub::PresencePage &&page)
+            {
+                if (!*alive || rc != pubsub::StoreResult::kOk
+                    || me != user_id_ || w_->closing())
+                {
+                    return;
+                }
+
+                try {
+                    std::vector<std::string> on;
+
+                    for (const auto &mv : page.members) {
+                        for (const auto &wid : watchlist_) {
+                            if (mv.id == wid && mv.id != user_id_) {
+                                on.push_back(mv.id);
+                                break;
+                            }
+                        }
+                    }
+
+                    if (!on.empty()) {
+                        watchlist_event("online", std::move(on));
+                    }
+
+                } catch (...) {
+                    w_->finish();
+                }
+            });
+    }
+
+    auto ident = std::make_shared<pubsub::PresenceIdentity>();
+    ident->id = user_id_;
+
+    sc.id = NGX_PUBSUB_PUSHER_ONLINE;
+    sc.key = std::move(key);
+    sc.presence = std::move(ident);
+    spec.kind = pubsub::StartSpec::kNewest;
+
+    w_->subscription.core.add(std::move(sc), spec,
+        [this, alive](size_t, pubsub::SubscribeReply &&reply) {
+            if (*alive && reply.status != pubsub::StoreResult::kOk) {
+                ngx_log_error(NGX_LOG_WARN, w_->connection()->log, 0,
+                              "pubsub: pusher: the user is not counted "
+                              "online: %s", reply.reason.c_str());
+            }
+        });
+}
+
+
+void
+ngx_pubsub_pusher_conn_t::watchlist_event(std::string_view name,
+    std::vector<std::string> ids)
+{
+    send(pp::serverFrame("pusher_internal:watchlist_events", {},
+                         pp::watchlistEventsData(name, ids)),
+         false);
 }
