@@ -162,11 +162,11 @@ pubsub::Store *ngx_pubsub_store_for(ngx_pubsub_loc_conf_t *plcf);
 
 /*
  * module/ngx_pubsub_http.cpp: helpers used by every transport.
- * ngx_pubsub_channels() returns NGX_OK, or NGX_DECLINED after answering
- * the request (or failing): the handler then returns ch->rc.
+ * ngx_pubsub_channels() returns the request's channels (r->pool), or NULL
+ * after answering the request (or failing): the handler then returns *rc.
  */
-ngx_int_t ngx_pubsub_channels(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_uint_t publisher, ngx_pubsub_channels_t *ch);
+ngx_pubsub_channels_t *ngx_pubsub_channels(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_uint_t publisher, ngx_int_t *rc);
 /* the same without answering: NGX_OK, NGX_DECLINED (*err: why), NGX_ERROR */
 ngx_int_t ngx_pubsub_channels_eval(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_uint_t publisher,

@@ -288,27 +288,7 @@ ngx_pubsub_redis_link_s::discovered(const redisReply *r)
         n->in_map = false;
     }
 
-    for (const auto &range : ranges) {
-        ngx_pubsub_redis_node_t  *n = node_at(range.host, range.port);
-
-        if (n == NULL) {
-            n = new_node(range.host, range.port);
-        }
-
-        for (int s = range.first; s <= range.last; s++) {
-            slots[s] = n;
-        }
-    }
-
-    /* the masters of the map first: connect() takes them as seeds */
-    std::stable_partition(nodes.begin(), nodes.end(),
-        [](const std::unique_ptr<ngx_pubsub_redis_node_t> &n) {
-            return n->in_map;
-        });
-    nnodes = 0;
-    while (nnodes < nodes.size() && nodes[nnodes]->in_map) {
-        nnodes++;
-    }
+    adopt_map(ranges, false);
 
     set_state(kConnecting);
 
@@ -559,7 +539,7 @@ ngx_pubsub_redis_link_s::apply_map(
         return;
     }
 
-    adopt_map(ranges);
+    adopt_map(ranges, true);
 
     if (repair_at == 0 && nodes_up() < nnodes) {
         repair_attempts = 0;
@@ -617,19 +597,26 @@ ngx_pubsub_redis_link_s::drop_unlisted()
 }
 
 
-/* apply_map(): the slots go to their masters, new ones join the map */
+/*
+ * The slots go to their masters, new ones join the map (logged when the
+ * map changed, not for the first one), and the masters of the map come
+ * first: connect() takes them as seeds.
+ */
 void
 ngx_pubsub_redis_link_s::adopt_map(
-    const std::vector<pubsub::redis::SlotRange> &ranges)
+    const std::vector<pubsub::redis::SlotRange> &ranges, bool changed)
 {
     for (const auto &range : ranges) {
         ngx_pubsub_redis_node_t  *n = node_at(range.host, range.port);
 
         if (n == NULL) {
             n = new_node(range.host, range.port);
-            ngx_log_error(NGX_LOG_WARN, log, 0,
-                          "pubsub: redis upstream \"%V\": slot map changed: "
-                          "master %s joins", &up->name, n->addr.c_str());
+            if (changed) {
+                ngx_log_error(NGX_LOG_WARN, log, 0,
+                              "pubsub: redis upstream \"%V\": slot map "
+                              "changed: master %s joins", &up->name,
+                              n->addr.c_str());
+            }
         }
 
         for (int s = range.first; s <= range.last; s++) {

@@ -145,7 +145,8 @@ struct ngx_pubsub_redis_link_s final : public pubsub::RedisLink {
     void close_node(ngx_pubsub_redis_node_t *n);
     void apply_map(const std::vector<pubsub::redis::SlotRange> &ranges);
     bool drop_unlisted();
-    void adopt_map(const std::vector<pubsub::redis::SlotRange> &ranges);
+    void adopt_map(const std::vector<pubsub::redis::SlotRange> &ranges,
+                   bool changed);
     void reopen_down();
     void nodes_changed();
     ngx_pubsub_redis_node_t *new_node(const std::string &host, int port);

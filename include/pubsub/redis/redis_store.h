@@ -210,8 +210,13 @@ private:
     // successful reply before `cb`.
     void publishNow(std::string_view key, const PublishInput& in, PublishCallback cb,
                     const char* flags, std::function<void(const redisReply*)> after);
-    // Group limits (redis_store_groups.cpp).
+    // Group limits (redis_store_groups.cpp).  A limited publish: the
+    // group's check, then (allowed) the publish and the group's record.
+    struct LimitedPublish;
+    using LimitedPtr = std::shared_ptr<LimitedPublish>;
     void publishLimited(std::string_view key, const PublishInput& in, PublishCallback cb);
+    void limitedVerdict(const LimitedPtr& op, const redisReply* r);
+    void limitedPublish(const LimitedPtr& op);
     Group* trackGroup(std::string_view name);
     void groupLocal(const std::string& key, int64_t delta);
     // Writes local + pending when it changed (or always with `force`), and

@@ -188,22 +188,22 @@ end
 return out
 )LUA";
 
-const char* const kLuaInfo = R"LUA(
+// The start of a script about one existing channel: {0} when there is
+// none, else its chaninfo() in `out`.
+const char* const kLuaChannelHead = R"LUA(
 local tag = KEYS[1]
 local out = chaninfo(tag)
 if not out then
   return {0}
 end
+)LUA";
+
+const char* const kLuaInfo = R"LUA(
 out[#out + 1] = redis.call('ZCARD', tag .. ':pz')
 return out
 )LUA";
 
 const char* const kLuaDelete = R"LUA(
-local tag = KEYS[1]
-local out = chaninfo(tag)
-if not out then
-  return {0}
-end
 local ids = tag .. ':ids'
 out[#out + 1] = 0
 out[#out + 1] = redis.call('HEXISTS', tag, 'g')
@@ -227,8 +227,8 @@ end
 return 1
 )LUA";
 
-Script makeScript(const char* name, const char* body) {
-    return scriptFrom(name, std::string(kLuaInstanceCounts) + kLuaCommon + body);
+Script makeScript(const char* name, const char* body, const char* head = "") {
+    return scriptFrom(name, std::string(kLuaInstanceCounts) + kLuaCommon + head + body);
 }
 
 bool idAt(const redisReply* r, MsgId* id) {
@@ -381,12 +381,12 @@ const Script& fetchScript() {
 }
 
 const Script& infoScript() {
-    static const Script s = makeScript("info", kLuaInfo);
+    static const Script s = makeScript("info", kLuaInfo, kLuaChannelHead);
     return s;
 }
 
 const Script& deleteScript() {
-    static const Script s = makeScript("delete", kLuaDelete);
+    static const Script s = makeScript("delete", kLuaDelete, kLuaChannelHead);
     return s;
 }
 

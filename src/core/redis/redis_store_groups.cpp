@@ -290,6 +290,23 @@ void RedisStore::prepare(const std::vector<std::string>& keys,
     finish();
 }
 
+// A publish to a channel of a group with limits, between its steps; the
+// request's buffers are only valid during publishLimited(): it keeps
+// copies.
+struct RedisStore::LimitedPublish {
+    std::string key, group, id, data, contentType, eventName, origin;
+    PublishInput in;
+    PublishCallback cb;
+    std::shared_ptr<bool> alive;  // the store's
+
+    void answer(StoreResult status, std::string reason) {
+        PublishReply reply;
+        reply.status = status;
+        reply.reason = std::move(reason);
+        cb(std::move(reply));
+    }
+};
+
 void RedisStore::publishLimited(std::string_view key, const PublishInput& in, PublishCallback cb) {
     std::string_view group, id;
     if (!redis::splitGroupKey(key, &group, &id)) {
@@ -303,13 +320,7 @@ void RedisStore::publishLimited(std::string_view key, const PublishInput& in, Pu
         cb(std::move(fail));
         return;
     }
-    // the request's buffers are only valid during this call
-    struct Op {
-        std::string key, group, id, data, contentType, eventName, origin;
-        PublishInput in;
-        PublishCallback cb;
-    };
-    auto op = std::make_shared<Op>();
+    auto op = std::make_shared<LimitedPublish>();
     op->key = std::string(key);
     op->group = std::string(group);
     op->id = std::string(id);
@@ -323,6 +334,7 @@ void RedisStore::publishLimited(std::string_view key, const PublishInput& in, Pu
     op->in.eventName = op->eventName;
     op->in.origin = op->origin;
     op->cb = std::move(cb);
+    op->alive = alive_;
     const GroupLimits& lim = in.limits;
     if (lim.maxChannels != 0) {
         trackGroup(group)->channels = true;
@@ -330,104 +342,100 @@ void RedisStore::publishLimited(std::string_view key, const PublishInput& in, Pu
     uint64_t size =
         in.maxMessages > 0 ? in.data.size() + in.contentType.size() + in.eventName.size() : 0;
 
-    auto alive = alive_;
-    auto answer = [op](StoreResult status, std::string reason) {
-        PublishReply reply;
-        reply.status = status;
-        reply.reason = std::move(reason);
-        op->cb(std::move(reply));
-    };
-    // the publish itself, then the group's record of the channel and sizes;
-    // the answer waits for that record, so that a publish after it (on any
-    // instance) counts this one
-    auto go = [this, op, alive, answer]() {
-        if (!*alive) {
-            answer(StoreResult::kUnavailable, kUnavailable);
-            return;
-        }
-        bool memory = op->in.limits.maxBytes != 0;
-        bool channels = op->in.limits.maxChannels != 0;
-        int64_t life = op->in.ttl > 0 ? op->in.ttl + 60 : 0;
-        auto held = std::make_shared<std::unique_ptr<PublishReply>>();
-        auto waiting = std::make_shared<bool>(false);
-        auto deliver = [op, held]() {
-            if (*held) {
-                op->cb(std::move(**held));
-                held->reset();
-            }
-        };
-        publishNow(
-            op->key, op->in,
-            [op, held, waiting](PublishReply&& reply) {
-                if (!*waiting) {
-                    op->cb(std::move(reply));
-                    return;
-                }
-                *held = std::make_unique<PublishReply>(std::move(reply));
-            },
-            memory ? "GB" : "G",
-            [this, op, alive, memory, channels, life, waiting, deliver](const redisReply* r) {
-                std::string sizes = "-";
-                if (memory && !redis::publishedSizes(r, &sizes)) {
-                    sizes = "-";
-                }
-                if (*alive) {
-                    *waiting = evalKey(redis::groupUpdateScript(), redis::groupTag(op->group),
-                                       {op->id, std::to_string(life), channels ? "1" : "0", sizes},
-                                       [deliver](const redisReply*) { deliver(); });
-                }
-            });
-    };
     std::vector<std::string> args = {
         op->id,    num(lim.maxChannels), "0",           instanceId_, num(lim.maxBytes),
         num(size), num(in.maxMessages),  num(kCountTtl)};
-    bool sent = evalKey(
-        redis::groupCheckScript(), redis::groupTag(group), std::move(args),
-        [this, op, alive, answer, go](const redisReply* r) {
-            redis::GroupVerdict v;
-            std::string why;
-            if (r == nullptr || !*alive) {
-                answer(StoreResult::kUnavailable, kUnavailable);
-                return;
-            }
-            if (!redis::parseGroupVerdict(r, &v, &why)) {
-                answer(StoreResult::kError, why);
-                return;
-            }
-            if (!v.channels) {
-                if (v.memory) {
-                    answer(StoreResult::kForbidden, storeStatusReason(StoreStatus::kGroupMemory));
-                } else {
-                    go();
-                }
-                return;
-            }
-            // the group is full and does not list the channel: only a
-            // channel that exists in Redis (made before the limit, or by a
-            // location without one) may still be published to
-            bool memory = v.memory;
-            bool asked =
-                link_->command({"EXISTS", redis::channelTag(op->key)},
-                               [alive, answer, go, memory](const redisReply* e) {
-                                   if (e == nullptr || !*alive) {
-                                       answer(StoreResult::kUnavailable, kUnavailable);
-                                   } else if (e->type != REDIS_REPLY_INTEGER || e->integer == 0) {
-                                       answer(StoreResult::kForbidden,
-                                              storeStatusReason(StoreStatus::kGroupChannels));
-                                   } else if (memory) {
-                                       answer(StoreResult::kForbidden,
-                                              storeStatusReason(StoreStatus::kGroupMemory));
-                                   } else {
-                                       go();
-                                   }
-                               });
-            if (!asked) {
-                answer(StoreResult::kUnavailable, kUnavailable);
+    bool sent = evalKey(redis::groupCheckScript(), redis::groupTag(group), std::move(args),
+                        [this, op](const redisReply* r) {
+                            if (r == nullptr || !*op->alive) {
+                                op->answer(StoreResult::kUnavailable, kUnavailable);
+                                return;
+                            }
+                            limitedVerdict(op, r);
+                        });
+    if (!sent) {
+        op->answer(StoreResult::kUnavailable, kUnavailable);
+    }
+}
+
+// The group's check answered (the store is alive).
+void RedisStore::limitedVerdict(const LimitedPtr& op, const redisReply* r) {
+    redis::GroupVerdict v;
+    std::string why;
+    if (!redis::parseGroupVerdict(r, &v, &why)) {
+        op->answer(StoreResult::kError, why);
+        return;
+    }
+    if (!v.channels) {
+        if (v.memory) {
+            op->answer(StoreResult::kForbidden, storeStatusReason(StoreStatus::kGroupMemory));
+        } else {
+            limitedPublish(op);
+        }
+        return;
+    }
+    // the group is full and does not list the channel: only a channel that
+    // exists in Redis (made before the limit, or by a location without
+    // one) may still be published to
+    bool memory = v.memory;
+    bool asked = link_->command(
+        {"EXISTS", redis::channelTag(op->key)}, [this, op, memory](const redisReply* e) {
+            if (e == nullptr || !*op->alive) {
+                op->answer(StoreResult::kUnavailable, kUnavailable);
+            } else if (e->type != REDIS_REPLY_INTEGER || e->integer == 0) {
+                op->answer(StoreResult::kForbidden, storeStatusReason(StoreStatus::kGroupChannels));
+            } else if (memory) {
+                op->answer(StoreResult::kForbidden, storeStatusReason(StoreStatus::kGroupMemory));
+            } else {
+                limitedPublish(op);
             }
         });
-    if (!sent) {
-        answer(StoreResult::kUnavailable, kUnavailable);
+    if (!asked) {
+        op->answer(StoreResult::kUnavailable, kUnavailable);
     }
+}
+
+// The publish itself, then the group's record of the channel and sizes;
+// the answer waits for that record, so that a publish after it (on any
+// instance) counts this one.
+void RedisStore::limitedPublish(const LimitedPtr& op) {
+    if (!*op->alive) {
+        op->answer(StoreResult::kUnavailable, kUnavailable);
+        return;
+    }
+    bool memory = op->in.limits.maxBytes != 0;
+    bool channels = op->in.limits.maxChannels != 0;
+    int64_t life = op->in.ttl > 0 ? op->in.ttl + 60 : 0;
+    auto alive = op->alive;
+    auto held = std::make_shared<std::unique_ptr<PublishReply>>();
+    auto waiting = std::make_shared<bool>(false);
+    auto deliver = [op, held]() {
+        if (*held) {
+            op->cb(std::move(**held));
+            held->reset();
+        }
+    };
+    publishNow(
+        op->key, op->in,
+        [op, held, waiting](PublishReply&& reply) {
+            if (!*waiting) {
+                op->cb(std::move(reply));
+                return;
+            }
+            *held = std::make_unique<PublishReply>(std::move(reply));
+        },
+        memory ? "GB" : "G",
+        [this, op, alive, memory, channels, life, waiting, deliver](const redisReply* r) {
+            std::string sizes = "-";
+            if (memory && !redis::publishedSizes(r, &sizes)) {
+                sizes = "-";
+            }
+            if (*alive) {
+                *waiting = evalKey(redis::groupUpdateScript(), redis::groupTag(op->group),
+                                   {op->id, std::to_string(life), channels ? "1" : "0", sizes},
+                                   [deliver](const redisReply*) { deliver(); });
+            }
+        });
 }
 
 }  // namespace pubsub

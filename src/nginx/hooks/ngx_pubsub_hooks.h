@@ -122,6 +122,11 @@ ngx_pubsub_hook_session_t *ngx_pubsub_hook_poll_begin_at(
     std::string_view resume);
 void ngx_pubsub_hook_poll_end_at(ngx_pubsub_hook_session_t *s,
     std::string_view next, ngx_uint_t deleted);
+/*
+ * Parked sessions are forgotten at exit: by ngx_pubsub_module's
+ * exit_process, before the worker root they hang off goes.
+ */
+void ngx_pubsub_hook_poll_forget(void);
 
 /* Message id variables of r ($pubsub_message_id, $pubsub_prev_message_id) */
 void ngx_pubsub_hook_set_message_ids(ngx_http_request_t *r,

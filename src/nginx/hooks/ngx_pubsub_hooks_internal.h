@@ -226,9 +226,6 @@ ngx_int_t ngx_pubsub_hook_sr_done(ngx_http_request_t *sr, void *data,
     ngx_int_t rc);
 void ngx_pubsub_hooks_init_filters(void);
 
-/* ngx_pubsub_hooks_session.cpp */
-void ngx_pubsub_hook_poll_forget(void);
-
 /* ngx_pubsub_hooks_access.cpp */
 ngx_int_t ngx_pubsub_hooks_access(ngx_http_request_t *r);
 

@@ -31,7 +31,6 @@ static char *ngx_pubsub_hook_uri_set(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_pubsub_token_key_set(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static void ngx_pubsub_hooks_exit_process(ngx_cycle_t *cycle);
 
 
 #define NGX_PUBSUB_LOC  (NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_HTTP_LIF_CONF)
@@ -123,7 +122,9 @@ ngx_module_t  ngx_pubsub_hooks_module = {
     NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    ngx_pubsub_hooks_exit_process,         /* exit process */
+    NULL,                                  /* exit process: the parked
+                                              sessions end with
+                                              ngx_pubsub_module's */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -734,10 +735,3 @@ ngx_pubsub_hooks_postconfiguration(ngx_conf_t *cf)
 }
 
 
-static void
-ngx_pubsub_hooks_exit_process(ngx_cycle_t *cycle)
-{
-    (void) cycle;
-
-    ngx_pubsub_hook_poll_forget();
-}

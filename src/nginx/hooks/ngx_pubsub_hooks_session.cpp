@@ -10,6 +10,7 @@
  */
 
 #include "ngx_pubsub_hooks_internal.h"
+#include "ngx_pubsub_worker.h"
 
 #include <new>
 #include <string>
@@ -43,8 +44,28 @@ typedef std::unordered_multimap<std::string, ngx_pubsub_hook_session_t *,
                                 pubsub::KeyedStringHash>
     ngx_pubsub_poll_map_t;
 
-/* the parked polling sessions of this worker */
-static ngx_pubsub_poll_map_t  *ngx_pubsub_poll_sessions;
+/*
+ * The worker root's "hooks" part: the parked polling sessions, made by the
+ * first polling session and forgotten at exit (ngx_pubsub_hook_poll_forget).
+ */
+struct ngx_pubsub_hook_worker_t {
+    ngx_pubsub_poll_map_t  parked;
+};
+
+
+/* the parked sessions (make: made if there are none); NULL: none */
+static ngx_pubsub_poll_map_t *
+ngx_pubsub_poll_sessions(bool make)
+{
+    ngx_pubsub_hook_worker_t  *hw = ngx_pubsub_worker_part(hooks);
+
+    if (hw == NULL && make && ngx_pubsub_worker != NULL) {
+        hw = new ngx_pubsub_hook_worker_t();
+        ngx_pubsub_worker->hooks = hw;
+    }
+
+    return hw ? &hw->parked : NULL;
+}
 
 
 static void ngx_pubsub_session_destroy(ngx_pubsub_hook_session_t *s);
@@ -280,12 +301,14 @@ ngx_pubsub_poll_identity(ngx_http_request_t *r)
 static void
 ngx_pubsub_poll_unpark(ngx_pubsub_hook_session_t *s)
 {
-    if (s->parked_key && ngx_pubsub_poll_sessions) {
-        auto range = ngx_pubsub_poll_sessions->equal_range(*s->parked_key);
+    ngx_pubsub_poll_map_t  *parked = ngx_pubsub_poll_sessions(false);
+
+    if (s->parked_key && parked) {
+        auto range = parked->equal_range(*s->parked_key);
 
         for (auto it = range.first; it != range.second; ++it) {
             if (it->second == s) {
-                ngx_pubsub_poll_sessions->erase(it);
+                parked->erase(it);
                 break;
             }
         }
@@ -334,6 +357,7 @@ ngx_pubsub_hook_poll_begin_at(ngx_http_request_t *r, ngx_str_t id,
 {
     ngx_pubsub_hooks_loc_conf_t  *hlcf = ngx_pubsub_hooks_conf(r);
     ngx_pubsub_hook_session_t    *s;
+    ngx_pubsub_poll_map_t        *parked;
     std::string                   ident, k;
 
     if (!ngx_pubsub_hook_active(hlcf->subscribe)
@@ -342,9 +366,7 @@ ngx_pubsub_hook_poll_begin_at(ngx_http_request_t *r, ngx_str_t id,
         return NULL;
     }
 
-    if (ngx_pubsub_poll_sessions == NULL) {
-        ngx_pubsub_poll_sessions = new ngx_pubsub_poll_map_t();
-    }
+    parked = ngx_pubsub_poll_sessions(true);
 
     ident = ngx_pubsub_poll_identity(r);
 
@@ -354,9 +376,9 @@ ngx_pubsub_hook_poll_begin_at(ngx_http_request_t *r, ngx_str_t id,
     k.push_back('\n');
     k.append(ident);
 
-    auto it = ngx_pubsub_poll_sessions->find(k);
+    auto it = parked ? parked->find(k) : ngx_pubsub_poll_map_t::iterator();
 
-    if (it != ngx_pubsub_poll_sessions->end()) {
+    if (parked && it != parked->end()) {
         s = it->second;
         ngx_pubsub_poll_unpark(s);
         return s;
@@ -371,7 +393,7 @@ ngx_pubsub_hook_poll_begin_at(ngx_http_request_t *r, ngx_str_t id,
     s->grace = hlcf->poll_grace;
 
     s->identity = new (std::nothrow) std::string(std::move(ident));
-    if (s->identity == NULL
+    if (s->identity == NULL || parked == NULL
         || ngx_pubsub_hook_dup(s->pool, &s->chan_key, key) != NGX_OK)
     {
         /* cannot park it: a session of one poll */
@@ -412,13 +434,15 @@ void
 ngx_pubsub_hook_poll_end_at(ngx_pubsub_hook_session_t *s,
     std::string_view next, ngx_uint_t deleted)
 {
+    ngx_pubsub_poll_map_t  *parked = ngx_pubsub_poll_sessions(false);
+
     if (s == NULL || s->ended) {
         return;
     }
 
     /* a worker shutting down gets no more polls: end now */
-    if (deleted || s->grace == 0 || ngx_exiting || ngx_terminate
-        || ngx_quit)
+    if (deleted || s->grace == 0 || parked == NULL || ngx_exiting
+        || ngx_terminate || ngx_quit)
     {
         ngx_pubsub_hook_unsubscribed(s);
         return;
@@ -426,7 +450,7 @@ ngx_pubsub_hook_poll_end_at(ngx_pubsub_hook_session_t *s,
 
     try {
         s->parked_key = new std::string(ngx_pubsub_poll_key(s, next));
-        ngx_pubsub_poll_sessions->emplace(*s->parked_key, s);
+        parked->emplace(*s->parked_key, s);
 
     } catch (...) {
         delete s->parked_key;
@@ -439,10 +463,19 @@ ngx_pubsub_hook_poll_end_at(ngx_pubsub_hook_session_t *s,
 }
 
 
-/* at exit: parked sessions can send nothing any more; forget them */
+/*
+ * At exit (ngx_pubsub_module's, before the worker root goes): parked
+ * sessions can send nothing any more; forget them.
+ */
 void
 ngx_pubsub_hook_poll_forget(void)
 {
-    delete ngx_pubsub_poll_sessions;
-    ngx_pubsub_poll_sessions = NULL;
+    ngx_pubsub_hook_worker_t  *hw = ngx_pubsub_worker_part(hooks);
+
+    if (hw == NULL) {
+        return;
+    }
+
+    ngx_pubsub_worker->hooks = NULL;
+    delete hw;
 }

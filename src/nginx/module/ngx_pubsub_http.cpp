@@ -407,6 +407,84 @@ ngx_pubsub_cors(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 }
 
 
+/* the location's channel group ("default" when none): NGX_DECLINED, *err */
+static ngx_int_t
+ngx_pubsub_channels_group(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_str_t *group, const char **err)
+{
+    pubsub::ChannelIdError  ge;
+
+    group->len = 0;
+    group->data = NULL;
+
+    if (plcf->channel_group != NULL
+        && ngx_http_complex_value(r, plcf->channel_group, group) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (group->len == 0) {
+        ngx_str_set(group, "default");
+    }
+
+    ge = pubsub::checkChannelGroup(ngx_pubsub_sv(*group));
+    if (ge != pubsub::ChannelIdError::kNone) {
+        *err = pubsub::channelIdErrorText(ge).data();
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* appends channel `id` (pointing into r's memory) and its key "group/id" */
+static ngx_int_t
+ngx_pubsub_channels_add(ngx_http_request_t *r, ngx_pubsub_channels_t *ch,
+    ngx_str_t group, std::string_view id)
+{
+    ngx_str_t  *nid, *nkey;
+    ngx_uint_t  cap;
+    u_char     *p;
+
+    if (ch->n == ch->cap) {
+        cap = ch->cap * 4 < NGX_PUBSUB_MAX_CHANNELS
+              ? ch->cap * 4 : NGX_PUBSUB_MAX_CHANNELS;
+
+        nid = static_cast<ngx_str_t *>(
+                  ngx_palloc(r->pool, 2 * cap * sizeof(ngx_str_t)));
+        if (nid == NULL) {
+            return NGX_ERROR;
+        }
+
+        nkey = nid + cap;
+        ngx_memcpy(nid, ch->id, ch->n * sizeof(ngx_str_t));
+        ngx_memcpy(nkey, ch->key, ch->n * sizeof(ngx_str_t));
+        ch->id = nid;
+        ch->key = nkey;
+        ch->cap = cap;
+    }
+
+    /* the id points into the evaluated value (r->pool or the request's own
+       buffers: both live as long as r) */
+    ch->id[ch->n].data = reinterpret_cast<u_char *>(
+                             const_cast<char *>(id.data()));
+    ch->id[ch->n].len = id.size();
+    ch->key[ch->n].len = group.len + 1 + id.size();
+    ch->key[ch->n].data = static_cast<u_char *>(
+                              ngx_pnalloc(r->pool, ch->key[ch->n].len));
+    if (ch->key[ch->n].data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(ch->key[ch->n].data, group.data, group.len);
+    *p++ = '/';
+    ngx_memcpy(p, id.data(), id.size());
+    ch->n++;
+
+    return NGX_OK;
+}
+
+
 /*
  * Evaluates the channel ids of a request without answering it: NGX_OK,
  * NGX_DECLINED with *err set (a bad id), or NGX_ERROR.
@@ -418,16 +496,15 @@ ngx_pubsub_channels_eval(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_array_t               *ids;
     ngx_http_complex_value_t  *cv;
     ngx_str_t                  value, group;
-    ngx_uint_t                 i;
-    const char                *err;
+    ngx_int_t                  rc;
+    std::string_view           split[NGX_PUBSUB_MAX_CHANNELS];
+    size_t                     n, from;
+    pubsub::ChannelIdError     e;
 
     ids = publisher ? plcf->pub_channel_id : plcf->sub_channel_id;
     if (ids == NULL) {
         ids = plcf->channel_id;
     }
-
-    group.len = 0;
-    group.data = NULL;
 
     ch->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
     ch->n = 0;
@@ -436,40 +513,19 @@ ngx_pubsub_channels_eval(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ch->key = ch->key_inline;
     *err_out = NULL;
 
-    if (plcf->channel_group != NULL
-        && ngx_http_complex_value(r, plcf->channel_group, &group) != NGX_OK)
-    {
-        return NGX_ERROR;
+    rc = ngx_pubsub_channels_group(r, plcf, &group, err_out);
+    if (rc != NGX_OK) {
+        return rc;
     }
-
-    if (group.len == 0) {
-        ngx_str_set(&group, "default");
-    }
-
-    {
-        pubsub::ChannelIdError  ge;
-
-        ge = pubsub::checkChannelGroup(ngx_pubsub_sv(group));
-        if (ge != pubsub::ChannelIdError::kNone) {
-            err = pubsub::channelIdErrorText(ge).data();
-            goto bad;
-        }
-    }
-
-    ch->n = 0;
 
     if (ids == NULL || ids->nelts == 0) {
-        err = "No channel id provided.\n";
-        goto bad;
+        *err_out = "No channel id provided.\n";
+        return NGX_DECLINED;
     }
 
     cv = static_cast<ngx_http_complex_value_t *>(ids->elts);
 
-    for (i = 0; i < ids->nelts; i++) {
-        std::string_view   split[NGX_PUBSUB_MAX_CHANNELS];
-        size_t             n, from;
-        pubsub::ChannelIdError  e;
-
+    for (ngx_uint_t i = 0; i < ids->nelts; i++) {
         if (ngx_http_complex_value(r, &cv[i], &value) != NGX_OK) {
             return NGX_ERROR;
         }
@@ -483,85 +539,54 @@ ngx_pubsub_channels_eval(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
                                     NGX_PUBSUB_MAX_CHANNELS);
 
         for (size_t k = from; k < n; k++) {
-            std::string_view id = split[k];
-
-            if (ch->n == ch->cap) {
-                ngx_uint_t  cap = ch->cap * 4 < NGX_PUBSUB_MAX_CHANNELS
-                                  ? ch->cap * 4 : NGX_PUBSUB_MAX_CHANNELS;
-                ngx_str_t  *nid, *nkey;
-
-                nid = static_cast<ngx_str_t *>(
-                          ngx_palloc(r->pool, 2 * cap * sizeof(ngx_str_t)));
-                if (nid == NULL) {
-                    return NGX_ERROR;
-                }
-
-                nkey = nid + cap;
-                ngx_memcpy(nid, ch->id, ch->n * sizeof(ngx_str_t));
-                ngx_memcpy(nkey, ch->key, ch->n * sizeof(ngx_str_t));
-                ch->id = nid;
-                ch->key = nkey;
-                ch->cap = cap;
-            }
-
-            /* the id points into the evaluated value (r->pool or the
-               request's own buffers: both live as long as r) */
-            ch->id[ch->n].data = reinterpret_cast<u_char *>(
-                                     const_cast<char *>(id.data()));
-            ch->id[ch->n].len = id.size();
-            ch->key[ch->n].len = group.len + 1 + id.size();
-            ch->key[ch->n].data = static_cast<u_char *>(
-                                      ngx_pnalloc(r->pool, ch->key[ch->n].len));
-            if (ch->key[ch->n].data == NULL) {
+            if (ngx_pubsub_channels_add(r, ch, group, split[k]) != NGX_OK) {
                 return NGX_ERROR;
             }
-
-            u_char *p = ngx_cpymem(ch->key[ch->n].data, group.data, group.len);
-            *p++ = '/';
-            ngx_memcpy(p, id.data(), id.size());
-            ch->n++;
         }
 
         if (e != pubsub::ChannelIdError::kNone) {
-            err = pubsub::channelIdErrorText(e).data();
-            goto bad;
+            *err_out = pubsub::channelIdErrorText(e).data();
+            return NGX_DECLINED;
         }
     }
 
     return NGX_OK;
-
-bad:
-
-    *err_out = err;
-    return NGX_DECLINED;
 }
 
 
 /*
- * Evaluates the channel ids of a request.  Returns NGX_OK, or NGX_DECLINED
- * after answering the request with the reason (ch->rc to return).
+ * Evaluates the channel ids of a request into channels of r->pool.
+ * NULL after answering the request with the reason, or failing: *rc is
+ * what the handler returns.
  */
-ngx_int_t
+ngx_pubsub_channels_t *
 ngx_pubsub_channels(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_uint_t publisher, ngx_pubsub_channels_t *ch)
+    ngx_uint_t publisher, ngx_int_t *rc)
 {
-    ngx_int_t    rc;
-    const char  *err;
+    ngx_int_t               res;
+    const char             *err;
+    ngx_pubsub_channels_t  *ch;
 
-    rc = ngx_pubsub_channels_eval(r, plcf, publisher, ch, &err);
+    *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
 
-    if (rc == NGX_OK) {
-        return NGX_OK;
+    ch = static_cast<ngx_pubsub_channels_t *>(
+             ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
+    if (ch == NULL) {
+        return NULL;
     }
 
-    ch->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    res = ngx_pubsub_channels_eval(r, plcf, publisher, ch, &err);
 
-    if (rc == NGX_DECLINED) {
+    if (res == NGX_OK) {
+        return ch;
+    }
+
+    if (res == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "pubsub: %s", err);
 
-        ch->rc = ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST,
-                                         "text/plain", err);
+        *rc = ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST,
+                                      "text/plain", err);
     }
 
-    return NGX_DECLINED;
+    return NULL;
 }

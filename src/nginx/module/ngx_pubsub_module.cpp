@@ -10,6 +10,7 @@
 #include "ngx_pubsub_conf.h"
 #include "ngx_pubsub_chevents.h"
 #include "ngx_pubsub_engine.h"
+#include "ngx_pubsub_hooks.h"
 #include "ngx_pubsub_redis.h"     /* its directives */
 #include "ngx_pubsub_worker.h"
 
@@ -572,12 +573,11 @@ ngx_pubsub_presence_api_check(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *conf)
 }
 
 
+/* a role or the presence API owns the location's content handler */
 static char *
-ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+ngx_pubsub_merge_handler(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *prev,
+    ngx_pubsub_loc_conf_t *conf)
 {
-    ngx_pubsub_loc_conf_t  *prev = static_cast<ngx_pubsub_loc_conf_t *>(parent);
-    ngx_pubsub_loc_conf_t  *conf = static_cast<ngx_pubsub_loc_conf_t *>(child);
-
     /*
      * a role or the presence API written in this location, whose content
      * handler a later directive (proxy_pass, return...) replaced
@@ -602,6 +602,15 @@ ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
+    return NGX_CONF_OK;
+}
+
+
+/* channel ids, groups, buffers, channel events */
+static char *
+ngx_pubsub_merge_channels(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *prev,
+    ngx_pubsub_loc_conf_t *conf)
+{
     ngx_conf_merge_uint_value(conf->roles, prev->roles, 0);
     ngx_conf_merge_ptr_value(conf->channel_id, prev->channel_id, NULL);
     ngx_conf_merge_ptr_value(conf->pub_channel_id, prev->pub_channel_id, NULL);
@@ -641,6 +650,15 @@ ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
+    return NGX_CONF_OK;
+}
+
+
+/* where a new subscriber starts: first message, last message id */
+static char *
+ngx_pubsub_merge_start(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *prev,
+    ngx_pubsub_loc_conf_t *conf)
+{
     if (conf->first_message_kind == NGX_CONF_UNSET) {
         conf->first_message_kind = prev->first_message_kind;
         conf->first_message_n = prev->first_message_n;
@@ -678,6 +696,15 @@ ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         }
     }
 
+    return NGX_CONF_OK;
+}
+
+
+/* the transports: timeouts, pings, framing, origins, WebSocket */
+static char *
+ngx_pubsub_merge_transports(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *prev,
+    ngx_pubsub_loc_conf_t *conf)
+{
     ngx_conf_merge_msec_value(conf->subscriber_timeout,
                               prev->subscriber_timeout, 0);
     ngx_conf_merge_msec_value(conf->ping_interval, prev->ping_interval, 30000);
@@ -707,6 +734,15 @@ ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               1024 * 1024);
     ngx_pubsub_engine_inherit(conf, prev);
 
+    return NGX_CONF_OK;
+}
+
+
+/* group limits and presence */
+static char *
+ngx_pubsub_merge_presence(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *prev,
+    ngx_pubsub_loc_conf_t *conf)
+{
     ngx_conf_merge_uint_value(conf->group_max_channels,
                               prev->group_max_channels, 0);
     ngx_conf_merge_uint_value(conf->group_max_subscribers,
@@ -735,6 +771,25 @@ ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->presence_ttl < 1000 || conf->presence_ttl > 24 * 3600 * 1000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "pubsub_presence_ttl must be from 1s to 24h");
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_pubsub_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_pubsub_loc_conf_t  *prev = static_cast<ngx_pubsub_loc_conf_t *>(parent);
+    ngx_pubsub_loc_conf_t  *conf = static_cast<ngx_pubsub_loc_conf_t *>(child);
+
+    if (ngx_pubsub_merge_handler(cf, prev, conf) != NGX_CONF_OK
+        || ngx_pubsub_merge_channels(cf, prev, conf) != NGX_CONF_OK
+        || ngx_pubsub_merge_start(cf, prev, conf) != NGX_CONF_OK
+        || ngx_pubsub_merge_transports(cf, prev, conf) != NGX_CONF_OK
+        || ngx_pubsub_merge_presence(cf, prev, conf) != NGX_CONF_OK)
+    {
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
@@ -773,6 +828,12 @@ ngx_pubsub_init_process(ngx_cycle_t *cycle)
 }
 
 
+/*
+ * Every part of the worker root ends here, then the root goes: channel
+ * events first (nothing is queued any more), the engines, status, the
+ * WebSocket lists, and the hooks' parked long-poll sessions too (this runs
+ * before ngx_pubsub_hooks_module's exit_process, when the root still is).
+ */
 static void
 ngx_pubsub_exit_process(ngx_cycle_t *cycle)
 {
@@ -780,6 +841,7 @@ ngx_pubsub_exit_process(ngx_cycle_t *cycle)
     ngx_pubsub_engines_exit_process(cycle);
     ngx_pubsub_stats_exit_process(cycle);
     ngx_pubsub_ws_exit_process(cycle);
+    ngx_pubsub_hook_poll_forget();
 
     delete ngx_pubsub_worker;
     ngx_pubsub_worker = NULL;

@@ -196,66 +196,47 @@ ngx_pubsub_origin_refused(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
 }
 
 
+/* a WebSocket handshake: subscriber, publisher or both */
 static ngx_int_t
-ngx_pubsub_route(ngx_http_request_t *r)
+ngx_pubsub_route_websocket(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
 {
-    ngx_int_t               rc;
-    ngx_pubsub_loc_conf_t  *plcf;
-    ngx_uint_t              transport;
+    ngx_int_t   rc;
+    ngx_uint_t  sub = plcf->sub_roles & NGX_PUBSUB_SUB_WEBSOCKET;
+    ngx_uint_t  pub = plcf->pub_roles & NGX_PUBSUB_PUB_WEBSOCKET;
 
-    plcf = static_cast<ngx_pubsub_loc_conf_t *>(
-               ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
-
-    if (r->method == NGX_HTTP_OPTIONS) {
-        return ngx_pubsub_options(r, plcf);
-    }
-
-    if (ngx_pubsub_store_for(plcf) == NULL) {
-        return NGX_HTTP_SERVICE_UNAVAILABLE;
-    }
-
-    if (plcf->presence_api) {
-        rc = ngx_pubsub_origin_refused(r, plcf);
-        if (rc != NGX_DECLINED) {
-            return rc;
-        }
-
-        return ngx_pubsub_presence_api_handler(r, plcf);
-    }
-
-    if (r->method != NGX_HTTP_GET && ngx_pubsub_is_websocket(r)
-        && ((plcf->sub_roles & NGX_PUBSUB_SUB_WEBSOCKET)
-            || (plcf->pub_roles & NGX_PUBSUB_PUB_WEBSOCKET)))
-    {
+    if (r->method != NGX_HTTP_GET && (sub || pub)) {
         /* a WebSocket handshake is a GET (RFC 6455 4.1): not a publish */
         ngx_http_discard_request_body(r);
         return ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST, "text/plain",
                    "A WebSocket handshake must be a GET request.\n");
     }
 
-    if (r->method == NGX_HTTP_GET && ngx_pubsub_is_websocket(r)) {
-        ngx_uint_t sub = plcf->sub_roles & NGX_PUBSUB_SUB_WEBSOCKET;
-        ngx_uint_t pub = plcf->pub_roles & NGX_PUBSUB_PUB_WEBSOCKET;
-
-        if (!sub && !pub) {
-            ngx_http_discard_request_body(r);
-            return ngx_pubsub_respond_text(r, NGX_HTTP_FORBIDDEN, "text/plain",
-                       "WebSocket is not enabled at this location.\n");
-        }
-
-        /* WebSocket handshakes are not covered by CORS: checked here */
-        rc = ngx_pubsub_origin_refused(r, plcf);
-        if (rc != NGX_DECLINED) {
-            return rc;
-        }
-
-        /* a subscriber whose token does not allow publishing stays one */
-        if (sub && pub && !ngx_pubsub_token_may_publish(r)) {
-            pub = 0;
-        }
-
-        return ngx_pubsub_websocket_handler(r, plcf, sub, pub);
+    if (!sub && !pub) {
+        ngx_http_discard_request_body(r);
+        return ngx_pubsub_respond_text(r, NGX_HTTP_FORBIDDEN, "text/plain",
+                   "WebSocket is not enabled at this location.\n");
     }
+
+    /* WebSocket handshakes are not covered by CORS: checked here */
+    rc = ngx_pubsub_origin_refused(r, plcf);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    /* a subscriber whose token does not allow publishing stays one */
+    if (sub && pub && !ngx_pubsub_token_may_publish(r)) {
+        pub = 0;
+    }
+
+    return ngx_pubsub_websocket_handler(r, plcf, sub, pub);
+}
+
+
+/* plain HTTP: a subscriber transport that fits, or the publisher */
+static ngx_int_t
+ngx_pubsub_route_http(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
+{
+    ngx_uint_t  transport;
 
     switch (r->method) {
 
@@ -297,6 +278,45 @@ ngx_pubsub_route(ngx_http_request_t *r)
     }
 
     return ngx_pubsub_not_allowed(r, plcf);
+}
+
+
+static ngx_int_t
+ngx_pubsub_route(ngx_http_request_t *r)
+{
+    ngx_int_t               rc;
+    ngx_pubsub_loc_conf_t  *plcf;
+
+    plcf = static_cast<ngx_pubsub_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
+
+    if (r->method == NGX_HTTP_OPTIONS) {
+        return ngx_pubsub_options(r, plcf);
+    }
+
+    if (ngx_pubsub_store_for(plcf) == NULL) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    if (plcf->presence_api) {
+        rc = ngx_pubsub_origin_refused(r, plcf);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+        return ngx_pubsub_presence_api_handler(r, plcf);
+    }
+
+    /* a non-GET "handshake" where no WebSocket role is: plain HTTP */
+    if (ngx_pubsub_is_websocket(r)
+        && (r->method == NGX_HTTP_GET
+            || (plcf->sub_roles & NGX_PUBSUB_SUB_WEBSOCKET)
+            || (plcf->pub_roles & NGX_PUBSUB_PUB_WEBSOCKET)))
+    {
+        return ngx_pubsub_route_websocket(r, plcf);
+    }
+
+    return ngx_pubsub_route_http(r, plcf);
 }
 
 

@@ -17,6 +17,7 @@
 #include "ngx_pubsub_presence.h"
 #include "ngx_pubsub_engine.h"
 #include "ngx_pubsub_hooks.h"
+#include "ngx_pubsub_worker.h"
 
 #include <signal.h>
 
@@ -39,14 +40,37 @@ static void ngx_pubsub_presence_tick(ngx_event_t *ev);
 static void ngx_pubsub_presence_ring_handler(ngx_event_t *ev);
 
 
-static ngx_slab_pool_t        *ngx_pubsub_presence_shpool;
-static pubsub::PresenceRoot   *ngx_pubsub_presence_root;
-static ngx_uint_t              ngx_pubsub_presence_live;
-static ngx_event_t             ngx_pubsub_presence_tick_ev;
-static ngx_event_t             ngx_pubsub_presence_ring_ev;
-static uint64_t                ngx_pubsub_presence_ring_last;
-static uint64_t                ngx_pubsub_presence_ring_missed;
-static ngx_uint_t              ngx_pubsub_presence_ticks;
+/*
+ * The registry's worker side: the worker root's "presence" part, made by
+ * init_process when the zone has a registry, gone in exit_process.
+ */
+struct ngx_pubsub_presence_worker_t {
+    ngx_slab_pool_t        *shpool = nullptr;
+    pubsub::PresenceRoot   *root = nullptr;
+    ngx_uint_t              live = 0;      /* this worker has its slot */
+    ngx_event_t             tick_ev;
+    ngx_event_t             ring_ev;
+    uint64_t                ring_last = 0;
+    uint64_t                ring_missed = 0;
+    ngx_uint_t              ticks = 0;
+};
+
+
+static ngx_pubsub_presence_worker_t *
+ngx_pubsub_presence_w(void)
+{
+    return ngx_pubsub_worker_part(presence);
+}
+
+
+/* whether this worker takes part in the registry (has its slot) */
+static ngx_uint_t
+ngx_pubsub_presence_live(void)
+{
+    ngx_pubsub_presence_worker_t  *pw = ngx_pubsub_presence_w();
+
+    return pw != NULL && pw->live;
+}
 
 
 /*
@@ -57,34 +81,34 @@ static ngx_uint_t              ngx_pubsub_presence_ticks;
 class ngx_pubsub_presence_locked_t {
 public:
     ngx_pubsub_presence_locked_t()
-        : reg(ngx_pubsub_presence_root,
-              ngx_pubsub_slab_allocator(ngx_pubsub_presence_shpool))
+        : pw(ngx_pubsub_presence_w()),
+          reg(pw->root, ngx_pubsub_slab_allocator(pw->shpool))
     {
         /* events go to the ring and hooks only: build no others */
         reg.setRoutedOnly(true);
         reg.setDeltaSink(&deltas);
-        ngx_shmtx_lock(&ngx_pubsub_presence_shpool->mutex);
+        ngx_shmtx_lock(&pw->shpool->mutex);
     }
 
     ~ngx_pubsub_presence_locked_t()
     {
-        ngx_shmtx_unlock(&ngx_pubsub_presence_shpool->mutex);
+        ngx_shmtx_unlock(&pw->shpool->mutex);
 
         if (deltas.empty()) {
             return;
         }
 
         try {
-            ngx_pubsub_engines_presence_deltas(
-                deltas, ngx_pubsub_presence_root->instance);
+            ngx_pubsub_engines_presence_deltas(deltas, pw->root->instance);
 
         } catch (...) {
             /* the next refresh sends this instance's whole part */
         }
     }
 
-    pubsub::PresenceRegistry  reg;
-    pubsub::PresenceDeltas    deltas;
+    ngx_pubsub_presence_worker_t  *pw;   /* a live worker's */
+    pubsub::PresenceRegistry       reg;
+    pubsub::PresenceDeltas         deltas;
 };
 
 
@@ -184,7 +208,8 @@ ngx_pubsub_presence_hook_event(const pubsub::PresenceEvent &ev)
 static void
 ngx_pubsub_presence_dispatch(pubsub::PresenceEvents &evs)
 {
-    ngx_uint_t  ring = 0;
+    ngx_pubsub_presence_worker_t  *pw = ngx_pubsub_presence_w();
+    ngx_uint_t                     ring = 0;
 
     for (const pubsub::PresenceEvent &ev : evs) {
         if ((ev.opts & pubsub::kPresenceOptEvents)
@@ -197,14 +222,14 @@ ngx_pubsub_presence_dispatch(pubsub::PresenceEvents &evs)
         ngx_pubsub_presence_hook_event(ev);
     }
 
-    if (ring && ngx_pubsub_presence_live) {
-        if (!ngx_pubsub_presence_ring_ev.posted) {
-            ngx_post_event(&ngx_pubsub_presence_ring_ev, &ngx_posted_events);
+    if (ring && ngx_pubsub_presence_live()) {
+        if (!pw->ring_ev.posted) {
+            ngx_post_event(&pw->ring_ev, &ngx_posted_events);
         }
 
         /* the other workers read it at once rather than at their tick */
         for (uint32_t s = 0; s < pubsub::PresenceRoot::kMaxSlots; s++) {
-            if (ngx_pubsub_presence_root->slotPid[s] > 0
+            if (pw->root->slotPid[s] > 0
                 && (ngx_int_t) s != ngx_process_slot)
             {
                 ngx_pubsub_shm_wake(s);
@@ -217,18 +242,27 @@ ngx_pubsub_presence_dispatch(pubsub::PresenceEvents &evs)
 ngx_int_t
 ngx_pubsub_presence_init_process(ngx_cycle_t *cycle, ngx_slab_pool_t *shpool)
 {
-    pubsub::StoreRoot      *root;
-    pubsub::PresenceEvents  evs;
-    uint64_t                n;
+    ngx_pubsub_presence_worker_t  *pw;
+    pubsub::StoreRoot             *root;
+    pubsub::PresenceEvents         evs;
+    uint64_t                       n;
 
     root = static_cast<pubsub::StoreRoot *>(shpool->data);
     if (root == NULL || root->presence == NULL) {
         return NGX_OK;
     }
 
-    ngx_pubsub_presence_shpool = shpool;
-    ngx_pubsub_presence_root = static_cast<pubsub::PresenceRoot *>(
-                                   root->presence);
+    pw = new (std::nothrow) ngx_pubsub_presence_worker_t();
+    if (pw == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "pubsub: cannot allocate the worker's presence state");
+        return NGX_ERROR;
+    }
+
+    ngx_pubsub_worker->presence = pw;
+
+    pw->shpool = shpool;
+    pw->root = static_cast<pubsub::PresenceRoot *>(root->presence);
 
     if (ngx_process_slot < 0
         || ngx_process_slot >= (ngx_int_t) pubsub::PresenceRoot::kMaxSlots)
@@ -242,7 +276,7 @@ ngx_pubsub_presence_init_process(ngx_cycle_t *cycle, ngx_slab_pool_t *shpool)
         /* what a killed worker in this slot left behind goes now */
         n = l.reg.claimSlot(static_cast<uint32_t>(ngx_process_slot), ngx_pid,
                             ngx_pubsub_presence_now(), &evs);
-        ngx_pubsub_presence_ring_last = l.reg.ringSeq();
+        pw->ring_last = l.reg.ringSeq();
     }
 
     if (n) {
@@ -251,20 +285,20 @@ ngx_pubsub_presence_init_process(ngx_cycle_t *cycle, ngx_slab_pool_t *shpool)
                       "worker in slot %i removed", n, ngx_process_slot);
     }
 
-    ngx_pubsub_presence_live = 1;
+    pw->live = 1;
 
-    ngx_memzero(&ngx_pubsub_presence_tick_ev, sizeof(ngx_event_t));
-    ngx_pubsub_presence_tick_ev.handler = ngx_pubsub_presence_tick;
-    ngx_pubsub_presence_tick_ev.data = &ngx_pubsub_dumb_conn;
-    ngx_pubsub_presence_tick_ev.log = cycle->log;
-    ngx_pubsub_presence_tick_ev.cancelable = 1;
+    ngx_memzero(&pw->tick_ev, sizeof(ngx_event_t));
+    pw->tick_ev.handler = ngx_pubsub_presence_tick;
+    pw->tick_ev.data = &ngx_pubsub_dumb_conn;
+    pw->tick_ev.log = cycle->log;
+    pw->tick_ev.cancelable = 1;
 
-    ngx_memzero(&ngx_pubsub_presence_ring_ev, sizeof(ngx_event_t));
-    ngx_pubsub_presence_ring_ev.handler = ngx_pubsub_presence_ring_handler;
-    ngx_pubsub_presence_ring_ev.data = &ngx_pubsub_dumb_conn;
-    ngx_pubsub_presence_ring_ev.log = cycle->log;
+    ngx_memzero(&pw->ring_ev, sizeof(ngx_event_t));
+    pw->ring_ev.handler = ngx_pubsub_presence_ring_handler;
+    pw->ring_ev.data = &ngx_pubsub_dumb_conn;
+    pw->ring_ev.log = cycle->log;
 
-    ngx_add_timer(&ngx_pubsub_presence_tick_ev, NGX_PUBSUB_PRESENCE_TICK);
+    ngx_add_timer(&pw->tick_ev, NGX_PUBSUB_PRESENCE_TICK);
 
     (void) ngx_pubsub_guard(cycle->log, [&evs] {
         ngx_pubsub_presence_dispatch(evs);
@@ -278,17 +312,24 @@ ngx_pubsub_presence_init_process(ngx_cycle_t *cycle, ngx_slab_pool_t *shpool)
 void
 ngx_pubsub_presence_exit_process(ngx_cycle_t *cycle)
 {
-    pubsub::PresenceEvents  evs;
+    ngx_pubsub_presence_worker_t  *pw = ngx_pubsub_presence_w();
+    pubsub::PresenceEvents         evs;
 
-    if (!ngx_pubsub_presence_live) {
+    if (pw == NULL) {
         return;
     }
 
-    if (ngx_pubsub_presence_tick_ev.timer_set) {
-        ngx_del_timer(&ngx_pubsub_presence_tick_ev);
+    if (!pw->live) {
+        ngx_pubsub_worker->presence = NULL;
+        delete pw;
+        return;
     }
-    if (ngx_pubsub_presence_ring_ev.posted) {
-        ngx_delete_posted_event(&ngx_pubsub_presence_ring_ev);
+
+    if (pw->tick_ev.timer_set) {
+        ngx_del_timer(&pw->tick_ev);
+    }
+    if (pw->ring_ev.posted) {
+        ngx_delete_posted_event(&pw->ring_ev);
     }
 
     /*
@@ -306,7 +347,8 @@ ngx_pubsub_presence_exit_process(ngx_cycle_t *cycle)
         return NGX_OK;
     });
 
-    ngx_pubsub_presence_live = 0;
+    ngx_pubsub_worker->presence = NULL;
+    delete pw;
 
     /* leaves with no delay: their hooks cannot be sent any more */
     if (!evs.empty()) {
@@ -325,7 +367,7 @@ ngx_pubsub_presence_join(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     std::string_view              id, info;
     ngx_str_t                     v;
 
-    if (!plcf->presence || !ngx_pubsub_presence_live) {
+    if (!plcf->presence || !ngx_pubsub_presence_live()) {
         return NULL;
     }
 
@@ -433,7 +475,7 @@ ngx_pubsub_presence_leave(pubsub::PresenceConn *conn)
 {
     pubsub::PresenceEvents  evs;
 
-    if (conn == NULL || !ngx_pubsub_presence_live) {
+    if (conn == NULL || !ngx_pubsub_presence_live()) {
         return;
     }
 
@@ -450,7 +492,7 @@ ngx_pubsub_presence_leave(pubsub::PresenceConn *conn)
 uint64_t
 ngx_pubsub_presence_members(std::string_view key)
 {
-    if (!ngx_pubsub_presence_live) {
+    if (!ngx_pubsub_presence_live()) {
         return 0;
     }
 
@@ -463,14 +505,14 @@ ngx_pubsub_presence_members(std::string_view key)
 ngx_uint_t
 ngx_pubsub_presence_available(void)
 {
-    return ngx_pubsub_presence_live;
+    return ngx_pubsub_presence_live();
 }
 
 
 pubsub::PresenceStats
 ngx_pubsub_presence_local_stats(std::string_view key)
 {
-    if (!ngx_pubsub_presence_live) {
+    if (!ngx_pubsub_presence_live()) {
         return pubsub::PresenceStats();
     }
 
@@ -486,7 +528,7 @@ ngx_pubsub_presence_local_page(std::string_view key, size_t limit,
 {
     pubsub::PresencePage  page;
 
-    if (!ngx_pubsub_presence_live) {
+    if (!ngx_pubsub_presence_live()) {
         page.status = pubsub::PresenceStatus::kNoMemory;
         return page;
     }
@@ -502,7 +544,7 @@ ngx_pubsub_presence_local_user(std::string_view id)
 {
     pubsub::PresenceUserState  st;
 
-    if (!ngx_pubsub_presence_live) {
+    if (!ngx_pubsub_presence_live()) {
         st.status = pubsub::PresenceStatus::kNoMemory;
         return st;
     }
@@ -517,23 +559,24 @@ ngx_pubsub_presence_local_user(std::string_view id)
 static void
 ngx_pubsub_presence_read_ring(ngx_log_t *log)
 {
-    pubsub::PresenceEvents  evs;
-    pubsub::Hub            *hub;
-    uint64_t                missed = 0;
+    ngx_pubsub_presence_worker_t  *pw = ngx_pubsub_presence_w();
+    pubsub::PresenceEvents         evs;
+    pubsub::Hub                   *hub;
+    uint64_t                       missed = 0;
 
-    if (ngx_pubsub_presence_root->ringSeq == ngx_pubsub_presence_ring_last) {
+    if (pw->root->ringSeq == pw->ring_last) {
         return;
     }
 
     {
         ngx_pubsub_presence_locked_t  l;
 
-        l.reg.readRing(&ngx_pubsub_presence_ring_last,
+        l.reg.readRing(&pw->ring_last,
                        NGX_PUBSUB_PRESENCE_RING_MAX, &evs, &missed);
     }
 
     if (missed) {
-        ngx_pubsub_presence_ring_missed += missed;
+        pw->ring_missed += missed;
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "pubsub: presence: %uL join/leave events were not "
                       "delivered to subscribers (worker too busy)", missed);
@@ -548,10 +591,10 @@ ngx_pubsub_presence_read_ring(ngx_log_t *log)
         hub->presenceEvent(ev.channel, ev);
     }
 
-    if (ngx_pubsub_presence_root->ringSeq != ngx_pubsub_presence_ring_last
-        && !ngx_pubsub_presence_ring_ev.posted)
+    if (pw->root->ringSeq != pw->ring_last
+        && !pw->ring_ev.posted)
     {
-        ngx_post_event(&ngx_pubsub_presence_ring_ev, &ngx_posted_events);
+        ngx_post_event(&pw->ring_ev, &ngx_posted_events);
     }
 }
 
@@ -559,11 +602,13 @@ ngx_pubsub_presence_read_ring(ngx_log_t *log)
 void
 ngx_pubsub_presence_wake(void)
 {
-    if (ngx_pubsub_presence_live
-        && ngx_pubsub_presence_root->ringSeq != ngx_pubsub_presence_ring_last
-        && !ngx_pubsub_presence_ring_ev.posted)
+    ngx_pubsub_presence_worker_t  *pw = ngx_pubsub_presence_w();
+
+    if (ngx_pubsub_presence_live()
+        && pw->root->ringSeq != pw->ring_last
+        && !pw->ring_ev.posted)
     {
-        ngx_post_event(&ngx_pubsub_presence_ring_ev, &ngx_posted_events);
+        ngx_post_event(&pw->ring_ev, &ngx_posted_events);
     }
 }
 
@@ -571,7 +616,7 @@ ngx_pubsub_presence_wake(void)
 static void
 ngx_pubsub_presence_ring_handler(ngx_event_t *ev)
 {
-    if (!ngx_pubsub_presence_live) {
+    if (!ngx_pubsub_presence_live()) {
         return;
     }
 
@@ -586,10 +631,11 @@ ngx_pubsub_presence_ring_handler(ngx_event_t *ev)
 static void
 ngx_pubsub_presence_housekeeping(ngx_uint_t reap)
 {
-    pubsub::PresenceEvents  evs;
-    pubsub::PresenceRoot   *root = ngx_pubsub_presence_root;
-    int64_t                 now = ngx_pubsub_presence_now();
-    uint32_t                s;
+    ngx_pubsub_presence_worker_t  *pw = ngx_pubsub_presence_w();
+    pubsub::PresenceEvents         evs;
+    pubsub::PresenceRoot          *root = pw->root;
+    int64_t                        now = ngx_pubsub_presence_now();
+    uint32_t                       s;
 
     if (root->leavingCount == 0 && !reap) {
         return;
@@ -636,6 +682,7 @@ ngx_pubsub_presence_housekeeping(ngx_uint_t reap)
 static void
 ngx_pubsub_presence_remote_refresh(void)
 {
+    ngx_pubsub_presence_worker_t                 *pw = ngx_pubsub_presence_w();
     std::vector<pubsub::PresenceChannelSnapshot>  snaps;
     ngx_msec_t                                    interval;
     int64_t                                       now;
@@ -648,7 +695,7 @@ ngx_pubsub_presence_remote_refresh(void)
     now = ngx_pubsub_presence_now();
 
     /* read without the lock: only a hint */
-    if (ngx_pubsub_presence_root->redisRefreshAt > now) {
+    if (pw->root->redisRefreshAt > now) {
         return;
     }
 
@@ -671,26 +718,28 @@ ngx_pubsub_presence_remote_refresh(void)
     }
 
     ngx_pubsub_engines_presence_refresh(snaps,
-                                        ngx_pubsub_presence_root->instance);
+                                        pw->root->instance);
 }
 
 
 static void
 ngx_pubsub_presence_tick(ngx_event_t *ev)
 {
-    if (!ngx_pubsub_presence_live) {
+    ngx_pubsub_presence_worker_t  *pw = ngx_pubsub_presence_w();
+
+    if (!ngx_pubsub_presence_live()) {
         return;
     }
 
-    ngx_pubsub_presence_ticks++;
+    pw->ticks++;
 
-    (void) ngx_pubsub_guard(ev->log, [ev] {
+    (void) ngx_pubsub_guard(ev->log, [ev, pw] {
         ngx_pubsub_presence_read_ring(ev->log);
         ngx_pubsub_presence_remote_refresh();
 
-        if (ngx_pubsub_presence_ticks % NGX_PUBSUB_PRESENCE_EXPIRE == 0) {
+        if (pw->ticks % NGX_PUBSUB_PRESENCE_EXPIRE == 0) {
             ngx_pubsub_presence_housekeeping(
-                ngx_pubsub_presence_ticks % NGX_PUBSUB_PRESENCE_REAP == 0);
+                pw->ticks % NGX_PUBSUB_PRESENCE_REAP == 0);
         }
         return NGX_OK;
     });

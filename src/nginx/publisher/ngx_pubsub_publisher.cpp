@@ -173,13 +173,16 @@ ngx_pubsub_op_info_answer(ngx_pubsub_op_t *op)
 }
 
 
-ngx_int_t
-ngx_pubsub_channel_info(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_pubsub_channels_t *ch)
+/*
+ * One operation per channel of ch, started by start(op, i); the summed
+ * info answers once every reply is in (ngx_pubsub_op_info_reply()).
+ */
+template <typename F>
+static ngx_int_t
+ngx_pubsub_op_info_each(ngx_http_request_t *r, ngx_pubsub_channels_t *ch,
+    F start)
 {
     ngx_pubsub_op_t  *op;
-
-    /* several channels: the counts are summed, the last id is the newest */
 
     op = ngx_pubsub_op_create(r, ch->n, ngx_pubsub_op_info_answer);
     if (op == NULL) {
@@ -187,15 +190,38 @@ ngx_pubsub_channel_info(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     }
 
     for (ngx_uint_t i = 0; i < ch->n; i++) {
-        /* presence included, however the engine counts it */
-        plcf->engine->info(plcf, ngx_pubsub_sv(ch->key[i]),
-            [op](pubsub::StoreResult res, const pubsub::ChannelInfo &info) {
-                ngx_pubsub_op_add_info(op, res, info);
-                ngx_pubsub_op_done(op);
-            });
+        start(op, i);
     }
 
     return ngx_pubsub_op_wait(op);
+}
+
+
+static void
+ngx_pubsub_op_info_reply(ngx_pubsub_op_t *op, pubsub::StoreResult res,
+    const pubsub::ChannelInfo &info)
+{
+    ngx_pubsub_op_add_info(op, res, info);
+    ngx_pubsub_op_done(op);
+}
+
+
+ngx_int_t
+ngx_pubsub_channel_info(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_pubsub_channels_t *ch)
+{
+    /* several channels: the counts are summed, the last id is the newest */
+
+    return ngx_pubsub_op_info_each(r, ch,
+        [plcf, ch](ngx_pubsub_op_t *op, ngx_uint_t i) {
+            /* presence included, however the engine counts it */
+            plcf->engine->info(plcf, ngx_pubsub_sv(ch->key[i]),
+                [op](pubsub::StoreResult res,
+                     const pubsub::ChannelInfo &info)
+                {
+                    ngx_pubsub_op_info_reply(op, res, info);
+                });
+        });
 }
 
 
@@ -203,34 +229,25 @@ static ngx_int_t
 ngx_pubsub_delete(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_pubsub_channels_t *ch)
 {
-    ngx_pubsub_op_t  *op;
+    return ngx_pubsub_op_info_each(r, ch,
+        [plcf, ch](ngx_pubsub_op_t *op, ngx_uint_t i) {
+            ngx_pubsub_store_for(plcf)->remove(ngx_pubsub_sv(ch->key[i]),
+                [op, plcf, ch, i](pubsub::StoreResult res,
+                                  const pubsub::ChannelInfo &info)
+                {
+                    pubsub::ChannelInfo  copy = info;
 
-    op = ngx_pubsub_op_create(r, ch->n, ngx_pubsub_op_info_answer);
-    if (op == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+                    /* r waits for the last reply: it is still there */
+                    if (res == pubsub::StoreResult::kOk) {
+                        ngx_pubsub_chev_now(op->r, plcf,
+                            pubsub::ChannelEvent::kChannelDelete,
+                            ch->id[i], ch->key[i]);
+                    }
 
-    for (ngx_uint_t i = 0; i < ch->n; i++) {
-        ngx_pubsub_store_for(plcf)->remove(ngx_pubsub_sv(ch->key[i]),
-            [op, plcf, ch, i](pubsub::StoreResult res,
-                              const pubsub::ChannelInfo &info)
-            {
-                pubsub::ChannelInfo  copy = info;
-
-                /* r waits for the last reply: it is still there */
-                if (res == pubsub::StoreResult::kOk) {
-                    ngx_pubsub_chev_now(op->r, plcf,
-                                        pubsub::ChannelEvent::kChannelDelete,
-                                        ch->id[i], ch->key[i]);
-                }
-
-                copy.presence = 0;
-                ngx_pubsub_op_add_info(op, res, copy);
-                ngx_pubsub_op_done(op);
-            });
-    }
-
-    return ngx_pubsub_op_wait(op);
+                    copy.presence = 0;
+                    ngx_pubsub_op_info_reply(op, res, copy);
+                });
+        });
 }
 
 
@@ -280,14 +297,9 @@ ngx_pubsub_publisher_handler(ngx_http_request_t *r,
 
     ngx_http_discard_request_body(r);
 
-    ch = static_cast<ngx_pubsub_channels_t *>(
-             ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
+    ch = ngx_pubsub_channels(r, plcf, 1, &rc);
     if (ch == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_pubsub_channels(r, plcf, 1, ch) != NGX_OK) {
-        return ch->rc;
+        return rc;
     }
 
     if (r->method == NGX_HTTP_DELETE) {
@@ -647,6 +659,7 @@ ngx_pubsub_upstream_done(ngx_http_request_t *r, void *data,
 static ngx_int_t
 ngx_pubsub_publish(ngx_http_request_t *r)
 {
+    ngx_int_t                   rc;
     ngx_pubsub_loc_conf_t      *plcf;
     ngx_pubsub_channels_t      *ch;
     ngx_pubsub_upstream_ctx_t  *uc;
@@ -655,14 +668,9 @@ ngx_pubsub_publish(ngx_http_request_t *r)
     plcf = static_cast<ngx_pubsub_loc_conf_t *>(
                ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
 
-    ch = static_cast<ngx_pubsub_channels_t *>(
-             ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
+    ch = ngx_pubsub_channels(r, plcf, 1, &rc);
     if (ch == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_pubsub_channels(r, plcf, 1, ch) != NGX_OK) {
-        return ch->rc;
+        return rc;
     }
 
     if (ngx_pubsub_body(r, &body) != NGX_OK) {

@@ -19,6 +19,7 @@
 #include "ngx_pubsub.h"
 #include "ngx_pubsub_chevents.h"
 #include "ngx_pubsub_hooks.h"
+#include "ngx_pubsub_worker.h"
 #include "pubsub/memory/presence.h"
 
 #include <errno.h>
@@ -26,6 +27,7 @@
 
 #include <algorithm>
 #include <cstdarg>
+#include <new>
 #include <string>
 
 
@@ -75,8 +77,11 @@ static const char  *ngx_pubsub_hook_labels[NGX_PUBSUB_HOOKS] = {
 
 static ngx_str_t  ngx_pubsub_stats_zone_name = ngx_string("ngx_pubsub_stats");
 
-static ngx_pubsub_stats_t       *ngx_pubsub_stats;       /* this cycle's */
-static ngx_pubsub_stats_slot_t  *ngx_pubsub_stats_slot;  /* this worker's */
+/* the worker root's "stats" part: the zone, and this worker's slot */
+struct ngx_pubsub_stats_worker_t {
+    ngx_pubsub_stats_t       *zone;   /* this cycle's */
+    ngx_pubsub_stats_slot_t  *slot;   /* this worker's; NULL: none */
+};
 
 /* until a worker has the zone (and outside workers), count here */
 static ngx_pubsub_hook_stats_t   ngx_pubsub_hook_stats_local;
@@ -178,12 +183,32 @@ ngx_pubsub_stats_find_zone(ngx_cycle_t *cycle)
 }
 
 
+static ngx_pubsub_stats_t *
+ngx_pubsub_stats_zone(void)
+{
+    ngx_pubsub_stats_worker_t  *sw = ngx_pubsub_worker_part(stats);
+
+    return sw ? sw->zone : NULL;
+}
+
+
+static ngx_pubsub_stats_slot_t *
+ngx_pubsub_stats_slot(void)
+{
+    ngx_pubsub_stats_worker_t  *sw = ngx_pubsub_worker_part(stats);
+
+    return sw ? sw->slot : NULL;
+}
+
+
 ngx_int_t
 ngx_pubsub_stats_init_process(ngx_cycle_t *cycle)
 {
-    ngx_shm_zone_t           *zone;
-    ngx_slab_pool_t          *shpool;
-    ngx_pubsub_stats_slot_t  *slot;
+    ngx_shm_zone_t             *zone;
+    ngx_slab_pool_t            *shpool;
+    ngx_pubsub_stats_t         *st;
+    ngx_pubsub_stats_slot_t    *slot;
+    ngx_pubsub_stats_worker_t  *sw;
 
     if (ngx_process != NGX_PROCESS_WORKER
         && ngx_process != NGX_PROCESS_SINGLE)
@@ -197,19 +222,30 @@ ngx_pubsub_stats_init_process(ngx_cycle_t *cycle)
     }
 
     shpool = reinterpret_cast<ngx_slab_pool_t *>(zone->shm.addr);
-    ngx_pubsub_stats = static_cast<ngx_pubsub_stats_t *>(shpool->data);
-    if (ngx_pubsub_stats == NULL) {
+    st = static_cast<ngx_pubsub_stats_t *>(shpool->data);
+    if (st == NULL) {
         return NGX_OK;
     }
 
-    ngx_pubsub_hook_stats = &ngx_pubsub_stats->hooks;
+    sw = new (std::nothrow) ngx_pubsub_stats_worker_t();
+    if (sw == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "pubsub: cannot allocate the worker's status state");
+        return NGX_ERROR;
+    }
+
+    sw->zone = st;
+    sw->slot = NULL;
+    ngx_pubsub_worker->stats = sw;
+
+    ngx_pubsub_hook_stats = &st->hooks;
 
     if (ngx_process_slot < 0 || ngx_process_slot >= NGX_MAX_PROCESSES) {
         return NGX_OK;
     }
 
     /* whatever a previous owner of the slot left is forgotten */
-    slot = &ngx_pubsub_stats->slots[ngx_process_slot];
+    slot = &st->slots[ngx_process_slot];
 
     for (ngx_uint_t i = 0; i < NGX_PUBSUB_TRANSPORTS; i++) {
         slot->subscribers[i] = 0;
@@ -220,7 +256,7 @@ ngx_pubsub_stats_init_process(ngx_cycle_t *cycle)
     slot->redis_rtt_ms = 0;
     slot->redis_replies = 0;
     slot->pid = ngx_pid;
-    ngx_pubsub_stats_slot = slot;
+    sw->slot = slot;
 
     return NGX_OK;
 }
@@ -229,14 +265,24 @@ ngx_pubsub_stats_init_process(ngx_cycle_t *cycle)
 void
 ngx_pubsub_stats_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_pubsub_stats_slot_t  *slot = ngx_pubsub_stats_slot;
+    ngx_pubsub_stats_worker_t  *sw = ngx_pubsub_worker_part(stats);
+    ngx_pubsub_stats_slot_t    *slot;
+
+    if (sw == NULL) {
+        return;
+    }
+
+    slot = sw->slot;
+
+    ngx_pubsub_worker->stats = NULL;
+    delete sw;
+
+    /* hooks counted later (their module exits after this one) stay local */
+    ngx_pubsub_hook_stats = &ngx_pubsub_hook_stats_local;
 
     if (slot == NULL) {
         return;
     }
-
-    ngx_pubsub_stats_slot = NULL;
-    ngx_pubsub_hook_stats = &ngx_pubsub_hook_stats_local;
 
     for (ngx_uint_t i = 0; i < NGX_PUBSUB_TRANSPORTS; i++) {
         slot->subscribers[i] = 0;
@@ -265,9 +311,10 @@ ngx_pubsub_transport_index(ngx_uint_t transport)
 void
 ngx_pubsub_sub_count_t::start(ngx_uint_t t)
 {
-    ngx_int_t  i;
+    ngx_int_t                 i;
+    ngx_pubsub_stats_slot_t  *slot = ngx_pubsub_stats_slot();
 
-    if (transport || ngx_pubsub_stats_slot == NULL) {
+    if (transport || slot == NULL) {
         return;
     }
 
@@ -277,14 +324,15 @@ ngx_pubsub_sub_count_t::start(ngx_uint_t t)
     }
 
     transport = static_cast<uint32_t>(t);
-    (void) ngx_atomic_fetch_add(&ngx_pubsub_stats_slot->subscribers[i], 1);
+    (void) ngx_atomic_fetch_add(&slot->subscribers[i], 1);
 }
 
 
 void
 ngx_pubsub_sub_count_t::end()
 {
-    ngx_int_t  i;
+    ngx_int_t                 i;
+    ngx_pubsub_stats_slot_t  *slot;
 
     if (transport == 0) {
         return;
@@ -294,19 +342,22 @@ ngx_pubsub_sub_count_t::end()
     transport = 0;
 
     /* the slot was zeroed at exit: nothing to take back */
-    if (i < 0 || ngx_pubsub_stats_slot == NULL) {
+    slot = ngx_pubsub_stats_slot();
+    if (i < 0 || slot == NULL) {
         return;
     }
 
-    (void) ngx_atomic_fetch_add(&ngx_pubsub_stats_slot->subscribers[i], -1);
+    (void) ngx_atomic_fetch_add(&slot->subscribers[i], -1);
 }
 
 
 void
 ngx_pubsub_stats_delivered(ngx_uint_t n)
 {
-    if (ngx_pubsub_stats) {
-        (void) ngx_atomic_fetch_add(&ngx_pubsub_stats->delivered, n);
+    ngx_pubsub_stats_t  *st = ngx_pubsub_stats_zone();
+
+    if (st) {
+        (void) ngx_atomic_fetch_add(&st->delivered, n);
     }
 }
 
@@ -354,9 +405,11 @@ void
 ngx_pubsub_stats_redis_engine(const pubsub::RedisStoreStats &now,
     pubsub::RedisStoreStats *last)
 {
-    uint64_t  a[NGX_PUBSUB_REDIS_COUNTERS], b[NGX_PUBSUB_REDIS_COUNTERS];
+    uint64_t             a[NGX_PUBSUB_REDIS_COUNTERS];
+    uint64_t             b[NGX_PUBSUB_REDIS_COUNTERS];
+    ngx_pubsub_stats_t  *st = ngx_pubsub_stats_zone();
 
-    if (ngx_pubsub_stats == NULL) {
+    if (st == NULL) {
         return;
     }
 
@@ -365,8 +418,7 @@ ngx_pubsub_stats_redis_engine(const pubsub::RedisStoreStats &now,
 
     for (ngx_uint_t i = 0; i < NGX_PUBSUB_REDIS_COUNTERS; i++) {
         if (a[i] > b[i]) {
-            (void) ngx_atomic_fetch_add(&ngx_pubsub_stats->redis_engine[i],
-                                        a[i] - b[i]);
+            (void) ngx_atomic_fetch_add(&st->redis_engine[i], a[i] - b[i]);
         }
     }
 
@@ -377,17 +429,18 @@ ngx_pubsub_stats_redis_engine(const pubsub::RedisStoreStats &now,
 void
 ngx_pubsub_stats_chev(ngx_uint_t published, ngx_uint_t failed)
 {
-    if (ngx_pubsub_stats == NULL) {
+    ngx_pubsub_stats_t  *st = ngx_pubsub_stats_zone();
+
+    if (st == NULL) {
         return;
     }
 
     if (published) {
-        (void) ngx_atomic_fetch_add(&ngx_pubsub_stats->chev_published,
-                                    published);
+        (void) ngx_atomic_fetch_add(&st->chev_published, published);
     }
 
     if (failed) {
-        (void) ngx_atomic_fetch_add(&ngx_pubsub_stats->chev_failed, failed);
+        (void) ngx_atomic_fetch_add(&st->chev_failed, failed);
     }
 }
 
@@ -399,16 +452,18 @@ ngx_pubsub_stats_chev(ngx_uint_t published, ngx_uint_t failed)
 void
 ngx_pubsub_stats_redis(ngx_int_t links, ngx_int_t ready)
 {
-    if (ngx_pubsub_stats_slot == NULL) {
+    ngx_pubsub_stats_slot_t  *slot = ngx_pubsub_stats_slot();
+
+    if (slot == NULL) {
         return;
     }
 
     if (links) {
-        (void) ngx_atomic_fetch_add(&ngx_pubsub_stats_slot->redis_links, links);
+        (void) ngx_atomic_fetch_add(&slot->redis_links, links);
     }
 
     if (ready) {
-        (void) ngx_atomic_fetch_add(&ngx_pubsub_stats_slot->redis_ready, ready);
+        (void) ngx_atomic_fetch_add(&slot->redis_ready, ready);
     }
 }
 
@@ -416,7 +471,7 @@ ngx_pubsub_stats_redis(ngx_int_t links, ngx_int_t ready)
 void
 ngx_pubsub_stats_redis_rtt(ngx_msec_t ms)
 {
-    ngx_pubsub_stats_slot_t  *slot = ngx_pubsub_stats_slot;
+    ngx_pubsub_stats_slot_t  *slot = ngx_pubsub_stats_slot();
 
     if (slot == NULL) {
         return;
@@ -486,25 +541,14 @@ ngx_pubsub_pid_alive(ngx_pid_t pid)
 }
 
 
-static ngx_int_t
-ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
+/* the engine's zone: its counts and how full it is */
+static void
+ngx_pubsub_snapshot_zone(ngx_pubsub_snapshot_t *s, ngx_shm_zone_t *zone)
 {
-    ngx_pubsub_main_conf_t   *pmcf;
-    ngx_slab_pool_t          *shpool;
-    pubsub::StoreRoot        *root;
-    ngx_pubsub_stats_t       *st = ngx_pubsub_stats;
-    ngx_pubsub_stats_slot_t  *slot;
+    ngx_slab_pool_t    *shpool;
+    pubsub::StoreRoot  *root;
 
-    ngx_memzero(s, sizeof(ngx_pubsub_snapshot_t));
-
-    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
-               ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                   ngx_pubsub_module));
-    if (pmcf == NULL || pmcf->shm_zone == NULL || st == NULL) {
-        return NGX_ERROR;
-    }
-
-    shpool = reinterpret_cast<ngx_slab_pool_t *>(pmcf->shm_zone->shm.addr);
+    shpool = reinterpret_cast<ngx_slab_pool_t *>(zone->shm.addr);
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -531,7 +575,7 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
         }
     }
 
-    s->shm_size = pmcf->shm_zone->shm.size;
+    s->shm_size = zone->shm.size;
     s->pages_free = shpool->pfree;
     s->pages_total = (shpool->end - shpool->start) / ngx_pagesize;
 
@@ -539,6 +583,14 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
 
     s->shm_free = s->pages_free * ngx_pagesize;
     s->shm_used = s->shm_size - s->shm_free;
+}
+
+
+/* the slots of the workers alive: subscribers and Redis links */
+static void
+ngx_pubsub_snapshot_workers(ngx_pubsub_snapshot_t *s, ngx_pubsub_stats_t *st)
+{
+    ngx_pubsub_stats_slot_t  *slot;
 
     for (ngx_uint_t i = 0; i < NGX_MAX_PROCESSES; i++) {
         slot = &st->slots[i];
@@ -568,7 +620,13 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
             }
         }
     }
+}
 
+
+/* the instance-wide counters */
+static void
+ngx_pubsub_snapshot_counters(ngx_pubsub_snapshot_t *s, ngx_pubsub_stats_t *st)
+{
     s->delivered = st->delivered;
     s->chev_published = st->chev_published;
     for (ngx_uint_t i = 0; i < NGX_PUBSUB_REDIS_COUNTERS; i++) {
@@ -585,6 +643,27 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
     s->hook_refused = st->hooks.refused;
     s->token_refused = st->hooks.token_refused;
     s->hook_in_flight = st->hooks.in_flight;
+}
+
+
+static ngx_int_t
+ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
+{
+    ngx_pubsub_main_conf_t  *pmcf;
+    ngx_pubsub_stats_t      *st = ngx_pubsub_stats_zone();
+
+    ngx_memzero(s, sizeof(ngx_pubsub_snapshot_t));
+
+    pmcf = static_cast<ngx_pubsub_main_conf_t *>(
+               ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                   ngx_pubsub_module));
+    if (pmcf == NULL || pmcf->shm_zone == NULL || st == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_pubsub_snapshot_zone(s, pmcf->shm_zone);
+    ngx_pubsub_snapshot_workers(s, st);
+    ngx_pubsub_snapshot_counters(s, st);
 
     return NGX_OK;
 }
@@ -608,6 +687,52 @@ ngx_pubsub_append(std::string &out, const char *fmt, ...)
 
 
 #define U(v)  static_cast<unsigned long long>(v)
+
+/* the JSON's "hooks" object */
+static void
+ngx_pubsub_status_json_hooks(std::string &o, const ngx_pubsub_snapshot_t *s)
+{
+    o.append("\"hooks\":{");
+    for (ngx_uint_t i = 0; i < NGX_PUBSUB_HOOKS; i++) {
+        ngx_pubsub_append(o, "\"%s\":{\"calls\":%llu,\"failures\":%llu},",
+                          ngx_pubsub_hook_labels[i], U(s->hook_calls[i]),
+                          U(s->hook_failures[i]));
+    }
+    ngx_pubsub_append(o, "\"authorize_refused\":%llu,\"token_refused\":%llu,"
+                      "\"in_flight\":%llu},\n",
+                      U(s->hook_refused), U(s->token_refused),
+                      U(s->hook_in_flight));
+}
+
+
+/* the JSON's "redis" object, the last one */
+static void
+ngx_pubsub_status_json_redis(std::string &o, const ngx_pubsub_snapshot_t *s)
+{
+    char  latency[32] = "null";
+
+    /* upstream links of all workers, how many are connected */
+
+    if (s->redis_measured) {
+        snprintf(latency, sizeof(latency), "%.1f",
+                 (double) s->redis_rtt_x8 / 8 / s->redis_measured);
+    }
+
+    ngx_pubsub_append(o, "\"redis\":{\"enabled\":%s,\"links\":%llu,"
+                      "\"connected_links\":%llu,\"connected\":%s,"
+                      "\"latency_ms\":%s",
+                      s->redis_links ? "true" : "false",
+                      U(s->redis_links), U(s->redis_ready),
+                      (s->redis_links && s->redis_ready == s->redis_links)
+                      ? "true" : "false", latency);
+
+    for (ngx_uint_t i = 0; i < NGX_PUBSUB_REDIS_COUNTERS; i++) {
+        ngx_pubsub_append(o, ",\"%s\":%llu", ngx_pubsub_redis_counter_names[i],
+                          U(s->redis_engine[i]));
+    }
+    o.append("}}\n");
+}
+
 
 static void
 ngx_pubsub_status_json(std::string &o, const ngx_pubsub_snapshot_t *s)
@@ -653,42 +778,8 @@ ngx_pubsub_status_json(std::string &o, const ngx_pubsub_snapshot_t *s)
                       "\"connections\":%llu},\n",
                       U(s->presence_members), U(s->presence_connections));
 
-    o.append("\"hooks\":{");
-    for (ngx_uint_t i = 0; i < NGX_PUBSUB_HOOKS; i++) {
-        ngx_pubsub_append(o, "\"%s\":{\"calls\":%llu,\"failures\":%llu},",
-                          ngx_pubsub_hook_labels[i], U(s->hook_calls[i]),
-                          U(s->hook_failures[i]));
-    }
-    ngx_pubsub_append(o, "\"authorize_refused\":%llu,\"token_refused\":%llu,"
-                      "\"in_flight\":%llu},\n",
-                      U(s->hook_refused), U(s->token_refused),
-                      U(s->hook_in_flight));
-
-    /* Redis: upstream links of all workers, how many are connected */
-    if (s->redis_measured) {
-        ngx_pubsub_append(o, "\"redis\":{\"enabled\":%s,\"links\":%llu,"
-                          "\"connected_links\":%llu,\"connected\":%s,"
-                          "\"latency_ms\":%.1f",
-                          s->redis_links ? "true" : "false",
-                          U(s->redis_links), U(s->redis_ready),
-                          (s->redis_links && s->redis_ready == s->redis_links)
-                          ? "true" : "false",
-                          (double) s->redis_rtt_x8 / 8 / s->redis_measured);
-    } else {
-        ngx_pubsub_append(o, "\"redis\":{\"enabled\":%s,\"links\":%llu,"
-                          "\"connected_links\":%llu,\"connected\":%s,"
-                          "\"latency_ms\":null",
-                          s->redis_links ? "true" : "false",
-                          U(s->redis_links), U(s->redis_ready),
-                          (s->redis_links && s->redis_ready == s->redis_links)
-                          ? "true" : "false");
-    }
-
-    for (ngx_uint_t i = 0; i < NGX_PUBSUB_REDIS_COUNTERS; i++) {
-        ngx_pubsub_append(o, ",\"%s\":%llu", ngx_pubsub_redis_counter_names[i],
-                          U(s->redis_engine[i]));
-    }
-    o.append("}}\n");
+    ngx_pubsub_status_json_hooks(o, s);
+    ngx_pubsub_status_json_redis(o, s);
 }
 
 
@@ -710,102 +801,129 @@ ngx_pubsub_prom(std::string &o, const char *name, const char *type,
 }
 
 
+/* a Prometheus metric that is one field of the snapshot */
+typedef struct {
+    const char                  *name;
+    const char                  *type;
+    const char                  *help;
+    uint64_t ngx_pubsub_snapshot_t::*field;
+} ngx_pubsub_metric_t;
+
+
+#define M(name, type, field, help)                                           \
+    { name, type, help, &ngx_pubsub_snapshot_t::field }
+
+static const ngx_pubsub_metric_t  ngx_pubsub_metrics_store[] = {
+    M("uptime_seconds", "gauge", uptime,
+      "Seconds since the counters were created."),
+    M("reloads_total", "counter", reloads,
+      "Configuration reloads that kept the counters."),
+    M("workers", "gauge", workers, "Worker processes counted."),
+    M("channels", "gauge", channels, "Channels in shared memory."),
+    M("subscriptions", "gauge", subscriptions,
+      "Channel subscriptions (a multiplexed subscriber counts once per "
+      "channel)."),
+    M("messages", "gauge", messages, "Messages stored in shared memory."),
+    M("message_bytes", "gauge", message_bytes,
+      "Bytes stored messages take in the zone, headers included."),
+    M("published_messages_total", "counter", published,
+      "Messages published (once per channel)."),
+    M("delivered_messages_total", "counter", delivered,
+      "Messages sent to subscribers (once per subscriber)."),
+    M("channel_events_total", "counter", chev_published,
+      "Channel events published to meta channels."),
+    M("channel_event_failures_total", "counter", chev_failed,
+      "Channel events lost: a bad meta channel id, a full queue or a "
+      "failed publish (logged)."),
+};
+
+static const ngx_pubsub_metric_t  ngx_pubsub_metrics_zone[] = {
+    M("shm_size_bytes", "gauge", shm_size,
+      "Size of the shared memory zone (pubsub_shm_size)."),
+    M("shm_used_bytes", "gauge", shm_used,
+      "Shared memory in use (size minus free pages)."),
+    M("shm_free_bytes", "gauge", shm_free,
+      "Shared memory in free slab pages."),
+    M("unpublished_channels", "gauge", fresh_channels,
+      "Channels nobody has published to (made by subscribers)."),
+    M("unpublished_channel_bytes", "gauge", fresh_bytes,
+      "Shared memory they take, at most pubsub_shm_size / 4."),
+    M("unpublished_channels_refused_total", "counter", fresh_refused,
+      "Subscribers to new channels refused (507) because such channels "
+      "used their share."),
+    M("idle_channels_reclaimed_total", "counter", reclaimed,
+      "Idle empty channels freed early for a publish in a full zone."),
+    M("presence_members", "gauge", presence_members,
+      "Presence members (joined or leaving) over all channels."),
+    M("presence_connections", "gauge", presence_connections,
+      "Subscriber connections in presence channels (anonymous "
+      "included)."),
+};
+
+static const ngx_pubsub_metric_t  ngx_pubsub_metrics_hooks[] = {
+    M("authorize_refused_total", "counter", hook_refused,
+      "Requests the authorize hook refused."),
+    M("token_refused_total", "counter", token_refused,
+      "Requests refused for their token (401)."),
+    M("hooks_in_flight", "gauge", hook_in_flight,
+      "Hook subrequests waiting for an answer."),
+    M("redis_links", "gauge", redis_links,
+      "Redis upstream links of all workers."),
+    M("redis_connected_links", "gauge", redis_ready,
+      "Redis upstream links that are connected."),
+};
+
+#undef M
+
+
+template <size_t N>
+static void
+ngx_pubsub_prom_table(std::string &o, const ngx_pubsub_metric_t (&m)[N],
+    const ngx_pubsub_snapshot_t *s)
+{
+    for (size_t i = 0; i < N; i++) {
+        ngx_pubsub_prom(o, m[i].name, m[i].type, m[i].help, s->*m[i].field);
+    }
+}
+
+
+/* a metric with one value per label (transport, hook) */
+static void
+ngx_pubsub_prom_labelled(std::string &o, const char *name, const char *type,
+    const char *help, const char *label, const char *const *values,
+    const uint64_t *v, ngx_uint_t n)
+{
+    ngx_pubsub_prom_head(o, name, type, help);
+    for (ngx_uint_t i = 0; i < n; i++) {
+        ngx_pubsub_append(o, "pubsub_%s{%s=\"%s\"} %llu\n",
+                          name, label, values[i], U(v[i]));
+    }
+}
+
+
 static void
 ngx_pubsub_status_prometheus(std::string &o, const ngx_pubsub_snapshot_t *s)
 {
-    ngx_pubsub_prom(o, "uptime_seconds", "gauge",
-                    "Seconds since the counters were created.", s->uptime);
-    ngx_pubsub_prom(o, "reloads_total", "counter",
-                    "Configuration reloads that kept the counters.",
-                    s->reloads);
-    ngx_pubsub_prom(o, "workers", "gauge",
-                    "Worker processes counted.", s->workers);
-    ngx_pubsub_prom(o, "channels", "gauge",
-                    "Channels in shared memory.", s->channels);
-    ngx_pubsub_prom(o, "subscriptions", "gauge",
-                    "Channel subscriptions (a multiplexed subscriber counts "
-                    "once per channel).", s->subscriptions);
-    ngx_pubsub_prom(o, "messages", "gauge",
-                    "Messages stored in shared memory.", s->messages);
-    ngx_pubsub_prom(o, "message_bytes", "gauge",
-                    "Bytes stored messages take in the zone, headers included.", s->message_bytes);
-    ngx_pubsub_prom(o, "published_messages_total", "counter",
-                    "Messages published (once per channel).", s->published);
-    ngx_pubsub_prom(o, "delivered_messages_total", "counter",
-                    "Messages sent to subscribers (once per subscriber).",
-                    s->delivered);
-    ngx_pubsub_prom(o, "channel_events_total", "counter",
-                    "Channel events published to meta channels.",
-                    s->chev_published);
-    ngx_pubsub_prom(o, "channel_event_failures_total", "counter",
-                    "Channel events lost: a bad meta channel id, a full "
-                    "queue or a failed publish (logged).", s->chev_failed);
+    ngx_pubsub_prom_table(o, ngx_pubsub_metrics_store, s);
 
-    ngx_pubsub_prom_head(o, "subscribers", "gauge",
-                         "Connected subscribers by transport.");
-    for (ngx_uint_t t = 0; t < NGX_PUBSUB_TRANSPORTS; t++) {
-        ngx_pubsub_append(o, "pubsub_subscribers{transport=\"%s\"} %llu\n",
-                          ngx_pubsub_transport_names[t],
-                          U(s->subscribers[t]));
-    }
+    ngx_pubsub_prom_labelled(o, "subscribers", "gauge",
+                             "Connected subscribers by transport.",
+                             "transport", ngx_pubsub_transport_names,
+                             s->subscribers, NGX_PUBSUB_TRANSPORTS);
 
-    ngx_pubsub_prom(o, "shm_size_bytes", "gauge",
-                    "Size of the shared memory zone (pubsub_shm_size).",
-                    s->shm_size);
-    ngx_pubsub_prom(o, "shm_used_bytes", "gauge",
-                    "Shared memory in use (size minus free pages).",
-                    s->shm_used);
-    ngx_pubsub_prom(o, "shm_free_bytes", "gauge",
-                    "Shared memory in free slab pages.", s->shm_free);
+    ngx_pubsub_prom_table(o, ngx_pubsub_metrics_zone, s);
 
-    ngx_pubsub_prom(o, "unpublished_channels", "gauge",
-                    "Channels nobody has published to (made by "
-                    "subscribers).", s->fresh_channels);
-    ngx_pubsub_prom(o, "unpublished_channel_bytes", "gauge",
-                    "Shared memory they take, at most "
-                    "pubsub_shm_size / 4.", s->fresh_bytes);
-    ngx_pubsub_prom(o, "unpublished_channels_refused_total", "counter",
-                    "Subscribers to new channels refused (507) because "
-                    "such channels used their share.", s->fresh_refused);
-    ngx_pubsub_prom(o, "idle_channels_reclaimed_total", "counter",
-                    "Idle empty channels freed early for a publish in a "
-                    "full zone.", s->reclaimed);
+    ngx_pubsub_prom_labelled(o, "hook_calls_total", "counter",
+                             "Hook subrequests sent, by hook.",
+                             "hook", ngx_pubsub_hook_labels,
+                             s->hook_calls, NGX_PUBSUB_HOOKS);
+    ngx_pubsub_prom_labelled(o, "hook_failures_total", "counter",
+                             "Hook subrequests that got no answer or a 5xx.",
+                             "hook", ngx_pubsub_hook_labels,
+                             s->hook_failures, NGX_PUBSUB_HOOKS);
 
-    ngx_pubsub_prom(o, "presence_members", "gauge",
-                    "Presence members (joined or leaving) over all channels.",
-                    s->presence_members);
-    ngx_pubsub_prom(o, "presence_connections", "gauge",
-                    "Subscriber connections in presence channels "
-                    "(anonymous included).", s->presence_connections);
+    ngx_pubsub_prom_table(o, ngx_pubsub_metrics_hooks, s);
 
-    ngx_pubsub_prom_head(o, "hook_calls_total", "counter",
-                         "Hook subrequests sent, by hook.");
-    for (ngx_uint_t i = 0; i < NGX_PUBSUB_HOOKS; i++) {
-        ngx_pubsub_append(o, "pubsub_hook_calls_total{hook=\"%s\"} %llu\n",
-                          ngx_pubsub_hook_labels[i], U(s->hook_calls[i]));
-    }
-
-    ngx_pubsub_prom_head(o, "hook_failures_total", "counter",
-                         "Hook subrequests that got no answer or a 5xx.");
-    for (ngx_uint_t i = 0; i < NGX_PUBSUB_HOOKS; i++) {
-        ngx_pubsub_append(o, "pubsub_hook_failures_total{hook=\"%s\"} %llu\n",
-                          ngx_pubsub_hook_labels[i], U(s->hook_failures[i]));
-    }
-
-    ngx_pubsub_prom(o, "authorize_refused_total", "counter",
-                    "Requests the authorize hook refused.", s->hook_refused);
-    ngx_pubsub_prom(o, "token_refused_total", "counter",
-                    "Requests refused for their token (401).",
-                    s->token_refused);
-    ngx_pubsub_prom(o, "hooks_in_flight", "gauge",
-                    "Hook subrequests waiting for an answer.",
-                    s->hook_in_flight);
-
-    ngx_pubsub_prom(o, "redis_links", "gauge",
-                    "Redis upstream links of all workers.", s->redis_links);
-    ngx_pubsub_prom(o, "redis_connected_links", "gauge",
-                    "Redis upstream links that are connected.",
-                    s->redis_ready);
     ngx_pubsub_prom_head(o, "redis_latency_seconds", "gauge",
                          "Smoothed Redis command round trip (1 ms "
                          "resolution), averaged over workers.");

@@ -24,6 +24,7 @@
 
 #include "ngx_pubsub.h"
 #include "ngx_pubsub_presence.h"
+#include "ngx_pubsub_worker.h"
 
 #include <memory>
 #include <new>
@@ -42,14 +43,19 @@ static void ngx_pubsub_poll_handler(ngx_event_t *ev);
 
 static ngx_str_t  ngx_pubsub_zone_name = ngx_string("ngx_pubsub");
 
-/* this worker's engine; made in init_process, gone in exit_process */
-static pubsub::MemoryStore  *ngx_pubsub_mem_store;
-static ngx_slab_pool_t      *ngx_pubsub_shpool;
-static ngx_event_t           ngx_pubsub_sweep_event;
-static ngx_event_t           ngx_pubsub_poll_event;
-static ngx_connection_t     *ngx_pubsub_wake_conn;
-static ngx_uint_t            ngx_pubsub_mailbox;
-static ngx_uint_t            ngx_pubsub_sweeps;
+/*
+ * This worker's engine: the worker root's "mem" part, made in
+ * init_process, gone in exit_process.
+ */
+struct ngx_pubsub_mem_worker_t {
+    pubsub::MemoryStore  *store = nullptr;
+    ngx_slab_pool_t      *shpool = nullptr;
+    ngx_event_t           sweep_event;
+    ngx_event_t           poll_event;
+    ngx_connection_t     *wake_conn = nullptr;
+    ngx_uint_t            mailbox = 0;
+    ngx_uint_t            sweeps = 0;
+};
 
 /*
  * eventfds by process slot, made by the master.  This is process memory: a
@@ -258,28 +264,36 @@ ngx_pubsub_pid_alive(int64_t pid)
 }
 
 
+/* this worker's engine part (NULL outside a running worker) */
+static ngx_pubsub_mem_worker_t *
+ngx_pubsub_mem(void)
+{
+    return ngx_pubsub_worker_part(mem);
+}
+
+
 /*
  * How this worker learns that other workers changed its channels: its
  * mailbox in the zone and its eventfd (then a slow poll as a safety net),
  * else a fast poll.
  */
 static void
-ngx_pubsub_shm_wakeups(ngx_cycle_t *cycle, uint32_t slot)
+ngx_pubsub_shm_wakeups(ngx_cycle_t *cycle, ngx_pubsub_mem_worker_t *mw,
+    uint32_t slot)
 {
     ngx_connection_t  *c;
 
-    ngx_pubsub_mailbox = 0;
-    ngx_pubsub_wake_conn = NULL;
+    mw->mailbox = 0;
+    mw->wake_conn = NULL;
 
-    if (ngx_pubsub_guard(cycle->log, [] {
-            return ngx_pubsub_mem_store->claimSlot(ngx_pid) ? NGX_OK
-                                                         : NGX_DECLINED;
+    if (ngx_pubsub_guard(cycle->log, [mw] {
+            return mw->store->claimSlot(ngx_pid) ? NGX_OK : NGX_DECLINED;
         }) == NGX_OK)
     {
-        ngx_pubsub_mailbox = 1;
+        mw->mailbox = 1;
     }
 
-    if (ngx_pubsub_mailbox && slot < ngx_pubsub_nwake_fds) {
+    if (mw->mailbox && slot < ngx_pubsub_nwake_fds) {
         c = ngx_get_connection(ngx_pubsub_wake_fds[slot], cycle->log);
 
         if (c != NULL) {
@@ -288,7 +302,7 @@ ngx_pubsub_shm_wakeups(ngx_cycle_t *cycle, uint32_t slot)
             c->data = NULL;
 
             if (ngx_add_event(c->read, NGX_READ_EVENT, 0) == NGX_OK) {
-                ngx_pubsub_wake_conn = c;
+                mw->wake_conn = c;
 
             } else {
                 ngx_free_connection(c);
@@ -296,21 +310,21 @@ ngx_pubsub_shm_wakeups(ngx_cycle_t *cycle, uint32_t slot)
         }
     }
 
-    ngx_memzero(&ngx_pubsub_poll_event, sizeof(ngx_event_t));
-    ngx_pubsub_poll_event.handler = ngx_pubsub_poll_handler;
-    ngx_pubsub_poll_event.data = &ngx_pubsub_dumb_conn;
-    ngx_pubsub_poll_event.log = cycle->log;
-    ngx_pubsub_poll_event.cancelable = 1;
+    ngx_memzero(&mw->poll_event, sizeof(ngx_event_t));
+    mw->poll_event.handler = ngx_pubsub_poll_handler;
+    mw->poll_event.data = &ngx_pubsub_dumb_conn;
+    mw->poll_event.log = cycle->log;
+    mw->poll_event.cancelable = 1;
 
-    if (ngx_pubsub_wake_conn == NULL) {
+    if (mw->wake_conn == NULL) {
         ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
                       "pubsub: no wake-up descriptor or mailbox for process "
                       "slot %uD, polling for messages every 50ms", slot);
-        ngx_add_timer(&ngx_pubsub_poll_event, 50);
+        ngx_add_timer(&mw->poll_event, 50);
 
     } else {
         /* a safety net: wake-ups from workers older than this one */
-        ngx_add_timer(&ngx_pubsub_poll_event, 1000);
+        ngx_add_timer(&mw->poll_event, 1000);
     }
 }
 
@@ -318,9 +332,10 @@ ngx_pubsub_shm_wakeups(ngx_cycle_t *cycle, uint32_t slot)
 ngx_int_t
 ngx_pubsub_shm_init_process(ngx_cycle_t *cycle)
 {
-    ngx_pubsub_main_conf_t  *pmcf;
-    pubsub::MemoryStoreEnv   env;
-    uint32_t                 slot;
+    ngx_pubsub_main_conf_t   *pmcf;
+    ngx_pubsub_mem_worker_t  *mw;
+    pubsub::MemoryStoreEnv    env;
+    uint32_t                  slot;
 
     if (ngx_process != NGX_PROCESS_WORKER
         && ngx_process != NGX_PROCESS_SINGLE)
@@ -334,12 +349,21 @@ ngx_pubsub_shm_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    ngx_pubsub_shpool = reinterpret_cast<ngx_slab_pool_t *>(
-                            pmcf->shm_zone->shm.addr);
+    mw = new (std::nothrow) ngx_pubsub_mem_worker_t();
+    if (mw == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "pubsub: cannot allocate the worker's engine");
+        return NGX_ERROR;
+    }
 
-    env.alloc = ngx_pubsub_slab_allocator(ngx_pubsub_shpool);
-    env.root = static_cast<pubsub::StoreRoot *>(ngx_pubsub_shpool->data);
-    env.ctx = ngx_pubsub_shpool;
+    ngx_pubsub_worker->mem = mw;
+
+    mw->shpool = reinterpret_cast<ngx_slab_pool_t *>(
+                     pmcf->shm_zone->shm.addr);
+
+    env.alloc = ngx_pubsub_slab_allocator(mw->shpool);
+    env.root = static_cast<pubsub::StoreRoot *>(mw->shpool->data);
+    env.ctx = mw->shpool;
     env.lock = ngx_pubsub_lock;
     env.unlock = ngx_pubsub_unlock;
     env.now = ngx_pubsub_now;
@@ -350,74 +374,82 @@ ngx_pubsub_shm_init_process(ngx_cycle_t *cycle)
     env.slot = slot;
     env.wake = ngx_pubsub_wake;
 
-    ngx_pubsub_mem_store = new (std::nothrow) pubsub::MemoryStore(env);
-    if (ngx_pubsub_mem_store == NULL) {
+    mw->store = new (std::nothrow) pubsub::MemoryStore(env);
+    if (mw->store == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
                       "pubsub: cannot allocate the worker's engine");
         return NGX_ERROR;
     }
 
-    ngx_pubsub_shm_wakeups(cycle, slot);
+    ngx_pubsub_shm_wakeups(cycle, mw, slot);
 
-    ngx_memzero(&ngx_pubsub_sweep_event, sizeof(ngx_event_t));
-    ngx_pubsub_sweep_event.handler = ngx_pubsub_sweep_handler;
-    ngx_pubsub_sweep_event.data = &ngx_pubsub_dumb_conn;
-    ngx_pubsub_sweep_event.log = cycle->log;
-    ngx_pubsub_sweep_event.data = cycle;
-    ngx_pubsub_sweep_event.cancelable = 1;
+    ngx_memzero(&mw->sweep_event, sizeof(ngx_event_t));
+    mw->sweep_event.handler = ngx_pubsub_sweep_handler;
+    mw->sweep_event.data = cycle;
+    mw->sweep_event.log = cycle->log;
+    mw->sweep_event.cancelable = 1;
 
-    ngx_add_timer(&ngx_pubsub_sweep_event, 1000);
+    ngx_add_timer(&mw->sweep_event, 1000);
 
-    return ngx_pubsub_presence_init_process(cycle, ngx_pubsub_shpool);
+    return ngx_pubsub_presence_init_process(cycle, mw->shpool);
 }
 
 
+/* the presence part goes first: its exit still uses the zone */
 void
 ngx_pubsub_shm_exit_process(ngx_cycle_t *cycle)
 {
-    if (ngx_pubsub_sweep_event.timer_set) {
-        ngx_del_timer(&ngx_pubsub_sweep_event);
+    ngx_pubsub_mem_worker_t  *mw = ngx_pubsub_mem();
+
+    if (mw == NULL) {
+        return;
+    }
+
+    if (mw->sweep_event.timer_set) {
+        ngx_del_timer(&mw->sweep_event);
     }
 
     ngx_pubsub_presence_exit_process(cycle);
 
-    if (ngx_pubsub_poll_event.timer_set) {
-        ngx_del_timer(&ngx_pubsub_poll_event);
+    if (mw->poll_event.timer_set) {
+        ngx_del_timer(&mw->poll_event);
     }
 
-    if (ngx_pubsub_wake_conn != NULL) {
+    if (mw->wake_conn != NULL) {
         /* the master keeps its copy of the descriptor for the next worker */
-        ngx_close_connection(ngx_pubsub_wake_conn);
-        ngx_pubsub_wake_conn = NULL;
+        ngx_close_connection(mw->wake_conn);
+        mw->wake_conn = NULL;
     }
 
-    if (ngx_pubsub_mem_store != NULL) {
-        (void) ngx_pubsub_guard(cycle->log, [] {
-            ngx_pubsub_mem_store->releaseSlot();
+    if (mw->store != NULL) {
+        (void) ngx_pubsub_guard(cycle->log, [mw] {
+            mw->store->releaseSlot();
             return NGX_OK;
         });
     }
 
-    delete ngx_pubsub_mem_store;
-    ngx_pubsub_mem_store = NULL;
+    ngx_pubsub_worker->mem = NULL;
+    delete mw->store;
+    delete mw;
 }
 
 
 static void
 ngx_pubsub_wake_handler(ngx_event_t *ev)
 {
-    ngx_connection_t  *c = static_cast<ngx_connection_t *>(ev->data);
-    uint64_t           n;
+    ngx_connection_t         *c = static_cast<ngx_connection_t *>(ev->data);
+    ngx_pubsub_mem_worker_t  *mw = ngx_pubsub_mem();
+    uint64_t                  n;
 
     /* one read resets the counter; the mailbox says what changed */
     (void) read(c->fd, &n, sizeof(n));
 
-    if (ngx_pubsub_mem_store == NULL) {
+    if (mw == NULL || mw->store == NULL) {
         return;
     }
 
-    (void) ngx_pubsub_guard(ev->log, [] {
-        ngx_pubsub_mem_store->processNotifications();
+    (void) ngx_pubsub_guard(ev->log, [mw] {
+        mw->store->processNotifications();
         return NGX_OK;
     });
 
@@ -429,18 +461,20 @@ ngx_pubsub_wake_handler(ngx_event_t *ev)
 static void
 ngx_pubsub_poll_handler(ngx_event_t *ev)
 {
-    if (ngx_pubsub_mem_store == NULL) {
+    ngx_pubsub_mem_worker_t  *mw = ngx_pubsub_mem();
+
+    if (mw == NULL || mw->store == NULL) {
         return;
     }
 
-    (void) ngx_pubsub_guard(ev->log, [] {
+    (void) ngx_pubsub_guard(ev->log, [mw] {
         /* without a mailbox nothing tells us what changed: pull it all */
-        ngx_pubsub_mem_store->processNotifications(!ngx_pubsub_mailbox);
+        mw->store->processNotifications(!mw->mailbox);
         return NGX_OK;
     });
 
     if (!ngx_exiting && !ngx_quit) {
-        ngx_add_timer(ev, ngx_pubsub_wake_conn ? 1000 : 50);
+        ngx_add_timer(ev, mw->wake_conn ? 1000 : 50);
     }
 }
 
@@ -448,31 +482,37 @@ ngx_pubsub_poll_handler(ngx_event_t *ev)
 pubsub::Store *
 ngx_pubsub_store(void)
 {
-    return ngx_pubsub_mem_store;
+    ngx_pubsub_mem_worker_t  *mw = ngx_pubsub_mem();
+
+    return mw ? mw->store : NULL;
 }
 
 
 pubsub::Hub *
 ngx_pubsub_local_hub(void)
 {
-    return ngx_pubsub_mem_store ? &ngx_pubsub_mem_store->hub() : NULL;
+    ngx_pubsub_mem_worker_t  *mw = ngx_pubsub_mem();
+
+    return (mw && mw->store) ? &mw->store->hub() : NULL;
 }
 
 
 static void
 ngx_pubsub_sweep_handler(ngx_event_t *ev)
 {
-    if (ngx_pubsub_mem_store == NULL) {
+    ngx_pubsub_mem_worker_t  *mw = ngx_pubsub_mem();
+
+    if (mw == NULL || mw->store == NULL) {
         return;
     }
 
-    (void) ngx_pubsub_guard(ev->log, [] {
+    (void) ngx_pubsub_guard(ev->log, [mw] {
         /* idle empty channels linger 30s so that counters stay meaningful */
-        ngx_pubsub_mem_store->sweep(256, 30);
+        mw->store->sweep(256, 30);
 
         /* slots of workers that died without a successor */
-        if (++ngx_pubsub_sweeps % 5 == 0) {
-            ngx_pubsub_mem_store->reapSlots(ngx_pubsub_pid_alive);
+        if (++mw->sweeps % 5 == 0) {
+            mw->store->reapSlots(ngx_pubsub_pid_alive);
         }
 
         return NGX_OK;

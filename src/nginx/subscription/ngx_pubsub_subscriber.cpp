@@ -644,64 +644,80 @@ ngx_pubsub_resume_spec(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 }
 
 
-ngx_int_t
-ngx_pubsub_resume_id(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    pubsub::StartSpec *spec, pubsub::ParsedMsgId *full, ngx_int_t *out)
-{
-    ngx_table_elt_t           *ims, *inm, *etag;
-    ngx_http_complex_value_t  *cv;
-    ngx_str_t                  v, tags;
-    ngx_uint_t                 i;
-    time_t                     t;
-    std::string                reason;
-    pubsub::ParsedMsgId        id;
+/*
+ * The sources of a resume id, in order; each answers NGX_OK (*spec set, or
+ * no id at all), NGX_DECLINED (refused: *out is what the handler returns)
+ * or NGX_DONE (nothing there: ask the next).
+ */
 
-    spec->kind = static_cast<pubsub::StartSpec::Kind>(plcf->first_message_kind);
-    spec->n = plcf->first_message_n;
+/* If-Modified-Since (the time) with If-None-Match (the tags) */
+static ngx_int_t
+ngx_pubsub_resume_from_ims(ngx_http_request_t *r, pubsub::StartSpec *spec,
+    pubsub::ParsedMsgId *full, ngx_int_t *out)
+{
+    ngx_table_elt_t      *ims, *inm;
+    ngx_str_t             tags;
+    time_t                t;
+    std::string           reason;
+    pubsub::ParsedMsgId   id;
 
     ims = r->headers_in.if_modified_since;
     inm = r->headers_in.if_none_match;
 
-    if (ims != NULL) {
-        t = ngx_parse_http_time(ims->value.data, ims->value.len);
+    if (ims == NULL) {
+        return NGX_DONE;
+    }
 
-        if (t == NGX_ERROR) {
-            return ngx_pubsub_bad_msgid(r, "bad If-Modified-Since", out);
-        }
+    t = ngx_parse_http_time(ims->value.data, ims->value.len);
 
-        if (t > 0) {
-            /*
-             * the time without its tag is no id (nchan: 400 too); every
-             * client that sends the Last-Modified back sends the Etag
-             */
-            if (inm == NULL) {
-                return ngx_pubsub_bad_msgid(r,
-                           "If-Modified-Since without If-None-Match", out);
-            }
+    if (t == NGX_ERROR) {
+        return ngx_pubsub_bad_msgid(r, "bad If-Modified-Since", out);
+    }
 
-            tags = inm->value;
-            ngx_pubsub_strip_etag(&tags);
-
-            if (!pubsub::parseMsgTags(ngx_pubsub_sv(tags), &id, &reason)) {
-                return ngx_pubsub_bad_msgid(r, reason, out);
-            }
-
-            spec->kind = pubsub::StartSpec::kAfter;
-            spec->after = pubsub::MsgId{t, id.tags[0]};
-            id.time = t;
-            *full = id;
-            return NGX_OK;
-        }
-
+    if (t <= 0) {
         /* at or before the epoch: no id */
         return NGX_OK;
     }
 
     /*
-     * A whole "time:tag" id in If-None-Match, or in the "Etag" request
-     * header NchanSubscriber.js resumes a long-poll with; If-Modified-Since
-     * above wins over both.
+     * the time without its tag is no id (nchan: 400 too); every client
+     * that sends the Last-Modified back sends the Etag
      */
+    if (inm == NULL) {
+        return ngx_pubsub_bad_msgid(r,
+                   "If-Modified-Since without If-None-Match", out);
+    }
+
+    tags = inm->value;
+    ngx_pubsub_strip_etag(&tags);
+
+    if (!pubsub::parseMsgTags(ngx_pubsub_sv(tags), &id, &reason)) {
+        return ngx_pubsub_bad_msgid(r, reason, out);
+    }
+
+    spec->kind = pubsub::StartSpec::kAfter;
+    spec->after = pubsub::MsgId{t, id.tags[0]};
+    id.time = t;
+    *full = id;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A whole "time:tag" id in If-None-Match, or in the "Etag" request header
+ * NchanSubscriber.js resumes a long-poll with.
+ */
+static ngx_int_t
+ngx_pubsub_resume_from_etag(ngx_http_request_t *r, pubsub::StartSpec *spec,
+    pubsub::ParsedMsgId *full, ngx_int_t *out)
+{
+    ngx_table_elt_t      *inm, *etag;
+    ngx_str_t             tags;
+    std::string           reason;
+    pubsub::ParsedMsgId   id;
+
+    inm = r->headers_in.if_none_match;
     etag = ngx_pubsub_find_header(r, "Etag");
 
     for (ngx_table_elt_t *h : { inm, etag }) {
@@ -726,13 +742,29 @@ ngx_pubsub_resume_id(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         return NGX_OK;
     }
 
+    return NGX_DONE;
+}
+
+
+/* the first non-empty pubsub_last_message_id value, URL-decoded */
+static ngx_int_t
+ngx_pubsub_resume_from_values(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, pubsub::StartSpec *spec,
+    pubsub::ParsedMsgId *full, ngx_int_t *out)
+{
+    ngx_http_complex_value_t  *cv;
+    ngx_str_t                  v, decoded;
+    u_char                    *buf, *src, *dst;
+    std::string                reason;
+    pubsub::ParsedMsgId        id;
+
     if (plcf->last_message_id == NULL) {
         return NGX_OK;
     }
 
     cv = static_cast<ngx_http_complex_value_t *>(plcf->last_message_id->elts);
 
-    for (i = 0; i < plcf->last_message_id->nelts; i++) {
+    for (ngx_uint_t i = 0; i < plcf->last_message_id->nelts; i++) {
         if (ngx_http_complex_value(r, &cv[i], &v) != NGX_OK) {
             *out = NGX_HTTP_INTERNAL_SERVER_ERROR;
             return NGX_DECLINED;
@@ -746,16 +778,16 @@ ngx_pubsub_resume_id(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
             return ngx_pubsub_bad_msgid(r, "too long", out);
         }
 
-        u_char *buf = static_cast<u_char *>(ngx_pnalloc(r->pool, v.len));
+        buf = static_cast<u_char *>(ngx_pnalloc(r->pool, v.len));
         if (buf == NULL) {
             *out = NGX_HTTP_INTERNAL_SERVER_ERROR;
             return NGX_DECLINED;
         }
 
-        u_char *src = v.data, *dst = buf;
+        src = v.data;
+        dst = buf;
         ngx_unescape_uri(&dst, &src, v.len, 0);
 
-        ngx_str_t decoded;
         decoded.data = buf;
         decoded.len = dst - buf;
 
@@ -770,6 +802,30 @@ ngx_pubsub_resume_id(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     }
 
     return NGX_OK;
+}
+
+
+/* If-Modified-Since wins over the Etag headers, they over the values */
+ngx_int_t
+ngx_pubsub_resume_id(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    pubsub::StartSpec *spec, pubsub::ParsedMsgId *full, ngx_int_t *out)
+{
+    ngx_int_t  rc;
+
+    spec->kind = static_cast<pubsub::StartSpec::Kind>(plcf->first_message_kind);
+    spec->n = plcf->first_message_n;
+
+    rc = ngx_pubsub_resume_from_ims(r, spec, full, out);
+    if (rc != NGX_DONE) {
+        return rc;
+    }
+
+    rc = ngx_pubsub_resume_from_etag(r, spec, full, out);
+    if (rc != NGX_DONE) {
+        return rc;
+    }
+
+    return ngx_pubsub_resume_from_values(r, plcf, spec, full, out);
 }
 
 
@@ -805,48 +861,19 @@ ngx_pubsub_set_msgid_headers(ngx_http_request_t *r, const pubsub::MsgId &id)
 }
 
 
-ngx_int_t
-ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
-    ngx_pubsub_loc_conf_t *plcf, ngx_uint_t transport)
+/*
+ * Where each channel starts: the resume id's one tag for one channel, its
+ * tag per channel for several.  NGX_OK, or NGX_DECLINED after answering a
+ * malformed id (*rc: what the handler returns).
+ */
+static ngx_int_t
+ngx_pubsub_subscriber_specs(ngx_http_request_t *r, ngx_pubsub_channels_t *ch,
+    const pubsub::StartSpec &spec, const pubsub::ParsedMsgId &full,
+    std::vector<pubsub::StartSpec> *specs, ngx_int_t *rc)
 {
-    ngx_int_t               rc;
-    ngx_pubsub_channels_t  *ch;
-    pubsub::StartSpec       spec;
-    pubsub::ParsedMsgId     full;
+    std::string  reason;
 
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    rc = ngx_pubsub_cors(r, plcf, 1);
-    if (rc == NGX_DECLINED) {
-        return ngx_pubsub_respond_text(r, NGX_HTTP_FORBIDDEN, "text/plain",
-                                       "Origin not allowed.\n");
-    }
-    if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ch = static_cast<ngx_pubsub_channels_t *>(
-             ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
-    if (ch == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_pubsub_channels(r, plcf, 0, ch) != NGX_OK) {
-        return ch->rc;
-    }
-
-    if (ngx_pubsub_resume_id(r, plcf, &spec, &full, &rc) != NGX_OK) {
-        return rc;
-    }
-
-    /* responses to subscribers must never become 304s */
-    r->disable_not_modified = 1;
-
-    std::vector<pubsub::StartSpec>  specs(ch->n, spec);
-    std::string                     reason;
+    specs->assign(ch->n, spec);
 
     /* a compound id names one tag per channel: several for one channel
        is a malformed id, not the first of them */
@@ -857,20 +884,32 @@ ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "pubsub: invalid message id: %uz tags for 1 channel",
                       full.tags.size());
-        return ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST, "text/plain",
-                                       "Message ID invalid.\n");
+        *rc = ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST, "text/plain",
+                                      "Message ID invalid.\n");
+        return NGX_DECLINED;
     }
 
     if (ch->n > 1
         && spec.kind == pubsub::StartSpec::kAfter
-        && !pubsub::Multiplexer::resumeSpecs(full, ch->n, &specs, &reason))
+        && !pubsub::Multiplexer::resumeSpecs(full, ch->n, specs, &reason))
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "pubsub: invalid message id: %s", reason.c_str());
-        return ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST, "text/plain",
-                                       "Message ID invalid.\n");
+        *rc = ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST, "text/plain",
+                                      "Message ID invalid.\n");
+        return NGX_DECLINED;
     }
 
+    return NGX_OK;
+}
+
+
+/* hands the request to its transport */
+static ngx_int_t
+ngx_pubsub_subscriber_start(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_uint_t transport,
+    ngx_pubsub_channels_t *ch, const std::vector<pubsub::StartSpec> &specs)
+{
     switch (transport) {
 
     case NGX_PUBSUB_SUB_EVENTSOURCE:
@@ -897,4 +936,51 @@ ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
 
     return ngx_pubsub_respond_text(r, NGX_HTTP_NOT_IMPLEMENTED, "text/plain",
                                    "This transport is not implemented yet.\n");
+}
+
+
+ngx_int_t
+ngx_pubsub_subscriber_handler(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_uint_t transport)
+{
+    ngx_int_t               rc;
+    ngx_pubsub_channels_t  *ch;
+    pubsub::StartSpec       spec;
+    pubsub::ParsedMsgId     full;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    rc = ngx_pubsub_cors(r, plcf, 1);
+    if (rc == NGX_DECLINED) {
+        return ngx_pubsub_respond_text(r, NGX_HTTP_FORBIDDEN, "text/plain",
+                                       "Origin not allowed.\n");
+    }
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ch = ngx_pubsub_channels(r, plcf, 0, &rc);
+    if (ch == NULL) {
+        return rc;
+    }
+
+    if (ngx_pubsub_resume_id(r, plcf, &spec, &full, &rc) != NGX_OK) {
+        return rc;
+    }
+
+    /* responses to subscribers must never become 304s */
+    r->disable_not_modified = 1;
+
+    std::vector<pubsub::StartSpec>  specs;
+
+    if (ngx_pubsub_subscriber_specs(r, ch, spec, full, &specs, &rc)
+        != NGX_OK)
+    {
+        return rc;
+    }
+
+    return ngx_pubsub_subscriber_start(r, plcf, transport, ch, specs);
 }

@@ -105,15 +105,8 @@ ngx_pubsub_ws_subscriber(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_pubsub_channels_t  *ch;
     pubsub::ParsedMsgId     full;
 
-    ch = static_cast<ngx_pubsub_channels_t *>(
-             ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
+    ch = ngx_pubsub_channels(r, plcf, 0, rc);
     if (ch == NULL) {
-        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        return NGX_DECLINED;
-    }
-
-    if (ngx_pubsub_channels(r, plcf, 0, ch) != NGX_OK) {
-        *rc = ch->rc;
         return NGX_DECLINED;
     }
 
@@ -142,14 +135,8 @@ ngx_pubsub_ws_publisher(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 {
     *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
 
-    w->pub = static_cast<ngx_pubsub_channels_t *>(
-                 ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
+    w->pub = ngx_pubsub_channels(r, plcf, 1, rc);
     if (w->pub == NULL) {
-        return NGX_DECLINED;
-    }
-
-    if (ngx_pubsub_channels(r, plcf, 1, w->pub) != NGX_OK) {
-        *rc = w->pub->rc;
         return NGX_DECLINED;
     }
 

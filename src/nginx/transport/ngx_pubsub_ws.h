@@ -305,6 +305,22 @@ private:
     static void upstream_done(ngx_http_request_t *r, void *data,
         ngx_pubsub_hook_result_t *res);
 
+    /* r's connection, NULL when there is none or it is finishing */
+    static ngx_pubsub_ws_t *of(ngx_http_request_t *r);
+
+    /* runs f(); an exception finishes the connection */
+    template <typename F>
+    void guarded(ngx_log_t *log, F f)
+    {
+        if (ngx_pubsub_guard(log, [&f] {
+                f();
+                return NGX_OK;
+            }) != NGX_OK)
+        {
+            finish();
+        }
+    }
+
     void detach();
     void detach_output();
     void free_request_buffers(ngx_http_connection_t *hc);

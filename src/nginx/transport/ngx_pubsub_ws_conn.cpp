@@ -291,13 +291,7 @@ ngx_pubsub_ws_t::detach_handler(ngx_event_t *ev)
 {
     ngx_pubsub_ws_t  *w = static_cast<ngx_pubsub_ws_t *>(ev->data);
 
-    if (ngx_pubsub_guard(ev->log, [w] {
-            w->detach();
-            return NGX_OK;
-        }) != NGX_OK)
-    {
-        w->finish();
-    }
+    w->guarded(ev->log, [w] { w->detach(); });
 }
 
 
@@ -466,13 +460,7 @@ ngx_pubsub_ws_t::conn_read_handler(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_pubsub_guard(c->log, [w] {
-            w->read();
-            return NGX_OK;
-        }) != NGX_OK)
-    {
-        w->finish();
-    }
+    w->guarded(c->log, [w] { w->read(); });
 }
 
 
@@ -486,13 +474,7 @@ ngx_pubsub_ws_t::conn_write_handler(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_pubsub_guard(c->log, [w] {
-            (void) w->flush();
-            return NGX_OK;
-        }) != NGX_OK)
-    {
-        w->finish();
-    }
+    w->guarded(c->log, [w] { (void) w->flush(); });
 }
 
 
@@ -518,13 +500,9 @@ ngx_pubsub_ws_t::timeout_handler(ngx_event_t *ev)
 {
     ngx_pubsub_ws_t  *w = static_cast<ngx_pubsub_ws_t *>(ev->data);
 
-    if (ngx_pubsub_guard(ev->log, [w] {
-            w->send_close(ws::close_code::kNormal, "408 Request Timeout");
-            return NGX_OK;
-        }) != NGX_OK)
-    {
-        w->finish();
-    }
+    w->guarded(ev->log, [w] {
+        w->send_close(ws::close_code::kNormal, "408 Request Timeout");
+    });
 }
 
 

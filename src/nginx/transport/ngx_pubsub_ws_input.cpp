@@ -9,23 +9,25 @@
 #include "ngx_pubsub_ws.h"
 
 
-void
-ngx_pubsub_ws_t::read_handler(ngx_http_request_t *r)
+ngx_pubsub_ws_t *
+ngx_pubsub_ws_t::of(ngx_http_request_t *r)
 {
     ngx_pubsub_ws_t  *w;
 
     w = static_cast<ngx_pubsub_ws_t *>(
             ngx_http_get_module_ctx(r, ngx_pubsub_module));
-    if (w == NULL || w->finishing_) {
-        return;
-    }
 
-    if (ngx_pubsub_guard(w->c_->log, [w] {
-            w->read();
-            return NGX_OK;
-        }) != NGX_OK)
-    {
-        w->finish();
+    return (w == NULL || w->finishing_) ? NULL : w;
+}
+
+
+void
+ngx_pubsub_ws_t::read_handler(ngx_http_request_t *r)
+{
+    ngx_pubsub_ws_t  *w = of(r);
+
+    if (w != NULL) {
+        w->guarded(w->c_->log, [w] { w->read(); });
     }
 }
 
@@ -417,13 +419,7 @@ ngx_pubsub_ws_t::resume_handler(ngx_event_t *ev)
 {
     ngx_pubsub_ws_t  *w = static_cast<ngx_pubsub_ws_t *>(ev->data);
 
-    if (ngx_pubsub_guard(ev->log, [w] {
-            w->resume();
-            return NGX_OK;
-        }) != NGX_OK)
-    {
-        w->finish();
-    }
+    w->guarded(ev->log, [w] { w->resume(); });
 
     if (w->r) {
         ngx_http_run_posted_requests(w->c_);

@@ -129,13 +129,7 @@ ngx_pubsub_ws_t::flush_dirty_handler(ngx_event_t *ev)
         w->dirty_ = false;
         wk->ndirty--;
 
-        if (ngx_pubsub_guard(w->c_->log, [w] {
-                (void) w->flush();
-                return NGX_OK;
-            }) != NGX_OK)
-        {
-            w->finish();
-        }
+        w->guarded(w->c_->log, [w] { (void) w->flush(); });
     }
 }
 
@@ -494,20 +488,10 @@ ngx_pubsub_ws_t::drained()
 void
 ngx_pubsub_ws_t::write_handler(ngx_http_request_t *r)
 {
-    ngx_pubsub_ws_t  *w;
+    ngx_pubsub_ws_t  *w = of(r);
 
-    w = static_cast<ngx_pubsub_ws_t *>(
-            ngx_http_get_module_ctx(r, ngx_pubsub_module));
-    if (w == NULL || w->finishing_) {
-        return;
-    }
-
-    if (ngx_pubsub_guard(w->c_->log, [w] {
-            (void) w->flush();
-            return NGX_OK;
-        }) != NGX_OK)
-    {
-        w->finish();
+    if (w != NULL) {
+        w->guarded(w->c_->log, [w] { (void) w->flush(); });
     }
 }
 
