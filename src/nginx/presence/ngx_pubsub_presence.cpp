@@ -439,7 +439,7 @@ ngx_pubsub_presence_join_as(ngx_pubsub_loc_conf_t *plcf, ngx_str_t key,
     pubsub::PresenceConn         *conn;
     uint32_t                      opts;
 
-    if (!ngx_pubsub_presence_live) {
+    if (!ngx_pubsub_presence_live()) {
         return NULL;
     }
 
