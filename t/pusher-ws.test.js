@@ -33,6 +33,12 @@ server {
         pubsub_pusher;
         pubsub_pusher_activity_timeout 1s;
     }
+    # no WebSocket pings: only pusher:pong counts as an answer
+    location /dead/app/ {
+        pubsub_pusher;
+        pubsub_pusher_activity_timeout 1s;
+        pubsub_ping_interval 0;
+    }
     # plain publishing into app 1's channels (contract 1)
     location ~ ^/pub/(.+)$ {
         pubsub_publisher;
@@ -347,6 +353,14 @@ describe('pusher: protocol 7 over WebSocket', () => {
         assert.equal((await r.frame(5000)).event, 'pusher:ping');
         assert.equal(r.closeInfo, null);
         await r.close();
+    });
+
+    it('a client that answers no pusher:ping is closed with 4201 after 30 s', async () => {
+        const r = await P.raw(ngx.port, { path: '/dead/app/' });
+        await r.frame();
+        assert.equal((await r.frame(5000)).event, 'pusher:ping');
+        const closed = await P.withTimeout(r.closed, 40000, 'close 4201');
+        assert.deepEqual(closed, { code: 4201, reason: 'Pong reply not received' });
     });
 
     it('answers WebSocket pings', async () => {
