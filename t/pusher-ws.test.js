@@ -99,6 +99,31 @@ describe('pusher: protocol 7 over WebSocket', () => {
         assert.equal((await plain.next()).data, 'plain text');
     });
 
+    it('fan-out: every subscriber gets each event once, with its own channel name', async () => {
+        const one = uniq('public-fan');
+        const two = uniq('public-fan');
+        const qs = [];
+        for (let i = 0; i < 6; i++) {
+            const p = client();
+            const { ch } = await P.subscribe(p, i % 2 ? one : two);
+            qs.push({ name: i % 2 ? one : two, q: P.events(ch, 'tick') });
+        }
+        for (let n = 0; n < 3; n++) {
+            for (const name of [one, two]) {
+                const r = await C.publish({ port: ngx.port, path: `/pub/${name}` },
+                    JSON.stringify({ n, name }), { 'X-EventSource-Event': 'tick' });
+                assert.equal(r.status, 201);
+            }
+        }
+        for (const { name, q } of qs) {
+            for (let n = 0; n < 3; n++) {
+                assert.deepEqual((await q.next()).data, { n, name });
+            }
+        }
+        await sleep(200);
+        assert.equal(qs.reduce((a, { q }) => a + pending(q), 0), 0);
+    });
+
     it('private channel: signed subscriptions succeed, a bad signature is refused', async () => {
         const p = client();
         await P.connected(p);

@@ -21,6 +21,22 @@
 #include "pubsub/pusher/origin.h"
 
 
+/*
+ * The frame of the message delivered last, shared by the connections of
+ * the worker it goes to: a fan-out hands one message to every local
+ * subscriber in a row, so one frame is built per message and channel.
+ * The message is held so that its address is not reused meanwhile.
+ */
+struct ngx_pubsub_pusher_frame_t {
+    pubsub::MessagePtr                  msg;
+    std::string                         channel;
+    std::string                         user;
+    std::shared_ptr<const std::string>  frame;
+};
+
+static ngx_pubsub_pusher_frame_t  *ngx_pubsub_pusher_last_frame;
+
+
 /* socket ids: "<random per process>.<counter>" (^\d+\.\d+$) */
 static uint64_t  ngx_pubsub_pusher_sid_prefix;
 static uint64_t  ngx_pubsub_pusher_sid_next;
@@ -648,9 +664,28 @@ ngx_pubsub_pusher_conn_t::deliver(size_t channel,
     }
 
     try {
-        send(pp::serverFrame(ev.empty() ? std::string_view("message") : ev,
-                             name, msg->data(), user),
-             false);
+        ngx_pubsub_pusher_frame_t *f = ngx_pubsub_pusher_last_frame;
+
+        if (f == nullptr) {
+            /* per worker, for its life */
+            f = new ngx_pubsub_pusher_frame_t;
+            ngx_pubsub_pusher_last_frame = f;
+        }
+
+        if (f->msg.get() != msg.get() || f->channel != name
+            || f->user != user || !f->frame)
+        {
+            f->frame.reset();
+            f->msg = msg;
+            f->channel.assign(name);
+            f->user.assign(user);
+            f->frame = std::make_shared<const std::string>(
+                           pp::serverFrame(ev.empty()
+                                           ? std::string_view("message") : ev,
+                                           name, msg->data(), user));
+        }
+
+        (void) w_->send_shared(f->frame);
 
     } catch (...) {
         w_->finish();

@@ -258,6 +258,8 @@ public:
 
     /* for a protocol (ngx_pubsub_ws_protocol_t) */
     ngx_int_t send_text(std::string &&text, bool now);
+    /* a text frame shared with other connections, queued */
+    ngx_int_t send_shared(std::shared_ptr<const std::string> text);
     void close(uint16_t code, std::string_view reason);
     bool closing() const { return finishing_ || close_sent_; }
     ngx_connection_t *connection() const { return c_; }
