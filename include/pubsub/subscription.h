@@ -40,10 +40,20 @@ namespace pubsub {
 
 struct PresenceEvent;
 
+// Who a connection is in a channel's presence when the protocol says so
+// per channel (Pusher's channel_data), not the location.
+struct PresenceIdentity {
+    std::string id;
+    std::string info;  // raw JSON, may be empty
+};
+
 // A channel of a subscription.
 struct SubChannel {
     std::string id;   // as the client named it
     std::string key;  // the store's key, "group/id"
+    // set: the channel always joins presence, as this member (the host's
+    // presenceJoin() reads it); null: as the location says
+    std::shared_ptr<const PresenceIdentity> presence = nullptr;
 };
 
 class SubscriptionHost {

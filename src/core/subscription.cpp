@@ -58,6 +58,8 @@ struct Subscription::Extra {
     Extra(Subscription* owner, SubscriptionSink* sink) : muxSink(owner, sink) {}
     std::vector<std::unique_ptr<Entry>> more;  // channels 1..; nullptr: free
     std::string pollNext;                      // where polling sessions park
+    // add()'s per-channel presence identities, by index (SubChannel::presence)
+    std::vector<std::shared_ptr<const PresenceIdentity>> presence;
     // cleared by the destructor: add() completions arriving later check it
     std::shared_ptr<Subscription*> self;
     MuxToSink muxSink;
@@ -295,6 +297,9 @@ void Subscription::openEntry(Entry& e) {
 
     // the host copies what it keeps
     SubChannel ch{std::string(e.id()), std::string(e.key())};
+    if (extra_ && e.index < extra_->presence.size()) {
+        ch.presence = extra_->presence[e.index];
+    }
     e.hook = host_->hookOpen(ch, pollAt());
     e.presence = host_->presenceJoin(ch);
     e.events = host_->eventsOpen(ch);
@@ -401,6 +406,13 @@ void Subscription::add(SubChannel ch, const StartSpec& spec, AddCallback done) {
         fresh = extra_->more[i - 1].get();
     }
     std::vector<std::string> keys{ch.key};
+    std::vector<std::shared_ptr<const PresenceIdentity>>& idents = extra().presence;
+    if (ch.presence || i < idents.size()) {
+        if (idents.size() <= i) {
+            idents.resize(i + 1);
+        }
+        idents[i] = std::move(ch.presence);
+    }
     fresh->setName(std::move(ch));
     fresh->used = true;
     live_++;

@@ -133,6 +133,9 @@ typedef struct {
     ngx_msec_t                    presence_leave_delay;
     ngx_msec_t                    presence_ttl;     /* Redis mode only */
     ngx_flag_t                    presence_api;
+    /* some channels join presence whatever pubsub_presence says (set by
+     * pubsub_pusher: presence- channels); not inherited */
+    ngx_flag_t                    presence_channels;
 } ngx_pubsub_loc_conf_t;
 
 

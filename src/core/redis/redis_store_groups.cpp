@@ -309,7 +309,7 @@ void RedisStore::prepare(const std::vector<std::string>& keys,
 // request's buffers are only valid during publishLimited(): it keeps
 // copies.
 struct RedisStore::LimitedPublish {
-    std::string key, group, id, data, contentType, eventName;
+    std::string key, group, id, data, contentType, eventName, origin;
     PublishInput in;
     PublishCallback cb;
     std::shared_ptr<bool> alive;  // the store's
@@ -342,10 +342,12 @@ void RedisStore::publishLimited(std::string_view key, const PublishInput& in, Pu
     op->data = std::string(in.data);
     op->contentType = std::string(in.contentType);
     op->eventName = std::string(in.eventName);
+    op->origin = std::string(in.origin);
     op->in = in;
     op->in.data = op->data;
     op->in.contentType = op->contentType;
     op->in.eventName = op->eventName;
+    op->in.origin = op->origin;
     op->cb = std::move(cb);
     op->alive = alive_;
     const GroupLimits& lim = in.limits;

@@ -47,7 +47,15 @@ typedef struct {
 } ngx_pubsub_pusher_srv_conf_t;
 
 
+/*
+ * The module's location configuration: each part's fields in its own
+ * block (pusher: the WebSocket endpoint).
+ */
 typedef struct {
+    /* pusher: pubsub_pusher, pubsub_pusher_activity_timeout */
+    ngx_flag_t                    ws;
+    ngx_msec_t                    activity_timeout;
+
     /* webhook: pubsub_pusher_webhook (ngx_pubsub_pusher_webhook.cpp) */
     ngx_pubsub_pusher_webhook_conf_t  *webhook;   /* NULL: off */
 } ngx_pubsub_pusher_loc_conf_t;
@@ -62,5 +70,8 @@ ngx_pubsub_pusher_app_t *ngx_pubsub_pusher_app_by_key(ngx_http_request_t *r,
     ngx_str_t *key);
 ngx_pubsub_pusher_app_t *ngx_pubsub_pusher_app_by_id(ngx_http_request_t *r,
     ngx_str_t *id);
+
+/* pubsub_pusher's content handler (ngx_pubsub_pusher_ws.cpp) */
+ngx_int_t ngx_pubsub_pusher_ws_handler(ngx_http_request_t *r);
 
 #endif /* _NGX_PUBSUB_PUSHER_H_INCLUDED_ */

@@ -5,6 +5,7 @@
 
 #include "ngx_pubsub_pusher.h"
 #include "ngx_pubsub_pusher_webhook.h"
+#include "ngx_pubsub_engine.h"
 
 
 static void *ngx_pubsub_pusher_create_main_conf(ngx_conf_t *cf);
@@ -15,6 +16,8 @@ static void *ngx_pubsub_pusher_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_pubsub_pusher_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static void ngx_pubsub_pusher_exit_process(ngx_cycle_t *cycle);
+static char *ngx_pubsub_pusher_ws(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 static ngx_command_t  ngx_pubsub_pusher_commands[] = {
@@ -26,12 +29,27 @@ static ngx_command_t  ngx_pubsub_pusher_commands[] = {
       0,
       NULL },
 
+    /* pusher: the WebSocket endpoint */
+    { ngx_string("pubsub_pusher"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_pubsub_pusher_ws,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     /* webhook */
     { ngx_string("pubsub_pusher_webhook"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_pubsub_pusher_webhook_directive,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("pubsub_pusher_activity_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_pusher_loc_conf_t, activity_timeout),
       NULL },
 
       ngx_null_command
@@ -86,31 +104,53 @@ ngx_pubsub_pusher_create_srv_conf(ngx_conf_t *cf)
 static void *
 ngx_pubsub_pusher_create_loc_conf(ngx_conf_t *cf)
 {
-    ngx_pubsub_pusher_loc_conf_t  *conf;
+    ngx_pubsub_pusher_loc_conf_t  *plcf;
 
-    conf = static_cast<ngx_pubsub_pusher_loc_conf_t *>(
+    plcf = static_cast<ngx_pubsub_pusher_loc_conf_t *>(
                ngx_pcalloc(cf->pool, sizeof(ngx_pubsub_pusher_loc_conf_t)));
-    if (conf == NULL) {
+    if (plcf == NULL) {
         return NULL;
     }
 
+    /* pusher */
+    plcf->ws = NGX_CONF_UNSET;
+    plcf->activity_timeout = NGX_CONF_UNSET_MSEC;
+
     /* webhook */
-    conf->webhook = static_cast<ngx_pubsub_pusher_webhook_conf_t *>(
+    plcf->webhook = static_cast<ngx_pubsub_pusher_webhook_conf_t *>(
                         NGX_CONF_UNSET_PTR);
 
-    return conf;
+    return plcf;
 }
 
 
 static char *
 ngx_pubsub_pusher_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
-    ngx_pubsub_pusher_loc_conf_t  *prev =
-        static_cast<ngx_pubsub_pusher_loc_conf_t *>(parent);
-    ngx_pubsub_pusher_loc_conf_t  *conf =
-        static_cast<ngx_pubsub_pusher_loc_conf_t *>(child);
+    auto  *prev = static_cast<ngx_pubsub_pusher_loc_conf_t *>(parent);
+    auto  *conf = static_cast<ngx_pubsub_pusher_loc_conf_t *>(child);
 
-    (void) cf;
+    /* pusher: the endpoint itself is not inherited (a content handler) */
+    if (conf->ws == NGX_CONF_UNSET) {
+        conf->ws = 0;
+    }
+
+    ngx_conf_merge_msec_value(conf->activity_timeout, prev->activity_timeout,
+                              120000);
+
+    if (conf->activity_timeout < 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_pusher_activity_timeout must be at least "
+                           "1s");
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    if (conf->ws) {
+        /* the endpoint serves from its ngx_pubsub engine (merged before
+         * this module: it comes first in the module list) */
+        ngx_pubsub_engine_use(static_cast<ngx_pubsub_loc_conf_t *>(
+            ngx_http_conf_get_module_loc_conf(cf, ngx_pubsub_module)));
+    }
 
     /* webhook */
     ngx_conf_merge_ptr_value(conf->webhook, prev->webhook, NULL);
@@ -124,6 +164,29 @@ ngx_pubsub_pusher_exit_process(ngx_cycle_t *cycle)
 {
     /* webhook */
     ngx_pubsub_pusher_webhook_exit_process(cycle);
+}
+
+
+/* pubsub_pusher: the WebSocket endpoint .../app/<key> */
+static char *
+ngx_pubsub_pusher_ws(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    auto  *plcf = static_cast<ngx_pubsub_pusher_loc_conf_t *>(conf);
+
+    (void) cmd;
+
+    if (plcf->ws != NGX_CONF_UNSET) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    plcf->ws = 1;
+
+    /* presence- channels always have presence (Redis: refreshes) */
+    static_cast<ngx_pubsub_loc_conf_t *>(
+        ngx_http_conf_get_module_loc_conf(cf, ngx_pubsub_module))
+        ->presence_channels = 1;
+
+    return ngx_pubsub_conf_content_handler(cf, ngx_pubsub_pusher_ws_handler);
 }
 
 

@@ -176,6 +176,14 @@ ngx_pubsub_subscription_t::hookClose(Handle h, const std::string *poll_next,
 pubsub::SubscriptionHost::Handle
 ngx_pubsub_subscription_t::presenceJoin(const pubsub::SubChannel &ch)
 {
+    if (ch.presence) {
+        /* the protocol names the member per channel (Pusher) */
+        return ngx_pubsub_presence_join_as(plcf, ngx_pubsub_sub_str(ch.key),
+                                           ch.presence->id,
+                                           ch.presence->info, 1, 0,
+                                           ngx_cycle->log);
+    }
+
     if (r == NULL) {
         return NULL;
     }
