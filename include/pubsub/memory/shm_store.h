@@ -54,8 +54,10 @@ struct ShmGroup;
 struct ShmChannel {
     ShmChannel* hnext;  // hash chain
     uint64_t hash;
-    uint64_t serial;     // unique per channel ever created: tells a re-created channel apart
-    ShmGroup* group;     // nullptr for a key without a group
+    uint64_t serial;    // unique per channel ever created: tells a re-created channel apart
+    ShmGroup* group;    // nullptr for a key without a group
+    ShmChannel* gprev;  // the group's channels (ShmGroup::first), any order
+    ShmChannel* gnext;
     uint32_t* slotSubs;  // subscribers per worker slot (nullptr until the first one)
     uint32_t nslotSubs;
     ShmMessage* oldest;
@@ -85,7 +87,8 @@ struct ShmGroup {
     uint64_t hash;
     uint64_t channels;
     uint64_t subscribers;
-    uint64_t bytes;  // memory of stored messages
+    uint64_t bytes;     // memory of stored messages
+    ShmChannel* first;  // its channels, linked by gnext
     uint32_t nameLen;
     // followed by the name
 
@@ -153,7 +156,7 @@ struct StartPosition {
 class ShmStore {
 public:
     static constexpr uint32_t kMagic = 0x50534231;  // "PSB1"
-    static constexpr uint32_t kVersion = 3;
+    static constexpr uint32_t kVersion = 4;
     // Transient messages (buffer length 0) stay this long so that every
     // worker can deliver them, and at most this many per channel.
     static constexpr int64_t kTransientTtl = 10;
@@ -195,6 +198,11 @@ public:
     // The group of a key ("a/b" -> "a"; no '/': none, not accounted).
     static std::string_view groupOf(std::string_view key);
     const ShmGroup* findGroup(std::string_view name) const;
+    // The channels of group `name` that have subscribers and whose id (the
+    // key after "<name>/") starts with `prefix`: at most `max` of them (more:
+    // out->truncated).  Walks the group's channels only.
+    void occupied(std::string_view name, std::string_view prefix, size_t max,
+                  OccupiedList* out) const;
 
     // Stores a message.  When memory is exhausted it first drops expired
     // messages of every channel and frees channels that have neither

@@ -14,11 +14,15 @@
 //                    s: data + content type + event name bytes)
 //   <gtag>:memz      sorted set: channel id -> its earliest nonzero e
 //   <gtag>:memt      string: the sum of every s in <gtag>:mem
+//   <gtag>:occ       sorted set: channel id -> unix second until which an
+//                    instance said it has subscribers (indexed groups only,
+//                    RedisStore::indexGroups; what lists occupied channels)
 
 #include <hiredis/hiredis.h>
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "pubsub/redis/redis_proto.h"
 
@@ -46,6 +50,14 @@ const Script& groupUpdateScript();
 const Script& groupSubsScript();
 // delete: KEYS[1]=gtag; ARGV channel id.  -> 1
 const Script& groupDeleteScript();
+
+// occupied: KEYS[1]=gtag; ARGV channel id, seconds the entry is valid.  -> 1
+const Script& groupOccupiedScript();
+// list: KEYS[1]=gtag; ARGV id prefix, max.  Drops expired entries.
+//   -> {1 if more than max, id, ...}
+const Script& groupListScript();
+bool parseGroupList(const redisReply* r, std::vector<std::string>* ids, bool* truncated,
+                    std::string* reason);
 
 struct GroupVerdict {
     bool subscribers = false;  // refused: the group has its maximum

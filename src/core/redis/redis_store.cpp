@@ -391,6 +391,9 @@ void RedisStore::countChanged(Chan& c, bool edge) {
 void RedisStore::sendCount(const Chan& c) {
     eval(redis::subsScript(), c.key, {instanceId_, toText(c.local), std::to_string(kCountTtl)},
          [](const redisReply*) {});
+    if (indexOn_ && c.local > 0) {
+        sendOccupied(c);
+    }
 }
 
 void RedisStore::startFetch(const ChanPtr& c) {
