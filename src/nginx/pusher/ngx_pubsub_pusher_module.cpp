@@ -10,6 +10,7 @@ static void *ngx_pubsub_pusher_create_main_conf(ngx_conf_t *cf);
 static void *ngx_pubsub_pusher_create_srv_conf(ngx_conf_t *cf);
 static char *ngx_pubsub_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_pubsub_pusher_init_process(ngx_cycle_t *cycle);
 
 
 static ngx_command_t  ngx_pubsub_pusher_commands[] = {
@@ -18,6 +19,14 @@ static ngx_command_t  ngx_pubsub_pusher_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_CONF_2MORE,
       ngx_pubsub_pusher_app,
       NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    /* pusherapi: the HTTP API (ngx_pubsub_pusher_api.cpp) */
+    { ngx_string("pubsub_pusher_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_pubsub_pusher_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
@@ -47,13 +56,25 @@ ngx_module_t  ngx_pubsub_pusher_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_pubsub_pusher_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_pubsub_pusher_init_process(ngx_cycle_t *cycle)
+{
+    /* pusherapi */
+    if (ngx_pubsub_pusher_api_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
 
 
 static void *
