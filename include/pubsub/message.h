@@ -15,9 +15,12 @@ namespace pubsub {
 
 class Message {
 public:
-    // Returns nullptr when memory is exhausted.
+    // Returns nullptr when memory is exhausted.  `origin` is opaque to the
+    // store: who published the message (the Pusher protocol keeps the
+    // sender's socket id there, pusher/origin.h), empty by default.
     static Message* create(const MsgId& id, const MsgId& prev, std::string_view contentType,
-                           std::string_view eventName, std::string_view data);
+                           std::string_view eventName, std::string_view data,
+                           std::string_view origin = {});
 
     Message(const Message&) = delete;
     Message& operator=(const Message&) = delete;
@@ -27,7 +30,8 @@ public:
     std::string_view contentType() const { return {base(), ctLen_}; }
     std::string_view eventName() const { return {base() + ctLen_, evLen_}; }
     std::string_view data() const { return {base() + ctLen_ + evLen_, dataLen_}; }
-    size_t memorySize() const { return sizeof(Message) + ctLen_ + evLen_ + dataLen_; }
+    std::string_view origin() const { return {base() + ctLen_ + evLen_ + dataLen_, originLen_}; }
+    size_t memorySize() const { return sizeof(Message) + ctLen_ + evLen_ + dataLen_ + originLen_; }
 
     void ref() { refs_++; }
     void unref();
@@ -43,6 +47,7 @@ private:
     uint32_t ctLen_ = 0;
     uint32_t evLen_ = 0;
     uint32_t dataLen_ = 0;
+    uint32_t originLen_ = 0;
 };
 
 // Owning handle of one reference.

@@ -49,6 +49,7 @@ struct PublishInput {
     std::string_view data;
     std::string_view contentType;
     std::string_view eventName;
+    std::string_view origin;    // opaque: who published it (Message::origin())
     uint64_t maxMessages = 10;  // 0: deliver only, never replay
     int64_t ttl = 3600;         // seconds; 0 never expires
     GroupLimits limits;

@@ -120,6 +120,33 @@ TEST_F(MemoryStoreTest, MessageFieldsSurviveTheCopyOut) {
     a_->store->unsubscribe(&s);
 }
 
+// The origin travels through the zone to every worker, live and replayed.
+TEST_F(MemoryStoreTest, OriginSurvivesTheCopyOutAndHistory) {
+    RecordingSubscriber s;
+    std::vector<std::string> origins;
+    s.onDeliver = [&](RecordingSubscriber*, const pubsub::MessagePtr& m) {
+        origins.emplace_back(m->origin());
+    };
+    b_->subscribe(&s, req("ch"));
+    pubsub::PublishInput in;
+    in.data = "d";
+    in.origin = "123.456 user-1";
+    a_->store->publish("ch", in, [](PublishReply&& r) { EXPECT_EQ(r.status, StoreResult::kOk); });
+    in.origin = "";
+    a_->store->publish("ch", in, [](PublishReply&& r) { EXPECT_EQ(r.status, StoreResult::kOk); });
+    EXPECT_EQ(origins, (std::vector<std::string>{"123.456 user-1", ""}));
+    b_->store->unsubscribe(&s);
+
+    RecordingSubscriber late;
+    SubscribeReply sr = a_->subscribe(&late, req("ch", StartSpec::kOldest));
+    ASSERT_EQ(sr.status, StoreResult::kOk);
+    ASSERT_EQ(sr.backlog.size(), 2u);
+    EXPECT_EQ(sr.backlog[0]->origin(), "123.456 user-1");
+    EXPECT_EQ(sr.backlog[0]->data(), "d");
+    EXPECT_EQ(sr.backlog[1]->origin(), "");
+    a_->store->unsubscribe(&late);
+}
+
 TEST_F(MemoryStoreTest, OneShotWithBacklogIsNotAttached) {
     a_->publish("ch", "1");
     a_->publish("ch", "2");

@@ -26,6 +26,7 @@ redisReply* snapshotReply(Tree& t, long long found, const std::string& last, lon
         items.push_back(t.str("text/plain"));
         items.push_back(t.str(""));
         items.push_back(t.str("data " + ids[i]));
+        items.push_back(t.str(""));  // origin
     }
     return t.array(items);
 }

@@ -1,4 +1,6 @@
 // RedisStore over a fake link: snapshots, hole filling, reconnects.
+#include "pubsub/redis/redis_store.h"
+
 #include <gtest/gtest.h>
 
 #include <deque>
@@ -7,7 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "pubsub/redis/redis_store.h"
 #include "redis_fake_link.h"
 #include "redis_tree.h"
 
@@ -35,8 +36,8 @@ std::string live(const std::string& id, const std::string& prev, const std::stri
 }
 
 // subscribe() answering from `prepared`, as the glue runs a request's handler
-SubscribeReply subscribeFrom(RedisStore& store, const RedisStore::PreparedPtr& prepared,
-                             Sub& sub, const SubscribeRequest& req) {
+SubscribeReply subscribeFrom(RedisStore& store, const RedisStore::PreparedPtr& prepared, Sub& sub,
+                             const SubscribeRequest& req) {
     SubscribeReply reply;
     store.usePrepared(prepared.get());
     store.subscribe(&sub, req, [&](SubscribeReply&& r) { reply = std::move(r); });
@@ -72,8 +73,7 @@ TEST(RedisStore, SnapshotThenLiveThenHole) {
     RedisStore store(&link, "w1");
     Tree t;
     Sub sub;
-    attach(store, link, t, sub,
-           t.snapshot("10:1", {{"10:0", "0:0", "a"}, {"10:1", "10:0", "b"}}));
+    attach(store, link, t, sub, t.snapshot("10:1", {{"10:0", "0:0", "a"}, {"10:1", "10:0", "b"}}));
     EXPECT_EQ(sub.got, (std::vector<std::string>{"a", "b"}));
     ASSERT_EQ(link.subs.size(), 1u);
     EXPECT_EQ(link.subs[0], "{channel:g/a}:ps");
@@ -110,6 +110,49 @@ TEST(RedisStore, SnapshotThenLiveThenHole) {
     store.onMessage("{channel:g/a}:ps", "D");
     EXPECT_EQ(sub.deleted, 1);
     EXPECT_FALSE(sub.attached());
+}
+
+// The origin goes to the publish script and comes back from the history
+// and from live messages ('O' form).
+TEST(RedisStore, OriginIsPublishedReadAndReceived) {
+    FakeLink link;
+    RedisStore store(&link, "w1");
+    PublishInput in;
+    in.data = "x";
+    in.origin = "1.2 u";
+    store.publish(kKey, in, [](PublishReply&&) {});
+    ASSERT_EQ(link.cmds.size(), 1u);
+    EXPECT_EQ(link.cmds[0].args.back(), "1.2 u");
+    link.cmds[0].cb(nullptr);
+    link.cmds.clear();
+
+    Tree t;
+    struct OSub : Sub {
+        std::vector<std::string> origins;
+        void deliver(const MessagePtr& m) override {
+            Sub::deliver(m);
+            origins.emplace_back(m->origin());
+        }
+    } sub;
+    redis::Snapshot snap;
+    std::string reason;
+    ASSERT_TRUE(redis::parseSnapshot(
+        t.snapshot("10:1", {{"10:0", "0:0", "a", "3.4"}, {"10:1", "10:0", "b"}}), &snap, &reason))
+        << reason;
+    ASSERT_EQ(snap.messages.size(), 2u);
+    EXPECT_EQ(snap.messages[0]->origin(), "3.4");
+    EXPECT_EQ(snap.messages[1]->origin(), "");
+    attach(store, link, t, sub,
+           t.snapshot("10:1", {{"10:0", "0:0", "a", "3.4"}, {"10:1", "10:0", "b"}}));
+    store.onSubscribed("{channel:g/a}:ps");
+    link.takeDropping(redis::fetchScript().sha).cb(t.snapshot("10:1", {}));
+    store.onMessage("{channel:g/a}:ps", "O10:2 10:1 10 2 5 text/plainevc d5.6 u");
+    store.onMessage("{channel:g/a}:ps", live("10:3", "10:2", "e"));
+    EXPECT_EQ(sub.got, (std::vector<std::string>{"a", "b", "c d", "e"}));
+    EXPECT_EQ(sub.origins, (std::vector<std::string>{"5.6 u", ""}));
+    // an origin longer than what is left is refused
+    store.onMessage("{channel:g/a}:ps", "O10:4 10:3 0 0 9 abc");
+    EXPECT_EQ(sub.got.size(), 4u);
 }
 
 TEST(RedisStore, ReconnectResubscribesAndCatchesUp) {
@@ -178,8 +221,8 @@ TEST(RedisStore, UnavailableAndNoScript) {
     ASSERT_FALSE(link.cmds.empty());
     EXPECT_EQ(link.cmds.front().args[0], "EVAL");
     EXPECT_EQ(link.cmds.front().args[1], redis::publishScript().text);
-    link.cmds.front().cb(t.array({t.str("7:0"), t.str("6:0"), t.integer(1), t.integer(0),
-                                  t.integer(-1)}));
+    link.cmds.front().cb(
+        t.array({t.str("7:0"), t.str("6:0"), t.integer(1), t.integer(0), t.integer(-1)}));
     EXPECT_TRUE(done);
 
     // a lost connection answers 503
@@ -268,9 +311,7 @@ TEST(RedisStore, OneMasterDownLeavesTheOthersAlone) {
 
     // a: publishes go out, live messages arrive without any history read
     bool published = false;
-    store.publish("g/a", in, [&](PublishReply&& r) {
-        published = r.status == StoreResult::kOk;
-    });
+    store.publish("g/a", in, [&](PublishReply&& r) { published = r.status == StoreResult::kOk; });
     link.takeDropping(redis::publishScript().sha)
         .cb(t.array({t.str("6:0"), t.str("5:0"), t.integer(1), t.integer(0), t.integer(-1)}));
     EXPECT_TRUE(published);
@@ -388,7 +429,8 @@ TEST(RedisStore, InStepChannelNeedsNoSnapshotForASubscriberOwedNothing) {
     RedisStore::PreparedPtr got;  // outlives the reads answered later
     auto prep = [&](const StartSpec& start) {
         got.reset();
-        store.prepare({kKey}, [&](RedisStore::PreparedPtr x) { got = x; }, &start);
+        store.prepare(
+            {kKey}, [&](RedisStore::PreparedPtr x) { got = x; }, &start);
         return got;
     };
     StartSpec resume;

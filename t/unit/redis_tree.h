@@ -34,7 +34,8 @@ public:
         return r;
     }
     // A fetch-script reply: found, last id, published, skipped, then per
-    // message {id, prev, data} (content type text/plain, no event name).
+    // message {id, prev, data[, origin]} (content type text/plain, no event
+    // name).
     redisReply* snapshot(const std::string& last, std::vector<std::vector<std::string>> msgs) {
         std::vector<redisReply*> items = {integer(1), str(last), integer(100), integer(0)};
         for (auto& m : msgs) {
@@ -43,6 +44,7 @@ public:
             items.push_back(str("text/plain"));
             items.push_back(str(""));
             items.push_back(str(m[2]));
+            items.push_back(str(m.size() > 3 ? m[3] : ""));
         }
         return array(items);
     }

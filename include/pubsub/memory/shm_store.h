@@ -37,7 +37,8 @@ struct ShmMessage {
     uint32_t ctLen;
     uint32_t evLen;
     uint32_t dataLen;
-    // followed by content type, event name, data
+    uint32_t originLen;
+    // followed by content type, event name, data, origin
 
     static constexpr uint32_t kTransient = 1;  // kept for delivery only, never replayed
 
@@ -45,8 +46,9 @@ struct ShmMessage {
     std::string_view contentType() const { return {bytes(), ctLen}; }
     std::string_view eventName() const { return {bytes() + ctLen, evLen}; }
     std::string_view data() const { return {bytes() + ctLen + evLen, dataLen}; }
+    std::string_view origin() const { return {bytes() + ctLen + evLen + dataLen, originLen}; }
     bool transient() const { return (flags & kTransient) != 0; }
-    size_t allocSize() const { return sizeof(ShmMessage) + ctLen + evLen + dataLen; }
+    size_t allocSize() const { return sizeof(ShmMessage) + ctLen + evLen + dataLen + originLen; }
 };
 
 struct ShmGroup;

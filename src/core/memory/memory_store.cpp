@@ -46,8 +46,8 @@ bool MemoryStore::copyOut(const ShmMessage* from, size_t max, std::vector<Messag
             if (max != 0 && out->size() >= max) {
                 break;
             }
-            Message* copy =
-                Message::create(m->id, m->prev, m->contentType(), m->eventName(), m->data());
+            Message* copy = Message::create(m->id, m->prev, m->contentType(), m->eventName(),
+                                            m->data(), m->origin());
             if (copy == nullptr) {
                 return false;
             }

@@ -294,9 +294,10 @@ PublishOutcome ShmStore::publish(std::string_view key, const PublishInput& in, i
 
 StoreStatus ShmStore::append(ShmChannel* ch, const PublishInput& in, int64_t now,
                              ShmMessage** stored) {
-    size_t size = sizeof(ShmMessage) + in.contentType.size() + in.eventName.size() + in.data.size();
+    size_t size = sizeof(ShmMessage) + in.contentType.size() + in.eventName.size() +
+                  in.data.size() + in.origin.size();
     if (in.data.size() > UINT32_MAX || in.contentType.size() > UINT32_MAX ||
-        in.eventName.size() > UINT32_MAX) {
+        in.eventName.size() > UINT32_MAX || in.origin.size() > UINT32_MAX) {
         return StoreStatus::kNoMemory;
     }
     if (in.limits.maxBytes != 0 && ch->group != nullptr) {
@@ -333,6 +334,7 @@ StoreStatus ShmStore::append(ShmChannel* ch, const PublishInput& in, int64_t now
     m->ctLen = static_cast<uint32_t>(in.contentType.size());
     m->evLen = static_cast<uint32_t>(in.eventName.size());
     m->dataLen = static_cast<uint32_t>(in.data.size());
+    m->originLen = static_cast<uint32_t>(in.origin.size());
     char* p = reinterpret_cast<char*>(m + 1);
     if (!in.contentType.empty()) {
         std::memcpy(p, in.contentType.data(), in.contentType.size());
@@ -344,6 +346,10 @@ StoreStatus ShmStore::append(ShmChannel* ch, const PublishInput& in, int64_t now
     p += in.eventName.size();
     if (!in.data.empty()) {
         std::memcpy(p, in.data.data(), in.data.size());
+    }
+    p += in.data.size();
+    if (!in.origin.empty()) {
+        std::memcpy(p, in.origin.data(), in.origin.size());
     }
 
     if (ch->newest != nullptr) {

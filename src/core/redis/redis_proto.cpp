@@ -75,6 +75,7 @@ end
 const char* const kLuaPublish = R"LUA(
 local tag = KEYS[1]
 local data, ct, ev = ARGV[1], ARGV[2], ARGV[3]
+local origin = ARGV[8] or ''
 local max = tonumber(ARGV[4])
 local ttl = tonumber(ARGV[5])
 local clock = redis.call('TIME')
@@ -104,6 +105,9 @@ local ids = tag .. ':ids'
 if max > 0 then
   local mk = tag .. ':m:' .. id
   redis.call('HSET', mk, 'p', prev, 'c', ct, 'e', ev, 'd', data)
+  if origin ~= '' then
+    redis.call('HSET', mk, 'o', origin)
+  end
   if ttl > 0 then
     redis.call('EXPIRE', mk, ttl)
   end
@@ -128,8 +132,15 @@ else
   redis.call('PERSIST', tag)
   redis.call('PERSIST', ids)
 end
-redis.call(ARGV[6] == 'S' and 'SPUBLISH' or 'PUBLISH', tag .. ':ps',
-           'M' .. id .. ' ' .. prev .. ' ' .. #ct .. ' ' .. #ev .. ' ' .. ct .. ev .. data)
+-- 'M' without an origin; 'O' adds its length and puts it after the data
+if origin == '' then
+  redis.call(ARGV[6] == 'S' and 'SPUBLISH' or 'PUBLISH', tag .. ':ps',
+             'M' .. id .. ' ' .. prev .. ' ' .. #ct .. ' ' .. #ev .. ' ' .. ct .. ev .. data)
+else
+  redis.call(ARGV[6] == 'S' and 'SPUBLISH' or 'PUBLISH', tag .. ':ps',
+             'O' .. id .. ' ' .. prev .. ' ' .. #ct .. ' ' .. #ev .. ' ' .. #origin .. ' ' ..
+             ct .. ev .. data .. origin)
+end
 local sizes = nil
 if string.find(flags, 'B', 1, true) then
   -- each stored message's expiry and size, for the group's memory limit
@@ -158,7 +169,7 @@ if ARGV[1] ~= '' then
 end
 local out = {redis.call('EXISTS', tag), lastid(h[1], h[2]), tonumber(h[3]) or 0, 0}
 for _, id in ipairs(redis.call('LRANGE', tag .. ':ids', 0, -1)) do
-  local m = redis.call('HMGET', tag .. ':m:' .. id, 'p', 'c', 'e', 'd')
+  local m = redis.call('HMGET', tag .. ':m:' .. id, 'p', 'c', 'e', 'd', 'o')
   if m[1] then
     local a, b = string.match(id, '^(%d+):(%d+)$')
     a, b = tonumber(a), tonumber(b)
@@ -168,6 +179,7 @@ for _, id in ipairs(redis.call('LRANGE', tag .. ':ids', 0, -1)) do
       out[#out + 1] = m[2] or ''
       out[#out + 1] = m[3] or ''
       out[#out + 1] = m[4] or ''
+      out[#out + 1] = m[5] or ''
     else
       out[4] = 1
     end
@@ -408,7 +420,7 @@ bool parseSnapshot(const redisReply* r, Snapshot* out, std::string* reason) {
     long long found = 0, published = 0, skipped = 0;
     if (!replyInt(r->element[0], &found) || !idAt(r->element[1], &out->lastId) ||
         !replyInt(r->element[2], &published) || !replyInt(r->element[3], &skipped) ||
-        published < 0 || (r->elements - 4) % 5 != 0) {
+        published < 0 || (r->elements - 4) % 6 != 0) {
         *reason = "unexpected reply from Redis";
         return false;
     }
@@ -417,10 +429,10 @@ bool parseSnapshot(const redisReply* r, Snapshot* out, std::string* reason) {
     out->skipped = skipped != 0;
     out->messages.clear();
     try {
-        out->messages.reserve((r->elements - 4) / 5);
-        for (size_t i = 4; i + 5 <= r->elements; i += 5) {
+        out->messages.reserve((r->elements - 4) / 6);
+        for (size_t i = 4; i + 6 <= r->elements; i += 6) {
             MsgId id, prev;
-            for (size_t j = 0; j < 5; j++) {
+            for (size_t j = 0; j < 6; j++) {
                 if (!replyIsText(r->element[i + j])) {
                     *reason = "unexpected reply from Redis";
                     return false;
@@ -434,9 +446,9 @@ bool parseSnapshot(const redisReply* r, Snapshot* out, std::string* reason) {
                 *reason = "message ids from Redis out of order";
                 return false;
             }
-            Message* m =
-                Message::create(id, prev, replyText(r->element[i + 2]),
-                                replyText(r->element[i + 3]), replyText(r->element[i + 4]));
+            Message* m = Message::create(id, prev, replyText(r->element[i + 2]),
+                                         replyText(r->element[i + 3]), replyText(r->element[i + 4]),
+                                         replyText(r->element[i + 5]));
             if (m == nullptr) {
                 *reason = "out of worker memory";
                 return false;
@@ -497,13 +509,15 @@ bool parseLive(std::string_view p, Live* out, std::string* reason) {
         out->deleted = true;
         return true;
     }
-    if (p.empty() || p[0] != 'M') {
+    if (p.empty() || (p[0] != 'M' && p[0] != 'O')) {
         *reason = "unknown live message";
         return false;
     }
+    bool hasOrigin = p[0] == 'O';
     p.remove_prefix(1);
-    std::string_view fields[4];
-    for (auto& f : fields) {
+    std::string_view fields[5];
+    for (size_t i = 0; i < (hasOrigin ? 5u : 4u); i++) {
+        std::string_view& f = fields[i];
         size_t sp = p.find(' ');
         if (sp == std::string_view::npos) {
             *reason = "truncated live message";
@@ -513,18 +527,21 @@ bool parseLive(std::string_view p, Live* out, std::string* reason) {
         p.remove_prefix(sp + 1);
     }
     MsgId id, prev;
-    size_t ctLen = 0, evLen = 0;
+    size_t ctLen = 0, evLen = 0, oLen = 0;
     auto num = [](std::string_view s, size_t* v) {
         auto r = std::from_chars(s.data(), s.data() + s.size(), *v);
         return !s.empty() && r.ec == std::errc() && r.ptr == s.data() + s.size();
     };
     if (!parseId(fields[0], &id) || !parseId(fields[1], &prev) || !num(fields[2], &ctLen) ||
-        !num(fields[3], &evLen) || ctLen > p.size() || evLen > p.size() - ctLen) {
+        !num(fields[3], &evLen) || (hasOrigin && !num(fields[4], &oLen)) || ctLen > p.size() ||
+        evLen > p.size() - ctLen || oLen > p.size() - ctLen - evLen) {
         *reason = "malformed live message";
         return false;
     }
-    Message* m = Message::create(id, prev, p.substr(0, ctLen), p.substr(ctLen, evLen),
-                                 p.substr(ctLen + evLen));
+    size_t dataLen = p.size() - ctLen - evLen - oLen;
+    Message* m =
+        Message::create(id, prev, p.substr(0, ctLen), p.substr(ctLen, evLen),
+                        p.substr(ctLen + evLen, dataLen), p.substr(ctLen + evLen + dataLen));
     if (m == nullptr) {
         *reason = "out of worker memory";
         return false;

@@ -85,8 +85,11 @@ void RedisStore::publishNow(std::string_view key, const PublishInput& in, Publis
     args.push_back(toText(in.maxMessages));
     args.push_back(std::to_string(in.ttl > 0 ? in.ttl : 0));
     args.emplace_back(link_->sharded() ? "S" : "");
-    if (*flags != '\0') {
+    if (*flags != '\0' || !in.origin.empty()) {
         args.emplace_back(flags);
+    }
+    if (!in.origin.empty()) {
+        args.emplace_back(in.origin);
     }
     auto shared = std::make_shared<PublishCallback>(std::move(cb));
     auto alive = alive_;

@@ -305,7 +305,7 @@ void RedisStore::publishLimited(std::string_view key, const PublishInput& in, Pu
     }
     // the request's buffers are only valid during this call
     struct Op {
-        std::string key, group, id, data, contentType, eventName;
+        std::string key, group, id, data, contentType, eventName, origin;
         PublishInput in;
         PublishCallback cb;
     };
@@ -316,10 +316,12 @@ void RedisStore::publishLimited(std::string_view key, const PublishInput& in, Pu
     op->data = std::string(in.data);
     op->contentType = std::string(in.contentType);
     op->eventName = std::string(in.eventName);
+    op->origin = std::string(in.origin);
     op->in = in;
     op->in.data = op->data;
     op->in.contentType = op->contentType;
     op->in.eventName = op->eventName;
+    op->in.origin = op->origin;
     op->cb = std::move(cb);
     const GroupLimits& lim = in.limits;
     if (lim.maxChannels != 0) {
