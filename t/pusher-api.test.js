@@ -29,6 +29,11 @@ server {
         pubsub_pusher_api;
         ${engine}
     }
+    # the API under a prefix: the path is read (and signed) from /apps/ on
+    location /pusher/ {
+        pubsub_pusher_api;
+        ${engine}
+    }
     # nchan-protocol subscribers of the app's channels
     location ~ ^/sub/([^/]+)$ {
         pubsub_subscriber;
@@ -57,7 +62,10 @@ function client(ngx, opts = {}) {
 }
 
 // A request signed here (for what npm `pusher` will not send).
-function signed(ngx, method, path, { body, params = {}, secret = APP.secret, ts, md5 } = {}) {
+// `prefix`: the location's prefix before /apps/ (not signed); `encode`:
+// the query values URL-encoded as pusher-php-server (Guzzle) sends them.
+function signed(ngx, method, path,
+    { body, params = {}, secret = APP.secret, ts, md5, prefix = '', encode = false } = {}) {
     const q = {
         auth_key: APP.key,
         auth_timestamp: ts ?? Math.floor(Date.now() / 1000),
@@ -70,7 +78,10 @@ function signed(ngx, method, path, { body, params = {}, secret = APP.secret, ts,
     const query = Object.keys(q).sort().map((k) => `${k}=${q[k]}`).join('&');
     const sig = crypto.createHmac('sha256', secret)
         .update([method, path, query].join('\n')).digest('hex');
-    return fetch(`http://127.0.0.1:${ngx.port}${path}?${query}&auth_signature=${sig}`, {
+    const sent = encode
+        ? Object.keys(q).sort().map((k) => `${k}=${encodeURIComponent(q[k])}`).join('&')
+        : query;
+    return fetch(`http://127.0.0.1:${ngx.port}${prefix}${path}?${sent}&auth_signature=${sig}`, {
         method,
         body,
         headers: body !== undefined ? { 'content-type': 'application/json' } : {},
@@ -162,6 +173,11 @@ function suite(name, setup) {
                 // a string is sent as is
                 await p.trigger(ch, 'plain', 'just text');
                 assert.equal((await ws.next(5000)).text, 'just text');
+                // socket_id skips that Pusher connection only: nchan
+                // subscribers have none and get the event
+                const r2 = await p.trigger(ch, 'other', 'skip one', { socket_id: '123.456' });
+                assert.equal(r2.status, 200);
+                assert.equal((await ws.next(5000)).text, 'skip one');
             } finally {
                 es.close();
                 await ws.close();
@@ -228,6 +244,11 @@ function suite(name, setup) {
             const m1 = await member(ngx, pres, 'alice');
             const m2 = await member(ngx, pres, 'bob');
             try {
+                // Redis: every worker's count is in
+                await channelUntil(p, pres, { info: 'user_count,subscription_count' },
+                    (c) => c.user_count === 2 && c.subscription_count === 2);
+                await channelUntil(p, pub, { info: 'subscription_count' },
+                    (c) => c.subscription_count === 1);
                 // a channel with history but no subscriber is not occupied
                 await p.trigger(empty, 'ev', 'kept');
                 let all;
@@ -249,6 +270,14 @@ function suite(name, setup) {
                 const sc = await json(p.get({ path: '/channels',
                     params: { filter_by_prefix: tag, info: 'subscription_count' } }));
                 assert.deepEqual(sc, { channels: { [pub]: { subscription_count: 1 } } });
+
+                // the same through a prefixed location, with the query
+                // URL-encoded as pusher-php-server sends it
+                const php = JSON.parse(await expectStatus(signed(ngx, 'GET',
+                    `/apps/${APP.appId}/channels`, { prefix: '/pusher', encode: true,
+                        params: { filter_by_prefix: 'presence-',
+                            info: 'user_count,subscription_count' } }), 200));
+                assert.deepEqual(php.channels[pres], { user_count: 2, subscription_count: 2 });
 
                 // user_count without the presence- prefix
                 await expectError(p.get({ path: '/channels', params: { info: 'user_count' } }),
@@ -360,6 +389,10 @@ function suite(name, setup) {
             await expectStatus(signed(ngx, 'POST', `/apps/${APP.appId}/events`,
                 { body: JSON.stringify({ name: 'e', data: 'x', channel: 'a b' }) }),
             400, /invalid channel name/);
+            // a socket_id that is not one (npm pusher refuses to send it)
+            await expectStatus(signed(ngx, 'POST', `/apps/${APP.appId}/events`,
+                { body: JSON.stringify({ name: 'e', data: 'x', channel: ch, socket_id: 'abc' }) }),
+            400, /socket_id/);
             // unknown app
             await expectError(client(ngx, { appId: '999' }).trigger(ch, 'e', 'x'), 404, /unknown app/);
             // wrong method

@@ -19,6 +19,7 @@
 
 #include "pubsub/pusher/api.h"
 #include "pubsub/pusher/auth.h"
+#include "pubsub/pusher/origin.h"
 
 
 namespace pp = pubsub::pusher;
@@ -316,10 +317,14 @@ ngx_pubsub_pusher_api_publish(ngx_pubsub_pusher_api_ctx_t *ctx,
     n = 0;
 
     for (const pp::ApiEvent &ev : ctx->events) {
-        /* contract 2: the event name, exactly the data, no content type */
+        /* contract 2: the event name, exactly the data, no content type;
+           contract 3: socket_id, the connection the delivery skips */
+        std::string  origin = pp::encodeOrigin(ev.socketId);
+
         in.eventName = ev.name;
         in.data = ev.data;
         in.contentType = std::string_view();
+        in.origin = origin;
 
         for (const std::string &c : ev.channels) {
             size_t  i = n++;
