@@ -23,6 +23,7 @@
 // without nginx (t/unit/subscription_test.cpp).
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -39,10 +40,20 @@ namespace pubsub {
 
 struct PresenceEvent;
 
+// Who a connection is in a channel's presence when the protocol says so
+// per channel (Pusher's channel_data), not the location.
+struct PresenceIdentity {
+    std::string id;
+    std::string info;  // raw JSON, may be empty
+};
+
 // A channel of a subscription.
 struct SubChannel {
     std::string id;   // as the client named it
     std::string key;  // the store's key, "group/id"
+    // set: the channel always joins presence, as this member (the host's
+    // presenceJoin() reads it); null: as the location says
+    std::shared_ptr<const PresenceIdentity> presence = nullptr;
 };
 
 class SubscriptionHost {
@@ -88,11 +99,11 @@ public:
 };
 
 struct SubscriptionOptions {
-    bool existingOnly = false;  // 403 for channels that do not exist
     GroupLimits limits;
-    bool poll = false;      // hook sessions are polling sessions
-    bool oneShot = false;   // long-poll: take what is owed, attach only when nothing is
-    size_t maxBacklog = 0;  // with oneShot: how many owed messages (0: all)
+    size_t maxBacklog = 0;      // with oneShot: how many owed messages (0: all)
+    bool existingOnly = false;  // 403 for channels that do not exist
+    bool poll = false;          // hook sessions are polling sessions
+    bool oneShot = false;       // long-poll: take what is owed, attach only when nothing is
 };
 
 // The outcome of subscribing a set of channels (all or nothing).
@@ -103,12 +114,16 @@ struct SubscriptionStart {
     std::vector<std::vector<MessagePtr>> backlogs;  // per channel
 };
 
-class Subscription final : private MultiplexSink {
+// What it costs: a one-channel subscription is this object and the
+// channel's key (the id is the key's tail, "group/id", and kept once); the
+// first channel's entry is inline and nothing else is allocated.  Several
+// channels, add() and polls allocate one more block (Extra).
+class Subscription final {
 public:
     Subscription(SubscriptionHost* host, SubscriptionSink* sink, SubscriptionOptions opts = {});
     // Options for what comes next (before subscribe() or add()).
     void setOptions(const SubscriptionOptions& opts) { opts_ = opts; }
-    ~Subscription() override;
+    ~Subscription();
     Subscription(const Subscription&) = delete;
     Subscription& operator=(const Subscription&) = delete;
 
@@ -152,25 +167,55 @@ public:
     void pollNextCompound();
 
     size_t size() const { return live_; }
-    bool multiplexed() const { return mux_ != nullptr; }
-    Multiplexer* mux() { return mux_.get(); }
-    const Multiplexer* mux() const { return mux_.get(); }
+    bool multiplexed() const { return mux() != nullptr; }
+    Multiplexer* mux() const;
     // Whether any channel is attached (receives live messages).
     bool attached() const;
     // The store subscriber of channel i (its cursor()).
     const Subscriber* subscriber(size_t i) const;
-    const SubChannel* channel(size_t i) const;
+    // Channel i's key and id (empty: no such channel).
+    std::string_view key(size_t i) const;
+    std::string_view id(size_t i) const;
     // Index of a channel by key, or SIZE_MAX.
     size_t find(std::string_view key) const;
 
 private:
-    class Adapter;
-    struct Entry;
+    // One channel, and its store subscriber when not multiplexed.  `name`
+    // holds the key, followed by the id unless the key ends with it.
+    class Entry final : public Subscriber {
+    public:
+        Entry(Subscription* o, uint32_t i) : owner(o), index(i) {}
+        void deliver(const MessagePtr& msg) override;
+        void gap() override;
+        void channelDeleted() override;
+        void presenceEvent(const PresenceEvent& ev) override;
 
-    void deliver(size_t channel, const MessagePtr& msg, std::string_view id) override;
-    void gap(size_t channel) override;
-    void channelDeleted(size_t channel) override;
-    void channelPresence(size_t channel, const PresenceEvent& ev) override;
+        std::string_view key() const { return std::string_view(name).substr(0, keyLen); }
+        std::string_view id() const { return std::string_view(name).substr(idPos); }
+        void setName(SubChannel&& ch);
+
+        Subscription* owner;
+        uint32_t index;
+        bool used = false;        // in the set
+        bool closing = false;     // taken out, being closed
+        bool subscribed = false;  // the store accepted it
+        bool opened = false;      // hooks, presence, events
+        uint32_t keyLen = 0;
+        uint32_t idPos = 0;
+        std::string name;
+        SubscriptionHost::Handle hook = nullptr;
+        SubscriptionHost::Handle presence = nullptr;
+        SubscriptionHost::Handle events = nullptr;
+    };
+
+    struct Extra;
+
+    Entry* at(size_t i) const;
+    size_t slots() const;
+    Extra& extra();
+    void reset();
+    std::unique_ptr<Entry> take(size_t i);
+    void freeSlot(size_t i);
 
     SubscribeRequest request(const Entry& e, const StartSpec& spec) const;
     SubscribeReply storeSubscribe(Entry& e, const StartSpec& spec);
@@ -180,20 +225,20 @@ private:
     void closeEntry(Entry& e);
     void updateCount();
     size_t slot();
+    std::string* pollAt();
 
     SubscriptionHost* host_;
     SubscriptionSink* sink_;
     SubscriptionOptions opts_;
-    std::unique_ptr<Multiplexer> mux_;
-    std::vector<std::unique_ptr<Entry>> entries_;  // by index; nullptr: removed
-    std::string pollNext_;
-    size_t live_ = 0;
+    // channels after the first, the multiplexer, the poll position, add()'s
+    // guard
+    std::unique_ptr<Extra> extra_;
+    Entry first_;  // channel 0
+    uint32_t live_ = 0;
     bool open_ = false;
     bool counted_ = false;
     bool closed_ = false;
     bool deleted_ = false;
-    // cleared by the destructor: add() completions arriving later check it
-    std::shared_ptr<Subscription*> self_;
 };
 
 }  // namespace pubsub

@@ -5,40 +5,102 @@
 
 namespace pubsub {
 
-// The store subscriber of one channel of a non-multiplexed subscription.
-class Subscription::Adapter final : public Subscriber {
+void Subscription::Entry::deliver(const MessagePtr& msg) {
+    owner->sink_->deliver(index, msg, {});
+}
+
+void Subscription::Entry::gap() {
+    owner->sink_->gap(index);
+}
+
+void Subscription::Entry::channelDeleted() {
+    owner->sink_->channelDeleted(index);
+}
+
+void Subscription::Entry::presenceEvent(const PresenceEvent& ev) {
+    owner->sink_->presenceEvent(index, ev);
+}
+
+// What the multiplexer delivers, to the transport.
+class MuxToSink final : public MultiplexSink {
 public:
-    Adapter(Subscription* owner, size_t index) : owner_(owner), index_(index) {}
-    void deliver(const MessagePtr& msg) override { owner_->sink_->deliver(index_, msg, {}); }
-    void gap() override { owner_->sink_->gap(index_); }
-    void channelDeleted() override { owner_->sink_->channelDeleted(index_); }
-    void presenceEvent(const PresenceEvent& ev) override {
-        owner_->sink_->presenceEvent(index_, ev);
+    explicit MuxToSink(SubscriptionSink* sink) : sink_(sink) {}
+    void deliver(size_t channel, const MessagePtr& msg, std::string_view id) override {
+        sink_->deliver(channel, msg, id);
+    }
+    void gap(size_t channel) override { sink_->gap(channel); }
+    void channelDeleted(size_t channel) override { sink_->channelDeleted(channel); }
+    void channelPresence(size_t channel, const PresenceEvent& ev) override {
+        sink_->presenceEvent(channel, ev);
     }
 
 private:
-    Subscription* owner_;
-    size_t index_;
+    SubscriptionSink* sink_;
 };
 
-struct Subscription::Entry {
-    Entry(Subscription* owner, size_t i) : index(i), adapter(owner, i) {}
-    SubChannel ch;
-    size_t index;
-    Adapter adapter;          // the store subscriber when not multiplexed
-    bool subscribed = false;  // the store accepted it
-    bool opened = false;      // hooks, presence, events
-    SubscriptionHost::Handle hook = nullptr;
-    SubscriptionHost::Handle presence = nullptr;
-    SubscriptionHost::Handle events = nullptr;
+// What only some subscriptions need: several channels, add(), polling.
+struct Subscription::Extra {
+    explicit Extra(SubscriptionSink* sink) : muxSink(sink) {}
+    std::vector<std::unique_ptr<Entry>> more;  // channels 1..; nullptr: free
+    std::string pollNext;                      // where polling sessions park
+    // add()'s per-channel presence identities, by index (SubChannel::presence)
+    std::vector<std::shared_ptr<const PresenceIdentity>> presence;
+    // cleared by the destructor: add() completions arriving later check it
+    std::shared_ptr<Subscription*> self;
+    MuxToSink muxSink;
+    std::unique_ptr<Multiplexer> mux;  // several channels (after muxSink: goes first)
 };
+
+void Subscription::Entry::setName(SubChannel&& ch) {
+    size_t k = ch.key.size();
+    size_t n = ch.id.size();
+    bool tail = n <= k && ch.key.compare(k - n, n, ch.id) == 0;
+
+    name = std::move(ch.key);
+    if (!tail) {
+        name += ch.id;
+    }
+    keyLen = static_cast<uint32_t>(k);
+    idPos = static_cast<uint32_t>(tail ? k - n : k);
+}
 
 Subscription::Subscription(SubscriptionHost* host, SubscriptionSink* sink, SubscriptionOptions opts)
-    : host_(host), sink_(sink), opts_(opts), self_(std::make_shared<Subscription*>(this)) {}
+    : host_(host), sink_(sink), opts_(opts), first_(this, 0) {}
+
+Multiplexer* Subscription::mux() const {
+    return extra_ ? extra_->mux.get() : nullptr;
+}
 
 Subscription::~Subscription() {
     close();
-    *self_ = nullptr;
+    if (extra_ && extra_->self) {
+        *extra_->self = nullptr;
+    }
+}
+
+Subscription::Extra& Subscription::extra() {
+    if (!extra_) {
+        extra_ = std::make_unique<Extra>(sink_);
+    }
+    return *extra_;
+}
+
+size_t Subscription::slots() const {
+    return 1 + (extra_ ? extra_->more.size() : 0);
+}
+
+Subscription::Entry* Subscription::at(size_t i) const {
+    if (i == 0) {
+        return first_.used ? const_cast<Entry*>(&first_) : nullptr;
+    }
+    if (!extra_ || i - 1 >= extra_->more.size()) {
+        return nullptr;
+    }
+    return extra_->more[i - 1].get();
+}
+
+std::string* Subscription::pollAt() {
+    return opts_.poll ? &extra().pollNext : nullptr;
 }
 
 // The store's subscribe of one channel; the engine must answer before
@@ -71,7 +133,7 @@ void Subscription::unsubscribe(Entry& e) {
 
 SubscribeRequest Subscription::request(const Entry& e, const StartSpec& spec) const {
     SubscribeRequest req;
-    req.key = e.ch.key;
+    req.key = e.key();
     req.start = spec;
     req.existingOnly = opts_.existingOnly;
     req.oneShot = opts_.oneShot;
@@ -81,32 +143,37 @@ SubscribeRequest Subscription::request(const Entry& e, const StartSpec& spec) co
 }
 
 Subscriber* Subscription::storeSub(Entry& e) {
-    if (mux_) {
-        return mux_->subscriber(e.index);
+    if (Multiplexer* m = mux()) {
+        return m->subscriber(e.index);
     }
-    return &e.adapter;
+    return &e;
 }
 
 const Subscriber* Subscription::subscriber(size_t i) const {
-    if (i >= entries_.size() || !entries_[i]) {
+    Entry* e = at(i);
+    if (e == nullptr) {
         return nullptr;
     }
-    if (mux_) {
-        return const_cast<Multiplexer*>(mux_.get())->subscriber(i);
+    if (Multiplexer* m = mux()) {
+        return m->subscriber(i);
     }
-    return &entries_[i]->adapter;
+    return e;
 }
 
-const SubChannel* Subscription::channel(size_t i) const {
-    if (i >= entries_.size() || !entries_[i]) {
-        return nullptr;
-    }
-    return &entries_[i]->ch;
+std::string_view Subscription::key(size_t i) const {
+    const Entry* e = at(i);
+    return e != nullptr ? e->key() : std::string_view();
+}
+
+std::string_view Subscription::id(size_t i) const {
+    const Entry* e = at(i);
+    return e != nullptr ? e->id() : std::string_view();
 }
 
 size_t Subscription::find(std::string_view key) const {
-    for (size_t i = 0; i < entries_.size(); i++) {
-        if (entries_[i] && entries_[i]->ch.key == key) {
+    for (size_t i = 0; i < slots(); i++) {
+        const Entry* e = at(i);
+        if (e != nullptr && e->key() == key) {
             return i;
         }
     }
@@ -114,7 +181,7 @@ size_t Subscription::find(std::string_view key) const {
 }
 
 bool Subscription::attached() const {
-    for (size_t i = 0; i < entries_.size(); i++) {
+    for (size_t i = 0; i < slots(); i++) {
         const Subscriber* s = subscriber(i);
         if (s != nullptr && s->attached()) {
             return true;
@@ -123,57 +190,72 @@ bool Subscription::attached() const {
     return false;
 }
 
+// Back to an empty set (a refused subscribe()).
+void Subscription::reset() {
+    first_.used = false;
+    first_.subscribed = false;
+    std::string().swap(first_.name);
+    if (extra_) {
+        extra_->mux.reset();
+        extra_->more.clear();
+        extra_->pollNext.clear();
+    }
+    live_ = 0;
+}
+
 SubscriptionStart Subscription::subscribe(std::vector<SubChannel> chans,
                                           const std::vector<StartSpec>& specs) {
     SubscriptionStart out;
     size_t n = chans.size();
 
-    if (n == 0 || specs.size() != n || !entries_.empty() || closed_) {
+    if (n == 0 || specs.size() != n || live_ != 0 || first_.used || closed_) {
         out.status = StoreResult::kError;
         out.reason = "invalid subscription";
         return out;
     }
 
     if (n > 1) {
-        mux_ = Multiplexer::create(this, n);
-        if (!mux_) {
+        Extra& x = extra();
+        x.mux = Multiplexer::create(&x.muxSink, n);
+        if (!x.mux) {
             out.status = StoreResult::kNoMemory;
             out.reason = "out of memory";
             return out;
         }
+        extra_->more.reserve(n - 1);
     }
 
-    entries_.reserve(n);
     out.backlogs.resize(n);
 
     for (size_t i = 0; i < n; i++) {
-        auto e = std::make_unique<Entry>(this, i);
-        e->ch = std::move(chans[i]);
-        entries_.push_back(std::move(e));
+        Entry* e = &first_;
+        if (i > 0) {
+            extra_->more.push_back(std::make_unique<Entry>(this, static_cast<uint32_t>(i)));
+            e = extra_->more.back().get();
+        }
+        e->setName(std::move(chans[i]));
+        e->used = true;
         live_++;
     }
 
-    if (opts_.poll && !mux_ && specs[0].kind == StartSpec::kAfter) {
-        pollNext_ = specs[0].after.isNull() ? std::string() : formatMsgId(specs[0].after);
+    if (opts_.poll && !mux() && specs[0].kind == StartSpec::kAfter) {
+        *pollAt() = specs[0].after.isNull() ? std::string() : formatMsgId(specs[0].after);
     }
 
     for (size_t i = 0; i < n; i++) {
-        Entry& e = *entries_[i];
+        Entry& e = *at(i);
 
-        if (mux_ && specs[i].kind == StartSpec::kAfter) {
-            mux_->setPosition(i, specs[i].after);
+        if (mux() && specs[i].kind == StartSpec::kAfter) {
+            mux()->setPosition(i, specs[i].after);
         }
 
         SubscribeReply reply = storeSubscribe(e, specs[i]);
 
         if (reply.status != StoreResult::kOk) {
             for (size_t j = 0; j < i; j++) {
-                unsubscribe(*entries_[j]);
+                unsubscribe(*at(j));
             }
-            entries_.clear();
-            mux_.reset();
-            live_ = 0;
-            pollNext_.clear();
+            reset();
             out.status = reply.status;
             out.reason = std::move(reply.reason);
             out.backlogs.clear();
@@ -185,8 +267,8 @@ SubscriptionStart Subscription::subscribe(std::vector<SubChannel> chans,
         out.backlogs[i] = std::move(reply.backlog);
     }
 
-    if (opts_.poll && mux_) {
-        pollNext_ = mux_->compoundId(mux_->size());
+    if (opts_.poll && mux()) {
+        *pollAt() = mux()->compoundId(mux()->size());
     }
 
     return out;
@@ -197,9 +279,15 @@ void Subscription::openEntry(Entry& e) {
         return;
     }
     e.opened = true;
-    e.hook = host_->hookOpen(e.ch, opts_.poll ? &pollNext_ : nullptr);
-    e.presence = host_->presenceJoin(e.ch);
-    e.events = host_->eventsOpen(e.ch);
+
+    // the host copies what it keeps
+    SubChannel ch{std::string(e.id()), std::string(e.key())};
+    if (extra_ && e.index < extra_->presence.size()) {
+        ch.presence = extra_->presence[e.index];
+    }
+    e.hook = host_->hookOpen(ch, pollAt());
+    e.presence = host_->presenceJoin(ch);
+    e.events = host_->eventsOpen(ch);
 }
 
 void Subscription::closeEntry(Entry& e) {
@@ -218,7 +306,7 @@ void Subscription::closeEntry(Entry& e) {
 
     host_->eventsClose(events);
     host_->presenceLeave(presence);
-    host_->hookClose(hook, opts_.poll ? &pollNext_ : nullptr, deleted_);
+    host_->hookClose(hook, pollAt(), deleted_);
 }
 
 void Subscription::updateCount() {
@@ -237,24 +325,24 @@ void Subscription::open() {
         return;
     }
     open_ = true;
-    for (size_t i = 0; i < entries_.size(); i++) {
-        if (entries_[i]) {
-            openEntry(*entries_[i]);
+    for (size_t i = 0; i < slots(); i++) {
+        if (Entry* e = at(i)) {
+            openEntry(*e);
         }
     }
     updateCount();
 }
 
 void Subscription::deliverBacklog(const std::vector<std::vector<MessagePtr>>& backlogs) {
-    if (mux_) {
-        if (backlogs.size() == mux_->size()) {
-            mux_->deliverBacklog(backlogs);
+    if (mux()) {
+        if (backlogs.size() == mux()->size()) {
+            mux()->deliverBacklog(backlogs);
         }
         return;
     }
-    for (size_t i = 0; i < backlogs.size() && i < entries_.size(); i++) {
+    for (size_t i = 0; i < backlogs.size() && i < slots(); i++) {
         for (const MessagePtr& m : backlogs[i]) {
-            if (closed_ || !entries_[i]) {
+            if (closed_ || at(i) == nullptr) {
                 return;
             }
             sink_->deliver(i, m, {});
@@ -262,20 +350,26 @@ void Subscription::deliverBacklog(const std::vector<std::vector<MessagePtr>>& ba
     }
 }
 
+// A free index for add(): the first channel's inline entry when it is
+// free, else a slot of Extra's (made if none is free).
 size_t Subscription::slot() {
-    for (size_t i = 0; i < entries_.size(); i++) {
-        if (!entries_[i]) {
-            return i;
+    if (!first_.used && !first_.closing) {
+        return 0;
+    }
+    std::vector<std::unique_ptr<Entry>>& more = extra().more;
+    for (size_t i = 0; i < more.size(); i++) {
+        if (!more[i]) {
+            return i + 1;
         }
     }
-    entries_.emplace_back();
-    return entries_.size() - 1;
+    more.emplace_back();
+    return more.size();
 }
 
 void Subscription::add(SubChannel ch, const StartSpec& spec, AddCallback done) {
     SubscribeReply refused;
 
-    if (closed_ || mux_) {
+    if (closed_ || mux()) {
         refused.status = StoreResult::kError;
         refused.reason = closed_ ? "subscription closed" : "multiplexed subscription";
         done(SIZE_MAX, std::move(refused));
@@ -291,22 +385,37 @@ void Subscription::add(SubChannel ch, const StartSpec& spec, AddCallback done) {
     }
 
     size_t i = slot();
-    auto fresh = std::make_unique<Entry>(this, i);
-    fresh->ch = std::move(ch);
-    std::vector<std::string> keys{fresh->ch.key};
-    entries_[i] = std::move(fresh);
+    Entry* fresh = &first_;
+    if (i > 0) {
+        extra_->more[i - 1] = std::make_unique<Entry>(this, static_cast<uint32_t>(i));
+        fresh = extra_->more[i - 1].get();
+    }
+    std::vector<std::string> keys{ch.key};
+    std::vector<std::shared_ptr<const PresenceIdentity>>& idents = extra().presence;
+    if (ch.presence || i < idents.size()) {
+        if (idents.size() <= i) {
+            idents.resize(i + 1);
+        }
+        idents[i] = std::move(ch.presence);
+    }
+    fresh->setName(std::move(ch));
+    fresh->used = true;
     live_++;
 
     // the entry is reserved (a second add() of the key answers at once);
     // the store's subscribe runs once the engine is ready for the key
-    std::shared_ptr<Subscription*> self = self_;
+    std::shared_ptr<Subscription*>& guard = extra().self;
+    if (!guard) {
+        guard = std::make_shared<Subscription*>(this);
+    }
+    std::shared_ptr<Subscription*> self = guard;
     host_->prepare(keys, [self, i, spec, done]() {
         Subscription* s = *self;
         if (s == nullptr) {
             return;  // destroyed meanwhile: nobody to tell
         }
 
-        Entry* e = i < s->entries_.size() ? s->entries_[i].get() : nullptr;
+        Entry* e = s->at(i);
 
         if (e == nullptr || s->closed_) {
             SubscribeReply closed;
@@ -319,8 +428,8 @@ void Subscription::add(SubChannel ch, const StartSpec& spec, AddCallback done) {
         SubscribeReply reply = s->storeSubscribe(*e, spec);
 
         if (reply.status != StoreResult::kOk) {
-            s->entries_[i].reset();
-            s->live_--;
+            s->take(i);
+            s->freeSlot(i);
             done(SIZE_MAX, std::move(reply));
             return;
         }
@@ -334,24 +443,44 @@ void Subscription::add(SubChannel ch, const StartSpec& spec, AddCallback done) {
     });
 }
 
+// Takes channel i out of the set; it is closed by the caller (closeEntry)
+// before its slot can be used again.
+std::unique_ptr<Subscription::Entry> Subscription::take(size_t i) {
+    live_--;
+    if (i > 0) {
+        return std::move(extra_->more[i - 1]);
+    }
+    first_.used = false;
+    first_.closing = true;
+    return nullptr;
+}
+
+// Frees the slot of a channel take() took out.
+void Subscription::freeSlot(size_t i) {
+    if (i == 0) {
+        first_.closing = false;
+        std::string().swap(first_.name);
+    }
+}
+
 bool Subscription::remove(std::string_view key) {
     size_t i = find(key);
-    if (i == SIZE_MAX || mux_) {
+    if (i == SIZE_MAX || mux()) {
         return false;
     }
 
     // taken out of the set first: callbacks from closeEntry() see it gone
-    std::unique_ptr<Entry> e = std::move(entries_[i]);
-    live_--;
-    closeEntry(*e);
+    std::unique_ptr<Entry> owned = take(i);
+    closeEntry(owned ? *owned : first_);
+    freeSlot(i);
     updateCount();
     return true;
 }
 
 void Subscription::detach() {
-    for (size_t i = 0; i < entries_.size(); i++) {
-        if (entries_[i]) {
-            unsubscribe(*entries_[i]);
+    for (size_t i = 0; i < slots(); i++) {
+        if (Entry* e = at(i)) {
+            unsubscribe(*e);
         }
     }
     updateCount();
@@ -363,39 +492,23 @@ void Subscription::close() {
     }
     closed_ = true;
     detach();
-    for (size_t i = 0; i < entries_.size(); i++) {
-        if (entries_[i]) {
-            closeEntry(*entries_[i]);
+    for (size_t i = 0; i < slots(); i++) {
+        if (Entry* e = at(i)) {
+            closeEntry(*e);
         }
     }
 }
 
 void Subscription::pollNext(const MsgId& id) {
-    if (!id.isNull()) {
-        pollNext_ = formatMsgId(id);
+    if (!id.isNull() && opts_.poll) {
+        *pollAt() = formatMsgId(id);
     }
 }
 
 void Subscription::pollNextCompound() {
-    if (mux_) {
-        pollNext_ = mux_->compoundId(mux_->size());
+    if (mux() && opts_.poll) {
+        *pollAt() = mux()->compoundId(mux()->size());
     }
-}
-
-void Subscription::deliver(size_t channel, const MessagePtr& msg, std::string_view id) {
-    sink_->deliver(channel, msg, id);
-}
-
-void Subscription::gap(size_t channel) {
-    sink_->gap(channel);
-}
-
-void Subscription::channelDeleted(size_t channel) {
-    sink_->channelDeleted(channel);
-}
-
-void Subscription::channelPresence(size_t channel, const PresenceEvent& ev) {
-    sink_->presenceEvent(channel, ev);
 }
 
 }  // namespace pubsub

@@ -111,6 +111,9 @@ typedef struct {
     ngx_msec_t                    presence_leave_delay;
     ngx_msec_t                    presence_ttl;     /* Redis mode only */
     ngx_flag_t                    presence_api;
+    /* some channels join presence whatever pubsub_presence says (set by
+     * pubsub_pusher: presence- channels); not inherited */
+    ngx_flag_t                    presence_channels;
 } ngx_pubsub_loc_conf_t;
 
 
@@ -264,7 +267,7 @@ void ngx_pubsub_stats_redis_engine(const pubsub::RedisStoreStats &now,
 
 /* one subscriber of a transport (NGX_PUBSUB_SUB_*), from start() to end() */
 struct ngx_pubsub_sub_count_t {
-    ngx_uint_t  transport = 0;
+    uint32_t    transport = 0;
 
     void start(ngx_uint_t t);
     void end();     /* idempotent; also run by the destructor */

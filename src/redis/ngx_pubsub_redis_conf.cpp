@@ -308,7 +308,7 @@ ngx_pubsub_redis_merge_loc_conf(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *plcf)
 {
     auto  *up = static_cast<ngx_pubsub_redis_upstream_t *>(plcf->engine_conf);
 
-    if (plcf->presence && up != NULL) {
+    if ((plcf->presence || plcf->presence_channels) && up != NULL) {
         /* the upstream refreshes presence at the pace of its least ttl */
         if (!up->presence || plcf->presence_ttl < up->presence_ttl) {
             up->presence_ttl = plcf->presence_ttl;

@@ -54,6 +54,10 @@ public:
                       (deleted ? " deleted" : ""));
     }
     Handle presenceJoin(const SubChannel& ch) override {
+        if (ch.presence) {
+            log.push_back("join " + ch.key + " as " + ch.presence->id + " " + ch.presence->info);
+            return open("presence", ch.key);
+        }
         log.push_back("join " + ch.key);
         return open("presence", ch.key);
     }
@@ -349,6 +353,34 @@ TEST_F(SubscriptionTest, ChannelsAddedAndRemovedOnALiveSubscription) {
     }
     EXPECT_EQ(hooks, 0);
     EXPECT_EQ(joins, 0);
+}
+
+// A protocol names the presence member per channel (Pusher's channel_data):
+// the host gets it when the channel opens, and a channel later added in the
+// same slot without one does not inherit it.
+TEST_F(SubscriptionTest, AddCarriesAPerChannelPresenceIdentity) {
+    Subscription s(host_.get(), &sink_, SubscriptionOptions{});
+    s.open();
+    SubChannel ch{"p", "default/p"};
+    ch.presence =
+        std::make_shared<pubsub::PresenceIdentity>(pubsub::PresenceIdentity{"u1", R"({"n":1})"});
+    bool called = false;
+    s.add(std::move(ch), newest(), [&](size_t, SubscribeReply&& r) {
+        called = true;
+        EXPECT_EQ(r.status, StoreResult::kOk);
+    });
+    EXPECT_TRUE(called);
+    EXPECT_EQ(add(s, "q").status, StoreResult::kOk);
+    EXPECT_TRUE(s.remove("default/p"));
+    EXPECT_EQ(add(s, "r").status, StoreResult::kOk);
+    std::vector<std::string> joins;
+    for (const auto& l : host_->log) {
+        if (l.rfind("join", 0) == 0) {
+            joins.push_back(l);
+        }
+    }
+    EXPECT_EQ(joins, (std::vector<std::string>{R"(join default/p as u1 {"n":1})", "join default/q",
+                                               "join default/r"}));
 }
 
 TEST_F(SubscriptionTest, RefusedAddChangesNothing) {

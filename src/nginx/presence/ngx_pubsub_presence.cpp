@@ -322,11 +322,8 @@ ngx_pubsub_presence_join(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_str_t key)
 {
     const ngx_pubsub_identity_t  *ident;
-    pubsub::PresenceEvents        evs;
-    pubsub::PresenceConn         *conn;
     std::string_view              id, info;
     ngx_str_t                     v;
-    uint32_t                      opts;
 
     if (!plcf->presence || !ngx_pubsub_presence_live) {
         return NULL;
@@ -384,9 +381,28 @@ ngx_pubsub_presence_join(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         id = {};
     }
 
-    opts = plcf->presence_events ? pubsub::kPresenceOptEvents : 0;
-    opts |= static_cast<uint32_t>(ngx_pubsub_presence_hook_index(r))
-            << pubsub::kPresenceHookShift;
+    return ngx_pubsub_presence_join_as(plcf, key, id, info,
+                                       plcf->presence_events ? 1 : 0,
+                                       ngx_pubsub_presence_hook_index(r),
+                                       r->connection->log);
+}
+
+
+pubsub::PresenceConn *
+ngx_pubsub_presence_join_as(ngx_pubsub_loc_conf_t *plcf, ngx_str_t key,
+    std::string_view id, std::string_view info, ngx_uint_t events,
+    ngx_uint_t hook, ngx_log_t *log)
+{
+    pubsub::PresenceEvents        evs;
+    pubsub::PresenceConn         *conn;
+    uint32_t                      opts;
+
+    if (!ngx_pubsub_presence_live) {
+        return NULL;
+    }
+
+    opts = events ? pubsub::kPresenceOptEvents : 0;
+    opts |= static_cast<uint32_t>(hook) << pubsub::kPresenceHookShift;
     opts |= static_cast<uint32_t>(plcf->engine->presence_tag(plcf))
             << pubsub::kPresenceRedisShift;
 
@@ -401,7 +417,7 @@ ngx_pubsub_presence_join(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     }
 
     if (conn == NULL) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, log, 0,
                       "pubsub: presence: out of shared memory, the "
                       "subscriber is not counted (raise pubsub_shm_size)");
     }

@@ -32,6 +32,15 @@ void ngx_pubsub_presence_exit_process(ngx_cycle_t *cycle);
 pubsub::PresenceConn *ngx_pubsub_presence_join(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_str_t key);
 void ngx_pubsub_presence_leave(pubsub::PresenceConn *conn);
+/*
+ * Joins as the member `id` with `info` (raw JSON, checked by the caller),
+ * whatever the location's pubsub_presence says: a protocol that names the
+ * member per channel (Pusher's channel_data).  events: join/leave reach the
+ * channel's subscribers; hook: the presence hook's index (0: none).
+ */
+pubsub::PresenceConn *ngx_pubsub_presence_join_as(ngx_pubsub_loc_conf_t *plcf,
+    ngx_str_t key, std::string_view id, std::string_view info,
+    ngx_uint_t events, ngx_uint_t hook, ngx_log_t *log);
 
 /* presence is up in this worker (else the API answers 503) */
 ngx_uint_t ngx_pubsub_presence_available(void);

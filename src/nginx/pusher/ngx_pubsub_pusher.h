@@ -40,6 +40,17 @@ typedef struct {
 } ngx_pubsub_pusher_srv_conf_t;
 
 
+/*
+ * The module's location configuration: each part's fields in its own
+ * block (pusher: the WebSocket endpoint).
+ */
+typedef struct {
+    /* pusher: pubsub_pusher, pubsub_pusher_activity_timeout */
+    ngx_flag_t                    ws;
+    ngx_msec_t                    activity_timeout;
+} ngx_pubsub_pusher_loc_conf_t;
+
+
 extern "C" ngx_module_t  ngx_pubsub_pusher_module;
 
 
@@ -49,6 +60,9 @@ ngx_pubsub_pusher_app_t *ngx_pubsub_pusher_app_by_key(ngx_http_request_t *r,
     ngx_str_t *key);
 ngx_pubsub_pusher_app_t *ngx_pubsub_pusher_app_by_id(ngx_http_request_t *r,
     ngx_str_t *id);
+
+/* pubsub_pusher's content handler (ngx_pubsub_pusher_ws.cpp) */
+ngx_int_t ngx_pubsub_pusher_ws_handler(ngx_http_request_t *r);
 
 /* ngx_pubsub_pusher_api.cpp (pusherapi): pubsub_pusher_api, and the Redis
  * index of the apps' occupied channels */

@@ -11,6 +11,11 @@ static void *ngx_pubsub_pusher_create_srv_conf(ngx_conf_t *cf);
 static char *ngx_pubsub_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_pubsub_pusher_init_process(ngx_cycle_t *cycle);
+static void *ngx_pubsub_pusher_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_pubsub_pusher_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_pubsub_pusher_ws(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 static ngx_command_t  ngx_pubsub_pusher_commands[] = {
@@ -20,6 +25,22 @@ static ngx_command_t  ngx_pubsub_pusher_commands[] = {
       ngx_pubsub_pusher_app,
       NGX_HTTP_SRV_CONF_OFFSET,
       0,
+      NULL },
+
+    /* pusher: the WebSocket endpoint */
+
+    { ngx_string("pubsub_pusher"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_pubsub_pusher_ws,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pubsub_pusher_activity_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_pubsub_pusher_loc_conf_t, activity_timeout),
       NULL },
 
     /* pusherapi: the HTTP API (ngx_pubsub_pusher_api.cpp) */
@@ -44,8 +65,8 @@ static ngx_http_module_t  ngx_pubsub_pusher_module_ctx = {
     ngx_pubsub_pusher_create_srv_conf,     /* create server configuration */
     NULL,                                  /* merge server configuration */
 
-    NULL,                                  /* create location configuration */
-    NULL                                   /* merge location configuration */
+    ngx_pubsub_pusher_create_loc_conf,     /* create location configuration */
+    ngx_pubsub_pusher_merge_loc_conf       /* merge location configuration */
 };
 
 
@@ -88,6 +109,73 @@ static void *
 ngx_pubsub_pusher_create_srv_conf(ngx_conf_t *cf)
 {
     return ngx_pcalloc(cf->pool, sizeof(ngx_pubsub_pusher_srv_conf_t));
+}
+
+
+static void *
+ngx_pubsub_pusher_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_pubsub_pusher_loc_conf_t  *plcf;
+
+    plcf = static_cast<ngx_pubsub_pusher_loc_conf_t *>(
+               ngx_pcalloc(cf->pool, sizeof(ngx_pubsub_pusher_loc_conf_t)));
+    if (plcf == NULL) {
+        return NULL;
+    }
+
+    /* pusher */
+    plcf->ws = NGX_CONF_UNSET;
+    plcf->activity_timeout = NGX_CONF_UNSET_MSEC;
+
+    return plcf;
+}
+
+
+static char *
+ngx_pubsub_pusher_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    auto  *prev = static_cast<ngx_pubsub_pusher_loc_conf_t *>(parent);
+    auto  *conf = static_cast<ngx_pubsub_pusher_loc_conf_t *>(child);
+
+    /* pusher: the endpoint itself is not inherited (a content handler) */
+    if (conf->ws == NGX_CONF_UNSET) {
+        conf->ws = 0;
+    }
+
+    ngx_conf_merge_msec_value(conf->activity_timeout, prev->activity_timeout,
+                              120000);
+
+    if (conf->activity_timeout < 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_pusher_activity_timeout must be at least "
+                           "1s");
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* pubsub_pusher: the WebSocket endpoint .../app/<key> */
+static char *
+ngx_pubsub_pusher_ws(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    auto  *plcf = static_cast<ngx_pubsub_pusher_loc_conf_t *>(conf);
+
+    (void) cmd;
+
+    if (plcf->ws != NGX_CONF_UNSET) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    plcf->ws = 1;
+
+    /* presence- channels always have presence (Redis: refreshes) */
+    static_cast<ngx_pubsub_loc_conf_t *>(
+        ngx_http_conf_get_module_loc_conf(cf, ngx_pubsub_module))
+        ->presence_channels = 1;
+
+    return ngx_pubsub_conf_content_handler(cf, ngx_pubsub_pusher_ws_handler);
 }
 
 

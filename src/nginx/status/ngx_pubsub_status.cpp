@@ -276,7 +276,7 @@ ngx_pubsub_sub_count_t::start(ngx_uint_t t)
         return;
     }
 
-    transport = t;
+    transport = static_cast<uint32_t>(t);
     (void) ngx_atomic_fetch_add(&ngx_pubsub_stats_slot->subscribers[i], 1);
 }
 

@@ -14,7 +14,8 @@
 
 ngx_pubsub_subscription_t::ngx_pubsub_subscription_t(ngx_http_request_t *req,
     ngx_pubsub_loc_conf_t *conf, ngx_uint_t t, pubsub::SubscriptionSink *sink)
-    : core(this, sink), r(req), plcf(conf), transport(t)
+    : core(this, sink), r(req), plcf(conf),
+      transport(static_cast<uint32_t>(t))
 {
 }
 
@@ -140,6 +141,14 @@ ngx_pubsub_subscription_t::hookClose(Handle h, const std::string *poll_next,
 pubsub::SubscriptionHost::Handle
 ngx_pubsub_subscription_t::presenceJoin(const pubsub::SubChannel &ch)
 {
+    if (ch.presence) {
+        /* the protocol names the member per channel (Pusher) */
+        return ngx_pubsub_presence_join_as(plcf, ngx_pubsub_sub_str(ch.key),
+                                           ch.presence->id,
+                                           ch.presence->info, 1, 0,
+                                           ngx_cycle->log);
+    }
+
     if (r == NULL) {
         return NULL;
     }

@@ -51,7 +51,7 @@ public:
 
     ngx_http_request_t      *r;      /* NULL once the request is gone */
     ngx_pubsub_loc_conf_t   *plcf;
-    ngx_uint_t               transport;
+    uint32_t                 transport;
 
     /* pubsub::SubscriptionHost */
     pubsub::Store *store() override;

@@ -317,7 +317,8 @@ ngx_pubsub_ws_create(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
 
 static ngx_int_t
 ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_uint_t subscribe, ngx_uint_t publish)
+    ngx_uint_t subscribe, ngx_uint_t publish,
+    ngx_pubsub_ws_protocol_pt proto = NULL, ngx_uint_t upstream = 0)
 {
     ngx_int_t                 rc;
     ngx_pubsub_ws_t          *w;
@@ -347,6 +348,17 @@ ngx_pubsub_ws_handshake(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     }
 
     w->subscriber = subscribe ? 1 : 0;
+
+    if (proto) {
+        /* channels come and go at run time, as the protocol says */
+        w->subscriber = 1;
+        w->upstream = upstream ? 1 : 0;
+        w->protocol.reset(proto(w, r));
+
+        if (!w->protocol) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
 
     /* channels, resume id and publishing parameters: all before the 101 */
 
@@ -399,6 +411,30 @@ ngx_pubsub_websocket_handler(ngx_http_request_t *r,
 }
 
 
+ngx_int_t
+ngx_pubsub_websocket_protocol_handler(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_ws_protocol_pt proto,
+    ngx_uint_t publisher_upstream)
+{
+    ngx_int_t  rc;
+
+    if (ngx_pubsub_store_for(plcf) == NULL) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    rc = ngx_pubsub_origin_allowed(r, plcf);
+    if (rc == NGX_DECLINED) {
+        return ngx_pubsub_ws_refuse(r, NGX_HTTP_FORBIDDEN,
+                                    "Origin not allowed.\n");
+    }
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_pubsub_ws_handshake(r, plcf, 0, 0, proto, publisher_upstream);
+}
+
+
 /* ---------------------------------------------------------------- start */
 
 
@@ -432,6 +468,10 @@ ngx_pubsub_ws_t::start(const pubsub::MsgId &resume)
 
     /* the status count, presence, the backlog */
     subscription_start(resume);
+
+    if (protocol && !finishing_ && !close_sent_) {
+        protocol->start();
+    }
 
     if (finishing_ || close_sent_) {
         return NGX_OK;

@@ -159,6 +159,58 @@ struct ngx_pubsub_ws_in_t {
 };
 
 
+/*
+ * A protocol spoken over the connection instead of nchan's (Pusher's,
+ * src/nginx/pusher/): the connection keeps the handshake, framing, I/O,
+ * control frames and the subscription's life; the protocol gets the
+ * messages the client sends and what the subscription delivers, and
+ * answers through the connection's public send_text() / close().  The
+ * connection owns it (deleted before anything else of the connection).
+ */
+class ngx_pubsub_ws_protocol_t {
+public:
+    virtual ~ngx_pubsub_ws_protocol_t() = default;
+
+    /* the 101 is out and the connection taken over */
+    virtual void start() = 0;
+    /* a whole message from the client (text or binary) */
+    virtual void message(std::string &payload, bool binary) = 0;
+    /* bytes came in (any frame): activity */
+    virtual void input() {}
+
+    /* what the subscription delivers; channel: its index */
+    virtual void deliver(size_t channel, const pubsub::MessagePtr &msg) = 0;
+    virtual void presence(size_t channel, const pubsub::PresenceEvent &ev) = 0;
+    virtual void deleted(size_t channel) { (void) channel; }
+    virtual void gap(size_t channel) { (void) channel; }
+};
+
+/* makes the protocol of a connection at its handshake (NULL: fails) */
+typedef ngx_pubsub_ws_protocol_t *(*ngx_pubsub_ws_protocol_pt)(
+    ngx_pubsub_ws_t *w, ngx_http_request_t *r);
+
+
+/*
+ * What the subscription delivers, to the connection's nchan methods (as
+ * ngx_pubsub_sub_sink_t does) or, with a protocol, to the protocol with
+ * the channel's index.
+ */
+class ngx_pubsub_ws_sink_t final : public pubsub::SubscriptionSink {
+public:
+    explicit ngx_pubsub_ws_sink_t(ngx_pubsub_ws_t *w) : w_(w), nchan_(w) {}
+
+    void deliver(size_t i, const pubsub::MessagePtr &msg,
+        std::string_view id) override;
+    void gap(size_t i) override;
+    void channelDeleted(size_t i) override;
+    void presenceEvent(size_t i, const pubsub::PresenceEvent &ev) override;
+
+private:
+    ngx_pubsub_ws_t                       *w_;
+    ngx_pubsub_sub_sink_t<ngx_pubsub_ws_t> nchan_;
+};
+
+
 class ngx_pubsub_ws_t final {
 public:
     ngx_pubsub_ws_t(ngx_http_request_t *req, ngx_pubsub_loc_conf_t *conf);
@@ -204,9 +256,15 @@ public:
     unsigned                            reply_info:1;
     unsigned                            upstream:1;  /* publisher hook */
 
+    /* for a protocol (ngx_pubsub_ws_protocol_t) */
+    ngx_int_t send_text(std::string &&text, bool now);
+    void close(uint16_t code, std::string_view reason);
+    bool closing() const { return finishing_ || close_sent_; }
+    ngx_connection_t *connection() const { return c_; }
+
 private:
     /* what the subscription delivers, to the methods above */
-    ngx_pubsub_sub_sink_t<ngx_pubsub_ws_t>  sink_;
+    ngx_pubsub_ws_sink_t                sink_;
 
 public:
     /* the channels and all that subscribing to them implies */
@@ -223,6 +281,9 @@ public:
     ws::MessageFramer                   framer;
     /* created when the first byte arrives: idle connections have none */
     std::unique_ptr<ws::FrameParser>    parser;
+
+    /* NULL: nchan's protocol; deleted before the subscription */
+    std::unique_ptr<ngx_pubsub_ws_protocol_t>  protocol;
 
     void schedule_detach();
     void schedule_flush();
@@ -344,6 +405,11 @@ size_t ngx_pubsub_ws_out_cost(const ngx_pubsub_ws_out_t *o);
 /* ngx_pubsub_websocket.cpp */
 ngx_int_t ngx_pubsub_ws_refuse(ngx_http_request_t *r, ngx_uint_t status,
     std::string_view text);
+/* the handshake of a connection that speaks `proto` (no location channels;
+ * publisher_upstream: keep the request for pubsub_publisher_upstream_request) */
+ngx_int_t ngx_pubsub_websocket_protocol_handler(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_ws_protocol_pt proto,
+    ngx_uint_t publisher_upstream);
 
 /* ngx_pubsub_ws_subscribe.cpp */
 ngx_int_t ngx_pubsub_ws_specs(ngx_http_request_t *r, ngx_pubsub_channels_t *ch,

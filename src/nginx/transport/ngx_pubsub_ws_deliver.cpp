@@ -10,6 +10,69 @@
 #include "ngx_pubsub_ws.h"
 
 
+/* ------------------------------------------------------------------ sink */
+
+
+void
+ngx_pubsub_ws_sink_t::deliver(size_t i, const pubsub::MessagePtr &msg,
+    std::string_view id)
+{
+    if (w_->protocol) {
+        if (!w_->closing()) {
+            w_->protocol->deliver(i, msg);
+        }
+        return;
+    }
+
+    nchan_.deliver(i, msg, id);
+}
+
+
+void
+ngx_pubsub_ws_sink_t::gap(size_t i)
+{
+    if (w_->protocol) {
+        if (!w_->closing()) {
+            w_->protocol->gap(i);
+        }
+        return;
+    }
+
+    nchan_.gap(i);
+}
+
+
+void
+ngx_pubsub_ws_sink_t::channelDeleted(size_t i)
+{
+    if (w_->protocol) {
+        if (!w_->closing()) {
+            w_->protocol->deleted(i);
+        }
+        return;
+    }
+
+    nchan_.channelDeleted(i);
+}
+
+
+void
+ngx_pubsub_ws_sink_t::presenceEvent(size_t i, const pubsub::PresenceEvent &ev)
+{
+    if (w_->protocol) {
+        if (!w_->closing()) {
+            w_->protocol->presence(i, ev);
+        }
+        return;
+    }
+
+    nchan_.presenceEvent(i, ev);
+}
+
+
+/* ------------------------------------------------------------ nchan's */
+
+
 void
 ngx_pubsub_ws_t::deliver(const pubsub::MessagePtr &msg)
 {

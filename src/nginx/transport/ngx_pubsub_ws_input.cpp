@@ -76,6 +76,11 @@ ngx_pubsub_ws_t::read()
         }
 
         heard_ = true;
+
+        if (protocol) {
+            protocol->input();
+        }
+
         feed(buf, n);
     }
 }
@@ -195,6 +200,11 @@ ngx_pubsub_ws_t::on_close(ws::Event &ev)
 void
 ngx_pubsub_ws_t::on_message(ws::Event &ev)
 {
+    if (protocol) {
+        protocol->message(ev.payload, ev.opcode == ws::Opcode::Binary);
+        return;
+    }
+
     if (!pub_own) {
         send_close(ws::close_code::kPolicyViolation, "Publishing not allowed.");
         return;

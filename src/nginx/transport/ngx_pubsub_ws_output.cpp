@@ -653,3 +653,39 @@ ngx_pubsub_ws_t::send_close(uint16_t code, std::string_view reason)
 
     (void) flush();
 }
+
+
+/*
+ * A protocol's text frame: now (an answer: written at once) or queued
+ * with the deliveries of this event loop turn.
+ */
+ngx_int_t
+ngx_pubsub_ws_t::send_text(std::string &&text, bool now)
+{
+    if (finishing_ || close_sent_) {
+        return NGX_DECLINED;
+    }
+
+    if (now) {
+        return send_data(ws::Opcode::Text, std::move(text), {},
+                         pubsub::MessagePtr());
+    }
+
+    if (enqueue(ws::Opcode::Text, false, std::move(text), {},
+                pubsub::MessagePtr(), nullptr) != NGX_OK)
+    {
+        finish();
+        return NGX_ERROR;
+    }
+
+    schedule_flush();
+
+    return NGX_OK;
+}
+
+
+void
+ngx_pubsub_ws_t::close(uint16_t code, std::string_view reason)
+{
+    send_close(code, reason);
+}

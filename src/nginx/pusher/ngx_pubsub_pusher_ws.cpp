@@ -1,0 +1,910 @@
+/*
+ * ngx_pubsub Pusher: the WebSocket endpoint (pubsub_pusher, SPEC section
+ * 12, docs/pusher.md).  The connection is the WebSocket transport's
+ * (handshake, frames, output queue, control frames, the subscription's
+ * life); this is the protocol it speaks (ngx_pubsub_ws_protocol_t):
+ * connection_established, ping/pong and the activity timeout,
+ * subscribe/unsubscribe with per-channel auth and presence, client events,
+ * sign-in and the server-to-user channel.
+ *
+ * A Pusher channel <name> of app <id> is the store key "pusher:<id>/<name>"
+ * (contract 1); a message's event name is the Pusher event, its data the
+ * exact string sent (contract 2); its origin names the socket a delivery
+ * skips and, for client events on presence channels, the sender's user id
+ * (contract 3, pubsub/pusher/origin.h).
+ */
+
+#include "ngx_pubsub_pusher.h"
+#include "ngx_pubsub_ws.h"
+#include "ngx_pubsub_engine.h"
+#include "ngx_pubsub_presence.h"
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "pubsub/codec/json.h"
+#include "pubsub/pusher/auth.h"
+#include "pubsub/pusher/origin.h"
+#include "pubsub/pusher/protocol.h"
+
+
+namespace pp = pubsub::pusher;
+
+
+#define NGX_PUBSUB_PUSHER_PONG_TIMEOUT  30000   /* ms */
+#define NGX_PUBSUB_PUSHER_S2U_PREFIX    "#server-to-user-"
+
+
+/* socket ids: "<random per process>.<counter>" (^\d+\.\d+$) */
+static uint64_t  ngx_pubsub_pusher_sid_prefix;
+static uint64_t  ngx_pubsub_pusher_sid_next;
+
+
+static std::string
+ngx_pubsub_pusher_socket_id()
+{
+    if (ngx_pubsub_pusher_sid_prefix == 0) {
+        /* workers and instances differ: pid, time and nginx's random */
+        uint64_t  x = (static_cast<uint64_t>(ngx_random()) << 20)
+                      ^ (static_cast<uint64_t>(ngx_pid) << 7)
+                      ^ static_cast<uint64_t>(ngx_time())
+                      ^ static_cast<uint64_t>(ngx_random());
+
+        ngx_pubsub_pusher_sid_prefix = 1 + x % 999999999;
+        ngx_pubsub_pusher_sid_next = 1 + static_cast<uint64_t>(ngx_random())
+                                         % 1000000;
+    }
+
+    return std::to_string(ngx_pubsub_pusher_sid_prefix) + "."
+           + std::to_string(ngx_pubsub_pusher_sid_next++);
+}
+
+
+/* what the connection knows of one channel it subscribed to */
+struct ngx_pubsub_pusher_chan_t {
+    pp::ChannelKind   kind = pp::ChannelKind::Public;
+    std::string       user_id;      /* presence: this connection's member */
+    bool              ready = false;   /* subscription_succeeded sent */
+    uint64_t          gen = 0;      /* which subscribe (late answers) */
+};
+
+
+class ngx_pubsub_pusher_conn_t final : public ngx_pubsub_ws_protocol_t {
+public:
+    ngx_pubsub_pusher_conn_t(ngx_pubsub_ws_t *w, ngx_http_request_t *r);
+    ~ngx_pubsub_pusher_conn_t() override;
+
+    ngx_int_t init(ngx_http_request_t *r);
+
+    void start() override;
+    void message(std::string &payload, bool binary) override;
+    void input() override;
+    void deliver(size_t channel, const pubsub::MessagePtr &msg) override;
+    void presence(size_t channel, const pubsub::PresenceEvent &ev) override;
+    void deleted(size_t channel) override;
+
+private:
+    static void activity_handler(ngx_event_t *ev);
+    static void pong_handler(ngx_event_t *ev);
+
+    void send(std::string &&frame, bool now = true);
+    void error(int code, std::string_view message);
+    void subscription_error(const std::string &channel,
+        std::string_view type, std::string_view message, int status);
+    void subscribe(pp::ClientMessage &m);
+    void subscribe_presence(const std::string &channel, uint64_t gen,
+        pp::ChannelData &&cd);
+    void add(const std::string &channel, uint64_t gen,
+        std::shared_ptr<const pubsub::PresenceIdentity> ident,
+        std::shared_ptr<std::vector<std::pair<std::string, std::string>>>
+            members);
+    void added(const std::string &channel, uint64_t gen,
+        pubsub::SubscribeReply &&reply,
+        const std::vector<std::pair<std::string, std::string>> *members);
+    void unsubscribe(const std::string &channel);
+    void client_event(pp::ClientMessage &m);
+    void signin(pp::ClientMessage &m);
+    std::string key_of(std::string_view channel) const;
+
+    ngx_pubsub_ws_t                *w_;
+    ngx_pubsub_loc_conf_t          *plcf_;
+    ngx_pubsub_pusher_app_t        *app_ = nullptr;
+    ngx_msec_t                      activity_ = 120000;
+
+    /* a handshake refused with a Pusher code, said after the 101 */
+    int                             refuse_code_ = 0;
+    std::string                     refuse_msg_;
+
+    std::string                     socket_id_;
+    std::string                     user_id_;      /* signed in as */
+    pubsub::PublishInput            pub_in_;       /* buffer length, ttl */
+
+    std::unordered_map<std::string, ngx_pubsub_pusher_chan_t>  chans_;
+    uint64_t                        gen_ = 0;
+
+    /* client events this second */
+    time_t                          rate_sec_ = 0;
+    ngx_uint_t                      rate_n_ = 0;
+
+    ngx_event_t                     activity_ev_;
+    ngx_event_t                     pong_ev_;
+    bool                            heard_ = true;
+
+    /* cleared by the destructor: late answers (Redis) check it */
+    std::shared_ptr<bool>           alive_;
+};
+
+
+ngx_pubsub_pusher_conn_t::ngx_pubsub_pusher_conn_t(ngx_pubsub_ws_t *w,
+    ngx_http_request_t *r)
+    : w_(w), plcf_(w->plcf), alive_(std::make_shared<bool>(true))
+{
+    (void) r;
+
+    ngx_memzero(&activity_ev_, sizeof(ngx_event_t));
+    ngx_memzero(&pong_ev_, sizeof(ngx_event_t));
+
+    activity_ev_.handler = activity_handler;
+    pong_ev_.handler = pong_handler;
+
+    for (ngx_event_t *ev : { &activity_ev_, &pong_ev_ }) {
+        ev->data = this;
+        ev->log = w->connection()->log;
+        ev->cancelable = 1;
+    }
+}
+
+
+ngx_pubsub_pusher_conn_t::~ngx_pubsub_pusher_conn_t()
+{
+    *alive_ = false;
+
+    for (ngx_event_t *ev : { &activity_ev_, &pong_ev_ }) {
+        if (ev->timer_set) {
+            ngx_del_timer(ev);
+        }
+    }
+}
+
+
+/* the app, the protocol version and what publishing needs: from r */
+ngx_int_t
+ngx_pubsub_pusher_conn_t::init(ngx_http_request_t *r)
+{
+    ngx_str_t                      key, proto;
+    ngx_pubsub_pusher_loc_conf_t  *lcf;
+    u_char                        *p, *last;
+
+    lcf = static_cast<ngx_pubsub_pusher_loc_conf_t *>(
+              ngx_http_get_module_loc_conf(r, ngx_pubsub_pusher_module));
+    activity_ = lcf->activity_timeout;
+
+    /* .../app/<key> */
+    key.len = 0;
+    key.data = NULL;
+    last = r->uri.data + r->uri.len;
+
+    for (p = last; p > r->uri.data + 4; p--) {
+        if (ngx_strncmp(p - 5, "/app/", 5) == 0) {
+            key.data = p;
+            key.len = ngx_strlchr(p, last, '/') ? ngx_strlchr(p, last, '/') - p
+                                                 : last - p;
+            break;
+        }
+    }
+
+    if (key.len) {
+        app_ = ngx_pubsub_pusher_app_by_key(r, &key);
+    }
+
+    if (app_ == NULL) {
+        refuse_code_ = 4001;
+        refuse_msg_ = "App key " + std::string(ngx_pubsub_sv(key))
+                      + " not in this cluster";
+        return NGX_OK;
+    }
+
+    if (ngx_http_arg(r, (u_char *) "protocol", 8, &proto) != NGX_OK
+        || proto.len != 1 || proto.data[0] != '7')
+    {
+        refuse_code_ = 4007;
+        refuse_msg_ = "Unsupported protocol version";
+        return NGX_OK;
+    }
+
+    if (ngx_pubsub_publish_params(r, plcf_, &pub_in_) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the request's event name is not ours: each event names itself */
+    pub_in_.eventName = {};
+
+    return NGX_OK;
+}
+
+
+static ngx_pubsub_ws_protocol_t *
+ngx_pubsub_pusher_conn_create(ngx_pubsub_ws_t *w, ngx_http_request_t *r)
+{
+    ngx_pubsub_pusher_conn_t  *pc;
+
+    pc = new (std::nothrow) ngx_pubsub_pusher_conn_t(w, r);
+    if (pc == NULL) {
+        return NULL;
+    }
+
+    if (pc->init(r) != NGX_OK) {
+        delete pc;
+        return NULL;
+    }
+
+    return pc;
+}
+
+
+ngx_int_t
+ngx_pubsub_pusher_ws_handler(ngx_http_request_t *r)
+{
+    return ngx_pubsub_guard(r->connection->log, [r] {
+        ngx_pubsub_loc_conf_t *plcf = static_cast<ngx_pubsub_loc_conf_t *>(
+            ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
+
+        if (r->method != NGX_HTTP_GET || !ngx_pubsub_is_websocket(r)) {
+            ngx_http_discard_request_body(r);
+            return ngx_pubsub_respond_text(r, NGX_HTTP_BAD_REQUEST,
+                       "text/plain",
+                       "Pusher: a WebSocket handshake is expected.\n");
+        }
+
+        return ngx_pubsub_websocket_protocol_handler(r, plcf,
+                   ngx_pubsub_pusher_conn_create, 0);
+    });
+}
+
+
+/* ----------------------------------------------------------- the wire */
+
+
+void
+ngx_pubsub_pusher_conn_t::send(std::string &&frame, bool now)
+{
+    (void) w_->send_text(std::move(frame), now);
+}
+
+
+void
+ngx_pubsub_pusher_conn_t::error(int code, std::string_view message)
+{
+    send(pp::errorFrame(code, message));
+}
+
+
+void
+ngx_pubsub_pusher_conn_t::subscription_error(const std::string &channel,
+    std::string_view type, std::string_view message, int status)
+{
+    send(pp::subscriptionErrorFrame(channel, type, message, status));
+}
+
+
+std::string
+ngx_pubsub_pusher_conn_t::key_of(std::string_view channel) const
+{
+    std::string  key(ngx_pubsub_sv(app_->group));
+
+    key += '/';
+    key += channel;
+
+    return key;
+}
+
+
+void
+ngx_pubsub_pusher_conn_t::start()
+{
+    std::string  data;
+
+    if (refuse_code_) {
+        ngx_log_error(NGX_LOG_INFO, w_->connection()->log, 0,
+                      "pubsub: pusher: %s", refuse_msg_.c_str());
+        error(refuse_code_, refuse_msg_);
+        w_->close(static_cast<uint16_t>(refuse_code_), refuse_msg_);
+        return;
+    }
+
+    socket_id_ = ngx_pubsub_pusher_socket_id();
+
+    data = "{\"socket_id\":\"" + socket_id_ + "\",\"activity_timeout\":"
+           + std::to_string(activity_ / 1000) + "}";
+
+    send(pp::serverFrame("pusher:connection_established", {}, data));
+
+    if (!w_->closing()) {
+        ngx_add_timer(&activity_ev_, activity_);
+    }
+}
+
+
+/* anything from the client: it is alive */
+void
+ngx_pubsub_pusher_conn_t::input()
+{
+    heard_ = true;
+
+    if (pong_ev_.timer_set) {
+        ngx_del_timer(&pong_ev_);
+    }
+
+    if (!activity_ev_.timer_set && !w_->closing() && !socket_id_.empty()) {
+        ngx_add_timer(&activity_ev_, activity_);
+    }
+}
+
+
+/* activity_timeout of silence: a pusher:ping, answered within 30 s */
+void
+ngx_pubsub_pusher_conn_t::activity_handler(ngx_event_t *ev)
+{
+    auto  *pc = static_cast<ngx_pubsub_pusher_conn_t *>(ev->data);
+
+    if (pc->w_->closing()) {
+        return;
+    }
+
+    if (pc->heard_) {
+        pc->heard_ = false;
+        ngx_add_timer(ev, pc->activity_);
+        return;
+    }
+
+    if (ngx_pubsub_guard(ev->log, [pc] {
+            pc->send(pp::serverFrame("pusher:ping", {}, "{}"));
+            return NGX_OK;
+        }) != NGX_OK)
+    {
+        pc->w_->finish();
+        return;
+    }
+
+    if (!pc->w_->closing()) {
+        ngx_add_timer(&pc->pong_ev_, NGX_PUBSUB_PUSHER_PONG_TIMEOUT);
+    }
+}
+
+
+void
+ngx_pubsub_pusher_conn_t::pong_handler(ngx_event_t *ev)
+{
+    auto  *pc = static_cast<ngx_pubsub_pusher_conn_t *>(ev->data);
+
+    if (pc->w_->closing()) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, ev->log, 0,
+                  "pubsub: pusher: no pong within 30s, closing");
+
+    (void) ngx_pubsub_guard(ev->log, [pc] {
+        pc->w_->close(4201, "Pong reply not received");
+        return NGX_OK;
+    });
+}
+
+
+void
+ngx_pubsub_pusher_conn_t::message(std::string &payload, bool binary)
+{
+    pp::ClientMessage  m;
+    std::string        err;
+
+    if (refuse_code_ || w_->closing()) {
+        return;
+    }
+
+    if (binary) {
+        error(0, "Binary frames are not supported");
+        return;
+    }
+
+    if (!pp::parseClientMessage(payload, &m, &err)) {
+        ngx_log_error(NGX_LOG_INFO, w_->connection()->log, 0,
+                      "pubsub: pusher: %s", err.c_str());
+        error(0, err);
+        return;
+    }
+
+    if (m.event == "pusher:ping") {
+        send(pp::serverFrame("pusher:pong", {}, "{}"));
+
+    } else if (m.event == "pusher:pong") {
+        /* input() saw it */
+
+    } else if (m.event == "pusher:subscribe") {
+        subscribe(m);
+
+    } else if (m.event == "pusher:unsubscribe") {
+        unsubscribe(m.channel);
+
+    } else if (m.event == "pusher:signin") {
+        signin(m);
+
+    } else if (m.event.compare(0, 7, "client-") == 0) {
+        client_event(m);
+
+    } else {
+        error(0, "Unsupported event: " + m.event);
+    }
+}
+
+
+/* -------------------------------------------------------- subscribing */
+
+
+void
+ngx_pubsub_pusher_conn_t::subscribe(pp::ClientMessage &m)
+{
+    pp::ChannelKind   kind;
+    pp::ChannelData   cd;
+    std::string       err;
+    const std::string &channel = m.channel;
+
+    kind = pp::channelKind(channel);
+
+    if (kind == pp::ChannelKind::Invalid) {
+        subscription_error(channel, "InvalidChannel",
+                           "Invalid channel name", 400);
+        return;
+    }
+
+    if (kind == pp::ChannelKind::ServerToUser
+        && (user_id_.empty()
+            || channel != NGX_PUBSUB_PUSHER_S2U_PREFIX + user_id_))
+    {
+        subscription_error(channel, "AuthError",
+                           "Sign in as this user to subscribe to " + channel,
+                           403);
+        return;
+    }
+
+    if (pp::needsAuth(kind)) {
+        std::string_view data;
+
+        if (kind == pp::ChannelKind::Presence) {
+            data = m.channelData;
+        }
+
+        if (m.auth.empty()
+            || !pp::checkChannelAuth(ngx_pubsub_sv(app_->key),
+                                     ngx_pubsub_sv(app_->secret), socket_id_,
+                                     channel, data, m.auth))
+        {
+            ngx_log_error(NGX_LOG_INFO, w_->connection()->log, 0,
+                          "pubsub: pusher: invalid signature for \"%*s\"",
+                          channel.size(), channel.data());
+            subscription_error(channel, "AuthError",
+                               "Invalid signature: expected HMAC SHA256 hex "
+                               "digest of " + socket_id_ + ":" + channel
+                               + (data.empty() ? "" : ":<channel_data>"),
+                               401);
+            return;
+        }
+    }
+
+    if (kind == pp::ChannelKind::Presence
+        && !pp::parseChannelData(m.channelData, &cd, &err))
+    {
+        bool size = err.find("longer") != std::string::npos
+                    || err.find("larger") != std::string::npos;
+
+        subscription_error(channel, size ? "LimitReached" : "AuthError", err,
+                           size ? 413 : 400);
+        return;
+    }
+
+    ngx_pubsub_pusher_chan_t &st = chans_[channel];
+
+    st.kind = kind;
+    st.user_id = cd.userId;
+    st.ready = false;
+    st.gen = ++gen_;
+
+    if (kind == pp::ChannelKind::Presence) {
+        subscribe_presence(channel, st.gen, std::move(cd));
+        return;
+    }
+
+    add(channel, st.gen, nullptr, nullptr);
+}
+
+
+/*
+ * A presence channel: its members first (the limit, and the list that
+ * subscription_succeeded carries), then the subscription with this
+ * connection's member.
+ */
+void
+ngx_pubsub_pusher_conn_t::subscribe_presence(const std::string &channel,
+    uint64_t gen, pp::ChannelData &&cd)
+{
+    size_t  max, limit;
+
+    max = app_->max_presence_members;
+    limit = (max == 0 || max >= pubsub::PresenceRegistry::kMaxPage)
+            ? pubsub::PresenceRegistry::kMaxPage : max + 1;
+
+    auto ident = std::make_shared<pubsub::PresenceIdentity>();
+    ident->id = std::move(cd.userId);
+    ident->info = std::move(cd.userInfo);
+
+    auto alive = alive_;
+    std::string key = key_of(channel);
+
+    plcf_->engine->presence_page(plcf_, key, limit, std::string(),
+        [this, alive, channel, gen, ident, max](pubsub::StoreResult rc,
+                                                pubsub::PresencePage &&page)
+        {
+            if (!*alive) {
+                return;
+            }
+
+            auto it = chans_.find(channel);
+            if (it == chans_.end() || it->second.gen != gen
+                || w_->closing())
+            {
+                return;
+            }
+
+            try {
+                auto members = std::make_shared<
+                    std::vector<std::pair<std::string, std::string>>>();
+                bool me = false;
+
+                if (rc == pubsub::StoreResult::kOk) {
+                    for (auto &mv : page.members) {
+                        me = me || mv.id == ident->id;
+                        members->emplace_back(std::move(mv.id),
+                                              std::move(mv.info));
+                    }
+                }
+
+                if (!me && max != 0 && members->size() >= max) {
+                    chans_.erase(it);
+                    subscription_error(channel, "LimitReached",
+                                       "Presence channel is full: at most "
+                                       + std::to_string(max) + " members",
+                                       403);
+                    return;
+                }
+
+                if (!me) {
+                    members->emplace_back(ident->id, ident->info);
+                }
+
+                add(channel, gen, ident, members);
+
+            } catch (...) {
+                w_->finish();
+            }
+        });
+}
+
+
+void
+ngx_pubsub_pusher_conn_t::add(const std::string &channel, uint64_t gen,
+    std::shared_ptr<const pubsub::PresenceIdentity> ident,
+    std::shared_ptr<std::vector<std::pair<std::string, std::string>>> members)
+{
+    pubsub::SubChannel  sc;
+    pubsub::StartSpec   spec;
+
+    sc.id = channel;
+    sc.key = key_of(channel);
+    sc.presence = std::move(ident);
+    spec.kind = pubsub::StartSpec::kNewest;
+
+    auto alive = alive_;
+
+    w_->subscription.core.add(std::move(sc), spec,
+        [this, alive, channel, gen, members](size_t,
+                                             pubsub::SubscribeReply &&reply)
+        {
+            if (!*alive) {
+                return;
+            }
+
+            try {
+                added(channel, gen, std::move(reply), members.get());
+
+            } catch (...) {
+                w_->finish();
+            }
+        });
+}
+
+
+void
+ngx_pubsub_pusher_conn_t::added(const std::string &channel, uint64_t gen,
+    pubsub::SubscribeReply &&reply,
+    const std::vector<std::pair<std::string, std::string>> *members)
+{
+    auto it = chans_.find(channel);
+
+    if (it == chans_.end() || it->second.gen != gen || w_->closing()) {
+        return;
+    }
+
+    if (reply.status != pubsub::StoreResult::kOk) {
+        ngx_log_error(NGX_LOG_WARN, w_->connection()->log, 0,
+                      "pubsub: pusher: subscribe to \"%*s\" refused: %s",
+                      channel.size(), channel.data(), reply.reason.c_str());
+        chans_.erase(it);
+        (void) w_->subscription.core.remove(key_of(channel));
+        subscription_error(channel,
+                           reply.status == pubsub::StoreResult::kForbidden
+                           ? "LimitReached" : "ServerError",
+                           reply.reason,
+                           static_cast<int>(
+                               ngx_pubsub_subscribe_status(reply.status)));
+        return;
+    }
+
+    it->second.ready = true;
+
+    if (gen == 0) {
+        return;   /* added by the sign-in: the client subscribes itself */
+    }
+
+    send(pp::serverFrame("pusher_internal:subscription_succeeded", channel,
+                         members ? pp::presenceData(*members) : "{}"));
+}
+
+
+void
+ngx_pubsub_pusher_conn_t::unsubscribe(const std::string &channel)
+{
+    if (chans_.erase(channel) == 0) {
+        return;
+    }
+
+    (void) w_->subscription.core.remove(key_of(channel));
+}
+
+
+/* ------------------------------------------------------------- events */
+
+
+void
+ngx_pubsub_pusher_conn_t::deliver(size_t channel,
+    const pubsub::MessagePtr &msg)
+{
+    pp::Origin                 origin;
+    std::string_view           ev, user, name;
+
+    name = w_->subscription.core.id(channel);
+    if (name.empty()) {
+        return;
+    }
+
+    ev = msg->eventName();
+
+    if (name.compare(0, sizeof(NGX_PUBSUB_PUSHER_S2U_PREFIX) - 1,
+                     NGX_PUBSUB_PUSHER_S2U_PREFIX) == 0
+        && ev == "pusher_internal:terminate")
+    {
+        /* contract 4: the API terminates this user's connections */
+        w_->close(4009, "terminated");
+        return;
+    }
+
+    /* never sent as they are */
+    if (ev.compare(0, 7, "pusher:") == 0
+        || ev.compare(0, 16, "pusher_internal:") == 0)
+    {
+        return;
+    }
+
+    if (pp::decodeOrigin(msg->origin(), &origin)) {
+        if (origin.socketId == socket_id_) {
+            return;   /* the sender's own client event, or the API's
+                         socket_id */
+        }
+
+        if (pp::channelKind(name) == pp::ChannelKind::Presence
+            && ev.compare(0, 7, "client-") == 0)
+        {
+            user = origin.userId;
+        }
+    }
+
+    try {
+        send(pp::serverFrame(ev.empty() ? std::string_view("message") : ev,
+                             name, msg->data(), user),
+             false);
+
+    } catch (...) {
+        w_->finish();
+        return;
+    }
+
+    ngx_pubsub_stats_delivered(1);
+}
+
+
+void
+ngx_pubsub_pusher_conn_t::presence(size_t channel,
+    const pubsub::PresenceEvent &ev)
+{
+    (void) channel;
+
+    if (ev.type != pubsub::PresenceEventType::kJoin
+        && ev.type != pubsub::PresenceEventType::kLeave)
+    {
+        return;
+    }
+
+    std::string name(ngx_pubsub_presence_channel_id(ev.channel));
+
+    auto it = chans_.find(name);
+
+    if (it == chans_.end() || it->second.kind != pp::ChannelKind::Presence
+        || !it->second.ready)
+    {
+        return;
+    }
+
+    /* never about this connection's own member (it caused it) */
+    if (ev.id == it->second.user_id || ev.id.empty()) {
+        return;
+    }
+
+    if (ev.type == pubsub::PresenceEventType::kJoin) {
+        send(pp::serverFrame("pusher_internal:member_added", name,
+                             pp::memberAddedData(ev.id, ev.info)),
+             false);
+
+    } else {
+        send(pp::serverFrame("pusher_internal:member_removed", name,
+                             pp::memberRemovedData(ev.id)),
+             false);
+    }
+}
+
+
+void
+ngx_pubsub_pusher_conn_t::deleted(size_t channel)
+{
+    std::string_view  name = w_->subscription.core.id(channel);
+
+    /* the channel was deleted (publisher's DELETE): no more events */
+    if (!name.empty()) {
+        chans_.erase(std::string(name));
+    }
+}
+
+
+/* client-* events: relayed to the channel's other subscribers */
+void
+ngx_pubsub_pusher_conn_t::client_event(pp::ClientMessage &m)
+{
+    auto it = chans_.find(m.channel);
+
+    if (it == chans_.end() || !it->second.ready) {
+        error(0, "Client event rejected - not subscribed to channel "
+                 + m.channel);
+        return;
+    }
+
+    if (!pp::allowsClientEvents(it->second.kind)) {
+        error(0, "Client event rejected - only supported on private and "
+                 "presence channels");
+        return;
+    }
+
+    if (m.data.size() > pp::kMaxEventSize) {
+        error(0, "Client event rejected - payload larger than 10 KB");
+        return;
+    }
+
+    if (rate_sec_ != ngx_time()) {
+        rate_sec_ = ngx_time();
+        rate_n_ = 0;
+    }
+
+    if (app_->max_client_events && ++rate_n_ > app_->max_client_events) {
+        error(4301, "Client event rejected - rate limit exceeded");
+        return;
+    }
+
+    pubsub::PublishInput  in = pub_in_;
+    std::string           origin = pp::encodeOrigin(
+                              socket_id_,
+                              it->second.kind == pp::ChannelKind::Presence
+                              ? std::string_view(it->second.user_id)
+                              : std::string_view());
+
+    in.data = m.data;
+    in.eventName = m.event;
+    in.origin = origin;
+
+    pubsub::Store *store = ngx_pubsub_store_for(plcf_);
+    if (store == nullptr) {
+        error(0, "Client event rejected - the store is unavailable");
+        return;
+    }
+
+    auto alive = alive_;
+    std::string channel = m.channel;
+
+    store->publish(key_of(m.channel), in,
+        [this, alive, channel](pubsub::PublishReply &&reply) {
+            if (reply.status == pubsub::StoreResult::kOk || !*alive) {
+                return;
+            }
+
+            ngx_log_error(NGX_LOG_WARN, w_->connection()->log, 0,
+                          "pubsub: pusher: client event on \"%*s\" not "
+                          "published: %s", channel.size(), channel.data(),
+                          reply.reason.c_str());
+
+            try {
+                error(0, "Client event rejected - " + reply.reason);
+
+            } catch (...) {
+                w_->finish();
+            }
+        });
+}
+
+
+/* pusher:signin: the user, and its #server-to-user-<id> channel */
+void
+ngx_pubsub_pusher_conn_t::signin(pp::ClientMessage &m)
+{
+    std::string  id, err, data;
+
+    if (m.auth.empty()
+        || !pp::checkSigninAuth(ngx_pubsub_sv(app_->key),
+                                ngx_pubsub_sv(app_->secret), socket_id_,
+                                m.userData, m.auth))
+    {
+        ngx_log_error(NGX_LOG_INFO, w_->connection()->log, 0,
+                      "pubsub: pusher: invalid sign-in signature");
+        error(4009, "Invalid signature for pusher:signin");
+        return;
+    }
+
+    if (!pp::parseUserData(m.userData, &id, &err)) {
+        error(4009, err);
+        return;
+    }
+
+    if (!user_id_.empty() && user_id_ != id) {
+        unsubscribe(NGX_PUBSUB_PUSHER_S2U_PREFIX + user_id_);
+    }
+
+    user_id_ = id;
+
+    data = "{\"user_data\":";
+    if (!pubsub::appendJsonString(data, m.userData)) {
+        throw std::bad_alloc();
+    }
+    data += '}';
+
+    send(pp::serverFrame("pusher:signin_success", {}, data));
+
+    /* contract 4: what the API sends this user reaches the connection */
+    std::string channel = NGX_PUBSUB_PUSHER_S2U_PREFIX + user_id_;
+
+    ngx_pubsub_pusher_chan_t &st = chans_[channel];
+
+    if (st.ready) {
+        return;
+    }
+
+    st.kind = pp::ChannelKind::ServerToUser;
+    st.gen = 0;
+    add(channel, 0, nullptr, nullptr);
+}
