@@ -15,6 +15,7 @@ const { startNginx } = require('./lib/nginx');
 const { startRedis, startRedisCluster } = require('./lib/redis');
 const { waitUntil } = require('./lib/util');
 const C = require('./lib/clients');
+const P = require('./lib/pusher');
 
 const APP = { appId: '42', key: 'app-key', secret: 'app-secret-0123456789' };
 
@@ -32,6 +33,11 @@ server {
     # the API under a prefix: the path is read (and signed) from /apps/ on
     location /pusher/ {
         pubsub_pusher_api;
+        ${engine}
+    }
+    # Pusher connections (pusher-js)
+    location /app/ {
+        pubsub_pusher;
         ${engine}
     }
     # nchan-protocol subscribers of the app's channels
@@ -317,6 +323,36 @@ function suite(name, setup) {
                     params: { info: 'user_count' } }), 400, /presence channels/);
             } finally {
                 await Promise.all([m1.close(), m2.close(), m3.close()]);
+            }
+        });
+
+        it('pusher-js: socket_id skips that connection, presence users and counts', async () => {
+            const app = { id: APP.appId, key: APP.key, secret: APP.secret };
+            const a = P.client(ngx.port, { app, user: 'alice' });
+            const b = P.client(ngx.port, { app, user: 'bob' });
+            try {
+                const sa = await P.connected(a);
+                await P.connected(b);
+                const pres = uniq('presence-js-');
+                const { ch: ca } = await P.subscribe(a, pres);
+                const { ch: cb } = await P.subscribe(b, pres);
+                const qa = P.events(ca, 'ev');
+                const qb = P.events(cb, 'ev');
+                const c = await channelUntil(p, pres, { info: 'user_count,subscription_count' },
+                    (x) => x.user_count === 2 && x.subscription_count === 2);
+                assert.deepEqual(c, { occupied: true, user_count: 2, subscription_count: 2 });
+                const users = await json(p.get({ path: `/channels/${pres}/users` }));
+                assert.deepEqual(users.users.map((u) => u.id).sort(), ['alice', 'bob']);
+
+                await p.trigger(pres, 'ev', { n: 1 }, { socket_id: sa });
+                await p.trigger(pres, 'ev', { n: 2 });
+                assert.deepEqual((await qb.next(5000)).data, { n: 1 });
+                assert.deepEqual((await qb.next(5000)).data, { n: 2 });
+                // a never saw the first event
+                assert.deepEqual((await qa.next(5000)).data, { n: 2 });
+            } finally {
+                a.disconnect();
+                b.disconnect();
             }
         });
 
