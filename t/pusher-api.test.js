@@ -236,6 +236,13 @@ function suite(name, setup) {
                 assert.equal((await wsA.next(5000)).text, '{"n":1}');
                 assert.equal((await wsA.next(5000)).text, 'third');
                 assert.equal((await wsB.next(5000)).text, 'second');
+                // ten events of 10 KB: a body nginx spools to a file
+                const big = Array.from({ length: 10 },
+                    (_, i) => ({ channel: b, name: 'big', data: `${i}`.padEnd(10240, 'y') }));
+                assert.deepEqual(await (await p.triggerBatch(big)).json(), {});
+                for (let i = 0; i < 10; i++) {
+                    assert.equal((await wsB.next(5000)).text, `${i}`.padEnd(10240, 'y'));
+                }
             } finally {
                 await Promise.all([wsA.close(), wsB.close()]);
             }
