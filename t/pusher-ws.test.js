@@ -285,6 +285,34 @@ describe('pusher: protocol 7 over WebSocket', () => {
         await r.close();
     });
 
+    it('one connection subscribes to at most 1,000 channels', async () => {
+        const r = await P.raw(ngx.port);
+        await r.frame();
+        const base = uniq('public-many');
+        for (let i = 0; i <= 1000; i++) {
+            await r.sendJson({ event: 'pusher:subscribe', data: { channel: `${base}-${i}` } });
+        }
+        let ok = 0;
+        let refused = null;
+        while (ok + (refused ? 1 : 0) < 1001) {
+            const f = await r.frame();
+            if (f.event === 'pusher_internal:subscription_succeeded') {
+                ok++;
+            } else {
+                assert.equal(f.event, 'pusher:subscription_error');
+                refused = f;
+            }
+        }
+        assert.equal(ok, 1000);
+        assert.equal(refused.channel, `${base}-1000`);
+        assert.equal(refused.json.type, 'LimitReached');
+        // unsubscribing makes room
+        await r.sendJson({ event: 'pusher:unsubscribe', data: { channel: `${base}-0` } });
+        await r.sendJson({ event: 'pusher:subscribe', data: { channel: `${base}-1000` } });
+        assert.equal((await r.frame()).event, 'pusher_internal:subscription_succeeded');
+        await r.close();
+    });
+
     it('unknown app key: pusher:error 4001 and close 4001; protocol 6: 4007', async () => {
         let r = await P.raw(ngx.port, { key: 'nope' });
         let f = await r.frame();

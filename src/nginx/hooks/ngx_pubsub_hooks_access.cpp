@@ -342,7 +342,7 @@ ngx_pubsub_hooks_access_impl(ngx_http_request_t *r)
 
     plcf = static_cast<ngx_pubsub_loc_conf_t *>(
                ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
-    if (plcf->roles == 0 && !plcf->presence_api) {
+    if (plcf->roles == 0 && !plcf->presence_api && !plcf->presence_channels) {
         return NGX_DECLINED;
     }
 

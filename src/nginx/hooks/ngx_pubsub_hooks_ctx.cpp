@@ -208,6 +208,20 @@ ngx_pubsub_hook_classify(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         return ngx_pubsub_hook_classify_presence(r, plcf, ctx);
     }
 
+    /*
+     * A protocol whose channels come later, over the socket (Pusher): its
+     * handshake is a subscriber's, with no channel yet (tokens and
+     * pubsub_authorize_request see no channel id).
+     */
+    if (plcf->presence_channels && r->method == NGX_HTTP_GET
+        && ngx_pubsub_is_websocket(r))
+    {
+        ctx->role_sub = 1;
+        ctx->sub_type = ngx_pubsub_hook_cstr("websocket");
+        ctx->nids = 0;
+        return NGX_OK;
+    }
+
     ngx_pubsub_hook_roles(r, plcf, ctx);
 
     if (!ctx->role_sub && !ctx->role_pub) {
@@ -259,7 +273,7 @@ ngx_pubsub_hook_bare_ctx(ngx_http_request_t *r)
 
     plcf = static_cast<ngx_pubsub_loc_conf_t *>(
                ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
-    if (plcf->roles == 0 && !plcf->presence_api) {
+    if (plcf->roles == 0 && !plcf->presence_api && !plcf->presence_channels) {
         return NULL;
     }
 

@@ -14,28 +14,11 @@
  * (contract 3, pubsub/pusher/origin.h).
  */
 
-#include "ngx_pubsub_pusher.h"
-#include "ngx_pubsub_ws.h"
+#include "ngx_pubsub_pusher_ws.h"
 #include "ngx_pubsub_engine.h"
 #include "ngx_pubsub_presence.h"
 
-#include <memory>
-#include <string>
-#include <unordered_map>
-#include <utility>
-#include <vector>
-
-#include "pubsub/codec/json.h"
-#include "pubsub/pusher/auth.h"
 #include "pubsub/pusher/origin.h"
-#include "pubsub/pusher/protocol.h"
-
-
-namespace pp = pubsub::pusher;
-
-
-#define NGX_PUBSUB_PUSHER_PONG_TIMEOUT  30000   /* ms */
-#define NGX_PUBSUB_PUSHER_S2U_PREFIX    "#server-to-user-"
 
 
 /* socket ids: "<random per process>.<counter>" (^\d+\.\d+$) */
@@ -63,81 +46,6 @@ ngx_pubsub_pusher_socket_id()
 }
 
 
-/* what the connection knows of one channel it subscribed to */
-struct ngx_pubsub_pusher_chan_t {
-    pp::ChannelKind   kind = pp::ChannelKind::Public;
-    std::string       user_id;      /* presence: this connection's member */
-    bool              ready = false;   /* subscription_succeeded sent */
-    uint64_t          gen = 0;      /* which subscribe (late answers) */
-};
-
-
-class ngx_pubsub_pusher_conn_t final : public ngx_pubsub_ws_protocol_t {
-public:
-    ngx_pubsub_pusher_conn_t(ngx_pubsub_ws_t *w, ngx_http_request_t *r);
-    ~ngx_pubsub_pusher_conn_t() override;
-
-    ngx_int_t init(ngx_http_request_t *r);
-
-    void start() override;
-    void message(std::string &payload, bool binary) override;
-    void input() override;
-    void deliver(size_t channel, const pubsub::MessagePtr &msg) override;
-    void presence(size_t channel, const pubsub::PresenceEvent &ev) override;
-    void deleted(size_t channel) override;
-
-private:
-    static void activity_handler(ngx_event_t *ev);
-    static void pong_handler(ngx_event_t *ev);
-
-    void send(std::string &&frame, bool now = true);
-    void error(int code, std::string_view message);
-    void subscription_error(const std::string &channel,
-        std::string_view type, std::string_view message, int status);
-    void subscribe(pp::ClientMessage &m);
-    void subscribe_presence(const std::string &channel, uint64_t gen,
-        pp::ChannelData &&cd);
-    void add(const std::string &channel, uint64_t gen,
-        std::shared_ptr<const pubsub::PresenceIdentity> ident,
-        std::shared_ptr<std::vector<std::pair<std::string, std::string>>>
-            members);
-    void added(const std::string &channel, uint64_t gen,
-        pubsub::SubscribeReply &&reply,
-        const std::vector<std::pair<std::string, std::string>> *members);
-    void unsubscribe(const std::string &channel);
-    void client_event(pp::ClientMessage &m);
-    void signin(pp::ClientMessage &m);
-    std::string key_of(std::string_view channel) const;
-
-    ngx_pubsub_ws_t                *w_;
-    ngx_pubsub_loc_conf_t          *plcf_;
-    ngx_pubsub_pusher_app_t        *app_ = nullptr;
-    ngx_msec_t                      activity_ = 120000;
-
-    /* a handshake refused with a Pusher code, said after the 101 */
-    int                             refuse_code_ = 0;
-    std::string                     refuse_msg_;
-
-    std::string                     socket_id_;
-    std::string                     user_id_;      /* signed in as */
-    pubsub::PublishInput            pub_in_;       /* buffer length, ttl */
-
-    std::unordered_map<std::string, ngx_pubsub_pusher_chan_t>  chans_;
-    uint64_t                        gen_ = 0;
-
-    /* client events this second */
-    time_t                          rate_sec_ = 0;
-    ngx_uint_t                      rate_n_ = 0;
-
-    ngx_event_t                     activity_ev_;
-    ngx_event_t                     pong_ev_;
-    bool                            heard_ = true;
-
-    /* cleared by the destructor: late answers (Redis) check it */
-    std::shared_ptr<bool>           alive_;
-};
-
-
 ngx_pubsub_pusher_conn_t::ngx_pubsub_pusher_conn_t(ngx_pubsub_ws_t *w,
     ngx_http_request_t *r)
     : w_(w), plcf_(w->plcf), alive_(std::make_shared<bool>(true))
@@ -161,6 +69,14 @@ ngx_pubsub_pusher_conn_t::ngx_pubsub_pusher_conn_t(ngx_pubsub_ws_t *w,
 ngx_pubsub_pusher_conn_t::~ngx_pubsub_pusher_conn_t()
 {
     *alive_ = false;
+
+    /* answers still to come are not wanted any more */
+    while (in_) {
+        ngx_pubsub_pusher_in_t *in = in_;
+        in_ = in->next;
+        ngx_pubsub_hook_cancel(in->call);
+        delete in;
+    }
 
     for (ngx_event_t *ev : { &activity_ev_, &pong_ev_ }) {
         if (ev->timer_set) {
@@ -259,8 +175,10 @@ ngx_pubsub_pusher_ws_handler(ngx_http_request_t *r)
                        "Pusher: a WebSocket handshake is expected.\n");
         }
 
+        /* client events through the hook: the request is kept for it */
         return ngx_pubsub_websocket_protocol_handler(r, plcf,
-                   ngx_pubsub_pusher_conn_create, 0);
+                   ngx_pubsub_pusher_conn_create,
+                   ngx_pubsub_hook_has_upstream(r));
     });
 }
 
@@ -501,6 +419,16 @@ ngx_pubsub_pusher_conn_t::subscribe(pp::ClientMessage &m)
 
         subscription_error(channel, size ? "LimitReached" : "AuthError", err,
                            size ? 413 : 400);
+        return;
+    }
+
+    if (chans_.size() >= NGX_PUBSUB_PUSHER_MAX_CHANNELS
+        && chans_.find(channel) == chans_.end())
+    {
+        subscription_error(channel, "LimitReached",
+                           "Too many channels on one connection (at most "
+                           + std::to_string(NGX_PUBSUB_PUSHER_MAX_CHANNELS)
+                           + ")", 403);
         return;
     }
 
@@ -745,6 +673,18 @@ ngx_pubsub_pusher_conn_t::presence(size_t channel,
         return;
     }
 
+    try {
+        presence_event(ev);
+
+    } catch (...) {
+        w_->finish();
+    }
+}
+
+
+void
+ngx_pubsub_pusher_conn_t::presence_event(const pubsub::PresenceEvent &ev)
+{
     std::string name(ngx_pubsub_presence_channel_id(ev.channel));
 
     auto it = chans_.find(name);
@@ -782,129 +722,4 @@ ngx_pubsub_pusher_conn_t::deleted(size_t channel)
     if (!name.empty()) {
         chans_.erase(std::string(name));
     }
-}
-
-
-/* client-* events: relayed to the channel's other subscribers */
-void
-ngx_pubsub_pusher_conn_t::client_event(pp::ClientMessage &m)
-{
-    auto it = chans_.find(m.channel);
-
-    if (it == chans_.end() || !it->second.ready) {
-        error(0, "Client event rejected - not subscribed to channel "
-                 + m.channel);
-        return;
-    }
-
-    if (!pp::allowsClientEvents(it->second.kind)) {
-        error(0, "Client event rejected - only supported on private and "
-                 "presence channels");
-        return;
-    }
-
-    if (m.data.size() > pp::kMaxEventSize) {
-        error(0, "Client event rejected - payload larger than 10 KB");
-        return;
-    }
-
-    if (rate_sec_ != ngx_time()) {
-        rate_sec_ = ngx_time();
-        rate_n_ = 0;
-    }
-
-    if (app_->max_client_events && ++rate_n_ > app_->max_client_events) {
-        error(4301, "Client event rejected - rate limit exceeded");
-        return;
-    }
-
-    pubsub::PublishInput  in = pub_in_;
-    std::string           origin = pp::encodeOrigin(
-                              socket_id_,
-                              it->second.kind == pp::ChannelKind::Presence
-                              ? std::string_view(it->second.user_id)
-                              : std::string_view());
-
-    in.data = m.data;
-    in.eventName = m.event;
-    in.origin = origin;
-
-    pubsub::Store *store = ngx_pubsub_store_for(plcf_);
-    if (store == nullptr) {
-        error(0, "Client event rejected - the store is unavailable");
-        return;
-    }
-
-    auto alive = alive_;
-    std::string channel = m.channel;
-
-    store->publish(key_of(m.channel), in,
-        [this, alive, channel](pubsub::PublishReply &&reply) {
-            if (reply.status == pubsub::StoreResult::kOk || !*alive) {
-                return;
-            }
-
-            ngx_log_error(NGX_LOG_WARN, w_->connection()->log, 0,
-                          "pubsub: pusher: client event on \"%*s\" not "
-                          "published: %s", channel.size(), channel.data(),
-                          reply.reason.c_str());
-
-            try {
-                error(0, "Client event rejected - " + reply.reason);
-
-            } catch (...) {
-                w_->finish();
-            }
-        });
-}
-
-
-/* pusher:signin: the user, and its #server-to-user-<id> channel */
-void
-ngx_pubsub_pusher_conn_t::signin(pp::ClientMessage &m)
-{
-    std::string  id, err, data;
-
-    if (m.auth.empty()
-        || !pp::checkSigninAuth(ngx_pubsub_sv(app_->key),
-                                ngx_pubsub_sv(app_->secret), socket_id_,
-                                m.userData, m.auth))
-    {
-        ngx_log_error(NGX_LOG_INFO, w_->connection()->log, 0,
-                      "pubsub: pusher: invalid sign-in signature");
-        error(4009, "Invalid signature for pusher:signin");
-        return;
-    }
-
-    if (!pp::parseUserData(m.userData, &id, &err)) {
-        error(4009, err);
-        return;
-    }
-
-    if (!user_id_.empty() && user_id_ != id) {
-        unsubscribe(NGX_PUBSUB_PUSHER_S2U_PREFIX + user_id_);
-    }
-
-    user_id_ = id;
-
-    data = "{\"user_data\":";
-    if (!pubsub::appendJsonString(data, m.userData)) {
-        throw std::bad_alloc();
-    }
-    data += '}';
-
-    send(pp::serverFrame("pusher:signin_success", {}, data));
-
-    /* contract 4: what the API sends this user reaches the connection */
-    std::string channel = NGX_PUBSUB_PUSHER_S2U_PREFIX + user_id_;
-
-    ngx_pubsub_pusher_chan_t &st = chans_[channel];
-
-    if (st.ready) {
-        return;
-    }
-
-    st.kind = pp::ChannelKind::ServerToUser;
-    st.gen = 0;
-    add(channel, 0, nullptr, nullptr);
 }

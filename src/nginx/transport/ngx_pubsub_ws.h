@@ -405,8 +405,11 @@ size_t ngx_pubsub_ws_out_cost(const ngx_pubsub_ws_out_t *o);
 /* ngx_pubsub_websocket.cpp */
 ngx_int_t ngx_pubsub_ws_refuse(ngx_http_request_t *r, ngx_uint_t status,
     std::string_view text);
-/* the handshake of a connection that speaks `proto` (no location channels;
- * publisher_upstream: keep the request for pubsub_publisher_upstream_request) */
+/*
+ * the handshake of a connection that speaks `proto` (no location channels;
+ * publisher_upstream: the request is kept for
+ * pubsub_publisher_upstream_request)
+ */
 ngx_int_t ngx_pubsub_websocket_protocol_handler(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_pubsub_ws_protocol_pt proto,
     ngx_uint_t publisher_upstream);
