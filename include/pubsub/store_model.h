@@ -5,7 +5,9 @@
 // use the interface; the engines (memory/, redis/) include this one.
 
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "pubsub/msgid.h"
 
@@ -25,6 +27,16 @@ enum class StoreStatus {
 
 // The reason a client gets for a refused operation.
 const char* storeStatusReason(StoreStatus s);
+
+// Channels of a group that have subscribers (Pusher's "occupied"), by id.
+struct OccupiedChannel {
+    std::string id;  // the key after "<group>/"
+    uint64_t subscribers = 0;
+};
+struct OccupiedList {
+    std::vector<OccupiedChannel> channels;
+    bool truncated = false;  // there were more than asked for
+};
 
 // Per-group limits; 0 is no limit of the location's own (the limit stored
 // with the group applies then: store.h "Group limits").

@@ -384,6 +384,22 @@ ngx_pubsub_redis_ask_info(ngx_pubsub_loc_conf_t *plcf, std::string_view key,
 }
 
 
+static void
+ngx_pubsub_redis_occupied(ngx_pubsub_loc_conf_t *plcf,
+    std::string_view group, std::string_view prefix, size_t max,
+    ngx_pubsub_occupied_cb cb)
+{
+    pubsub::RedisStore  *store = ngx_pubsub_redis_store_of(plcf);
+
+    if (store == NULL) {
+        cb(pubsub::StoreResult::kUnavailable, pubsub::OccupiedList());
+        return;
+    }
+
+    store->occupied(group, prefix, max, std::move(cb));
+}
+
+
 const ngx_pubsub_engine_t  ngx_pubsub_redis_engine = {
     "redis",
     ngx_pubsub_redis_check_conf,
@@ -403,4 +419,5 @@ const ngx_pubsub_engine_t  ngx_pubsub_redis_engine = {
     ngx_pubsub_redis_presence_deltas,
     ngx_pubsub_redis_presence_interval,
     ngx_pubsub_redis_presence_refresh,
+    ngx_pubsub_redis_occupied,
 };

@@ -422,3 +422,76 @@ TEST(RedisGroups, DeleteForgetsTheChannel) {
     EXPECT_EQ(got, StoreResult::kNotFound);
     EXPECT_TRUE(link.cmds.empty());
 }
+
+namespace {
+
+// Indexed groups list the channels their instances have subscribers of;
+// occupied() reads each listed channel's count.
+TEST(RedisGroups, OccupiedChannels) {
+    FakeLink link;
+    RedisStore store(&link, "w1");
+    Tree t;
+    store.indexGroups("pusher:");
+    Sub s1, s2;
+    RedisStore::PreparedPtr p;
+    store.prepare({"pusher:1/a", "other/b"}, [&](RedisStore::PreparedPtr x) { p = x; });
+    link.take(redis::fetchScript().sha)
+        .cb(t.array({t.integer(0), t.str("0:0"), t.integer(0), t.integer(0)}));
+    link.take(redis::fetchScript().sha)
+        .cb(t.array({t.integer(0), t.str("0:0"), t.integer(0), t.integer(0)}));
+    ASSERT_TRUE(p);
+    store.usePrepared(p.get());
+    SubscribeRequest req;
+    req.key = "pusher:1/a";
+    store.subscribe(&s1, req, [](SubscribeReply&&) {});
+    req.key = "other/b";
+    store.subscribe(&s2, req, [](SubscribeReply&&) {});
+    store.usePrepared(nullptr);
+    // the indexed group's channel is listed with its count, the other not
+    EXPECT_EQ(link.count(redis::subsScript().sha), 2u);
+    FakeLink::Cmd occ = link.take(redis::groupOccupiedScript().sha);
+    EXPECT_EQ(occ.args[3], "{group:pusher:1}");
+    EXPECT_EQ(occ.args[4], "a");
+    EXPECT_EQ(link.count(redis::groupOccupiedScript().sha), 0u);
+
+    StoreResult got = StoreResult::kError;
+    OccupiedList list;
+    store.occupied("pusher:1", "", 5, [&](StoreResult r, OccupiedList&& l) {
+        got = r;
+        list = std::move(l);
+    });
+    FakeLink::Cmd ls = link.take(redis::groupListScript().sha);
+    EXPECT_EQ(ls.args[4], "");
+    EXPECT_EQ(ls.args[5], "5");
+    ls.cb(t.array({t.integer(1), t.str("a"), t.str("gone")}));
+    EXPECT_EQ(got, StoreResult::kError);
+    auto info = [&](long long subs) {
+        return t.array({t.integer(1), t.str("10:0"), t.integer(0), t.integer(subs), t.integer(-1),
+                        t.integer(0)});
+    };
+    FakeLink::Cmd i1 = link.take(redis::infoScript().sha);
+    EXPECT_EQ(i1.args[3], redis::channelTag("pusher:1/a"));
+    i1.cb(info(2));
+    link.take(redis::infoScript().sha).cb(info(0));
+    EXPECT_EQ(got, StoreResult::kOk);
+    ASSERT_EQ(list.channels.size(), 1u);
+    EXPECT_EQ(list.channels[0].id, "a");
+    EXPECT_EQ(list.channels[0].subscribers, 2u);
+    EXPECT_TRUE(list.truncated);
+
+    // no reply: unavailable
+    store.occupied("pusher:1", "x", 5, [&](StoreResult r, OccupiedList&&) { got = r; });
+    link.take(redis::groupListScript().sha).cb(nullptr);
+    EXPECT_EQ(got, StoreResult::kUnavailable);
+
+    std::vector<std::string> ids;
+    bool more = false;
+    std::string why;
+    EXPECT_FALSE(redis::parseGroupList(t.array({t.str("x")}), &ids, &more, &why));
+    EXPECT_TRUE(redis::parseGroupList(t.array({t.integer(0)}), &ids, &more, &why));
+    EXPECT_TRUE(ids.empty());
+    store.unsubscribe(&s1);
+    store.unsubscribe(&s2);
+}
+
+}  // namespace

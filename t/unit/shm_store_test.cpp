@@ -1078,3 +1078,59 @@ TEST_F(ShmStoreTest, GroupsWithStoredLimitsStayAndClearReleasesThem) {
     ASSERT_EQ(store().setGroupLimits("h", up), StoreStatus::kOk);
     // the TearDown's clear() must free both groups
 }
+
+namespace {
+
+// Occupied channels of a group: those with subscribers, by prefix, capped.
+TEST_F(ShmStoreTest, OccupiedChannelsOfAGroup) {
+    ShmStore s = store();
+    ShmChannel* a = s.findOrCreate("pusher:1/presence-a", kT0);
+    ShmChannel* b = s.findOrCreate("pusher:1/b", kT0);
+    ShmChannel* c = s.findOrCreate("pusher:1/presence-c", kT0);
+    ShmChannel* other = s.findOrCreate("pusher:2/presence-a", kT0);
+    ASSERT_TRUE(a && b && c && other);
+    s.addSubscriber(a, kT0);
+    s.addSubscriber(a, kT0);
+    s.addSubscriber(b, kT0);
+    s.addSubscriber(other, kT0);
+
+    pubsub::OccupiedList l;
+    s.occupied("pusher:1", "", 10, &l);
+    ASSERT_EQ(l.channels.size(), 2u);
+    EXPECT_FALSE(l.truncated);
+    uint64_t subs = 0;
+    for (const auto& o : l.channels) {
+        EXPECT_TRUE(o.id == "presence-a" || o.id == "b") << o.id;
+        subs += o.subscribers;
+    }
+    EXPECT_EQ(subs, 3u);
+
+    l = pubsub::OccupiedList();
+    s.occupied("pusher:1", "presence-", 10, &l);
+    ASSERT_EQ(l.channels.size(), 1u);
+    EXPECT_EQ(l.channels[0].id, "presence-a");
+    EXPECT_EQ(l.channels[0].subscribers, 2u);
+
+    l = pubsub::OccupiedList();
+    s.occupied("pusher:1", "", 1, &l);
+    EXPECT_EQ(l.channels.size(), 1u);
+    EXPECT_TRUE(l.truncated);
+
+    l = pubsub::OccupiedList();
+    s.occupied("nothing", "", 10, &l);
+    EXPECT_TRUE(l.channels.empty());
+
+    // a freed channel leaves its group's list
+    s.removeSubscriber(b, kT0);
+    s.remove(b);
+    s.remove(c);
+    l = pubsub::OccupiedList();
+    s.occupied("pusher:1", "", 10, &l);
+    ASSERT_EQ(l.channels.size(), 1u);
+    EXPECT_EQ(l.channels[0].id, "presence-a");
+    s.removeSubscriber(a, kT0);
+    s.removeSubscriber(a, kT0);
+    s.removeSubscriber(other, kT0);
+}
+
+}  // namespace

@@ -82,6 +82,10 @@ public:
 
     MemoryStoreStats stats();
 
+    // The channels of a group that have subscribers (ShmStore::occupied);
+    // false when memory ran out.
+    bool occupied(std::string_view group, std::string_view prefix, size_t max, OccupiedList* out);
+
     // Periodic maintenance (message expiry, idle channels).
     void sweep(uint64_t maxBuckets, int64_t idleGrace);
 

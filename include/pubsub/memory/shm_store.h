@@ -57,8 +57,10 @@ struct ShmGroup;
 struct ShmChannel {
     ShmChannel* hnext;  // hash chain
     uint64_t hash;
-    uint64_t serial;     // unique per channel ever created: tells a re-created channel apart
-    ShmGroup* group;     // nullptr for a key without a group
+    uint64_t serial;    // unique per channel ever created: tells a re-created channel apart
+    ShmGroup* group;    // nullptr for a key without a group
+    ShmChannel* gprev;  // the group's channels (ShmGroup::first), any order
+    ShmChannel* gnext;
     uint32_t* slotSubs;  // subscribers per worker slot (nullptr until the first one)
     uint32_t nslotSubs;
     ShmMessage* oldest;
@@ -92,6 +94,7 @@ struct ShmGroup {
     uint64_t bytes;      // memory of stored messages
     uint64_t messages;   // stored, replayable messages
     GroupLimits limits;  // stored with the group (pubsub_group_location); 0: none
+    ShmChannel* first;   // its channels, linked by gnext
     uint32_t nameLen;
     // followed by the name
 
@@ -159,7 +162,7 @@ struct StartPosition {
 class ShmStore {
 public:
     static constexpr uint32_t kMagic = 0x50534231;  // "PSB1"
-    static constexpr uint32_t kVersion = 4;
+    static constexpr uint32_t kVersion = 6;
     // Transient messages (buffer length 0) stay this long so that every
     // worker can deliver them, and at most this many per channel.
     static constexpr int64_t kTransientTtl = 10;
@@ -220,6 +223,11 @@ public:
             }
         }
     }
+    // The channels of group `name` that have subscribers and whose id (the
+    // key after "<name>/") starts with `prefix`: at most `max` of them (more:
+    // out->truncated).  Walks the group's channels only.
+    void occupied(std::string_view name, std::string_view prefix, size_t max,
+                  OccupiedList* out) const;
 
     // Stores a message.  When memory is exhausted it first drops expired
     // messages of every channel and frees channels that have neither

@@ -14,6 +14,9 @@
 //                    s: data + content type + event name bytes)
 //   <gtag>:memz      sorted set: channel id -> its earliest nonzero e
 //   <gtag>:memt      string: the sum of every s in <gtag>:mem
+//   <gtag>:occ       sorted set: channel id -> unix second until which an
+//                    instance said it has subscribers (indexed groups only,
+//                    RedisStore::indexGroups; what lists occupied channels)
 //   <gtag>:limits    hash: c, s, b -> the limits stored with the group
 //                    (pubsub_group_location POST)
 //
@@ -25,6 +28,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "pubsub/redis/redis_proto.h"
 #include "pubsub/store.h"
@@ -63,6 +67,13 @@ const Script& groupLimitsScript();
 // channels: KEYS[1]=gtag -> the ids the group lists
 const Script& groupChannelsScript();
 bool parseGroupInfo(const redisReply* r, GroupInfo* out, std::string* reason);
+// occupied: KEYS[1]=gtag; ARGV channel id, seconds the entry is valid.  -> 1
+const Script& groupOccupiedScript();
+// list: KEYS[1]=gtag; ARGV id prefix, max.  Drops expired entries.
+//   -> {1 if more than max, id, ...}
+const Script& groupListScript();
+bool parseGroupList(const redisReply* r, std::vector<std::string>* ids, bool* truncated,
+                    std::string* reason);
 
 struct GroupVerdict {
     bool subscribers = false;  // refused: the group has its maximum

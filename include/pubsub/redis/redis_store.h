@@ -164,6 +164,20 @@ public:
                       PresencePageCallback cb);
     void presenceUser(std::string_view id, PresenceUserCallback cb);
 
+    // Occupied channels (redis_groups.h, <gtag>:occ).  Groups whose name
+    // starts with `prefix` are indexed: an instance with subscribers of one
+    // of their channels keeps it listed while it has them (refreshed with
+    // its count).  occupied() lists a group's channels with subscribers,
+    // ids starting with `prefix`, at most `max`; each listed channel's
+    // count is read from the channel itself, so one that emptied is not
+    // listed.
+    using OccupiedCallback = std::function<void(StoreResult, OccupiedList&&)>;
+    void indexGroups(std::string prefix) {
+        indexPrefix_ = std::move(prefix);
+        indexOn_ = true;
+    }
+    void occupied(std::string_view group, std::string_view prefix, size_t max, OccupiedCallback cb);
+
     Hub& hub() { return hub_; }
     const RedisStoreStats& stats() const { return stats_; }
     size_t localChannels() const { return chans_.size(); }
@@ -278,6 +292,10 @@ private:
     std::vector<std::string> presenceNew_;
     std::string presenceNewOf_;
     std::unordered_map<std::string, Group, KeyedStringHash> groups_;
+    bool indexOn_ = false;
+    std::string indexPrefix_;
+    // Lists the channel in its group's occupied set when the group is indexed.
+    void sendOccupied(const Chan& c);
 };
 
 }  // namespace pubsub

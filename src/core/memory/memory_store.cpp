@@ -354,6 +354,17 @@ void MemoryStore::unsubscribe(Subscriber* sub) {
     hub_.detach(sub);
 }
 
+bool MemoryStore::occupied(std::string_view group, std::string_view prefix, size_t max,
+                           OccupiedList* out) {
+    try {
+        Guard g(env_);
+        shm_.occupied(group, prefix, max, out);
+        return true;
+    } catch (const std::bad_alloc&) {
+        return false;
+    }
+}
+
 void MemoryStore::info(std::string_view key, InfoCallback cb) {
     ChannelInfo info;
     {

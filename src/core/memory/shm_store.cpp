@@ -20,6 +20,28 @@ const ShmGroup* ShmStore::findGroup(std::string_view name) const {
     return nullptr;
 }
 
+void ShmStore::occupied(std::string_view name, std::string_view prefix, size_t max,
+                        OccupiedList* out) const {
+    const ShmGroup* g = findGroup(name);
+    if (g == nullptr || name.empty()) {
+        return;
+    }
+    for (const ShmChannel* ch = g->first; ch != nullptr; ch = ch->gnext) {
+        if (ch->subscribers == 0 || (ch->flags & ShmChannel::kDeleted) != 0) {
+            continue;
+        }
+        std::string_view id = ch->key().substr(name.size() + 1);
+        if (id.compare(0, prefix.size(), prefix) != 0) {
+            continue;
+        }
+        if (out->channels.size() >= max) {
+            out->truncated = true;
+            return;
+        }
+        out->channels.push_back(OccupiedChannel{std::string(id), ch->subscribers});
+    }
+}
+
 ShmGroup* ShmStore::groupFor(std::string_view key, bool isName) {
     std::string_view name = isName ? key : groupOf(key);
     if (name.empty()) {
@@ -207,6 +229,13 @@ ShmChannel* ShmStore::findOrCreate(std::string_view key, int64_t now, const Grou
     std::memset(mem, 0, sizeof(ShmChannel));
     ch = static_cast<ShmChannel*>(mem);
     ch->group = g;
+    if (g != nullptr) {
+        ch->gnext = g->first;
+        if (g->first != nullptr) {
+            g->first->gprev = ch;
+        }
+        g->first = ch;
+    }
     ch->serial = ++root_->nextSerial;
     ch->hash = hashOf(key);
     ch->keyLen = static_cast<uint32_t>(key.size());
@@ -559,6 +588,14 @@ void ShmStore::freeChannel(ShmChannel* ch) {
     if (g != nullptr) {
         g->subscribers -= ch->subscribers;
         g->channels--;
+        if (ch->gprev != nullptr) {
+            ch->gprev->gnext = ch->gnext;
+        } else {
+            g->first = ch->gnext;
+        }
+        if (ch->gnext != nullptr) {
+            ch->gnext->gprev = ch->gprev;
+        }
     }
     alloc_.free(alloc_.ctx, ch);
     dropGroupIfEmpty(g);

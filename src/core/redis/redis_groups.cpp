@@ -193,6 +193,33 @@ redis.call('ZREMRANGEBYSCORE', ck, '-inf', '(' .. tonumber(redis.call('TIME')[1]
 return redis.call('ZRANGE', ck, 0, -1)
 )LUA";
 
+const char* const kLuaGroupOccupied = R"LUA(
+local k = KEYS[1] .. ':occ'
+local now = tonumber(redis.call('TIME')[1])
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', k, now + ttl, ARGV[1])
+redis.call('EXPIRE', k, ttl + 120)
+return 1
+)LUA";
+
+const char* const kLuaGroupList = R"LUA(
+local k = KEYS[1] .. ':occ'
+local now = tonumber(redis.call('TIME')[1])
+redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. now)
+local prefix, max = ARGV[1], tonumber(ARGV[2])
+local out = {0}
+for _, id in ipairs(redis.call('ZRANGE', k, 0, -1)) do
+  if string.sub(id, 1, #prefix) == prefix then
+    if #out > max then
+      out[1] = 1
+      break
+    end
+    out[#out + 1] = id
+  end
+end
+return out
+)LUA";
+
 Script makeGroupScript(const char* name, const char* body) {
     return scriptFrom(name, std::string(kLuaInstanceCounts) + kLuaGroupCommon + body);
 }
@@ -284,6 +311,39 @@ bool parseGroupInfo(const redisReply* r, GroupInfo* out, std::string* reason) {
         if (e->integer != 0) {
             out->found = true;
         }
+    }
+    return true;
+}
+
+const Script& groupOccupiedScript() {
+    static const Script s = makeGroupScript("group occupied", kLuaGroupOccupied);
+    return s;
+}
+
+const Script& groupListScript() {
+    static const Script s = makeGroupScript("group list", kLuaGroupList);
+    return s;
+}
+
+bool parseGroupList(const redisReply* r, std::vector<std::string>* ids, bool* truncated,
+                    std::string* reason) {
+    ids->clear();
+    *truncated = false;
+    if (!replyArray(r, 1, reason)) {
+        return false;
+    }
+    long long t = 0;
+    if (!replyInt(r->element[0], &t)) {
+        *reason = "unexpected reply to the group list script";
+        return false;
+    }
+    *truncated = t != 0;
+    for (size_t i = 1; i < r->elements; i++) {
+        if (!replyIsText(r->element[i])) {
+            *reason = "unexpected reply to the group list script";
+            return false;
+        }
+        ids->emplace_back(replyText(r->element[i]));
     }
     return true;
 }

@@ -403,6 +403,9 @@ void RedisStore::countChanged(Chan& c, bool edge) {
 // The script answers the channel's count over all instances before and
 // after this one's: the count hook hears each change once in the cluster.
 void RedisStore::sendCount(const Chan& c) {
+    if (indexOn_ && c.local > 0) {
+        sendOccupied(c);
+    }
     if (!countHook_) {
         eval(redis::subsScript(), c.key, {instanceId_, toText(c.local), std::to_string(kCountTtl)},
              [](const redisReply*) {});

@@ -74,4 +74,9 @@ ngx_pubsub_pusher_app_t *ngx_pubsub_pusher_app_by_id(ngx_http_request_t *r,
 /* pubsub_pusher's content handler (ngx_pubsub_pusher_ws.cpp) */
 ngx_int_t ngx_pubsub_pusher_ws_handler(ngx_http_request_t *r);
 
+/* ngx_pubsub_pusher_api.cpp (pusherapi): pubsub_pusher_api, and the Redis
+ * index of the apps' occupied channels */
+char *ngx_pubsub_pusher_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_pubsub_pusher_api_init_process(ngx_cycle_t *cycle);
+
 #endif /* _NGX_PUBSUB_PUSHER_H_INCLUDED_ */

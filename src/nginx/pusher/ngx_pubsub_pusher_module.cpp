@@ -12,6 +12,7 @@ static void *ngx_pubsub_pusher_create_main_conf(ngx_conf_t *cf);
 static void *ngx_pubsub_pusher_create_srv_conf(ngx_conf_t *cf);
 static char *ngx_pubsub_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_pubsub_pusher_init_process(ngx_cycle_t *cycle);
 static void *ngx_pubsub_pusher_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_pubsub_pusher_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -52,6 +53,14 @@ static ngx_command_t  ngx_pubsub_pusher_commands[] = {
       offsetof(ngx_pubsub_pusher_loc_conf_t, activity_timeout),
       NULL },
 
+    /* pusherapi: the HTTP API (ngx_pubsub_pusher_api.cpp) */
+    { ngx_string("pubsub_pusher_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_pubsub_pusher_api,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -78,13 +87,25 @@ ngx_module_t  ngx_pubsub_pusher_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_pubsub_pusher_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_pubsub_pusher_exit_process,        /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_pubsub_pusher_init_process(ngx_cycle_t *cycle)
+{
+    /* pusherapi */
+    if (ngx_pubsub_pusher_api_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
 
 
 static void *

@@ -51,6 +51,8 @@ typedef std::function<void(pubsub::StoreResult, pubsub::PresencePage &&)>
     ngx_pubsub_presence_page_cb;
 typedef std::function<void(pubsub::StoreResult, pubsub::PresenceUserState &&)>
     ngx_pubsub_presence_user_cb;
+typedef std::function<void(pubsub::StoreResult, pubsub::OccupiedList &&)>
+    ngx_pubsub_occupied_cb;
 
 
 struct ngx_pubsub_engine_s {
@@ -124,6 +126,17 @@ struct ngx_pubsub_engine_s {
     void       (*presence_refresh)(
                    const std::vector<pubsub::PresenceChannelSnapshot> &snaps,
                    const std::string &instance);
+
+    /*
+     * The channels of `group` that have subscribers, ids starting with
+     * `prefix`, at most `max` (Pusher's occupied channels, pusherapi).
+     * Memory: the zone's list of the group's channels.  Redis: the groups
+     * indexed with RedisStore::indexGroups() only (the Pusher module
+     * indexes "pusher:").  The callback runs once, as info()'s.
+     */
+    void       (*occupied)(ngx_pubsub_loc_conf_t *plcf,
+                           std::string_view group, std::string_view prefix,
+                           size_t max, ngx_pubsub_occupied_cb cb);
 };
 
 

@@ -114,6 +114,31 @@ ngx_pubsub_memory_presence_user(ngx_pubsub_loc_conf_t *plcf,
 }
 
 
+static void
+ngx_pubsub_memory_occupied(ngx_pubsub_loc_conf_t *plcf,
+    std::string_view group, std::string_view prefix, size_t max,
+    ngx_pubsub_occupied_cb cb)
+{
+    pubsub::OccupiedList   list;
+    pubsub::MemoryStore   *store;
+
+    /* the memory engine's store is always a MemoryStore */
+    store = static_cast<pubsub::MemoryStore *>(ngx_pubsub_store());
+
+    if (store == NULL) {
+        cb(pubsub::StoreResult::kUnavailable, std::move(list));
+        return;
+    }
+
+    if (!store->occupied(group, prefix, max, &list)) {
+        cb(pubsub::StoreResult::kNoMemory, pubsub::OccupiedList());
+        return;
+    }
+
+    cb(pubsub::StoreResult::kOk, std::move(list));
+}
+
+
 const ngx_pubsub_engine_t  ngx_pubsub_memory_engine = {
     "memory",
     NULL,                               /* check_conf */
@@ -133,4 +158,5 @@ const ngx_pubsub_engine_t  ngx_pubsub_memory_engine = {
     NULL,                               /* presence_deltas */
     NULL,                               /* presence_interval */
     NULL,                               /* presence_refresh */
+    ngx_pubsub_memory_occupied,
 };
