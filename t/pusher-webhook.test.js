@@ -13,6 +13,7 @@ const { startNginx, startNginxes } = require('./lib/nginx');
 const { startRedis } = require('./lib/redis');
 const C = require('./lib/clients');
 const u = require('./lib/backend');
+const P = require('./lib/pusher');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -104,6 +105,47 @@ async function backend(failFirst = 0) {
 }
 
 describe('pusher webhooks', () => {
+    it('client_event: a pusher-js client event, with socket_id and user_id', async () => {
+        const be = await backend(1);
+        const conf = `
+pubsub_pusher_app id=${APP.appId} key=${APP.key} secret=${APP.secret};
+server {
+    listen 127.0.0.1:%%PORT%%;
+    location /hook/ { internal; proxy_pass http://127.0.0.1:%%BE%%; }
+    location /app/ {
+        pubsub_pusher;
+        pubsub_pusher_webhook /hook/pusher events=client_event;
+    }
+}`;
+        const ngx = await startNginx({ conf, workers: 2, vars: { BE: be.port } });
+        const app = { id: APP.appId, key: APP.key, secret: APP.secret };
+        const a = P.client(ngx.port, { user: 'alice', app });
+        const b = P.client(ngx.port, { user: 'bob', app });
+        try {
+            const channel = chan('presence-typing');
+            const { ch: ach } = await P.subscribe(a, channel);
+            await P.subscribe(b, channel);
+            assert.equal(ach.trigger('client-typing', { n: 1 }), true);
+            let evs = [];
+            await u.waitFor(() => {
+                evs = distinct(validEvents(be), channel);
+                return evs.some((e) => e.name === 'client_event');
+            }, 30000, 'the client_event webhook');
+            assert.deepEqual(evs.map((e) => e.name), ['client_event']);
+            const e = evs[0];
+            assert.equal(e.event, 'client-typing');
+            assert.equal(e.data, JSON.stringify({ n: 1 }));
+            assert.equal(e.socket_id, a.connection.socket_id);
+            assert.equal(e.user_id, 'alice');
+        } finally {
+            a.disconnect();
+            b.disconnect();
+            await ngx.stop();
+            ngx.assertCleanLog();
+            await be.close();
+        }
+    });
+
     it('signed bodies npm pusher accepts; every event once the backend recovers', async () => {
         const be = await backend(2);
         const ngx = await startNginx({ conf: confWith(), workers: 2, vars: { BE: be.port } });

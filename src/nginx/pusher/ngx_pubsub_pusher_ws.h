@@ -76,6 +76,9 @@ private:
     void presence_event(const pubsub::PresenceEvent &ev);
     void publish(const std::string &channel, std::string_view event,
         std::string_view data, const std::string &origin);
+    void client_event_webhook(const std::string &channel,
+        std::string_view event, std::string_view data,
+        const std::string &origin);
     void upstream(const std::string &channel, const std::string &event,
         std::string &&data, std::string &&origin);
     static void upstream_done(ngx_http_request_t *r, void *data,

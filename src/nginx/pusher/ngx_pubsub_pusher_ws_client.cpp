@@ -6,6 +6,7 @@
  */
 
 #include "ngx_pubsub_pusher_ws.h"
+#include "ngx_pubsub_pusher_webhook.h"
 #include "ngx_pubsub_engine.h"
 
 #include "pubsub/codec/json.h"
@@ -189,6 +190,8 @@ ngx_pubsub_pusher_conn_t::publish(const std::string &channel,
 
     auto alive = alive_;
 
+    client_event_webhook(channel, event, data, origin);
+
     store->publish(key_of(channel), in,
         [this, alive, channel](pubsub::PublishReply &&reply) {
             if (reply.status == pubsub::StoreResult::kOk || !*alive) {
@@ -207,6 +210,50 @@ ngx_pubsub_pusher_conn_t::publish(const std::string &channel,
                 w_->finish();
             }
         });
+}
+
+
+/*
+ * The client_event webhook (SPEC section 12) of a client event this
+ * connection publishes, when the app has a webhook that wants it.
+ */
+void
+ngx_pubsub_pusher_conn_t::client_event_webhook(const std::string &channel,
+    std::string_view event, std::string_view data, const std::string &origin)
+{
+    ngx_str_t               name = ngx_string("client_event"), fields;
+    std::string             f;
+    pubsub::pusher::Origin  o;
+
+    if (!pubsub::pusher::decodeOrigin(origin, &o)) {
+        o = pubsub::pusher::Origin();
+    }
+
+    try {
+        f.append("\"channel\":");
+        pubsub::appendJsonString(f, channel);
+        f.append(",\"event\":");
+        pubsub::appendJsonString(f, event);
+        f.append(",\"data\":");
+        pubsub::appendJsonString(f, data);
+        f.append(",\"socket_id\":");
+        pubsub::appendJsonString(f, o.socketId);
+
+        if (!o.userId.empty()) {
+            f.append(",\"user_id\":");
+            pubsub::appendJsonString(f, o.userId);
+        }
+
+    } catch (const std::bad_alloc &) {
+        ngx_log_error(NGX_LOG_ERR, w_->connection()->log, 0,
+                      "pubsub: pusher: no memory for a client_event webhook");
+        return;
+    }
+
+    fields.data = reinterpret_cast<u_char *>(const_cast<char *>(f.data()));
+    fields.len = f.size();
+
+    (void) ngx_pubsub_pusher_webhook_event(app_, &name, &fields);
 }
 
 
