@@ -215,6 +215,9 @@ ngx_pubsub_hook_req_t *ngx_pubsub_hook_snapshot(ngx_http_request_t *r,
     ngx_str_t pub_type);
 ngx_pubsub_hook_req_t *ngx_pubsub_hook_req_copy(ngx_pool_t *pool,
     const ngx_pubsub_hook_req_t *src, ngx_uint_t room);
+void ngx_pubsub_hook_req_nobody(ngx_pubsub_hook_req_t *v,
+    ngx_http_conf_ctx_t *ctx, ngx_str_t *uri, ngx_str_t *args,
+    struct sockaddr_in *sin);
 
 /* ngx_pubsub_hooks_launch.cpp */
 ngx_pubsub_hook_call_t *ngx_pubsub_hook_call_alloc(ngx_uint_t kind,

@@ -28,9 +28,7 @@ ngx_pubsub_hook_presence(ngx_uint_t index, ngx_str_t json,
     ngx_pubsub_presence_target_t  *t;
     ngx_pubsub_hook_req_t          v;
     struct sockaddr_in             sin;
-    static ngx_str_t               post = ngx_string("POST");
     static ngx_str_t               ct = ngx_string("application/json");
-    static ngx_str_t               local = ngx_string("127.0.0.1");
 
     hmcf = static_cast<ngx_pubsub_hooks_main_conf_t *>(
                ngx_http_cycle_get_module_main_conf(ngx_cycle,
@@ -44,27 +42,7 @@ ngx_pubsub_hook_presence(ngx_uint_t index, ngx_str_t json,
         + (index - 1);
 
     /* a request of nobody: events outlive their clients */
-
-    ngx_memzero(&sin, sizeof(struct sockaddr_in));
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-
-    ngx_memzero(&v, sizeof(ngx_pubsub_hook_req_t));
-
-    v.main_conf = t->ctx->main_conf;
-    v.srv_conf = t->ctx->srv_conf;
-    v.loc_conf = t->ctx->loc_conf;
-    v.method = NGX_HTTP_POST;
-    v.method_name = post;
-    v.http_version = NGX_HTTP_VERSION_11;
-    v.sockaddr = reinterpret_cast<struct sockaddr *>(&sin);
-    v.socklen = sizeof(struct sockaddr_in);
-    v.addr_text = local;
-    v.uri = t->uri;
-    v.args = t->args;
-    v.orig_uri = t->uri;
-    v.unparsed_uri = t->uri;
-    v.request_line = t->uri;
+    ngx_pubsub_hook_req_nobody(&v, t->ctx, &t->uri, &t->args, &sin);
     v.presence_id = presence_id;
     v.nids = channel_id.len ? 1 : 0;
     v.ids = &channel_id;

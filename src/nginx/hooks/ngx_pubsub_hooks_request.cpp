@@ -378,3 +378,39 @@ ngx_pubsub_hook_snapshot(ngx_http_request_t *r, ngx_pool_t *pool,
 
     return q;
 }
+
+
+/*
+ * A POST of nobody to uri?args written in ctx (the presence hook, the
+ * Pusher webhooks): such events outlive the clients that caused them, so
+ * the request comes from 127.0.0.1 with no client headers.  *sin must live
+ * as long as *v.
+ */
+void
+ngx_pubsub_hook_req_nobody(ngx_pubsub_hook_req_t *v, ngx_http_conf_ctx_t *ctx,
+    ngx_str_t *uri, ngx_str_t *args, struct sockaddr_in *sin)
+{
+    static ngx_str_t  post = ngx_string("POST");
+    static ngx_str_t  local = ngx_string("127.0.0.1");
+
+    ngx_memzero(sin, sizeof(struct sockaddr_in));
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+    ngx_memzero(v, sizeof(ngx_pubsub_hook_req_t));
+
+    v->main_conf = ctx->main_conf;
+    v->srv_conf = ctx->srv_conf;
+    v->loc_conf = ctx->loc_conf;
+    v->method = NGX_HTTP_POST;
+    v->method_name = post;
+    v->http_version = NGX_HTTP_VERSION_11;
+    v->sockaddr = reinterpret_cast<struct sockaddr *>(sin);
+    v->socklen = sizeof(struct sockaddr_in);
+    v->addr_text = local;
+    v->uri = *uri;
+    v->args = *args;
+    v->orig_uri = *uri;
+    v->unparsed_uri = *uri;
+    v->request_line = *uri;
+}

@@ -275,9 +275,7 @@ ngx_pubsub_pusher_batch_send(ngx_pubsub_pusher_batch_t &b)
     ngx_time_t                        *tp;
     std::string                        body, sig;
     ngx_str_t                          sbody;
-    static ngx_str_t                   post = ngx_string("POST");
     static ngx_str_t                   ct = ngx_string("application/json");
-    static ngx_str_t                   local = ngx_string("127.0.0.1");
 
     for (const auto &c : b.counts) {
         if (b.n++) {
@@ -319,12 +317,6 @@ ngx_pubsub_pusher_batch_send(ngx_pubsub_pusher_batch_t &b)
         return;
     }
 
-    /* a request of nobody, as the presence hook's */
-
-    ngx_memzero(&sin, sizeof(struct sockaddr_in));
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-
     ngx_memzero(&headers, sizeof(headers));
     headers[0].key = ngx_pubsub_hook_cstr("X-Pusher-Key");
     headers[0].value = b.app->key;
@@ -332,22 +324,8 @@ ngx_pubsub_pusher_batch_send(ngx_pubsub_pusher_batch_t &b)
     headers[1].value.data = reinterpret_cast<u_char *>(&sig[0]);
     headers[1].value.len = sig.size();
 
-    ngx_memzero(&v, sizeof(ngx_pubsub_hook_req_t));
-
-    v.main_conf = wh->ctx->main_conf;
-    v.srv_conf = wh->ctx->srv_conf;
-    v.loc_conf = wh->ctx->loc_conf;
-    v.method = NGX_HTTP_POST;
-    v.method_name = post;
-    v.http_version = NGX_HTTP_VERSION_11;
-    v.sockaddr = reinterpret_cast<struct sockaddr *>(&sin);
-    v.socklen = sizeof(struct sockaddr_in);
-    v.addr_text = local;
-    v.uri = wh->uri;
-    v.args = wh->args;
-    v.orig_uri = wh->uri;
-    v.unparsed_uri = wh->uri;
-    v.request_line = wh->uri;
+    /* a request of nobody, as the presence hook's */
+    ngx_pubsub_hook_req_nobody(&v, wh->ctx, &wh->uri, &wh->args, &sin);
     v.nheaders = 2;
     v.headers = headers;
 

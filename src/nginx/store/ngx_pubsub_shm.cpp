@@ -447,8 +447,11 @@ ngx_pubsub_wake_handler(ngx_event_t *ev)
     ngx_pubsub_mem_worker_t  *mw = ngx_pubsub_mem();
     uint64_t                  n;
 
-    /* one read resets the counter; the mailbox says what changed */
-    (void) read(c->fd, &n, sizeof(n));
+    /* one read resets the counter; the mailbox says what changed (EAGAIN:
+     * it was already reset, nothing is lost) */
+    if (read(c->fd, &n, sizeof(n)) == -1) {
+        n = 0;
+    }
 
     if (mw == NULL || mw->store == NULL) {
         return;
