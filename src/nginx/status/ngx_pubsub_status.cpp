@@ -16,7 +16,7 @@
  * On reload nginx keeps the zone (same name, size and tag): totals survive.
  */
 
-#include "ngx_pubsub.h"
+#include "ngx_pubsub_status_internal.h"
 #include "ngx_pubsub_chevents.h"
 #include "ngx_pubsub_hooks.h"
 #include "ngx_pubsub_worker.h"
@@ -29,13 +29,6 @@
 #include <cstdarg>
 #include <new>
 #include <string>
-
-
-#define NGX_PUBSUB_STATS_MAGIC    0x50535354   /* "PSST" */
-#define NGX_PUBSUB_STATS_VERSION  4
-#define NGX_PUBSUB_TRANSPORTS     7
-#define NGX_PUBSUB_HOOKS          6
-#define NGX_PUBSUB_REDIS_COUNTERS  9
 
 
 typedef struct {
@@ -63,14 +56,15 @@ typedef struct {
 } ngx_pubsub_stats_t;
 
 
+
 /* transport index -> name, in the order of the NGX_PUBSUB_SUB_* bits */
-static const char  *ngx_pubsub_transport_names[NGX_PUBSUB_TRANSPORTS] = {
+const char  *ngx_pubsub_transport_names[NGX_PUBSUB_TRANSPORTS] = {
     "websocket", "eventsource", "longpoll", "intervalpoll", "chunked",
     "multipart", "rawstream"
 };
 
 /* in the order of ngx_pubsub_hook_stats_t's arrays */
-static const char  *ngx_pubsub_hook_labels[NGX_PUBSUB_HOOKS] = {
+const char  *ngx_pubsub_hook_labels[NGX_PUBSUB_HOOKS] = {
     "authorize", "subscribe", "unsubscribe", "publisher_upstream", "presence",
     "pusher_webhook"
 };
@@ -365,13 +359,13 @@ ngx_pubsub_stats_delivered(ngx_uint_t n)
 
 /* channel events published to their meta channel, or lost (logged) */
 /* what the Redis engine counted, in the order of its JSON and metrics */
-static const char *ngx_pubsub_redis_counter_names[NGX_PUBSUB_REDIS_COUNTERS] = {
+const char  *ngx_pubsub_redis_counter_names[NGX_PUBSUB_REDIS_COUNTERS] = {
     "published", "history_reads", "live_messages", "catch_ups",
     "snapshots_skipped", "presence_updates", "presence_resyncs",
     "presence_errors", "presence_swept"
 };
 
-static const char  *ngx_pubsub_redis_counter_help[NGX_PUBSUB_REDIS_COUNTERS] = {
+const char  *ngx_pubsub_redis_counter_help[NGX_PUBSUB_REDIS_COUNTERS] = {
     "Messages published through Redis.",
     "Reads of a channel's history in Redis to fill a hole or catch up.",
     "Messages and presence events received from Redis pub/sub.",
@@ -491,51 +485,6 @@ ngx_pubsub_stats_redis_rtt(ngx_msec_t ms)
 
 /* ------------------------------------------------------------ reading */
 
-typedef struct {
-    uint64_t  channels;
-    uint64_t  subscriptions;
-    uint64_t  messages;
-    uint64_t  message_bytes;
-    uint64_t  published;
-    uint64_t  shm_size;
-    uint64_t  shm_used;
-    uint64_t  shm_free;
-    uint64_t  pages_total;
-    uint64_t  pages_free;
-    uint64_t  workers;
-    uint64_t  subscribers[NGX_PUBSUB_TRANSPORTS];
-    uint64_t  subscribers_total;
-    uint64_t  redis_links;
-    uint64_t  redis_ready;
-    uint64_t  redis_rtt_x8;          /* sum over workers of 8 x smoothed ms */
-    uint64_t  redis_measured;        /* workers that measured a round trip */
-    uint64_t  delivered;
-    uint64_t  chev_published;
-    uint64_t  chev_failed;
-    uint64_t  redis_engine[NGX_PUBSUB_REDIS_COUNTERS];
-    uint64_t  reloads;
-    uint64_t  uptime;
-    uint64_t  presence_members;
-    uint64_t  presence_connections;
-    uint64_t  generation;
-    uint64_t  fresh_channels;        /* channels nobody published to */
-    uint64_t  fresh_bytes;
-    uint64_t  fresh_limit;
-    uint64_t  fresh_refused;
-    uint64_t  reclaimed;
-    uint64_t  hook_calls[NGX_PUBSUB_HOOKS];
-    uint64_t  hook_failures[NGX_PUBSUB_HOOKS];
-    uint64_t  hook_refused;
-    uint64_t  token_refused;
-    uint64_t  hook_in_flight;
-    ngx_pubsub_hook_queue_stats_t  hook_queue;
-    /* the same, flat for the Prometheus table */
-    uint64_t  hookq_pending;
-    uint64_t  hookq_delivered;
-    uint64_t  hookq_retried;
-    uint64_t  hookq_given_up;
-    uint64_t  hookq_dropped;
-} ngx_pubsub_snapshot_t;
 
 
 static ngx_uint_t
@@ -683,7 +632,7 @@ ngx_pubsub_snapshot(ngx_pubsub_snapshot_t *s)
 }
 
 
-static void
+void
 ngx_pubsub_append(std::string &out, const char *fmt, ...)
 {
     char     buf[256];
@@ -801,176 +750,6 @@ ngx_pubsub_status_json(std::string &o, const ngx_pubsub_snapshot_t *s)
     ngx_pubsub_status_json_hooks(o, s);
     ngx_pubsub_status_json_redis(o, s);
 }
-
-
-static void
-ngx_pubsub_prom_head(std::string &o, const char *name, const char *type,
-    const char *help)
-{
-    ngx_pubsub_append(o, "# HELP pubsub_%s %s\n# TYPE pubsub_%s %s\n",
-                      name, help, name, type);
-}
-
-
-static void
-ngx_pubsub_prom(std::string &o, const char *name, const char *type,
-    const char *help, uint64_t v)
-{
-    ngx_pubsub_prom_head(o, name, type, help);
-    ngx_pubsub_append(o, "pubsub_%s %llu\n", name, U(v));
-}
-
-
-/* a Prometheus metric that is one field of the snapshot */
-typedef struct {
-    const char                  *name;
-    const char                  *type;
-    const char                  *help;
-    uint64_t ngx_pubsub_snapshot_t::*field;
-} ngx_pubsub_metric_t;
-
-
-#define M(name, type, field, help)                                           \
-    { name, type, help, &ngx_pubsub_snapshot_t::field }
-
-static const ngx_pubsub_metric_t  ngx_pubsub_metrics_store[] = {
-    M("uptime_seconds", "gauge", uptime,
-      "Seconds since the counters were created."),
-    M("reloads_total", "counter", reloads,
-      "Configuration reloads that kept the counters."),
-    M("workers", "gauge", workers, "Worker processes counted."),
-    M("channels", "gauge", channels, "Channels in shared memory."),
-    M("subscriptions", "gauge", subscriptions,
-      "Channel subscriptions (a multiplexed subscriber counts once per "
-      "channel)."),
-    M("messages", "gauge", messages, "Messages stored in shared memory."),
-    M("message_bytes", "gauge", message_bytes,
-      "Bytes stored messages take in the zone, headers included."),
-    M("published_messages_total", "counter", published,
-      "Messages published (once per channel)."),
-    M("delivered_messages_total", "counter", delivered,
-      "Messages sent to subscribers (once per subscriber)."),
-    M("channel_events_total", "counter", chev_published,
-      "Channel events published to meta channels."),
-    M("channel_event_failures_total", "counter", chev_failed,
-      "Channel events lost: a bad meta channel id, a full queue or a "
-      "failed publish (logged)."),
-};
-
-static const ngx_pubsub_metric_t  ngx_pubsub_metrics_zone[] = {
-    M("shm_size_bytes", "gauge", shm_size,
-      "Size of the shared memory zone (pubsub_shm_size)."),
-    M("shm_used_bytes", "gauge", shm_used,
-      "Shared memory in use (size minus free pages)."),
-    M("shm_free_bytes", "gauge", shm_free,
-      "Shared memory in free slab pages."),
-    M("unpublished_channels", "gauge", fresh_channels,
-      "Channels nobody has published to (made by subscribers)."),
-    M("unpublished_channel_bytes", "gauge", fresh_bytes,
-      "Shared memory they take, at most pubsub_shm_size / 4."),
-    M("unpublished_channels_refused_total", "counter", fresh_refused,
-      "Subscribers to new channels refused (507) because such channels "
-      "used their share."),
-    M("idle_channels_reclaimed_total", "counter", reclaimed,
-      "Idle empty channels freed early for a publish in a full zone."),
-    M("presence_members", "gauge", presence_members,
-      "Presence members (joined or leaving) over all channels."),
-    M("presence_connections", "gauge", presence_connections,
-      "Subscriber connections in presence channels (anonymous "
-      "included)."),
-};
-
-static const ngx_pubsub_metric_t  ngx_pubsub_metrics_hooks[] = {
-    M("authorize_refused_total", "counter", hook_refused,
-      "Requests the authorize hook refused."),
-    M("token_refused_total", "counter", token_refused,
-      "Requests refused for their token (401)."),
-    M("hooks_in_flight", "gauge", hook_in_flight,
-      "Hook subrequests waiting for an answer."),
-    M("hook_queue_pending", "gauge", hookq_pending,
-      "Hooks queued for at-least-once delivery."),
-    M("hook_queue_delivered_total", "counter", hookq_delivered,
-      "Queued hooks the backend took."),
-    M("hook_queue_retried_total", "counter", hookq_retried,
-      "Failed attempts of queued hooks, retried."),
-    M("hook_queue_given_up_total", "counter", hookq_given_up,
-      "Queued hooks given up after 5 minutes of failures."),
-    M("hook_queue_dropped_total", "counter", hookq_dropped,
-      "Hooks not queued (the queue was full): sent once."),
-    M("redis_links", "gauge", redis_links,
-      "Redis upstream links of all workers."),
-    M("redis_connected_links", "gauge", redis_ready,
-      "Redis upstream links that are connected."),
-};
-
-#undef M
-
-
-template <size_t N>
-static void
-ngx_pubsub_prom_table(std::string &o, const ngx_pubsub_metric_t (&m)[N],
-    const ngx_pubsub_snapshot_t *s)
-{
-    for (size_t i = 0; i < N; i++) {
-        ngx_pubsub_prom(o, m[i].name, m[i].type, m[i].help, s->*m[i].field);
-    }
-}
-
-
-/* a metric with one value per label (transport, hook) */
-static void
-ngx_pubsub_prom_labelled(std::string &o, const char *name, const char *type,
-    const char *help, const char *label, const char *const *values,
-    const uint64_t *v, ngx_uint_t n)
-{
-    ngx_pubsub_prom_head(o, name, type, help);
-    for (ngx_uint_t i = 0; i < n; i++) {
-        ngx_pubsub_append(o, "pubsub_%s{%s=\"%s\"} %llu\n",
-                          name, label, values[i], U(v[i]));
-    }
-}
-
-
-static void
-ngx_pubsub_status_prometheus(std::string &o, const ngx_pubsub_snapshot_t *s)
-{
-    ngx_pubsub_prom_table(o, ngx_pubsub_metrics_store, s);
-
-    ngx_pubsub_prom_labelled(o, "subscribers", "gauge",
-                             "Connected subscribers by transport.",
-                             "transport", ngx_pubsub_transport_names,
-                             s->subscribers, NGX_PUBSUB_TRANSPORTS);
-
-    ngx_pubsub_prom_table(o, ngx_pubsub_metrics_zone, s);
-
-    ngx_pubsub_prom_labelled(o, "hook_calls_total", "counter",
-                             "Hook subrequests sent, by hook.",
-                             "hook", ngx_pubsub_hook_labels,
-                             s->hook_calls, NGX_PUBSUB_HOOKS);
-    ngx_pubsub_prom_labelled(o, "hook_failures_total", "counter",
-                             "Hook subrequests that got no answer or a 5xx.",
-                             "hook", ngx_pubsub_hook_labels,
-                             s->hook_failures, NGX_PUBSUB_HOOKS);
-
-    ngx_pubsub_prom_table(o, ngx_pubsub_metrics_hooks, s);
-
-    ngx_pubsub_prom_head(o, "redis_latency_seconds", "gauge",
-                         "Smoothed Redis command round trip (1 ms "
-                         "resolution), averaged over workers.");
-    ngx_pubsub_append(o, "pubsub_redis_latency_seconds %.4f\n",
-                      s->redis_measured
-                      ? (double) s->redis_rtt_x8 / 8 / s->redis_measured / 1000
-                      : 0.0);
-
-    for (ngx_uint_t i = 0; i < NGX_PUBSUB_REDIS_COUNTERS; i++) {
-        std::string name = std::string("redis_")
-                           + ngx_pubsub_redis_counter_names[i] + "_total";
-        ngx_pubsub_prom(o, name.c_str(), "counter",
-                        ngx_pubsub_redis_counter_help[i], s->redis_engine[i]);
-    }
-}
-
-#undef U
 
 
 static ngx_uint_t
