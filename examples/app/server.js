@@ -15,6 +15,10 @@
 //     presence           join/leave/online/offline into the activity log
 // - an API endpoint (POST /app/api/announce) that publishes to the room with
 //   a POST to nginx's internal publisher, after its own checks.
+// - for the Echo page (public/echo.html, laravel-echo + pusher-js against
+//   nginx's Pusher endpoint): POST /app/broadcasting/auth signs presence
+//   subscriptions as Laravel's does, and POST /app/api/echo/message
+//   broadcasts through Pusher's HTTP API on nginx, after the spam check.
 //
 // Run: node examples/app/server.js  (scripts/example.sh does). Settings come
 // from the environment (APP_PORT, APP_PUBLISH_URL, APP_TOKEN_SECRET, ...),
