@@ -59,6 +59,18 @@ fi
 bash "$ROOT/scripts/deps.sh"
 bash "$ROOT/scripts/build.sh"
 
+# The example app's Echo page serves laravel-echo's and pusher-js's browser
+# builds from the repository's node_modules (versions pinned in package.json)
+if [ ! -f "$ROOT/node_modules/laravel-echo/dist/echo.iife.js" ] \
+    || [ ! -f "$ROOT/node_modules/pusher-js/dist/web/pusher.min.js" ]; then
+    if command -v npm >/dev/null 2>&1; then
+        (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error) \
+            || echo "example: npm ci failed; the Echo page (/app/echo.html) will not load" >&2
+    else
+        echo "example: no npm; the Echo page (/app/echo.html) needs npm ci" >&2
+    fi
+fi
+
 mkdir -p "$PREFIX/logs" "$PREFIX/modules" "$PREFIX/temp"
 ln -sfn "$ROOT/build/nginx/ngx_pubsub_module.so" "$PREFIX/modules/ngx_pubsub_module.so"
 ln -sfn "$ROOT/examples/html" "$PREFIX/html"
@@ -88,6 +100,7 @@ cat <<'MSG'
 ngx_pubsub example running on http://127.0.0.1:8080/  (open it in a browser)
   the example app:          http://127.0.0.1:8080/app/   (log in as two users, in two
                             browsers or a private window; password: demo)
+    the same with Echo:     http://127.0.0.1:8080/app/echo.html  (laravel-echo + pusher-js)
   chat room, no backend:    http://127.0.0.1:8080/chat/  (open it in two tabs)
 
   subscribe (EventSource):  curl -N -H 'Accept: text/event-stream' http://127.0.0.1:8080/sub/demo

@@ -253,3 +253,84 @@ test('the example app: a token alone does not open a subscription without its se
             await app.close();
         }
     });
+
+// The Echo page (examples/app/public/echo.html): laravel-echo and pusher-js
+// against nginx's Pusher endpoint; the app signs the presence subscription
+// (/app/broadcasting/auth) and broadcasts the messages through Pusher's HTTP
+// API after its spam check.
+test('the example app, Echo page: here/joining/leaving, messages through the app',
+    { timeout: 60000 }, async () => {
+        const ports = { port: await freePort(), internal: await freePort(), app: await freePort() };
+        const app = createApp({ port: ports.app, log: false,
+            publishUrl: `http://127.0.0.1:${ports.internal}/app/pub/`,
+            pusherApiUrl: `http://127.0.0.1:${ports.internal}` });
+        await app.listen();
+        let ngx = null;
+        let browser = null;
+        let ok = false;
+        const pages = [];
+        try {
+            ngx = await startExample(ports);
+            // no session, no signature
+            const anon = await fetch(ngx.url('/app/broadcasting/auth'), { method: 'POST',
+                headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+                body: 'socket_id=1.2&channel_name=presence-lobby' });
+            assert.equal(anon.status, 401);
+
+            browser = await launchBrowser();
+            const url = ngx.url('/app/');
+            const open = async (name) => {
+                const page = await login(browser, url, name);
+                pages.push(page);
+                await page.goto(ngx.url('/app/echo.html'));
+                // here(): the member list holds at least oneself
+                await page.waitForSelector(`#members li[data-id="${name}"]`);
+                return page;
+            };
+            const alice = await open('alice');
+            const bob = await open('bob');
+            for (const p of [alice, bob]) {
+                await p.waitForFunction(() => document.querySelectorAll('#members li').length === 2);
+                assert.deepEqual(await members(p), ['alice', 'bob']);
+            }
+            await waitLog(alice, '#log li.sys', 'bob joined'); // joining()
+
+            await say(alice, 'hello bob');
+            await waitLog(bob, '#log li.msg', 'alice: hello bob');
+            await say(bob, '  hi   alice ');
+            await waitLog(alice, '#log li.msg', 'bob: hi alice');
+
+            // the app's spam check: only bob is told, nothing is broadcast
+            await say(bob, 'buy spam now');
+            await waitLog(bob, '#log li.refused',
+                'Not sent: "buy spam now": "spam" is not allowed here (403)');
+            await say(bob, 'sorry');
+            await waitLog(alice, '#log li.msg', 'bob: sorry');
+            assert.ok(!(await texts(alice, '#log li')).some((t) => /spam/.test(t)));
+
+            // bob closes his tab: leaving() after the leave delay
+            await bob.close();
+            await waitLog(alice, '#log li.sys', 'bob left');
+            assert.deepEqual(await members(alice), ['alice']);
+            ok = true;
+        } finally {
+            if (!ok) {
+                for (const p of pages) {
+                    process.stderr.write(`# page log: ${p.__log.join('\n# ')}\n`);
+                }
+            }
+            if (browser) {
+                await browser.close();
+            }
+            if (ngx) {
+                await ngx.stop({ keep: true });
+                if (ok) {
+                    ngx.assertCleanLog();
+                    fs.rmSync(ngx.prefix, { recursive: true, force: true });
+                } else {
+                    process.stderr.write(`# nginx prefix kept: ${ngx.prefix}\n`);
+                }
+            }
+            await app.close();
+        }
+    });

@@ -15,6 +15,10 @@
 //     presence           join/leave/online/offline into the activity log
 // - an API endpoint (POST /app/api/announce) that publishes to the room with
 //   a POST to nginx's internal publisher, after its own checks.
+// - for the Echo page (public/echo.html, laravel-echo + pusher-js against
+//   nginx's Pusher endpoint): POST /app/broadcasting/auth signs presence
+//   subscriptions as Laravel's does, and POST /app/api/echo/message
+//   broadcasts through Pusher's HTTP API on nginx, after the spam check.
 //
 // Run: node examples/app/server.js  (scripts/example.sh does). Settings come
 // from the environment (APP_PORT, APP_PUBLISH_URL, APP_TOKEN_SECRET, ...),
@@ -42,10 +46,23 @@ const DEFAULTS = {
     bannedWords: ['spam'],
     maxMessage: 500, // characters after trimming
     announceEvery: 2000, // ms between two announcements of one user
+    // The Echo page (public/echo.html): the Pusher app of examples/nginx.conf
+    // (pubsub_pusher_app; example only: make your own secret), and Pusher's
+    // HTTP API on nginx's internal listener, where the app broadcasts.
+    pusherAppId: '1',
+    pusherKey: 'example-key',
+    pusherSecret: 'example-pusher-secret-change-me-0123456789',
+    pusherApiUrl: 'http://127.0.0.1:8081',
     log: true,
 };
 
 const PUBLIC = path.join(__dirname, 'public');
+// the browser builds of the Echo page's libraries, from the repository's
+// node_modules (npm ci; pinned in package.json)
+const VENDOR = {
+    'echo.js': path.join(__dirname, '../../node_modules/laravel-echo/dist/echo.iife.js'),
+    'pusher.js': path.join(__dirname, '../../node_modules/pusher-js/dist/web/pusher.min.js'),
+};
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'application/javascript',
     '.css': 'text/css' };
 
@@ -195,6 +212,38 @@ function createApp(options = {}) {
             });
             req.on('error', reject);
             req.setTimeout(5000, () => req.destroy(new Error('publish timed out')));
+            req.end(body);
+        });
+    }
+
+    // Pusher's HTTP API, signed as the server SDKs sign it: the query's
+    // auth_* parameters and the body's MD5, HMAC-SHA256 of
+    // "<method>\n<path>\n<sorted query>" with the app's secret.
+    function pusherTrigger(channelName, event, data) {
+        const body = JSON.stringify({ name: event, channel: channelName,
+            data: JSON.stringify(data) });
+        const apiPath = `/apps/${cfg.pusherAppId}/events`;
+        const q = new URLSearchParams({
+            auth_key: cfg.pusherKey,
+            auth_timestamp: String(Math.floor(Date.now() / 1000)),
+            auth_version: '1.0',
+            body_md5: crypto.createHash('md5').update(body).digest('hex'),
+        });
+        q.sort();
+        const query = [...q].map(([k, v]) => `${k}=${v}`).join('&');
+        const sig = crypto.createHmac('sha256', cfg.pusherSecret)
+            .update(`POST\n${apiPath}\n${query}`).digest('hex');
+        return new Promise((resolve, reject) => {
+            const req = http.request(`${cfg.pusherApiUrl}${apiPath}?${query}&auth_signature=${sig}`, {
+                method: 'POST',
+                headers: { 'Content-Type': 'application/json',
+                    'Content-Length': Buffer.byteLength(body) },
+            }, (res) => {
+                res.resume();
+                res.on('end', () => resolve(res.statusCode));
+            });
+            req.on('error', reject);
+            req.setTimeout(5000, () => req.destroy(new Error('trigger timed out')));
             req.end(body);
         });
     }
@@ -371,6 +420,62 @@ function createApp(options = {}) {
             { published: status });
     }
 
+    // What Laravel's /broadcasting/auth does for a presence channel: the
+    // logged-in user only, signed "<socket_id>:<channel>:<channel_data>"
+    // with the Pusher app's secret. Echo's page may join presence-<room>.
+    async function broadcastingAuth(req, res, s) {
+        const form = new URLSearchParams((await readBody(req, 4096)).toString('utf8'));
+        const socketId = form.get('socket_id') || '';
+        const channelName = form.get('channel_name') || '';
+        if (!/^\d+\.\d+$/.test(socketId)) {
+            return send(res, 400, 'bad socket_id\n');
+        }
+        if (channelName !== `presence-${cfg.room}`) {
+            return send(res, 403, 'not your channel\n');
+        }
+        const channelData = JSON.stringify({ user_id: s.id, user_info: { id: s.id, name: s.name } });
+        const sig = crypto.createHmac('sha256', cfg.pusherSecret)
+            .update(`${socketId}:${channelName}:${channelData}`).digest('hex');
+        log('broadcasting/auth', s.id, channelName);
+        return send(res, 200, { auth: `${cfg.pusherKey}:${sig}`, channel_data: channelData });
+    }
+
+    // The Echo page's messages: the same checks as the hook's, then a
+    // broadcast through Pusher's HTTP API (event "message" on
+    // presence-<room>), which every Echo page listens for.
+    async function echoMessage(req, res, s) {
+        let text;
+        try {
+            text = String(JSON.parse((await readBody(req, 4096)).toString('utf8')).text || '');
+        } catch {
+            return send(res, 400, 'bad JSON\n');
+        }
+        text = text.replace(/\s+/g, ' ').trim().slice(0, cfg.maxMessage);
+        if (!text) {
+            return send(res, 400, 'empty message\n');
+        }
+        const banned = bannedWord(text);
+        if (banned) {
+            return send(res, 403, `"${banned}" is not allowed here\n`);
+        }
+        const status = await pusherTrigger(`presence-${cfg.room}`, 'message',
+            { type: 'message', user: s.id, name: s.name, text, at: Date.now() });
+        log('echo message', s.id, `-> ${status}`);
+        return send(res, status === 200 ? 200 : 502, { published: status });
+    }
+
+    function vendorFile(res, name) {
+        let data;
+        try {
+            data = fs.readFileSync(VENDOR[name]);
+        } catch {
+            return send(res, 404, `${name}: run npm ci in the repository first\n`);
+        }
+        res.writeHead(200, { 'Content-Type': 'application/javascript',
+            'Content-Length': data.length, 'Cache-Control': 'max-age=3600' });
+        return res.end(data);
+    }
+
     function staticFile(res, name) {
         const file = path.join(PUBLIC, name);
         let data;
@@ -404,6 +509,14 @@ function createApp(options = {}) {
         if (p === '/app/' || p === '/app') {
             return session(req) ? redirect(res, '/app/chat.html') : staticFile(res, 'login.html');
         }
+        const v = /^\/app\/vendor\/([\w.-]+)$/.exec(p);
+        if (v && Object.hasOwn(VENDOR, v[1]) && req.method === 'GET') {
+            return vendorFile(res, v[1]);
+        }
+        if (p === '/app/broadcasting/auth' && req.method === 'POST') {
+            const s = session(req);
+            return s ? broadcastingAuth(req, res, s) : send(res, 401, 'not logged in\n');
+        }
         if (p.startsWith('/app/api/')) {
             const s = session(req);
             if (!s) {
@@ -420,6 +533,12 @@ function createApp(options = {}) {
             }
             if (p === '/app/api/announce' && req.method === 'POST') {
                 return announce(req, res, s);
+            }
+            if (p === '/app/api/echo/message' && req.method === 'POST') {
+                if (!/^application\/json\b/.test(req.headers['content-type'] || '')) {
+                    return send(res, 415, 'JSON expected\n');
+                }
+                return echoMessage(req, res, s);
             }
             return send(res, 404, 'not found\n');
         }
@@ -468,6 +587,7 @@ if (require.main === module) {
     const app = createApp({
         port: Number(env.APP_PORT || DEFAULTS.port),
         publishUrl: env.APP_PUBLISH_URL || DEFAULTS.publishUrl,
+        pusherApiUrl: env.APP_PUSHER_API_URL || DEFAULTS.pusherApiUrl,
         tokenSecret: env.APP_TOKEN_SECRET || DEFAULTS.tokenSecret,
     });
     app.listen().then((port) => {
