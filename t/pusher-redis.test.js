@@ -161,3 +161,58 @@ describe('pusher on three instances sharing Redis', () => {
         assert.equal((await removedA.next(PROPAGATION + 1000)).data.id, 'bob');
     });
 });
+
+// The Pusher locations alone use the upstream: no publisher or subscriber
+// location names it, and the workers still connect to Redis for them.
+describe('pusher locations alone make their Redis upstream connect', () => {
+    const only = `
+pubsub_pusher_app id=1 key=app-key secret=app-secret-0123456789abcdef;
+upstream redis_only {
+    pubsub_redis_server %%REDIS_URL%%;
+}
+server {
+    listen 127.0.0.1:%%PORT%%;
+    pubsub_redis_pass redis_only;
+    location /app/ {
+        pubsub_pusher;
+    }
+    location /apps/ {
+        pubsub_pusher_api;
+    }
+}`;
+
+    it('events through the API reach a pusher-js client', async () => {
+        const redis = await startRedis();
+        const [ngx] = await startNginxes(1, { conf: only, redis, workers: 2 });
+        const p = P.client(ngx.port);
+        try {
+            const ch = uniq('news');
+            const { ch: sub } = await P.subscribe(p, ch, 10000);
+            const got = P.events(sub, 'update');
+            await P.sdk(ngx.port).trigger(ch, 'update', { n: 1 });
+            assert.deepEqual((await got.next()).data, { n: 1 });
+        } finally {
+            p.disconnect();
+            await ngx.stop();
+            ngx.assertCleanLog();
+            await redis.stop();
+        }
+    });
+
+    it('the HTTP API alone on the upstream answers (not 503)', async () => {
+        const redis = await startRedis();
+        const apiOnly = only.replace('    pubsub_redis_pass redis_only;\n', '')
+            .replace('pubsub_pusher_api;', 'pubsub_pusher_api;\n        pubsub_redis_pass redis_only;');
+        const [ngx] = await startNginxes(1, { conf: apiOnly, redis, workers: 2 });
+        try {
+            const r = await P.sdk(ngx.port).trigger(uniq('news'), 'update', { n: 1 });
+            assert.equal(r.status, 200);
+            const c = await P.sdk(ngx.port).get({ path: '/channels' });
+            assert.equal(c.status, 200);
+        } finally {
+            await ngx.stop();
+            ngx.assertCleanLog();
+            await redis.stop();
+        }
+    });
+});

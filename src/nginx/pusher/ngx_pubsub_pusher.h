@@ -56,6 +56,9 @@ typedef struct {
     ngx_flag_t                    ws;
     ngx_msec_t                    activity_timeout;
 
+    /* pusherapi: pubsub_pusher_api (not inherited: a content handler) */
+    ngx_flag_t                    api;
+
     /* webhook: pubsub_pusher_webhook (ngx_pubsub_pusher_webhook.cpp) */
     ngx_pubsub_pusher_webhook_conf_t  *webhook;   /* NULL: off */
 } ngx_pubsub_pusher_loc_conf_t;

@@ -844,7 +844,9 @@ char *
 ngx_pubsub_pusher_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     (void) cmd;
-    (void) conf;
+
+    /* the merge marks the location's engine used (Redis connects) */
+    static_cast<ngx_pubsub_pusher_loc_conf_t *>(conf)->api = 1;
 
     return ngx_pubsub_conf_content_handler(cf, ngx_pubsub_pusher_api_handler);
 }

@@ -166,8 +166,8 @@ ngx_pubsub_pusher_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
-    if (conf->ws) {
-        /* the endpoint serves from its ngx_pubsub engine (merged before
+    if (conf->ws || conf->api) {
+        /* the endpoints serve from their ngx_pubsub engine (merged before
          * this module: it comes first in the module list) */
         ngx_pubsub_engine_use(static_cast<ngx_pubsub_loc_conf_t *>(
             ngx_http_conf_get_module_loc_conf(cf, ngx_pubsub_module)));
