@@ -278,6 +278,46 @@ TEST_F(MultiWorkerTest, InterleavedChannelsAreDeliveredInTimeOrder) {
     EXPECT_EQ(order, (std::vector<std::string>{"a1", "b2", "a3"}));
 }
 
+// Within one second too: the zone's publish sequence orders the channels,
+// not their names.
+TEST_F(MultiWorkerTest, SameSecondChannelsAreDeliveredInPublishOrder) {
+    std::vector<std::string> order;
+    struct Both : Recorder {
+        std::vector<std::string>* order;
+        void deliver(const MessagePtr& m) override { order->push_back(std::string(m->data())); }
+    };
+    Both x, y;
+    x.order = &order;
+    y.order = &order;
+    subscribe(1, &x, "g/a");
+    subscribe(1, &y, "g/b");
+    publish(0, "g/b", "one");
+    publish(0, "g/a", "two");
+    publish(0, "g/b", "three");
+    pump();
+    EXPECT_EQ(order, (std::vector<std::string>{"one", "two", "three"}));
+}
+
+// A worker publishing while another worker's earlier publish still waits in
+// its mailbox delivers that one first.
+TEST_F(MultiWorkerTest, LocalPublishComesAfterAnEarlierRemoteOne) {
+    std::vector<std::string> order;
+    struct Both : Recorder {
+        std::vector<std::string>* order;
+        void deliver(const MessagePtr& m) override { order->push_back(std::string(m->data())); }
+    };
+    Both x, y;
+    x.order = &order;
+    y.order = &order;
+    subscribe(1, &x, "g/a");
+    subscribe(1, &y, "g/b");
+    publish(0, "g/b", "one");   // worker 1 not woken yet
+    publish(1, "g/a", "two");   // delivered by worker 1 itself
+    EXPECT_EQ(order, (std::vector<std::string>{"one", "two"}));
+    pump();
+    EXPECT_EQ(order, (std::vector<std::string>{"one", "two"}));
+}
+
 TEST_F(MultiWorkerTest, GroupLimits) {
     PublishInput in;
     in.limits.maxChannels = 2;

@@ -104,13 +104,16 @@ private:
     int64_t now() const { return env_.now(env_.ctx); }
     static ChannelInfo infoOf(const ShmChannel* ch);
     static GroupInfo groupInfoOf(const ShmGroup* g);
-    // Copies `from` and the messages after it; false when memory ran out.
-    static bool copyOut(const ShmMessage* from, size_t max, std::vector<MessagePtr>* out);
+    // Copies `from` and the messages after it (and, when `seqs` is given,
+    // their publish sequence); false when memory ran out.
+    static bool copyOut(const ShmMessage* from, size_t max, std::vector<MessagePtr>* out,
+                        std::vector<uint32_t>* seqs = nullptr);
     // Pulls and delivers one channel now.
     void pull(std::string_view key);
     // Copies what is new for the channel; false when the channel this
     // worker's subscribers are attached to is gone.
-    bool collect(std::string_view key, std::vector<MessagePtr>* msgs);
+    bool collect(std::string_view key, std::vector<MessagePtr>* msgs,
+                 std::vector<uint32_t>* seqs = nullptr);
     void wakeAll(const uint32_t* wake, size_t n);
 
     MemoryStoreEnv env_;

@@ -39,6 +39,9 @@ struct ShmMessage {
     uint32_t evLen;
     uint32_t dataLen;
     uint32_t originLen;
+    // The zone's publish count when it was stored (wrapping): orders the
+    // messages of different channels as they were published.
+    uint32_t seq;
     // followed by content type, event name, data, origin
 
     static constexpr uint32_t kTransient = 1;  // kept for delivery only, never replayed
@@ -162,7 +165,7 @@ struct StartPosition {
 class ShmStore {
 public:
     static constexpr uint32_t kMagic = 0x50534231;  // "PSB1"
-    static constexpr uint32_t kVersion = 6;
+    static constexpr uint32_t kVersion = 7;
     // Transient messages (buffer length 0) stay this long so that every
     // worker can deliver them, and at most this many per channel.
     static constexpr int64_t kTransientTtl = 10;
@@ -268,6 +271,8 @@ public:
     void notifyOthers(const ShmChannel* ch, uint32_t self, uint32_t* wake, size_t* nwake);
     // Takes what is waiting in the slot's mailbox.
     size_t drain(uint32_t slot, uint64_t* out, size_t max, bool* overflow);
+    // Something waits in the slot's mailbox.
+    bool waiting(uint32_t slot) const;
 
     // Deletes the channel and its messages.
     void remove(ShmChannel* ch);

@@ -40,7 +40,8 @@ ChannelInfo MemoryStore::infoOf(const ShmChannel* ch) {
     return info;
 }
 
-bool MemoryStore::copyOut(const ShmMessage* from, size_t max, std::vector<MessagePtr>* out) {
+bool MemoryStore::copyOut(const ShmMessage* from, size_t max, std::vector<MessagePtr>* out,
+                          std::vector<uint32_t>* seqs) {
     try {
         for (const ShmMessage* m = from; m != nullptr; m = m->next) {
             if (max != 0 && out->size() >= max) {
@@ -52,6 +53,9 @@ bool MemoryStore::copyOut(const ShmMessage* from, size_t max, std::vector<Messag
                 return false;
             }
             out->push_back(MessagePtr::adopt(copy));
+            if (seqs != nullptr) {
+                seqs->push_back(m->seq);
+            }
         }
     } catch (const std::bad_alloc&) {
         return false;
@@ -71,6 +75,7 @@ void MemoryStore::wakeAll(const uint32_t* wake, size_t n) {
 void MemoryStore::publish(std::string_view key, const PublishInput& in, PublishCallback cb) {
     PublishReply reply;
     bool others = false;
+    bool waiting = false;
     uint32_t wake[StoreRoot::kMaxSlots];
     size_t nwake = 0;
     {
@@ -85,6 +90,7 @@ void MemoryStore::publish(std::string_view key, const PublishInput& in, PublishC
             shm_.notifyOthers(out.channel, env_.slot, wake, &nwake);
             LocalChannel* lc = hub_.find(key);
             others = out.channel->subscribers > (lc != nullptr ? lc->size() : 0);
+            waiting = lc != nullptr && shm_.waiting(env_.slot);
         }
     }
     if (reply.status == StoreResult::kOk) {
@@ -92,12 +98,19 @@ void MemoryStore::publish(std::string_view key, const PublishInput& in, PublishC
         if (others && env_.notify != nullptr) {
             env_.notify(env_.ctx, key, false);
         }
+        if (waiting) {
+            // What other workers published before this (a publisher that
+            // waited for their answer) is delivered first: a subscriber of
+            // several channels sees them in publish order.
+            processNotifications();
+        }
         pull(key);
     }
     cb(std::move(reply));
 }
 
-bool MemoryStore::collect(std::string_view key, std::vector<MessagePtr>* msgs) {
+bool MemoryStore::collect(std::string_view key, std::vector<MessagePtr>* msgs,
+                          std::vector<uint32_t>* seqs) {
     LocalChannel* lc = hub_.find(key);
     if (lc == nullptr) {
         return true;
@@ -109,7 +122,7 @@ bool MemoryStore::collect(std::string_view key, std::vector<MessagePtr>* msgs) {
     }
     bool gap = false;
     const ShmMessage* first = shm_.firstAfter(ch, lc->pulled, true, &gap);
-    if (first != nullptr && !copyOut(first, 0, msgs)) {
+    if (first != nullptr && !copyOut(first, 0, msgs, seqs)) {
         // Out of worker memory: deliver what was copied; the rest is
         // pulled on the next change.
     }
@@ -202,11 +215,11 @@ void MemoryStore::processNotifications(bool all) {
         // change.
     }
 
-    // Pull every channel first, then deliver in message time order so that
-    // a subscriber of several channels (multiplexed) sees them interleaved
-    // as they were published.
+    // Pull every channel first, then deliver in publish order (the zone's
+    // sequence) so that a subscriber of several channels (multiplexed) sees
+    // them interleaved as they were published.
     struct Item {
-        int64_t time;
+        uint32_t seq;
         size_t channel;
         size_t index;
     };
@@ -214,14 +227,19 @@ void MemoryStore::processNotifications(bool all) {
     std::vector<Item> order;
     try {
         batches.resize(keys.size());
+        std::vector<uint32_t> seqs;
         for (size_t i = 0; i < keys.size(); i++) {
-            if (!collect(keys[i], &batches[i])) {
+            seqs.clear();
+            if (!collect(keys[i], &batches[i], &seqs)) {
                 hub_.channelDeleted(keys[i]);
                 batches[i].clear();
                 continue;
             }
+            if (seqs.size() < batches[i].size()) {
+                batches[i].resize(seqs.size());  // the rest: on the next change
+            }
             for (size_t j = 0; j < batches[i].size(); j++) {
-                order.push_back(Item{batches[i][j]->id().time, i, j});
+                order.push_back(Item{seqs[j], i, j});
             }
         }
     } catch (const std::bad_alloc&) {
@@ -230,8 +248,10 @@ void MemoryStore::processNotifications(bool all) {
         }
         return;
     }
-    std::stable_sort(order.begin(), order.end(),
-                     [](const Item& a, const Item& b) { return a.time < b.time; });
+    // The sequence wraps; what one batch holds spans far less than 2^31.
+    std::stable_sort(order.begin(), order.end(), [](const Item& a, const Item& b) {
+        return static_cast<int32_t>(a.seq - b.seq) < 0;
+    });
     std::vector<MessagePtr> run;
     for (size_t i = 0; i < order.size();) {
         size_t ch = order[i].channel;

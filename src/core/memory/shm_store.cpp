@@ -370,6 +370,7 @@ StoreStatus ShmStore::append(ShmChannel* ch, const PublishInput& in, int64_t now
     auto* m = static_cast<ShmMessage*>(mem);
     m->next = nullptr;
     m->prev = ch->lastId;
+    m->seq = static_cast<uint32_t>(root_->published);
     // A channel deleted and made again within the same second must not hand
     // out its old ids again: a client resuming from one would skip messages.
     MsgId base = ch->lastId;
@@ -697,6 +698,14 @@ size_t ShmStore::drain(uint32_t slot, uint64_t* out, size_t max, bool* overflow)
     s->overflow = 0;
     s->delivered += n;
     return n;
+}
+
+bool ShmStore::waiting(uint32_t slot) const {
+    if (slot >= StoreRoot::kMaxSlots || root_->slots[slot] == nullptr) {
+        return false;
+    }
+    const ShmSlot* s = root_->slots[slot];
+    return s->count > 0 || s->overflow != 0;
 }
 
 void ShmStore::remove(ShmChannel* ch) {
