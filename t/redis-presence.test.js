@@ -301,6 +301,78 @@ describe('redis presence: one redis-server, three instances', () => {
         }
     });
 
+    it('joins and leaves made elsewhere while a worker\'s SUBSCRIBE is on its way reach its subscriber',
+        async () => {
+            // P: an instance whose Redis traffic goes through a proxy that
+            // holds a connection's bytes from its SUBSCRIBE to `ch` on, until
+            // released: the join and leave on B happen in that window.
+            const ch = chan('win');
+            let held = null;          // { sock, chunks } of the held connection
+            let seen;
+            const subscribed = new Promise((resolve) => { seen = resolve; });
+            const proxy = net.createServer((client) => {
+                const up = net.connect(redis.port, '127.0.0.1');
+                client.on('error', () => up.destroy());
+                up.on('error', () => client.destroy());
+                up.pipe(client);
+                client.on('data', (d) => {
+                    if (held && held.sock === client) {
+                        held.chunks.push(d);
+                    } else if (!held && d.includes('\r\nSUBSCRIBE\r\n') && d.includes(`/${ch}}:ps`)) {
+                        held = { sock: client, chunks: [d] };
+                        seen();
+                    } else {
+                        up.write(d);
+                    }
+                });
+                client.on('close', () => up.destroy());
+                client.__up = up;
+            });
+            await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+            try {
+                const P = (await startAll(1, {
+                    conf: confFor(`    pubsub_redis_server redis://127.0.0.1:${proxy.address().port};`),
+                    vars: { BE: String(be.port) },
+                }))[0];
+                extra.push(P);
+                // connected to Redis: the API answers
+                await pollJson(P, `/presence/${ch}?stats`, (j) => j && j.members === 0, 5000, 'P ready');
+                const w = await sse(P, `/sub/${ch}`);
+                await subscribed;
+                const bob = uid('bob');
+                const b = await sse(B, `/sub/${ch}?user=${bob}`);
+                await waitMembers(A, ch, [bob]);
+                const carol = uid('carol');
+                const c = await sse(B, `/sub/${ch}?user=${carol}`);
+                await waitMembers(A, ch, [bob, carol]);
+                b.close();
+                await waitMembers(A, ch, [carol], LEAVE_DELAY + PROPAGATION);
+                assert.equal(eventsOf(w).length, 0, 'nothing before the SUBSCRIBE is confirmed');
+                // release: the worker listens, then reads what it missed
+                for (const d of held.chunks) {
+                    held.sock.__up.write(d);
+                }
+                const sock = held.sock;
+                held = { sock, chunks: [] };
+                sock.removeAllListeners('data');
+                sock.on('data', (d) => sock.__up.write(d));
+                await waitEv(w, 'leave', bob);
+                await waitEv(w, 'join', carol);
+                await sleep(SETTLE);
+                assert.deepEqual(eventsOf(w).map((e) => `${e.event} ${e.member.id}`),
+                    [`join ${bob}`, `join ${carol}`, `leave ${bob}`]);
+                // and live from then on, once
+                c.close();
+                await waitEv(w, 'leave', carol, 1, LEAVE_DELAY + PROPAGATION);
+                await sleep(SETTLE);
+                assert.equal(countEv(w, 'leave', carol), 1);
+                assert.equal(countEv(w, 'join', carol), 1);
+                w.close();
+            } finally {
+                proxy.close();
+            }
+        });
+
     it('members joined on one instance are listed and counted by every instance', async () => {
         const ch = chan('m');
         const alice = uid('alice');

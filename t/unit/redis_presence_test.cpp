@@ -125,9 +125,23 @@ TEST(RedisPresenceParse, LivePayloads) {
     EXPECT_EQ(ev.id, "a b");
     EXPECT_EQ(ev.info, "");
     for (const char* bad : {"", "J", "J5", "J5 abc", "Jx alice", "J-1 a", "M5 alice",
-                            "J99999999999999999999999 a"}) {
+                            "J99999999999999999999999 a", "j", "j5", "j0 5 alice", "j5 alice",
+                            "jx 5 alice", "j7 9 alice", "l-1 1 a"}) {
         EXPECT_FALSE(redis::parsePresenceLive(bad, "g/a", &ev, &why)) << bad;
     }
+    // numbered (the presence log's form)
+    uint64_t seq = 0;
+    ASSERT_TRUE(redis::parsePresenceLive("j1700000000000001 5 alice{}", "g/a", &ev, &why, &seq));
+    EXPECT_EQ(seq, 1700000000000001u);
+    EXPECT_EQ(ev.type, PresenceEventType::kJoin);
+    EXPECT_EQ(ev.id, "alice");
+    EXPECT_EQ(ev.info, "{}");
+    ASSERT_TRUE(redis::parsePresenceLive("l42 3 a b", "g/a", &ev, &why, &seq));
+    EXPECT_EQ(seq, 42u);
+    EXPECT_EQ(ev.type, PresenceEventType::kLeave);
+    EXPECT_EQ(ev.id, "a b");
+    ASSERT_TRUE(redis::parsePresenceLive("J5 alice", "g/a", &ev, &why, &seq));
+    EXPECT_EQ(seq, 0u);
 }
 
 TEST(RedisPresenceParse, StatsListAndUser) {
@@ -351,6 +365,68 @@ TEST_F(RedisStorePresence, LiveJoinAndLeaveReachTheChannelsSubscribers) {
     store.onMessage("{channel:g/b}:ps", "J3 bob");        // another channel
     EXPECT_EQ(w.events, (std::vector<std::string>{"join g/a alice {\"n\":1}", "leave g/a alice "}));
     EXPECT_TRUE(hooks.empty()) << "live events are for subscribers, hooks come from scripts";
+    store.unsubscribe(&w);
+}
+
+namespace {
+
+// A fetch reply with the presence log: its newest number and the events.
+redisReply* snapshotWithLog(Tree& t, long long seq, std::vector<std::string> log) {
+    std::vector<redisReply*> plog{t.integer(seq)};
+    for (auto& e : log) {
+        plog.push_back(t.str(e));
+    }
+    return t.array({t.integer(1), t.str("0:0"), t.integer(0), t.integer(0), t.array(plog)});
+}
+
+}  // namespace
+
+// Joins and leaves made while this worker's SUBSCRIBE was on its way come
+// from the log once it is confirmed; live ones that arrive meanwhile wait,
+// and none is given twice.
+TEST_F(RedisStorePresence, JoinsDuringTheSubscribeComeFromTheLogOnce) {
+    Watcher w;
+    RedisStore::PreparedPtr prepared;
+    store.prepare({"g/a"}, [&](RedisStore::PreparedPtr p) { prepared = p; });
+    link.take(redis::fetchScript().sha).cb(snapshotWithLog(t, 100, {}));
+    ASSERT_TRUE(prepared);
+    store.usePrepared(prepared.get());
+    SubscribeRequest req;
+    req.key = "g/a";
+    store.subscribe(&w, req, [](SubscribeReply&&) {});
+    store.usePrepared(nullptr);
+    ASSERT_TRUE(w.attached());
+
+    // confirmed: the fetch asks for the log after 100
+    store.onSubscribed("{channel:g/a}:ps");
+    Link::Cmd f = link.take(redis::fetchScript().sha);
+    ASSERT_GE(f.args.size(), 6u);
+    EXPECT_EQ(f.args[5], "100");
+    // live events before the fetch is answered wait (102 is also in the log)
+    store.onMessage("{channel:g/a}:ps", "j102 3 bob");
+    store.onMessage("{channel:g/a}:ps", "j103 5 carol");
+    EXPECT_TRUE(w.events.empty());
+    f.cb(snapshotWithLog(t, 102, {"j101 5 alice{}", "j102 3 bob"}));
+    EXPECT_EQ(w.events, (std::vector<std::string>{"join g/a alice {}", "join g/a bob ",
+                                                  "join g/a carol "}));
+    // then live, once
+    store.onMessage("{channel:g/a}:ps", "j103 5 carol");
+    store.onMessage("{channel:g/a}:ps", "l104 3 bob");
+    EXPECT_EQ(w.events.size(), 4u);
+    EXPECT_EQ(w.events.back(), "leave g/a bob ");
+
+    // the link goes down and comes back: the log after 104 is read again
+    link.up = false;
+    store.onDown();
+    link.up = true;
+    store.onReady();
+    store.onSubscribed("{channel:g/a}:ps");
+    Link::Cmd g = link.take(redis::fetchScript().sha);
+    ASSERT_GE(g.args.size(), 6u);
+    EXPECT_EQ(g.args[5], "104");
+    g.cb(snapshotWithLog(t, 105, {"l104 3 bob", "l105 5 alice"}));
+    EXPECT_EQ(w.events.size(), 5u);
+    EXPECT_EQ(w.events.back(), "leave g/a alice ");
     store.unsubscribe(&w);
 }
 

@@ -75,9 +75,11 @@ std::string instanceChannelsKey(std::string_view instance);
 bool parsePresenceEvents(const redisReply* r, std::string_view key, PresenceEvents* out,
                          std::string* reason);
 
-// A "J"/"L" live payload (after the kind byte: "<idLen> <id><info>").
+// A live join or leave: "J"/"L" then "<idLen> <id><info>", or numbered,
+// "j"/"l" then "<seq> <idLen> <id><info>" (`seq`: its number, 0 for an
+// unnumbered one).  The presence log holds the numbered form.
 bool parsePresenceLive(std::string_view payload, std::string_view key, PresenceEvent* out,
-                       std::string* reason);
+                       std::string* reason, uint64_t* seq = nullptr);
 
 // pstats / plist replies (events are read by parsePresenceEvents).
 bool parsePresenceStats(const redisReply* r, PresenceStats* out, std::string* reason);

@@ -81,6 +81,12 @@ struct Snapshot {
     uint64_t published = 0;
     bool skipped = false;              // stored messages at or before the `after` id exist
     std::vector<MessagePtr> messages;  // ascending ids
+    // The channel's presence log (redis_presence.h): its newest number
+    // when it was read (0: none yet), and the numbered events after the
+    // number the fetch asked from, oldest first.
+    bool presenceKnown = false;
+    uint64_t presenceSeq = 0;
+    std::vector<std::string> presenceLog;
 };
 
 // Each parser returns false, with a reason, for a reply it cannot read

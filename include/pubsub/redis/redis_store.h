@@ -185,6 +185,8 @@ public:
     static constexpr int kCountTtl = 30;
     static constexpr int kCountRefreshTicks = 10;
     static constexpr const char* kUnavailable = "Redis is unavailable";
+    // Live joins/leaves held for one channel while its log is read.
+    static constexpr size_t kPresenceHeld = 256;
 
 private:
     struct Chan {
@@ -208,6 +210,18 @@ private:
         bool knownValid = false;
         bool knownFound = false;
         MsgId known;
+        // The presence log (joins and leaves numbered by the scripts): the
+        // newest number this worker accounted for, known from the snapshot
+        // of the subscriber that made it subscribe.  Once a SUBSCRIBE is
+        // confirmed, the next fetch reads what the log holds after it
+        // (what happened while the SUBSCRIBE was on its way, or the link
+        // was down); live events wait meanwhile, and those the log gave
+        // already are dropped.
+        bool plogKnown = false;
+        bool plogWant = false;     // the next fetch reads the log
+        bool plogReading = false;  // the running fetch reads the log
+        uint64_t pseen = 0;
+        std::vector<std::pair<uint64_t, PresenceEvent>> pqueue;
     };
     using ChanPtr = std::shared_ptr<Chan>;
 
@@ -266,6 +280,10 @@ private:
     void startFetch(const ChanPtr& c);
     void catchUpFrom(const std::string& key, const MsgId& cursor);
     void fetched(const ChanPtr& c, const redisReply* r);
+    // A numbered live join/leave, and the log a fetch read (redis_store_presence.cpp).
+    void presenceLive(const ChanPtr& c, uint64_t seq, const PresenceEvent& ev);
+    void presenceLogRead(const ChanPtr& c, const redis::Snapshot* snap);
+    void presenceForget(Chan& c);
     void deliverOne(const std::string& key, const MessagePtr& m);
 
     RedisLink* link_;

@@ -22,8 +22,22 @@ local function pevent(tag, out, kind, id, info, opts, sharded)
   out[#out + 1] = info
   out[#out + 1] = string.format('%d', opts)
   if opts % 2 == 1 then
-    redis.call(sharded == 'S' and 'SPUBLISH' or 'PUBLISH', tag .. ':ps',
-               kind .. #id .. ' ' .. id .. info)
+    -- numbered (a new counter starts at the time in microseconds, so the
+    -- numbers only grow), published and kept in a short log that a worker
+    -- reads once its SUBSCRIBE is confirmed: what happened while it was on
+    -- its way
+    local pv = tag .. ':pv'
+    local seq = redis.call('INCR', pv)
+    if seq == 1 then
+      seq = pnow() * 1000
+      redis.call('SET', pv, string.format('%d', seq))
+    end
+    local ev = string.lower(kind) .. string.format('%d', seq) .. ' ' .. #id .. ' ' .. id .. info
+    local pl = tag .. ':pl'
+    redis.call('RPUSH', pl, ev)
+    redis.call('LTRIM', pl, -32, -1)
+    redis.call('PEXPIRE', pl, 30000)
+    redis.call(sharded == 'S' and 'SPUBLISH' or 'PUBLISH', tag .. ':ps', ev)
   end
 end
 -- The digest of an instance's part: the XOR of a 32-bit hash of each
@@ -175,7 +189,8 @@ end
 redis.call('HSET', pi, inst,
            string.format('%d:%d:%d:%d:%d:%d', sv, cv, c0, a0, now + valid, st.d))
 local keep = valid * 4 + 60000
-for _, k in ipairs({pi, pm, tag .. ':pu', tag .. ':pz', tag .. ':pf', tag .. ':pq'}) do
+for _, k in ipairs({pi, pm, tag .. ':pu', tag .. ':pz', tag .. ':pf', tag .. ':pq',
+                      tag .. ':pv'}) do
   redis.call('PEXPIRE', k, keep)
 end
 return {out, resync}
@@ -382,14 +397,27 @@ bool parsePresenceEvents(const redisReply* r, std::string_view key, PresenceEven
 }
 
 bool parsePresenceLive(std::string_view p, std::string_view key, PresenceEvent* out,
-                       std::string* reason) {
-    if (p.empty() || (p[0] != 'J' && p[0] != 'L')) {
+                       std::string* reason, uint64_t* seq) {
+    if (p.empty() || (p[0] != 'J' && p[0] != 'L' && p[0] != 'j' && p[0] != 'l')) {
         *reason = "unknown live message";
         return false;
     }
-    out->type = p[0] == 'J' ? PresenceEventType::kJoin : PresenceEventType::kLeave;
+    out->type = (p[0] == 'J' || p[0] == 'j') ? PresenceEventType::kJoin : PresenceEventType::kLeave;
+    bool numbered = p[0] == 'j' || p[0] == 'l';
     p.remove_prefix(1);
     size_t sp = p.find(' ');
+    uint64_t n = 0;
+    if (numbered) {
+        if (sp == std::string_view::npos || !number(p.substr(0, sp), &n) || n == 0) {
+            *reason = "malformed presence event";
+            return false;
+        }
+        p.remove_prefix(sp + 1);
+        sp = p.find(' ');
+    }
+    if (seq != nullptr) {
+        *seq = n;
+    }
     size_t len = 0;
     if (sp == std::string_view::npos || !number(p.substr(0, sp), &len) || len > p.size() - sp - 1) {
         *reason = "malformed presence event";

@@ -185,6 +185,19 @@ for _, id in ipairs(redis.call('LRANGE', tag .. ':ids', 0, -1)) do
     end
   end
 end
+-- the presence log: its newest number, then (asked with ARGV[2]) the
+-- events numbered after ARGV[2]
+local plog = {tonumber(redis.call('GET', tag .. ':pv')) or 0}
+if ARGV[2] and ARGV[2] ~= '' then
+  local from = tonumber(ARGV[2]) or 0
+  for _, e in ipairs(redis.call('LRANGE', tag .. ':pl', 0, -1)) do
+    local n = tonumber(string.match(e, '^[jl](%d+) '))
+    if n and n > from then
+      plog[#plog + 1] = e
+    end
+  end
+end
+out[#out + 1] = plog
 return out
 )LUA";
 
@@ -420,9 +433,13 @@ bool parseSnapshot(const redisReply* r, Snapshot* out, std::string* reason) {
         return false;
     }
     long long found = 0, published = 0, skipped = 0;
+    // a trailing array is the presence log (older scripts had none)
+    const redisReply* plog = r->element[r->elements - 1];
+    bool hasLog = r->elements > 4 && plog->type == REDIS_REPLY_ARRAY;
+    size_t end = hasLog ? r->elements - 1 : r->elements;
     if (!replyInt(r->element[0], &found) || !idAt(r->element[1], &out->lastId) ||
         !replyInt(r->element[2], &published) || !replyInt(r->element[3], &skipped) ||
-        published < 0 || (r->elements - 4) % 6 != 0) {
+        published < 0 || (end - 4) % 6 != 0) {
         *reason = "unexpected reply from Redis";
         return false;
     }
@@ -430,9 +447,32 @@ bool parseSnapshot(const redisReply* r, Snapshot* out, std::string* reason) {
     out->published = static_cast<uint64_t>(published);
     out->skipped = skipped != 0;
     out->messages.clear();
+    out->presenceKnown = false;
+    out->presenceSeq = 0;
+    out->presenceLog.clear();
+    if (hasLog) {
+        long long seq = 0;
+        if (plog->elements < 1 || !replyInt(plog->element[0], &seq) || seq < 0) {
+            *reason = "unexpected reply from Redis";
+            return false;
+        }
+        for (size_t i = 1; i < plog->elements; i++) {
+            if (!replyIsText(plog->element[i])) {
+                *reason = "unexpected reply from Redis";
+                return false;
+            }
+        }
+        out->presenceKnown = true;
+        out->presenceSeq = static_cast<uint64_t>(seq);
+    }
     try {
-        out->messages.reserve((r->elements - 4) / 6);
-        for (size_t i = 4; i + 6 <= r->elements; i += 6) {
+        if (hasLog) {
+            for (size_t i = 1; i < plog->elements; i++) {
+                out->presenceLog.emplace_back(replyText(plog->element[i]));
+            }
+        }
+        out->messages.reserve((end - 4) / 6);
+        for (size_t i = 4; i + 6 <= end; i += 6) {
             MsgId id, prev;
             for (size_t j = 0; j < 6; j++) {
                 if (!replyIsText(r->element[i + j])) {

@@ -262,6 +262,11 @@ void RedisStore::resetChan(Chan& c) {
     c.fetching = false;
     c.queue.clear();
     c.knownValid = false;
+    if (c.plogReading) {
+        // the log is read again once subscribed again
+        c.plogReading = false;
+        presenceLogRead(chan(c.key, false), nullptr);
+    }
 }
 
 RedisStore::ChanPtr RedisStore::chan(std::string_view key, bool create) {
@@ -322,6 +327,14 @@ void RedisStore::subscribe(Subscriber* sub, const SubscribeRequest& req, Subscri
             reply.reason = "out of worker memory";
         } else {
             addLocal(std::string(req.key));
+            ChanPtr c = chan(req.key, false);
+            if (c && c->sub != Chan::kSubscribed && snap.presenceKnown &&
+                (!c->plogKnown || snap.presenceSeq < c->pseen)) {
+                // the first subscriber of a SUBSCRIBE on its way: the log
+                // after its snapshot is read once it is confirmed
+                c->plogKnown = true;
+                c->pseen = snap.presenceSeq;
+            }
             reply.attached = true;
             catchUpFrom(std::string(req.key), cursor);
         }
@@ -443,7 +456,9 @@ void RedisStore::startFetch(const ChanPtr& c) {
     c->knownValid = false;
     stats_.fetches++;
     auto alive = alive_;
-    bool sent = eval(redis::fetchScript(), c->key, {formatMsgId(after)},
+    bool plog = c->plogWant && c->plogKnown;
+    bool sent = eval(redis::fetchScript(), c->key,
+                     {formatMsgId(after), plog ? std::to_string(c->pseen) : std::string()},
                      [this, alive, c](const redisReply* r) {
                          if (*alive) {
                              fetched(c, r);
@@ -451,6 +466,9 @@ void RedisStore::startFetch(const ChanPtr& c) {
                      });
     if (!sent) {
         c->fetching = false;
+    } else if (plog) {
+        c->plogWant = false;
+        c->plogReading = true;
     }
 }
 
@@ -473,7 +491,12 @@ void RedisStore::fetched(const ChanPtr& c, const redisReply* r) {
     queue.swap(c->queue);
     redis::Snapshot snap;
     std::string reason;
-    if (r == nullptr || !redis::parseSnapshot(r, &snap, &reason)) {
+    bool ok = r != nullptr && redis::parseSnapshot(r, &snap, &reason);
+    if (c->plogReading) {
+        c->plogReading = false;
+        presenceLogRead(c, ok ? &snap : nullptr);
+    }
+    if (!ok) {
         return;  // retried after the reconnect that follows a failure
     }
     if (c->sub == Chan::kSubscribed) {
@@ -517,8 +540,8 @@ void RedisStore::fetched(const ChanPtr& c, const redisReply* r) {
     if (!any && lc != nullptr && snap.lastId > lc->pulled) {
         lc->pulled = snap.lastId;  // what was published meanwhile is gone already
     }
-    if (c->catchUp) {
-        startFetch(c);  // a subscriber attached meanwhile
+    if (c->catchUp || c->plogWant) {
+        startFetch(c);  // a subscriber attached meanwhile, or the log is owed
     }
 }
 
@@ -532,10 +555,18 @@ void RedisStore::onMessage(std::string_view channel, std::string_view payload) {
         hub_.infoRequest(key, payload.substr(1));  // pubsub_subscriber_info
         return;
     }
-    if (!payload.empty() && (payload[0] == 'J' || payload[0] == 'L')) {
+    if (!payload.empty() &&
+        (payload[0] == 'J' || payload[0] == 'L' || payload[0] == 'j' || payload[0] == 'l')) {
         PresenceEvent ev;
         std::string why;
-        if (redis::parsePresenceLive(payload, key, &ev, &why)) {
+        uint64_t seq = 0;
+        if (!redis::parsePresenceLive(payload, key, &ev, &why, &seq)) {
+            return;
+        }
+        ChanPtr c = seq != 0 ? chan(key, false) : nullptr;
+        if (c) {
+            presenceLive(c, seq, ev);
+        } else {
             hub_.presenceEvent(key, ev);
         }
         return;
@@ -613,6 +644,9 @@ void RedisStore::onSubscribed(std::string_view channel) {
         return;
     }
     c->sub = Chan::kSubscribed;
+    // joins and leaves made while the SUBSCRIBE was on its way: read with
+    // the fetch below
+    c->plogWant = c->plogKnown;
     // presence deltas held until this worker listens (presenceFlush)
     presenceSubscribed(key);
     // messages published between the snapshot (or the outage) and now
@@ -677,6 +711,7 @@ void RedisStore::tick() {
                 if (link_->unsubscribe(redis::pubsubName(c.key))) {
                     c.sub = Chan::kUnsubscribing;
                     c.knownValid = false;
+                    presenceForget(c);  // nobody here to owe events to
                 }
             }
             if ((c.sub == Chan::kNone || !ready) && !c.fetching && it->second.use_count() == 1) {

@@ -446,4 +446,69 @@ void RedisStore::presenceUserCheck(const std::string& id, PresenceUserState st,
     finish();
 }
 
+// A numbered join or leave from the channel's pubsub channel: held while
+// the log is read, dropped when the log gave it already.
+void RedisStore::presenceLive(const ChanPtr& c, uint64_t seq, const PresenceEvent& ev) {
+    if (hub_.find(c->key) == nullptr) {
+        c->plogWant = false;  // nobody here to give them to
+        c->pqueue.clear();
+        return;
+    }
+    if ((c->plogReading || c->plogWant) && c->pqueue.size() < kPresenceHeld) {
+        try {
+            c->pqueue.emplace_back(seq, ev);
+            return;
+        } catch (const std::bad_alloc&) {
+        }
+    }
+    if (!c->pqueue.empty()) {
+        // more than the log could give anyway: what is held goes first
+        c->plogWant = false;
+        presenceLogRead(c, nullptr);
+        c->plogWant = false;
+    }
+    if (c->plogKnown && seq <= c->pseen) {
+        return;
+    }
+    c->pseen = seq;
+    c->plogKnown = true;
+    hub_.presenceEvent(c->key, ev);
+}
+
+// The log a fetch read (nullptr: the read failed or the link went down),
+// then the live events held meanwhile, each once and in order.
+void RedisStore::presenceLogRead(const ChanPtr& c, const redis::Snapshot* snap) {
+    if (!c) {
+        return;
+    }
+    if (snap != nullptr) {
+        for (const std::string& e : snap->presenceLog) {
+            PresenceEvent ev;
+            std::string why;
+            uint64_t seq = 0;
+            if (redis::parsePresenceLive(e, c->key, &ev, &why, &seq) && seq > c->pseen) {
+                c->pseen = seq;
+                hub_.presenceEvent(c->key, ev);
+            }
+        }
+    } else {
+        c->plogWant = c->plogKnown;  // with the next fetch
+    }
+    std::vector<std::pair<uint64_t, PresenceEvent>> held;
+    held.swap(c->pqueue);
+    for (auto& [seq, ev] : held) {
+        if (seq > c->pseen) {
+            c->pseen = seq;
+            hub_.presenceEvent(c->key, ev);
+        }
+    }
+}
+
+void RedisStore::presenceForget(Chan& c) {
+    c.plogKnown = false;
+    c.plogWant = false;
+    c.pseen = 0;
+    c.pqueue.clear();
+}
+
 }  // namespace pubsub
