@@ -411,6 +411,46 @@ TEST(RedisStore, AttachBehindTheWorkerCatchesUp) {
     store.unsubscribe(&d);
 }
 
+// A channel followed in step that stores no message owes a new subscriber
+// nothing whatever its start (the default, oldest, included): no read, as
+// for a churn of subscribers to a quiet channel; a message makes it read.
+TEST(RedisStore, InStepEmptyChannelNeedsNoSnapshotForAnyStart) {
+    FakeLink link;
+    RedisStore store(&link, "w1");
+    Tree t;
+    Sub a;
+    attach(store, link, t, a, t.snapshot("0:0", {}));
+    store.onSubscribed("{channel:g/a}:ps");
+    link.takeDropping(redis::fetchScript().sha).cb(t.snapshot("0:0", {}));
+    link.cmds.clear();
+
+    RedisStore::PreparedPtr got;
+    StartSpec oldest;
+    store.prepare(
+        {kKey}, [&](RedisStore::PreparedPtr x) { got = x; }, &oldest);
+    ASSERT_TRUE(got) << "answered at once";
+    EXPECT_EQ(link.count(redis::fetchScript().sha), 0u);
+    Sub b;
+    SubscribeRequest req;
+    req.key = kKey;
+    SubscribeReply reply = subscribeFrom(store, got, b, req);
+    ASSERT_TRUE(reply.attached);
+    EXPECT_TRUE(reply.backlog.empty());
+    store.onMessage("{channel:g/a}:ps", live("10:1", "0:0", "m"));
+    EXPECT_EQ(b.got, (std::vector<std::string>{"m"}));
+    EXPECT_EQ(a.got, (std::vector<std::string>{"m"}));
+
+    // now it stores one: the oldest start reads
+    got.reset();
+    store.prepare(
+        {kKey}, [&](RedisStore::PreparedPtr x) { got = x; }, &oldest);
+    EXPECT_FALSE(got);
+    link.takeDropping(redis::fetchScript().sha).cb(t.snapshot("10:1", {{"10:1", "0:0", "m"}}));
+    ASSERT_TRUE(got);
+    store.unsubscribe(&a);
+    store.unsubscribe(&b);
+}
+
 // A worker following a channel in step knows its newest id: a subscriber
 // resuming from it (a long-poll's re-poll) or starting at the newest is
 // attached without a snapshot read; any other start, or after a hole, reads.

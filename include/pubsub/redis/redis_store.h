@@ -210,6 +210,9 @@ private:
         bool knownValid = false;
         bool knownFound = false;
         MsgId known;
+        // ... and it stores no message (none read, none since): whatever
+        // its start, a new subscriber is owed nothing.
+        bool knownEmpty = false;
         // The presence log (joins and leaves numbered by the scripts): the
         // newest number this worker accounted for, known from the snapshot
         // of the subscriber that made it subscribe.  Once a SUBSCRIBE is

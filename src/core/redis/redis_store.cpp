@@ -232,7 +232,8 @@ bool RedisStore::knownSnapshot(const std::string& key, const StartSpec& start,
         return false;
     }
     if (!(start.kind == StartSpec::kNewest ||
-          (start.kind == StartSpec::kAfter && start.after == c->known))) {
+          (start.kind == StartSpec::kAfter && start.after == c->known) ||
+          (start.kind != StartSpec::kAfter && c->knownEmpty))) {
         return false;
     }
     snap->found = c->knownFound;
@@ -503,6 +504,7 @@ void RedisStore::fetched(const ChanPtr& c, const redisReply* r) {
         // in step again: the newest id, and the live messages after it
         c->known = snap.lastId;
         c->knownFound = snap.found;
+        c->knownEmpty = snap.messages.empty() && !snap.skipped && queue.empty();
         for (const MessagePtr& m : queue) {
             if (m->prev() == c->known) {
                 c->known = m->id();
@@ -593,6 +595,7 @@ void RedisStore::onMessage(std::string_view channel, std::string_view payload) {
         c->lastLive = live.msg->id();
     }
     if (c && c->knownValid) {
+        c->knownEmpty = false;
         if (live.msg->prev() == c->known) {
             c->known = live.msg->id();
             c->knownFound = true;
