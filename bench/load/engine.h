@@ -106,6 +106,10 @@ public:
 
     // WebSocket client frames are masked (RFC 6455 5.3).
     void sendWsFrame(Conn& c, int opcode, const char* p, size_t n);
+    void sendWsFrame(Conn& c, int opcode, const std::string& s)
+    {
+        sendWsFrame(c, opcode, s.data(), s.size());
+    }
 
     uint64_t bytesRead() const { return bytesRead_; }
 

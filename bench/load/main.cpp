@@ -1,7 +1,7 @@
 // pubsub-load: a single-threaded epoll load client for nchan-compatible
 // pub/sub servers (ngx_pubsub, nchan) and plain HTTP endpoints.
 //
-// It depends on libc only: the HTTP/1.1 response parser, the WebSocket
+// It depends on libc only (and libcrypto for --transport pusher's HMAC): the HTTP/1.1 response parser, the WebSocket
 // client (handshake with Sec-WebSocket-Accept check, frame reader), the SSE
 // parser and the long-poll loop are all here:
 //
@@ -13,6 +13,8 @@
 //   options.*   command line
 //   scenario.*  message bodies, subscribe requests, the modes' entry points
 //   subpub.cpp  fanout and idle; modes.cpp: publish, longpoll-rtt, churn
+//   pusher.*    Pusher protocol 7 client frames and channel signatures
+//   pusher_churn.cpp  churn --transport pusher (presence join/leave)
 //
 // Modes (see --help): publish, fanout, idle, longpoll-rtt, churn. Each run prints
 // one JSON line on stdout and a human summary on stderr.
@@ -60,7 +62,7 @@ int main(int argc, char** argv)
         return runIdle(o);
     }
     if (o.mode == "churn") {
-        return runChurn(o);
+        return o.transport == "pusher" ? runPusherChurn(o) : runChurn(o);
     }
     return runLongpollRtt(o);
 }

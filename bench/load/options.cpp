@@ -25,11 +25,20 @@ void usage()
             "               (smaps_rollup) before/after and bytes per subscriber\n"
             "  longpoll-rtt --sub-url URL --pub-url URL [--pairs 1] [--duration 5]\n"
             "               [--warmup 1]   publish -> long-poll delivery -> re-poll loop\n"
-            "  churn        --sub-url URL [--transport ws|sse] [--conns 50] [--channels 1]\n"
+            "  churn        --sub-url URL [--transport ws|sse|pusher] [--conns 50] [--channels 1]\n"
             "               [--duration 5] [--warmup 1]   connect, wait for the 101 / SSE\n"
             "               head, close, repeat on --conns slots; subscriptions/s\n"
             "idle also takes [--status-url URL]: GETs it before and after and reports the\n"
             "change of its \"shm_used\" (ngx_pubsub's pubsub_status) per subscriber.\n"
+            "--transport pusher (fanout, idle, churn): the sub URL is a Pusher endpoint\n"
+            "  (http://IP:PORT/app/KEY?protocol=7); every connection subscribes to\n"
+            "  [--pusher-channel '{ch}'] after connection_established (subscribed at\n"
+            "  subscription_succeeded); private-/presence- channels are signed with\n"
+            "  [--pusher-key app-key] --pusher-secret S, presence members are\n"
+            "  [--pusher-user 'u{sub}']. churn: each of --conns connections subscribes\n"
+            "  to a presence channel as a new member, unsubscribes at the answer and\n"
+            "  starts again; [--watchers 0] members per channel count member_added /\n"
+            "  member_removed, [--drain 3] seconds after the run for the removals.\n"
             "common: [--connect-concurrency 200] [--connect-timeout 60] [--src-addrs N]\n"
             "        [--ws-meta] [--label TEXT] [--run-id ID]\n"
             "URLs: http://IPv4:PORT/path?query ; '{ch}' in a URL becomes <run-id>-<channel>,\n"
@@ -132,6 +141,18 @@ bool parseOptions(int argc, char** argv, Options& o, std::string& err)
             ok = asInt(o.measurePid, 1);
         } else if (k == "--status-url") {
             o.statusUrl = v;
+        } else if (k == "--pusher-key") {
+            o.pusherKey = v;
+        } else if (k == "--pusher-secret") {
+            o.pusherSecret = v;
+        } else if (k == "--pusher-channel") {
+            o.pusherChannel = v;
+        } else if (k == "--pusher-user") {
+            o.pusherUser = v;
+        } else if (k == "--watchers") {
+            ok = asInt(o.watchers, 0);
+        } else if (k == "--drain") {
+            ok = asDbl(o.drain, 0);
         } else {
             err = "unknown option " + k;
             return false;
@@ -145,8 +166,9 @@ bool parseOptions(int argc, char** argv, Options& o, std::string& err)
         err = "unknown mode '" + o.mode + "'";
         return false;
     }
-    if (o.transport != "ws" && o.transport != "sse" && o.transport != "longpoll") {
-        err = "unknown transport '" + o.transport + "' (ws, sse, longpoll)";
+    if (o.transport != "ws" && o.transport != "sse" && o.transport != "longpoll" &&
+        o.transport != "pusher") {
+        err = "unknown transport '" + o.transport + "' (ws, sse, longpoll, pusher)";
         return false;
     }
     if (o.mode == "idle" && o.transport == "longpoll") {
@@ -170,12 +192,29 @@ bool parseOptions(int argc, char** argv, Options& o, std::string& err)
         err = "churn needs --sub-url";
         return false;
     }
+    if (o.transport == "pusher" && o.mode != "fanout" && o.mode != "idle" &&
+        o.mode != "churn") {
+        err = "--transport pusher is for fanout, idle and churn";
+        return false;
+    }
+    if (o.transport == "pusher" && o.mode == "churn" &&
+        o.pusherChannel.compare(0, 9, "presence-") != 0) {
+        err = "churn --transport pusher needs a presence- channel (--pusher-channel)";
+        return false;
+    }
+    if (o.transport == "pusher" && o.pusherSecret.empty() &&
+        (o.pusherChannel.compare(0, 8, "private-") == 0 ||
+         o.pusherChannel.compare(0, 9, "presence-") == 0)) {
+        err = "private and presence channels need --pusher-secret";
+        return false;
+    }
     if (o.mode == "churn" && o.transport == "longpoll") {
         err = "churn mode supports ws and sse";
         return false;
     }
     int chans = o.mode == "longpoll-rtt" ? o.pairs : o.channels;
-    for (const std::string* u : {&o.url, &o.subUrl, &o.pubUrl}) {
+    bool pusher = o.transport == "pusher";
+    for (const std::string* u : {&o.url, pusher ? &o.pusherChannel : &o.subUrl, &o.pubUrl}) {
         if (!u->empty() && chans > 1 && u->find("{ch}") == std::string::npos) {
             err = "with several channels the URL needs a {ch} placeholder: " + *u;
             return false;

@@ -32,6 +32,17 @@ struct Options {
     int measurePid = 0;
     bool wsMeta = false;
     std::string statusUrl;  // idle: GET before/after, reads "shm_used"
+    // --transport pusher: the sub URL is the Pusher endpoint
+    // (http://IP:PORT/app/<key>?protocol=7), each connection subscribes to
+    // --pusher-channel ({ch} and {sub} expanded); private-/presence-
+    // channels are signed with --pusher-key/--pusher-secret, presence ones
+    // with the member --pusher-user ({sub} expanded).
+    std::string pusherKey = "app-key";
+    std::string pusherSecret;
+    std::string pusherChannel = "{ch}";
+    std::string pusherUser = "u{sub}";
+    int watchers = 0;      // churn, pusher: members per channel that only watch
+    double drain = 3;      // churn, pusher: wait for member_removed after the run
 };
 
 void usage();

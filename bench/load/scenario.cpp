@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "pusher.h"
 #include "util.h"
 
 namespace load {
@@ -93,7 +94,32 @@ std::string subscribeRequest(const Options& o, const Url& u, Conn& c, Proto prot
 
 Proto protoFor(const std::string& t)
 {
-    return t == "ws" ? Proto::Ws : t == "sse" ? Proto::Sse : Proto::Http;
+    return t == "ws" || t == "pusher" ? Proto::Ws : t == "sse" ? Proto::Sse : Proto::Http;
+}
+
+std::string pusherChannelFor(const Options& o, int channel, int index)
+{
+    return expandSub(expandTarget(o.pusherChannel, o.runId, channel), index);
+}
+
+std::string pusherSubscribeFor(const Options& o, const std::string& socketId,
+                               const std::string& channel, int index)
+{
+    return pusherSubscribeAs(o, socketId, channel, expandSub(o.pusherUser, index));
+}
+
+std::string pusherSubscribeAs(const Options& o, const std::string& socketId,
+                              const std::string& channel, const std::string& userId)
+{
+    std::string data;
+    std::string auth;
+    if (pusherIsPresence(channel)) {
+        data = pusherChannelData(userId);
+    }
+    if (pusherNeedsAuth(channel)) {
+        auth = pusherAuth(o.pusherKey, o.pusherSecret, socketId, channel, data);
+    }
+    return pusherSubscribeFrame(channel, auth, data);
 }
 
 }  // namespace load

@@ -32,11 +32,22 @@ std::string expandSub(std::string target, int index);
 std::string subscribeRequest(const Options& o, const Url& u, Conn& c, Proto proto);
 Proto protoFor(const std::string& t);
 
+// --transport pusher: the channel of a connection (--pusher-channel with
+// {ch} and {sub}) and its pusher:subscribe frame, signed for private- and
+// presence- channels (presence: member --pusher-user with {sub}).
+std::string pusherChannelFor(const Options& o, int channel, int index);
+std::string pusherSubscribeFor(const Options& o, const std::string& socketId,
+                               const std::string& channel, int index);
+// the same, as presence member userId
+std::string pusherSubscribeAs(const Options& o, const std::string& socketId,
+                              const std::string& channel, const std::string& userId);
+
 // the modes (subpub.cpp, modes.cpp)
 int runFanout(const Options& o);
 int runIdle(const Options& o);
 int runPublish(const Options& o);
 int runLongpollRtt(const Options& o);
 int runChurn(const Options& o);
+int runPusherChurn(const Options& o);  // pusher_churn.cpp
 
 }  // namespace load

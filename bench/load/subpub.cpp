@@ -9,6 +9,7 @@
 
 #include "engine.h"
 #include "http.h"
+#include "pusher.h"
 #include "report.h"
 #include "scenario.h"
 #include "util.h"
@@ -50,6 +51,7 @@ public:
         }
         engine_.setSources(o_.srcAddrs > 0 ? o_.srcAddrs : autoSources(o_.subs), subUrl_.addr);
         proto_ = protoFor(o_.transport);
+        pusher_ = o_.transport == "pusher";
         subs_.resize(static_cast<size_t>(o_.subs));
         subsOnChannel_.assign(static_cast<size_t>(o_.channels), 0);
         for (int i = 0; i < o_.subs; i++) {
@@ -301,6 +303,9 @@ public:
             .raw("latency_us", latJson(lat))
             .num("connect_s", connectSec_)
             .integer("src_addrs", static_cast<int64_t>(engine_.sourceCount()));
+        if (pusher_) {
+            j.integer("pusher_errors", static_cast<int64_t>(pusherErrors_));
+        }
         char b[1024];
         snprintf(b, sizeof b,
                  "fanout %s: %d/%d subscribed (%d failed, %d closed), %d warmed, %d channels\n"
@@ -333,6 +338,7 @@ public:
     const std::map<int, uint64_t>& subFailStatus() const { return subFailStatus_; }
     const std::map<std::string, uint64_t>& closeReasons() const { return closeReasons_; }
     size_t sourceCount() const { return engine_.sourceCount(); }
+    uint64_t pusherErrors() const { return pusherErrors_; }
 
     // Events
     void onConnected(Conn& c) override
@@ -348,7 +354,8 @@ public:
 
     void onOpen(Conn& c) override
     {
-        if (c.index >= 0 && !c.subscribed) {
+        // Pusher: subscribed at subscription_succeeded (pusherFrame)
+        if (c.index >= 0 && !c.subscribed && !pusher_) {
             markSubscribed(c);
         }
     }
@@ -393,6 +400,47 @@ public:
     }
 
     void onMessage(Conn& c, const char* p, size_t n) override
+    {
+        if (pusher_) {
+            pusherFrame(c, p, n);
+            return;
+        }
+        account(c, p, n);
+    }
+
+    // A Pusher frame: the subscription's steps, else an event whose data
+    // is one of our messages.
+    void pusherFrame(Conn& c, const char* p, size_t n)
+    {
+        if (!parsePusherFrame(p, n, pf_)) {
+            unparsed_++;
+            return;
+        }
+        const std::string& ev = pf_.event;
+        if (ev.compare(0, 7, "pusher:") != 0 && ev.compare(0, 16, "pusher_internal:") != 0) {
+            account(c, pf_.data.data(), pf_.data.size());
+            return;
+        }
+        if (ev == "pusher:connection_established") {
+            std::string sid = pusherJsonString(pf_.data, "socket_id");
+            std::string ch = pusherChannelFor(o_, c.channel, c.index);
+            engine_.sendWsFrame(c, 0x1, pusherSubscribeFor(o_, sid, ch, c.index));
+        } else if (ev == "pusher_internal:subscription_succeeded") {
+            if (!c.subscribed) {
+                markSubscribed(c);
+            }
+        } else if (ev == "pusher:ping") {
+            engine_.sendWsFrame(c, 0x1, pusherPongFrame());
+        } else if (ev == "pusher:subscription_error" || ev == "pusher:error") {
+            pusherErrors_++;
+            engine_.closeConn(c, ev + " " + pf_.data.substr(0, 80));
+        } else if (ev.compare(0, 16, "pusher_internal:") == 0) {
+            pusherInternal_++;
+        }
+    }
+
+    // One of our messages (warm-up or measured) reached subscriber c.
+    void account(Conn& c, const char* p, size_t n)
     {
         ParsedMsg m = parseMessage(p, n, o_.wsMeta);
         if (!m.ok) {
@@ -582,6 +630,10 @@ private:
     Url pubUrl_;
     bool hasPub_ = false;
     Proto proto_ = Proto::Ws;
+    bool pusher_ = false;
+    PusherFrame pf_;
+    uint64_t pusherErrors_ = 0;
+    uint64_t pusherInternal_ = 0;
     std::vector<Conn> subs_;
     std::vector<Conn> pubs_;
     std::vector<uint64_t> subsOnChannel_;
@@ -721,6 +773,9 @@ int runIdle(const Options& o)
         .integer("private_dirty_after_msg_kb", afterMsg.privateDirtyKb)
         .num("rss_bytes_per_sub_after_msg", rssMsgPer)
         .num("private_dirty_bytes_per_sub_after_msg", pdMsgPer);
+    if (o.transport == "pusher") {
+        j.integer("pusher_errors", static_cast<int64_t>(sp.pusherErrors()));
+    }
     if (!o.statusUrl.empty()) {
         j.integer("shm_used_before", shmBefore)
             .integer("shm_used_after", shmAfter)
