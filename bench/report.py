@@ -228,6 +228,8 @@ PUSHER_SERVERS = [("ourspusher", "ngx_pubsub, Pusher protocol 7"),
                   ("nchan", "nchan, nchan-protocol WebSocket")]
 PUSHER_BEGIN = "<!-- pusher:begin (written by bench/report.py) -->"
 PUSHER_END = "<!-- pusher:end -->"
+# Hand-written notes (profiles) follow PUSHER_END up to this marker; every report keeps them.
+PUSHER_NOTES_END = "<!-- pusher:notes-end -->"
 # scenario -> the server that runs its nchan-protocol counterpart on ngx_pubsub
 PUSHER_COUNTERPART = {"pusher-fanout-10k": ("ours", "fanout-ws-10k"),
                       "pusher-idle": ("ours", "idle-ws"),
@@ -761,8 +763,9 @@ def pusher_section(by, commands, a, notes=()):
     return o
 
 
-def insert_before_notes(old, text):
-    """A new section goes before "## Notes"."""
+def insert_pusher_section(old, text):
+    """A new Pusher section (and its notes marker) goes before "## Notes"."""
+    text += "\n\n" + PUSHER_NOTES_END
     n = old.find("## Notes\n")
     return old[:n] + text + "\n\n" + old[n:] if n >= 0 else append_section(old, text)
 
@@ -822,7 +825,7 @@ def main():
         return
     if a.pusher_only == "1":
         replace_section(a.out, pusher_section(by, commands, a, notes), PUSHER_BEGIN, PUSHER_END,
-                        insert_before_notes)
+                        insert_pusher_section)
         text = read_text(a.out)
         header = summary_header(text)
         if header:
@@ -920,12 +923,16 @@ def main():
     elif rb >= 0 and rn > rb:
         o.append(old[rb:rn + len(REDIS_NOTES_END)])
         o.append("")
-    pb, pe = old.find(PUSHER_BEGIN), old.find(PUSHER_END)
+    pb, pe, pn = old.find(PUSHER_BEGIN), old.find(PUSHER_END), old.find(PUSHER_NOTES_END)
     if any(k[0] in PUSHER_SCENARIOS for k in by):
         o += pusher_section(by, commands, a, notes)
+        if pe >= 0 and pn > pe:
+            o.append(old[pe + len(PUSHER_END):pn + len(PUSHER_NOTES_END)].strip("\n"))
+        else:
+            o.append("\n" + PUSHER_NOTES_END)
         o.append("")
-    elif pb >= 0 and pe > pb:
-        o.append(old[pb:pe + len(PUSHER_END)])
+    elif pb >= 0 and pn > pb:
+        o.append(old[pb:pn + len(PUSHER_NOTES_END)])
         o.append("")
     o.append("## Notes\n")
     if notes:
