@@ -219,6 +219,71 @@ REDIS_SCENARIOS = {
 }
 
 
+# Pusher protocol 7 (run.sh --only pusher): ngx_pubsub with a Pusher app
+# ("ourspusher", Pusher clients) next to the nchan-protocol counterpart on
+# ngx_pubsub (and nchan where it applies; nchan has no Pusher protocol).
+PUSHER_SERVERS = [("ourspusher", "ngx_pubsub, Pusher protocol 7"),
+                  ("ours", "ngx_pubsub, nchan-protocol WebSocket"),
+                  ("ourspres", "ngx_pubsub, nchan-protocol WebSocket, presence on"),
+                  ("nchan", "nchan, nchan-protocol WebSocket")]
+PUSHER_BEGIN = "<!-- pusher:begin (written by bench/report.py) -->"
+PUSHER_END = "<!-- pusher:end -->"
+# Hand-written notes (profiles) follow PUSHER_END up to this marker; every report keeps them.
+PUSHER_NOTES_END = "<!-- pusher:notes-end -->"
+# scenario -> the server that runs its nchan-protocol counterpart on ngx_pubsub
+PUSHER_COUNTERPART = {"pusher-fanout-10k": ("ours", "fanout-ws-10k"),
+                      "pusher-idle": ("ours", "idle-ws"),
+                      "pusher-presence-churn-2w": ("ourspres", "presence-churn-ws")}
+PUSHER_SCENARIOS = {
+    "pusher-fanout-10k": (
+        "Fan-out to 10,000 Pusher connections of one channel",
+        "10,000 Pusher connections (`/app/app-key?protocol=7`) each subscribe to one public "
+        "channel (subscribed at `pusher_internal:subscription_succeeded`); one publisher POSTs "
+        "to a `pubsub_publisher` location in the app's group (`pubsub_channel_group "
+        "pusher:1`), messages back to back; every connection gets "
+        "`{\"event\":\"message\",\"channel\":…,\"data\":\"<body>\"}`. Side by side: "
+        "`fanout-ws-10k` (nchan-protocol WebSocket) on plain ngx_pubsub. nchan cannot speak "
+        "Pusher: n/a. Server CPU µs/op = nginx CPU time over the whole run (connects included) "
+        "/ deliveries.",
+        ("deliveries_per_sec", "deliveries/s", "{:,.0f}"), True,
+        [CPU_PER_OP, ("subscribed", "subscribed", "{:.0f}"), ("deliveries", "deliveries", "{:.0f}"),
+         ("lost", "lost", "{:.0f}"), ("duplicates", "dup", "{:.0f}"),
+         ("reorders", "reorder", "{:.0f}"), ("latency_us.p50", "p50 µs", "{:,.0f}"),
+         ("latency_us.p99", "p99 µs", "{:,.0f}")]),
+    "pusher-idle": (
+        "Memory per idle Pusher connection",
+        "10,000 idle Pusher connections, each subscribed to one public channel (the same "
+        "one); worker Private_Dirty per connection as in `idle-ws`, before and after one "
+        "message reached every connection. Side by side: `idle-ws` (nchan-protocol "
+        "WebSocket subscribers) on ngx_pubsub and on nchan.",
+        ("private_dirty_bytes_per_sub", "bytes/conn (Private_Dirty)", "{:,.0f}"), False,
+        [("rss_bytes_per_sub", "bytes/conn (RSS)", "{:,.0f}"),
+         ("private_dirty_bytes_per_sub_after_msg", "bytes/conn after 1 msg", "{:,.0f}"),
+         ("subscribed", "subscribed", "{:.0f}"), ("warmed", "got msg", "{:.0f}"),
+         ("connects_per_sec", "connects/s", "{:,.0f}")]),
+    "pusher-presence-churn-2w": (
+        "Presence join/leave churn, 2 workers",
+        "`worker_processes 2`, nothing pinned. Pusher: 50 open connections each loop "
+        "`pusher:subscribe` to a presence channel of its own (50 channels) as a new member "
+        "(HMAC-SHA256 auth and `channel_data` computed by the client), wait for "
+        "`subscription_succeeded` (the member list), `pusher:unsubscribe`, and again; 2 more "
+        "members per channel (100 watchers) count the `member_added` / `member_removed` "
+        "they get: each join and each leave (after the 1 s leave delay) must reach both "
+        "watchers of its channel once (\"missing\" / \"extra\"). Side by side: "
+        "`presence-churn-ws` on the same 50 channels (connect, `101`, close; every "
+        "connection a new member) on ngx_pubsub with presence on. Not the same operation: "
+        "a Pusher join is a frame on an open connection plus the member list and member "
+        "events, a nchan-protocol join is a TCP connection and an HTTP upgrade. nchan has no "
+        "presence: n/a. Server CPU µs/op = nginx CPU time / all subscriptions of the run.",
+        ("subscriptions_per_sec", "joins/s", "{:,.0f}"), True,
+        [CPU_PER_OP, ("failures", "failures", "{:.0f}"),
+         ("member_events_expected", "member events expected", "{:,.0f}"),
+         ("member_events_missing", "missing", "{:.0f}"),
+         ("member_events_extra", "extra", "{:.0f}"),
+         ("latency_us.p50", "p50 µs", "{:,.0f}"), ("latency_us.p99", "p99 µs", "{:,.0f}")]),
+}
+
+
 # ngx_pubsub built from an earlier commit (run.sh --baseline): every ngx_pubsub
 # server X has a twin "X-before", run with the same config right after it.
 BEFORE = "-before"
@@ -577,6 +642,134 @@ def presence_section(by, commands, a):
     return o
 
 
+def pusher_summary_rows(by, header):
+    """Rows of the main Summary table (whose header cells are `header`) for the Pusher
+    scenarios that ran: the Pusher number in the ngx_pubsub column, its ratio to the
+    nchan-protocol counterpart in the metric, nchan's counterpart where it ran."""
+    rows = []
+    for sc, (title, _d, prim, hib, extra) in PUSHER_SCENARIOS.items():
+        if (sc, "ourspusher") not in by:
+            continue
+        path, label, f = prim
+        peer, peer_sc = PUSHER_COUNTERPART[sc]
+        m = {s: median(by.get((sc, s), []), path) for s in ("ourspusher", peer, "nchan")}
+        busy = [median(by.get((sc, s), []), "other_cpu_pct") for s in ("ourspusher", peer)]
+        flag = " ⚠" if "idle" not in sc and any(b is not None and b >= 25 for b in busy) else ""
+        metric = "{}, Pusher (ngx_pubsub `{}`: {}; Pusher/that {})".format(
+            label, peer_sc, fmt(m[peer], f), ratio(m["ourspusher"], m[peer]))
+        has_nchan = (sc, "nchan") in by
+        cells = {"scenario": sc + flag, "metric": metric, "ngx_pubsub": fmt(m["ourspusher"], f),
+                 "nchan": "{} (`{}`)".format(fmt(m["nchan"], f), peer_sc) if has_nchan
+                 else "n/a (no Pusher)",
+                 "ours/nchan": ratio(m["ourspusher"], m["nchan"]) if has_nchan else "n/a"}
+        rows.append("| " + " | ".join(cells.get(h, "n/a") for h in header) + " |")
+    return rows
+
+
+def summary_header(text):
+    """The header cells of the main Summary table in a RESULTS.md text, or None."""
+    i = text.find("## Summary\n")
+    if i < 0:
+        return None
+    for line in text[i:].split("\n")[1:]:
+        if line.startswith("| scenario |"):
+            return [c.strip() for c in line.strip().strip("|").split("|")]
+    return None
+
+
+def set_summary_rows(text, rows):
+    """The text with the main Summary table's "| pusher-" rows replaced by rows
+    (appended at the table's end)."""
+    i = text.find("## Summary\n")
+    if i < 0:
+        return text
+    lines = text[i:].split("\n")
+    out, in_table = [], False
+    for k, line in enumerate(lines):
+        if line.startswith("|"):
+            in_table = True
+            if not line.startswith("| pusher-"):
+                out.append(line)
+            continue
+        if in_table:
+            # the rest of the file as it is
+            out += rows + lines[k:]
+            break
+        out.append(line)
+    return text[:i] + "\n".join(out)
+
+
+def pusher_section(by, commands, a, notes=()):
+    servers = with_before(PUSHER_SERVERS, a)
+    o = [PUSHER_BEGIN, "## Pusher protocol\n"]
+    o.append("- Command: `{}`; {}; {} repetition(s), median reported; servers alternate run by "
+             "run (Pusher, then the nchan-protocol counterpart on ngx_pubsub, then nchan where "
+             "it applies), each run on a fresh nginx; 1 worker pinned to core 0 and the client "
+             "on core 1, except `pusher-presence-churn-2w` (2 workers, nothing pinned).".format(
+                 a.command, a.date, a.reps))
+    o.append("- Machine: {} CPUs, {}, {}; load average at start {}{}.".format(
+        a.nproc, a.cpu, a.nginx, a.loadavg,
+        "; nginx and client under `nice -n {}`".format(a.nice) if a.nice and a.nice != "0"
+        else ""))
+    o.append("- Pusher config (server `ourspusher`): the memory-store config plus "
+             "`pubsub_pusher_app id=1 key=app-key secret=… max_presence_members=100000;`, "
+             "`location /app/ { pubsub_pusher; pubsub_presence_leave_delay 1s; }` and the "
+             "publisher location in the app's group (`pubsub_channel_group pusher:1`). The "
+             "client (`--transport pusher`) speaks protocol 7 as pusher-js does: "
+             "`connection_established`, `pusher:subscribe` (signed for presence), events read "
+             "from the frame's `data`. Counterparts: `ours` = plain ngx_pubsub, `ourspres` = "
+             "ngx_pubsub with presence on (as in the Presence section), `nchan` = nchan; nchan "
+             "cannot speak Pusher, so it has no Pusher row (n/a). Target (issue 16): Pusher "
+             "fan-out ≥ 0.8× the nchan-protocol WebSocket fan-out.\n")
+    o.append("| scenario | metric | Pusher | ngx_pubsub, nchan protocol | nchan, nchan protocol "
+             "| Pusher / ngx_pubsub nchan protocol |")
+    o.append("|---|---|---:|---:|---:|---:|")
+    for sc, (title, _d, prim, hib, extra) in PUSHER_SCENARIOS.items():
+        if not any((sc, s) in by for s, _ in servers):
+            continue
+        peer = PUSHER_COUNTERPART[sc][0]
+        for path, label, f in [prim] + [e for e in extra if e[0] == "cpu_us_per_op"]:
+            m = {s: median(by.get((sc, s), []), path) for s in ("ourspusher", peer, "nchan")}
+            o.append("| {} | {} | {} | {} | {} | {} |".format(
+                sc, label, fmt(m["ourspusher"], f), fmt(m[peer], f),
+                fmt(m["nchan"], f) if (sc, "nchan") in by else "n/a",
+                ratio(m["ourspusher"], m[peer])))
+    o.append("")
+    before_after_table(o, by, PUSHER_SCENARIOS, servers, ("cpu_us_per_op",))
+    for sc, spec in PUSHER_SCENARIOS.items():
+        if not any((sc, s) in by for s, _ in servers):
+            continue
+        m = scenario_table(o, sc, spec, servers, by, commands, "###",
+                           "Client command of the Pusher runs (`@PORT@`, `@WORKER@` filled per "
+                           "run), `worker_processes {}`:\n",
+                           ("server_cpu_pct", "client_cpu_pct", "other_cpu_pct"))
+        others = [(k.split("@", 1)[1], v) for k, v in sorted(commands.items())
+                  if k.startswith(sc + "@") and not k.endswith("@ourspusher")]
+        if others:
+            o.append("\nCounterpart commands:\n")
+            for server, (w, cmd) in others:
+                o.append("- `{}`: `build/bench/pubsub-load {}`".format(server, cmd))
+        peer = PUSHER_COUNTERPART[sc][0]
+        line = "\nPusher / ngx_pubsub nchan protocol {}".format(ratio(m["ourspusher"], m[peer]))
+        if (sc, "nchan") in by:
+            line += "; Pusher / nchan {}".format(ratio(m["ourspusher"], m["nchan"]))
+        o.append(line + before_ratios(m, servers) + ".\n")
+    run_notes = [n for n in notes if "pusher" in n and not n.startswith(" ")]
+    if run_notes:
+        o.append("Notes of this run (from `run.sh`):\n")
+        o += ["- " + n for n in run_notes]
+        o.append("")
+    o.append(PUSHER_END)
+    return o
+
+
+def insert_pusher_section(old, text):
+    """A new Pusher section (and its notes marker) goes before "## Notes"."""
+    text += "\n\n" + PUSHER_NOTES_END
+    n = old.find("## Notes\n")
+    return old[:n] + text + "\n\n" + old[n:] if n >= 0 else append_section(old, text)
+
+
 def get(d, path):
     for k in path.split("."):
         if not isinstance(d, dict) or k not in d:
@@ -604,7 +797,7 @@ def main():
     ap = argparse.ArgumentParser()
     for a in ("results", "commands", "notes", "out", "command", "date", "nproc", "cpu",
               "kernel", "nginx", "loadavg", "elapsed", "reps", "ours-ok", "client", "nofile",
-              "worker-conns", "nice", "presence-only", "redis-only", "redis-version",
+              "worker-conns", "nice", "presence-only", "redis-only", "pusher-only", "redis-version",
               "baseline", "baseline-so", "baseline-ok"):
         ap.add_argument("--" + a, default="")
     a = ap.parse_args()
@@ -629,6 +822,15 @@ def main():
     if a.redis_only == "1":
         replace_section(a.out, redis_section(by, commands, a, notes), REDIS_BEGIN, REDIS_END,
                         insert_redis_section)
+        return
+    if a.pusher_only == "1":
+        replace_section(a.out, pusher_section(by, commands, a, notes), PUSHER_BEGIN, PUSHER_END,
+                        insert_pusher_section)
+        text = read_text(a.out)
+        header = summary_header(text)
+        if header:
+            with open(a.out, "w") as fh:
+                fh.write(set_summary_rows(text, pusher_summary_rows(by, header)))
         return
 
     o = []
@@ -666,8 +868,17 @@ def main():
 
     # summary
     o.append("## Summary\n")
-    o += summary_head("ngx_pubsub", "nchan", bool(a.baseline))
-    if summary_rows(o, by, SCENARIOS, servers, "ours", "nchan", (), pending=not ours_ok):
+    head = summary_head("ngx_pubsub", "nchan", bool(a.baseline))
+    o += head
+    flagged = summary_rows(o, by, SCENARIOS, servers, "ours", "nchan", (), pending=not ours_ok)
+    old = read_text(a.out)
+    if any(k[0] in PUSHER_SCENARIOS for k in by):
+        o += pusher_summary_rows(by, [c.strip() for c in head[0].strip().strip("|").split("|")])
+    else:
+        ob_ = old.find("## Summary\n")
+        if ob_ >= 0:
+            o += [line for line in old[ob_:].split("\n") if line.startswith("| pusher-")]
+    if flagged:
         o.append("\n⚠ = in the median run of at least one server, other processes used "
                  "≥ 25% of all CPUs (see \"others' CPU\" below): absolute throughput numbers are "
                  "depressed and noisy; re-run with `--wait-idle` on a quieter machine.")
@@ -694,7 +905,6 @@ def main():
                 ratio(m["nchan"], m["ret200"]))
         o.append(line + before_ratios(m, servers) + ".\n")
 
-    old = read_text(a.out)
     ob, oe, on = old.find(PRESENCE_BEGIN), old.find(PRESENCE_END), old.find(PRESENCE_NOTES_END)
     if any(k[0] in PRESENCE_SCENARIOS for k in by):
         o += presence_section(by, commands, a)
@@ -712,6 +922,17 @@ def main():
         o.append("")
     elif rb >= 0 and rn > rb:
         o.append(old[rb:rn + len(REDIS_NOTES_END)])
+        o.append("")
+    pb, pe, pn = old.find(PUSHER_BEGIN), old.find(PUSHER_END), old.find(PUSHER_NOTES_END)
+    if any(k[0] in PUSHER_SCENARIOS for k in by):
+        o += pusher_section(by, commands, a, notes)
+        if pe >= 0 and pn > pe:
+            o.append(old[pe + len(PUSHER_END):pn + len(PUSHER_NOTES_END)].strip("\n"))
+        else:
+            o.append("\n" + PUSHER_NOTES_END)
+        o.append("")
+    elif pb >= 0 and pn > pb:
+        o.append(old[pb:pn + len(PUSHER_NOTES_END)])
         o.append("")
     o.append("## Notes\n")
     if notes:

@@ -32,6 +32,12 @@ REDIS_SCENARIOS="redis-publish-1w redis-publish-2w redis-fanout-ws-1k redis-fano
     redis-idle-ws redis-idle-sse redis-longpoll-rtt-1 redis-longpoll-rtt-20
     redis-presence-churn-ws redis-presence-churn-sse"
 REDIS_SCENARIOS=$(echo $REDIS_SCENARIOS)
+# Pusher protocol 7 (server "ourspusher": ours plus pubsub_pusher_app and a
+# pubsub_pusher location) side by side with the nchan-protocol counterpart
+# on ours (and nchan where it applies); not in the default run:
+# bench/run.sh --only pusher (or a list of these names).
+PUSHER_SCENARIOS="pusher-fanout-10k pusher-idle pusher-presence-churn-2w"
+PUSHER_SECRET=bench-secret-0123456789abcdef
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
 
 QUICK=0
@@ -60,6 +66,7 @@ while [ $# -gt 0 ]; do
         echo "scenarios: $ALL_SCENARIOS"
         echo "presence scenarios (--only presence): $PRESENCE_SCENARIOS"
         echo "redis scenarios (--only redis): $REDIS_SCENARIOS"
+        echo "pusher scenarios (--only pusher): $PUSHER_SCENARIOS"
         exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -87,12 +94,13 @@ if [ -n "$ONLY" ]; then
     for s in ${ONLY//,/ }; do
         if [ "$s" = presence ]; then only="$only $PRESENCE_SCENARIOS"
         elif [ "$s" = redis ]; then only="$only $REDIS_SCENARIOS"
+        elif [ "$s" = pusher ]; then only="$only $PUSHER_SCENARIOS"
         else only="$only $s"; fi
     done
     for s in $only; do
-        case " $ALL_SCENARIOS $PRESENCE_SCENARIOS $REDIS_SCENARIOS " in
+        case " $ALL_SCENARIOS $PRESENCE_SCENARIOS $REDIS_SCENARIOS $PUSHER_SCENARIOS " in
         *" $s "*) SCENARIOS="$SCENARIOS $s" ;;
-        *) echo "run.sh: unknown scenario '$s' (known: $ALL_SCENARIOS $PRESENCE_SCENARIOS $REDIS_SCENARIOS)" >&2; exit 2 ;;
+        *) echo "run.sh: unknown scenario '$s' (known: $ALL_SCENARIOS $PRESENCE_SCENARIOS $REDIS_SCENARIOS $PUSHER_SCENARIOS)" >&2; exit 2 ;;
         esac
     done
 fi
@@ -289,6 +297,15 @@ write_config() {
         locs="location = /pub { pubsub_publisher; pubsub_channel_id \$arg_id; pubsub_message_buffer_length 10; pubsub_redis_pass r; }
         location = /sub { pubsub_subscriber; pubsub_channel_id \$arg_id; pubsub_redis_pass r; pubsub_presence on; pubsub_presence_id \$arg_user; pubsub_presence_leave_delay 1s; }
         location = /presence { pubsub_presence_api; pubsub_channel_id \$arg_id; pubsub_redis_pass r; }" ;;
+    ourspusher)
+        # as ours, with a Pusher app: the Pusher endpoint /app/<key> and the
+        # publisher location in the app's group (Pusher channel <name> =
+        # channel <name> of group pusher:1, docs/pusher.md); presence leave
+        # delay 1s as ourspres
+        load="load_module $so;"
+        locs="pubsub_pusher_app id=1 key=app-key secret=$PUSHER_SECRET max_presence_members=100000;
+        location = /pub { pubsub_publisher; pubsub_channel_group pusher:1; pubsub_channel_id \$arg_id; pubsub_message_buffer_length 10; }
+        location /app/ { pubsub_pusher; pubsub_presence_leave_delay 1s; }" ;;
     nchanredis)
         # as nchan, in nchan's (default, "distributed") Redis mode
         load="load_module $NCHAN_SO;"
@@ -297,7 +314,7 @@ write_config() {
         location = /sub { nchan_subscriber; nchan_channel_id \$arg_id; nchan_redis_pass r; }" ;;
     esac
     case $server in
-    ours|ourspres|oursredis|oursredispres) locs="$locs
+    ours|ourspres|oursredis|oursredispres|ourspusher) locs="$locs
         location = /status { pubsub_status; }" ;;
     esac
     mkdir -p "$prefix/logs" "$prefix/tmp"
@@ -382,7 +399,7 @@ stop_server() {
 }
 
 # ------------------------------------------------------------------ servers
-SERVERS_ALL="ours ourspres nchan ret200 oursredis oursredispres nchanredis"
+SERVERS_ALL="ours ourspres nchan ret200 oursredis oursredispres nchanredis ourspusher"
 OURS_OK=0
 BASE_OK=0
 if [ -n "$BASE_SO" ]; then
@@ -425,6 +442,10 @@ scenario_servers() {
 scenario_servers_plain() {
     case $1 in
     presence-*) echo "ours ourspres nchan" ;;
+    # Pusher and its nchan-protocol counterpart (nchan cannot speak Pusher)
+    pusher-fanout-*) echo "ourspusher ours" ;;
+    pusher-idle) echo "ourspusher ours nchan" ;;
+    pusher-presence-churn-*) echo "ourspusher ourspres" ;;
     redis-presence-*) echo "oursredis oursredispres nchanredis" ;;
     # return 200 (no Redis) as the ceiling of nginx itself, as in publish-*
     redis-publish-*) echo "oursredis nchanredis ret200" ;;
@@ -435,13 +456,16 @@ scenario_servers_plain() {
 }
 scenario_workers() {
     case $1 in
-    publish-2w|redis-publish-2w) echo 2 ;;
+    publish-2w|redis-publish-2w|pusher-presence-churn-2w) echo 2 ;;
     *) echo 1 ;;
     esac
 }
-# client arguments; the URLs use @PORT@ (filled per run)
+# client arguments of SCENARIO [SERVER]; the URLs use @PORT@ (filled per run)
 scenario_args() {
     local base=http://127.0.0.1:@PORT@
+    case $1 in
+    pusher-*) pusher_args "$1" "${2:-ourspusher}"; return ;;
+    esac
     case $1 in
     publish-*) echo "publish --url $base/pub?id={ch} --conns 50 --duration $PUB_DUR --warmup $PUB_WARM --size 100" ;;
     fanout-ws-10k) echo "fanout --transport ws --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 10000 --channels 1 --messages $FAN_MSGS --size 100" ;;
@@ -462,6 +486,22 @@ scenario_args() {
     presence-fanout-ws-10k) echo "fanout --transport ws --sub-url $base/sub?id={ch}&user=u{sub} --pub-url $base/pub?id={ch} --subs 10000 --channels 1 --messages $FAN_MSGS --size 100" ;;
     esac
 }
+# Pusher scenarios: the Pusher client on ourspusher, the nchan-protocol
+# counterpart on the other servers
+pusher_args() {
+    local base=http://127.0.0.1:@PORT@ app="http://127.0.0.1:@PORT@/app/app-key?protocol=7"
+    case $1:${2%-before} in
+    pusher-fanout-10k:ourspusher) echo "fanout --transport pusher --sub-url $app --pub-url $base/pub?id={ch} --subs 10000 --channels 1 --messages $FAN_MSGS --size 100" ;;
+    pusher-fanout-10k:*) scenario_args fanout-ws-10k ;;
+    pusher-idle:ourspusher) echo "idle --transport pusher --sub-url $app --pub-url $base/pub?id={ch} --subs 10000 --hold $HOLD --measure-pid @WORKER@" ;;
+    pusher-idle:*) scenario_args idle-ws ;;
+    # 50 connections each join and leave a presence channel of its own as a
+    # new member, 2 more members per channel count member_added/removed
+    pusher-presence-churn-2w:ourspusher) echo "churn --transport pusher --sub-url $app --pusher-secret $PUSHER_SECRET --pusher-channel presence-{ch} --conns 50 --channels 50 --watchers 2 --duration $PUB_DUR --warmup $PUB_WARM" ;;
+    # presence-churn-ws over the same 50 channels
+    pusher-presence-churn-2w:*) echo "churn --transport ws --sub-url $base/sub?id={ch}&user=u{sub} --conns 50 --channels 50 --duration $PUB_DUR --warmup $PUB_WARM" ;;
+    esac
+}
 
 : > "$OUT/commands.tsv"
 START=$(date +%s)
@@ -469,6 +509,12 @@ log "scenarios:$SCENARIOS; reps $REPS; work dir $WORK"
 for sc in $SCENARIOS; do
     workers=$(scenario_workers "$sc")
     printf '%s\t%s\t%s\n' "$sc" "$workers" "$(scenario_args "$sc")" >> "$OUT/commands.tsv"
+    case $sc in pusher-*)
+        # one command per server: SCENARIO@SERVER
+        for server in $(scenario_servers_plain "$sc"); do
+            printf '%s@%s\t%s\t%s\n' "$sc" "$server" "$workers" "$(scenario_args "$sc" "$server")" >> "$OUT/commands.tsv"
+        done ;;
+    esac
     for rep in $(seq 1 "$REPS"); do
         for server in $(scenario_servers "$sc"); do
             case $server in
@@ -482,7 +528,7 @@ for sc in $SCENARIOS; do
                 note "$server/$sc rep $rep: nginx failed to start"
                 continue
             fi
-            args=$(scenario_args "$sc")
+            args=$(scenario_args "$sc" "$server")
             args=${args//@PORT@/$PORT}
             args=${args//@WORKER@/$WORKER_PID}
             case $server in
@@ -540,7 +586,8 @@ for sc in $SCENARIOS; do
                 # faults the client counted: worth a line in the notes
                 faults=$(echo "$json" | jq -r 'to_entries | map(select((.key | IN("lost", "duplicates",
                     "reorders", "wrong_channel", "stalls", "out_of_order", "non_2xx", "failures",
-                    "sub_failed")) and (.value | type == "number") and .value > 0)
+                    "sub_failed", "member_events_missing", "member_events_extra", "pusher_errors",
+                    "setup_failures")) and (.value | type == "number") and .value > 0)
                     | "\(.key) \(.value)") | join(", ")' 2>/dev/null || true)
                 [ -z "$faults" ] || note "$server/$sc rep $rep: the client counted $faults"
             fi
@@ -564,9 +611,11 @@ ELAPSED=$(( $(date +%s) - START ))
 # leave the rest of the file as it is.
 PRESENCE_ONLY=1
 REDIS_ONLY=1
+PUSHER_ONLY=1
 for sc in $SCENARIOS; do
     case $sc in presence-*) ;; *) PRESENCE_ONLY=0 ;; esac
     case $sc in redis-*) ;; *) REDIS_ONLY=0 ;; esac
+    case $sc in pusher-*) ;; *) PUSHER_ONLY=0 ;; esac
 done
 
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
@@ -577,7 +626,7 @@ python3 "$BENCH/report.py" \
     --nginx "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')" \
     --loadavg "$(cut -d' ' -f1-3 /proc/loadavg)" --elapsed "$ELAPSED" --reps "$REPS" \
     --ours-ok "$OURS_OK" --client "$CLIENT" --nofile "$NOFILE" --worker-conns "$WORKER_CONNS" --nice "$NICE" \
-    --presence-only "$PRESENCE_ONLY" --redis-only "$REDIS_ONLY" \
+    --presence-only "$PRESENCE_ONLY" --redis-only "$REDIS_ONLY" --pusher-only "$PUSHER_ONLY" \
     --baseline "$BASE_LABEL" --baseline-so "$BASE_SO" --baseline-ok "$BASE_OK" \
     --redis-version "$("$REDIS_SERVER" --version 2>/dev/null | sed -n 's/.* v=\([^ ]*\).*/\1/p' || true)"
 log "wrote $RESULTS in ${ELAPSED}s"

@@ -8,13 +8,19 @@ that the client reports exactly the faults it injects:
   * WebSocket: every message is fragmented (text + continuation), a ping is
     interleaved, and payloads > 65535 bytes use 64-bit lengths (pong checked);
   * SSE: chunked transfer coding, multi-line data, comments, CRLF lines;
-  * long-poll: resume headers are checked (Etag/Last-Modified round trip).
+  * long-poll: resume headers are checked (Etag/Last-Modified round trip);
+  * Pusher (--transport pusher): connection_established, signed subscribes
+    (HMAC-SHA256 checked, a wrong secret refused), events whose data uses
+    JSON escapes, pusher:ping -> pusher:pong, presence member_added /
+    member_removed counted by churn's watchers.
 
 Usage: bench/selftest.py [path/to/pubsub-load]   (exit 0 when all pass)
 """
 import asyncio
 import base64
 import hashlib
+import hmac
+import itertools
 import json
 import os
 import struct
@@ -25,6 +31,8 @@ CLIENT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "build", "bench", "pubsub-load")
 LOGS = []
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+PUSHER_KEY = "app-key"
+PUSHER_SECRET = "selftest-secret"
 
 
 class Hub:
@@ -34,6 +42,10 @@ class Hub:
         self.waiters = {}     # channel -> list of futures (long-poll)
         self.pongs = 0
         self.bad_resume = 0
+        self.pusher_pongs = 0
+        self.bad_auth = 0
+        self.members = {}     # presence channel -> {writer: user id}
+        self.sids = itertools.count(1)
 
 
 def seq_of(body):
@@ -87,6 +99,89 @@ async def read_ws_frames(reader, hub):
         return
 
 
+async def read_ws_messages(reader):
+    """Yields the client's text messages (unmasked); ends at close or EOF."""
+    try:
+        while True:
+            h = await reader.readexactly(2)
+            n = h[1] & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", await reader.readexactly(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", await reader.readexactly(8))[0]
+            mask = await reader.readexactly(4) if h[1] & 0x80 else b"\0\0\0\0"
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(await reader.readexactly(n)))
+            if h[0] & 0x0F == 0x8:
+                return
+            if h[0] & 0x0F == 0x1:
+                yield data
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return
+
+
+def pusher_send(writer, event, data, channel=None):
+    msg = {"event": event}
+    if channel is not None:
+        msg["channel"] = channel
+    msg["data"] = data if isinstance(data, str) else json.dumps(data)
+    writer.write(ws_frame(0x1, json.dumps(msg).encode()))
+
+
+def pusher_leave(hub, writer, ch):
+    subs = hub.subs.get(ch, [])
+    subs[:] = [s for s in subs if s[1] is not writer]
+    members = hub.members.get(ch, {})
+    user = members.pop(writer, None)
+    if user is not None:
+        for w in members:
+            pusher_send(w, "pusher_internal:member_removed", {"user_id": user}, ch)
+
+
+async def pusher_conn(reader, writer, hub):
+    """A Pusher protocol 7 server, enough for the client's modes."""
+    sid = "%d.%d" % (os.getpid(), next(hub.sids))
+    pusher_send(writer, "pusher:connection_established",
+                {"socket_id": sid, "activity_timeout": 120})
+    pusher_send(writer, "pusher:ping", {})
+    await writer.drain()
+    mine = set()
+    async for raw in read_ws_messages(reader):
+        msg = json.loads(raw)
+        ev, d = msg["event"], msg.get("data")
+        if ev == "pusher:pong":
+            hub.pusher_pongs += 1
+        elif ev == "pusher:subscribe":
+            ch = d["channel"]
+            presence = ch.startswith("presence-")
+            if presence or ch.startswith("private-"):
+                signed = sid + ":" + ch + (":" + d["channel_data"] if presence else "")
+                want = PUSHER_KEY + ":" + hmac.new(PUSHER_SECRET.encode(), signed.encode(),
+                                                   hashlib.sha256).hexdigest()
+                if d.get("auth") != want:
+                    hub.bad_auth += 1
+                    pusher_send(writer, "pusher:subscription_error",
+                                {"type": "AuthError", "error": "bad auth", "status": 401}, ch)
+                    continue
+            if presence:
+                user = json.loads(d["channel_data"])["user_id"]
+                members = hub.members.setdefault(ch, {})
+                for w in members:
+                    pusher_send(w, "pusher_internal:member_added", {"user_id": user}, ch)
+                members[writer] = user
+            hub.subs.setdefault(ch, []).append(("pusher", writer, []))
+            mine.add(ch)
+            pusher_send(writer, "pusher_internal:subscription_succeeded", {}, ch)
+        elif ev == "pusher:unsubscribe":
+            pusher_leave(hub, writer, d["channel"])
+            mine.discard(d["channel"])
+        try:
+            await writer.drain()
+        except ConnectionError:
+            break
+    for ch in mine:
+        pusher_leave(hub, writer, ch)
+
+
 async def handle(reader, writer, hub):
     try:
         while True:
@@ -117,6 +212,9 @@ async def handle(reader, writer, hub):
                 writer.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                               "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n" % acc)
                              .encode())
+                if target.startswith("/app/"):
+                    await pusher_conn(reader, writer, hub)
+                    return
                 writer.write(ws_frame(0x9, b"pingdata"))
                 await writer.drain()
                 hub.subs.setdefault(ch, []).append(("ws", writer, []))
@@ -156,7 +254,11 @@ def chunk(b):
 
 
 async def send_to(kind, w, body):
-    if kind == "ws" and len(body) > 65535:
+    if kind == "pusher":
+        # data as a JSON string whose padding is escaped (\u0078 = "x")
+        data = json.dumps(body.decode()).replace("x", "\\u0078")
+        w.write(ws_frame(0x1, b'{"event":"message","channel":"c","data":%s}' % data.encode()))
+    elif kind == "ws" and len(body) > 65535:
         w.write(ws_frame(0x1, body))  # 64-bit length, unfragmented
     elif kind == "ws":
         half = len(body) // 2
@@ -235,6 +337,39 @@ async def main():
                           "--warmup", "0.2"])
     check("longpoll-rtt: round trips > 0, no stalls (%d, %d)" % (r["round_trips"], r["stalls"]),
           r["round_trips"] > 0 and r["stalls"] == 0)
+    # Pusher: the same faults through Pusher event frames
+    hub.subs.clear()
+    app = base + "/app/" + PUSHER_KEY + "?protocol=7"
+    for channel in ("{ch}", "private-{ch}"):
+        r = await run_client(["fanout", "--transport", "pusher", "--sub-url", app,
+                              "--pub-url", base + "/pub?id=" + channel, "--pusher-channel", channel,
+                              "--pusher-secret", PUSHER_SECRET, "--subs", str(subs),
+                              "--channels", "2", "--pub-conns", "2", "--messages", str(msgs),
+                              "--drain-timeout", "3"])
+        tag = "pusher %s: " % channel
+        check(tag + "all subscribed and warmed", r["subscribed"] == subs and r["warmed"] == subs)
+        check(tag + "lost == 1, duplicates == 1 per sub (got %d, %d)" % (
+            r["lost"], r["duplicates"]), r["lost"] == subs and r["duplicates"] == subs)
+        check(tag + "nothing unparsed / misrouted, no pusher error",
+              r["unparsed"] == 0 and r["wrong_channel"] == 0 and r["pusher_errors"] == 0)
+    check("pusher: signatures accepted (bad %d)" % hub.bad_auth, hub.bad_auth == 0)
+    check("pusher: pusher:ping answered (%d pongs)" % hub.pusher_pongs, hub.pusher_pongs > 0)
+    r = await run_client(["churn", "--transport", "pusher", "--sub-url", app,
+                          "--pusher-secret", PUSHER_SECRET, "--pusher-channel", "presence-{ch}",
+                          "--conns", "4", "--channels", "2", "--watchers", "2",
+                          "--duration", "0.5", "--warmup", "0.1", "--drain", "2"])
+    check("pusher churn: joins, every member event once (%d joins, %d/%d, missing %d extra %d)"
+          % (r["subscriptions_total"], r["member_added"], r["member_events_expected"],
+             r["member_events_missing"], r["member_events_extra"]),
+          r["subscriptions_total"] > 0 and r["failures"] == 0 and
+          r["member_events_expected"] == 2 * r["subscriptions_total"] and
+          r["member_events_missing"] == 0 and r["member_events_extra"] == 0)
+    r = await run_client(["churn", "--transport", "pusher", "--sub-url", app,
+                          "--pusher-secret", "wrong", "--pusher-channel", "presence-{ch}",
+                          "--conns", "2", "--duration", "0.3", "--warmup", "0", "--drain", "0"])
+    check("pusher churn: a wrong secret is refused (%d failures, %d joins)" % (
+        r["failures"], r["subscriptions_total"]),
+        r["failures"] > 0 and r["subscriptions_total"] == 0)
     server.close()
     if failures:
         sys.stderr.write("client logs:\n" + "".join(LOGS))
