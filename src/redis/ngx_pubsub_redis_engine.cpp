@@ -6,7 +6,7 @@
  * channel info and the presence API's queries, which run in Redis.
  */
 
-#include "ngx_pubsub_pusher_webhook.h"
+#include "ngx_pubsub_pusher_features.h"
 #include "ngx_pubsub_engine.h"
 #include "ngx_pubsub_presence.h"
 #include "ngx_pubsub_redis_link.h"
@@ -71,9 +71,10 @@ ngx_pubsub_redis_init_process(ngx_cycle_t *cycle)
         up->link->store = up->store;
         up->store->setPresenceHook(ngx_pubsub_presence_hook_event);
 
-        /* channel_occupied/vacated, subscription_count: once per cluster */
-        if (ngx_pubsub_pusher_webhook_configured()) {
-            up->store->setCountHook(ngx_pubsub_pusher_webhook_count);
+        /* channel_occupied/vacated, subscription_count (webhook and pushed):
+         * once per cluster */
+        if (ngx_pubsub_pusher_count_hook_wanted()) {
+            up->store->setCountHook(ngx_pubsub_pusher_count_hook(up->store));
         }
 
         for (ngx_event_t *ev : {&up->link->reconnect_ev,

@@ -27,6 +27,8 @@ typedef struct {
     ngx_str_t                     group;       /* "pusher:<id>" */
     ngx_uint_t                    max_presence_members;
     ngx_uint_t                    max_client_events;   /* per second */
+    /* pusherfeat: pusher_internal:subscription_count pushed to clients */
+    ngx_flag_t                    subscription_count;
 } ngx_pubsub_pusher_app_t;
 
 
@@ -39,6 +41,9 @@ typedef struct {
 
     /* webhook: every pubsub_pusher_webhook, in configuration order */
     ngx_array_t                  *webhooks;   /* webhook_conf_t * */
+
+    /* pusherfeat: ids of the apps with subscription_count=on */
+    ngx_array_t                  *counting;   /* ngx_str_t */
 } ngx_pubsub_pusher_main_conf_t;
 
 

@@ -19,6 +19,7 @@
 
 #include "pubsub/pusher/api.h"
 #include "pubsub/pusher/auth.h"
+#include "pubsub/pusher/features.h"
 #include "pubsub/pusher/origin.h"
 
 
@@ -433,6 +434,11 @@ ngx_pubsub_pusher_api_channels(ngx_pubsub_pusher_api_ctx_t *ctx,
 
         for (pubsub::OccupiedChannel &o : ctx->occupied.channels) {
             pp::ChannelCounts  cc;
+
+            /* pusherfeat: the workers' channel of subscription counts */
+            if (o.id == pp::kCountsChannel) {
+                continue;
+            }
 
             cc.presence = pp::channelKind(o.id) == pp::ChannelKind::Presence;
             cc.subscriptionCount = o.subscribers;

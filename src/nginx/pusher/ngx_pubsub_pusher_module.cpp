@@ -5,6 +5,7 @@
 
 #include "ngx_pubsub_pusher.h"
 #include "ngx_pubsub_pusher_webhook.h"
+#include "ngx_pubsub_pusher_features.h"
 #include "ngx_pubsub_engine.h"
 
 
@@ -185,6 +186,9 @@ ngx_pubsub_pusher_exit_process(ngx_cycle_t *cycle)
 {
     /* webhook */
     ngx_pubsub_pusher_webhook_exit_process(cycle);
+
+    /* pusherfeat: subscription counts */
+    ngx_pubsub_pusher_features_exit_process(cycle);
 }
 
 
@@ -329,13 +333,13 @@ ngx_pubsub_pusher_app_clash(ngx_array_t *apps, ngx_pubsub_pusher_app_t *app)
 
 
 /* pubsub_pusher_app id=ID key=KEY secret=SECRET [max_presence_members=N]
- *                   [max_client_events=N/s] */
+ *                   [max_client_events=N/s] [subscription_count=on|off] */
 static char *
 ngx_pubsub_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char                           *rv;
     ngx_int_t                       n;
-    ngx_str_t                      *value, v;
+    ngx_str_t                      *value, v, *v_id;
     ngx_uint_t                      i;
     ngx_array_t                   **apps;
     ngx_pubsub_pusher_app_t         app, *slot;
@@ -395,6 +399,26 @@ ngx_pubsub_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return static_cast<char *>(NGX_CONF_ERROR);
             }
             app.max_client_events = static_cast<ngx_uint_t>(n);
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "subscription_count=", 19) == 0) {
+            v.data = value[i].data + 19;
+            v.len = value[i].len - 19;
+
+            if (v.len == 2 && ngx_strncmp(v.data, "on", 2) == 0) {
+                app.subscription_count = 1;
+
+            } else if (v.len == 3 && ngx_strncmp(v.data, "off", 3) == 0) {
+                app.subscription_count = 0;
+
+            } else {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "pubsub_pusher_app: invalid \"%V\" "
+                                   "(on or off)", &value[i]);
+                return static_cast<char *>(NGX_CONF_ERROR);
+            }
+
             continue;
         }
 
@@ -474,6 +498,24 @@ ngx_pubsub_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     *slot = app;
+
+    /* pusherfeat: the stores' count hook finds counting apps by id */
+    if (app.subscription_count) {
+        if (ppmcf->counting == NULL) {
+            ppmcf->counting = ngx_array_create(cf->pool, 2,
+                                               sizeof(ngx_str_t));
+            if (ppmcf->counting == NULL) {
+                return static_cast<char *>(NGX_CONF_ERROR);
+            }
+        }
+
+        v_id = static_cast<ngx_str_t *>(ngx_array_push(ppmcf->counting));
+        if (v_id == NULL) {
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+
+        *v_id = app.id;
+    }
 
     (void) cmd;
 

@@ -22,6 +22,7 @@
 
 #include <map>
 #include <new>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,8 @@ typedef struct {
     ngx_uint_t                         n;
     /* subscription_count: the last count of each channel, coalesced */
     std::map<std::string, uint64_t>    counts;
+    /* cache_miss: each channel once (pusherfeat) */
+    std::set<std::string>              misses;
 } ngx_pubsub_pusher_batch_t;
 
 
@@ -57,6 +60,7 @@ static const struct {
     { "member_removed", NGX_PUBSUB_PUSHER_WH_MEMBER_REMOVED },
     { "client_event", NGX_PUBSUB_PUSHER_WH_CLIENT_EVENT },
     { "subscription_count", NGX_PUBSUB_PUSHER_WH_SUBSCRIPTION },
+    { "cache_miss", NGX_PUBSUB_PUSHER_WH_CACHE_MISS },
 };
 
 
@@ -153,7 +157,7 @@ ngx_pubsub_pusher_webhook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
                                    "\"%*s\" (channel_occupied, "
                                    "channel_vacated, member_added, "
                                    "member_removed, client_event, "
-                                   "subscription_count)",
+                                   "subscription_count, cache_miss)",
                                    one.size(), one.data());
                 return static_cast<char *>(NGX_CONF_ERROR);
             }
@@ -292,6 +296,20 @@ ngx_pubsub_pusher_batch_send(ngx_pubsub_pusher_batch_t &b)
     }
 
     b.counts.clear();
+
+    for (const auto &c : b.misses) {
+        if (b.n++) {
+            b.events.push_back(',');
+        }
+
+        b.events.append("{\"name\":\"cache_miss\",\"channel\":");
+        if (!pubsub::json::appendJsonString(b.events, c)) {
+            throw std::bad_alloc();
+        }
+        b.events.push_back('}');
+    }
+
+    b.misses.clear();
 
     if (b.n == 0) {
         return;
@@ -503,6 +521,37 @@ ngx_pubsub_pusher_webhook_count(std::string_view key, uint64_t before,
         if (after == 0 && (wh->events & NGX_PUBSUB_PUSHER_WH_VACATED)) {
             ngx_pubsub_pusher_webhook_add(wh, app, "channel_vacated",
                                           fields);
+        }
+
+        return NGX_OK;
+    });
+}
+
+
+void
+ngx_pubsub_pusher_webhook_cache_miss(ngx_pubsub_pusher_app_t *app,
+    std::string_view channel)
+{
+    ngx_pubsub_pusher_webhook_conf_t  *wh;
+    ngx_pubsub_pusher_app_t           *found = NULL;
+
+    if (app == NULL) {
+        return;
+    }
+
+    wh = ngx_pubsub_pusher_webhook_find(ngx_pubsub_sv(app->id), &found);
+
+    if (wh == NULL || !(wh->events & NGX_PUBSUB_PUSHER_WH_CACHE_MISS)) {
+        return;
+    }
+
+    (void) ngx_pubsub_guard(ngx_cycle->log, [&] {
+        ngx_pubsub_pusher_batch_t  &b = ngx_pubsub_pusher_batch(wh, found);
+
+        b.misses.emplace(channel);
+
+        if (b.misses.size() >= NGX_PUBSUB_PUSHER_WEBHOOK_MAX_EVENTS) {
+            ngx_pubsub_pusher_batch_send(b);
         }
 
         return NGX_OK;

@@ -21,7 +21,8 @@
 #define NGX_PUBSUB_PUSHER_WH_MEMBER_REMOVED    0x08
 #define NGX_PUBSUB_PUSHER_WH_CLIENT_EVENT      0x10
 #define NGX_PUBSUB_PUSHER_WH_SUBSCRIPTION      0x20
-#define NGX_PUBSUB_PUSHER_WH_ALL               0x3f
+#define NGX_PUBSUB_PUSHER_WH_CACHE_MISS        0x40
+#define NGX_PUBSUB_PUSHER_WH_ALL               0x7f
 
 
 /* one pubsub_pusher_webhook directive */
@@ -59,6 +60,13 @@ void ngx_pubsub_pusher_webhook_count(std::string_view key, uint64_t before,
 ngx_uint_t ngx_pubsub_pusher_webhook_wants_members(std::string_view key);
 void ngx_pubsub_pusher_webhook_member(std::string_view key,
     std::string_view user_id, ngx_uint_t added);
+
+/*
+ * A connection subscribed to cache channel `channel` of `app`, which had no
+ * cached event (cache_miss); coalesced: once per channel in a batch.
+ */
+void ngx_pubsub_pusher_webhook_cache_miss(ngx_pubsub_pusher_app_t *app,
+    std::string_view channel);
 
 /* whether the configuration has a webhook (stores get the count hook) */
 ngx_uint_t ngx_pubsub_pusher_webhook_configured(void);

@@ -15,9 +15,12 @@
  */
 
 #include "ngx_pubsub_pusher_ws.h"
+#include "ngx_pubsub_pusher_features.h"
+#include "ngx_pubsub_pusher_webhook.h"
 #include "ngx_pubsub_engine.h"
 #include "ngx_pubsub_presence.h"
 
+#include "pubsub/pusher/features.h"
 #include "pubsub/pusher/origin.h"
 
 
@@ -85,6 +88,13 @@ ngx_pubsub_pusher_conn_t::ngx_pubsub_pusher_conn_t(ngx_pubsub_ws_t *w,
 ngx_pubsub_pusher_conn_t::~ngx_pubsub_pusher_conn_t()
 {
     *alive_ = false;
+
+    /* no more subscription counts */
+    for (const auto &c : chans_) {
+        if (c.second.counted) {
+            ngx_pubsub_pusher_counts_unwatch(this, key_of(c.first));
+        }
+    }
 
     /* answers still to come are not wanted any more */
     while (in_) {
@@ -450,6 +460,13 @@ ngx_pubsub_pusher_conn_t::subscribe(pp::ClientMessage &m)
 
     ngx_pubsub_pusher_chan_t &st = chans_[channel];
 
+    if (st.counted) {
+        ngx_pubsub_pusher_counts_unwatch(this, key_of(channel));
+        st.counted = false;
+    }
+
+    st.cancel = false;   /* subscribed again before the store answered */
+
     st.kind = kind;
     st.user_id = cd.userId;
     st.ready = false;
@@ -515,7 +532,13 @@ ngx_pubsub_pusher_conn_t::subscribe_presence(const std::string &channel,
                 }
 
                 if (!me && max != 0 && members->size() >= max) {
-                    chans_.erase(it);
+                    if (it->second.adding) {
+                        it->second.cancel = true;   /* an earlier add's */
+                        it->second.ready = false;
+                    } else {
+                        chans_.erase(it);
+                    }
+
                     subscription_error(channel, "LimitReached",
                                        "Presence channel is full: at most "
                                        + std::to_string(max) + " members",
@@ -549,17 +572,51 @@ ngx_pubsub_pusher_conn_t::add(const std::string &channel, uint64_t gen,
     sc.presence = std::move(ident);
     spec.kind = pubsub::StartSpec::kNewest;
 
+    if (pp::isCacheChannel(channel)) {
+        /* the newest messages: the cached event is among them */
+        spec.kind = pubsub::StartSpec::kFromNewest;
+        spec.n = pp::kCacheLookback;
+    }
+
     auto alive = alive_;
 
+    /*
+     * The first add of the key reserves the subscription's slot until the
+     * store answers; the channel is not removed before (unsubscribe waits:
+     * a slot freed and taken again meanwhile would be subscribed twice).
+     */
+    bool first = w_->subscription.core.find(sc.key) == SIZE_MAX;
+
+    if (first) {
+        auto it = chans_.find(channel);
+        if (it != chans_.end()) {
+            it->second.adding = true;
+        }
+    }
+
     w_->subscription.core.add(std::move(sc), spec,
-        [this, alive, channel, gen, members](size_t,
-                                             pubsub::SubscribeReply &&reply)
+        [this, alive, channel, gen, members, first](size_t,
+            pubsub::SubscribeReply &&reply)
         {
             if (!*alive) {
                 return;
             }
 
             try {
+                if (first) {
+                    auto it = chans_.find(channel);
+
+                    if (it != chans_.end() && it->second.adding) {
+                        it->second.adding = false;
+
+                        if (it->second.cancel) {
+                            /* unsubscribed meanwhile */
+                            unsubscribe(channel);
+                            return;
+                        }
+                    }
+                }
+
                 added(channel, gen, std::move(reply), members.get());
 
             } catch (...) {
@@ -603,17 +660,99 @@ ngx_pubsub_pusher_conn_t::added(const std::string &channel, uint64_t gen,
 
     send(pp::serverFrame("pusher_internal:subscription_succeeded", channel,
                          members ? pp::presenceData(*members) : "{}"));
+
+    if (pp::isCacheChannel(channel)) {
+        cache_replay(channel, reply.backlog);
+    }
+
+    if (app_->subscription_count && !w_->closing()
+        && (it->second.kind == pp::ChannelKind::Public
+            || it->second.kind == pp::ChannelKind::Private
+            || it->second.kind == pp::ChannelKind::PrivateEncrypted))
+    {
+        it->second.counted = ngx_pubsub_pusher_counts_watch(this, plcf_, app_,
+                                                            key_of(channel))
+                             == NGX_OK;
+    }
+}
+
+
+/*
+ * A cache channel: its cached event (the newest server event stored, at
+ * most 30 minutes old) follows subscription_succeeded, else
+ * pusher:cache_miss and the cache_miss webhook.
+ */
+void
+ngx_pubsub_pusher_conn_t::cache_replay(const std::string &channel,
+    const std::vector<pubsub::MessagePtr> &backlog)
+{
+    const pubsub::Message  *m;
+    std::string_view        ev;
+
+    m = pp::cachedEvent(backlog, ngx_time());
+
+    if (m != nullptr) {
+        ev = m->eventName();
+        send(pp::serverFrame(ev.empty() ? std::string_view("message") : ev,
+                             channel, m->data()));
+        ngx_pubsub_stats_delivered(1);
+        return;
+    }
+
+    send(pp::serverFrame("pusher:cache_miss", channel, "{}"));
+
+    ngx_pubsub_pusher_webhook_cache_miss(app_, channel);
+}
+
+
+void
+ngx_pubsub_pusher_conn_t::subscription_count(
+    const std::shared_ptr<const std::string> &frame)
+{
+    if (w_->closing()) {
+        return;
+    }
+
+    (void) w_->send_shared(frame);
 }
 
 
 void
 ngx_pubsub_pusher_conn_t::unsubscribe(const std::string &channel)
 {
-    if (chans_.erase(channel) == 0) {
+    auto it = chans_.find(channel);
+
+    if (it == chans_.end()) {
         return;
     }
 
+    if (it->second.adding) {
+        it->second.cancel = true;   /* once the store has answered */
+        it->second.ready = false;
+        return;
+    }
+
+    forget(channel);
+
     (void) w_->subscription.core.remove(key_of(channel));
+}
+
+
+/* the channel leaves chans_ (and the subscription counts' registry) */
+void
+ngx_pubsub_pusher_conn_t::forget(const std::string &channel)
+{
+    auto it = chans_.find(channel);
+
+    if (it == chans_.end()) {
+        return;
+    }
+
+    if (it->second.counted) {
+        ngx_pubsub_pusher_counts_unwatch(this, key_of(channel));
+    }
+
+    chans_.erase(it);
 }
 
 
@@ -767,6 +906,6 @@ ngx_pubsub_pusher_conn_t::deleted(size_t channel)
 
     /* the channel was deleted (publisher's DELETE): no more events */
     if (!name.empty()) {
-        chans_.erase(std::string(name));
+        forget(std::string(name));
     }
 }

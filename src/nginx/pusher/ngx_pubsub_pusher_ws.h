@@ -38,6 +38,11 @@ struct ngx_pubsub_pusher_chan_t {
     pp::ChannelKind   kind = pp::ChannelKind::Public;
     std::string       user_id;      /* presence: this connection's member */
     bool              ready = false;   /* subscription_succeeded sent */
+    bool              counted = false; /* gets subscription counts */
+    /* the store's subscribe is under way (Redis: after a read); an
+     * unsubscribe meanwhile waits for it (cancel) */
+    bool              adding = false;
+    bool              cancel = false;
     uint64_t          gen = 0;      /* which subscribe (late answers) */
 };
 
@@ -72,6 +77,10 @@ public:
     void presence(size_t channel, const pubsub::PresenceEvent &ev) override;
     void deleted(size_t channel) override;
 
+    /* a pusher_internal:subscription_count frame of a channel it watches
+     * (ngx_pubsub_pusher_features.cpp) */
+    void subscription_count(const std::shared_ptr<const std::string> &frame);
+
 private:
     void presence_event(const pubsub::PresenceEvent &ev);
     void publish(const std::string &channel, std::string_view event,
@@ -104,6 +113,9 @@ private:
         pubsub::SubscribeReply &&reply,
         const std::vector<std::pair<std::string, std::string>> *members);
     void unsubscribe(const std::string &channel);
+    void forget(const std::string &channel);
+    void cache_replay(const std::string &channel,
+        const std::vector<pubsub::MessagePtr> &backlog);
     void client_event(pp::ClientMessage &m);
     void signin(pp::ClientMessage &m);
     std::string key_of(std::string_view channel) const;

@@ -24,7 +24,7 @@
 
 #include "ngx_pubsub.h"
 #include "ngx_pubsub_presence.h"
-#include "ngx_pubsub_pusher_webhook.h"
+#include "ngx_pubsub_pusher_features.h"
 #include "ngx_pubsub_worker.h"
 
 #include <memory>
@@ -382,9 +382,10 @@ ngx_pubsub_shm_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    /* channel_occupied/vacated, subscription_count of Pusher channels */
-    if (ngx_pubsub_pusher_webhook_configured()) {
-        mw->store->setCountHook(ngx_pubsub_pusher_webhook_count);
+    /* channel_occupied/vacated, subscription_count of Pusher channels
+     * (webhook and pushed) */
+    if (ngx_pubsub_pusher_count_hook_wanted()) {
+        mw->store->setCountHook(ngx_pubsub_pusher_count_hook(mw->store));
     }
 
     ngx_pubsub_shm_wakeups(cycle, mw, slot);
