@@ -17,7 +17,7 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const { describe, it, before, after } = require('node:test');
 const PusherServer = require('pusher');
-const { startNginxes } = require('./lib/nginx');
+const { startNginxes, nginxCheck } = require('./lib/nginx');
 const { startRedis } = require('./lib/redis');
 const C = require('./lib/clients');
 const u = require('./lib/backend');
@@ -342,6 +342,29 @@ function features(engine) {
             await raw.close();
         });
 
+        it('hostile: many subscribers of an empty cache channel, few cache_miss webhooks', async () => {
+            const name = uniq('cache-crowd-');
+            const N = 24;
+            const raws = [];
+            for (let i = 0; i < N; i++) {
+                raws.push(await P.raw(ngxs[i % ngxs.length].port));
+            }
+            const frames = raws.map(collect);
+            await Promise.all(raws.map((r) => r.sendJson({ event: 'pusher:subscribe',
+                data: { channel: name } })));
+            await u.waitFor(() => frames.every((fs) => fs.some((f) => f.event
+                === 'pusher:cache_miss' && f.channel === name)), 10000, 'every cache_miss');
+            await u.waitFor(() => misses(be).some((e) => e.channel === name), 10000,
+                'a cache_miss webhook');
+            await sleep(1000);   // every batch is out by now
+            const hooks = misses(be).filter((e) => e.channel === name).length;
+            // coalesced per batch and worker: not one per subscriber
+            assert.ok(hooks < N, `${hooks} cache_miss webhooks for ${N} subscribers`);
+            for (const r of raws) {
+                await r.close();
+            }
+        });
+
         it('hostile: garbage cache and count channel names, the internal channel', async () => {
             const port = ngxs[0].port;
             const raw = await P.raw(port);
@@ -367,3 +390,17 @@ function features(engine) {
 
 features('memory');
 features('redis');
+
+describe('pubsub_pusher_app subscription_count=', () => {
+    it('takes on or off, refuses anything else', async () => {
+        const conf = (v) => `
+pubsub_pusher_app id=1 key=app-key secret=app-secret-0123456789abcdef
+                  subscription_count=${v};
+server { listen 127.0.0.1:%%PORT%%; location /app/ { pubsub_pusher; } }`;
+        assert.ok((await nginxCheck({ conf: conf('on') })).ok);
+        assert.ok((await nginxCheck({ conf: conf('off') })).ok);
+        const r = await nginxCheck({ conf: conf('yes') });
+        assert.ok(!r.ok);
+        assert.match(r.output, /pubsub_pusher_app: invalid "subscription_count=yes" \(on or off\)/);
+    });
+});
