@@ -62,6 +62,9 @@ struct Subscription::Extra {
     std::vector<std::shared_ptr<const PresenceIdentity>> presence;
     // cleared by the destructor: add() completions arriving later check it
     std::shared_ptr<Subscription*> self;
+    // per slot, the number of add()s that reserved it: a completion whose
+    // channel was removed (and the slot taken again) meanwhile sees another
+    std::vector<uint32_t> adds;
     MuxToSink muxSink;
     std::unique_ptr<Multiplexer> mux;  // several channels (after muxSink: goes first)
 };
@@ -424,7 +427,12 @@ void Subscription::add(SubChannel ch, const StartSpec& spec, AddCallback done) {
         guard = std::make_shared<Subscription*>(this);
     }
     std::shared_ptr<Subscription*> self = guard;
-    host_->prepare(keys, [self, i, spec, done]() {
+    std::vector<uint32_t>& adds = extra().adds;
+    if (adds.size() <= i) {
+        adds.resize(i + 1);
+    }
+    uint32_t gen = ++adds[i];
+    host_->prepare(keys, [self, i, gen, spec, done]() {
         Subscription* s = *self;
         if (s == nullptr) {
             return;  // destroyed meanwhile: nobody to tell
@@ -432,10 +440,13 @@ void Subscription::add(SubChannel ch, const StartSpec& spec, AddCallback done) {
 
         Entry* e = s->at(i);
 
-        if (e == nullptr || s->closed_) {
+        if (e == nullptr || s->closed_ || s->extra_->adds[i] != gen || e->subscribed) {
+            // closed, or this channel was removed before the store's answer
+            // (its slot maybe taken by another add(), which subscribes it)
             SubscribeReply closed;
             closed.status = StoreResult::kError;
-            closed.reason = "subscription closed";
+            closed.reason =
+                s->closed_ ? "subscription closed" : "channel left before it was subscribed";
             done(SIZE_MAX, std::move(closed));
             return;
         }

@@ -427,6 +427,37 @@ TEST_F(SubscriptionTest, AddAnsweredAfterPrepareAndNeverAfterDestruction) {
     EXPECT_EQ(subscribers("default/a"), 0u);
 }
 
+// A channel removed before the store answered its add(), its slot taken by
+// the next add(): the late completion subscribes nothing (the store holds
+// each channel once), and each add() is answered once.
+TEST_F(SubscriptionTest, AddRemovedBeforeItsAnswerSubscribesNothing) {
+    host_->deferPrepare = true;
+    Subscription s(host_.get(), &sink_, SubscriptionOptions{});
+    s.open();
+    std::vector<std::string> answers;
+    auto note = [&](const char* what) {
+        return [&answers, what](size_t i, SubscribeReply&& r) {
+            answers.push_back(std::string(what) + (i == SIZE_MAX ? " refused: " + r.reason : " ok"));
+        };
+    };
+    s.add(SubChannel{"a", "default/a"}, newest(), note("a"));
+    EXPECT_TRUE(s.remove("default/a"));
+    s.add(SubChannel{"a", "default/a"}, newest(), note("a again"));
+    s.add(SubChannel{"b", "default/b"}, newest(), note("b"));
+    ASSERT_EQ(host_->pending.size(), 3u);
+    host_->pending[0]();  // the first add's late answer
+    host_->pending[1]();
+    host_->pending[2]();
+    EXPECT_EQ(answers, (std::vector<std::string>{"a refused: channel left before it was subscribed",
+                                                 "a again ok", "b ok"}));
+    EXPECT_EQ(subscribers("default/a"), 1u);
+    EXPECT_EQ(subscribers("default/b"), 1u);
+    EXPECT_EQ(host_->openOf("hook", "default/a"), 1);
+    s.close();
+    EXPECT_EQ(subscribers("default/a"), 0u);
+    EXPECT_EQ(subscribers("default/b"), 0u);
+}
+
 TEST_F(SubscriptionTest, PollingSessionsParkWhereThePollEnded) {
     auto r1 = worker_->publish("default/a", "m1");
     auto r2 = worker_->publish("default/a", "m2");
