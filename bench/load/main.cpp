@@ -12,11 +12,11 @@
 //   ws.cpp      WebSocket framing and the accept key
 //   options.*   command line
 //   scenario.*  message bodies, subscribe requests, the modes' entry points
-//   subpub.cpp  fanout and idle; modes.cpp: publish, longpoll-rtt, churn
+//   subpub.cpp  fanout, paced and idle; modes.cpp: publish, longpoll-rtt, churn
 //   pusher.*    Pusher protocol 7 client frames and channel signatures
 //   pusher_churn.cpp  churn --transport pusher (presence join/leave)
 //
-// Modes (see --help): publish, fanout, idle, longpoll-rtt, churn. Each run prints
+// Modes (see --help): publish, fanout, paced, idle, longpoll-rtt, churn. Each run prints
 // one JSON line on stdout and a human summary on stderr.
 #include <signal.h>
 #include <unistd.h>
@@ -55,7 +55,7 @@ int main(int argc, char** argv)
         }
         return runPublish(o);
     }
-    if (o.mode == "fanout") {
+    if (o.mode == "fanout" || o.mode == "paced") {
         return runFanout(o);
     }
     if (o.mode == "idle") {

@@ -19,6 +19,12 @@ void usage()
             "               [--subs 1000] [--channels 1] [--messages 100] [--rate 0]\n"
             "               [--pub-conns 1] [--size 100] [--drain-timeout 10]\n"
             "               deliveries/s, loss, duplicates, reorders, latency\n"
+            "  paced        --sub-url URL --pub-url URL --rate MSGS_PER_S [--duration 5]\n"
+            "               [--transport ws|sse|longpoll] [--subs 1000] [--size 100]\n"
+            "               fanout on one channel at a fixed rate (message k due at\n"
+            "               start + k/rate, one publisher): latency per delivery, send lag,\n"
+            "               fan-out time (send -> last subscriber), achieved rate, and\n"
+            "               whether the run kept up (else says why: kept_up, behind_reason)\n"
             "  idle         --sub-url URL [--transport ws|sse] [--subs 1000] [--channels 1]\n"
             "               [--hold 2] [--settle 1] [--pub-url URL] [--measure-pid PID]\n"
             "               holds idle subscribers; with --measure-pid, worker memory\n"
@@ -161,7 +167,7 @@ bool parseOptions(int argc, char** argv, Options& o, std::string& err)
             return false;
         }
     }
-    if (o.mode != "publish" && o.mode != "fanout" && o.mode != "idle" &&
+    if (o.mode != "publish" && o.mode != "fanout" && o.mode != "paced" && o.mode != "idle" &&
         o.mode != "longpoll-rtt" && o.mode != "churn") {
         err = "unknown mode '" + o.mode + "'";
         return false;
@@ -179,7 +185,25 @@ bool parseOptions(int argc, char** argv, Options& o, std::string& err)
         err = "publish needs --url";
         return false;
     }
-    if ((o.mode == "fanout" || o.mode == "longpoll-rtt") &&
+    if (o.mode == "paced") {
+        // one channel, one publisher connection; the message count follows
+        // from the rate and the duration
+        if (o.rate <= 0) {
+            err = "paced needs --rate MSGS_PER_S";
+            return false;
+        }
+        if (o.channels != 1 || o.pubConns != 1) {
+            err = "paced publishes to one channel from one connection";
+            return false;
+        }
+        double n = o.rate * o.duration;
+        if (n < 1 || n > 10000000) {
+            err = "paced: --rate x --duration must give 1 to 10,000,000 messages";
+            return false;
+        }
+        o.messages = static_cast<int>(n + 0.5);
+    }
+    if ((o.mode == "fanout" || o.mode == "paced" || o.mode == "longpoll-rtt") &&
         (o.subUrl.empty() || o.pubUrl.empty())) {
         err = o.mode + " needs --sub-url and --pub-url";
         return false;
@@ -192,9 +216,9 @@ bool parseOptions(int argc, char** argv, Options& o, std::string& err)
         err = "churn needs --sub-url";
         return false;
     }
-    if (o.transport == "pusher" && o.mode != "fanout" && o.mode != "idle" &&
-        o.mode != "churn") {
-        err = "--transport pusher is for fanout, idle and churn";
+    if (o.transport == "pusher" && o.mode != "fanout" && o.mode != "paced" &&
+        o.mode != "idle" && o.mode != "churn") {
+        err = "--transport pusher is for fanout, paced, idle and churn";
         return false;
     }
     if (o.transport == "pusher" && o.mode == "churn" &&

@@ -1,4 +1,4 @@
-// pubsub-load: the fanout and idle modes (SubPub: subscribers plus the
+// pubsub-load: the fanout (and paced) and idle modes (SubPub: subscribers plus the
 // publishers that feed them).
 #include <algorithm>
 #include <cinttypes>
@@ -52,6 +52,7 @@ public:
         engine_.setSources(o_.srcAddrs > 0 ? o_.srcAddrs : autoSources(o_.subs), subUrl_.addr);
         proto_ = protoFor(o_.transport);
         pusher_ = o_.transport == "pusher";
+        paced_ = o_.mode == "paced";
         subs_.resize(static_cast<size_t>(o_.subs));
         subsOnChannel_.assign(static_cast<size_t>(o_.channels), 0);
         for (int i = 0; i < o_.subs; i++) {
@@ -174,15 +175,20 @@ public:
                 if (pc.busy || pc.fd < 0 || pc.connecting) {
                     continue;
                 }
-                if (perPubRate > 0 &&
-                    now < t0_ + static_cast<uint64_t>(sent[pi] / perPubRate * 1e9)) {
+                // --rate: message k of this publisher is due at
+                // t0 + k / rate; a late send (previous publish not yet
+                // answered) is counted as send lag, not as latency (the
+                // body's timestamp is the actual send time)
+                uint64_t due =
+                    perPubRate > 0 ? t0_ + static_cast<uint64_t>(sent[pi] / perPubRate * 1e9) : now;
+                if (now < due) {
                     continue;
                 }
                 const auto& chans = owned[pi];
                 int ch = chans[static_cast<size_t>(sent[pi]) % chans.size()];
                 sent[pi]++;
                 uint64_t seq = nextSeq_[static_cast<size_t>(ch)]++;
-                sendPublish(pc, ch, seq, false, 0);
+                sendPublish(pc, ch, seq, false, 0, due);
             }
             if (allSent && pubsIdle()) {
                 break;
@@ -272,7 +278,7 @@ public:
         Percentiles lat = percentiles(latencies_);
         Percentiles plat = percentiles(pubLatencies_);
         Json j;
-        j.str("mode", "fanout")
+        j.str("mode", paced_ ? "paced" : "fanout")
             .str("label", o_.label)
             .str("transport", o_.transport)
             .integer("subs", o_.subs)
@@ -306,6 +312,10 @@ public:
         if (pusher_) {
             j.integer("pusher_errors", static_cast<int64_t>(pusherErrors_));
         }
+        std::string pacedHuman;
+        if (paced_) {
+            pacedReport(j, pacedHuman, pubOk);
+        }
         char b[1024];
         snprintf(b, sizeof b,
                  "fanout %s: %d/%d subscribed (%d failed, %d closed), %d warmed, %d channels\n"
@@ -319,7 +329,7 @@ public:
                  pubSpan > 0 ? static_cast<double>(pubOk) / pubSpan : 0, deliveries_, expected(),
                  span, dps, lost, subsWithLoss, dups, reorders, subsWithReorder, wrongChannel_,
                  unparsed_, latText(lat).c_str());
-        human = b;
+        human = b + pacedHuman;
         if (!closeReasons_.empty()) {
             human += "  close reasons:";
             for (auto& [k, v] : closeReasons_) {
@@ -472,6 +482,16 @@ public:
         c.seen[m.seq] = 1;
         c.unique++;
         unique_++;
+        if (paced_) {
+            if (m.seq >= msgRecv_.size()) {
+                msgRecv_.resize(m.seq + 1 + 64, 0);
+                msgLast_.resize(m.seq + 1 + 64, 0);
+                msgTs_.resize(m.seq + 1 + 64, 0);
+            }
+            msgRecv_[m.seq]++;
+            msgLast_[m.seq] = now;
+            msgTs_[m.seq] = m.ts;
+        }
         if (m.seq < c.maxSeq) {
             c.reorders++;
         } else {
@@ -577,12 +597,13 @@ private:
                 ++it;
                 continue;
             }
-            sendPublish(pc, it->channel, it->seq, it->warm, it->round);
+            sendPublish(pc, it->channel, it->seq, it->warm, it->round, 0);
             it = pubJobs_.erase(it);
         }
     }
 
-    void sendPublish(Conn& pc, int ch, uint64_t seq, bool warm, int round)
+    // due: when a paced (--rate) message was scheduled to leave, else 0
+    void sendPublish(Conn& pc, int ch, uint64_t seq, bool warm, int round, uint64_t due)
     {
         std::string body;
         uint64_t now = nowNs();
@@ -590,6 +611,12 @@ private:
             body = "w " + std::to_string(ch) + " " + std::to_string(round);
         } else {
             body = messageBody(ch, seq, now, o_.size);
+            if (o_.rate > 0) {
+                sendLags_.push_back(now > due ? now - due : 0);
+                firstSend_ = sent_ == 0 ? now : firstSend_;
+                lastSend_ = now;
+                sent_++;
+            }
         }
         pc.busy = true;
         pc.jobChannel = ch;
@@ -624,6 +651,71 @@ private:
         }
     }
 
+    // paced mode: was the offered rate achieved, and did every message
+    // reach every subscriber within one interval (else the server or the
+    // client fell behind and latency would include queueing)?
+    void pacedReport(Json& j, std::string& human, uint64_t pubOk)
+    {
+        double interval = o_.rate > 0 ? 1e6 / o_.rate : 0;  // us
+        double achieved = sent_ > 1 ? static_cast<double>(sent_ - 1) /
+                                          nsToSec(lastSend_ - firstSend_)
+                                    : 0;
+        Percentiles lag = percentiles(sendLags_);
+        // send -> the last subscriber's copy, for messages every subscriber
+        // still connected received
+        auto alive = static_cast<uint32_t>(aliveSubscribed());
+        std::vector<uint64_t> spread;
+        for (size_t q = 1; q < msgRecv_.size(); q++) {
+            if (msgRecv_[q] > 0 && msgRecv_[q] >= alive) {
+                spread.push_back(msgLast_[q] - msgTs_[q]);
+            }
+        }
+        uint64_t complete = spread.size();
+        Percentiles fan = percentiles(spread);
+        std::string behind;
+        auto add = [&](const std::string& why) { behind += (behind.empty() ? "" : "; ") + why; };
+        char b[256];
+        if (achieved < 0.99 * o_.rate) {
+            snprintf(b, sizeof b, "sent %.1f msg/s of %.1f offered", achieved, o_.rate);
+            add(b);
+        }
+        if (lag.max >= interval) {
+            snprintf(b, sizeof b, "a send left %.1f ms late (interval %.1f ms)", lag.max / 1000,
+                     interval / 1000);
+            add(b);
+        }
+        if (fan.p99 >= interval) {
+            snprintf(b, sizeof b, "fan-out time p99 %.1f ms >= interval %.1f ms", fan.p99 / 1000,
+                     interval / 1000);
+            add(b);
+        }
+        if (complete < pubOk) {
+            snprintf(b, sizeof b, "%" PRIu64 " of %" PRIu64 " messages reached every subscriber",
+                     complete, pubOk);
+            add(b);
+        }
+        j.num("offered_rate", o_.rate)
+            .num("achieved_rate", achieved)
+            .num("rate_achieved_pct", o_.rate > 0 ? 100.0 * achieved / o_.rate : 0)
+            .num("interval_us", interval)
+            .num("offered_deliveries_per_sec", o_.rate * alive)
+            .raw("send_lag_us", latJson(lag))
+            .raw("fanout_time_us", latJson(fan))
+            .integer("messages_complete", static_cast<int64_t>(complete))
+            .integer("kept_up", behind.empty() ? 1 : 0)
+            .integer("behind", behind.empty() ? 0 : 1)
+            .str("behind_reason", behind);
+        char h[512];
+        snprintf(h, sizeof h,
+                 "  paced: offered %.1f msg/s, sent at %.2f msg/s (%.1f%%), send lag %s\n"
+                 "  fan-out time (send -> last subscriber) %s\n"
+                 "  %s%s\n",
+                 o_.rate, achieved, o_.rate > 0 ? 100.0 * achieved / o_.rate : 0,
+                 latText(lag).c_str(), latText(fan).c_str(),
+                 behind.empty() ? "kept up with the offered rate" : "BEHIND: ", behind.c_str());
+        human = h;
+    }
+
     const Options& o_;
     Engine engine_;
     Url subUrl_;
@@ -631,6 +723,7 @@ private:
     bool hasPub_ = false;
     Proto proto_ = Proto::Ws;
     bool pusher_ = false;
+    bool paced_ = false;
     PusherFrame pf_;
     uint64_t pusherErrors_ = 0;
     uint64_t pusherInternal_ = 0;
@@ -658,6 +751,15 @@ private:
     uint64_t unparsed_ = 0;
     std::vector<uint64_t> latencies_;
     std::vector<uint64_t> pubLatencies_;
+    // paced (--rate): how late each measured send left, and per sequence
+    // number the subscribers reached, the last arrival and the send time
+    std::vector<uint64_t> sendLags_;
+    uint64_t sent_ = 0;
+    uint64_t firstSend_ = 0;
+    uint64_t lastSend_ = 0;
+    std::vector<uint32_t> msgRecv_;
+    std::vector<uint64_t> msgLast_;
+    std::vector<uint64_t> msgTs_;
     std::map<int, uint64_t> pubStatus_;
     std::map<int, uint64_t> subFailStatus_;
     std::map<int, uint64_t> warmFailStatus_;
