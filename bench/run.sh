@@ -38,6 +38,10 @@ REDIS_SCENARIOS=$(echo $REDIS_SCENARIOS)
 # bench/run.sh --only pusher (or a list of these names).
 PUSHER_SCENARIOS="pusher-fanout-10k pusher-idle pusher-presence-churn-2w"
 PUSHER_SECRET=bench-secret-0123456789abcdef
+# Paced latency: fan-out to one channel at a fixed offered rate both servers
+# sustain (subscribers x messages/s), latency compared without queueing; in
+# the default run, also alone: bench/run.sh --only paced.
+PACED_SCENARIOS="paced-ws-1k-20 paced-ws-10k-5"
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
 
 QUICK=0
@@ -63,7 +67,8 @@ while [ $# -gt 0 ]; do
     --baseline-label) BASE_LABEL=${2:?--baseline-label needs a text}; shift ;;
     -h|--help)
         sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
-        echo "scenarios: $ALL_SCENARIOS"
+        echo "scenarios: $ALL_SCENARIOS $PACED_SCENARIOS"
+        echo "paced scenarios (--only paced): $PACED_SCENARIOS"
         echo "presence scenarios (--only presence): $PRESENCE_SCENARIOS"
         echo "redis scenarios (--only redis): $REDIS_SCENARIOS"
         echo "pusher scenarios (--only pusher): $PUSHER_SCENARIOS"
@@ -87,7 +92,7 @@ if [ -n "$BASE_SO" ]; then
 elif [ -n "$BASE_LABEL" ]; then
     echo "run.sh: --baseline-label needs --baseline" >&2; exit 2
 fi
-SCENARIOS=$ALL_SCENARIOS
+SCENARIOS="$ALL_SCENARIOS $PACED_SCENARIOS"
 if [ -n "$ONLY" ]; then
     SCENARIOS=""
     only=""
@@ -95,12 +100,13 @@ if [ -n "$ONLY" ]; then
         if [ "$s" = presence ]; then only="$only $PRESENCE_SCENARIOS"
         elif [ "$s" = redis ]; then only="$only $REDIS_SCENARIOS"
         elif [ "$s" = pusher ]; then only="$only $PUSHER_SCENARIOS"
+        elif [ "$s" = paced ]; then only="$only $PACED_SCENARIOS"
         else only="$only $s"; fi
     done
     for s in $only; do
-        case " $ALL_SCENARIOS $PRESENCE_SCENARIOS $REDIS_SCENARIOS $PUSHER_SCENARIOS " in
+        case " $ALL_SCENARIOS $PACED_SCENARIOS $PRESENCE_SCENARIOS $REDIS_SCENARIOS $PUSHER_SCENARIOS " in
         *" $s "*) SCENARIOS="$SCENARIOS $s" ;;
-        *) echo "run.sh: unknown scenario '$s' (known: $ALL_SCENARIOS $PRESENCE_SCENARIOS $REDIS_SCENARIOS $PUSHER_SCENARIOS)" >&2; exit 2 ;;
+        *) echo "run.sh: unknown scenario '$s' (known: $ALL_SCENARIOS $PACED_SCENARIOS $PRESENCE_SCENARIOS $REDIS_SCENARIOS $PUSHER_SCENARIOS)" >&2; exit 2 ;;
         esac
     done
 fi
@@ -425,9 +431,9 @@ fi
 
 # scenario parameters
 if [ $QUICK = 1 ]; then
-    PUB_DUR=2; PUB_WARM=0.5; FAN_MSGS=10; MC_MSGS=5000; RTT_DUR=1.5; HOLD=0.2
+    PUB_DUR=2; PUB_WARM=0.5; FAN_MSGS=10; MC_MSGS=5000; RTT_DUR=1.5; HOLD=0.2; PACED_DUR=3
 else
-    PUB_DUR=5; PUB_WARM=1; FAN_MSGS=50; MC_MSGS=20000; RTT_DUR=3; HOLD=0.5
+    PUB_DUR=5; PUB_WARM=1; FAN_MSGS=50; MC_MSGS=20000; RTT_DUR=3; HOLD=0.5; PACED_DUR=10
 fi
 
 # the servers of a scenario in run order; with --baseline every ngx_pubsub
@@ -472,6 +478,9 @@ scenario_args() {
     fanout-ws-1000ch) echo "fanout --transport ws --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 5000 --channels 1000 --messages $MC_MSGS --pub-conns 50 --size 100" ;;
     idle-ws) echo "idle --transport ws --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 10000 --hold $HOLD --measure-pid @WORKER@" ;;
     idle-sse) echo "idle --transport sse --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 10000 --hold $HOLD --measure-pid @WORKER@" ;;
+    # paced-ws-<subs>-<msgs/s>: one channel, messages evenly spaced for PACED_DUR s
+    paced-ws-1k-20) echo "paced --transport ws --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 1000 --rate 20 --duration $PACED_DUR --size 100" ;;
+    paced-ws-10k-5) echo "paced --transport ws --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 10000 --rate 5 --duration $PACED_DUR --size 100" ;;
     longpoll-rtt-1) echo "longpoll-rtt --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --pairs 1 --duration $RTT_DUR --warmup 0.5 --size 100" ;;
     longpoll-rtt-20) echo "longpoll-rtt --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --pairs 20 --duration $RTT_DUR --warmup 0.5 --size 100" ;;
     # presence: every subscriber URL carries a distinct user (ignored without presence)
@@ -590,6 +599,9 @@ for sc in $SCENARIOS; do
                     "setup_failures")) and (.value | type == "number") and .value > 0)
                     | "\(.key) \(.value)") | join(", ")' 2>/dev/null || true)
                 [ -z "$faults" ] || note "$server/$sc rep $rep: the client counted $faults"
+                # paced: the offered rate was not sustained (queueing, not latency)
+                behind=$(echo "$json" | jq -r 'select(.behind == 1) | .behind_reason' 2>/dev/null || true)
+                [ -z "$behind" ] || note "$server/$sc rep $rep: paced run fell behind: $behind"
             fi
             echo "$json" | jq -c --arg sc "$sc" --arg sv "$server" --argjson rep "$rep" \
                 --argjson w "$workers" --argjson busy "$busy" --argjson spct "$server_pct" \
@@ -612,7 +624,9 @@ ELAPSED=$(( $(date +%s) - START ))
 PRESENCE_ONLY=1
 REDIS_ONLY=1
 PUSHER_ONLY=1
+PACED_ONLY=1
 for sc in $SCENARIOS; do
+    case $sc in paced-*) ;; *) PACED_ONLY=0 ;; esac
     case $sc in presence-*) ;; *) PRESENCE_ONLY=0 ;; esac
     case $sc in redis-*) ;; *) REDIS_ONLY=0 ;; esac
     case $sc in pusher-*) ;; *) PUSHER_ONLY=0 ;; esac
@@ -627,6 +641,7 @@ python3 "$BENCH/report.py" \
     --loadavg "$(cut -d' ' -f1-3 /proc/loadavg)" --elapsed "$ELAPSED" --reps "$REPS" \
     --ours-ok "$OURS_OK" --client "$CLIENT" --nofile "$NOFILE" --worker-conns "$WORKER_CONNS" --nice "$NICE" \
     --presence-only "$PRESENCE_ONLY" --redis-only "$REDIS_ONLY" --pusher-only "$PUSHER_ONLY" \
+    --paced-only "$PACED_ONLY" \
     --baseline "$BASE_LABEL" --baseline-so "$BASE_SO" --baseline-ok "$BASE_OK" \
     --redis-version "$("$REDIS_SERVER" --version 2>/dev/null | sed -n 's/.* v=\([^ ]*\).*/\1/p' || true)"
 log "wrote $RESULTS in ${ELAPSED}s"
