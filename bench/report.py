@@ -284,6 +284,57 @@ PUSHER_SCENARIOS = {
 }
 
 
+# Paced latency (in the default run, alone: run.sh --only paced): fan-out to
+# one channel at a fixed offered rate both servers sustain, latency side by
+# side without queueing in the client; the client says when a run fell behind.
+PACED_BEGIN = "<!-- paced:begin (written by bench/report.py) -->"
+PACED_END = "<!-- paced:end -->"
+
+
+def yes_no(v):
+    return "yes" if v >= 1 else "**no**"
+
+
+_PACED_EXTRA = [("latency_us.p90", "p90 µs", "{:,.0f}"), ("latency_us.p99", "p99 µs", "{:,.0f}"),
+                ("latency_us.max", "max µs", "{:,.0f}"),
+                ("rate_achieved_pct", "rate achieved", "{:.1f}%"),
+                ("send_lag_us.max", "send lag max µs", "{:,.0f}"),
+                ("fanout_time_us.p99", "fan-out time p99 µs", "{:,.0f}"),
+                ("kept_up", "kept up", yes_no), ("subscribed", "subscribed", "{:.0f}"),
+                ("deliveries", "deliveries", "{:.0f}"), ("lost", "lost", "{:.0f}"),
+                ("duplicates", "dup", "{:.0f}"), ("reorders", "reorder", "{:.0f}"),
+                CPU_PER_OP]
+_PACED_DESC = (
+    "{subs} WebSocket subscribers on one channel; one publisher connection posts {rate} "
+    "messages/s evenly spaced (message k due at start + k/{rate} s, 100-byte bodies) for 10 s "
+    "(3 s with `--quick`), after every subscriber got a warm-up message. Latency = the send "
+    "time in the body → frame received, per delivery. A send leaves at its slot unless the "
+    "previous publish is still unanswered (\"send lag\"; the body carries the actual send "
+    "time, so a late send is not counted as latency). Fan-out time = send → the last "
+    "subscriber's copy of a message. **Kept up** = the rate was achieved (≥ 99%), no send "
+    "left a whole interval ({interval} ms) late and the fan-out time p99 stayed under one "
+    "interval; otherwise the server or the client fell behind, later messages queue behind "
+    "earlier ones and the latency includes that queueing (the reason is in Notes).")
+PACED_SCENARIOS = {
+    "paced-ws-1k-20": (
+        "Paced latency: 1,000 WebSocket subscribers × 20 messages/s",
+        _PACED_DESC.format(subs="1,000", rate=20, interval=50),
+        ("latency_us.p50", "p50 µs", "{:,.0f}"), False, _PACED_EXTRA),
+    "paced-ws-10k-5": (
+        "Paced latency: 10,000 WebSocket subscribers × 5 messages/s",
+        _PACED_DESC.format(subs="10,000", rate=5, interval=200),
+        ("latency_us.p50", "p50 µs", "{:,.0f}"), False, _PACED_EXTRA),
+}
+PACED_SIDE_BY_SIDE = [("latency_us.p50", "p50 µs", "{:,.0f}"),
+                      ("latency_us.p90", "p90 µs", "{:,.0f}"),
+                      ("latency_us.p99", "p99 µs", "{:,.0f}"),
+                      ("latency_us.max", "max µs", "{:,.0f}"),
+                      ("fanout_time_us.p99", "fan-out time p99 µs", "{:,.0f}"),
+                      ("rate_achieved_pct", "rate achieved", "{:.1f}%"),
+                      ("kept_up", "kept up", yes_no),
+                      ("cpu_us_per_op", "server CPU µs/delivery", "{:,.1f}")]
+
+
 # ngx_pubsub built from an earlier commit (run.sh --baseline): every ngx_pubsub
 # server X has a twin "X-before", run with the same config right after it.
 BEFORE = "-before"
@@ -576,7 +627,7 @@ def add_derived(r):
     ops = None
     if r.get("mode") == "churn":
         ops = r.get("subscriptions_total")
-    elif r.get("mode") == "fanout":
+    elif r.get("mode") in ("fanout", "paced"):
         ops = r.get("deliveries")
     if not isinstance(ops, (int, float)) or ops <= 0:
         return
@@ -677,9 +728,9 @@ def summary_header(text):
     return None
 
 
-def set_summary_rows(text, rows):
-    """The text with the main Summary table's "| pusher-" rows replaced by rows
-    (appended at the table's end)."""
+def set_summary_rows(text, rows, prefix="| pusher-"):
+    """The text with the main Summary table's rows starting with prefix replaced by
+    rows (appended at the table's end)."""
     i = text.find("## Summary\n")
     if i < 0:
         return text
@@ -688,7 +739,7 @@ def set_summary_rows(text, rows):
     for k, line in enumerate(lines):
         if line.startswith("|"):
             in_table = True
-            if not line.startswith("| pusher-"):
+            if not line.startswith(prefix):
                 out.append(line)
             continue
         if in_table:
@@ -770,6 +821,114 @@ def insert_pusher_section(old, text):
     return old[:n] + text + "\n\n" + old[n:] if n >= 0 else append_section(old, text)
 
 
+def paced_behind(by, sc, servers):
+    """Names of the servers whose median run did not keep up with the offered rate."""
+    out = []
+    for s, name in servers:
+        k = median(by.get((sc, s), []), "kept_up")
+        if k is not None and k < 1:
+            out.append(name)
+    return out
+
+
+def paced_summary_rows(by, header, servers):
+    """Rows of the main Summary table (whose header cells are `header`) for the paced
+    scenarios that ran: p50 and p99 latency, ours/nchan (lower is better)."""
+    rows = []
+    for sc, (title, _d, prim, _hib, extra) in PACED_SCENARIOS.items():
+        if not any((sc, s) in by for s, _ in servers):
+            continue
+        busy = [median(by.get((sc, s), []), "other_cpu_pct") for s, _ in servers]
+        flag = " ⚠" if any(b is not None and b >= 25 for b in busy) else ""
+        if paced_behind(by, sc, servers):
+            flag += " (behind: {})".format(", ".join(paced_behind(by, sc, servers)))
+        for path, label, f in [prim, ("latency_us.p99", "p99 µs", "{:,.0f}")]:
+            m = {s: median(by.get((sc, s), []), path) for s in ("ours", "nchan", "ours" + BEFORE)}
+            cells = {"scenario": sc + flag, "metric": "latency " + label,
+                     "ngx_pubsub": fmt(m["ours"], f), "before": fmt(m["ours" + BEFORE], f),
+                     "nchan": fmt(m["nchan"], f), "ours/nchan": ratio(m["ours"], m["nchan"]),
+                     "after/before": ratio(m["ours"], m["ours" + BEFORE])}
+            rows.append("| " + " | ".join(cells.get(h, "n/a") for h in header) + " |")
+    return rows
+
+
+def paced_section(by, commands, a, notes=()):
+    servers = with_before([("ours", "ngx_pubsub"), ("nchan", "nchan")], a)
+    o = [PACED_BEGIN, "## Paced latency\n"]
+    if not any(k[0] in PACED_SCENARIOS for k in by):
+        o.append("No paced runs yet: `bench/run.sh --only paced`.\n")
+        o.append(PACED_END)
+        return o
+    o.append("- Command: `{}`; {}; {} repetition(s), median reported; servers alternate run by "
+             "run, each run on a fresh nginx, `worker_processes 1` pinned to core 0, client on "
+             "core 1.".format(a.command, a.date, a.reps))
+    o.append("- Machine: {} CPUs, {}, {}; load average at start {}{}.".format(
+        a.nproc, a.cpu, a.nginx, a.loadavg,
+        "; nginx and client under `nice -n {}`".format(a.nice) if a.nice and a.nice != "0"
+        else ""))
+    if a.baseline:
+        o.append(baseline_line(a))
+    o.append("- At a fixed offered load both servers should sustain (issue 17), latency is "
+             "compared without queueing: each message leaves at its slot, and a run where the "
+             "server or the client fell behind (rate not achieved, a send a whole interval late, "
+             "or fan-out time p99 ≥ the interval) says so (\"kept up\": **no**, the reason in "
+             "the Notes) instead of passing queueing off as latency. Lower is better; ratios are "
+             "ngx_pubsub/nchan. \"client CPU\" shows the client was not the bottleneck; "
+             "\"others' CPU\" what other jobs took from the machine during the run.\n")
+    cols = [name for s, name in servers]
+    o.append("| scenario | metric | " + " | ".join(cols) + " | ngx_pubsub/nchan |" +
+             (" after/before |" if a.baseline else ""))
+    o.append("|---|---|" + "---:|" * (len(cols) + 1 + (1 if a.baseline else 0)))
+    for sc in PACED_SCENARIOS:
+        if not any((sc, s) in by for s, _ in servers):
+            continue
+        for path, label, f in PACED_SIDE_BY_SIDE + [
+                ("client_cpu_pct", "client CPU", "{:.0f}%"),
+                ("other_cpu_pct", "others' CPU", "{:.0f}%")]:
+            m = {s: median(by.get((sc, s), []), path) for s, _ in servers}
+            r = "" if path == "kept_up" else ratio(m["ours"], m["nchan"])
+            if path in ("client_cpu_pct", "other_cpu_pct", "rate_achieved_pct"):
+                r = ""
+            cells = [sc, label] + [fmt(m[s], f) for s, _ in servers] + [r]
+            if a.baseline:
+                cells.append(ratio(m["ours"], m.get("ours" + BEFORE)) if r else "")
+            o.append("| " + " | ".join(cells) + " |")
+    o.append("")
+    before_after_table(o, by, PACED_SCENARIOS, servers,
+                       ("latency_us.p99", "latency_us.max", "cpu_us_per_op"))
+    for sc, spec in PACED_SCENARIOS.items():
+        if not any((sc, s) in by for s, _ in servers):
+            continue
+        m = scenario_table(o, sc, spec, servers, by, commands, "###",
+                           "Client command (`@PORT@` filled per run), `worker_processes {}`:\n",
+                           ("server_cpu_pct", "client_cpu_pct", "other_cpu_pct"))
+        line = "\np50 ngx_pubsub/nchan {}".format(ratio(m["ours"], m["nchan"]))
+        p99 = {s: median(by.get((sc, s), []), "latency_us.p99") for s, _ in servers}
+        line += ", p99 ngx_pubsub/nchan {}".format(ratio(p99["ours"], p99["nchan"]))
+        behind = paced_behind(by, sc, servers)
+        if behind:
+            line += "; **did not keep up: {}** (latency includes queueing)".format(
+                ", ".join(behind))
+        o.append(line + before_ratios(m, servers) + ".\n")
+    run_notes = [n for n in notes if "paced" in n and not n.startswith(" ")]
+    if run_notes:
+        o.append("Notes of this run (from `run.sh`):\n")
+        o += ["- " + n for n in run_notes]
+        o.append("")
+    o.append(PACED_END)
+    return o
+
+
+def insert_paced_section(old, text):
+    """A new paced section goes before the first section that report.py does not
+    write from the memory-store scenarios (Presence), else before "## Notes"."""
+    for marker in (PRESENCE_BEGIN, "## Notes\n"):
+        n = old.find(marker)
+        if n >= 0:
+            return old[:n] + text + "\n\n" + old[n:]
+    return append_section(old, text)
+
+
 def get(d, path):
     for k in path.split("."):
         if not isinstance(d, dict) or k not in d:
@@ -784,7 +943,9 @@ def median(rows, path):
 
 
 def fmt(v, f):
-    return "—" if v is None else f.format(v)
+    if v is None:
+        return "—"
+    return f(v) if callable(f) else f.format(v)
 
 
 def ratio(a, b):
@@ -797,7 +958,8 @@ def main():
     ap = argparse.ArgumentParser()
     for a in ("results", "commands", "notes", "out", "command", "date", "nproc", "cpu",
               "kernel", "nginx", "loadavg", "elapsed", "reps", "ours-ok", "client", "nofile",
-              "worker-conns", "nice", "presence-only", "redis-only", "pusher-only", "redis-version",
+              "worker-conns", "nice", "presence-only", "redis-only", "pusher-only", "paced-only",
+              "redis-version",
               "baseline", "baseline-so", "baseline-ok"):
         ap.add_argument("--" + a, default="")
     a = ap.parse_args()
@@ -822,6 +984,16 @@ def main():
     if a.redis_only == "1":
         replace_section(a.out, redis_section(by, commands, a, notes), REDIS_BEGIN, REDIS_END,
                         insert_redis_section)
+        return
+    if a.paced_only == "1":
+        replace_section(a.out, paced_section(by, commands, a, notes), PACED_BEGIN, PACED_END,
+                        insert_paced_section)
+        text = read_text(a.out)
+        header = summary_header(text)
+        if header:
+            with open(a.out, "w") as fh:
+                fh.write(set_summary_rows(text, paced_summary_rows(by, header, servers),
+                                          "| paced-"))
         return
     if a.pusher_only == "1":
         replace_section(a.out, pusher_section(by, commands, a, notes), PUSHER_BEGIN, PUSHER_END,
@@ -872,12 +1044,17 @@ def main():
     o += head
     flagged = summary_rows(o, by, SCENARIOS, servers, "ours", "nchan", (), pending=not ours_ok)
     old = read_text(a.out)
-    if any(k[0] in PUSHER_SCENARIOS for k in by):
-        o += pusher_summary_rows(by, [c.strip() for c in head[0].strip().strip("|").split("|")])
+    head_cells = [c.strip() for c in head[0].strip().strip("|").split("|")]
+    ob_ = old.find("## Summary\n")
+    old_summary = old[ob_:].split("\n") if ob_ >= 0 else []
+    if any(k[0] in PACED_SCENARIOS for k in by):
+        o += paced_summary_rows(by, head_cells, servers)
     else:
-        ob_ = old.find("## Summary\n")
-        if ob_ >= 0:
-            o += [line for line in old[ob_:].split("\n") if line.startswith("| pusher-")]
+        o += [line for line in old_summary if line.startswith("| paced-")]
+    if any(k[0] in PUSHER_SCENARIOS for k in by):
+        o += pusher_summary_rows(by, head_cells)
+    else:
+        o += [line for line in old_summary if line.startswith("| pusher-")]
     if flagged:
         o.append("\n⚠ = in the median run of at least one server, other processes used "
                  "≥ 25% of all CPUs (see \"others' CPU\" below): absolute throughput numbers are "
@@ -905,6 +1082,13 @@ def main():
                 ratio(m["nchan"], m["ret200"]))
         o.append(line + before_ratios(m, servers) + ".\n")
 
+    qb, qe = old.find(PACED_BEGIN), old.find(PACED_END)
+    if any(k[0] in PACED_SCENARIOS for k in by):
+        o += paced_section(by, commands, a, notes)
+        o.append("")
+    elif qb >= 0 and qe > qb:
+        o.append(old[qb:qe + len(PACED_END)])
+        o.append("")
     ob, oe, on = old.find(PRESENCE_BEGIN), old.find(PRESENCE_END), old.find(PRESENCE_NOTES_END)
     if any(k[0] in PRESENCE_SCENARIOS for k in by):
         o += presence_section(by, commands, a)
