@@ -9,6 +9,8 @@ that the client reports exactly the faults it injects:
     interleaved, and payloads > 65535 bytes use 64-bit lengths (pong checked);
   * SSE: chunked transfer coding, multi-line data, comments, CRLF lines;
   * long-poll: resume headers are checked (Etag/Last-Modified round trip);
+  * paced mode: the same faults at a fixed rate, the rate achieved, and a
+    publisher whose POST answers late (?delay=) reported as behind;
   * Pusher (--transport pusher): connection_established, signed subscribes
     (HMAC-SHA256 checked, a wrong secret refused), events whose data uses
     JSON escapes, pusher:ping -> pusher:pong, presence member_added /
@@ -196,6 +198,11 @@ async def handle(reader, writer, hub):
             ch = target.split("id=", 1)[1] if "id=" in target else ""
             if method == "POST":
                 body = await reader.readexactly(int(hdrs.get("content-length", "0")))
+                if "&delay=" in ch:
+                    # a slow server: measured publishes are answered late
+                    ch, delay = ch.split("&delay=", 1)
+                    if seq_of(body) is not None:
+                        await asyncio.sleep(float(delay))
                 hub.history.setdefault(ch, []).append(body)
                 for fut in hub.waiters.pop(ch, []):
                     if not fut.done():
@@ -337,6 +344,34 @@ async def main():
                           "--warmup", "0.2"])
     check("longpoll-rtt: round trips > 0, no stalls (%d, %d)" % (r["round_trips"], r["stalls"]),
           r["round_trips"] > 0 and r["stalls"] == 0)
+    # paced: 16 messages at 40/s on one channel -> the same faults, the rate
+    # achieved, every message's fan-out time measured
+    hub.subs.clear()
+    r = await run_client(["paced", "--transport", "ws", "--sub-url", base + "/sub?id={ch}",
+                          "--pub-url", base + "/pub?id={ch}", "--subs", "5", "--rate", "40",
+                          "--duration", "0.4", "--drain-timeout", "3"])
+    check("paced: mode, 16 messages, lost/dup/reorder once per sub (%d, %d, %d)" % (
+        r["lost"], r["duplicates"], r["reorders"]),
+        r["mode"] == "paced" and r["messages"] == 16 and r["published_ok"] == 16 and
+        r["lost"] == 5 and r["duplicates"] == 5 and r["reorders"] == 5)
+    check("paced: offered rate achieved (%.1f of 40/s), send lag < interval (%.0f us)" % (
+        r["achieved_rate"], r["send_lag_us"]["max"]),
+        r["offered_rate"] == 40 and 39 <= r["achieved_rate"] <= 41 and
+        r["send_lag_us"]["max"] < r["interval_us"])
+    # message 3 reaches nobody: 15 messages reach every subscriber
+    check("paced: fan-out time of the 15 complete messages (%d), incomplete one named" % (
+        r["messages_complete"]),
+        r["messages_complete"] == 15 and r["fanout_time_us"]["n"] == 15 and
+        r["kept_up"] == 0 and "15 of 16 messages" in r["behind_reason"])
+    # a server answering each publish 60 ms late at 40/s (25 ms interval)
+    hub.subs.clear()
+    r = await run_client(["paced", "--transport", "ws", "--sub-url", base + "/sub?id={ch}",
+                          "--pub-url", base + "/pub?id={ch}&delay=0.06", "--subs", "2",
+                          "--rate", "40", "--duration", "0.3", "--drain-timeout", "3"])
+    check("paced: a slow publish is reported as behind (%.1f/s: %s)" % (
+        r["achieved_rate"], r["behind_reason"]),
+        r["kept_up"] == 0 and r["behind"] == 1 and r["achieved_rate"] < 30 and
+        "msg/s of 40.0 offered" in r["behind_reason"] and "late" in r["behind_reason"])
     # Pusher: the same faults through Pusher event frames
     hub.subs.clear()
     app = base + "/app/" + PUSHER_KEY + "?protocol=7"
