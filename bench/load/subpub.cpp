@@ -161,6 +161,7 @@ public:
         }
         std::vector<int> sent(static_cast<size_t>(np), 0);
         t0_ = nowNs();
+        cpu0_ = clientCpuSec();
         double perPubRate = o_.rate > 0 ? o_.rate / np : 0;
         while (!g_stop) {
             uint64_t now = nowNs();
@@ -213,6 +214,8 @@ public:
                 break;
             }
         }
+        cpu1_ = clientCpuSec();
+        tEnd_ = nowNs();
     }
 
     void hold(double sec)
@@ -699,6 +702,8 @@ private:
             .num("rate_achieved_pct", o_.rate > 0 ? 100.0 * achieved / o_.rate : 0)
             .num("interval_us", interval)
             .num("offered_deliveries_per_sec", o_.rate * alive)
+            .num("client_cpu_pct_measured",
+                 tEnd_ > t0_ ? 100.0 * (cpu1_ - cpu0_) / nsToSec(tEnd_ - t0_) : 0)
             .raw("send_lag_us", latJson(lag))
             .raw("fanout_time_us", latJson(fan))
             .integer("messages_complete", static_cast<int64_t>(complete))
@@ -709,9 +714,11 @@ private:
         snprintf(h, sizeof h,
                  "  paced: offered %.1f msg/s, sent at %.2f msg/s (%.1f%%), send lag %s\n"
                  "  fan-out time (send -> last subscriber) %s\n"
+                 "  client CPU while publishing and draining %.0f%% of a core\n"
                  "  %s%s\n",
                  o_.rate, achieved, o_.rate > 0 ? 100.0 * achieved / o_.rate : 0,
                  latText(lag).c_str(), latText(fan).c_str(),
+                 tEnd_ > t0_ ? 100.0 * (cpu1_ - cpu0_) / nsToSec(tEnd_ - t0_) : 0,
                  behind.empty() ? "kept up with the offered rate" : "BEHIND: ", behind.c_str());
         human = h;
     }
@@ -755,6 +762,9 @@ private:
     // number the subscribers reached, the last arrival and the send time
     std::vector<uint64_t> sendLags_;
     uint64_t sent_ = 0;
+    double cpu0_ = 0;
+    double cpu1_ = 0;
+    uint64_t tEnd_ = 0;
     uint64_t firstSend_ = 0;
     uint64_t lastSend_ = 0;
     std::vector<uint32_t> msgRecv_;
