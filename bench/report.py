@@ -730,6 +730,21 @@ def summary_header(text):
     return None
 
 
+def summary_table_lines(text):
+    """The lines of the main Summary table in a RESULTS.md text (empty when none)."""
+    i = text.find("## Summary\n")
+    if i < 0:
+        return []
+    out, in_table = [], False
+    for line in text[i:].split("\n")[1:]:
+        if line.startswith("|"):
+            in_table = True
+            out.append(line)
+        elif in_table:
+            break
+    return out
+
+
 def set_summary_rows(text, rows, prefix="| pusher-"):
     """The text with the main Summary table's rows starting with prefix replaced by
     rows (appended at the table's end)."""
@@ -1051,8 +1066,7 @@ def main():
     flagged = summary_rows(o, by, SCENARIOS, servers, "ours", "nchan", (), pending=not ours_ok)
     old = read_text(a.out)
     head_cells = [c.strip() for c in head[0].strip().strip("|").split("|")]
-    ob_ = old.find("## Summary\n")
-    old_summary = old[ob_:].split("\n") if ob_ >= 0 else []
+    old_summary = summary_table_lines(old)
     if any(k[0] in PACED_SCENARIOS for k in by):
         o += paced_summary_rows(by, head_cells, servers)
     else:
