@@ -45,7 +45,7 @@ server {
 
     location /app/ {
         pubsub_pusher;
-        pubsub_pusher_webhook /hook/pusher events=cache_miss;
+        pubsub_pusher_webhook /hook/pusher events=cache_miss,channel_occupied;
         ${engine}
     }
     location /apps/ {
@@ -63,10 +63,15 @@ server {
 
 // the cache_miss webhooks the backend took, validated with npm pusher
 function misses(be) {
-    const sdk = new PusherServer({ appId: '1', key: P.APP.key, secret: P.APP.secret,
-        cluster: 'mt1' });
+    const sdks = {};
+    for (const app of [{ id: '1', ...P.APP }, APP2]) {
+        sdks[app.key] = new PusherServer({ appId: app.id, key: app.key, secret: app.secret,
+            cluster: 'mt1' });
+    }
     const out = [];
     for (const c of be.of('/hook/pusher')) {
+        const sdk = sdks[c.headers['x-pusher-key']];
+        assert.ok(sdk, `a webhook of a known app: ${JSON.stringify(c.headers)}`);
         const wh = sdk.webhook({ headers: c.headers, rawBody: c.body });
         assert.ok(wh.isValid(), `a valid webhook: ${c.body}`);
         out.push(...wh.getEvents());
@@ -357,7 +362,7 @@ function features(engine) {
             await u.waitFor(() => misses(be).some((e) => e.channel === name), 10000,
                 'a cache_miss webhook');
             await sleep(1000);   // every batch is out by now
-            const hooks = misses(be).filter((e) => e.channel === name).length;
+            const hooks = misses(be).filter((e) => e.name === 'cache_miss' && e.channel === name).length;
             // coalesced per batch and worker: not one per subscriber
             assert.ok(hooks < N, `${hooks} cache_miss webhooks for ${N} subscribers`);
             for (const r of raws) {
@@ -384,6 +389,29 @@ function features(engine) {
             assert.ok(listed.includes(name));
             assert.ok(!listed.some((c) => c.includes('subscription_count')), listed.join(','));
             await raw.close();
+        });
+
+        it('a signed-in user\'s #server-to-user channel: not listed, no webhook', async () => {
+            const port = ngxs[0].port;
+            const user = uniq('signed');
+            const p = client(0, { user, signin: { id: user } });
+            p.signin();
+            await p.user.signinDone;
+            const name = uniq('occ-');
+            await P.subscribe(p, name);
+            const sdk = P.sdk(port);
+            await u.waitFor(async () => {
+                const res = await sdk.get({ path: '/channels' });
+                return Object.keys((await res.json()).channels).includes(name);
+            }, 10000, `${name} listed`);
+            await u.waitFor(() => misses(be).some((e) => e.name === 'channel_occupied'
+                && e.channel === name), 10000, `channel_occupied of ${name}`);
+            await sleep(500);   // a batch more: anything about the user's channel
+            const res = await sdk.get({ path: '/channels' });
+            const listed = Object.keys((await res.json()).channels);
+            assert.ok(!listed.some((c) => c.startsWith('#')), listed.join(','));
+            const about = misses(be).filter((e) => (e.channel || '').startsWith('#'));
+            assert.deepEqual(about, []);
         });
     });
 }

@@ -39,6 +39,13 @@ enum class ChannelKind {
     ServerToUser,      // #server-to-user-<user id> (sign-in only)
 };
 
+// The server's own channels (#server-to-user-<id>, #subscription_count):
+// no client name starts with '#'; the HTTP API does not list them and no
+// webhook speaks of them.
+inline bool internalChannel(std::string_view name) {
+    return !name.empty() && name[0] == '#';
+}
+
 // Pusher's channel names: 1 to 164 characters of [A-Za-z0-9_\-=@,.;], or
 // the server-to-user channel "#server-to-user-" followed by such characters.
 ChannelKind channelKind(std::string_view name);

@@ -435,8 +435,8 @@ ngx_pubsub_pusher_api_channels(ngx_pubsub_pusher_api_ctx_t *ctx,
         for (pubsub::OccupiedChannel &o : ctx->occupied.channels) {
             pp::ChannelCounts  cc;
 
-            /* pusherfeat: the workers' channel of subscription counts */
-            if (o.id == pp::kCountsChannel) {
+            /* the server's own: #server-to-user-*, #subscription_count */
+            if (pp::internalChannel(o.id)) {
                 continue;
             }
 

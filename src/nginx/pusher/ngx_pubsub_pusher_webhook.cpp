@@ -492,7 +492,9 @@ ngx_pubsub_pusher_webhook_count(std::string_view key, uint64_t before,
     ngx_pubsub_pusher_app_t           *app = NULL;
     std::string_view                   id, name;
 
-    if (before == after || !ngx_pubsub_pusher_split_key(key, &id, &name)) {
+    if (before == after || !ngx_pubsub_pusher_split_key(key, &id, &name)
+        || pubsub::pusher::internalChannel(name))
+    {
         return;
     }
 
