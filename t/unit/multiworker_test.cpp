@@ -61,6 +61,13 @@ public:
     int deleted = 0;
 };
 
+// Subscribers of several channels that note every delivery in one list.
+struct Ordered : Recorder {
+    explicit Ordered(std::vector<std::string>* o) : order(o) {}
+    std::vector<std::string>* order;
+    void deliver(const MessagePtr& m) override { order->push_back(std::string(m->data())); }
+};
+
 class MultiWorkerTest : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -260,13 +267,7 @@ TEST_F(MultiWorkerTest, InterleavedChannelsAreDeliveredInTimeOrder) {
     subscribe(1, &a, "g/a");
     subscribe(1, &b, "g/b");
     std::vector<std::string> order;
-    struct Both : Recorder {
-        std::vector<std::string>* order;
-        void deliver(const MessagePtr& m) override { order->push_back(std::string(m->data())); }
-    };
-    Both x, y;
-    x.order = &order;
-    y.order = &order;
+    Ordered x(&order), y(&order);
     subscribe(1, &x, "g/a");
     subscribe(1, &y, "g/b");
     publish(0, "g/a", "a1");
@@ -282,13 +283,7 @@ TEST_F(MultiWorkerTest, InterleavedChannelsAreDeliveredInTimeOrder) {
 // not their names.
 TEST_F(MultiWorkerTest, SameSecondChannelsAreDeliveredInPublishOrder) {
     std::vector<std::string> order;
-    struct Both : Recorder {
-        std::vector<std::string>* order;
-        void deliver(const MessagePtr& m) override { order->push_back(std::string(m->data())); }
-    };
-    Both x, y;
-    x.order = &order;
-    y.order = &order;
+    Ordered x(&order), y(&order);
     subscribe(1, &x, "g/a");
     subscribe(1, &y, "g/b");
     publish(0, "g/b", "one");
@@ -302,13 +297,7 @@ TEST_F(MultiWorkerTest, SameSecondChannelsAreDeliveredInPublishOrder) {
 // its mailbox delivers that one first.
 TEST_F(MultiWorkerTest, LocalPublishComesAfterAnEarlierRemoteOne) {
     std::vector<std::string> order;
-    struct Both : Recorder {
-        std::vector<std::string>* order;
-        void deliver(const MessagePtr& m) override { order->push_back(std::string(m->data())); }
-    };
-    Both x, y;
-    x.order = &order;
-    y.order = &order;
+    Ordered x(&order), y(&order);
     subscribe(1, &x, "g/a");
     subscribe(1, &y, "g/b");
     publish(0, "g/b", "one");   // worker 1 not woken yet

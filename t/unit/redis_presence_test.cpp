@@ -50,6 +50,20 @@ struct RedisStorePresence : ::testing::Test {
     Tree t;
     std::vector<std::string> hooks;
 
+    // w subscribes to g/a from the snapshot `snap`
+    void attachWatcher(Watcher& w, redisReply* snap) {
+        RedisStore::PreparedPtr prepared;
+        store.prepare({"g/a"}, [&](RedisStore::PreparedPtr p) { prepared = p; });
+        link.take(redis::fetchScript().sha).cb(snap);
+        ASSERT_TRUE(prepared);
+        store.usePrepared(prepared.get());
+        SubscribeRequest req;
+        req.key = "g/a";
+        store.subscribe(&w, req, [](SubscribeReply&&) {});
+        store.usePrepared(nullptr);
+        ASSERT_TRUE(w.attached());
+    }
+
     void SetUp() override {
         store.setPresenceHook([this](const PresenceEvent& ev) {
             hooks.push_back(std::string(presenceEventName(ev.type)) + " " + ev.channel + " " +
@@ -348,16 +362,7 @@ TEST_F(RedisStorePresence, HookHearsOnlineJoinLeaveOfflineInOrderOnce) {
 
 TEST_F(RedisStorePresence, LiveJoinAndLeaveReachTheChannelsSubscribers) {
     Watcher w;
-    RedisStore::PreparedPtr prepared;
-    store.prepare({"g/a"}, [&](RedisStore::PreparedPtr p) { prepared = p; });
-    link.take(redis::fetchScript().sha).cb(t.snapshot("0:0", {}));
-    ASSERT_TRUE(prepared);
-    store.usePrepared(prepared.get());
-    SubscribeRequest req;
-    req.key = "g/a";
-    store.subscribe(&w, req, [](SubscribeReply&&) {});
-    store.usePrepared(nullptr);
-    ASSERT_TRUE(w.attached());
+    attachWatcher(w, t.snapshot("0:0", {}));
 
     store.onMessage("{channel:g/a}:ps", "J5 alice{\"n\":1}");
     store.onMessage("{channel:g/a}:ps", "L5 alice");
@@ -386,16 +391,7 @@ redisReply* snapshotWithLog(Tree& t, long long seq, std::vector<std::string> log
 // and none is given twice.
 TEST_F(RedisStorePresence, JoinsDuringTheSubscribeComeFromTheLogOnce) {
     Watcher w;
-    RedisStore::PreparedPtr prepared;
-    store.prepare({"g/a"}, [&](RedisStore::PreparedPtr p) { prepared = p; });
-    link.take(redis::fetchScript().sha).cb(snapshotWithLog(t, 100, {}));
-    ASSERT_TRUE(prepared);
-    store.usePrepared(prepared.get());
-    SubscribeRequest req;
-    req.key = "g/a";
-    store.subscribe(&w, req, [](SubscribeReply&&) {});
-    store.usePrepared(nullptr);
-    ASSERT_TRUE(w.attached());
+    attachWatcher(w, snapshotWithLog(t, 100, {}));
 
     // confirmed: the fetch asks for the log after 100
     store.onSubscribed("{channel:g/a}:ps");
