@@ -140,7 +140,16 @@ ngx_pubsub_ws_publisher(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         return NGX_DECLINED;
     }
 
-    switch (ngx_pubsub_publish_params(r, plcf, &w->pub_in)) {
+    try {
+        w->pub_own.reset(new ngx_pubsub_ws_pub_t);
+
+    } catch (...) {
+        return NGX_DECLINED;
+    }
+
+    ngx_pubsub_ws_pub_t  *own = w->pub_own.get();
+
+    switch (ngx_pubsub_publish_params(r, plcf, &own->in)) {
     case NGX_OK:
         break;
     case NGX_DECLINED:
@@ -154,24 +163,22 @@ ngx_pubsub_ws_publisher(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     }
 
     try {
-        w->pub_own.reset(new ngx_pubsub_ws_pub_t);
-
         for (ngx_uint_t i = 0; i < w->pub->n; i++) {
-            w->pub_own->keys.emplace_back(ngx_pubsub_sv(w->pub->key[i]));
+            own->keys.emplace_back(ngx_pubsub_sv(w->pub->key[i]));
         }
 
         if (r->headers_in.content_type) {
-            w->pub_own->text_type.assign(
+            own->text_type_buf.assign(
                 ngx_pubsub_sv(r->headers_in.content_type->value));
         }
 
-        w->pub_own->event.assign(w->pub_in.eventName);
+        own->event.assign(own->in.eventName);
 
         /* r goes away after the 101 (detach()): evaluate them now */
         for (ngx_uint_t i = 0;
              ngx_pubsub_chev_enabled(plcf) && i < w->pub->n; i++)
         {
-            w->pub_own->chev.emplace_back(ngx_pubsub_chev_prepare(r,
+            own->chev.emplace_back(ngx_pubsub_chev_prepare(r,
                 plcf, pubsub::ChannelEvent::kChannelPublish,
                 w->pub->id[i], w->pub->key[i]));
         }
@@ -180,11 +187,11 @@ ngx_pubsub_ws_publisher(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
         return NGX_DECLINED;
     }
 
-    w->text_type = w->pub_own->text_type;
-    w->pub_in.eventName = w->pub_own->event;
+    own->text_type = own->text_type_buf;
+    own->in.eventName = own->event;
 
     w->reply_info = subscribe ? 0 : 1;
-    w->info_fmt = ngx_pubsub_info_format(r);
+    own->info_fmt = ngx_pubsub_info_format(r);
     w->upstream = ngx_pubsub_hook_has_upstream(r) ? 1 : 0;
 
     return NGX_OK;

@@ -132,8 +132,11 @@ struct ngx_pubsub_ws_worker_t {
  * of the request so that they outlive it.
  */
 struct ngx_pubsub_ws_pub_t {
+    pubsub::PublishInput                in;      /* buffer length, ttl, event */
+    std::string_view                    text_type;  /* handshake Content-Type */
+    pubsub::InfoFormat                  info_fmt = pubsub::InfoFormat::kText;
     std::vector<std::string>            keys;
-    std::string                         text_type;
+    std::string                         text_type_buf;
     std::string                         event;
     /* per key: its channel_publish event, evaluated at the handshake */
     std::vector<std::shared_ptr<const ngx_pubsub_chev_t>>  chev;
@@ -197,7 +200,7 @@ typedef ngx_pubsub_ws_protocol_t *(*ngx_pubsub_ws_protocol_pt)(
  */
 class ngx_pubsub_ws_sink_t final : public pubsub::SubscriptionSink {
 public:
-    explicit ngx_pubsub_ws_sink_t(ngx_pubsub_ws_t *w) : w_(w), nchan_(w) {}
+    explicit ngx_pubsub_ws_sink_t(ngx_pubsub_ws_t *w) : w_(w) {}
 
     void deliver(size_t i, const pubsub::MessagePtr &msg,
         std::string_view id) override;
@@ -207,7 +210,6 @@ public:
 
 private:
     ngx_pubsub_ws_t                       *w_;
-    ngx_pubsub_sub_sink_t<ngx_pubsub_ws_t> nchan_;
 };
 
 
@@ -248,9 +250,6 @@ public:
     ngx_pubsub_loc_conf_t              *plcf;
 
     ngx_pubsub_channels_t              *pub;     /* NULL: not publishing */
-    pubsub::PublishInput                pub_in;  /* buffer length, ttl, event */
-    std::string_view                    text_type;  /* handshake Content-Type */
-    pubsub::InfoFormat                  info_fmt = pubsub::InfoFormat::kText;
 
     unsigned                            subscriber:1;
     unsigned                            reply_info:1;
@@ -276,7 +275,10 @@ public:
     /* what the client is owed from the handshake until start() */
     std::unique_ptr<pubsub::SubscriptionStart>  owed_;
 
-    /* what a publishing connection keeps of its request (see detach()) */
+    /*
+     * what a publishing connection keeps of its request (see detach()):
+     * subscribers have none
+     */
     std::unique_ptr<ngx_pubsub_ws_pub_t>  pub_own;
 
     /* subprotocol and permessage-deflate: what frames we send */
@@ -296,14 +298,11 @@ private:
     static void write_handler(ngx_http_request_t *r);
     static void conn_read_handler(ngx_event_t *ev);
     static void conn_write_handler(ngx_event_t *ev);
-    static void detach_handler(ngx_event_t *ev);
-    static void finish_handler(ngx_event_t *ev);
+    static void posted_handler(ngx_event_t *ev);
     static void timeout_handler(ngx_event_t *ev);
     static void ping_handler(ngx_event_t *ev);
-    static void linger_handler(ngx_event_t *ev);
     static void pool_cleanup(void *data);
     static void request_cleanup(void *data);
-    static void resume_handler(ngx_event_t *ev);
     static void upstream_done(ngx_http_request_t *r, void *data,
         ngx_pubsub_hook_result_t *res);
 
@@ -364,12 +363,23 @@ private:
     void drained();
     void read_early_input();
 
-    ngx_event_t                         finish_ev_;
+    /*
+     * What runs from the next loop turn (finish, detach, resume), one
+     * event for all three: posted_ says which (an idle connection carries
+     * three events, not six).
+     */
+    enum : uint8_t {
+        POST_FINISH = 1,
+        POST_DETACH = 2,
+        POST_RESUME = 4
+    };
+    void post(uint8_t what);
+    void finish_now();
+
+    ngx_event_t                         post_ev_;
+    /* the subscriber timeout; once our close is out, the linger */
     ngx_event_t                         timeout_ev_;
     ngx_event_t                         ping_ev_;
-    ngx_event_t                         linger_ev_;
-    ngx_event_t                         resume_ev_;
-    ngx_event_t                         detach_ev_;
 
     ngx_pool_cleanup_t                 *pool_cln_ = nullptr;
     ngx_http_cleanup_t                 *req_cln_ = nullptr;
@@ -410,6 +420,7 @@ private:
     bool                                lingering_ = false;
     bool                                heard_ = true;   /* input since ping */
     bool                                flushing_ = false;
+    uint8_t                             posted_ = 0;
 
     friend void ngx_pubsub_ws_exit_process(ngx_cycle_t *cycle);
 };

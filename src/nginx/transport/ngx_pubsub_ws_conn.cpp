@@ -92,12 +92,9 @@ ngx_pubsub_ws_t::ngx_pubsub_ws_t(ngx_http_request_t *req,
       reply_info(0), upstream(0), sink_(this),
       subscription(req, conf, NGX_PUBSUB_SUB_WEBSOCKET, &sink_)
 {
-    ngx_memzero(&finish_ev_, sizeof(ngx_event_t));
+    ngx_memzero(&post_ev_, sizeof(ngx_event_t));
     ngx_memzero(&timeout_ev_, sizeof(ngx_event_t));
     ngx_memzero(&ping_ev_, sizeof(ngx_event_t));
-    ngx_memzero(&linger_ev_, sizeof(ngx_event_t));
-    ngx_memzero(&resume_ev_, sizeof(ngx_event_t));
-    ngx_memzero(&detach_ev_, sizeof(ngx_event_t));
 }
 
 
@@ -115,13 +112,11 @@ ngx_pubsub_ws_t::~ngx_pubsub_ws_t()
         *self_ = nullptr;
     }
 
-    for (ngx_event_t *ev : { &finish_ev_, &resume_ev_, &detach_ev_ }) {
-        if (ev->posted) {
-            ngx_delete_posted_event(ev);
-        }
+    if (post_ev_.posted) {
+        ngx_delete_posted_event(&post_ev_);
     }
 
-    for (ngx_event_t *ev : { &timeout_ev_, &ping_ev_, &linger_ev_ }) {
+    for (ngx_event_t *ev : { &timeout_ev_, &ping_ev_ }) {
         if (ev->timer_set) {
             ngx_del_timer(ev);
         }
@@ -167,12 +162,9 @@ ngx_pubsub_ws_t::init(ngx_pool_cleanup_t *cln)
         ngx_event_t          *ev;
         ngx_event_handler_pt  handler;
     } evs[] = {
-        { &finish_ev_, finish_handler },
+        { &post_ev_, posted_handler },
         { &timeout_ev_, timeout_handler },
         { &ping_ev_, ping_handler },
-        { &linger_ev_, linger_handler },
-        { &resume_ev_, resume_handler },
-        { &detach_ev_, detach_handler },
     };
 
     for (auto &e : evs) {
@@ -231,32 +223,74 @@ ngx_pubsub_ws_t::finish()
 
     finishing_ = true;
 
-    for (ngx_event_t *ev : { &timeout_ev_, &ping_ev_, &linger_ev_ }) {
+    for (ngx_event_t *ev : { &timeout_ev_, &ping_ev_ }) {
         if (ev->timer_set) {
             ngx_del_timer(ev);
         }
     }
 
-    ngx_post_event(&finish_ev_, &ngx_posted_events);
+    post(POST_FINISH);
 }
 
 
 void
-ngx_pubsub_ws_t::finish_handler(ngx_event_t *ev)
+ngx_pubsub_ws_t::post(uint8_t what)
 {
-    ngx_pubsub_ws_t     *w = static_cast<ngx_pubsub_ws_t *>(ev->data);
-    ngx_http_request_t  *r = w->r;
-    ngx_connection_t    *c = w->c_;
+    posted_ |= what;
 
-    if (r == NULL) {
+    if (!post_ev_.posted) {
+        ngx_post_event(&post_ev_, &ngx_posted_events);
+    }
+}
+
+
+/* a finish wins over whatever else was posted with it */
+void
+ngx_pubsub_ws_t::posted_handler(ngx_event_t *ev)
+{
+    ngx_pubsub_ws_t  *w = static_cast<ngx_pubsub_ws_t *>(ev->data);
+    uint8_t           what = w->posted_;
+
+    w->posted_ = 0;
+
+    if (what & POST_FINISH) {
+        w->finish_now();
+        return;
+    }
+
+    if (what & POST_DETACH) {
+        w->guarded(ev->log, [w] { w->detach(); });
+
+        if (w->posted_ & POST_FINISH) {
+            return;   /* posted again: runs from the next turn */
+        }
+    }
+
+    if (what & POST_RESUME) {
+        w->guarded(ev->log, [w] { w->resume(); });
+
+        if (w->r) {
+            ngx_http_run_posted_requests(w->c_);
+        }
+    }
+}
+
+
+void
+ngx_pubsub_ws_t::finish_now()
+{
+    ngx_http_request_t  *req = r;
+    ngx_connection_t    *c = c_;
+
+    if (req == NULL) {
         /* detached: the connection is ours alone */
-        delete w;
+        delete this;
         ngx_http_close_connection(c);
         return;
     }
 
     /* the 101 was sent: no response can follow, the connection just goes */
-    ngx_http_finalize_request(r, NGX_ERROR);
+    ngx_http_finalize_request(req, NGX_ERROR);
     ngx_http_run_posted_requests(c);
 }
 
@@ -277,21 +311,12 @@ void
 ngx_pubsub_ws_t::schedule_detach()
 {
     if (upstream || r->http_version != NGX_HTTP_VERSION_11 || r != r->main
-        || detach_ev_.posted)
+        || (posted_ & POST_DETACH))
     {
         return;
     }
 
-    ngx_post_event(&detach_ev_, &ngx_posted_events);
-}
-
-
-void
-ngx_pubsub_ws_t::detach_handler(ngx_event_t *ev)
-{
-    ngx_pubsub_ws_t  *w = static_cast<ngx_pubsub_ws_t *>(ev->data);
-
-    w->guarded(ev->log, [w] { w->detach(); });
+    post(POST_DETACH);
 }
 
 
@@ -500,6 +525,12 @@ ngx_pubsub_ws_t::timeout_handler(ngx_event_t *ev)
 {
     ngx_pubsub_ws_t  *w = static_cast<ngx_pubsub_ws_t *>(ev->data);
 
+    if (w->lingering_) {
+        /* no close reply in time */
+        w->finish();
+        return;
+    }
+
     w->guarded(ev->log, [w] {
         w->send_close(ws::close_code::kNormal, "408 Request Timeout");
     });
@@ -540,11 +571,4 @@ ngx_pubsub_ws_t::ping_handler(ngx_event_t *ev)
     if (!w->finishing_ && !w->close_sent_) {
         ngx_add_timer(ev, w->plcf->ping_interval);
     }
-}
-
-
-void
-ngx_pubsub_ws_t::linger_handler(ngx_event_t *ev)
-{
-    static_cast<ngx_pubsub_ws_t *>(ev->data)->finish();
 }

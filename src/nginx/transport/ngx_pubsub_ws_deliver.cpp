@@ -24,7 +24,11 @@ ngx_pubsub_ws_sink_t::deliver(size_t i, const pubsub::MessagePtr &msg,
         return;
     }
 
-    nchan_.deliver(i, msg, id);
+    if (w_->mux) {
+        w_->deliver(i, msg, id);
+    } else {
+        w_->deliver(msg);
+    }
 }
 
 
@@ -38,7 +42,11 @@ ngx_pubsub_ws_sink_t::gap(size_t i)
         return;
     }
 
-    nchan_.gap(i);
+    if (w_->mux) {
+        w_->gap(i);
+    } else {
+        w_->gap();
+    }
 }
 
 
@@ -52,7 +60,11 @@ ngx_pubsub_ws_sink_t::channelDeleted(size_t i)
         return;
     }
 
-    nchan_.channelDeleted(i);
+    if (w_->mux) {
+        w_->channelDeleted(i);
+    } else {
+        w_->channelDeleted();
+    }
 }
 
 
@@ -66,7 +78,11 @@ ngx_pubsub_ws_sink_t::presenceEvent(size_t i, const pubsub::PresenceEvent &ev)
         return;
     }
 
-    nchan_.presenceEvent(i, ev);
+    if (w_->mux) {
+        w_->channelPresence(i, ev);
+    } else {
+        w_->presenceEvent(ev);
+    }
 }
 
 
@@ -115,7 +131,7 @@ ngx_pubsub_ws_t::send_message(const pubsub::MessagePtr &msg,
 
     ngx_pubsub_stats_delivered(1);
 
-    if (timeout_ev_.timer_set) {
+    if (timeout_ev_.timer_set && !lingering_) {
         ngx_add_timer(&timeout_ev_, plcf->subscriber_timeout);
     }
 }

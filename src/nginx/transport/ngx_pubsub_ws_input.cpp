@@ -219,7 +219,7 @@ ngx_pubsub_ws_t::on_message(ws::Event &ev)
 
     publish(ev.payload, (ev.opcode == ws::Opcode::Binary)
                         ? std::string_view("application/octet-stream")
-                        : text_type);
+                        : pub_own->text_type);
 }
 
 
@@ -243,7 +243,7 @@ ngx_pubsub_ws_t::queue_upstream(ws::Event &ev)
     in->data = std::move(ev.payload);
     in->ct.assign((ev.opcode == ws::Opcode::Binary)
                   ? std::string_view("application/octet-stream")
-                  : text_type);
+                  : pub_own->text_type);
 
     if (in_tail_) {
         in_tail_->next = in;
@@ -344,10 +344,8 @@ ngx_pubsub_ws_t::drain_upstream()
         return;
     }
 
-    if (paused_ && in_count_ < NGX_PUBSUB_WS_UPSTREAM_QUEUE
-        && !resume_ev_.posted)
-    {
-        ngx_post_event(&resume_ev_, &ngx_posted_events);
+    if (paused_ && in_count_ < NGX_PUBSUB_WS_UPSTREAM_QUEUE) {
+        post(POST_RESUME);
     }
 }
 
@@ -414,19 +412,6 @@ ngx_pubsub_ws_t::apply_upstream(ngx_pubsub_ws_in_t *in)
 }
 
 
-void
-ngx_pubsub_ws_t::resume_handler(ngx_event_t *ev)
-{
-    ngx_pubsub_ws_t  *w = static_cast<ngx_pubsub_ws_t *>(ev->data);
-
-    w->guarded(ev->log, [w] { w->resume(); });
-
-    if (w->r) {
-        ngx_http_run_posted_requests(w->c_);
-    }
-}
-
-
 /* the queue has room again: the held-back input, then the socket */
 void
 ngx_pubsub_ws_t::resume()
@@ -462,7 +447,7 @@ ngx_pubsub_ws_t::publish(std::string_view data, std::string_view ct)
         pubsub::PublishReply                last;
     };
 
-    pubsub::PublishInput  in = pub_in;
+    pubsub::PublishInput  in = pub_own->in;
 
     in.data = data;
     in.contentType = ct;
@@ -543,7 +528,8 @@ ngx_pubsub_ws_t::published(pubsub::PublishReply &&last, ngx_uint_t failed)
         return;
     }
 
-    std::string info = pubsub::formatChannelInfo(last.info, info_fmt,
+    std::string info = pubsub::formatChannelInfo(last.info,
+                                                 pub_own->info_fmt,
                                                  ngx_time());
 
     (void) send_data(ws::Opcode::Text, std::move(info), {},

@@ -473,7 +473,10 @@ ngx_pubsub_ws_t::drained()
      */
     if (!lingering_) {
         lingering_ = true;
-        ngx_add_timer(&linger_ev_, NGX_PUBSUB_WS_LINGER);
+        if (timeout_ev_.timer_set) {
+            ngx_del_timer(&timeout_ev_);
+        }
+        ngx_add_timer(&timeout_ev_, NGX_PUBSUB_WS_LINGER);
 
 #if (NGX_SSL)
         if (c_->ssl == NULL)
@@ -619,8 +622,8 @@ ngx_pubsub_ws_t::send_close(uint16_t code, std::string_view reason)
 
     /* reading was paused (upstream queue full): read again, discarding
        messages, to see the client's close reply */
-    if (paused_ && !resume_ev_.posted) {
-        ngx_post_event(&resume_ev_, &ngx_posted_events);
+    if (paused_) {
+        post(POST_RESUME);
     }
 
     /* the payload of the encoded frame (a close frame has a 2-byte header) */
