@@ -19,11 +19,13 @@
 
 ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t(ngx_http_request_t *req,
     ngx_pubsub_loc_conf_t *conf, ngx_uint_t t)
-    : r(req), plcf(conf), transport(t), finishing(0), finish_rc(NGX_OK),
+    : r(req), c(req->connection), plcf(conf), finish_rc(NGX_OK),
+      transport(static_cast<uint32_t>(t)), finishing(0),
       sink_(this), subscription(req, conf, t, &sink_), mux(NULL),
-      free_(NULL), busy_(NULL), busy_tail_(NULL), held_(0), ping_(0)
+      free_(NULL), busy_(NULL), busy_tail_(NULL), held_(0), ping_(0),
+      chunked_(0), ending_(0), detach_wanted_(0)
 {
-    ngx_memzero(&finish_ev_, sizeof(ngx_event_t));
+    ngx_memzero(&post_ev_, sizeof(ngx_event_t));
     ngx_memzero(&timeout_ev_, sizeof(ngx_event_t));
     ngx_memzero(&ping_ev_, sizeof(ngx_event_t));
 }
@@ -34,8 +36,8 @@ ngx_pubsub_http_sub_t::~ngx_pubsub_http_sub_t()
     /* unsubscribes; hooks, presence and events end exactly once */
     subscription.core.close();
 
-    if (finish_ev_.posted) {
-        ngx_delete_posted_event(&finish_ev_);
+    if (post_ev_.posted) {
+        ngx_delete_posted_event(&post_ev_);
     }
     if (timeout_ev_.timer_set) {
         ngx_del_timer(&timeout_ev_);
@@ -43,6 +45,8 @@ ngx_pubsub_http_sub_t::~ngx_pubsub_http_sub_t()
     if (ping_ev_.timer_set) {
         ngx_del_timer(&ping_ev_);
     }
+
+    free_output();
 }
 
 
@@ -59,9 +63,9 @@ ngx_pubsub_http_sub_t::init()
     cln->handler = cleanup;
     cln->data = this;
 
-    finish_ev_.handler = finish_handler;
-    finish_ev_.data = this;
-    finish_ev_.log = r->connection->log;
+    post_ev_.handler = posted_handler;
+    post_ev_.data = this;
+    post_ev_.log = r->connection->log;
 
     timeout_ev_.handler = timeout_handler;
     timeout_ev_.data = this;
@@ -76,10 +80,11 @@ ngx_pubsub_http_sub_t::init()
 }
 
 
+/* the request went away with the subscriber still tied to it */
 void
 ngx_pubsub_http_sub_t::cleanup(void *data)
 {
-    static_cast<ngx_pubsub_http_sub_t *>(data)->~ngx_pubsub_http_sub_t();
+    delete static_cast<ngx_pubsub_http_sub_t *>(data);
 }
 
 
@@ -124,19 +129,61 @@ ngx_pubsub_http_sub_t::finish(ngx_int_t rc)
         ngx_del_timer(&ping_ev_);
     }
 
-    ngx_post_event(&finish_ev_, &ngx_posted_events);
+    post(POST_FINISH);
 }
 
 
 void
-ngx_pubsub_http_sub_t::finish_handler(ngx_event_t *ev)
+ngx_pubsub_http_sub_t::post(uint8_t what)
+{
+    posted_ |= what;
+
+    if (!post_ev_.posted) {
+        ngx_post_event(&post_ev_, &ngx_posted_events);
+    }
+}
+
+
+void
+ngx_pubsub_http_sub_t::posted_handler(ngx_event_t *ev)
 {
     ngx_pubsub_http_sub_t  *sub = static_cast<ngx_pubsub_http_sub_t *>(ev->data);
-    ngx_http_request_t     *r = sub->r;
-    ngx_connection_t       *c = r->connection;
+    uint8_t                 what = sub->posted_;
 
-    ngx_http_finalize_request(r, sub->finish_rc);
-    ngx_http_run_posted_requests(c);
+    sub->posted_ = 0;
+
+    if (what & POST_FINISH) {
+        sub->finish_now();
+        return;
+    }
+
+    if (what & POST_DETACH) {
+        if (ngx_pubsub_guard(ev->log, [sub] {
+                sub->detach();
+                return NGX_OK;
+            }) != NGX_OK)
+        {
+            sub->finish(NGX_ERROR);
+        }
+    }
+}
+
+
+void
+ngx_pubsub_http_sub_t::finish_now()
+{
+    ngx_http_request_t  *req = r;
+    ngx_connection_t    *conn = c;
+
+    if (req == NULL) {
+        /* detached: the connection is ours alone */
+        delete this;
+        ngx_http_close_connection(conn);
+        return;
+    }
+
+    ngx_http_finalize_request(req, finish_rc);
+    ngx_http_run_posted_requests(conn);
 }
 
 
@@ -169,6 +216,12 @@ ngx_pubsub_http_sub_t::timeout_handler(ngx_event_t *ev)
 {
     ngx_pubsub_http_sub_t  *sub = static_cast<ngx_pubsub_http_sub_t *>(ev->data);
 
+    if (sub->ending_) {
+        /* detached: the client did not take the stream's end in time */
+        sub->finish(NGX_ERROR);
+        return;
+    }
+
     (void) ngx_pubsub_guard(ev->log, [sub] {
         sub->on_timeout();
         return NGX_OK;
@@ -186,7 +239,7 @@ ngx_pubsub_http_sub_t::ping_handler(ngx_event_t *ev)
         return NGX_OK;
     });
 
-    if (!sub->finishing && sub->plcf->ping_interval) {
+    if (!sub->finishing && !sub->ending_ && sub->plcf->ping_interval) {
         ngx_add_timer(ev, sub->plcf->ping_interval);
     }
 }
@@ -235,9 +288,8 @@ ngx_pubsub_sub_buf_cost(ngx_buf_t *b)
 ngx_int_t
 ngx_pubsub_http_sub_t::flush(ngx_chain_t *in)
 {
-    ngx_int_t          rc;
-    ngx_chain_t       *cl;
-    ngx_connection_t  *c = r->connection;
+    ngx_int_t     rc;
+    ngx_chain_t  *cl;
 
     rc = ngx_http_output_filter(r, in);
 
@@ -288,6 +340,11 @@ ngx_pubsub_http_sub_t::flush(ngx_chain_t *in)
         if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
             return NGX_ERROR;
         }
+
+    } else if (detach_wanted_ && r->out == NULL) {
+        /* all written: the request can go now */
+        detach_wanted_ = 0;
+        post(POST_DETACH);
     }
 
     return NGX_OK;
@@ -310,6 +367,15 @@ ngx_pubsub_http_sub_t::write(std::string_view a, std::string_view b,
 
     if (size == 0) {
         /* an empty buffer would be a "zero size buf" alert */
+        return NGX_OK;
+    }
+
+    if (r == NULL) {
+        if (queue(a, b, c, chunked_) != NGX_OK) {
+            finish(NGX_ERROR);
+            return NGX_ERROR;
+        }
+
         return NGX_OK;
     }
 
@@ -376,6 +442,11 @@ ngx_pubsub_http_sub_t::write_last(std::string_view tail)
 
     if (!tail.empty() && write(tail) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    if (r == NULL) {
+        end_detached();
+        return NGX_OK;
     }
 
     b = static_cast<ngx_buf_t *>(ngx_calloc_buf(r->pool));
@@ -555,6 +626,7 @@ ngx_pubsub_http_sub_t::start_stream(ngx_pubsub_channels_t *ch,
 
     if (!finishing) {
         start_timers(ping);
+        schedule_detach();
     }
 
     return NGX_DONE;

@@ -24,11 +24,20 @@
 /*
  * A subscriber held by one HTTP request: framing and I/O of a streaming or
  * polling transport around one ngx_pubsub_subscription_t, which does
- * everything subscribing implies.  It lives in the request's pool and is
- * destroyed by the pool's cleanup, which ends the subscription.  The
+ * everything subscribing implies.  It lives on the heap and is deleted by
+ * a cleanup of the request's pool, which ends the subscription.  The
  * callbacks of the subscription (deliver, gap, channelDeleted) never
  * finalize the request directly: they schedule it (finish()), since the
  * store may still be iterating over its subscribers.
+ *
+ * A stream (EventSource, chunked, multipart, raw stream) over HTTP/1.x
+ * sheds its request once the header and what the client was owed are
+ * written (detach(), as a WebSocket does after the 101): the request's
+ * pool and the client's header buffers are freed, and the connection is
+ * driven by this object alone, which writes the body's chunked coding
+ * itself and closes the connection when the stream ends.  A request that
+ * something else still needs (a body filter that rewrites the stream,
+ * limit_conn's slot, limit_rate, trailers, subrequests) stays whole.
  */
 class ngx_pubsub_http_sub_t {
 public:
@@ -56,6 +65,12 @@ public:
 
     /* registers the cleanup; NGX_ERROR when out of memory */
     ngx_int_t init();
+
+    /*
+     * Detaching: a transport copies out of r->pool what it still needs
+     * (NGX_ERROR: the request stays).
+     */
+    virtual ngx_int_t on_detach() { return NGX_OK; }
 
     /* unsubscribes and finalizes the request with rc from a posted event */
     void finish(ngx_int_t rc);
@@ -107,11 +122,13 @@ public:
     virtual void on_presence(const pubsub::PresenceEvent &ev,
                              const std::string &json) {}
 
+    /* the request; NULL once the stream detached from it */
     ngx_http_request_t      *r;
+    ngx_connection_t        *c;
     ngx_pubsub_loc_conf_t   *plcf;
-    ngx_uint_t               transport;
-    ngx_uint_t               finishing;
     ngx_int_t                finish_rc;
+    uint32_t                 transport;
+    unsigned                 finishing:1;
 
 private:
     /* what the subscription delivers, to the virtuals above */
@@ -128,21 +145,54 @@ private:
     ngx_int_t stream_preamble(std::string_view preamble);
 
     static void cleanup(void *data);
-    static void finish_handler(ngx_event_t *ev);
+    static void posted_handler(ngx_event_t *ev);
     static void timeout_handler(ngx_event_t *ev);
     static void ping_handler(ngx_event_t *ev);
     static void write_handler(ngx_http_request_t *r);
     static void conn_read_handler(ngx_event_t *ev);
     ngx_int_t flush(ngx_chain_t *in);
 
-    ngx_event_t              finish_ev_;
+    /* one posted event for a finish and a detach (finish wins) */
+    enum : uint8_t {
+        POST_FINISH = 1,
+        POST_DETACH = 2
+    };
+    void post(uint8_t what);
+    void finish_now();
+
+    /* the request freed: ngx_pubsub_stream.cpp */
+    struct out_t;
+    void schedule_detach();
+    bool detachable();
+    void detach();
+    ngx_int_t queue(std::string_view a, std::string_view b,
+                    std::string_view c, bool chunk);
+    ngx_int_t flush_detached();
+    void free_output();
+    void drained();
+    void end_detached();
+    static void detached_read_handler(ngx_event_t *ev);
+    static void detached_write_handler(ngx_event_t *ev);
+
+    ngx_event_t              post_ev_;
     ngx_event_t              timeout_ev_;
     ngx_event_t              ping_ev_;
-    ngx_chain_t             *free_;
-    ngx_chain_t             *busy_;        /* given to the output filter */
+    /* attached: buffers of r->pool; detached: out_t items on the heap */
+    union {
+        ngx_chain_t         *free_;
+        out_t               *out_head_;
+    };
+    union {
+        ngx_chain_t         *busy_;        /* given to the output filter */
+        out_t               *out_tail_;
+    };
     ngx_chain_t             *busy_tail_;
     size_t                   held_;        /* what busy_ holds (flush()) */
-    ngx_uint_t               ping_;
+    uint8_t                  posted_ = 0;
+    unsigned                 ping_:1;
+    unsigned                 chunked_:1;   /* detached: we chunk the body */
+    unsigned                 ending_:1;    /* detached: the end is queued */
+    unsigned                 detach_wanted_:1;   /* once all is written */
 };
 
 
@@ -174,31 +224,33 @@ ngx_pubsub_watch_client(ngx_http_request_t *r)
 
 
 /*
- * A transport's subscriber T placed in r's pool with its cleanup
- * registered; NULL when memory is exhausted.
+ * A transport's subscriber T on the heap with its cleanup registered in
+ * r's pool; NULL when memory is exhausted.
  */
 template <typename T>
 static inline T *
 ngx_pubsub_sub_create(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_uint_t transport)
 {
-    void  *mem;
-    T     *sub;
+    T  *sub;
 
-    mem = ngx_palloc(r->pool, sizeof(T));
-    if (mem == NULL) {
+    sub = new (std::nothrow) T(r, plcf, transport);
+    if (sub == NULL) {
         return NULL;
     }
 
-    sub = new (mem) T(r, plcf, transport);
-
     if (sub->init() != NGX_OK) {
-        sub->~T();
+        delete sub;
         return NULL;
     }
 
     return sub;
 }
+
+
+/* frees the client's header buffers (after the request is gone) */
+void ngx_pubsub_free_header_buffers(ngx_connection_t *c,
+    ngx_http_connection_t *hc);
 
 
 /*

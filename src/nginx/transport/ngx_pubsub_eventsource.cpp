@@ -15,6 +15,11 @@ namespace {
 class ngx_pubsub_es_sub_t final : public ngx_pubsub_http_sub_t {
 public:
     using ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t;
+    ~ngx_pubsub_es_sub_t() override
+        { if (event_own) { ngx_free(event.data); } }
+
+    /* the event name outlives the request */
+    ngx_int_t on_detach() override;
 
     void deliver(const pubsub::MessagePtr &msg) override;
     void gap() override;
@@ -33,7 +38,30 @@ public:
                      const std::string &json) override;
 
     ngx_str_t  event;   /* pubsub_eventsource_event at this location */
+    bool       event_own = false;   /* event.data is ours (ngx_alloc) */
 };
+
+
+ngx_int_t
+ngx_pubsub_es_sub_t::on_detach()
+{
+    u_char  *p;
+
+    if (event.len == 0 || event_own) {
+        return NGX_OK;
+    }
+
+    p = static_cast<u_char *>(ngx_alloc(event.len, c->log));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, event.data, event.len);
+    event.data = p;
+    event_own = true;
+
+    return NGX_OK;
+}
 
 
 void

@@ -42,8 +42,9 @@ public:
     void emit(const pubsub::MessagePtr &msg, time_t time,
               std::string_view tag);
 
-    std::string_view  boundary;   /* "\r\n--" + 32 chars, in r->pool */
+    std::string_view  boundary;   /* "\r\n--" + 32 chars, in delim_ */
     ngx_uint_t        gap_ = 0;
+    char              delim_[4 + 32];
 };
 
 
@@ -131,8 +132,8 @@ ngx_int_t
 ngx_pubsub_multipart_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_pubsub_channels_t *ch, const std::vector<pubsub::StartSpec> &specs)
 {
-    ngx_str_t             ct, delim;
-    std::string           b;
+    ngx_str_t             ct;
+    std::string           b, delim;
     ngx_pubsub_mp_sub_t  *sub;
 
     sub = ngx_pubsub_sub_create<ngx_pubsub_mp_sub_t>(r, plcf,
@@ -144,13 +145,15 @@ ngx_pubsub_multipart_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_pubsub_multipart_boundary(&b);
 
     ct = ngx_pubsub_pstr(r->pool, "multipart/mixed; boundary=" + b);
-    delim = ngx_pubsub_pstr(r->pool, "\r\n--" + b);
 
-    if (ct.data == NULL || delim.data == NULL) {
+    if (ct.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;   /* the pool cleanup ends sub */
     }
 
-    sub->boundary = ngx_pubsub_sv(delim);
+    /* the subscriber's own: it outlives the request (detached streams) */
+    delim = "\r\n--" + b;
+    ngx_memcpy(sub->delim_, delim.data(), sizeof(sub->delim_));
+    sub->boundary = std::string_view(sub->delim_, sizeof(sub->delim_));
 
     /* the first delimiter has no CRLF before it */
     return sub->start_stream(ch, specs, ct, sub->boundary.substr(2), 0);

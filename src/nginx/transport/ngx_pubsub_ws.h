@@ -324,7 +324,6 @@ private:
 
     void detach();
     void detach_output();
-    void free_request_buffers(ngx_http_connection_t *hc);
     void shutdown_close();
     void read();
     void feed(const u_char *p, size_t len);

@@ -357,7 +357,7 @@ ngx_pubsub_ws_t::detach()
     c->destroyed = 0;
     c->log->action = const_cast<char *>("websocket");
 
-    free_request_buffers(hc);
+    ngx_pubsub_free_header_buffers(c, hc);
 
     if (c->read->timer_set) {
         ngx_del_timer(c->read);
@@ -425,37 +425,6 @@ ngx_pubsub_ws_t::detach_output()
 
     r->out = NULL;
     c_->buffered &= ~NGX_HTTP_WRITE_BUFFERED;
-}
-
-
-/* the header buffers, as for an idle keep-alive connection */
-void
-ngx_pubsub_ws_t::free_request_buffers(ngx_http_connection_t *hc)
-{
-    ngx_connection_t  *c = c_;
-    ngx_chain_t       *cl, *ln;
-    ngx_buf_t         *b;
-
-    b = c->buffer;
-    if (b && b->start && ngx_pfree(c->pool, b->start) == NGX_OK) {
-        b->start = NULL;
-        b->pos = NULL;
-        b->last = NULL;
-        b->end = NULL;
-    }
-
-    for (ngx_chain_t **list : { &hc->free, &hc->busy }) {
-        for (cl = *list; cl; /* void */) {
-            ln = cl;
-            cl = cl->next;
-            ngx_pfree(c->pool, ln->buf->start);
-            ngx_free_chain(c->pool, ln);
-        }
-
-        *list = NULL;
-    }
-
-    hc->nbusy = 0;
 }
 
 
