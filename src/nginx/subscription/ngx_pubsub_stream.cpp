@@ -310,9 +310,16 @@ ngx_pubsub_http_sub_t::flush_detached()
     }
 
     if (held_ > plcf->max_pending) {
+        size_t  unsent = 0;
+
+        for (o = out_head_; o; o = o->next) {
+            unsent += o->buf.last - o->buf.pos;
+        }
+
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "pubsub: subscriber dropped: %uz bytes held "
-                      "(pubsub_subscriber_max_pending)", held_);
+                      "pubsub: subscriber dropped: %uz bytes unsent, "
+                      "%uz bytes held (pubsub_subscriber_max_pending)",
+                      unsent, held_);
         return NGX_ERROR;
     }
 
