@@ -308,8 +308,9 @@ void Engine::process(Conn& c)
             } else {
                 c.bodyMode = BodyMode::UntilClose;
             }
-            if (c.proto == Proto::Sse && st == 200) {
+            if ((c.proto == Proto::Sse || c.proto == Proto::Stream) && st == 200) {
                 c.open = true;
+                c.chunk.markEnds = c.proto == Proto::Stream;
                 ev_.onOpen(c);
             }
             continue;
@@ -320,7 +321,7 @@ void Engine::process(Conn& c)
             }
             break;
         }
-        if (c.open && c.proto == Proto::Sse) {
+        if (c.open && (c.proto == Proto::Sse || c.proto == Proto::Stream)) {
             bool err = false;
             size_t used = avail;
             if (c.bodyMode == BodyMode::Chunked) {
@@ -333,7 +334,11 @@ void Engine::process(Conn& c)
                 closeConn(c, "bad chunked encoding");
                 return;
             }
-            sseLines(c);
+            if (c.proto == Proto::Sse) {
+                sseLines(c);
+            } else {
+                streamLines(c);
+            }
             if (c.fd >= 0 && c.bodyMode == BodyMode::Chunked &&
                 c.chunk.st == Chunked::St::Done) {
                 closeConn(c, "event stream ended");
@@ -384,6 +389,36 @@ void Engine::process(Conn& c)
             c.inPos = 0;
         }
     }
+}
+
+// Chunked, multipart, raw stream: every line of the body (chunks end with
+// one) that starts like a bench payload is a message; boundaries and part
+// headers are not.
+void Engine::streamLines(Conn& c)
+{
+    size_t start = 0;
+    std::string& b = c.body;
+    for (;;) {
+        size_t nl = b.find('\n', start);
+        if (nl == std::string::npos) {
+            break;
+        }
+        size_t end = nl;
+        if (end > start && b[end - 1] == '\r') {
+            end--;
+        }
+        size_t len = end - start;
+        const char* line = b.data() + start;
+        start = nl + 1;
+        if (len > 2 && (line[0] == 'w' || line[0] == 'm') && line[1] == ' ') {
+            std::string msg(line, len);
+            ev_.onMessage(c, msg.data(), msg.size());
+            if (c.fd < 0) {
+                return;
+            }
+        }
+    }
+    b.erase(0, start);
 }
 
 void Engine::sseLines(Conn& c)

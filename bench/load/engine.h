@@ -15,7 +15,9 @@
 
 namespace load {
 
-enum class Proto { Http, Ws, Sse };
+// Stream: chunked, multipart or raw stream (Options::transport says which):
+// an open-ended 200 whose payloads are read line by line.
+enum class Proto { Http, Ws, Sse, Stream };
 
 enum class BodyMode { None, Length, Chunked, UntilClose };
 
@@ -130,6 +132,7 @@ private:
     bool wsFrames(Conn& c);
 
     void sseLines(Conn& c);
+    void streamLines(Conn& c);
 
     Events& ev_;
     int ep_ = -1;

@@ -105,6 +105,9 @@ size_t Chunked::feed(const char* p, size_t n, std::string& out, bool& err)
             left -= take;
             if (left == 0) {
                 st = St::DataEnd;
+                if (markEnds) {
+                    out.push_back('\n');
+                }
             }
             continue;
         }

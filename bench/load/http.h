@@ -29,6 +29,7 @@ long parseHead(const char* p, size_t n, Head& h);
 struct Chunked {
     enum class St { Size, Data, DataEnd, Trailer, Done } st = St::Size;
     uint64_t left = 0;
+    bool markEnds = false;  // a '\n' after each chunk's data (stream transports)
 
     // Consumes what it can from p[0..n), appends payload to out. Returns the
     // bytes consumed; sets err on malformed input.

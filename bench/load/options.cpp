@@ -25,7 +25,8 @@ void usage()
             "               start + k/rate, one publisher): latency per delivery, send lag,\n"
             "               fan-out time (send -> last subscriber), achieved rate, and\n"
             "               whether the run kept up (else says why: kept_up, behind_reason)\n"
-            "  idle         --sub-url URL [--transport ws|sse] [--subs 1000] [--channels 1]\n"
+            "  idle         --sub-url URL [--transport ws|sse|longpoll|chunked|multipart|raw]\n"
+            "               [--subs 1000] [--channels 1]\n"
             "               [--hold 2] [--settle 1] [--pub-url URL] [--measure-pid PID]\n"
             "               holds idle subscribers; with --measure-pid, worker memory\n"
             "               (smaps_rollup) before/after and bytes per subscriber\n"
@@ -172,13 +173,15 @@ bool parseOptions(int argc, char** argv, Options& o, std::string& err)
         err = "unknown mode '" + o.mode + "'";
         return false;
     }
+    bool stream = o.transport == "chunked" || o.transport == "multipart" || o.transport == "raw";
     if (o.transport != "ws" && o.transport != "sse" && o.transport != "longpoll" &&
-        o.transport != "pusher") {
-        err = "unknown transport '" + o.transport + "' (ws, sse, longpoll, pusher)";
+        o.transport != "pusher" && !stream) {
+        err = "unknown transport '" + o.transport +
+              "' (ws, sse, longpoll, pusher; idle also chunked, multipart, raw)";
         return false;
     }
-    if (o.mode == "idle" && o.transport == "longpoll") {
-        err = "idle mode supports ws and sse";
+    if (stream && o.mode != "idle") {
+        err = "chunked, multipart and raw are for idle mode";
         return false;
     }
     if (o.mode == "publish" && o.url.empty()) {

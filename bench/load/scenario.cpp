@@ -81,6 +81,13 @@ std::string subscribeRequest(const Options& o, const Url& u, Conn& c, Proto prot
         }
     } else if (proto == Proto::Sse) {
         r += "Accept: text/event-stream\r\n";
+    } else if (proto == Proto::Stream) {
+        // raw stream: a plain GET where the location enables it
+        if (o.transport == "chunked") {
+            r += "TE: chunked\r\n";
+        } else if (o.transport == "multipart") {
+            r += "Accept: multipart/mixed\r\n";
+        }
     } else {
         if (!c.lastModified.empty()) {
             r += "If-Modified-Since: " + c.lastModified + "\r\n";
@@ -94,7 +101,16 @@ std::string subscribeRequest(const Options& o, const Url& u, Conn& c, Proto prot
 
 Proto protoFor(const std::string& t)
 {
-    return t == "ws" || t == "pusher" ? Proto::Ws : t == "sse" ? Proto::Sse : Proto::Http;
+    if (t == "ws" || t == "pusher") {
+        return Proto::Ws;
+    }
+    if (t == "sse") {
+        return Proto::Sse;
+    }
+    if (t == "chunked" || t == "multipart" || t == "raw") {
+        return Proto::Stream;
+    }
+    return Proto::Http;
 }
 
 std::string pusherChannelFor(const Options& o, int channel, int index)
