@@ -61,6 +61,41 @@ SCENARIOS = {
          ("private_dirty_bytes_per_sub_after_msg", "bytes/sub after 1 msg", "{:,.0f}"),
          ("subscribed", "subscribed", "{:.0f}"), ("warmed", "got msg", "{:.0f}"),
          ("connects_per_sec", "connects/s", "{:,.0f}")]),
+    "idle-chunked": (
+        "Memory per idle chunked subscriber",
+        "As idle-ws, with `TE: chunked` subscribers (an open-ended chunked 200).",
+        ("private_dirty_bytes_per_sub", "bytes/sub (Private_Dirty)", "{:,.0f}"), False,
+        [("rss_bytes_per_sub", "bytes/sub (RSS)", "{:,.0f}"),
+         ("private_dirty_bytes_per_sub_after_msg", "bytes/sub after 1 msg", "{:,.0f}"),
+         ("subscribed", "subscribed", "{:.0f}"), ("warmed", "got msg", "{:.0f}"),
+         ("connects_per_sec", "connects/s", "{:,.0f}")]),
+    "idle-multipart": (
+        "Memory per idle multipart subscriber",
+        "As idle-ws, with `Accept: multipart/mixed` subscribers.",
+        ("private_dirty_bytes_per_sub", "bytes/sub (Private_Dirty)", "{:,.0f}"), False,
+        [("rss_bytes_per_sub", "bytes/sub (RSS)", "{:,.0f}"),
+         ("private_dirty_bytes_per_sub_after_msg", "bytes/sub after 1 msg", "{:,.0f}"),
+         ("subscribed", "subscribed", "{:.0f}"), ("warmed", "got msg", "{:.0f}"),
+         ("connects_per_sec", "connects/s", "{:,.0f}")]),
+    "idle-raw": (
+        "Memory per idle raw-stream subscriber",
+        "As idle-ws, with plain GETs to a location whose only transport is the raw stream "
+        "(`pubsub_subscriber rawstream`, nchan's `nchan_subscriber http-raw-stream`).",
+        ("private_dirty_bytes_per_sub", "bytes/sub (Private_Dirty)", "{:,.0f}"), False,
+        [("rss_bytes_per_sub", "bytes/sub (RSS)", "{:,.0f}"),
+         ("private_dirty_bytes_per_sub_after_msg", "bytes/sub after 1 msg", "{:,.0f}"),
+         ("subscribed", "subscribed", "{:.0f}"), ("warmed", "got msg", "{:.0f}"),
+         ("connects_per_sec", "connects/s", "{:,.0f}")]),
+    "idle-longpoll": (
+        "Memory per waiting long-poll subscriber",
+        "As idle-ws, with long-poll subscribers waiting for a message (plain GETs; the "
+        "measurement is taken while every poll waits, before the warm-up message answers "
+        "them and they poll again).",
+        ("private_dirty_bytes_per_sub", "bytes/sub (Private_Dirty)", "{:,.0f}"), False,
+        [("rss_bytes_per_sub", "bytes/sub (RSS)", "{:,.0f}"),
+         ("private_dirty_bytes_per_sub_after_msg", "bytes/sub after 1 msg", "{:,.0f}"),
+         ("subscribed", "subscribed", "{:.0f}"), ("warmed", "got msg", "{:.0f}"),
+         ("connects_per_sec", "connects/s", "{:,.0f}")]),
     "longpoll-rtt-1": (
         "Long-poll round trips, 1 pair",
         "One long-poll subscriber and one publisher on their own channel: publish k, wait "

@@ -20,7 +20,7 @@ CLIENT=$ROOT/build/bench/pubsub-load
 OURS_SO=$ROOT/build/nginx/ngx_pubsub_module.so
 NCHAN_SO=${NCHAN_SO:-/usr/lib/nginx/modules/ngx_nchan_module.so}
 NGINX=${NGINX:-/usr/sbin/nginx}
-ALL_SCENARIOS="publish-1w publish-2w fanout-ws-10k fanout-ws-1000ch idle-ws idle-sse longpoll-rtt-1 longpoll-rtt-20"
+ALL_SCENARIOS="publish-1w publish-2w fanout-ws-10k fanout-ws-1000ch idle-ws idle-sse idle-chunked idle-multipart idle-raw idle-longpoll longpoll-rtt-1 longpoll-rtt-20"
 # Presence on vs off (server "ourspres" = ours with pubsub_presence on); not in
 # the default run: bench/run.sh --only presence (or a list of these names).
 PRESENCE_SCENARIOS="presence-idle-ws presence-churn-ws presence-churn-sse presence-fanout-ws-10k"
@@ -274,11 +274,13 @@ write_config() {
     ours)
         load="load_module $so;"
         locs="location = /pub { pubsub_publisher; pubsub_channel_id \$arg_id; pubsub_message_buffer_length 10; }
-        location = /sub { pubsub_subscriber; pubsub_channel_id \$arg_id; }" ;;
+        location = /sub { pubsub_subscriber; pubsub_channel_id \$arg_id; }
+        location = /raw { pubsub_subscriber rawstream; pubsub_channel_id \$arg_id; }" ;;
     nchan)
         load="load_module $NCHAN_SO;"
         locs="location = /pub { nchan_publisher; nchan_channel_id \$arg_id; nchan_message_buffer_length 10; }
-        location = /sub { nchan_subscriber; nchan_channel_id \$arg_id; }" ;;
+        location = /sub { nchan_subscriber; nchan_channel_id \$arg_id; }
+        location = /raw { nchan_subscriber http-raw-stream; nchan_channel_id \$arg_id; }" ;;
     ret200)
         locs="location = /pub { return 200; }" ;;
     ourspres)
@@ -478,6 +480,9 @@ scenario_args() {
     fanout-ws-1000ch) echo "fanout --transport ws --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 5000 --channels 1000 --messages $MC_MSGS --pub-conns 50 --size 100" ;;
     idle-ws) echo "idle --transport ws --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 10000 --hold $HOLD --measure-pid @WORKER@" ;;
     idle-sse) echo "idle --transport sse --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 10000 --hold $HOLD --measure-pid @WORKER@" ;;
+    # the other streams (raw: its own location) and waiting long-polls
+    idle-chunked|idle-multipart|idle-longpoll) echo "idle --transport ${1#idle-} --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 10000 --hold $HOLD --measure-pid @WORKER@" ;;
+    idle-raw) echo "idle --transport raw --sub-url $base/raw?id={ch} --pub-url $base/pub?id={ch} --subs 10000 --hold $HOLD --measure-pid @WORKER@" ;;
     # paced-ws-<subs>-<msgs/s>: one channel, messages evenly spaced for PACED_DUR s
     paced-ws-1k-20) echo "paced --transport ws --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 1000 --rate 20 --duration $PACED_DUR --size 100" ;;
     paced-ws-10k-5) echo "paced --transport ws --sub-url $base/sub?id={ch} --pub-url $base/pub?id={ch} --subs 10000 --rate 5 --duration $PACED_DUR --size 100" ;;
