@@ -97,7 +97,9 @@ ngx_pubsub_free_header_buffers(ngx_connection_t *c, ngx_http_connection_t *hc)
 void
 ngx_pubsub_http_sub_t::schedule_detach()
 {
-    if (r != NULL && r == r->main && r->http_version <= NGX_HTTP_VERSION_11) {
+    if (r != NULL && !pooled_ && r == r->main
+        && r->http_version <= NGX_HTTP_VERSION_11)
+    {
         post(POST_DETACH);
     }
 }

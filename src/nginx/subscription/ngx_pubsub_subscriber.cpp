@@ -23,7 +23,7 @@ ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t(ngx_http_request_t *req,
       transport(static_cast<uint32_t>(t)), finishing(0),
       sink_(this), subscription(req, conf, t, &sink_), mux(NULL),
       free_(NULL), busy_(NULL), busy_tail_(NULL), held_(0), ping_(0),
-      chunked_(0), ending_(0), detach_wanted_(0)
+      chunked_(0), ending_(0), detach_wanted_(0), pooled_(0)
 {
     ngx_memzero(&post_ev_, sizeof(ngx_event_t));
     ngx_memzero(&timeout_ev_, sizeof(ngx_event_t));
@@ -84,7 +84,13 @@ ngx_pubsub_http_sub_t::init()
 void
 ngx_pubsub_http_sub_t::cleanup(void *data)
 {
-    delete static_cast<ngx_pubsub_http_sub_t *>(data);
+    ngx_pubsub_http_sub_t  *sub = static_cast<ngx_pubsub_http_sub_t *>(data);
+
+    if (sub->pooled_) {
+        sub->~ngx_pubsub_http_sub_t();
+    } else {
+        delete sub;
+    }
 }
 
 

@@ -24,8 +24,9 @@
 /*
  * A subscriber held by one HTTP request: framing and I/O of a streaming or
  * polling transport around one ngx_pubsub_subscription_t, which does
- * everything subscribing implies.  It lives on the heap and is deleted by
- * a cleanup of the request's pool, which ends the subscription.  The
+ * everything subscribing implies.  A stream lives on the heap (it may
+ * outlive the request), a poll in the request's pool; either is destroyed
+ * by a cleanup of the request's pool, which ends the subscription.  The
  * callbacks of the subscription (deliver, gap, channelDeleted) never
  * finalize the request directly: they schedule it (finish()), since the
  * store may still be iterating over its subscribers.
@@ -193,6 +194,9 @@ private:
     unsigned                 chunked_:1;   /* detached: we chunk the body */
     unsigned                 ending_:1;    /* detached: the end is queued */
     unsigned                 detach_wanted_:1;   /* once all is written */
+
+public:
+    unsigned                 pooled_:1;    /* in r->pool, not on the heap */
 };
 
 
@@ -224,23 +228,37 @@ ngx_pubsub_watch_client(ngx_http_request_t *r)
 
 
 /*
- * A transport's subscriber T on the heap with its cleanup registered in
- * r's pool; NULL when memory is exhausted.
+ * A transport's subscriber T with its cleanup registered in r's pool: on
+ * the heap for a stream, which may outlive the request, in r's pool for a
+ * poll (pooled), which never does; NULL when memory is exhausted.
  */
 template <typename T>
 static inline T *
 ngx_pubsub_sub_create(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_uint_t transport)
+    ngx_uint_t transport, bool pooled = false)
 {
-    T  *sub;
+    void  *mem;
+    T     *sub;
 
-    sub = new (std::nothrow) T(r, plcf, transport);
+    if (pooled) {
+        mem = ngx_palloc(r->pool, sizeof(T));
+        sub = mem ? new (mem) T(r, plcf, transport) : NULL;
+    } else {
+        sub = new (std::nothrow) T(r, plcf, transport);
+    }
+
     if (sub == NULL) {
         return NULL;
     }
 
+    sub->pooled_ = pooled;
+
     if (sub->init() != NGX_OK) {
-        delete sub;
+        if (pooled) {
+            sub->~T();
+        } else {
+            delete sub;
+        }
         return NULL;
     }
 

@@ -281,9 +281,10 @@ ngx_pubsub_longpoll_start(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     bool                             any;
     size_t                           max;
 
+    /* a poll never outlives its request: in its pool */
     sub = ngx_pubsub_sub_create<ngx_pubsub_lp_sub_t>(r, plcf,
               interval ? NGX_PUBSUB_SUB_INTERVALPOLL
-                       : NGX_PUBSUB_SUB_LONGPOLL);
+                       : NGX_PUBSUB_SUB_LONGPOLL, true);
     if (sub == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
