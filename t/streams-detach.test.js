@@ -5,13 +5,14 @@
 // change: a request that something else still needs stays whole (a slot
 // of limit_conn, a body filter that rewrites the stream), a client that
 // goes away is noticed, and an HTTP/1.0 stream (no chunked coding) is
-// delimited by the connection's close.
+// delimited by the connection's close. A WebSocket, which frees its
+// request after the 101, keeps its limit_conn slot too.
 
 const { describe, it } = require('node:test');
 const assert = require('node:assert');
 const net = require('node:net');
 const { useNginx } = require('./lib/nginx');
-const { httpRequest, publish, sseStream, chunkedStream } = require('./lib/clients');
+const { httpRequest, publish, sseStream, chunkedStream, wsConnect } = require('./lib/clients');
 const { sleep, waitUntil } = require('./lib/util');
 
 const CONF = `
@@ -80,6 +81,30 @@ describe('streams without their request', { timeout: 60000 }, () => {
             const status = (await s.response).status;
             await s.close();
             return status === 200;
+        }, { timeout: 5000, what: 'the slot free again' });
+    });
+
+    it('keeps a WebSocket counted by limit_conn until it closes', async () => {
+        const ch = chan('wslim');
+        const url = `ws://127.0.0.1:${ngx.port}/lim/${ch}`;
+        const first = await wsConnect(url);
+        await pub(ch, 'one');
+        assert.strictEqual((await first.messages.next(5000)).text, 'one');
+        await sleep(200);   // past the moment the request is freed
+
+        await assert.rejects(wsConnect(url), (e) => e.status === 503);
+
+        first.close();
+        await first.closed;
+        await waitUntil(async () => {
+            try {
+                const c = await wsConnect(url);
+                c.close();
+                await c.closed;
+                return true;
+            } catch (e) {
+                return false;
+            }
         }, { timeout: 5000, what: 'the slot free again' });
     });
 

@@ -15,10 +15,11 @@
  * Only a request that nothing else needs is freed: a body filter that
  * rewrites the stream (gzip, sub_filter, ssi, charset recoding, ...) keeps
  * a context in the request, and only the contexts known not to touch the
- * body are accepted; limit_conn's slot is held until the request is freed,
- * limit_rate paces the request's output, trailers come with nginx's last
- * chunk, and subrequests or pipelined input need the request too.  Such
- * requests stay whole (and work as before, just bigger).
+ * body are accepted; limit_rate paces the request's output, trailers come
+ * with nginx's last chunk, and subrequests or pipelined input need the
+ * request too.  Such requests stay whole (and work as before, just
+ * bigger).  A slot of limit_conn, which the request holds until its pool
+ * goes, moves to the connection's pool (ngx_pubsub_keep_conn_limits()).
  *
  * The access log line is written when the request is freed (status 200,
  * the bytes sent so far), as for a WebSocket after its 101.
@@ -61,6 +62,91 @@ static const char  *ngx_pubsub_stream_ctx_ok[] = {
     "ngx_http_header_count_module",     /* max_headers, some builds: input */
     NULL
 };
+
+
+/* whether zone is a shared memory zone of limit_conn */
+static bool
+ngx_pubsub_is_limit_conn_zone(void *zone, void *tag)
+{
+    ngx_cycle_t      *cycle = const_cast<ngx_cycle_t *>(ngx_cycle);
+    ngx_list_part_t  *part = &cycle->shared_memory.part;
+    ngx_shm_zone_t   *z = static_cast<ngx_shm_zone_t *>(part->elts);
+
+    for (ngx_uint_t i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return false;
+            }
+
+            part = part->next;
+            z = static_cast<ngx_shm_zone_t *>(part->elts);
+            i = 0;
+        }
+
+        if (&z[i] == zone) {
+            return z[i].tag == tag;
+        }
+    }
+}
+
+
+/*
+ * limit_conn counts a request from its handler until its pool goes (a
+ * cleanup of r->pool whose data starts with the zone): a request freed
+ * early would give its slot back while its connection goes on.  The
+ * cleanups move to the connection's pool, so the slot is held until the
+ * connection closes.  NGX_ERROR: out of memory, nothing moved.
+ */
+ngx_int_t
+ngx_pubsub_keep_conn_limits(ngx_http_request_t *r)
+{
+    static ngx_module_t  *limit_conn = NULL;
+    static ngx_uint_t     looked;
+    ngx_pool_cleanup_t   *cln, *moved;
+
+    if (r->main->limit_conn_status == 0) {
+        return NGX_OK;
+    }
+
+    if (!looked) {
+        for (ngx_uint_t i = 0; ngx_cycle->modules[i]; i++) {
+            if (ngx_strcmp(ngx_cycle->modules[i]->name,
+                           "ngx_http_limit_conn_module") == 0)
+            {
+                limit_conn = ngx_cycle->modules[i];
+            }
+        }
+
+        looked = 1;
+    }
+
+    if (limit_conn == NULL) {
+        return NGX_OK;
+    }
+
+    /* a cleanup's data, when it has any, is an aligned pool allocation:
+       its first pointer can be read whatever its size */
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == NULL || cln->data == NULL
+            || !ngx_pubsub_is_limit_conn_zone(
+                   *static_cast<void **>(cln->data), limit_conn))
+        {
+            continue;
+        }
+
+        /* { shm_zone, node }: what its handler reads */
+        moved = ngx_pool_cleanup_add(r->connection->pool, 2 * sizeof(void *));
+        if (moved == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(moved->data, cln->data, 2 * sizeof(void *));
+        moved->handler = cln->handler;
+        cln->handler = NULL;
+    }
+
+    return NGX_OK;
+}
 
 
 /* the header buffers, as nginx frees them for an idle keep-alive connection */
@@ -113,7 +199,7 @@ ngx_pubsub_http_sub_t::detachable()
 
     if (r != r->main || r->http_version > NGX_HTTP_VERSION_11
         || r->header_only || r->count != 1 || r->posted_requests
-        || r->postponed || r->limit_conn_status || r->limit_rate
+        || r->postponed || r->limit_rate
         || r->discard_body || r->reading_body
         || r->headers_out.trailers.part.nelts != 0)
     {
@@ -175,7 +261,9 @@ ngx_pubsub_http_sub_t::detach()
         return;
     }
 
-    if (!detachable() || on_detach() != NGX_OK) {
+    if (!detachable() || on_detach() != NGX_OK
+        || ngx_pubsub_keep_conn_limits(req) != NGX_OK)
+    {
         return;
     }
 

@@ -266,6 +266,13 @@ ngx_pubsub_sub_create(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 }
 
 
+/*
+ * Before a request is freed early (a WebSocket after its 101, a stream
+ * under way): its limit_conn slots move to the connection's pool, so that
+ * they are held until the connection closes.  NGX_ERROR: out of memory.
+ */
+ngx_int_t ngx_pubsub_keep_conn_limits(ngx_http_request_t *r);
+
 /* frees the client's header buffers (after the request is gone) */
 void ngx_pubsub_free_header_buffers(ngx_connection_t *c,
     ngx_http_connection_t *hc);

@@ -340,6 +340,11 @@ ngx_pubsub_ws_t::detach()
         }
     }
 
+    /* limit_conn counts the connection, not the handshake */
+    if (ngx_pubsub_keep_conn_limits(req) != NGX_OK) {
+        return;   /* stays attached: still works, just bigger */
+    }
+
     hc = req->http_connection;
 
     /* the request no longer owns the object, nor calls it */
