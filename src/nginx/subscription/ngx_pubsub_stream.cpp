@@ -471,15 +471,10 @@ ngx_pubsub_http_sub_t::end_detached()
 
     ending_ = 1;
 
-    if (ping_ev_.timer_set) {
-        ngx_del_timer(&ping_ev_);
-    }
-
-    if (timeout_ev_.timer_set) {
-        ngx_del_timer(&timeout_ev_);
-    }
-
-    ngx_add_timer(&timeout_ev_, NGX_PUBSUB_STREAM_END_WAIT);
+    timeout_at_ = 0;
+    ping_at_ = 0;
+    timer_ev_.cancelable = 0;
+    ngx_add_timer(&timer_ev_, NGX_PUBSUB_STREAM_END_WAIT);
 
     if ((chunked_ ? queue("0\r\n\r\n", {}, {}, false) : flush_detached())
         != NGX_OK)

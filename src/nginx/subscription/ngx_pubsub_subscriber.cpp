@@ -22,12 +22,12 @@ ngx_pubsub_http_sub_t::ngx_pubsub_http_sub_t(ngx_http_request_t *req,
     : r(req), c(req->connection), plcf(conf), finish_rc(NGX_OK),
       transport(static_cast<uint32_t>(t)), finishing(0),
       sink_(this), subscription(req, conf, t, &sink_), mux(NULL),
-      free_(NULL), busy_(NULL), busy_tail_(NULL), held_(0), ping_(0),
+      timeout_at_(0), ping_at_(0),
+      free_(NULL), busy_(NULL), busy_tail_(NULL), held_(0),
       chunked_(0), ending_(0), detach_wanted_(0), pooled_(0)
 {
     ngx_memzero(&post_ev_, sizeof(ngx_event_t));
-    ngx_memzero(&timeout_ev_, sizeof(ngx_event_t));
-    ngx_memzero(&ping_ev_, sizeof(ngx_event_t));
+    ngx_memzero(&timer_ev_, sizeof(ngx_event_t));
 }
 
 
@@ -39,11 +39,8 @@ ngx_pubsub_http_sub_t::~ngx_pubsub_http_sub_t()
     if (post_ev_.posted) {
         ngx_delete_posted_event(&post_ev_);
     }
-    if (timeout_ev_.timer_set) {
-        ngx_del_timer(&timeout_ev_);
-    }
-    if (ping_ev_.timer_set) {
-        ngx_del_timer(&ping_ev_);
+    if (timer_ev_.timer_set) {
+        ngx_del_timer(&timer_ev_);
     }
 
     free_output();
@@ -67,14 +64,9 @@ ngx_pubsub_http_sub_t::init()
     post_ev_.data = this;
     post_ev_.log = r->connection->log;
 
-    timeout_ev_.handler = timeout_handler;
-    timeout_ev_.data = this;
-    timeout_ev_.log = r->connection->log;
-
-    ping_ev_.handler = ping_handler;
-    ping_ev_.data = this;
-    ping_ev_.log = r->connection->log;
-    ping_ev_.cancelable = 1;
+    timer_ev_.handler = timer_handler;
+    timer_ev_.data = this;
+    timer_ev_.log = r->connection->log;
 
     return NGX_OK;
 }
@@ -128,11 +120,11 @@ ngx_pubsub_http_sub_t::finish(ngx_int_t rc)
     finishing = 1;
     finish_rc = rc;
 
-    if (timeout_ev_.timer_set) {
-        ngx_del_timer(&timeout_ev_);
-    }
-    if (ping_ev_.timer_set) {
-        ngx_del_timer(&ping_ev_);
+    timeout_at_ = 0;
+    ping_at_ = 0;
+
+    if (timer_ev_.timer_set) {
+        ngx_del_timer(&timer_ev_);
     }
 
     post(POST_FINISH);
@@ -193,34 +185,65 @@ ngx_pubsub_http_sub_t::finish_now()
 }
 
 
+/*
+ * One timer for the subscriber timeout and the pings: it fires at the
+ * earlier of the two; a delivery only moves the timeout's deadline (the
+ * timer, when early, is set again from its handler).
+ */
 void
 ngx_pubsub_http_sub_t::start_timers(ngx_uint_t ping)
 {
-    ping_ = ping;
+    ngx_msec_t  now = ngx_current_msec;
 
-    if (plcf->subscriber_timeout) {
-        ngx_add_timer(&timeout_ev_, plcf->subscriber_timeout);
+    timeout_at_ = plcf->subscriber_timeout ? now + plcf->subscriber_timeout
+                                           : 0;
+    ping_at_ = (ping && plcf->ping_interval) ? now + plcf->ping_interval : 0;
+
+    arm_timer();
+}
+
+
+void
+ngx_pubsub_http_sub_t::arm_timer()
+{
+    ngx_msec_t  at, now;
+
+    at = timeout_at_;
+
+    if (ping_at_ && (at == 0 || ping_at_ < at)) {
+        at = ping_at_;
     }
 
-    if (ping && plcf->ping_interval) {
-        ngx_add_timer(&ping_ev_, plcf->ping_interval);
+    if (at == 0) {
+        if (timer_ev_.timer_set) {
+            ngx_del_timer(&timer_ev_);
+        }
+        return;
     }
+
+    now = ngx_current_msec;
+
+    /* pings alone do not keep a worker that shuts down (as before) */
+    timer_ev_.cancelable = (timeout_at_ == 0);
+
+    ngx_add_timer(&timer_ev_, at > now ? at - now : 1);
 }
 
 
 void
 ngx_pubsub_http_sub_t::reset_timeout()
 {
-    if (timeout_ev_.timer_set) {
-        ngx_add_timer(&timeout_ev_, plcf->subscriber_timeout);
+    if (timeout_at_) {
+        timeout_at_ = ngx_current_msec + plcf->subscriber_timeout;
     }
 }
 
 
 void
-ngx_pubsub_http_sub_t::timeout_handler(ngx_event_t *ev)
+ngx_pubsub_http_sub_t::timer_handler(ngx_event_t *ev)
 {
     ngx_pubsub_http_sub_t  *sub = static_cast<ngx_pubsub_http_sub_t *>(ev->data);
+    ngx_msec_t              now = ngx_current_msec;
 
     if (sub->ending_) {
         /* detached: the client did not take the stream's end in time */
@@ -228,26 +251,40 @@ ngx_pubsub_http_sub_t::timeout_handler(ngx_event_t *ev)
         return;
     }
 
-    (void) ngx_pubsub_guard(ev->log, [sub] {
-        sub->on_timeout();
-        return NGX_OK;
-    });
-}
-
-
-void
-ngx_pubsub_http_sub_t::ping_handler(ngx_event_t *ev)
-{
-    ngx_pubsub_http_sub_t  *sub = static_cast<ngx_pubsub_http_sub_t *>(ev->data);
-
-    (void) ngx_pubsub_guard(ev->log, [sub] {
-        sub->on_ping();
-        return NGX_OK;
-    });
-
-    if (!sub->finishing && !sub->ending_ && sub->plcf->ping_interval) {
-        ngx_add_timer(ev, sub->plcf->ping_interval);
+    if (sub->finishing) {
+        return;
     }
+
+    if (sub->timeout_at_ && now >= sub->timeout_at_) {
+        sub->timeout_at_ = 0;
+        sub->ping_at_ = 0;
+
+        (void) ngx_pubsub_guard(ev->log, [sub] {
+            sub->on_timeout();
+            return NGX_OK;
+        });
+
+        return;
+    }
+
+    if (sub->ping_at_ && now >= sub->ping_at_) {
+        sub->ping_at_ = 0;
+
+        (void) ngx_pubsub_guard(ev->log, [sub] {
+            sub->on_ping();
+            return NGX_OK;
+        });
+
+        if (sub->finishing || sub->ending_) {
+            return;
+        }
+
+        if (sub->plcf->ping_interval) {
+            sub->ping_at_ = now + sub->plcf->ping_interval;
+        }
+    }
+
+    sub->arm_timer();
 }
 
 

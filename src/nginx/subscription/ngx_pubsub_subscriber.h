@@ -147,8 +147,8 @@ private:
 
     static void cleanup(void *data);
     static void posted_handler(ngx_event_t *ev);
-    static void timeout_handler(ngx_event_t *ev);
-    static void ping_handler(ngx_event_t *ev);
+    static void timer_handler(ngx_event_t *ev);
+    void arm_timer();
     static void write_handler(ngx_http_request_t *r);
     static void conn_read_handler(ngx_event_t *ev);
     ngx_int_t flush(ngx_chain_t *in);
@@ -176,8 +176,10 @@ private:
     static void detached_write_handler(ngx_event_t *ev);
 
     ngx_event_t              post_ev_;
-    ngx_event_t              timeout_ev_;
-    ngx_event_t              ping_ev_;
+    /* the subscriber timeout and the pings (start_timers()) */
+    ngx_event_t              timer_ev_;
+    ngx_msec_t               timeout_at_;  /* 0: none */
+    ngx_msec_t               ping_at_;     /* 0: none */
     /* attached: buffers of r->pool; detached: out_t items on the heap */
     union {
         ngx_chain_t         *free_;
@@ -190,7 +192,6 @@ private:
     ngx_chain_t             *busy_tail_;
     size_t                   held_;        /* what busy_ holds (flush()) */
     uint8_t                  posted_ = 0;
-    unsigned                 ping_:1;
     unsigned                 chunked_:1;   /* detached: we chunk the body */
     unsigned                 ending_:1;    /* detached: the end is queued */
     unsigned                 detach_wanted_:1;   /* once all is written */
