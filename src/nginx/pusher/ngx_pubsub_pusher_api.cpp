@@ -186,6 +186,41 @@ ngx_pubsub_pusher_api_store_reason(pubsub::StoreResult res)
 }
 
 
+/* true for kOk; otherwise the store's failure is kept for the answer */
+static bool
+ngx_pubsub_pusher_api_ok(ngx_pubsub_pusher_api_ctx_t *ctx,
+    pubsub::StoreResult res)
+{
+    if (res == pubsub::StoreResult::kOk) {
+        return true;
+    }
+
+    ngx_pubsub_pusher_api_failed(ctx, res,
+                                 ngx_pubsub_pusher_api_store_reason(res));
+    return false;
+}
+
+
+/* the user_count of the presence channel ctx->counts[i], one more for w */
+static void
+ngx_pubsub_pusher_api_user_count(ngx_pubsub_pusher_api_ctx_t *ctx,
+    const ngx_pubsub_pusher_wait_p &w, size_t i)
+{
+    w->left++;
+
+    ctx->plcf->engine->presence_stats(ctx->plcf,
+        ngx_pubsub_pusher_api_key(ctx, ctx->counts[i].name),
+        [ctx, w, i](pubsub::StoreResult res, const pubsub::PresenceStats &st)
+        {
+            if (ngx_pubsub_pusher_api_ok(ctx, res)) {
+                ctx->counts[i].userCount = st.members;
+            }
+
+            ngx_pubsub_pusher_wait_done(w);
+        });
+}
+
+
 /*
  * user_count of the presence channels of `counts` whose `want` is set, then
  * `answer`.
@@ -199,27 +234,9 @@ ngx_pubsub_pusher_api_user_counts(ngx_pubsub_pusher_api_ctx_t *ctx,
     w = ngx_pubsub_pusher_wait(ctx->r, std::move(answer));
 
     for (size_t i = 0; i < ctx->counts.size(); i++) {
-        if (!want[i] || !ctx->counts[i].presence) {
-            continue;
+        if (want[i] && ctx->counts[i].presence) {
+            ngx_pubsub_pusher_api_user_count(ctx, w, i);
         }
-
-        w->left++;
-
-        ctx->plcf->engine->presence_stats(ctx->plcf,
-            ngx_pubsub_pusher_api_key(ctx, ctx->counts[i].name),
-            [ctx, w, i](pubsub::StoreResult res,
-                        const pubsub::PresenceStats &st)
-            {
-                if (res == pubsub::StoreResult::kOk) {
-                    ctx->counts[i].userCount = st.members;
-
-                } else {
-                    ngx_pubsub_pusher_api_failed(ctx, res,
-                        ngx_pubsub_pusher_api_store_reason(res));
-                }
-
-                ngx_pubsub_pusher_wait_done(w);
-            });
     }
 
     return ngx_pubsub_pusher_wait_start(w);
@@ -463,12 +480,8 @@ ngx_pubsub_pusher_api_channels(ngx_pubsub_pusher_api_ctx_t *ctx,
     ctx->plcf->engine->occupied(ctx->plcf, ngx_pubsub_sv(ctx->app->group),
         prefix, pp::kMaxListedChannels,
         [ctx, w](pubsub::StoreResult res, pubsub::OccupiedList &&list) {
-            if (res == pubsub::StoreResult::kOk) {
+            if (ngx_pubsub_pusher_api_ok(ctx, res)) {
                 ctx->occupied = std::move(list);
-
-            } else {
-                ngx_pubsub_pusher_api_failed(ctx, res,
-                    ngx_pubsub_pusher_api_store_reason(res));
             }
 
             ngx_pubsub_pusher_wait_done(w);
@@ -519,34 +532,18 @@ ngx_pubsub_pusher_api_channel(ngx_pubsub_pusher_api_ctx_t *ctx,
     ctx->plcf->engine->info(ctx->plcf,
         ngx_pubsub_pusher_api_key(ctx, ctx->counts[0].name),
         [ctx, w](pubsub::StoreResult res, const pubsub::ChannelInfo &ci) {
-            if (res == pubsub::StoreResult::kOk) {
+            /* an unknown channel has no subscribers */
+            if (res != pubsub::StoreResult::kNotFound
+                && ngx_pubsub_pusher_api_ok(ctx, res))
+            {
                 ctx->counts[0].subscriptionCount = ci.subscribers;
-
-            } else if (res != pubsub::StoreResult::kNotFound) {
-                ngx_pubsub_pusher_api_failed(ctx, res,
-                    ngx_pubsub_pusher_api_store_reason(res));
             }
 
             ngx_pubsub_pusher_wait_done(w);
         });
 
     if (ctx->counts[0].presence) {
-        w->left++;
-
-        ctx->plcf->engine->presence_stats(ctx->plcf,
-            ngx_pubsub_pusher_api_key(ctx, ctx->counts[0].name),
-            [ctx, w](pubsub::StoreResult res, const pubsub::PresenceStats &st)
-            {
-                if (res == pubsub::StoreResult::kOk) {
-                    ctx->counts[0].userCount = st.members;
-
-                } else {
-                    ngx_pubsub_pusher_api_failed(ctx, res,
-                        ngx_pubsub_pusher_api_store_reason(res));
-                }
-
-                ngx_pubsub_pusher_wait_done(w);
-            });
+        ngx_pubsub_pusher_api_user_count(ctx, w, 0);
     }
 
     return ngx_pubsub_pusher_wait_start(w);
@@ -567,9 +564,7 @@ ngx_pubsub_pusher_api_users_page(ngx_pubsub_pusher_api_ctx_t *ctx,
         ngx_pubsub_pusher_api_key(ctx, ctx->path.channel),
         pubsub::PresenceRegistry::kMaxPage, cursor,
         [ctx, w](pubsub::StoreResult res, pubsub::PresencePage &&page) {
-            if (res != pubsub::StoreResult::kOk) {
-                ngx_pubsub_pusher_api_failed(ctx, res,
-                    ngx_pubsub_pusher_api_store_reason(res));
+            if (!ngx_pubsub_pusher_api_ok(ctx, res)) {
                 ngx_pubsub_pusher_wait_done(w);
                 return;
             }
