@@ -255,6 +255,32 @@ ngx_int_t ngx_pubsub_subinfo_handler(ngx_http_request_t *r,
 char *ngx_pubsub_conf_content_handler(ngx_conf_t *cf,
     ngx_http_handler_pt handler);
 
+/*
+ * ngx_pubsub_directives.cpp: NULL when the location is of no other kind
+ * than `kind`, else the error text for nginx -t
+ */
+#define NGX_PUBSUB_LOC_ROLE          0
+#define NGX_PUBSUB_LOC_PRESENCE_API  1
+#define NGX_PUBSUB_LOC_GROUP         2
+#define NGX_PUBSUB_LOC_SUBINFO       3
+
+char *ngx_pubsub_conf_other_kind(ngx_pubsub_loc_conf_t *plcf,
+    ngx_uint_t kind);
+
+/*
+ * ngx_pubsub_directives.cpp: *value for a directive's argument among its
+ * keywords; NGX_DECLINED when it is none of them
+ */
+typedef struct {
+    const char  *word;
+    ngx_int_t    value;
+} ngx_pubsub_keyword_t;
+
+#define ngx_pubsub_nelts(a)  (sizeof(a) / sizeof((a)[0]))
+
+ngx_int_t ngx_pubsub_conf_keyword(ngx_str_t arg,
+    const ngx_pubsub_keyword_t *words, ngx_uint_t n, ngx_int_t *value);
+
 /* ngx_pubsub_publisher.cpp */
 ngx_int_t ngx_pubsub_publisher_handler(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf);

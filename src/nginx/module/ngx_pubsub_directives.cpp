@@ -37,11 +37,106 @@ ngx_pubsub_conf_content_handler(ngx_conf_t *cf, ngx_http_handler_pt handler)
 }
 
 
+/*
+ * A pubsub location is of one kind: a role (pubsub_publisher,
+ * pubsub_subscriber, pubsub_pubsub), pubsub_presence_api,
+ * pubsub_group_location or pubsub_subscriber_info.  NULL when plcf is of
+ * no kind but `kind`, else the error text for nginx -t.
+ */
+char *
+ngx_pubsub_conf_other_kind(ngx_pubsub_loc_conf_t *plcf, ngx_uint_t kind)
+{
+    static const char *const  others[] = {
+        "cannot share a location with pubsub_presence_api, "
+        "pubsub_group_location or pubsub_subscriber_info",
+        "cannot share a location with pubsub_publisher, pubsub_subscriber, "
+        "pubsub_pubsub, pubsub_group_location or pubsub_subscriber_info",
+        "cannot share a location with pubsub_publisher, pubsub_subscriber, "
+        "pubsub_pubsub, pubsub_presence_api or pubsub_subscriber_info",
+        "cannot share a location with pubsub_publisher, pubsub_subscriber, "
+        "pubsub_pubsub, pubsub_presence_api or pubsub_group_location",
+    };
+
+    const bool  is[] = {
+        plcf->roles != NGX_CONF_UNSET_UINT,
+        plcf->presence_api == 1,
+        plcf->group_location != 0,
+        plcf->subscriber_info == 1,
+    };
+
+    for (ngx_uint_t k = 0; k < ngx_pubsub_nelts(is); k++) {
+        if (k != kind && is[k]) {
+            return const_cast<char *>(others[kind]);
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_int_t
+ngx_pubsub_conf_keyword(ngx_str_t arg, const ngx_pubsub_keyword_t *words,
+    ngx_uint_t n, ngx_int_t *value)
+{
+    std::string_view  a = ngx_pubsub_sv(arg);
+
+    for (ngx_uint_t i = 0; i < n; i++) {
+        if (a == words[i].word) {
+            *value = words[i].value;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* the words of the role directives: what each adds to a publisher role
+ * (role & 1) and to a subscriber role (role & 2) */
+static const struct {
+    const char  *word;
+    ngx_uint_t   pub;
+    ngx_uint_t   sub;
+} ngx_pubsub_role_words[] = {
+    { "http", NGX_PUBSUB_PUB_HTTP, 0 },
+    { "websocket", NGX_PUBSUB_PUB_WEBSOCKET, NGX_PUBSUB_SUB_WEBSOCKET },
+    { "eventsource", 0, NGX_PUBSUB_SUB_EVENTSOURCE },
+    { "longpoll", 0, NGX_PUBSUB_SUB_LONGPOLL },
+    { "intervalpoll", 0, NGX_PUBSUB_SUB_INTERVALPOLL },
+    { "chunked", 0, NGX_PUBSUB_SUB_CHUNKED },
+    { "multipart", 0, NGX_PUBSUB_SUB_MULTIPART },
+    { "multipart-mixed", 0, NGX_PUBSUB_SUB_MULTIPART },
+    { "rawstream", 0, NGX_PUBSUB_SUB_RAWSTREAM },
+    { "http-raw-stream", 0, NGX_PUBSUB_SUB_RAWSTREAM },
+};
+
+
+/* adds word `a` to *pub and *sub; NGX_ERROR when it means nothing here */
+static ngx_int_t
+ngx_pubsub_role_word(std::string_view a, ngx_uint_t role, ngx_uint_t *pub,
+    ngx_uint_t *sub)
+{
+    for (const auto &w : ngx_pubsub_role_words) {
+        ngx_uint_t  p = (role & 1) ? w.pub : 0;
+        ngx_uint_t  s = (role & 2) ? w.sub : 0;
+
+        if (a == w.word && (p | s)) {
+            *pub |= p;
+            *sub |= s;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
 
 char *
 ngx_pubsub_role(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_pubsub_loc_conf_t     *plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
+    char                      *rv;
     ngx_str_t                 *value;
     ngx_uint_t                 i, role, roles, pub, sub;
 
@@ -58,38 +153,9 @@ ngx_pubsub_role(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     sub = 0;
 
     for (i = 1; i < cf->args->nelts; i++) {
-        std::string_view a = ngx_pubsub_sv(value[i]);
-
-        if (a == "http" && (role & 1)) {
-            pub |= NGX_PUBSUB_PUB_HTTP;
-
-        } else if (a == "websocket") {
-            if (role & 1) {
-                pub |= NGX_PUBSUB_PUB_WEBSOCKET;
-            }
-            if (role & 2) {
-                sub |= NGX_PUBSUB_SUB_WEBSOCKET;
-            }
-
-        } else if (a == "eventsource" && (role & 2)) {
-            sub |= NGX_PUBSUB_SUB_EVENTSOURCE;
-
-        } else if (a == "longpoll" && (role & 2)) {
-            sub |= NGX_PUBSUB_SUB_LONGPOLL;
-
-        } else if (a == "intervalpoll" && (role & 2)) {
-            sub |= NGX_PUBSUB_SUB_INTERVALPOLL;
-
-        } else if (a == "chunked" && (role & 2)) {
-            sub |= NGX_PUBSUB_SUB_CHUNKED;
-
-        } else if ((a == "multipart" || a == "multipart-mixed") && (role & 2)) {
-            sub |= NGX_PUBSUB_SUB_MULTIPART;
-
-        } else if ((a == "rawstream" || a == "http-raw-stream") && (role & 2)) {
-            sub |= NGX_PUBSUB_SUB_RAWSTREAM;
-
-        } else {
+        if (ngx_pubsub_role_word(ngx_pubsub_sv(value[i]), role, &pub, &sub)
+            != NGX_OK)
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid value \"%V\" in \"%V\"",
                                &value[i], &cmd->name);
@@ -112,12 +178,9 @@ ngx_pubsub_role(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         sub = NGX_PUBSUB_SUB_DEFAULT;
     }
 
-    if (plcf->presence_api == 1 || plcf->group_location
-        || plcf->subscriber_info == 1)
-    {
-        return const_cast<char *>("cannot share a location with "
-                                  "pubsub_presence_api, pubsub_group_location "
-                                  "or pubsub_subscriber_info");
+    rv = ngx_pubsub_conf_other_kind(plcf, NGX_PUBSUB_LOC_ROLE);
+    if (rv != NULL) {
+        return rv;
     }
 
     roles = pub | sub;
@@ -131,18 +194,15 @@ char *
 ngx_pubsub_presence_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_pubsub_loc_conf_t     *plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
+    char                      *rv;
 
     if (plcf->presence_api != NGX_CONF_UNSET) {
         return const_cast<char *>("is duplicate");
     }
 
-    if (plcf->roles != NGX_CONF_UNSET_UINT || plcf->group_location
-        || plcf->subscriber_info == 1)
-    {
-        return const_cast<char *>("cannot share a location with "
-                                  "pubsub_publisher, pubsub_subscriber, "
-                                  "pubsub_pubsub, pubsub_group_location or "
-                                  "pubsub_subscriber_info");
+    rv = ngx_pubsub_conf_other_kind(plcf, NGX_PUBSUB_LOC_PRESENCE_API);
+    if (rv != NULL) {
+        return rv;
     }
 
     plcf->presence_api = 1;
@@ -220,6 +280,11 @@ ngx_pubsub_channel_id_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 char *
 ngx_pubsub_first_message(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    static const ngx_pubsub_keyword_t  kinds[] = {
+        { "oldest", pubsub::StartSpec::kOldest },
+        { "newest", pubsub::StartSpec::kNewest },
+    };
+
     ngx_pubsub_loc_conf_t  *plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
     ngx_str_t              *value;
     ngx_int_t               n;
@@ -230,21 +295,16 @@ ngx_pubsub_first_message(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     value = static_cast<ngx_str_t *>(cf->args->elts);
-    std::string_view a = ngx_pubsub_sv(value[1]);
 
-    if (a == "oldest") {
-        plcf->first_message_kind = pubsub::StartSpec::kOldest;
+    if (ngx_pubsub_conf_keyword(value[1], kinds, ngx_pubsub_nelts(kinds),
+                                &plcf->first_message_kind)
+        == NGX_OK)
+    {
         plcf->first_message_n = 0;
         return NGX_CONF_OK;
     }
 
-    if (a == "newest") {
-        plcf->first_message_kind = pubsub::StartSpec::kNewest;
-        plcf->first_message_n = 0;
-        return NGX_CONF_OK;
-    }
-
-    neg = (a.size() > 1 && a[0] == '-');
+    neg = (value[1].len > 1 && value[1].data[0] == '-');
     n = ngx_atoi(value[1].data + neg, value[1].len - neg);
 
     if (n == NGX_ERROR) {
@@ -271,31 +331,33 @@ ngx_pubsub_first_message(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 char *
 ngx_pubsub_longpoll_multipart(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    static const ngx_pubsub_keyword_t  modes[] = {
+        { "off", NGX_PUBSUB_LP_MULTIPART_OFF },
+        { "on", NGX_PUBSUB_LP_MULTIPART_ON },
+        { "raw", NGX_PUBSUB_LP_MULTIPART_RAW },
+    };
+
     ngx_pubsub_loc_conf_t  *plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
     ngx_str_t              *value;
+    ngx_int_t               mode;
 
     if (plcf->longpoll_multipart != NGX_CONF_UNSET_UINT) {
         return const_cast<char *>("is duplicate");
     }
 
     value = static_cast<ngx_str_t *>(cf->args->elts);
-    std::string_view a = ngx_pubsub_sv(value[1]);
 
-    if (a == "off") {
-        plcf->longpoll_multipart = NGX_PUBSUB_LP_MULTIPART_OFF;
-
-    } else if (a == "on") {
-        plcf->longpoll_multipart = NGX_PUBSUB_LP_MULTIPART_ON;
-
-    } else if (a == "raw") {
-        plcf->longpoll_multipart = NGX_PUBSUB_LP_MULTIPART_RAW;
-
-    } else {
+    if (ngx_pubsub_conf_keyword(value[1], modes, ngx_pubsub_nelts(modes),
+                                &mode)
+        != NGX_OK)
+    {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid value \"%V\": expected off, on or raw",
                            &value[1]);
         return static_cast<char *>(NGX_CONF_ERROR);
     }
+
+    plcf->longpoll_multipart = mode;
 
     return NGX_CONF_OK;
 }

@@ -132,47 +132,80 @@ ngx_pubsub_limit_eval(ngx_http_request_t *r, const ngx_pubsub_limit_t *l,
 }
 
 
-ngx_int_t
-ngx_pubsub_group_limits(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    pubsub::GroupLimits *l, const char **err)
+/* the group limits: directive, GroupLimits field, size (or count), error */
+static const struct {
+    ngx_pubsub_limit_t ngx_pubsub_loc_conf_t::*limit;
+    uint64_t pubsub::GroupLimits::*value;
+    bool pubsub::GroupLimitsUpdate::*given;
+    ngx_uint_t                     size;
+    const char                    *err;
+} ngx_pubsub_group_limit_defs[] = {
+    { &ngx_pubsub_loc_conf_t::group_max_channels,
+      &pubsub::GroupLimits::maxChannels, &pubsub::GroupLimitsUpdate::channels,
+      0, "Invalid pubsub_group_max_channels value.\n" },
+    { &ngx_pubsub_loc_conf_t::group_max_subscribers,
+      &pubsub::GroupLimits::maxSubscribers,
+      &pubsub::GroupLimitsUpdate::subscribers,
+      0, "Invalid pubsub_group_max_subscribers value.\n" },
+    { &ngx_pubsub_loc_conf_t::group_max_memory,
+      &pubsub::GroupLimits::maxBytes, &pubsub::GroupLimitsUpdate::bytes,
+      1, "Invalid pubsub_group_max_messages_memory value.\n" },
+};
+
+
+/*
+ * The location's limits for r into up->limits; up's flags tell which of
+ * them have a value.  NGX_DECLINED with *err for a value that is not a
+ * number.  For a POST to the group: a limit directive that is absent or
+ * evaluates to an empty value leaves the stored limit as it is; 0 removes
+ * it.
+ */
+static ngx_int_t
+ngx_pubsub_group_eval(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    pubsub::GroupLimitsUpdate *up, const char **err)
 {
     ngx_int_t   rc;
     ngx_uint_t  empty;
 
-    *l = pubsub::GroupLimits();
-    *err = NULL;
-
-    const struct {
-        const ngx_pubsub_limit_t  *limit;
-        uint64_t                  *out;
-        ngx_uint_t                 size;
-        const char                *err;
-    } d[] = {
-        { &plcf->group_max_channels, &l->maxChannels, 0,
-          "Invalid pubsub_group_max_channels value.\n" },
-        { &plcf->group_max_subscribers, &l->maxSubscribers, 0,
-          "Invalid pubsub_group_max_subscribers value.\n" },
-        { &plcf->group_max_memory, &l->maxBytes, 1,
-          "Invalid pubsub_group_max_messages_memory value.\n" },
-    };
-
-    for (const auto &e : d) {
-        /* a location with a group limit directive uses the stored ones
-         * too (the Redis engine counts the group for it) */
-        if (e.limit->set != NGX_CONF_UNSET) {
-            l->useStored = true;
-        }
-
-        rc = ngx_pubsub_limit_eval(r, e.limit, e.size, e.out, &empty);
+    for (const auto &d : ngx_pubsub_group_limit_defs) {
+        rc = ngx_pubsub_limit_eval(r, &(plcf->*d.limit), d.size,
+                                   &(up->limits.*d.value), &empty);
         if (rc == NGX_DECLINED) {
-            *err = e.err;
+            *err = d.err;
         }
         if (rc != NGX_OK) {
             return rc;
         }
+
+        up->*d.given = !empty;
     }
 
     return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_pubsub_group_limits(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    pubsub::GroupLimits *l, const char **err)
+{
+    ngx_int_t                  rc;
+    pubsub::GroupLimitsUpdate  up;
+
+    *err = NULL;
+
+    rc = ngx_pubsub_group_eval(r, plcf, &up, err);
+
+    *l = up.limits;
+
+    /* a location with a group limit directive uses the stored ones too
+     * (the Redis engine counts the group for it) */
+    for (const auto &d : ngx_pubsub_group_limit_defs) {
+        if ((plcf->*d.limit).set != NGX_CONF_UNSET) {
+            l->useStored = true;
+        }
+    }
+
+    return rc;
 }
 
 
@@ -180,21 +213,25 @@ ngx_pubsub_group_limits(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 char *
 ngx_pubsub_group_location(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    static const ngx_pubsub_keyword_t  words[] = {
+        { "get", NGX_PUBSUB_GROUP_GET },
+        { "set", NGX_PUBSUB_GROUP_SET },
+        { "delete", NGX_PUBSUB_GROUP_DELETE },
+    };
+
     ngx_pubsub_loc_conf_t  *plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
+    char                   *rv;
     ngx_str_t              *value;
+    ngx_int_t               method;
     ngx_uint_t              i, methods;
 
     if (plcf->group_location) {
         return const_cast<char *>("is duplicate");
     }
 
-    if (plcf->roles != NGX_CONF_UNSET_UINT || plcf->presence_api == 1
-        || plcf->subscriber_info == 1)
-    {
-        return const_cast<char *>("cannot share a location with "
-                                  "pubsub_publisher, pubsub_subscriber, "
-                                  "pubsub_pubsub, pubsub_presence_api or "
-                                  "pubsub_subscriber_info");
+    rv = ngx_pubsub_conf_other_kind(plcf, NGX_PUBSUB_LOC_GROUP);
+    if (rv != NULL) {
+        return rv;
     }
 
     value = static_cast<ngx_str_t *>(cf->args->elts);
@@ -206,23 +243,17 @@ ngx_pubsub_group_location(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     for (i = 1; i < cf->args->nelts; i++) {
-        std::string_view  a = ngx_pubsub_sv(value[i]);
-
-        if (a == "get") {
-            methods |= NGX_PUBSUB_GROUP_GET;
-
-        } else if (a == "set") {
-            methods |= NGX_PUBSUB_GROUP_SET;
-
-        } else if (a == "delete") {
-            methods |= NGX_PUBSUB_GROUP_DELETE;
-
-        } else {
+        if (ngx_pubsub_conf_keyword(value[i], words, ngx_pubsub_nelts(words),
+                                    &method)
+            != NGX_OK)
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid value \"%V\" in \"%V\"",
                                &value[i], &cmd->name);
             return static_cast<char *>(NGX_CONF_ERROR);
         }
+
+        methods |= method;
     }
 
     if (methods == 0) {
@@ -292,50 +323,6 @@ ngx_pubsub_group_cb(ngx_pubsub_group_op_t *op)
 }
 
 
-/*
- * POST: the location's limits, for the group.  A limit directive that is
- * absent or evaluates to an empty value leaves the stored limit as it is;
- * 0 removes it.
- */
-static ngx_int_t
-ngx_pubsub_group_update(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    pubsub::GroupLimitsUpdate *up, const char **err)
-{
-    ngx_int_t   rc;
-    ngx_uint_t  empty;
-
-    const struct {
-        const ngx_pubsub_limit_t  *limit;
-        uint64_t                  *out;
-        bool                      *flag;
-        ngx_uint_t                 size;
-        const char                *err;
-    } d[] = {
-        { &plcf->group_max_channels, &up->limits.maxChannels, &up->channels,
-          0, "Invalid pubsub_group_max_channels value.\n" },
-        { &plcf->group_max_subscribers, &up->limits.maxSubscribers,
-          &up->subscribers, 0,
-          "Invalid pubsub_group_max_subscribers value.\n" },
-        { &plcf->group_max_memory, &up->limits.maxBytes, &up->bytes, 1,
-          "Invalid pubsub_group_max_messages_memory value.\n" },
-    };
-
-    for (const auto &e : d) {
-        rc = ngx_pubsub_limit_eval(r, e.limit, e.size, e.out, &empty);
-        if (rc == NGX_DECLINED) {
-            *err = e.err;
-        }
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        *e.flag = !empty;
-    }
-
-    return NGX_OK;
-}
-
-
 ngx_int_t
 ngx_pubsub_group_handler(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
 {
@@ -397,7 +384,7 @@ ngx_pubsub_group_handler(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
     }
 
     if (method == NGX_PUBSUB_GROUP_SET) {
-        switch (ngx_pubsub_group_update(r, plcf, &up, &err)) {
+        switch (ngx_pubsub_group_eval(r, plcf, &up, &err)) {
         case NGX_OK:
             break;
         case NGX_DECLINED:

@@ -74,18 +74,15 @@ char *
 ngx_pubsub_subscriber_info(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_pubsub_loc_conf_t  *plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
+    char                   *rv;
 
     if (plcf->subscriber_info != NGX_CONF_UNSET) {
         return const_cast<char *>("is duplicate");
     }
 
-    if (plcf->roles != NGX_CONF_UNSET_UINT || plcf->presence_api == 1
-        || plcf->group_location)
-    {
-        return const_cast<char *>("cannot share a location with "
-                                  "pubsub_publisher, pubsub_subscriber, "
-                                  "pubsub_pubsub, pubsub_presence_api or "
-                                  "pubsub_group_location");
+    rv = ngx_pubsub_conf_other_kind(plcf, NGX_PUBSUB_LOC_SUBINFO);
+    if (rv != NULL) {
+        return rv;
     }
 
     plcf->subscriber_info = 1;
