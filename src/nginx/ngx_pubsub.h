@@ -359,4 +359,13 @@ ngx_pubsub_sv(const ngx_str_t &s)
 }
 
 
+/* the module's configuration of r's location */
+static inline ngx_pubsub_loc_conf_t *
+ngx_pubsub_get_loc_conf(ngx_http_request_t *r)
+{
+    return static_cast<ngx_pubsub_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
+}
+
+
 #endif /* _NGX_PUBSUB_H_INCLUDED_ */

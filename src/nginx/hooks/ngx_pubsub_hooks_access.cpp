@@ -340,8 +340,7 @@ ngx_pubsub_hooks_access_impl(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    plcf = static_cast<ngx_pubsub_loc_conf_t *>(
-               ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
+    plcf = ngx_pubsub_get_loc_conf(r);
     if (plcf->roles == 0 && !plcf->presence_api && !plcf->presence_channels) {
         return NGX_DECLINED;
     }

@@ -271,8 +271,7 @@ ngx_pubsub_hook_bare_ctx(ngx_http_request_t *r)
         return ctx;
     }
 
-    plcf = static_cast<ngx_pubsub_loc_conf_t *>(
-               ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
+    plcf = ngx_pubsub_get_loc_conf(r);
     if (plcf->roles == 0 && !plcf->presence_api && !plcf->presence_channels) {
         return NULL;
     }
@@ -308,8 +307,7 @@ ngx_pubsub_hook_get_ctx(ngx_http_request_t *r)
 
     /* the context belongs to the main request */
     mr = r->main;
-    plcf = static_cast<ngx_pubsub_loc_conf_t *>(
-               ngx_http_get_module_loc_conf(mr, ngx_pubsub_module));
+    plcf = ngx_pubsub_get_loc_conf(mr);
 
     ctx->classified = 1;
 

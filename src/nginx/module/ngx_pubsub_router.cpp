@@ -289,8 +289,7 @@ ngx_pubsub_route(ngx_http_request_t *r)
     ngx_int_t               rc;
     ngx_pubsub_loc_conf_t  *plcf;
 
-    plcf = static_cast<ngx_pubsub_loc_conf_t *>(
-               ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
+    plcf = ngx_pubsub_get_loc_conf(r);
 
     if (r->method == NGX_HTTP_OPTIONS) {
         return ngx_pubsub_options(r, plcf);
@@ -362,8 +361,7 @@ ngx_pubsub_x_accel_method(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    plcf = static_cast<ngx_pubsub_loc_conf_t *>(
-               ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
+    plcf = ngx_pubsub_get_loc_conf(r);
 
     if (plcf == NULL || !(plcf->pub_roles & NGX_PUBSUB_PUB_HTTP)) {
         return NGX_DECLINED;
@@ -422,8 +420,7 @@ ngx_int_t
 ngx_pubsub_handler(ngx_http_request_t *r)
 {
     return ngx_pubsub_guard(r->connection->log, [r] {
-        ngx_pubsub_loc_conf_t *plcf = static_cast<ngx_pubsub_loc_conf_t *>(
-            ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
+        ngx_pubsub_loc_conf_t *plcf = ngx_pubsub_get_loc_conf(r);
 
         /* the engine makes subscribe() ready first (Redis: snapshots) */
         return plcf->engine->prepare(r, plcf, ngx_pubsub_route);

@@ -44,8 +44,7 @@ ngx_pubsub_presence_json(ngx_http_request_t *r, ngx_uint_t status,
     const std::string &body)
 {
     if (ngx_pubsub_set_header(r, "Cache-Control", "no-cache") != NGX_OK
-        || ngx_pubsub_cors(r, static_cast<ngx_pubsub_loc_conf_t *>(
-               ngx_http_get_module_loc_conf(r, ngx_pubsub_module)), 1)
+        || ngx_pubsub_cors(r, ngx_pubsub_get_loc_conf(r), 1)
            != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -684,8 +684,7 @@ ngx_pubsub_publish(ngx_http_request_t *r)
     ngx_pubsub_upstream_ctx_t  *uc;
     ngx_str_t                   body, ct, type;
 
-    plcf = static_cast<ngx_pubsub_loc_conf_t *>(
-               ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
+    plcf = ngx_pubsub_get_loc_conf(r);
 
     ch = ngx_pubsub_channels(r, plcf, 1, &rc);
     if (ch == NULL) {

@@ -746,8 +746,7 @@ ngx_pubsub_pusher_api_start(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->plcf = static_cast<ngx_pubsub_loc_conf_t *>(
-                    ngx_http_get_module_loc_conf(r, ngx_pubsub_module));
+    ctx->plcf = ngx_pubsub_get_loc_conf(r);
 
     /* the raw path: what the client signed */
     path = r->unparsed_uri;
