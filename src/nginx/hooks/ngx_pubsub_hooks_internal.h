@@ -110,9 +110,7 @@ typedef struct {
 
 /* what a hook needs of the client's request, copied */
 typedef struct {
-    void                        **main_conf;
-    void                        **srv_conf;
-    void                        **loc_conf;
+    ngx_http_conf_ctx_t           conf;     /* main, srv and loc */
     ngx_http_addr_conf_t         *addr_conf;
 
     ngx_str_t                     uri;              /* the hook's */

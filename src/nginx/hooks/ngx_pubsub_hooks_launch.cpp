@@ -254,9 +254,7 @@ ngx_pubsub_hook_fake_connection(ngx_pubsub_hook_call_t *call)
     fc->addr_text = q->addr_text;
     fc->log_error = NGX_ERROR_INFO;
 
-    conf_ctx->main_conf = q->main_conf;
-    conf_ctx->srv_conf = q->srv_conf;
-    conf_ctx->loc_conf = q->loc_conf;
+    *conf_ctx = q->conf;
     hc->conf_ctx = conf_ctx;
     hc->addr_conf = q->addr_conf;
     fc->data = hc;

@@ -226,11 +226,26 @@ enum {
 };
 
 
+/* v is s, evaluated again for each use */
+static ngx_int_t
+ngx_pubsub_hook_var_found(ngx_http_variable_value_t *v, ngx_str_t s)
+{
+    v->len = s.len;
+    v->data = s.data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_pubsub_hook_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uintptr_t data)
 {
-    return ngx_pubsub_guard(r->connection->log, [r, v, data] {
+    return ngx_pubsub_guard(r->connection->log,
+                            [r, v, data]() -> ngx_int_t {
         ngx_pubsub_hook_ctx_t  *ctx;
         ngx_str_t               s;
 
@@ -238,12 +253,7 @@ ngx_pubsub_hook_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         if (data == NGX_PUBSUB_VAR_CHANNEL_ID
             && ngx_pubsub_chev_channel_id(&s))
         {
-            v->len = s.len;
-            v->data = s.data;
-            v->valid = 1;
-            v->no_cacheable = 1;
-            v->not_found = 0;
-            return NGX_OK;
+            return ngx_pubsub_hook_var_found(v, s);
         }
 
         ctx = ngx_pubsub_hook_get_ctx(r);
@@ -285,13 +295,7 @@ ngx_pubsub_hook_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
             return NGX_OK;
         }
 
-        v->len = s.len;
-        v->data = s.data;
-        v->valid = 1;
-        v->no_cacheable = 1;
-        v->not_found = 0;
-
-        return NGX_OK;
+        return ngx_pubsub_hook_var_found(v, s);
     });
 }
 
@@ -301,7 +305,8 @@ static ngx_int_t
 ngx_pubsub_hook_channel_n_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    return ngx_pubsub_guard(r->connection->log, [r, v, data] {
+    return ngx_pubsub_guard(r->connection->log,
+                            [r, v, data]() -> ngx_int_t {
         ngx_str_t              *name = reinterpret_cast<ngx_str_t *>(data);
         ngx_pubsub_hook_ctx_t  *ctx;
         ngx_int_t               n;
@@ -320,13 +325,7 @@ ngx_pubsub_hook_channel_n_variable(ngx_http_request_t *r,
             return NGX_OK;
         }
 
-        v->len = ctx->ids[n - 1].len;
-        v->data = ctx->ids[n - 1].data;
-        v->valid = 1;
-        v->no_cacheable = 1;
-        v->not_found = 0;
-
-        return NGX_OK;
+        return ngx_pubsub_hook_var_found(v, ctx->ids[n - 1]);
     });
 }
 

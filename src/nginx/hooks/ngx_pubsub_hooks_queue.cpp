@@ -396,9 +396,7 @@ ngx_pubsub_hookq_call(const std::string &payload, ngx_log_t *log,
     cscfp = static_cast<ngx_http_core_srv_conf_t **>(cmcf->servers.elts);
     ctx = cscfp[server]->ctx;
 
-    q->main_conf = ctx->main_conf;
-    q->srv_conf = ctx->srv_conf;
-    q->loc_conf = ctx->loc_conf;
+    q->conf = *ctx;
     q->addr_conf = NULL;
 
     call->kind = kind;
@@ -477,7 +475,8 @@ ngx_pubsub_hookq_push(ngx_uint_t kind, const ngx_pubsub_hook_req_t *q,
     ngx_int_t  server;
     bool       queued = false;
 
-    server = ngx_pubsub_hookq_server_index(q->main_conf, q->srv_conf);
+    server = ngx_pubsub_hookq_server_index(q->conf.main_conf,
+                                           q->conf.srv_conf);
 
     if (ngx_pubsub_hookq_ready && server != NGX_ERROR) {
         try {
@@ -531,14 +530,14 @@ ngx_pubsub_hookq_push(ngx_uint_t kind, const ngx_pubsub_hook_req_t *q,
         ngx_http_core_srv_conf_t   **cscfp;
 
         cmcf = static_cast<ngx_http_core_main_conf_t *>(
-                   q->main_conf[ngx_http_core_module.ctx_index]);
+                   q->conf.main_conf[ngx_http_core_module.ctx_index]);
         cscfp = static_cast<ngx_http_core_srv_conf_t **>(
                     cmcf->servers.elts);
 
-        v.main_conf = cscfp[server]->ctx->main_conf;
-        v.srv_conf = cscfp[server]->ctx->srv_conf;
-        if (cscfp[server]->ctx->srv_conf != q->srv_conf) {
-            v.loc_conf = cscfp[server]->ctx->loc_conf;
+        v.conf.main_conf = cscfp[server]->ctx->main_conf;
+        v.conf.srv_conf = cscfp[server]->ctx->srv_conf;
+        if (cscfp[server]->ctx->srv_conf != q->conf.srv_conf) {
+            v.conf.loc_conf = cscfp[server]->ctx->loc_conf;
         }
 
         return ngx_pubsub_hookq_send_once(kind, &v, body, ct);

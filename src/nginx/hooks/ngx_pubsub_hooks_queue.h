@@ -19,7 +19,7 @@ void ngx_pubsub_hookq_exit_process(ngx_cycle_t *cycle);
 
 /*
  * Queues the hook `kind` described by `q` (its uri, args, headers, ...;
- * its server by q->main_conf/srv_conf; a POST when `ct` is not empty) for
+ * its server by q->conf; a POST when `ct` is not empty) for
  * at-least-once delivery, sent at once when possible.  Hooks of the same
  * kind, URI and non-empty `order` reach the backend in the order queued.
  * Nothing of `q` is kept.  A full queue sends the hook once (logged).

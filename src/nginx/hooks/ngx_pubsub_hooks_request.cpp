@@ -316,9 +316,9 @@ ngx_pubsub_hook_snapshot(ngx_http_request_t *r, ngx_pool_t *pool,
 
     ngx_memzero(&v, sizeof(ngx_pubsub_hook_req_t));
 
-    v.main_conf = r->main_conf;
-    v.srv_conf = r->srv_conf;
-    v.loc_conf = r->loc_conf;
+    v.conf.main_conf = r->main_conf;
+    v.conf.srv_conf = r->srv_conf;
+    v.conf.loc_conf = r->loc_conf;
     v.addr_conf = r->http_connection ? r->http_connection->addr_conf : NULL;
     v.method = r->method;
     v.method_name = r->method_name;
@@ -399,9 +399,7 @@ ngx_pubsub_hook_req_nobody(ngx_pubsub_hook_req_t *v, ngx_http_conf_ctx_t *ctx,
 
     ngx_memzero(v, sizeof(ngx_pubsub_hook_req_t));
 
-    v->main_conf = ctx->main_conf;
-    v->srv_conf = ctx->srv_conf;
-    v->loc_conf = ctx->loc_conf;
+    v->conf = *ctx;
     v->method = NGX_HTTP_POST;
     v->method_name = post;
     v->http_version = NGX_HTTP_VERSION_11;
