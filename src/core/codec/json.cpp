@@ -9,6 +9,8 @@
 #include <system_error>
 #include <utility>
 
+#include "pubsub/codec/hex.h"
+
 namespace pubsub {
 namespace json {
 
@@ -64,19 +66,6 @@ void appendUtf8(std::string& out, std::uint32_t cp) {
         out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
         out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
     }
-}
-
-int hexDigit(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
 }
 
 bool isDigit(char c) {
@@ -308,7 +297,7 @@ private:
         }
         std::uint32_t cp = 0;
         for (std::size_t i = 0; i < 4; ++i) {
-            const int d = hexDigit(s_[pos_ + i]);
+            const int d = hexValue(s_[pos_ + i]);
             if (d < 0) {
                 return fail("invalid \\u escape");
             }

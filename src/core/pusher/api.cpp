@@ -3,6 +3,7 @@
 #include <new>
 #include <optional>
 
+#include "pubsub/codec/hex.h"
 #include "pubsub/codec/json.h"
 #include "pubsub/pusher/auth.h"
 
@@ -15,19 +16,6 @@ constexpr std::string_view kApps = "/apps/";
 
 bool startsWith(std::string_view s, std::string_view prefix) {
     return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
-}
-
-int hexValue(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
 }
 
 // %XX decoded ('+' a space when `plus`); a malformed escape stays as is

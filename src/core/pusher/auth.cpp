@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "pubsub/codec/hex.h"
+
 namespace pubsub {
 namespace pusher {
 
@@ -18,17 +20,6 @@ namespace {
 constexpr std::size_t kMaxChannelName = 164;
 constexpr std::string_view kServerToUser = "#server-to-user-";
 constexpr std::int64_t kMaxClockSkew = 600;
-
-std::string toHex(const unsigned char* p, std::size_t n) {
-    static const char digits[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(n * 2);
-    for (std::size_t i = 0; i < n; i++) {
-        out.push_back(digits[p[i] >> 4]);
-        out.push_back(digits[p[i] & 0x0f]);
-    }
-    return out;
-}
 
 bool nameChar(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||

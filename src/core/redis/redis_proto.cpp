@@ -5,6 +5,8 @@
 #include <charconv>
 #include <new>
 
+#include "pubsub/codec/hex.h"
+
 namespace pubsub::redis {
 
 extern const char* const kLuaInstanceCounts = R"LUA(
@@ -375,14 +377,7 @@ Script scriptFrom(const char* name, std::string text) {
 std::string sha1Hex(std::string_view text) {
     unsigned char md[SHA_DIGEST_LENGTH];
     SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), md);
-    static const char hex[] = "0123456789abcdef";
-    std::string out;
-    out.reserve(2 * SHA_DIGEST_LENGTH);
-    for (unsigned char b : md) {
-        out += hex[b >> 4];
-        out += hex[b & 15];
-    }
-    return out;
+    return toHex(md, SHA_DIGEST_LENGTH);
 }
 
 const Script& publishScript() {
