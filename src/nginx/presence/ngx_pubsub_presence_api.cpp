@@ -314,29 +314,29 @@ ngx_pubsub_presence_api_run(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
 }
 
 
-/* a channel's counts (?stats) or a page of its members */
-static ngx_int_t
-ngx_pubsub_presence_channel(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
+/* the one channel of r; NULL with *rc, r's answer, when there is none */
+static ngx_pubsub_channels_t *
+ngx_pubsub_presence_one_channel(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_int_t *rc)
 {
     ngx_pubsub_channels_t  *ch;
-    ngx_str_t               v;
-    std::string             body, cursor;
-    size_t                  limit = 100;
+    const char             *err;
 
     ch = static_cast<ngx_pubsub_channels_t *>(
              ngx_palloc(r->pool, sizeof(ngx_pubsub_channels_t)));
     if (ch == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
-    const char  *err;
-    ngx_int_t    rc = ngx_pubsub_channels_eval(r, plcf, 0, ch, &err);
+    *rc = ngx_pubsub_channels_eval(r, plcf, 0, ch, &err);
 
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (*rc == NGX_ERROR) {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
-    if (rc == NGX_DECLINED) {
+    if (*rc == NGX_DECLINED) {
         /* the same reason as elsewhere, as JSON like the rest of the API */
         std::string_view  reason(err);
 
@@ -345,34 +345,28 @@ ngx_pubsub_presence_channel(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
         }
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "pubsub: %s", err);
-        return ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST, reason);
+        *rc = ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST, reason);
+        return NULL;
     }
 
     if (ch->n != 1) {
-        return ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST,
-                                         "the presence API takes one channel");
+        *rc = ngx_pubsub_presence_error(r, NGX_HTTP_BAD_REQUEST,
+                                        "the presence API takes one channel");
+        return NULL;
     }
 
-    std::string_view key = ngx_pubsub_sv(ch->key[0]);
+    return ch;
+}
 
-    body = "{\"channel\":";
-    pubsub::appendJsonString(body, ngx_pubsub_sv(ch->id[0]));
-    body += ',';
 
-    if (ngx_pubsub_query_arg(r, "stats", NULL)) {
-        return ngx_pubsub_presence_query(r, [&](auto done) {
-            plcf->engine->presence_stats(plcf, key, [r, body, done](
-                pubsub::StoreResult res, const pubsub::PresenceStats &st)
-            {
-                done([&]() {
-                    if (res != pubsub::StoreResult::kOk) {
-                        return ngx_pubsub_presence_store_error(r, res);
-                    }
-                    return ngx_pubsub_presence_stats_answer(r, body, st);
-                });
-            });
-        });
-    }
+/* a page of the members of `key`: ?limit (100 by default), ?cursor */
+static ngx_int_t
+ngx_pubsub_presence_members(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, std::string_view key, const std::string &body)
+{
+    ngx_str_t    v;
+    std::string  cursor;
+    size_t       limit = 100;
 
     if (ngx_pubsub_query_arg(r, "limit", &v)) {
         ngx_int_t n = v.len ? ngx_atoi(v.data, v.len) : NGX_ERROR;
@@ -399,6 +393,44 @@ ngx_pubsub_presence_channel(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
                     return ngx_pubsub_presence_store_error(r, res);
                 }
                 return ngx_pubsub_presence_page_answer(r, body, page);
+            });
+        });
+    });
+}
+
+
+/* a channel's counts (?stats) or a page of its members */
+static ngx_int_t
+ngx_pubsub_presence_channel(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
+{
+    ngx_int_t               rc;
+    std::string             body;
+    ngx_pubsub_channels_t  *ch;
+
+    ch = ngx_pubsub_presence_one_channel(r, plcf, &rc);
+    if (ch == NULL) {
+        return rc;
+    }
+
+    std::string_view key = ngx_pubsub_sv(ch->key[0]);
+
+    body = "{\"channel\":";
+    pubsub::appendJsonString(body, ngx_pubsub_sv(ch->id[0]));
+    body += ',';
+
+    if (!ngx_pubsub_query_arg(r, "stats", NULL)) {
+        return ngx_pubsub_presence_members(r, plcf, key, body);
+    }
+
+    return ngx_pubsub_presence_query(r, [&](auto done) {
+        plcf->engine->presence_stats(plcf, key, [r, body, done](
+            pubsub::StoreResult res, const pubsub::PresenceStats &st)
+        {
+            done([&]() {
+                if (res != pubsub::StoreResult::kOk) {
+                    return ngx_pubsub_presence_store_error(r, res);
+                }
+                return ngx_pubsub_presence_stats_answer(r, body, st);
             });
         });
     });
