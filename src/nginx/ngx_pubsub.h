@@ -256,6 +256,16 @@ char *ngx_pubsub_conf_content_handler(ngx_conf_t *cf,
     ngx_http_handler_pt handler);
 
 /*
+ * ngx_pubsub_directives.cpp: `value` (a directive's argument, a default)
+ * compiled into *cv, or into a complex value of cf->pool (NULL on an
+ * error, which nginx logged)
+ */
+ngx_int_t ngx_pubsub_conf_compile(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_http_complex_value_t *cv);
+ngx_http_complex_value_t *ngx_pubsub_conf_complex(ngx_conf_t *cf,
+    ngx_str_t value);
+
+/*
  * ngx_pubsub_directives.cpp: NULL when the location is of no other kind
  * than `kind`, else the error text for nginx -t
  */

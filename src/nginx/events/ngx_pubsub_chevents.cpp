@@ -340,9 +340,8 @@ ngx_pubsub_chev_exit_process(ngx_cycle_t *cycle)
 char *
 ngx_pubsub_chev_id_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_pubsub_loc_conf_t             *plcf;
-    ngx_str_t                         *value;
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_pubsub_loc_conf_t  *plcf;
+    ngx_str_t              *value;
 
     plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
 
@@ -361,19 +360,8 @@ ngx_pubsub_chev_id_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return const_cast<char *>("takes a meta channel id, not \"\"");
     }
 
-    plcf->chevents_id = static_cast<ngx_http_complex_value_t *>(
-                            ngx_palloc(cf->pool,
-                                       sizeof(ngx_http_complex_value_t)));
+    plcf->chevents_id = ngx_pubsub_conf_complex(cf, value[1]);
     if (plcf->chevents_id == NULL) {
-        return static_cast<char *>(NGX_CONF_ERROR);
-    }
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-    ccv.cf = cf;
-    ccv.value = &value[1];
-    ccv.complex_value = plcf->chevents_id;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
@@ -385,8 +373,6 @@ char *
 ngx_pubsub_chev_merge(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *prev,
     ngx_pubsub_loc_conf_t *conf)
 {
-    ngx_http_compile_complex_value_t   ccv;
-
     if (conf->chevents_id == NGX_CONF_UNSET_PTR) {
         conf->chevents_id = prev->chevents_id;
     }
@@ -405,19 +391,9 @@ ngx_pubsub_chev_merge(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *prev,
         return NGX_CONF_OK;
     }
 
-    conf->chevent_string = static_cast<ngx_http_complex_value_t *>(
-                               ngx_palloc(cf->pool,
-                                          sizeof(ngx_http_complex_value_t)));
+    conf->chevent_string = ngx_pubsub_conf_complex(cf,
+                               ngx_pubsub_chev_default_string);
     if (conf->chevent_string == NULL) {
-        return static_cast<char *>(NGX_CONF_ERROR);
-    }
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-    ccv.cf = cf;
-    ccv.value = &ngx_pubsub_chev_default_string;
-    ccv.complex_value = conf->chevent_string;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 

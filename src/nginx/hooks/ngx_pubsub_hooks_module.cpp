@@ -502,6 +502,54 @@ ngx_pubsub_presence_request_set(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/*
+ * A presence API location (written here: the role is not inherited)
+ * runs the token and authorize checks; the other hooks cannot apply
+ * there, and nginx -t says so (SPEC section 11) rather than ignore them.
+ */
+static char *
+ngx_pubsub_hooks_presence_api_check(ngx_conf_t *cf,
+    ngx_pubsub_hooks_loc_conf_t *conf)
+{
+    ngx_pubsub_loc_conf_t  *plcf;
+
+    plcf = static_cast<ngx_pubsub_loc_conf_t *>(
+               ngx_http_conf_get_module_loc_conf(cf, ngx_pubsub_module));
+
+    if (plcf->presence_api != 1) {
+        return NGX_CONF_OK;
+    }
+
+    const struct {
+        const char  *name;
+        ngx_uint_t   set;
+    } hooks[] = {
+        { "pubsub_subscribe_request",
+          ngx_pubsub_hook_active(conf->subscribe) },
+        { "pubsub_unsubscribe_request",
+          ngx_pubsub_hook_active(conf->unsubscribe) },
+        { "pubsub_publisher_upstream_request",
+          ngx_pubsub_hook_active(conf->upstream) },
+        { "pubsub_presence_request",
+          conf->presence != NGX_CONF_UNSET_UINT && conf->presence != 0 },
+        { "pubsub_longpoll_session_grace",
+          conf->poll_grace != NGX_CONF_UNSET_MSEC },
+    };
+
+    for (const auto &h : hooks) {
+        if (h.set) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%s\" cannot apply in a "
+                               "pubsub_presence_api location (it has no "
+                               "subscribers or publishers)", h.name);
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static char *
 ngx_pubsub_hooks_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
@@ -509,42 +557,9 @@ ngx_pubsub_hooks_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         static_cast<ngx_pubsub_hooks_loc_conf_t *>(parent);
     ngx_pubsub_hooks_loc_conf_t  *conf =
         static_cast<ngx_pubsub_hooks_loc_conf_t *>(child);
-    ngx_pubsub_loc_conf_t        *plcf;
 
-    /*
-     * A presence API location (written here: the role is not inherited)
-     * runs the token and authorize checks; the other hooks cannot apply
-     * there, and nginx -t says so (SPEC section 11) rather than ignore them.
-     */
-    plcf = static_cast<ngx_pubsub_loc_conf_t *>(
-               ngx_http_conf_get_module_loc_conf(cf, ngx_pubsub_module));
-
-    if (plcf->presence_api == 1) {
-        const struct {
-            const char  *name;
-            ngx_uint_t   set;
-        } hooks[] = {
-            { "pubsub_subscribe_request",
-              ngx_pubsub_hook_active(conf->subscribe) },
-            { "pubsub_unsubscribe_request",
-              ngx_pubsub_hook_active(conf->unsubscribe) },
-            { "pubsub_publisher_upstream_request",
-              ngx_pubsub_hook_active(conf->upstream) },
-            { "pubsub_presence_request",
-              conf->presence != NGX_CONF_UNSET_UINT && conf->presence != 0 },
-            { "pubsub_longpoll_session_grace",
-              conf->poll_grace != NGX_CONF_UNSET_MSEC },
-        };
-
-        for (const auto &h : hooks) {
-            if (h.set) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "\"%s\" cannot apply in a "
-                                   "pubsub_presence_api location (it has no "
-                                   "subscribers or publishers)", h.name);
-                return static_cast<char *>(NGX_CONF_ERROR);
-            }
-        }
+    if (ngx_pubsub_hooks_presence_api_check(cf, conf) != NGX_CONF_OK) {
+        return static_cast<char *>(NGX_CONF_ERROR);
     }
 
     if (conf->authorize == NULL) {
@@ -567,25 +582,11 @@ ngx_pubsub_hooks_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->token_key = prev->token_key;
     }
 
+    /* a token key without pubsub_token: the Authorization header */
     if (conf->token_key && conf->token == NULL) {
-        ngx_http_compile_complex_value_t  ccv;
-        ngx_str_t                         v;
-
-        conf->token = static_cast<ngx_http_complex_value_t *>(
-                          ngx_palloc(cf->pool,
-                                     sizeof(ngx_http_complex_value_t)));
+        conf->token = ngx_pubsub_conf_complex(cf,
+                          ngx_pubsub_hook_cstr("$http_authorization"));
         if (conf->token == NULL) {
-            return static_cast<char *>(NGX_CONF_ERROR);
-        }
-
-        v = ngx_pubsub_hook_cstr("$http_authorization");
-
-        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-        ccv.cf = cf;
-        ccv.value = &v;
-        ccv.complex_value = conf->token;
-
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
             return static_cast<char *>(NGX_CONF_ERROR);
         }
     }
@@ -599,10 +600,9 @@ ngx_pubsub_hooks_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static char *
 ngx_pubsub_hook_uri_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    char                              *p = static_cast<char *>(conf);
-    ngx_http_complex_value_t         **field;
-    ngx_http_compile_complex_value_t   ccv;
-    ngx_str_t                         *value;
+    char                       *p = static_cast<char *>(conf);
+    ngx_http_complex_value_t  **field;
+    ngx_str_t                  *value;
 
     field = reinterpret_cast<ngx_http_complex_value_t **>(p + cmd->offset);
 
@@ -628,18 +628,8 @@ ngx_pubsub_hook_uri_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
-    *field = static_cast<ngx_http_complex_value_t *>(
-                 ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t)));
+    *field = ngx_pubsub_conf_complex(cf, value[1]);
     if (*field == NULL) {
-        return static_cast<char *>(NGX_CONF_ERROR);
-    }
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-    ccv.cf = cf;
-    ccv.value = &value[1];
-    ccv.complex_value = *field;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 

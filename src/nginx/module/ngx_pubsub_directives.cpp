@@ -37,6 +37,36 @@ ngx_pubsub_conf_content_handler(ngx_conf_t *cf, ngx_http_handler_pt handler)
 }
 
 
+ngx_int_t
+ngx_pubsub_conf_compile(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_http_complex_value_t *cv)
+{
+    ngx_http_compile_complex_value_t  ccv;
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+    ccv.cf = cf;
+    ccv.value = value;
+    ccv.complex_value = cv;
+
+    return ngx_http_compile_complex_value(&ccv);
+}
+
+
+ngx_http_complex_value_t *
+ngx_pubsub_conf_complex(ngx_conf_t *cf, ngx_str_t value)
+{
+    ngx_http_complex_value_t  *cv;
+
+    cv = static_cast<ngx_http_complex_value_t *>(
+             ngx_pcalloc(cf->pool, sizeof(ngx_http_complex_value_t)));
+    if (cv == NULL || ngx_pubsub_conf_compile(cf, &value, cv) != NGX_OK) {
+        return NULL;
+    }
+
+    return cv;
+}
+
+
 /*
  * A pubsub location is of one kind: a role (pubsub_publisher,
  * pubsub_subscriber, pubsub_pubsub), pubsub_presence_api,
@@ -215,12 +245,11 @@ ngx_pubsub_presence_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 char *
 ngx_pubsub_channel_id_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_pubsub_loc_conf_t             *plcf;
-    ngx_array_t                      **slot;
-    ngx_str_t                         *value;
-    ngx_uint_t                         i;
-    ngx_http_complex_value_t          *cv;
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_pubsub_loc_conf_t      *plcf;
+    ngx_array_t               **slot;
+    ngx_str_t                  *value;
+    ngx_uint_t                  i;
+    ngx_http_complex_value_t   *cv;
 
     plcf = static_cast<ngx_pubsub_loc_conf_t *>(conf);
 
@@ -259,16 +288,9 @@ ngx_pubsub_channel_id_set(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 1; i < cf->args->nelts; i++) {
         cv = static_cast<ngx_http_complex_value_t *>(ngx_array_push(*slot));
-        if (cv == NULL) {
-            return static_cast<char *>(NGX_CONF_ERROR);
-        }
-
-        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-        ccv.cf = cf;
-        ccv.value = &value[i];
-        ccv.complex_value = cv;
-
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        if (cv == NULL
+            || ngx_pubsub_conf_compile(cf, &value[i], cv) != NGX_OK)
+        {
             return static_cast<char *>(NGX_CONF_ERROR);
         }
     }

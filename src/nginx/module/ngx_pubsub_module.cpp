@@ -504,24 +504,14 @@ static ngx_int_t
 ngx_pubsub_complex_default(ngx_conf_t *cf, ngx_http_complex_value_t **cv,
     const char *value)
 {
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_str_t  v;
 
-    *cv = static_cast<ngx_http_complex_value_t *>(
-              ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t)));
-    if (*cv == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_str_t v;
     v.data = reinterpret_cast<u_char *>(const_cast<char *>(value));
     v.len = ngx_strlen(value);
 
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-    ccv.cf = cf;
-    ccv.value = &v;
-    ccv.complex_value = *cv;
+    *cv = ngx_pubsub_conf_complex(cf, v);
 
-    return ngx_http_compile_complex_value(&ccv);
+    return *cv ? NGX_OK : NGX_ERROR;
 }
 
 

@@ -24,10 +24,9 @@
 char *
 ngx_pubsub_conf_set_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_pubsub_limit_t                *l;
-    ngx_str_t                         *value;
-    ngx_http_compile_complex_value_t   ccv;
-    ssize_t                            n;
+    ngx_pubsub_limit_t  *l;
+    ngx_str_t           *value;
+    ssize_t              n;
 
     l = reinterpret_cast<ngx_pubsub_limit_t *>(
             static_cast<char *>(conf) + cmd->offset);
@@ -52,18 +51,8 @@ ngx_pubsub_conf_set_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    l->cv = static_cast<ngx_http_complex_value_t *>(
-                ngx_pcalloc(cf->pool, sizeof(ngx_http_complex_value_t)));
+    l->cv = ngx_pubsub_conf_complex(cf, value[1]);
     if (l->cv == NULL) {
-        return static_cast<char *>(NGX_CONF_ERROR);
-    }
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-    ccv.cf = cf;
-    ccv.value = &value[1];
-    ccv.complex_value = l->cv;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
         return static_cast<char *>(NGX_CONF_ERROR);
     }
 
