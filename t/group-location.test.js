@@ -6,7 +6,7 @@
 
 const assert = require('node:assert/strict');
 const { describe, it, before, after } = require('node:test');
-const { useNginx, startNginxes, stopNginxes, nginxCheck } = require('./lib/nginx');
+const { useNginx, useRedisNginxes, startNginxes, stopNginxes, nginxCheck } = require('./lib/nginx');
 const { startRedis } = require('./lib/redis');
 const { waitUntil } = require('./lib/util');
 const C = require('./lib/clients');
@@ -267,33 +267,18 @@ describe('pubsub_group_location configuration', () => {
 });
 
 describe('pubsub_group_location (Redis, two nginx on one redis-server)', () => {
-    let redis;
-    let ngxs;
-
-    before(async () => {
-        redis = await startRedis();
-        ngxs = await startNginxes(2, { conf: `
+    const env = useRedisNginxes(2, { conf: `
 upstream redis_up {
-    pubsub_redis_server ${redis.url};
+    pubsub_redis_server %%REDIS_URL%%;
 }
 server {
     listen 127.0.0.1:%%PORT%%;
     pubsub_redis_pass redis_up;
 ${locations.replace('%%ACCOUNT%%', 'pubsub_group_max_channels 0;')}
 }`, workers: 2 });
-    });
-
-    after(async () => {
-        if (ngxs) {
-            await stopNginxes(ngxs);
-        }
-        if (redis) {
-            await redis.stop();
-        }
-    });
 
     it('counts across instances, from either', async () => {
-        const [a, b] = ngxs;
+        const [a, b] = env.ngxs;
         const g = group('r');
         const subs = [];
         for (const [n, c] of [[a, 'c0'], [b, 'c0'], [b, 'c1']]) {
@@ -326,7 +311,7 @@ ${locations.replace('%%ACCOUNT%%', 'pubsub_group_max_channels 0;')}
     });
 
     it('limits stored on one instance apply on the other; variables per tenant', async () => {
-        const [a, b] = ngxs;
+        const [a, b] = env.ngxs;
         const g = group('rs');
         const set = await info(a, g, { method: 'POST', query: '?max_channels=2' });
         assert.equal(set.limits.channels, 2);

@@ -5,9 +5,9 @@
 // Redis Cluster.
 
 const assert = require('node:assert/strict');
-const { describe, it, before, after } = require('node:test');
-const { startNginxes, stopNginxes } = require('./lib/nginx');
-const { startRedis, startRedisCluster } = require('./lib/redis');
+const { describe, it } = require('node:test');
+const { startNginxes, stopNginxes, useRedisNginxes } = require('./lib/nginx');
+const { startRedisCluster } = require('./lib/redis');
 const { sleep } = require('./lib/util');
 const C = require('./lib/clients');
 
@@ -94,25 +94,10 @@ function get(ngx, path) {
 }
 
 describe('redis group limits', () => {
-    let redis;
-    let ngxs;
-
-    before(async () => {
-        redis = await startRedis();
-        ngxs = await instances([redis.url], 2);
-    });
-
-    after(async () => {
-        if (ngxs) {
-            await stopAll(ngxs);
-        }
-        if (redis) {
-            await redis.stop();
-        }
-    });
+    const env = useRedisNginxes(2, { conf: confFor(['%%REDIS_URL%%']), workers: 2 });
 
     it('counts channels across instances; a deleted channel frees its slot', async () => {
-        const [a, b] = ngxs;
+        const [a, b] = env.ngxs;
         assert.equal((await pub(a, '/gc/a')).status, 202);
         assert.equal((await pub(b, '/gc/b')).status, 202);
         assert.equal((await pub(a, '/gc/c')).status, 202);
@@ -147,22 +132,22 @@ describe('redis group limits', () => {
         assert.equal(del2.status, 200, del2.text);
         assert.equal((await pub(a, '/gc/d')).status, 202);
         assert.equal((await pub(b, '/gc/f')).status, 403);
-        assert.equal(await redis.command('ZCARD', '{group:gc}:channels'), 3);
+        assert.equal(await env.redis.command('ZCARD', '{group:gc}:channels'), 3);
     });
 
     it('never exceeds the channel limit with concurrent creations', async () => {
-        const [a, b] = ngxs;
+        const [a, b] = env.ngxs;
         const all = await Promise.all(Array.from({ length: 24 },
             (_, i) => pub(i % 2 ? a : b, `/gk/k${i}`)));
         const ok = all.filter((r) => r.status === 202).length;
         const no = all.filter((r) => r.status === 403 && CHANNELS.test(r.text)).length;
         assert.equal(ok, 5);
         assert.equal(no, 19);
-        assert.equal(await redis.command('ZCARD', '{group:gk}:channels'), 5);
+        assert.equal(await env.redis.command('ZCARD', '{group:gk}:channels'), 5);
     });
 
     it('counts subscribers across instances', async () => {
-        const [a, b] = ngxs;
+        const [a, b] = env.ngxs;
         const held = [];
         held.push(await sse(a, '/gs/x'));
         held.push(await sse(b, '/gs/y'));
@@ -207,7 +192,7 @@ describe('redis group limits', () => {
     });
 
     it('counts the messages memory across instances', async () => {
-        const [a, b] = ngxs;
+        const [a, b] = env.ngxs;
         const big = 'x'.repeat(3000);
         let r;
         let n = 0;
@@ -233,7 +218,7 @@ describe('redis group limits', () => {
     });
 
     it('frees the memory of expired messages', async () => {
-        const [a, b] = ngxs;
+        const [a, b] = env.ngxs;
         const big = 'x'.repeat(3000);
         assert.equal((await pub(a, '/gx/e1', big)).status, 202);
         assert.equal((await pub(b, '/gx/e2', big)).status, 202);
@@ -247,12 +232,12 @@ describe('redis group limits', () => {
     });
 
     it('costs nothing in Redis for a location without limits', async () => {
-        const [a] = ngxs;
+        const [a] = env.ngxs;
         assert.equal((await pub(a, '/free/plain/p1')).status, 202);
         const s = await sse(a, '/free/plain/p1');
         assert.equal(s.status, 200);
         s.s.close();
-        const keys = await redis.command('KEYS', '{group:plain}*');
+        const keys = await env.redis.command('KEYS', '{group:plain}*');
         assert.deepEqual(keys, []);
     });
 });

@@ -6,8 +6,7 @@
 
 const assert = require('node:assert/strict');
 const { describe, it, before, after } = require('node:test');
-const { useNginx, startNginxes, stopNginxes } = require('./lib/nginx');
-const { startRedis } = require('./lib/redis');
+const { useNginx, useRedisNginxes } = require('./lib/nginx');
 const { waitUntil } = require('./lib/util');
 const C = require('./lib/clients');
 
@@ -168,33 +167,18 @@ ${locations}
 });
 
 describe('pubsub_subscriber_info (Redis, two nginx)', () => {
-    let redis;
-    let ngxs;
-
-    before(async () => {
-        redis = await startRedis();
-        ngxs = await startNginxes(2, { conf: `
+    const env = useRedisNginxes(2, { conf: `
 upstream redis_up {
-    pubsub_redis_server ${redis.url};
+    pubsub_redis_server %%REDIS_URL%%;
 }
 server {
     listen 127.0.0.1:%%PORT%% reuseport;
     pubsub_redis_pass redis_up;
 ${locations}
 }`, workers: 2 });
-    });
-
-    after(async () => {
-        if (ngxs) {
-            await stopNginxes(ngxs);
-        }
-        if (redis) {
-            await redis.stop();
-        }
-    });
 
     it('subscribers of every instance report to either', async () => {
-        const [a, b] = ngxs;
+        const [a, b] = env.ngxs;
         const ch = chan();
         const sa = await sseOnEveryWorker(a.port, ch);
         const wb = await C.wsConnect(`ws://127.0.0.1:${b.port}/sub/${ch}?name=wsb`,

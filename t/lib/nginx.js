@@ -550,7 +550,31 @@ async function stopNginxes(ngxs, { allow = [], clean = true } = {}) {
     }
 }
 
+// For describe() suites: before() starts a redis-server and `n` nginx
+// instances sharing it (their conf names it %%REDIS_URL%%); after() stops
+// the instances, checks their error.log, and stops the server.
+//   describe('x', () => { const env = useRedisNginxes(2, {conf}); ...env.ngxs... })
+function useRedisNginxes(n, opts) {
+    const { before, after } = require('node:test');
+    const { startRedis } = require('./redis');
+    const env = { redis: null, ngxs: null };
+    before(async () => {
+        env.redis = await startRedis();
+        env.ngxs = await startNginxes(n, { ...opts, redis: env.redis });
+    });
+    after(async () => {
+        if (env.ngxs) {
+            await stopNginxes(env.ngxs, { allow: opts.allow || [] });
+        }
+        if (env.redis) {
+            await env.redis.stop();
+        }
+    });
+    return env;
+}
+
 module.exports = {
     startNginx, startNginxes, stopNginxes, nginxCheck, withNginx, nginxTest, useNginx,
+    useRedisNginxes,
     NGINX_BIN, MODULE_PATH, REPO, childrenOf, Nginx, makePrefix,
 };
