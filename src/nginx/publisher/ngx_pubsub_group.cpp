@@ -312,13 +312,84 @@ ngx_pubsub_group_cb(ngx_pubsub_group_op_t *op)
 }
 
 
+/* r's group ("default" when empty); NGX_DECLINED for an invalid one */
+static ngx_int_t
+ngx_pubsub_group_name(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
+    ngx_str_t *group)
+{
+    group->len = 0;
+    group->data = NULL;
+
+    if (plcf->channel_group != NULL
+        && ngx_http_complex_value(r, plcf->channel_group, group) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (group->len == 0) {
+        ngx_str_set(group, "default");
+    }
+
+    if (pubsub::checkChannelGroup(ngx_pubsub_sv(*group))
+        != pubsub::ChannelIdError::kNone
+        || group->len > plcf->max_channel_id_length)
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the store's operation for `method` on the group; its answer is r's */
+static ngx_int_t
+ngx_pubsub_group_start(ngx_http_request_t *r, pubsub::Store *store,
+    ngx_uint_t method, std::string_view name,
+    const pubsub::GroupLimitsUpdate &up)
+{
+    ngx_pool_cleanup_t     *cln;
+    ngx_pubsub_group_op_t  *op;
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_pubsub_group_op_t));
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    op = new (cln->data) ngx_pubsub_group_op_t();
+    cln->handler = [](void *data) {
+        static_cast<ngx_pubsub_group_op_t *>(data)->~ngx_pubsub_group_op_t();
+    };
+    op->r = r;
+
+    /* the request stays until the answer (Redis: from the event loop) */
+    r->main->count++;
+
+    if (method == NGX_PUBSUB_GROUP_GET) {
+        store->groupInfo(name, ngx_pubsub_group_cb(op));
+
+    } else if (method == NGX_PUBSUB_GROUP_SET) {
+        store->setGroupLimits(name, up, ngx_pubsub_group_cb(op));
+
+    } else {
+        store->removeGroup(name, ngx_pubsub_group_cb(op));
+    }
+
+    if (op->done) {
+        r->main->count--;
+        return op->rc;
+    }
+
+    op->async = 1;
+
+    return NGX_DONE;
+}
+
+
 ngx_int_t
 ngx_pubsub_group_handler(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
 {
     ngx_str_t                  group;
     ngx_uint_t                 method;
-    ngx_pool_cleanup_t        *cln;
-    ngx_pubsub_group_op_t     *op;
     pubsub::Store             *store;
     pubsub::GroupLimitsUpdate  up;
     const char                *err = NULL;
@@ -351,25 +422,14 @@ ngx_pubsub_group_handler(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
                    "This method is not enabled at this group location.\n");
     }
 
-    group.len = 0;
-    group.data = NULL;
-
-    if (plcf->channel_group != NULL
-        && ngx_http_complex_value(r, plcf->channel_group, &group) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (group.len == 0) {
-        ngx_str_set(&group, "default");
-    }
-
-    if (pubsub::checkChannelGroup(ngx_pubsub_sv(group))
-        != pubsub::ChannelIdError::kNone
-        || group.len > plcf->max_channel_id_length)
-    {
+    switch (ngx_pubsub_group_name(r, plcf, &group)) {
+    case NGX_OK:
+        break;
+    case NGX_DECLINED:
         return ngx_pubsub_respond_text(r, NGX_HTTP_FORBIDDEN, "text/plain",
                                        "Invalid channel group.\n");
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (method == NGX_PUBSUB_GROUP_SET) {
@@ -389,38 +449,5 @@ ngx_pubsub_group_handler(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_pubsub_group_op_t));
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    op = new (cln->data) ngx_pubsub_group_op_t();
-    cln->handler = [](void *data) {
-        static_cast<ngx_pubsub_group_op_t *>(data)->~ngx_pubsub_group_op_t();
-    };
-    op->r = r;
-
-    /* the request stays until the answer (Redis: from the event loop) */
-    r->main->count++;
-
-    std::string_view  name = ngx_pubsub_sv(group);
-
-    if (method == NGX_PUBSUB_GROUP_GET) {
-        store->groupInfo(name, ngx_pubsub_group_cb(op));
-
-    } else if (method == NGX_PUBSUB_GROUP_SET) {
-        store->setGroupLimits(name, up, ngx_pubsub_group_cb(op));
-
-    } else {
-        store->removeGroup(name, ngx_pubsub_group_cb(op));
-    }
-
-    if (op->done) {
-        r->main->count--;
-        return op->rc;
-    }
-
-    op->async = 1;
-
-    return NGX_DONE;
+    return ngx_pubsub_group_start(r, store, method, ngx_pubsub_sv(group), up);
 }
