@@ -271,6 +271,93 @@ ngx_pubsub_hookq_serialize(ngx_uint_t kind, uint32_t server,
 
 
 /*
+ * The payload into call and q (*kind, *server: the hook and the position
+ * of its server); NGX_DECLINED for a payload that does not read (another
+ * version), NGX_ERROR out of memory.
+ */
+static ngx_int_t
+ngx_pubsub_hookq_read(const std::string &payload, ngx_pubsub_hook_call_t *call,
+    ngx_pubsub_hook_req_t *q, uint32_t *kind, uint32_t *server)
+{
+    ngx_pubsub_hookq_reader_t  r(payload, call->pool);
+    ngx_str_t                  sa, lsa;
+    uint32_t                   version, method, httpv, n, i;
+
+    if (!r.u32(&version) || version != NGX_PUBSUB_HOOKQ_VERSION
+        || !r.u32(kind) || *kind >= NGX_PUBSUB_HOOK_KINDS || !r.u32(server)
+        || !r.u32(&method) || !r.u32(&httpv))
+    {
+        return NGX_DECLINED;
+    }
+
+    for (ngx_str_t *s : { &q->uri, &q->args, &q->method_name,
+                          &q->orig_uri, &q->orig_args, &q->unparsed_uri,
+                          &q->request_line, &q->server, &q->addr_text,
+                          &q->sub_type, &q->pub_type, &q->msg_id,
+                          &q->prev_id, &q->presence_id, &call->body,
+                          &call->ct })
+    {
+        if (!r.str(s)) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (!r.str(&sa) || !r.str(&lsa) || !r.u32(&n)) {
+        return NGX_DECLINED;
+    }
+
+    q->method = method;
+    q->http_version = httpv;
+    q->sockaddr = sa.len ? reinterpret_cast<struct sockaddr *>(sa.data)
+                         : NULL;
+    q->socklen = sa.len;
+    q->local_sockaddr = lsa.len
+                        ? reinterpret_cast<struct sockaddr *>(lsa.data)
+                        : NULL;
+    q->local_socklen = lsa.len;
+
+    if (n > 1024) {
+        return NGX_DECLINED;
+    }
+
+    q->headers = static_cast<ngx_table_elt_t *>(
+        ngx_pcalloc(call->pool, sizeof(ngx_table_elt_t) * (n + 1)));
+    if (q->headers == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (!r.str(&q->headers[i].key) || !r.str(&q->headers[i].value)) {
+            return NGX_DECLINED;
+        }
+        q->headers[i].hash = 1;
+    }
+
+    q->nheaders = n;
+
+    if (!r.u32(&n) || n > 1024) {
+        return NGX_DECLINED;
+    }
+
+    q->ids = static_cast<ngx_str_t *>(
+        ngx_pcalloc(call->pool, sizeof(ngx_str_t) * (n + 1)));
+    if (q->ids == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (!r.str(&q->ids[i])) {
+            return NGX_DECLINED;
+        }
+    }
+
+    q->nids = n;
+
+    return NGX_OK;
+}
+
+
+/*
  * A call from a payload; NULL when it cannot be sent now (out of memory)
  * or ever (*gone: a payload of another version, a server no longer there;
  * logged).
@@ -284,8 +371,7 @@ ngx_pubsub_hookq_call(const std::string &payload, ngx_log_t *log,
     ngx_http_core_main_conf_t   *cmcf;
     ngx_http_core_srv_conf_t   **cscfp;
     ngx_http_conf_ctx_t         *ctx;
-    ngx_str_t                    sa, lsa;
-    uint32_t                     version, kind, server, method, httpv, n, i;
+    uint32_t                     kind, server;
 
     kind = NGX_PUBSUB_HOOK_UNSUBSCRIBE;
     if (payload.size() >= 8) {
@@ -304,78 +390,13 @@ ngx_pubsub_hookq_call(const std::string &payload, ngx_log_t *log,
         goto failed;
     }
 
-    {
-        ngx_pubsub_hookq_reader_t  r(payload, call->pool);
-
-        if (!r.u32(&version) || version != NGX_PUBSUB_HOOKQ_VERSION
-            || !r.u32(&kind) || kind >= NGX_PUBSUB_HOOK_KINDS || !r.u32(&server)
-            || !r.u32(&method) || !r.u32(&httpv))
-        {
-            goto bad;
-        }
-
-        for (ngx_str_t *s : { &q->uri, &q->args, &q->method_name,
-                              &q->orig_uri, &q->orig_args, &q->unparsed_uri,
-                              &q->request_line, &q->server, &q->addr_text,
-                              &q->sub_type, &q->pub_type, &q->msg_id,
-                              &q->prev_id, &q->presence_id, &call->body,
-                              &call->ct })
-        {
-            if (!r.str(s)) {
-                goto bad;
-            }
-        }
-
-        if (!r.str(&sa) || !r.str(&lsa) || !r.u32(&n)) {
-            goto bad;
-        }
-
-        q->method = method;
-        q->http_version = httpv;
-        q->sockaddr = sa.len ? reinterpret_cast<struct sockaddr *>(sa.data)
-                             : NULL;
-        q->socklen = sa.len;
-        q->local_sockaddr = lsa.len
-                            ? reinterpret_cast<struct sockaddr *>(lsa.data)
-                            : NULL;
-        q->local_socklen = lsa.len;
-
-        if (n > 1024) {
-            goto bad;
-        }
-
-        q->headers = static_cast<ngx_table_elt_t *>(
-            ngx_pcalloc(call->pool, sizeof(ngx_table_elt_t) * (n + 1)));
-        if (q->headers == NULL) {
-            goto failed;
-        }
-
-        for (i = 0; i < n; i++) {
-            if (!r.str(&q->headers[i].key) || !r.str(&q->headers[i].value)) {
-                goto bad;
-            }
-            q->headers[i].hash = 1;
-        }
-
-        q->nheaders = n;
-
-        if (!r.u32(&n) || n > 1024) {
-            goto bad;
-        }
-
-        q->ids = static_cast<ngx_str_t *>(
-            ngx_pcalloc(call->pool, sizeof(ngx_str_t) * (n + 1)));
-        if (q->ids == NULL) {
-            goto failed;
-        }
-
-        for (i = 0; i < n; i++) {
-            if (!r.str(&q->ids[i])) {
-                goto bad;
-            }
-        }
-
-        q->nids = n;
+    switch (ngx_pubsub_hookq_read(payload, call, q, &kind, &server)) {
+    case NGX_OK:
+        break;
+    case NGX_DECLINED:
+        goto bad;
+    default:
+        goto failed;
     }
 
     /* the server at the same position in this configuration */
