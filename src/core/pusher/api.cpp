@@ -54,6 +54,42 @@ ApiError checkChannel(const std::string& name) {
     return ApiError();
 }
 
+// The event's "channel" or "channels" (exactly one of them) into `out`.
+ApiError channelsFrom(const json::Value& v, std::vector<std::string>& out) {
+    const json::Value* channel = v.find("channel");
+    const json::Value* channels = v.find("channels");
+    if ((channel != nullptr) == (channels != nullptr)) {
+        return error(400, "give exactly one of \"channel\" and \"channels\"");
+    }
+    out.clear();
+    if (channel != nullptr) {
+        if (!channel->isString()) {
+            return error(400, "\"channel\" must be a string");
+        }
+        out.push_back(channel->asString());
+    } else {
+        if (!channels->isArray() || channels->items().empty()) {
+            return error(400, "\"channels\" must be a non-empty array of strings");
+        }
+        if (channels->items().size() > kMaxEventChannels) {
+            return error(400, "too many channels: an event goes to at most 100");
+        }
+        for (const json::Value& c : channels->items()) {
+            if (!c.isString()) {
+                return error(400, "\"channels\" must be a non-empty array of strings");
+            }
+            out.push_back(c.asString());
+        }
+    }
+    for (const std::string& c : out) {
+        ApiError e = checkChannel(c);
+        if (e) {
+            return e;
+        }
+    }
+    return ApiError();
+}
+
 // One event object (of /events, or an element of a batch).
 ApiError eventFrom(const json::Value& v, ApiEvent& out) {
     if (!v.isObject()) {
@@ -85,36 +121,9 @@ ApiError eventFrom(const json::Value& v, ApiEvent& out) {
     }
     out.data = data->asString();
 
-    const json::Value* channel = v.find("channel");
-    const json::Value* channels = v.find("channels");
-    if ((channel != nullptr) == (channels != nullptr)) {
-        return error(400, "give exactly one of \"channel\" and \"channels\"");
-    }
-    out.channels.clear();
-    if (channel != nullptr) {
-        if (!channel->isString()) {
-            return error(400, "\"channel\" must be a string");
-        }
-        out.channels.push_back(channel->asString());
-    } else {
-        if (!channels->isArray() || channels->items().empty()) {
-            return error(400, "\"channels\" must be a non-empty array of strings");
-        }
-        if (channels->items().size() > kMaxEventChannels) {
-            return error(400, "too many channels: an event goes to at most 100");
-        }
-        for (const json::Value& c : channels->items()) {
-            if (!c.isString()) {
-                return error(400, "\"channels\" must be a non-empty array of strings");
-            }
-            out.channels.push_back(c.asString());
-        }
-    }
-    for (const std::string& c : out.channels) {
-        ApiError e = checkChannel(c);
-        if (e) {
-            return e;
-        }
+    ApiError e = channelsFrom(v, out.channels);
+    if (e) {
+        return e;
     }
 
     out.socketId.clear();
