@@ -193,6 +193,10 @@ ngx_pubsub_channels_t *ngx_pubsub_channels(ngx_http_request_t *r,
 ngx_int_t ngx_pubsub_channels_eval(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, ngx_uint_t publisher,
     ngx_pubsub_channels_t *ch, const char **err);
+/* the location's channel group ("default" when none): NGX_OK, NGX_DECLINED
+ * (*err: why), NGX_ERROR */
+ngx_int_t ngx_pubsub_channels_group(ngx_http_request_t *r,
+    ngx_pubsub_loc_conf_t *plcf, ngx_str_t *group, const char **err);
 ngx_int_t ngx_pubsub_respond_text(ngx_http_request_t *r, ngx_uint_t status,
     std::string_view content_type, std::string_view body);
 ngx_int_t ngx_pubsub_set_header(ngx_http_request_t *r, std::string_view name,

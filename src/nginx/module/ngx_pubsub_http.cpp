@@ -408,7 +408,7 @@ ngx_pubsub_cors(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
 
 
 /* the location's channel group ("default" when none): NGX_DECLINED, *err */
-static ngx_int_t
+ngx_int_t
 ngx_pubsub_channels_group(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
     ngx_str_t *group, const char **err)
 {

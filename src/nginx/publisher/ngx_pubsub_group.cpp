@@ -312,35 +312,6 @@ ngx_pubsub_group_cb(ngx_pubsub_group_op_t *op)
 }
 
 
-/* r's group ("default" when empty); NGX_DECLINED for an invalid one */
-static ngx_int_t
-ngx_pubsub_group_name(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf,
-    ngx_str_t *group)
-{
-    group->len = 0;
-    group->data = NULL;
-
-    if (plcf->channel_group != NULL
-        && ngx_http_complex_value(r, plcf->channel_group, group) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (group->len == 0) {
-        ngx_str_set(group, "default");
-    }
-
-    if (pubsub::checkChannelGroup(ngx_pubsub_sv(*group))
-        != pubsub::ChannelIdError::kNone
-        || group->len > plcf->max_channel_id_length)
-    {
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
-}
-
-
 /* the store's operation for `method` on the group; its answer is r's */
 static ngx_int_t
 ngx_pubsub_group_start(ngx_http_request_t *r, pubsub::Store *store,
@@ -388,6 +359,7 @@ ngx_pubsub_group_start(ngx_http_request_t *r, pubsub::Store *store,
 ngx_int_t
 ngx_pubsub_group_handler(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
 {
+    ngx_int_t                  rc;
     ngx_str_t                  group;
     ngx_uint_t                 method;
     pubsub::Store             *store;
@@ -422,14 +394,14 @@ ngx_pubsub_group_handler(ngx_http_request_t *r, ngx_pubsub_loc_conf_t *plcf)
                    "This method is not enabled at this group location.\n");
     }
 
-    switch (ngx_pubsub_group_name(r, plcf, &group)) {
-    case NGX_OK:
-        break;
-    case NGX_DECLINED:
+    rc = ngx_pubsub_channels_group(r, plcf, &group, &err);
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED || group.len > plcf->max_channel_id_length) {
         return ngx_pubsub_respond_text(r, NGX_HTTP_FORBIDDEN, "text/plain",
                                        "Invalid channel group.\n");
-    default:
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (method == NGX_PUBSUB_GROUP_SET) {
