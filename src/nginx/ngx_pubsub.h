@@ -292,6 +292,19 @@ typedef struct {
 
 #define ngx_pubsub_nelts(a)  (sizeof(a) / sizeof((a)[0]))
 
+/*
+ * ngx_pubsub_directives.cpp: NGX_CONF_ERROR (logged: "it has no `lacks`")
+ * when one of the directives, written in a pubsub_presence_api location,
+ * is set there
+ */
+typedef struct {
+    const char  *name;
+    ngx_uint_t   set;
+} ngx_pubsub_conf_used_t;
+
+char *ngx_pubsub_conf_not_in_presence_api(ngx_conf_t *cf,
+    const ngx_pubsub_conf_used_t *d, ngx_uint_t n, const char *lacks);
+
 ngx_int_t ngx_pubsub_conf_keyword(ngx_str_t arg,
     const ngx_pubsub_keyword_t *words, ngx_uint_t n, ngx_int_t *value);
 

@@ -520,10 +520,7 @@ ngx_pubsub_hooks_presence_api_check(ngx_conf_t *cf,
         return NGX_CONF_OK;
     }
 
-    const struct {
-        const char  *name;
-        ngx_uint_t   set;
-    } hooks[] = {
+    const ngx_pubsub_conf_used_t  hooks[] = {
         { "pubsub_subscribe_request",
           ngx_pubsub_hook_active(conf->subscribe) },
         { "pubsub_unsubscribe_request",
@@ -536,17 +533,8 @@ ngx_pubsub_hooks_presence_api_check(ngx_conf_t *cf,
           conf->poll_grace != NGX_CONF_UNSET_MSEC },
     };
 
-    for (const auto &h : hooks) {
-        if (h.set) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"%s\" cannot apply in a "
-                               "pubsub_presence_api location (it has no "
-                               "subscribers or publishers)", h.name);
-            return static_cast<char *>(NGX_CONF_ERROR);
-        }
-    }
-
-    return NGX_CONF_OK;
+    return ngx_pubsub_conf_not_in_presence_api(cf, hooks,
+               ngx_pubsub_nelts(hooks), "subscribers or publishers");
 }
 
 

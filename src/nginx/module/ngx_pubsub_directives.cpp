@@ -121,6 +121,23 @@ ngx_pubsub_conf_keyword(ngx_str_t arg, const ngx_pubsub_keyword_t *words,
 }
 
 
+char *
+ngx_pubsub_conf_not_in_presence_api(ngx_conf_t *cf,
+    const ngx_pubsub_conf_used_t *d, ngx_uint_t n, const char *lacks)
+{
+    for (ngx_uint_t i = 0; i < n; i++) {
+        if (d[i].set) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"%s\" cannot apply in a pubsub_presence_api "
+                               "location (it has no %s)", d[i].name, lacks);
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /* the words of the role directives: what each adds to a publisher role
  * (role & 1) and to a subscriber role (role & 2) */
 static const struct {

@@ -526,10 +526,7 @@ ngx_pubsub_complex_default(ngx_conf_t *cf, ngx_http_complex_value_t **cv,
 static char *
 ngx_pubsub_presence_api_check(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *conf)
 {
-    const struct {
-        const char  *name;
-        ngx_uint_t   set;
-    } d[] = {
+    const ngx_pubsub_conf_used_t  d[] = {
         { "pubsub_publisher_channel_id",
           conf->pub_channel_id != NGX_CONF_UNSET_PTR },
         { "pubsub_message_buffer_length", conf->buffer_length != NULL },
@@ -575,17 +572,8 @@ ngx_pubsub_presence_api_check(ngx_conf_t *cf, ngx_pubsub_loc_conf_t *conf)
         { "pubsub_presence_ttl", conf->presence_ttl != NGX_CONF_UNSET_MSEC },
     };
 
-    for (const auto &e : d) {
-        if (e.set) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"%s\" cannot apply in a pubsub_presence_api "
-                               "location (it has no subscribers, publishers "
-                               "or members)", e.name);
-            return static_cast<char *>(NGX_CONF_ERROR);
-        }
-    }
-
-    return NGX_CONF_OK;
+    return ngx_pubsub_conf_not_in_presence_api(cf, d, ngx_pubsub_nelts(d),
+               "subscribers, publishers or members");
 }
 
 
