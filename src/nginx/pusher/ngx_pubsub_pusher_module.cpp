@@ -332,19 +332,168 @@ ngx_pubsub_pusher_app_clash(ngx_array_t *apps, ngx_pubsub_pusher_app_t *app)
 }
 
 
+/* one parameter of pubsub_pusher_app into *app */
+static char *
+ngx_pubsub_pusher_app_param(ngx_conf_t *cf, ngx_pubsub_pusher_app_t *app,
+    ngx_str_t *p)
+{
+    ngx_int_t  n;
+    ngx_str_t  v;
+
+    if (ngx_strncmp(p->data, "id=", 3) == 0) {
+        app->id.data = p->data + 3;
+        app->id.len = p->len - 3;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(p->data, "key=", 4) == 0) {
+        app->key.data = p->data + 4;
+        app->key.len = p->len - 4;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(p->data, "secret=", 7) == 0) {
+        app->secret.data = p->data + 7;
+        app->secret.len = p->len - 7;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(p->data, "max_presence_members=", 21) == 0) {
+        n = ngx_atoi(p->data + 21, p->len - 21);
+        if (n < 1 || n > 100000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "pubsub_pusher_app: invalid "
+                               "\"%V\" (1 to 100000)", p);
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+        app->max_presence_members = static_cast<ngx_uint_t>(n);
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(p->data, "max_client_events=", 18) == 0) {
+        v.data = p->data + 18;
+        v.len = p->len - 18;
+        if (v.len > 2 && ngx_strncmp(v.data + v.len - 2, "/s", 2) == 0) {
+            v.len -= 2;
+        }
+        n = ngx_atoi(v.data, v.len);
+        if (n < 0 || n > 1000000) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "pubsub_pusher_app: invalid \"%V\" "
+                               "(N/s, 0 refuses client events)", p);
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+        app->max_client_events = static_cast<ngx_uint_t>(n);
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strncmp(p->data, "subscription_count=", 19) == 0) {
+        v.data = p->data + 19;
+        v.len = p->len - 19;
+
+        if (v.len == 2 && ngx_strncmp(v.data, "on", 2) == 0) {
+            app->subscription_count = 1;
+
+        } else if (v.len == 3 && ngx_strncmp(v.data, "off", 3) == 0) {
+            app->subscription_count = 0;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "pubsub_pusher_app: invalid \"%V\" "
+                               "(on or off)", p);
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "pubsub_pusher_app: unknown parameter \"%V\"", p);
+    return static_cast<char *>(NGX_CONF_ERROR);
+}
+
+
+/*
+ * Adds app to the apps of http{} (a directive there) or of the server;
+ * an id or key that the same apps or http{}'s use is an error.
+ */
+static char *
+ngx_pubsub_pusher_app_add(ngx_conf_t *cf, void *conf,
+    ngx_pubsub_pusher_app_t *app)
+{
+    ngx_str_t                      *v_id;
+    ngx_array_t                   **apps;
+    ngx_pubsub_pusher_app_t        *slot;
+    ngx_pubsub_pusher_main_conf_t  *ppmcf;
+    ngx_pubsub_pusher_srv_conf_t   *ppscf;
+
+    ppmcf = static_cast<ngx_pubsub_pusher_main_conf_t *>(
+                ngx_http_conf_get_module_main_conf(cf,
+                                                   ngx_pubsub_pusher_module));
+
+    if (cf->cmd_type == NGX_HTTP_MAIN_CONF) {
+        apps = &ppmcf->apps;
+
+    } else {
+        ppscf = static_cast<ngx_pubsub_pusher_srv_conf_t *>(conf);
+        apps = &ppscf->apps;
+    }
+
+    if (ngx_pubsub_pusher_app_clash(ppmcf->apps, app)
+        || (apps != &ppmcf->apps && ngx_pubsub_pusher_app_clash(*apps, app)))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_pusher_app: id \"%V\" or key \"%V\" "
+                           "is already used", &app->id, &app->key);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    if (*apps == NULL) {
+        *apps = ngx_array_create(cf->pool, 2,
+                                 sizeof(ngx_pubsub_pusher_app_t));
+        if (*apps == NULL) {
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+    }
+
+    slot = static_cast<ngx_pubsub_pusher_app_t *>(ngx_array_push(*apps));
+    if (slot == NULL) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    *slot = *app;
+
+    /* pusherfeat: the stores' count hook finds counting apps by id */
+    if (app->subscription_count) {
+        if (ppmcf->counting == NULL) {
+            ppmcf->counting = ngx_array_create(cf->pool, 2,
+                                               sizeof(ngx_str_t));
+            if (ppmcf->counting == NULL) {
+                return static_cast<char *>(NGX_CONF_ERROR);
+            }
+        }
+
+        v_id = static_cast<ngx_str_t *>(ngx_array_push(ppmcf->counting));
+        if (v_id == NULL) {
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+
+        *v_id = app->id;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /* pubsub_pusher_app id=ID key=KEY secret=SECRET [max_presence_members=N]
  *                   [max_client_events=N/s] [subscription_count=on|off] */
 static char *
 ngx_pubsub_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    char                           *rv;
-    ngx_int_t                       n;
-    ngx_str_t                      *value, v, *v_id;
-    ngx_uint_t                      i;
-    ngx_array_t                   **apps;
-    ngx_pubsub_pusher_app_t         app, *slot;
-    ngx_pubsub_pusher_main_conf_t  *ppmcf;
-    ngx_pubsub_pusher_srv_conf_t   *ppscf;
+    char                     *rv;
+    ngx_str_t                *value;
+    ngx_uint_t                i;
+    ngx_pubsub_pusher_app_t   app;
 
     ngx_memzero(&app, sizeof(app));
     app.max_presence_members = NGX_PUBSUB_PUSHER_MAX_PRESENCE_MEMBERS;
@@ -353,79 +502,10 @@ ngx_pubsub_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = static_cast<ngx_str_t *>(cf->args->elts);
 
     for (i = 1; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "id=", 3) == 0) {
-            app.id.data = value[i].data + 3;
-            app.id.len = value[i].len - 3;
-            continue;
+        rv = ngx_pubsub_pusher_app_param(cf, &app, &value[i]);
+        if (rv != NGX_CONF_OK) {
+            return rv;
         }
-
-        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
-            app.key.data = value[i].data + 4;
-            app.key.len = value[i].len - 4;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "secret=", 7) == 0) {
-            app.secret.data = value[i].data + 7;
-            app.secret.len = value[i].len - 7;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "max_presence_members=", 21) == 0) {
-            n = ngx_atoi(value[i].data + 21, value[i].len - 21);
-            if (n < 1 || n > 100000) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "pubsub_pusher_app: invalid "
-                                   "\"%V\" (1 to 100000)", &value[i]);
-                return static_cast<char *>(NGX_CONF_ERROR);
-            }
-            app.max_presence_members = static_cast<ngx_uint_t>(n);
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "max_client_events=", 18) == 0) {
-            v.data = value[i].data + 18;
-            v.len = value[i].len - 18;
-            if (v.len > 2 && ngx_strncmp(v.data + v.len - 2, "/s", 2) == 0) {
-                v.len -= 2;
-            }
-            n = ngx_atoi(v.data, v.len);
-            if (n < 0 || n > 1000000) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "pubsub_pusher_app: invalid \"%V\" "
-                                   "(N/s, 0 refuses client events)",
-                                   &value[i]);
-                return static_cast<char *>(NGX_CONF_ERROR);
-            }
-            app.max_client_events = static_cast<ngx_uint_t>(n);
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "subscription_count=", 19) == 0) {
-            v.data = value[i].data + 19;
-            v.len = value[i].len - 19;
-
-            if (v.len == 2 && ngx_strncmp(v.data, "on", 2) == 0) {
-                app.subscription_count = 1;
-
-            } else if (v.len == 3 && ngx_strncmp(v.data, "off", 3) == 0) {
-                app.subscription_count = 0;
-
-            } else {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "pubsub_pusher_app: invalid \"%V\" "
-                                   "(on or off)", &value[i]);
-                return static_cast<char *>(NGX_CONF_ERROR);
-            }
-
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "pubsub_pusher_app: unknown parameter \"%V\"",
-                           &value[i]);
-        return static_cast<char *>(NGX_CONF_ERROR);
     }
 
     if (!ngx_pubsub_pusher_name_ok(&app.id)
@@ -463,63 +543,9 @@ ngx_pubsub_pusher_app(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                           sizeof(NGX_PUBSUB_PUSHER_GROUP_PREFIX) - 1),
                app.id.data, app.id.len);
 
-    ppmcf = static_cast<ngx_pubsub_pusher_main_conf_t *>(
-                ngx_http_conf_get_module_main_conf(cf,
-                                                   ngx_pubsub_pusher_module));
-
-    if (cf->cmd_type == NGX_HTTP_MAIN_CONF) {
-        apps = &ppmcf->apps;
-
-    } else {
-        ppscf = static_cast<ngx_pubsub_pusher_srv_conf_t *>(conf);
-        apps = &ppscf->apps;
-    }
-
-    if (ngx_pubsub_pusher_app_clash(ppmcf->apps, &app)
-        || (apps != &ppmcf->apps && ngx_pubsub_pusher_app_clash(*apps, &app)))
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "pubsub_pusher_app: id \"%V\" or key \"%V\" "
-                           "is already used", &app.id, &app.key);
-        return static_cast<char *>(NGX_CONF_ERROR);
-    }
-
-    if (*apps == NULL) {
-        *apps = ngx_array_create(cf->pool, 2,
-                                 sizeof(ngx_pubsub_pusher_app_t));
-        if (*apps == NULL) {
-            return static_cast<char *>(NGX_CONF_ERROR);
-        }
-    }
-
-    slot = static_cast<ngx_pubsub_pusher_app_t *>(ngx_array_push(*apps));
-    if (slot == NULL) {
-        return static_cast<char *>(NGX_CONF_ERROR);
-    }
-
-    *slot = app;
-
-    /* pusherfeat: the stores' count hook finds counting apps by id */
-    if (app.subscription_count) {
-        if (ppmcf->counting == NULL) {
-            ppmcf->counting = ngx_array_create(cf->pool, 2,
-                                               sizeof(ngx_str_t));
-            if (ppmcf->counting == NULL) {
-                return static_cast<char *>(NGX_CONF_ERROR);
-            }
-        }
-
-        v_id = static_cast<ngx_str_t *>(ngx_array_push(ppmcf->counting));
-        if (v_id == NULL) {
-            return static_cast<char *>(NGX_CONF_ERROR);
-        }
-
-        *v_id = app.id;
-    }
-
     (void) cmd;
 
-    return NGX_CONF_OK;
+    return ngx_pubsub_pusher_app_add(cf, conf, &app);
 }
 
 

@@ -79,6 +79,48 @@ ngx_pubsub_pusher_wh_bit(std::string_view name)
 
 /* configuration */
 
+/* events=a,b,...: the events' bits in *events */
+static char *
+ngx_pubsub_pusher_wh_events(ngx_conf_t *cf, ngx_str_t *p, ngx_uint_t *events)
+{
+    ngx_uint_t  bit;
+
+    if (p->len <= 7 || ngx_strncmp(p->data, "events=", 7)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "pubsub_pusher_webhook: unknown parameter "
+                           "\"%V\"", p);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    *events = 0;
+
+    std::string_view list(reinterpret_cast<char *>(p->data) + 7, p->len - 7);
+
+    while (!list.empty()) {
+        size_t comma = list.find(',');
+        std::string_view one = list.substr(0, comma);
+
+        bit = ngx_pubsub_pusher_wh_bit(one);
+        if (bit == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "pubsub_pusher_webhook: unknown event "
+                               "\"%*s\" (channel_occupied, "
+                               "channel_vacated, member_added, "
+                               "member_removed, client_event, "
+                               "subscription_count, cache_miss)",
+                               one.size(), one.data());
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+
+        *events |= bit;
+        list = comma == std::string_view::npos
+               ? std::string_view() : list.substr(comma + 1);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /* pubsub_pusher_webhook URI [events=a,b,...] */
 char *
 ngx_pubsub_pusher_webhook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -88,7 +130,7 @@ ngx_pubsub_pusher_webhook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_pubsub_pusher_main_conf_t     *ppmcf;
     ngx_pubsub_pusher_webhook_conf_t  *wh, **slot;
     ngx_str_t                         *value;
-    ngx_uint_t                         i, bit;
+    ngx_uint_t                         i;
     u_char                            *q;
 
     (void) cmd;
@@ -134,37 +176,10 @@ ngx_pubsub_pusher_webhook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     wh->events = NGX_PUBSUB_PUSHER_WH_ALL;
 
     for (i = 2; i < cf->args->nelts; i++) {
-        if (value[i].len <= 7 || ngx_strncmp(value[i].data, "events=", 7)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "pubsub_pusher_webhook: unknown parameter "
-                               "\"%V\"", &value[i]);
+        if (ngx_pubsub_pusher_wh_events(cf, &value[i], &wh->events)
+            != NGX_CONF_OK)
+        {
             return static_cast<char *>(NGX_CONF_ERROR);
-        }
-
-        wh->events = 0;
-
-        std::string_view list(reinterpret_cast<char *>(value[i].data) + 7,
-                              value[i].len - 7);
-
-        while (!list.empty()) {
-            size_t comma = list.find(',');
-            std::string_view one = list.substr(0, comma);
-
-            bit = ngx_pubsub_pusher_wh_bit(one);
-            if (bit == 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "pubsub_pusher_webhook: unknown event "
-                                   "\"%*s\" (channel_occupied, "
-                                   "channel_vacated, member_added, "
-                                   "member_removed, client_event, "
-                                   "subscription_count, cache_miss)",
-                                   one.size(), one.data());
-                return static_cast<char *>(NGX_CONF_ERROR);
-            }
-
-            wh->events |= bit;
-            list = comma == std::string_view::npos
-                   ? std::string_view() : list.substr(comma + 1);
         }
     }
 
