@@ -295,6 +295,12 @@ ngx_int_t ngx_pubsub_resume_id(ngx_http_request_t *r,
     ngx_pubsub_loc_conf_t *plcf, pubsub::StartSpec *spec,
     pubsub::ParsedMsgId *full, ngx_int_t *rc);
 
+/* where each of the request's channels starts (from its resume id) */
+ngx_int_t ngx_pubsub_subscriber_specs(ngx_http_request_t *r,
+    ngx_pubsub_channels_t *ch, const pubsub::StartSpec &spec,
+    const pubsub::ParsedMsgId &full, std::vector<pubsub::StartSpec> *specs,
+    ngx_int_t *rc);
+
 /* Last-Modified + Etag of a compound (multiplexed) position */
 ngx_int_t ngx_pubsub_set_compound_headers(ngx_http_request_t *r,
     const pubsub::Multiplexer &mux, size_t active);
