@@ -236,6 +236,7 @@ private:
     void closeEntry(Entry& e);
     void updateCount();
     size_t slot();
+    void added(size_t i, uint32_t gen, const StartSpec& spec, const AddCallback& done);
     std::string* pollAt();
 
     SubscriptionHost* host_;

@@ -433,40 +433,42 @@ void Subscription::add(SubChannel ch, const StartSpec& spec, AddCallback done) {
     }
     uint32_t gen = ++adds[i];
     host_->prepare(keys, [self, i, gen, spec, done]() {
-        Subscription* s = *self;
-        if (s == nullptr) {
-            return;  // destroyed meanwhile: nobody to tell
+        if (Subscription* s = *self) {
+            s->added(i, gen, spec, done);
         }
-
-        Entry* e = s->at(i);
-
-        if (e == nullptr || s->closed_ || s->extra_->adds[i] != gen || e->subscribed) {
-            // closed, or this channel was removed before the store's answer
-            // (its slot maybe taken by another add(), which subscribes it)
-            SubscribeReply closed;
-            closed.status = StoreResult::kError;
-            closed.reason =
-                s->closed_ ? "subscription closed" : "channel left before it was subscribed";
-            done(SIZE_MAX, std::move(closed));
-            return;
-        }
-
-        SubscribeReply reply = s->storeSubscribe(*e, spec);
-
-        if (reply.status != StoreResult::kOk) {
-            s->take(i);
-            s->freeSlot(i);
-            done(SIZE_MAX, std::move(reply));
-            return;
-        }
-
-        e->subscribed = true;
-        if (s->open_) {
-            s->openEntry(*e);
-        }
-        s->updateCount();
-        done(i, std::move(reply));
+        // else destroyed meanwhile: nobody to tell
     });
+}
+
+// The store's part of add() for channel i, once the engine is ready.
+void Subscription::added(size_t i, uint32_t gen, const StartSpec& spec, const AddCallback& done) {
+    Entry* e = at(i);
+
+    if (e == nullptr || closed_ || extra_->adds[i] != gen || e->subscribed) {
+        // closed, or this channel was removed before the store's answer
+        // (its slot maybe taken by another add(), which subscribes it)
+        SubscribeReply closed;
+        closed.status = StoreResult::kError;
+        closed.reason = closed_ ? "subscription closed" : "channel left before it was subscribed";
+        done(SIZE_MAX, std::move(closed));
+        return;
+    }
+
+    SubscribeReply reply = storeSubscribe(*e, spec);
+
+    if (reply.status != StoreResult::kOk) {
+        take(i);
+        freeSlot(i);
+        done(SIZE_MAX, std::move(reply));
+        return;
+    }
+
+    e->subscribed = true;
+    if (open_) {
+        openEntry(*e);
+    }
+    updateCount();
+    done(i, std::move(reply));
 }
 
 // Takes channel i out of the set; it is closed by the caller (closeEntry)

@@ -283,6 +283,7 @@ private:
     void startFetch(const ChanPtr& c);
     void catchUpFrom(const std::string& key, const MsgId& cursor);
     void fetched(const ChanPtr& c, const redisReply* r);
+    void onPresenceLive(const std::string& key, std::string_view payload);
     // A numbered live join/leave, and the log a fetch read (redis_store_presence.cpp).
     void presenceLive(const ChanPtr& c, uint64_t seq, const PresenceEvent& ev);
     void presenceLogRead(const ChanPtr& c, const redis::Snapshot* snap);

@@ -559,18 +559,7 @@ void RedisStore::onMessage(std::string_view channel, std::string_view payload) {
     }
     if (!payload.empty() &&
         (payload[0] == 'J' || payload[0] == 'L' || payload[0] == 'j' || payload[0] == 'l')) {
-        PresenceEvent ev;
-        std::string why;
-        uint64_t seq = 0;
-        if (!redis::parsePresenceLive(payload, key, &ev, &why, &seq)) {
-            return;
-        }
-        ChanPtr c = seq != 0 ? chan(key, false) : nullptr;
-        if (c) {
-            presenceLive(c, seq, ev);
-        } else {
-            hub_.presenceEvent(key, ev);
-        }
+        onPresenceLive(key, payload);
         return;
     }
     redis::Live live;
@@ -630,6 +619,23 @@ void RedisStore::onMessage(std::string_view channel, std::string_view payload) {
     } catch (const std::bad_alloc&) {
     }
     startFetch(c);
+}
+
+// A join or leave on the channel's pubsub channel (numbered: through the
+// presence log's bookkeeping, presenceLive()).
+void RedisStore::onPresenceLive(const std::string& key, std::string_view payload) {
+    PresenceEvent ev;
+    std::string why;
+    uint64_t seq = 0;
+    if (!redis::parsePresenceLive(payload, key, &ev, &why, &seq)) {
+        return;
+    }
+    ChanPtr c = seq != 0 ? chan(key, false) : nullptr;
+    if (c) {
+        presenceLive(c, seq, ev);
+    } else {
+        hub_.presenceEvent(key, ev);
+    }
 }
 
 // The known channel of a pubsub channel name (nullptr: not one of ours).
