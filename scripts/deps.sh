@@ -14,36 +14,18 @@ if [ "${1:-}" = "--test" ]; then
     pkgs+=(libgtest-dev redis-server chromium curl clang libclang-rt-14-dev clang-format)
 fi
 
-missing=()
-for p in "${pkgs[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-        missing+=("$p")
-    fi
-done
 # Node runs the example application's backend (examples/app/server.js) and
 # the integration tests (with npm for their packages).
 if ! command -v node >/dev/null 2>&1; then
-    missing+=(nodejs)
+    pkgs+=(nodejs)
     if [ "${1:-}" = "--test" ]; then
-        missing+=(npm)
+        pkgs+=(npm)
     fi
 fi
 
-if [ "${#missing[@]}" -gt 0 ]; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "deps: missing packages: ${missing[*]} (run as root, or install them)" >&2
-        exit 1
-    fi
-    echo "deps: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # Debian's nginx package starts a system nginx on port 80; the project
-    # never uses it.
-    if [ -d /run/systemd/system ]; then
-        systemctl disable --now nginx >/dev/null 2>&1 || true
-    fi
-fi
+# shellcheck source=lib/apt.sh
+. "$ROOT/scripts/lib/apt.sh"
+apt_ensure deps "${pkgs[@]}"
 
 if [ "${1:-}" = "--test" ]; then
     cd "$ROOT"

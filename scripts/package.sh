@@ -21,25 +21,9 @@ force=0
 # (dh-sequence-nginx, nginx's sources and build flags) and the libraries.
 pkgs=(dpkg-dev debhelper nginx nginx-dev cmake g++ make libhiredis-dev libssl-dev
       zlib1g-dev)
-missing=()
-for p in "${pkgs[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-        missing+=("$p")
-    fi
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    if [ "$(id -u)" != 0 ]; then
-        echo "package: missing packages: ${missing[*]} (run as root, or install them)" >&2
-        exit 1
-    fi
-    echo "package: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    if [ -d /run/systemd/system ]; then
-        systemctl disable --now nginx >/dev/null 2>&1 || true
-    fi
-fi
+# shellcheck source=lib/apt.sh
+. "$ROOT/scripts/lib/apt.sh"
+apt_ensure package "${pkgs[@]}"
 
 # The files that make the package: those git knows (tracked or new, not
 # ignored) under these paths, or all of them outside a git checkout.
