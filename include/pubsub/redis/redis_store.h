@@ -287,6 +287,8 @@ private:
     // A numbered live join/leave, and the log a fetch read (redis_store_presence.cpp).
     void presenceLive(const ChanPtr& c, uint64_t seq, const PresenceEvent& ev);
     void presenceLogRead(const ChanPtr& c, const redis::Snapshot* snap);
+    void presenceOnce(Chan& c, uint64_t seq, const PresenceEvent& ev);
+    void presenceHeld(Chan& c);
     void presenceForget(Chan& c);
     void deliverOne(const std::string& key, const MessagePtr& m);
 

@@ -461,18 +461,10 @@ void RedisStore::presenceLive(const ChanPtr& c, uint64_t seq, const PresenceEven
         } catch (const std::bad_alloc&) {
         }
     }
-    if (!c->pqueue.empty()) {
-        // more than the log could give anyway: what is held goes first
-        c->plogWant = false;
-        presenceLogRead(c, nullptr);
-        c->plogWant = false;
-    }
-    if (c->plogKnown && seq <= c->pseen) {
-        return;
-    }
-    c->pseen = seq;
-    c->plogKnown = true;
-    hub_.presenceEvent(c->key, ev);
+    // more than the log could give anyway: what is held goes first
+    c->plogWant = false;
+    presenceHeld(*c);
+    presenceOnce(*c, seq, ev);
 }
 
 // The log a fetch read (nullptr: the read failed or the link went down),
@@ -486,21 +478,31 @@ void RedisStore::presenceLogRead(const ChanPtr& c, const redis::Snapshot* snap) 
             PresenceEvent ev;
             std::string why;
             uint64_t seq = 0;
-            if (redis::parsePresenceLive(e, c->key, &ev, &why, &seq) && seq > c->pseen) {
-                c->pseen = seq;
-                hub_.presenceEvent(c->key, ev);
+            if (redis::parsePresenceLive(e, c->key, &ev, &why, &seq)) {
+                presenceOnce(*c, seq, ev);
             }
         }
     } else {
         c->plogWant = c->plogKnown;  // with the next fetch
     }
+    presenceHeld(*c);
+}
+
+// Gives the event unless the log or a live message gave it already.
+void RedisStore::presenceOnce(Chan& c, uint64_t seq, const PresenceEvent& ev) {
+    if (c.plogKnown && seq <= c.pseen) {
+        return;
+    }
+    c.pseen = seq;
+    c.plogKnown = true;
+    hub_.presenceEvent(c.key, ev);
+}
+
+void RedisStore::presenceHeld(Chan& c) {
     std::vector<std::pair<uint64_t, PresenceEvent>> held;
-    held.swap(c->pqueue);
+    held.swap(c.pqueue);
     for (auto& [seq, ev] : held) {
-        if (seq > c->pseen) {
-            c->pseen = seq;
-            hub_.presenceEvent(c->key, ev);
-        }
+        presenceOnce(c, seq, ev);
     }
 }
 
