@@ -291,4 +291,31 @@ struct Worker {
     std::unique_ptr<pubsub::MemoryStore> store;
 };
 
+// Two workers over one zone that tell each other of changes (notify ->
+// channelChanged, synchronously here).
+class TwoWorkers : public ::testing::Test {
+protected:
+    void SetUp() override {
+        zone_ = std::make_unique<Zone>();
+        a_ = std::make_unique<Worker>(zone_.get());
+        b_ = std::make_unique<Worker>(zone_.get());
+        a_->onNotify = [this](std::string_view key, bool deleted) {
+            b_->store->channelChanged(key, deleted);
+        };
+        b_->onNotify = [this](std::string_view key, bool deleted) {
+            a_->store->channelChanged(key, deleted);
+        };
+    }
+    void TearDown() override {
+        EXPECT_FALSE(zone_->locked);
+        a_.reset();
+        b_.reset();
+        zone_.reset();
+    }
+
+    std::unique_ptr<Zone> zone_;
+    std::unique_ptr<Worker> a_;
+    std::unique_ptr<Worker> b_;
+};
+
 }  // namespace pubsub_test

@@ -27,26 +27,8 @@ using pubsub_test::Tree;
 using pubsub_test::Worker;
 using pubsub_test::Zone;
 
-class GroupMemoryTest : public ::testing::Test {
+class GroupMemoryTest : public pubsub_test::TwoWorkers {
 protected:
-    void SetUp() override {
-        zone_ = std::make_unique<Zone>();
-        a_ = std::make_unique<Worker>(zone_.get());
-        b_ = std::make_unique<Worker>(zone_.get());
-        a_->onNotify = [this](std::string_view key, bool deleted) {
-            b_->store->channelChanged(key, deleted);
-        };
-        b_->onNotify = [this](std::string_view key, bool deleted) {
-            a_->store->channelChanged(key, deleted);
-        };
-    }
-    void TearDown() override {
-        EXPECT_FALSE(zone_->locked);
-        a_.reset();
-        b_.reset();
-        zone_.reset();
-    }
-
     // every group call of the memory engine completes before returning
     static GroupInfo groupInfo(Store& s, std::string_view g) {
         GroupInfo out;
@@ -85,10 +67,6 @@ protected:
         r.limits = l;
         return r;
     }
-
-    std::unique_ptr<Zone> zone_;
-    std::unique_ptr<Worker> a_;
-    std::unique_ptr<Worker> b_;
 };
 
 TEST_F(GroupMemoryTest, CountsEveryWorkersChannelsSubscribersAndMessages) {

@@ -40,36 +40,12 @@ std::vector<MsgId> idsOf(const std::vector<pubsub::MessagePtr>& msgs) {
     return out;
 }
 
-class MemoryStoreTest : public ::testing::Test {
+class MemoryStoreTest : public pubsub_test::TwoWorkers {
 protected:
-    void SetUp() override {
-        zone_ = std::make_unique<Zone>();
-        a_ = std::make_unique<Worker>(zone_.get());
-        b_ = std::make_unique<Worker>(zone_.get());
-        // Workers talk through notify -> channelChanged (synchronously here).
-        a_->onNotify = [this](std::string_view key, bool deleted) {
-            b_->store->channelChanged(key, deleted);
-        };
-        b_->onNotify = [this](std::string_view key, bool deleted) {
-            a_->store->channelChanged(key, deleted);
-        };
-    }
-
-    void TearDown() override {
-        EXPECT_FALSE(zone_->locked);
-        a_.reset();
-        b_.reset();
-        zone_.reset();
-    }
-
     uint64_t shmSubscribers(std::string_view key) {
         pubsub::ShmChannel* ch = pubsub::ShmStore(zone_->root, zone_->alloc.shm()).find(key);
         return ch == nullptr ? 0 : ch->subscribers;
     }
-
-    std::unique_ptr<Zone> zone_;
-    std::unique_ptr<Worker> a_;
-    std::unique_ptr<Worker> b_;
 };
 
 TEST_F(MemoryStoreTest, PublishDeliversLiveToAnAttachedSubscriber) {
